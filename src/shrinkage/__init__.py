@@ -1,0 +1,23 @@
+"""shrinkage: one family of thresholding operators, applied to weights, codes and activations.
+
+Subpackages:
+
+- :mod:`shrinkage.thresholds` -- the operators (prox, penalties, activations, straight-through)
+- :mod:`shrinkage.weights` -- sparse training (ST-3 and relatives), FLOPs, squash, export
+- :mod:`shrinkage.codes` -- sparse coding and dictionary learning beyond l1, V1 analyses
+- :mod:`shrinkage.activations` -- Gaussian-process maps, edge of chaos, safe clipping
+- :mod:`shrinkage.data` -- MNIST, natural images, patches
+- :mod:`shrinkage.models` -- LeNets, small ResNet, deep MLPs and CNNs
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+__all__ = ["thresholds", "weights", "codes", "activations", "data", "models", "__version__"]
+
+
+def __getattr__(name):
+    # Subpackages load on first use so `import shrinkage` stays light.
+    if name in __all__ and name != "__version__":
+        return import_module(f"shrinkage.{name}")
+    raise AttributeError(f"module 'shrinkage' has no attribute {name!r}")

@@ -1,0 +1,87 @@
+"""Argument checks shared by every pillar: each error names the argument, the value and what is allowed."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+
+def _is_tensor_like(value) -> bool:
+    return isinstance(value, torch.Tensor | np.ndarray)
+
+
+def _finite_min(value) -> tuple[float, bool]:
+    """(minimum, has_nan) of a scalar or array-like."""
+    if isinstance(value, torch.Tensor):
+        v = value.detach()
+        if v.numel() == 0:
+            return math.inf, False
+        return float(v.min()), bool(torch.isnan(v).any())
+    if isinstance(value, np.ndarray):
+        if value.size == 0:
+            return math.inf, False
+        return float(np.min(value)), bool(np.isnan(value).any())
+    v = float(value)
+    return v, math.isnan(v)
+
+
+def check_nonnegative(name: str, value) -> None:
+    """Raise ValueError unless ``value`` (scalar or array) is >= 0 and not NaN."""
+    try:
+        lo, has_nan = _finite_min(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}") from None
+    if has_nan:
+        raise ValueError(f"{name} must be a number >= 0, got NaN ({name}={_show(value)})")
+    if lo < 0:
+        raise ValueError(f"{name} must be >= 0, got {name}={_show(value)}")
+
+
+def check_positive(name: str, value) -> None:
+    """Raise ValueError unless ``value`` (scalar or array) is > 0 and not NaN."""
+    try:
+        lo, has_nan = _finite_min(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number > 0, got {value!r}") from None
+    if has_nan or not lo > 0:
+        raise ValueError(f"{name} must be > 0, got {name}={_show(value)}")
+
+
+def check_open_unit(name: str, value, *, closed_low: bool = False) -> float:
+    """A fraction in (0, 1) (or [0, 1) with ``closed_low``); returns it as float."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}") from None
+    ok = (0.0 <= v < 1.0) if closed_low else (0.0 < v < 1.0)
+    if not ok:
+        allowed = "[0, 1)" if closed_low else "(0, 1)"
+        raise ValueError(f"{name} must be in {allowed}, got {name}={value!r}")
+    return v
+
+
+def check_int_at_least(name: str, value, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {name}={value!r}")
+    return int(value)
+
+
+def check_choice(name: str, value, allowed: Iterable[str]) -> str:
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; known: {', '.join(map(repr, allowed))}")
+    return value
+
+
+def _show(value) -> str:
+    if _is_tensor_like(value):
+        arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+        if arr.size <= 4:
+            return repr(arr.tolist())
+        return f"array of shape {tuple(arr.shape)} with min {np.nanmin(arr):g}"
+    return repr(value)

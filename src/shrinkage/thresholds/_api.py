@@ -1,0 +1,124 @@
+"""Public functions of the penalty family: ``prox``, ``penalty``, ``threshold``, ``lam_for_threshold``."""
+
+from __future__ import annotations
+
+import torch
+
+from .._checks import check_choice, check_nonnegative, check_positive
+from ._array import as_tensor, back, like
+from ._penalties import _REGISTRY, PENALTIES
+
+
+def _get(name: str):
+    check_choice("penalty name", name, PENALTIES)
+    return _REGISTRY[name]
+
+
+def _params(pen, params: dict, ref: torch.Tensor | None, step=None) -> dict:
+    unknown = set(params) - set(pen.params)
+    if unknown:
+        allowed = ", ".join(pen.params) or "none"
+        raise ValueError(
+            f"penalty {pen.name!r} got unknown parameter(s) {sorted(unknown)}; allowed: {allowed}"
+        )
+    out = {k: params.get(k, default) for k, default in pen.params.items()}
+    if pen.name == "cel0":
+        check_positive("a", out["a"])
+        if step is not None:
+            a2s = torch.as_tensor(out["a"], dtype=torch.float64) ** 2 * float(step)
+            if bool((a2s >= 1).any()):
+                raise ValueError(
+                    f"cel0 needs a**2 * step < 1, got max a**2 * step = {float(a2s.max()):g} "
+                    f"(a={out['a'] if not isinstance(out['a'], torch.Tensor) else 'tensor'}, "
+                    f"step={step}); take a smaller step"
+                )
+    if pen.name == "mcp" and step is not None and not out["gamma"] > step:
+        raise ValueError(f"mcp needs gamma > step, got gamma={out['gamma']!r}, step={step!r}")
+    if pen.name == "scad" and step is not None and not out["gamma"] > 1.0 + step:
+        raise ValueError(f"scad needs gamma > 1 + step, got gamma={out['gamma']!r}, step={step!r}")
+    if ref is not None:
+        out = {k: like(v, ref) for k, v in out.items()}
+    return out
+
+
+def _check_lam_step(lam, step):
+    check_nonnegative("lam", lam)
+    if step is not None:
+        check_positive("step", step)
+
+
+def prox(name: str, x, lam, step: float = 1.0, **params):
+    """Elementwise proximal operator of a penalty.
+
+    ``prox(x) = argmin_u 1/2 (u - x)^2 + step * G(u)`` with ``G = penalty(name, u, lam)``.
+
+    Parameters
+    ----------
+    name : one of :data:`PENALTIES`.
+    x : torch tensor (any float dtype/device; output follows it) or numpy array.
+    lam : penalty weight >= 0, scalar or broadcastable to ``x``.
+    step : step size > 0 (the gradient step of a proximal-gradient method).
+    params : ``a`` for ``cel0`` (atom norm; needs ``a**2 * step < 1``), ``gamma`` for
+        ``mcp`` (> step) and ``scad`` (> 1 + step).
+
+    >>> import torch
+    >>> prox("l1", torch.tensor([-2.0, 0.5, 3.0]), lam=1.0)
+    tensor([-1.,  0.,  2.])
+    """
+    pen = _get(name)
+    _check_lam_step(lam, step)
+    t, was_numpy = as_tensor(x)
+    p = _params(pen, params, t, step=step)
+    out = pen.prox(t, like(lam, t), float(step), **p)
+    return back(out, was_numpy)
+
+
+def penalty(name: str, x, lam, **params):
+    """Elementwise penalty value G(x) (lam included), same shape as ``x``.
+
+    >>> import numpy as np
+    >>> penalty("l0", np.array([0.0, -0.3, 2.0]), lam=0.5)
+    array([0. , 0.5, 0.5])
+    """
+    pen = _get(name)
+    _check_lam_step(lam, None)
+    t, was_numpy = as_tensor(x)
+    p = _params(pen, params, t)
+    return back(pen.value(t, like(lam, t), **p), was_numpy)
+
+
+def threshold(name: str, lam, step: float = 1.0, **params):
+    """Magnitude at or below which ``prox(name, x, lam, step)`` is exactly 0.
+
+    l1: step lam; l0: sqrt(2 step lam); l1/2: 54^(1/3)/4 (2 step lam)^(2/3);
+    l2/3: 2/3 (3 (2 step lam)^3)^(1/4); cel0: sqrt(2 lam) a step; mcp, scad: step lam.
+
+    >>> threshold("l0", 0.5)
+    1.0
+    """
+    pen = _get(name)
+    _check_lam_step(lam, step)
+    p = _params(pen, params, None, step=step)
+    return pen.threshold(lam, float(step), **p)
+
+
+def lam_for_threshold(name: str, thr, step: float = 1.0, **params):
+    """Inverse of :func:`threshold`: the lam whose prox zeroes exactly magnitudes <= ``thr``.
+
+    Used by the weights pillar to turn a target sparsity (a magnitude quantile) into lam.
+
+    >>> lam_for_threshold("l1", 0.3, step=0.5)
+    0.6
+    """
+    pen = _get(name)
+    check_nonnegative("thr", thr)
+    check_positive("step", step)
+    p = _params(pen, params, None, step=step)
+    return pen.lam_for(thr, float(step), **p)
+
+
+def describe(name: str) -> str:
+    """One line on a penalty: its formula and its parameters with their defaults."""
+    pen = _get(name)
+    extra = ", ".join(f"{k}={v}" for k, v in pen.params.items())
+    return f"{pen.name}: {pen.doc}" + (f" [{extra}]" if extra else "")

@@ -1,0 +1,206 @@
+"""The penalty family: value G(u), prox, threshold and its inverse, one definition each.
+
+Convention (``../shared/reference/operators.md``)::
+
+    prox(x) = argmin_u 1/2 (u - x)^2 + step * G(u)       (elementwise)
+
+G is the full penalty, lam included. Adding a penalty means adding one
+:class:`Penalty` to ``_REGISTRY``; every pillar picks it up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+_C_HALF = 54.0 ** (1.0 / 3.0) / 4.0  # half-threshold constant (Xu et al. 2012)
+
+
+@dataclass(frozen=True)
+class Penalty:
+    """One member of the family.
+
+    ``value(u, lam, **p)``, ``prox(x, lam, step, **p)``, ``threshold(lam, step, **p)``
+    (largest magnitude mapped to exactly 0) and ``lam_for(thr, step, **p)`` (its inverse).
+    """
+
+    name: str
+    value: Callable
+    prox: Callable
+    threshold: Callable
+    lam_for: Callable
+    params: dict = field(default_factory=dict)  # parameter name -> default
+    doc: str = ""
+
+
+def _sign(x):
+    return torch.sign(x)
+
+
+def _soft(x, t):
+    return _sign(x) * torch.clamp(x.abs() - t, min=0.0)
+
+
+# -- l1 ---------------------------------------------------------------------------------
+def _l1_value(u, lam):
+    return lam * u.abs()
+
+
+def _l1_prox(x, lam, step):
+    return _soft(x, step * lam)
+
+
+# -- l0 ---------------------------------------------------------------------------------
+def _l0_value(u, lam):
+    return lam * (u != 0).to(u.dtype)
+
+
+def _l0_prox(x, lam, step):
+    thr = (2.0 * step * lam) ** 0.5
+    # Tie |x| = sqrt(2 t): both 0 and x minimise; 0 is returned (the sparser one).
+    return torch.where(x.abs() > thr, x, torch.zeros_like(x))
+
+
+# -- l1/2 -------------------------------------------------------------------------------
+def _lhalf_value(u, lam):
+    return lam * u.abs().sqrt()
+
+
+def _lhalf_threshold(lam, step):
+    return _C_HALF * (2.0 * step * lam) ** (2.0 / 3.0)
+
+
+def _lhalf_prox(x, lam, step):
+    L = 2.0 * step * lam  # Xu et al. write (u - x)^2 + L |u|^(1/2)
+    ax = x.abs()
+    thr = _lhalf_threshold(lam, step)
+    keep = ax > thr
+    safe = torch.where(keep, ax, torch.full_like(ax, 1.0) + thr)
+    arg = (L / 8.0) * (safe / 3.0) ** -1.5
+    phi = torch.arccos(torch.clamp(arg, -1.0, 1.0))
+    val = (2.0 / 3.0) * safe * (1.0 + torch.cos(2.0 * math.pi / 3.0 - (2.0 / 3.0) * phi))
+    return torch.where(keep, _sign(x) * val, torch.zeros_like(x))
+
+
+def _lhalf_lam_for(thr, step):
+    return (thr / _C_HALF) ** 1.5 / (2.0 * step)
+
+
+# -- l2/3 -------------------------------------------------------------------------------
+def _l23_value(u, lam):
+    return lam * u.abs() ** (2.0 / 3.0)
+
+
+def _l23_threshold(lam, step):
+    L = 2.0 * step * lam  # Cao, Sun & Xu (2013) write (u - x)^2 + L |u|^(2/3)
+    return (2.0 / 3.0) * (3.0 * L**3) ** 0.25
+
+
+def _l23_prox(x, lam, step):
+    L = 2.0 * step * lam
+    ax = x.abs()
+    thr = _l23_threshold(lam, step)
+    keep = ax > thr
+    safe = torch.where(keep, ax, torch.full_like(ax, 1.0) + thr)
+    # Root of the quartic v^4 - |x| v + L/3 = 0 with u = v^3, in hyperbolic form.
+    c = torch.clamp(27.0 * safe**2 / 16.0 * L**-1.5, min=1.0)
+    theta = torch.arccosh(c)
+    ph = (2.0 / math.sqrt(3.0)) * L**0.25 * torch.cosh(theta / 3.0).sqrt()
+    inner = torch.clamp(2.0 * safe / ph - ph**2, min=0.0)
+    val = ((ph + inner.sqrt()) / 2.0) ** 3
+    out = torch.where(keep, _sign(x) * val, torch.zeros_like(x))
+    # lam = 0 means no penalty: the identity (the formula above is 0 * inf there).
+    return torch.where(torch.as_tensor(L > 0, device=x.device), out, x)
+
+
+def _l23_lam_for(thr, step):
+    L = ((1.5 * thr) ** 4 / 3.0) ** (1.0 / 3.0)
+    return L / (2.0 * step)
+
+
+# -- CEL0 -------------------------------------------------------------------------------
+def _cel0_value(u, lam, a):
+    knee = (2.0 * lam) ** 0.5 / a
+    inner = lam - (a**2 / 2.0) * (u.abs() - knee) ** 2
+    return torch.where(u.abs() <= knee, inner, torch.as_tensor(lam, dtype=u.dtype, device=u.device))
+
+
+def _cel0_prox(x, lam, step, a):
+    ax = x.abs()
+    shrunk = torch.clamp(ax - (2.0 * lam) ** 0.5 * a * step, min=0.0) / (1.0 - a**2 * step)
+    return _sign(x) * torch.minimum(ax, shrunk)
+
+
+def _cel0_threshold(lam, step, a):
+    return (2.0 * lam) ** 0.5 * a * step
+
+
+def _cel0_lam_for(thr, step, a):
+    return (thr / (a * step)) ** 2 / 2.0
+
+
+# -- MCP (firm thresholding) -------------------------------------------------------------
+def _mcp_value(u, lam, gamma):
+    au = u.abs()
+    return torch.where(au <= gamma * lam, lam * au - au**2 / (2.0 * gamma), 0.5 * gamma * lam**2 + 0 * au)
+
+
+def _mcp_prox(x, lam, step, gamma):
+    ax = x.abs()
+    t = step * lam
+    mid = _sign(x) * torch.clamp(ax - t, min=0.0) / (1.0 - step / gamma)
+    return torch.where(ax <= gamma * lam, mid, x)
+
+
+# -- SCAD -------------------------------------------------------------------------------
+def _scad_value(u, lam, gamma):
+    au = u.abs()
+    mid = (2.0 * gamma * lam * au - au**2 - lam**2) / (2.0 * (gamma - 1.0))
+    flat = 0.5 * (gamma + 1.0) * lam**2 + 0 * au
+    return torch.where(au <= lam, lam * au, torch.where(au <= gamma * lam, mid, flat))
+
+
+def _scad_prox(x, lam, step, gamma):
+    ax = x.abs()
+    low = _soft(x, step * lam)
+    mid = ((gamma - 1.0) * x - _sign(x) * step * gamma * lam) / (gamma - 1.0 - step)
+    return torch.where(ax <= (1.0 + step) * lam, low, torch.where(ax <= gamma * lam, mid, x))
+
+
+def _linear_threshold(lam, step, **_):
+    return step * lam
+
+
+def _linear_lam_for(thr, step, **_):
+    return thr / step
+
+
+_REGISTRY: dict[str, Penalty] = {
+    p.name: p
+    for p in (
+        Penalty("l1", _l1_value, _l1_prox, _linear_threshold, _linear_lam_for,
+                doc="lam |u|; prox: soft threshold at t = step lam"),
+        Penalty("l0", _l0_value, _l0_prox,
+                lambda lam, step: (2.0 * step * lam) ** 0.5,
+                lambda thr, step: thr**2 / (2.0 * step),
+                doc="lam [u != 0]; prox: hard threshold at sqrt(2 step lam)"),
+        Penalty("l1/2", _lhalf_value, _lhalf_prox, _lhalf_threshold, _lhalf_lam_for,
+                doc="lam |u|^(1/2); prox: half threshold (Xu et al. 2012)"),
+        Penalty("l2/3", _l23_value, _l23_prox, _l23_threshold, _l23_lam_for,
+                doc="lam |u|^(2/3); prox: closed form of Cao, Sun & Xu (2013)"),
+        Penalty("cel0", _cel0_value, _cel0_prox, _cel0_threshold, _cel0_lam_for,
+                params={"a": 1.0},
+                doc="continuous exact l0 relaxation (Soubies et al. 2015); a: atom norm"),
+        Penalty("mcp", _mcp_value, _mcp_prox, _linear_threshold, _linear_lam_for,
+                params={"gamma": 3.0},
+                doc="minimax concave penalty; prox: firm threshold (needs gamma > step)"),
+        Penalty("scad", _scad_value, _scad_prox, _linear_threshold, _linear_lam_for,
+                params={"gamma": 3.7},
+                doc="smoothly clipped absolute deviation (Fan & Li 2001; needs gamma > 1 + step)"),
+    )
+}
+
+PENALTIES: tuple[str, ...] = tuple(_REGISTRY)
