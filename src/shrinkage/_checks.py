@@ -1,4 +1,4 @@
-"""Argument checks shared by every pillar: each error names the argument, the value and what is allowed."""
+"""Argument checks shared by the pillars: errors name the argument, the value, what is allowed."""
 
 from __future__ import annotations
 

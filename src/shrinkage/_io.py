@@ -14,7 +14,9 @@ def atomic_path(path, suffix: str | None = None):
     """Yield a temporary path in the same folder; on success rename it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix)
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix
+    )
     os.close(fd)
     try:
         yield Path(tmp)

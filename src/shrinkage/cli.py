@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="shrinkage",
-        description="Sparse weights, codes and activations from one family of thresholding operators.",
+        description="Sparse weights, codes and activations from one family of thresholding ops.",
     )
     parser.add_argument("--version", action="version", version=f"shrinkage {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

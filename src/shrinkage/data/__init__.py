@@ -1,6 +1,20 @@
 """Data that works offline: MNIST, the natural images that scikit-image and scikit-learn ship,
 loaders for the formats users bring, and whitened patches."""
 
-from .mnist import mnist, read_idx
+from ._images import NATURAL_IMAGES, load_images, natural_images, read_vanhateren, to_gray
+from ._mnist import mnist, read_idx
+from ._patches import olshausen_filter, patches, whiten_olshausen, zca_matrix
 
-__all__ = ["mnist", "read_idx"]
+__all__ = [
+    "mnist",
+    "read_idx",
+    "NATURAL_IMAGES",
+    "natural_images",
+    "load_images",
+    "read_vanhateren",
+    "to_gray",
+    "patches",
+    "whiten_olshausen",
+    "olshausen_filter",
+    "zca_matrix",
+]

@@ -99,7 +99,9 @@ class _Thresholding(nn.Module):
         check_nonnegative("tau", tau)
         if self._clipped:
             if m is None:
-                raise ValueError(f"{type(self).__name__} needs a clipping magnitude m > 0, got m=None")
+                raise ValueError(
+                    f"{type(self).__name__} needs a clipping magnitude m > 0, got m=None"
+                )
             check_positive("m", m)
         elif m is not None:
             raise ValueError(f"{type(self).__name__} takes no clipping magnitude, got m={m!r}")
@@ -118,7 +120,7 @@ class _Thresholding(nn.Module):
         return self._core(x, self.tau.clamp(min=0.0).to(x.dtype))
 
     def extra_repr(self) -> str:
-        s = f"tau={float(self.tau):.4g}"
+        s = f"tau={float(self.tau.detach()):.4g}"
         if self._clipped:
             s += f", m={self.m:.4g}"
         if self.learnable_tau:

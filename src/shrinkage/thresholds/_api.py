@@ -1,4 +1,4 @@
-"""Public functions of the penalty family: ``prox``, ``penalty``, ``threshold``, ``lam_for_threshold``."""
+"""Public functions of the penalty family: prox, penalty, threshold, lam_for_threshold."""
 
 from __future__ import annotations
 

@@ -145,7 +145,9 @@ def _cel0_lam_for(thr, step, a):
 # -- MCP (firm thresholding) -------------------------------------------------------------
 def _mcp_value(u, lam, gamma):
     au = u.abs()
-    return torch.where(au <= gamma * lam, lam * au - au**2 / (2.0 * gamma), 0.5 * gamma * lam**2 + 0 * au)
+    return torch.where(
+        au <= gamma * lam, lam * au - au**2 / (2.0 * gamma), 0.5 * gamma * lam**2 + 0 * au
+    )
 
 
 def _mcp_prox(x, lam, step, gamma):
@@ -181,25 +183,65 @@ def _linear_lam_for(thr, step, **_):
 _REGISTRY: dict[str, Penalty] = {
     p.name: p
     for p in (
-        Penalty("l1", _l1_value, _l1_prox, _linear_threshold, _linear_lam_for,
-                doc="lam |u|; prox: soft threshold at t = step lam"),
-        Penalty("l0", _l0_value, _l0_prox,
-                lambda lam, step: (2.0 * step * lam) ** 0.5,
-                lambda thr, step: thr**2 / (2.0 * step),
-                doc="lam [u != 0]; prox: hard threshold at sqrt(2 step lam)"),
-        Penalty("l1/2", _lhalf_value, _lhalf_prox, _lhalf_threshold, _lhalf_lam_for,
-                doc="lam |u|^(1/2); prox: half threshold (Xu et al. 2012)"),
-        Penalty("l2/3", _l23_value, _l23_prox, _l23_threshold, _l23_lam_for,
-                doc="lam |u|^(2/3); prox: closed form of Cao, Sun & Xu (2013)"),
-        Penalty("cel0", _cel0_value, _cel0_prox, _cel0_threshold, _cel0_lam_for,
-                params={"a": 1.0},
-                doc="continuous exact l0 relaxation (Soubies et al. 2015); a: atom norm"),
-        Penalty("mcp", _mcp_value, _mcp_prox, _linear_threshold, _linear_lam_for,
-                params={"gamma": 3.0},
-                doc="minimax concave penalty; prox: firm threshold (needs gamma > step)"),
-        Penalty("scad", _scad_value, _scad_prox, _linear_threshold, _linear_lam_for,
-                params={"gamma": 3.7},
-                doc="smoothly clipped absolute deviation (Fan & Li 2001; needs gamma > 1 + step)"),
+        Penalty(
+            "l1",
+            _l1_value,
+            _l1_prox,
+            _linear_threshold,
+            _linear_lam_for,
+            doc="lam |u|; prox: soft threshold at t = step lam",
+        ),
+        Penalty(
+            "l0",
+            _l0_value,
+            _l0_prox,
+            lambda lam, step: (2.0 * step * lam) ** 0.5,
+            lambda thr, step: thr**2 / (2.0 * step),
+            doc="lam [u != 0]; prox: hard threshold at sqrt(2 step lam)",
+        ),
+        Penalty(
+            "l1/2",
+            _lhalf_value,
+            _lhalf_prox,
+            _lhalf_threshold,
+            _lhalf_lam_for,
+            doc="lam |u|^(1/2); prox: half threshold (Xu et al. 2012)",
+        ),
+        Penalty(
+            "l2/3",
+            _l23_value,
+            _l23_prox,
+            _l23_threshold,
+            _l23_lam_for,
+            doc="lam |u|^(2/3); prox: closed form of Cao, Sun & Xu (2013)",
+        ),
+        Penalty(
+            "cel0",
+            _cel0_value,
+            _cel0_prox,
+            _cel0_threshold,
+            _cel0_lam_for,
+            params={"a": 1.0},
+            doc="continuous exact l0 relaxation (Soubies et al. 2015); a: atom norm",
+        ),
+        Penalty(
+            "mcp",
+            _mcp_value,
+            _mcp_prox,
+            _linear_threshold,
+            _linear_lam_for,
+            params={"gamma": 3.0},
+            doc="minimax concave penalty; prox: firm threshold (needs gamma > step)",
+        ),
+        Penalty(
+            "scad",
+            _scad_value,
+            _scad_prox,
+            _linear_threshold,
+            _linear_lam_for,
+            params={"gamma": 3.7},
+            doc="smoothly clipped absolute deviation (Fan & Li 2001; needs gamma > 1 + step)",
+        ),
     )
 }
 

@@ -1,0 +1,160 @@
+"""Activations, dtype/device/numpy handling, differentiability, straight-through, bad input."""
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from shrinkage.thresholds import (
+    CST,
+    PENALTIES,
+    CReLU,
+    ShiftedReLU,
+    SoftThreshold,
+    clipped_relu,
+    clipped_soft_threshold,
+    penalty,
+    prox,
+    shifted_relu,
+    soft_threshold,
+    straight_through,
+    threshold,
+    top_k,
+)
+
+X = np.linspace(-4, 4, 801)
+
+
+def test_activations_match_definitions():
+    tau, m = 0.7, 1.3
+    np.testing.assert_allclose(shifted_relu(X, tau), np.maximum(X - tau, 0))
+    np.testing.assert_allclose(soft_threshold(X, tau), np.sign(X) * np.maximum(np.abs(X) - tau, 0))
+    np.testing.assert_allclose(clipped_relu(X, tau, m), np.minimum(np.maximum(X - tau, 0), m))
+    np.testing.assert_allclose(
+        clipped_soft_threshold(X, tau, m),
+        np.sign(X) * np.minimum(np.maximum(np.abs(X) - tau, 0), m),
+    )
+    # the soft threshold activation is the l1 prox (one definition)
+    np.testing.assert_array_equal(soft_threshold(X, tau), prox("l1", X, tau))
+    # torch's Softshrink is an independent implementation of the same operator
+    ref = torch.nn.functional.softshrink(torch.from_numpy(X), tau).numpy()
+    np.testing.assert_allclose(soft_threshold(X, tau), ref)
+
+
+@pytest.mark.parametrize(
+    "module,fn,args",
+    [
+        (ShiftedReLU(0.5), shifted_relu, (0.5,)),
+        (SoftThreshold(0.5), soft_threshold, (0.5,)),
+        (CReLU(0.5, 1.5), clipped_relu, (0.5, 1.5)),
+        (CST(0.5, 1.2), clipped_soft_threshold, (0.5, 1.2)),
+    ],
+)
+def test_modules_equal_functions(module, fn, args):
+    x = torch.randn(64, dtype=torch.float64)
+    torch.testing.assert_close(module(x), fn(x, *args))
+    assert "tau=0.5" in repr(module)
+    clone = pickle.loads(pickle.dumps(copy.deepcopy(module)))
+    torch.testing.assert_close(clone(x), module(x))
+
+
+def test_learnable_tau_gets_gradient():
+    mod = CST(0.3, 1.0, learnable_tau=True)
+    assert isinstance(mod.tau, torch.nn.Parameter) and "learnable_tau=True" in repr(mod)
+    x = torch.tensor([2.0, -0.5, 0.1, -1.0])
+    mod(x).sum().backward()
+    # d/dtau of sign(x) min(max(|x| - tau, 0), m) is -sign(x) while tau < |x| < tau + m, else 0:
+    # x = 2.0 is clipped (0), -0.5 inside (+1), 0.1 is zeroed (0), -1.0 inside (+1).
+    assert float(mod.tau.grad) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("name", PENALTIES)
+def test_prox_keeps_dtype_and_device(name, dtype):
+    params = {"a": 0.8} if name == "cel0" else {}
+    x = torch.linspace(-3, 3, 50, dtype=dtype)
+    y = prox(name, x, 0.5, **params)
+    assert y.dtype == dtype and y.device == x.device and y.shape == x.shape
+    ref = prox(name, x.double(), 0.5, **params)
+    tol = 1e-6 if dtype in (torch.float32, torch.float64) else 5e-2
+    far = (x.double().abs() - threshold(name, 0.5, **params)).abs() > 0.1
+    torch.testing.assert_close(y.double()[far], ref[far], atol=tol, rtol=tol)
+
+
+def test_numpy_in_numpy_out_and_float32_kept():
+    x = np.linspace(-2, 2, 9, dtype=np.float32)
+    for out in (
+        prox("l0", x, 0.3),
+        penalty("l1/2", x, 0.3),
+        clipped_relu(x, 0.1, 1.0),
+        top_k(x, 2),
+    ):
+        assert isinstance(out, np.ndarray) and out.dtype == np.float32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_device_preserved():
+    x = torch.randn(10, device="cuda")
+    assert prox("cel0", x, 0.2, a=torch.full((10,), 0.5, device="cuda")).device.type == "cuda"
+
+
+def test_tensor_lam_and_atom_norms_broadcast():
+    x = torch.linspace(-3, 3, 12).reshape(3, 4)
+    a = torch.tensor([0.5, 0.7, 0.9, 0.3])
+    y = prox("cel0", x, 0.4, step=1.0, a=a)
+    for j in range(4):
+        torch.testing.assert_close(y[:, j], prox("cel0", x[:, j], 0.4, a=float(a[j])))
+    lam = torch.tensor([0.0, 0.5, 1.0, 2.0])
+    torch.testing.assert_close(prox("l1", x, lam)[:, 0], x[:, 0])
+
+
+@pytest.mark.parametrize("name", ["l1", "cel0", "mcp", "scad"])
+def test_continuous_proxes_are_differentiable(name):
+    params = {"a": 0.8} if name == "cel0" else {}
+    x = torch.tensor([2.5, -1.7, 0.1], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: prox(name, v, 0.5, **params), (x,))
+
+
+def test_straight_through_gradient_is_upstream_gradient():
+    w = torch.randn(50, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(50, dtype=torch.float64)
+    for name in PENALTIES:
+        params = {"a": 0.8} if name == "cel0" else {}
+        w.grad = None
+        out = straight_through(lambda v, n=name, p=params: prox(n, v, 0.8, **p))(w)
+        torch.testing.assert_close(out, prox(name, w.detach(), 0.8, **params))
+        (out * upstream).sum().backward()
+        torch.testing.assert_close(w.grad, upstream)
+
+
+def test_top_k():
+    x = torch.tensor([[0.1, -3.0, 2.0, 0.5], [4.0, 0.0, -1.0, 1.5]])
+    y = top_k(x, 2)
+    assert (y != 0).sum(1).tolist() == [2, 2]
+    torch.testing.assert_close(y, torch.tensor([[0.0, -3.0, 2.0, 0.0], [4.0, 0.0, 0.0, 1.5]]))
+    with pytest.raises(ValueError, match="k must be <="):
+        top_k(x, 5)
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: prox("l1", np.ones(3), -0.1), "lam must be >= 0"),
+        (lambda: prox("l1", np.ones(3), float("nan")), "lam .*NaN"),
+        (lambda: prox("l1", np.ones(3), 0.1, step=0.0), "step must be > 0"),
+        (lambda: prox("l3", np.ones(3), 0.1), "unknown penalty name 'l3'; known: 'l1'"),
+        (lambda: prox("cel0", np.ones(3), 0.1, step=1.0, a=1.0), "a\\*\\*2 \\* step < 1"),
+        (lambda: prox("l1", np.ones(3), 0.1, a=1.0), "unknown parameter"),
+        (lambda: prox("mcp", np.ones(3), 0.1, step=2.0, gamma=1.5), "gamma > step"),
+        (lambda: clipped_relu(np.ones(3), 0.1, 0.0), "m must be > 0"),
+        (lambda: shifted_relu(np.ones(3), -1.0), "tau must be >= 0"),
+        (lambda: CST(0.1), "needs a clipping magnitude"),
+        (lambda: threshold("l0", torch.tensor([0.1, -1.0])), "lam must be >= 0"),
+        (lambda: prox("l1", [1.0, 2.0], 0.1), "torch.Tensor or numpy array"),
+    ],
+)
+def test_bad_input_errors(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()
