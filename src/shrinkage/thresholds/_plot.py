@@ -16,7 +16,7 @@ _PARAMS = {"cel0": {"a": 0.7}}
 
 
 def plot_operators(out, lam: float = 1.0, tau: float = 1.0, m: float = 1.5) -> Path:
-    """Write a 3-panel PNG: proxes, activations (tau, m) and penalty values; returns the path."""
+    """Write a 4-panel PNG: proxes, penalty values, activations (tau, m); returns the path."""
     check_nonnegative("lam", lam)
     import matplotlib
 
@@ -24,21 +24,36 @@ def plot_operators(out, lam: float = 1.0, tau: float = 1.0, m: float = 1.5) -> P
     import matplotlib.pyplot as plt
 
     x = np.linspace(-4, 4, 2001)
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    fig, axes = plt.subplots(2, 2, figsize=(13, 10))
+    ax_prox, ax_pen, ax_relu, ax_st = axes.ravel()
     for name in PENALTIES:
         p = _PARAMS.get(name, {})
         label = f"{name} (zero below {threshold(name, lam, **p):.2f})"
-        axes[0].plot(x, prox(name, x, lam, **p), label=label)
-        axes[2].plot(x, penalty(name, x, lam, **p), label=name)
-    axes[0].plot(x, x, "k:", lw=0.8, label="identity")
-    axes[0].set_title(f"prox, lam={lam:g}, step=1 (cel0: a=0.7)")
-    for name, fn in ACTIVATIONS.items():
-        y = fn(x, tau, m) if name.startswith("clipped") else fn(x, tau)
-        axes[1].plot(x, y, label=name)
-    axes[1].set_title(f"activations, tau={tau:g}, m={m:g}")
-    axes[2].set_title(f"penalty G(u), lam={lam:g}")
-    axes[2].set_ylim(-0.1, 3.5)
-    for ax in axes:
+        ax_prox.plot(x, prox(name, x, lam, **p), label=label)
+        ax_pen.plot(x, penalty(name, x, lam, **p), label=name)
+    ax_prox.plot(x, x, "k:", lw=0.8, label="identity")
+    ax_prox.set_title(f"prox as a shrinkage map: lam={lam:g}, step=1 (cel0: a=0.7)")
+    ax_pen.set_title(f"penalty G(u), lam={lam:g}")
+    ax_pen.set_ylim(-0.1, 3.5)
+    # Clipped activations drawn dashed over their unclipped parents.
+    for ax, names in (
+        (ax_relu, ("shifted_relu", "clipped_relu")),
+        (ax_st, ("soft_threshold", "clipped_soft_threshold")),
+    ):
+        ax.plot(
+            x,
+            np.maximum(x, 0) if ax is ax_relu else x,
+            "k:",
+            lw=0.8,
+            label="relu" if ax is ax_relu else "identity",
+        )
+        for name in names:
+            fn = ACTIVATIONS[name]
+            clipped = name.startswith("clipped")
+            y = fn(x, tau, m) if clipped else fn(x, tau)
+            ax.plot(x, y, "--" if clipped else "-", lw=2.2 if not clipped else 1.8, label=name)
+        ax.set_title(f"activations: tau={tau:g}, m={m:g}")
+    for ax in axes.ravel():
         ax.axhline(0, color="grey", lw=0.5)
         ax.axvline(0, color="grey", lw=0.5)
         ax.set_xlabel("x")
