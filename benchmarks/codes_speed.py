@@ -1,0 +1,311 @@
+"""Speed and memory of ``shrinkage.codes`` against scikit-learn, in one run.
+
+1. Encoding (l1): ``encode(..., solver="fista")`` vs ``sklearn.decomposition.sparse_encode``
+   with ``algorithm="lasso_cd"`` and ``"lasso_lars"`` on the same whitened 16x16 patches and
+   the same 1024-atom dictionary. Scaling: our energy is 1/2 ||x - r D||^2 + lam ||r||_1;
+   ``sparse_encode(alpha=lam)`` solves the same problem (it runs ``Lasso(alpha=lam /
+   n_features)``, whose loss is 1/(2 n_features) ||x - D^T r||^2 + alpha ||r||_1, i.e. ours
+   divided by n_features). The script checks it: both objectives are computed by
+   ``shrinkage.codes.objective`` and their relative gap printed.
+2. Dictionary learning (l1, same lam): ``learn_dictionary`` vs ``MiniBatchDictionaryLearning``
+   on the same training patches; held-out relative error and active fraction of both
+   dictionaries (encoded by the same encoder) and the time ratio.
+3. Streaming memory: ``encode_batches`` over a generator of patch batches, peak resident
+   memory (ru_maxrss of a child process) at two stream lengths.
+
+    python benchmarks/codes_speed.py --out runs/codes/bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def _patches(n, seed):
+    from shrinkage.data import natural_images, patches
+
+    return patches(natural_images(), size=16, n=n, whiten="olshausen", seed=seed)
+
+
+def bench_encode(args, X, D, lam):
+    from sklearn.decomposition import sparse_encode
+
+    from shrinkage.codes import active_fraction, encode, objective
+
+    out = {
+        "n_samples": len(X),
+        "n_atoms": len(D),
+        "n_features": X.shape[1],
+        "lam": lam,
+        "sklearn_alpha": lam,
+        "lasso_alpha": lam / X.shape[1],
+    }
+    Xt = torch.as_tensor(X, dtype=torch.float32)
+    Dt = torch.as_tensor(D, dtype=torch.float32)
+    encode(Xt[:64], Dt, "l1", lam)  # warm-up
+    best = None
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        Z, info = encode(
+            Xt, Dt, "l1", lam, solver="fista", tol=args.tol, max_iter=2000, return_info=True
+        )
+        dt = time.perf_counter() - t
+        best = dt if best is None else min(best, dt)
+    Z = Z.double().numpy()
+    ours = float(objective(X, D, Z, "l1", lam))
+    out.update(
+        ours_time_s=best,
+        ours_objective=ours,
+        ours_active=active_fraction(Z),
+        ours_iters_max=info["n_iter"],
+    )
+    print(
+        f"ours (FISTA, float32): {best:.3f} s, objective {ours:.6f}, "
+        f"active {active_fraction(Z):.4f}, max iters {info['n_iter']}"
+    )
+    if args.plain:
+        # The previous default, plain FISTA over all atoms, for a before/after in one run.
+        bp = None
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            Zp = encode(Xt, Dt, "l1", lam, tol=args.tol, max_iter=2000, working_set=False)
+            dt = time.perf_counter() - t
+            bp = dt if bp is None else min(bp, dt)
+        op = float(objective(X, D, Zp.double().numpy(), "l1", lam))
+        out.update(plain_time_s=bp, plain_objective=op)
+        print(f"ours, plain FISTA (working_set=False): {bp:.3f} s, objective {op:.6f}")
+    tcd = None
+    for _ in range(args.repeats):  # best of the same repeats as ours: timings here are noisy
+        t = time.perf_counter()
+        Zcd = sparse_encode(X, D, algorithm="lasso_cd", alpha=lam, max_iter=1000, n_jobs=1)
+        dt = time.perf_counter() - t
+        tcd = dt if tcd is None else min(tcd, dt)
+    ocd = float(objective(X, D, Zcd, "l1", lam))
+    out.update(
+        lasso_cd_time_s=tcd,
+        lasso_cd_objective=ocd,
+        gap_vs_lasso_cd=(ours - ocd) / abs(ocd),
+        speedup_vs_lasso_cd=tcd / best,
+    )
+    print(
+        f"lasso_cd: {tcd:.3f} s, objective {ocd:.6f}; relative gap (ours - cd)/cd = "
+        f"{(ours - ocd) / abs(ocd):+.2e}; ours is {tcd / best:.1f}x faster"
+    )
+    n_lars = min(args.lars_samples, len(X))
+    t = time.perf_counter()
+    Zl = sparse_encode(X[:n_lars], D, algorithm="lasso_lars", alpha=lam, max_iter=1000, n_jobs=1)
+    tl = time.perf_counter() - t
+    ol = float(objective(X[:n_lars], D, Zl, "l1", lam))
+    o_sub = float(objective(X[:n_lars], D, Z[:n_lars], "l1", lam))
+    tl_full = tl * len(X) / n_lars
+    out.update(
+        lasso_lars_samples=n_lars,
+        lasso_lars_time_s=tl,
+        lasso_lars_time_full_s=tl_full,
+        lasso_lars_objective=ol,
+        gap_vs_lasso_lars=(o_sub - ol) / abs(ol),
+        speedup_vs_lasso_lars=tl_full / best,
+    )
+    print(
+        f"lasso_lars on {n_lars} rows: {tl:.3f} s (x{len(X) / n_lars:.1f} -> {tl_full:.2f} s), "
+        f"relative gap {(o_sub - ol) / abs(ol):+.2e}; ours is {tl_full / best:.1f}x faster"
+    )
+    return out
+
+
+def bench_learn(args, Xtr, Xte, lam):
+    from sklearn.decomposition import MiniBatchDictionaryLearning
+
+    from shrinkage.codes import active_fraction, encode, learn_dictionary, relative_error
+
+    def held_out(D):
+        Z = encode(Xte, D, "l1", lam, tol=1e-4, max_iter=2000)
+        return relative_error(Xte, D, Z), active_fraction(Z)
+
+    k = args.learn_atoms
+    t = time.perf_counter()
+    mb = MiniBatchDictionaryLearning(
+        n_components=k,
+        alpha=lam,
+        batch_size=256,
+        max_iter=args.learn_epochs,
+        fit_algorithm="cd",
+        transform_algorithm="lasso_cd",
+        transform_alpha=lam,
+        random_state=0,
+        n_jobs=1,
+    ).fit(Xtr)
+    tsk = time.perf_counter() - t
+    esk, ask = held_out(mb.components_)
+    print(
+        f"MiniBatchDictionaryLearning ({k} atoms, {args.learn_epochs} epoch(s)): {tsk:.1f} s,"
+        f" held-out rel. error {esk:.4f}, active {ask:.4f}"
+    )
+    t = time.perf_counter()
+    st = learn_dictionary(
+        torch.as_tensor(Xtr, dtype=torch.float32),
+        k,
+        "l1",
+        lam,
+        n_epochs=args.learn_epochs,
+        batch_size=256,
+        update="bcd",
+        init="data",
+        max_iter=args.learn_max_iter,
+        tol=args.learn_tol,
+        random_state=0,
+    )
+    tours = time.perf_counter() - t
+    D = st.D.double().numpy()
+    eo, ao = held_out(D)
+    print(
+        f"shrinkage learn_dictionary (bcd): {tours:.1f} s, held-out rel. error {eo:.4f}, "
+        f"active {ao:.4f}; {tsk / tours:.1f}x less time"
+    )
+    return {
+        "atoms": k,
+        "epochs": args.learn_epochs,
+        "n_train": len(Xtr),
+        "n_test": len(Xte),
+        "lam": lam,
+        "sklearn_time_s": tsk,
+        "sklearn_rel_error": esk,
+        "sklearn_active": ask,
+        "ours_time_s": tours,
+        "ours_rel_error": eo,
+        "ours_active": ao,
+        "time_ratio": tsk / tours,
+        "encoder_max_iter": args.learn_max_iter,
+        "encoder_tol": args.learn_tol,
+    }, D
+
+
+def stream_child(n, batch, atoms):
+    """Encode n patches streamed in batches; print the peak resident memory (MiB)."""
+    from shrinkage.codes import active_fraction, encode_batches
+    from shrinkage.data import natural_images, patches
+
+    torch.set_num_threads(1)
+    imgs = natural_images()
+    rng = np.random.default_rng(0)
+    D = rng.standard_normal((atoms, 256))
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    D = torch.as_tensor(D, dtype=torch.float32)
+
+    def gen():
+        done = 0
+        i = 0
+        while done < n:
+            m = min(batch, n - done)
+            yield torch.as_tensor(patches(imgs, 16, n=m, seed=i), dtype=torch.float32)
+            done += m
+            i += 1
+
+    nnz = 0.0
+    t = time.perf_counter()
+    for Z in encode_batches(gen(), D, "l1", 0.5, max_iter=30, tol=1e-3):
+        nnz += active_fraction(Z) * len(Z)
+    dt = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps({"n": n, "peak_mib": peak, "time_s": dt, "active": nnz / n}))
+
+
+def bench_stream(args):
+    res = []
+    for n in args.stream_n:
+        cmd = [
+            sys.executable,
+            __file__,
+            "--stream-child",
+            str(n),
+            "--stream-batch",
+            str(args.stream_batch),
+            "--stream-atoms",
+            str(args.stream_atoms),
+        ]
+        p = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        print(f"stream {n} patches: peak RSS {r['peak_mib']:.0f} MiB, {r['time_s']:.1f} s")
+        res.append(r)
+    return res
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--samples", type=int, default=2000)
+    ap.add_argument("--atoms", type=int, default=1024)
+    ap.add_argument("--lam", type=float, default=0.5)
+    ap.add_argument("--tol", type=float, default=1e-3)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--lars-samples", type=int, default=2000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--plain", action="store_true", help="also time working_set=False")
+    ap.add_argument("--learn-train", type=int, default=20000)
+    ap.add_argument("--learn-atoms", type=int, default=256)
+    ap.add_argument("--learn-epochs", type=int, default=1)
+    ap.add_argument("--learn-max-iter", type=int, default=200, help="encoder limit per batch")
+    ap.add_argument("--learn-tol", type=float, default=1e-3)
+    ap.add_argument("--stream-n", type=int, nargs="*", default=[10_000, 1_000_000])
+    ap.add_argument("--stream-batch", type=int, default=10_000)
+    ap.add_argument("--stream-atoms", type=int, default=256)
+    ap.add_argument("--stream-child", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--skip", nargs="*", default=[], choices=["encode", "learn", "stream"])
+    ap.add_argument("--out", default=None, help="JSON file for the numbers")
+    args = ap.parse_args(argv)
+    if args.stream_child is not None:
+        stream_child(args.stream_child, args.stream_batch, args.stream_atoms)
+        return 0
+    torch.set_num_threads(args.threads)
+    # scikit-learn's BLAS (OpenBLAS) gets the same thread count: left at its default it
+    # oversubscribes the shared cores and its timings swing 5x from run to run.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(args.threads)
+    from shrinkage.codes import learn_dictionary
+
+    report = {"threads": args.threads, "blas_threads": args.threads, "torch": torch.__version__}
+    X = _patches(args.learn_train + 2 * args.samples, seed=0)
+    Xtr, Xte, Xenc = (
+        X[: args.learn_train],
+        X[args.learn_train : args.learn_train + args.samples],
+        X[args.learn_train + args.samples :],
+    )
+    if "learn" not in args.skip:
+        report["learn"], _ = bench_learn(args, Xtr, Xte, args.lam)
+    if "encode" not in args.skip:
+        # The shared dictionary: 1024 atoms learned on the training patches (not timed).
+        t = time.perf_counter()
+        st = learn_dictionary(
+            torch.as_tensor(Xtr[:8192], dtype=torch.float32),
+            args.atoms,
+            "l1",
+            args.lam,
+            batch_size=256,
+            update="bcd",
+            init="data",
+            max_iter=100,
+            tol=1e-2,
+        )
+        print(f"(1024-atom dictionary learned in {time.perf_counter() - t:.1f} s, not timed)")
+        D = st.D.double().numpy()
+        report["encode"] = bench_encode(args, Xenc, D, args.lam)
+    if "stream" not in args.skip:
+        report["stream"] = bench_stream(args)
+    if args.out:
+        from shrinkage._io import write_json
+
+        write_json(args.out, report)
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

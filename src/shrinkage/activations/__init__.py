@@ -1,0 +1,60 @@
+"""Sparse activations at the edge of chaos (Price et al., ICLR 2024).
+
+Large-width Gaussian-process maps for any activation, in float64 and vectorised over q:
+
+- :func:`moments` (E[phi], E[phi^2], E[phi'^2] for X ~ N(0, q); closed forms for ``relu``,
+  ``shifted_relu``, ``soft_threshold``, ``clipped_relu``/``crelu``,
+  ``clipped_soft_threshold``/``cst``, ``erf``; quadrature for ``tanh`` and any callable),
+  :func:`zero_fraction`;
+- :func:`variance_map`, :func:`dV_dq`, :func:`d2V_dq2`, :func:`chi`, :func:`correlation_map`,
+  :func:`propagate`, :func:`depth_scales`, :func:`fixed_points` (certified scan);
+- :func:`edge_of_chaos` -> :class:`EoCConfig` (tau, sigma_w, sigma_b for a target sparsity, with
+  the diagnosis), :func:`safe_clip` (largest m keeping q* the unique attracting fixed point);
+- :func:`init_`, :class:`ActivationSparsity`, :func:`simulate` (finite-width Monte Carlo);
+  models in :func:`shrinkage.models.mlp` / :func:`shrinkage.models.deep_cnn`; MNIST training in
+  :mod:`shrinkage.activations.experiments`.
+
+The activation functions themselves live in :mod:`shrinkage.thresholds`.
+
+>>> cfg = edge_of_chaos("cst", sparsity=0.85)   # m chosen safely
+>>> round(cfg.m, 3), cfg.stable
+(1.327, True)
+"""
+
+from ._gauss import ACTIVATION_NAMES, moments, zero_fraction
+from .eoc import EdgeOfChaosWarning, EoCConfig, edge_of_chaos, safe_clip
+from .maps import (
+    FixedPoint,
+    chi,
+    correlation_map,
+    d2V_dq2,
+    depth_scales,
+    dV_dq,
+    fixed_points,
+    propagate,
+    variance_map,
+)
+from .nn import ActivationSparsity, init_
+from .simulate import simulate
+
+__all__ = [
+    "ACTIVATION_NAMES",
+    "moments",
+    "zero_fraction",
+    "variance_map",
+    "dV_dq",
+    "d2V_dq2",
+    "chi",
+    "correlation_map",
+    "propagate",
+    "depth_scales",
+    "fixed_points",
+    "FixedPoint",
+    "edge_of_chaos",
+    "safe_clip",
+    "EoCConfig",
+    "EdgeOfChaosWarning",
+    "init_",
+    "ActivationSparsity",
+    "simulate",
+]

@@ -1,0 +1,174 @@
+"""Figures for the activations pillar (matplotlib, Agg; atomic writes)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_training(res: dict, path):
+    """Per-layer measured activation sparsity (train, test, target) and the learning curve."""
+    from .._io import save_figure
+
+    plt = _plt()
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    layers = np.arange(1, len(res["test_sparsity_per_layer"]) + 1)
+    ax[0].plot(layers, res["train_sparsity_per_layer"], label="train", lw=1)
+    ax[0].plot(layers, res["test_sparsity_per_layer"], label="test", lw=1)
+    ax[0].axhline(res["target_sparsity"], color="k", ls="--", lw=0.8, label="target")
+    ax[0].set(xlabel="layer", ylabel="fraction of exact zeros", ylim=(0, 1))
+    ax[0].legend(fontsize=8)
+    h = res["history"]
+    if h:
+        ax[1].plot([e["epoch"] for e in h], [e["test_acc"] for e in h], "o-", label="test acc")
+        ax[1].plot(
+            [e["epoch"] for e in h],
+            [e["train_acc_running"] for e in h],
+            "s--",
+            label="train acc (running)",
+        )
+    ax[1].set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
+    ax[1].legend(fontsize=8)
+    m = res["config"]["m"]
+    fig.suptitle(
+        f"{res['activation']} s={res['target_sparsity']:.2f}"
+        + (f" m={m:.3g}" if m else "")
+        + f", depth {res['depth']}, width {res['width']}:"
+        f" test acc {res['test_acc']:.3f}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    save_figure(fig, path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _family(cfg):
+    """(name, tau, m) for V(q) curves at several clipping levels of cfg's activation."""
+    from ._gauss import _SPECS
+
+    spec = _SPECS[cfg.activation]
+    if not spec.clipped:
+        return [(cfg.activation, None)]
+    ms = sorted({cfg.m * f for f in (0.5, 1.0, 1.25, 1.5, 2.0)})
+    return [(cfg.activation, m) for m in ms]
+
+
+def plot_maps(cfg, out):
+    """V(q) against q for several m (each at its own edge of chaos) and V'(q*), V''(q*) vs m."""
+    import warnings
+    from pathlib import Path
+
+    from .._io import save_figure
+    from .eoc import _solve, edge_of_chaos, safe_clip
+    from .maps import variance_map
+
+    plt = _plt()
+    out = Path(out)
+    paths = []
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    qmax = 4 * cfg.q_star
+    for name, m in _family(cfg):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            c = edge_of_chaos(name, cfg.sparsity if cfg.tau > 0 else None, cfg.q_star, m=m)
+        qmax = max(qmax, 1.2 * max(p.q for p in c.fixed_points))
+    q = np.linspace(1e-3, qmax, 600) * 1.0
+    for name, m in _family(cfg):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            c = edge_of_chaos(name, cfg.sparsity if cfg.tau > 0 else None, cfg.q_star, m=m)
+        v = variance_map(name, q, c.sigma_w, c.sigma_b, tau=c.tau, m=c.m)
+        lab = "unclipped" if m is None else f"m = {m:.3g}" + (" (safe)" if m == cfg.m else "")
+        ax.plot(q, v - q, label=lab + ("" if c.stable else ", unstable"), lw=1.2)
+    ax.axhline(0, color="k", lw=0.6)
+    ax.axvline(cfg.q_star, color="gray", ls=":", lw=0.8)
+    ax.set(
+        xlabel="q", ylabel="V(q) - q", title=f"{cfg.activation}, s = {cfg.sparsity:.2f}: V(q) - q"
+    )
+    ax.set_ylim(-0.5 * cfg.q_star, 0.5 * cfg.q_star)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(save_figure(fig, out / "variance_map.png", dpi=90))
+    plt.close(fig)
+    if cfg.m is not None:
+        ms = np.linspace(0.2, 2.5, 60) * cfg.m
+        dv, d2v = [], []
+        for m in ms:  # V'(q*), V''(q*) at each m's own edge of chaos (no fixed-point scan)
+            _, _, w2, _, _, g1, g2 = _solve(cfg.activation, cfg.sparsity, cfg.q_star, float(m))
+            dv.append(w2 * g1)
+            d2v.append(w2 * g2)
+        fig, ax = plt.subplots(figsize=(5.2, 4.0))
+        ax.plot(ms, dv, label="V'(q*)")
+        ax.plot(ms, d2v, label="V''(q*)")
+        ms_safe = safe_clip(cfg.activation, cfg.sparsity, cfg.q_star)
+        ax.axvline(ms_safe, color="r", ls="--", lw=0.9, label=f"safe m = {ms_safe:.3g}")
+        ax.axhline(1, color="k", lw=0.5)
+        ax.set(xlabel="m", title=f"{cfg.activation}, s = {cfg.sparsity:.2f}, q* = {cfg.q_star:g}")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        paths.append(save_figure(fig, out / "dV_vs_m.png", dpi=90))
+        plt.close(fig)
+    return paths
+
+
+def plot_theory_vs_simulation(cfg, path, depth=100, width=300, n_nets=4, seed=0, rho0=0.5):
+    """q^l, rho^l and the fraction of zeros per layer: the maps against finite-width networks."""
+    from .._io import save_figure
+    from ._gauss import zero_fraction
+    from .maps import propagate
+    from .simulate import first_layer_rho, simulate
+
+    plt = _plt()
+    sim = simulate(cfg, depth, width, n_inputs=2, seed=seed, rho0=rho0, n_nets=n_nets)
+    th = propagate(
+        cfg.activation,
+        cfg.q_star,
+        depth,
+        cfg.sigma_w,
+        cfg.sigma_b,
+        cfg.tau,
+        cfg.m,
+        rho0=first_layer_rho(cfg, rho0),
+    )
+    layers = np.arange(1, depth + 1)
+    fig, ax = plt.subplots(1, 3, figsize=(12, 3.6))
+    qs = sim["q"].reshape(-1, depth)
+    with np.errstate(all="ignore"):
+        for row in qs:
+            ax[0].plot(layers, row, color="C0", alpha=0.25, lw=0.7)
+    ax[0].plot(layers, th["q"], "k", lw=1.5, label="theory V^l")
+    ax[0].set(xlabel="layer", ylabel="q^l", yscale="log")
+    ax[0].legend(fontsize=8)
+    for row in sim["rho"]:
+        ax[1].plot(layers, row, color="C1", alpha=0.4, lw=0.7)
+    ax[1].plot(layers, th["rho"], "k", lw=1.5, label="theory C^l")
+    ax[1].set(xlabel="layer", ylabel="rho^l", ylim=(0, 1.02))
+    ax[1].legend(fontsize=8)
+    for row in sim["sparsity"]:
+        ax[2].plot(layers, row, color="C2", alpha=0.4, lw=0.7)
+    with np.errstate(all="ignore"):
+        qth = np.where(np.isfinite(th["q"]), th["q"], 1e300)
+        zf = zero_fraction(cfg.activation, qth, cfg.tau, cfg.m)
+    ax[2].plot(layers, zf, "k", lw=1.5, label="theory")
+    ax[2].axhline(cfg.sparsity, color="r", ls=":", lw=0.8, label="target")
+    ax[2].set(xlabel="layer", ylabel="fraction of zeros", ylim=(0, 1))
+    ax[2].legend(fontsize=8)
+    m = "" if cfg.m is None else f", m = {cfg.m:.3g}"
+    fig.suptitle(
+        f"{cfg.activation}, s = {cfg.sparsity:.2f}{m}: theory vs {n_nets} networks of "
+        f"width {width}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    save_figure(fig, path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,309 @@
+"""Edge-of-chaos initialisation for a target activation sparsity, and the safe clipping level.
+
+Given phi, a target fraction of zeros s and a fixed point q* (Price et al., ICLR 2024):
+
+    tau       so that P(phi(sqrt(q*) z) = 0) = s   (Phi^-1(s) sqrt q*, or Phi^-1((1+s)/2) sqrt q*)
+    sigma_w^2 = 1 / E[phi'(sqrt(q*) z)^2]          (chi = 1)
+    sigma_b^2 = q* - sigma_w^2 E[phi(sqrt(q*) z)^2] (V(q*) = q*)
+
+Unclipped shifted ReLU / soft threshold then have V'(q*) = 1 and V''(q*) > 0: q* is
+half-stable and finite-width noise above q* grows without bound. Clipping at m makes V'(q*) < 1,
+but too large an m creates a second pair of fixed points; :func:`safe_clip` finds the largest m
+for which q* is the only, globally attracting, fixed point.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import brentq, minimize_scalar
+
+from .._checks import check_open_unit, check_positive
+from ._gauss import _SPECS, ALIASES, _all, _second, resolve
+from .maps import FixedPoint, fixed_points
+
+
+class EdgeOfChaosWarning(UserWarning):
+    """The requested initialisation is not stable (q* is not the unique attracting fixed point)."""
+
+
+@dataclass(frozen=True)
+class EoCConfig:
+    """An edge-of-chaos initialisation and its diagnosis (see :func:`edge_of_chaos`)."""
+
+    activation: str
+    sparsity: float
+    q_star: float
+    tau: float
+    m: float | None
+    sigma_w: float
+    sigma_b: float
+    chi: float
+    dV: float
+    d2V: float
+    fixed_points: tuple[FixedPoint, ...] = field(default_factory=tuple)
+    stable: bool = False
+
+    def module(self):
+        """A fresh activation module from :mod:`shrinkage.thresholds` with this tau and m."""
+        return _SPECS[self.activation].module(self.tau, self.m)
+
+    @property
+    def input_mean_square(self) -> float:
+        """E[phi(sqrt(q*) z)^2]: the mean square per input coordinate that makes the first layer's
+        variance sigma_w^2 |x|^2 / N + sigma_b^2 equal q*."""
+        return (self.q_star - self.sigma_b**2) / self.sigma_w**2
+
+    def __str__(self) -> str:
+        m = "none" if self.m is None else f"{self.m:.6g}"
+        fps = ", ".join(str(p) for p in self.fixed_points) or "none found"
+        verdict = (
+            "stable: q* is the unique attracting fixed point"
+            if self.stable
+            else "NOT stable: q* is not the unique attracting fixed point"
+        )
+        return (
+            f"edge of chaos for {self.activation} at sparsity {self.sparsity:.4g}, "
+            f"q* = {self.q_star:.6g}\n"
+            f"  tau = {self.tau:.6g}, m = {m}\n"
+            f"  sigma_w = {self.sigma_w:.6g} (sigma_w^2 = {self.sigma_w**2:.6g}), "
+            f"sigma_b = {self.sigma_b:.6g} (sigma_b^2 = {self.sigma_b**2:.6g})\n"
+            f"  chi = {self.chi:.12g}, V'(q*) = {self.dV:.6g}, V''(q*) = {self.d2V:.6g}\n"
+            f"  fixed points: {fps}\n"
+            f"  {verdict}"
+        )
+
+
+def _canonical(act) -> str:
+    if not isinstance(act, str):
+        raise ValueError(
+            f"edge_of_chaos needs a named activation, got {act!r}; known: "
+            + ", ".join(repr(n) for n in tuple(_SPECS) + tuple(ALIASES))
+        )
+    spec, _, _ = resolve(act, 0.0, 1.0 if ALIASES.get(act, act) in _CLIPPED else None)
+    return spec.name
+
+
+_CLIPPED = ("clipped_relu", "clipped_soft_threshold")
+
+
+def _solve(name, sparsity, q_star, m):
+    spec = _SPECS[name]
+    tau = spec.tau_for(sparsity, q_star) if spec.has_tau else 0.0
+    e = _all(spec, np.array([q_star]), tau, m)
+    e1, e2, e3, g1, g2 = (float(v[0]) for v in e)
+    w2 = 1.0 / e3
+    b2 = q_star - w2 * e2
+    return spec, tau, w2, b2, e3, g1, g2
+
+
+def _is_stable(fps, q_star, dv, rtol):
+    if len(fps) != 1:
+        return False
+    p = fps[0]
+    return abs(p.q - q_star) <= 1e3 * rtol * q_star and p.kind == "stable" and dv < 1.0
+
+
+def _check_common(sparsity, q_star, name):
+    spec = _SPECS[name]
+    if spec.has_tau:
+        sparsity = check_open_unit("sparsity", sparsity)
+        if not spec.odd and sparsity < 0.5:
+            raise ValueError(
+                f"{name} zeroes at least half of N(0, q) inputs (tau >= 0): sparsity must be in "
+                f"[0.5, 1), got sparsity={sparsity!r}"
+            )
+    elif sparsity is not None:
+        s0 = 0.5 if name == "relu" else 0.0
+        sparsity = check_open_unit("sparsity", sparsity, closed_low=True)
+        if abs(sparsity - s0) > 1e-12:
+            raise ValueError(
+                f"{name} has no threshold: its fraction of zeros is {s0}, "
+                f"got sparsity={sparsity!r} (use 'shifted_relu', 'soft_threshold', 'crelu' or "
+                "'cst' for other sparsities)"
+            )
+    check_positive("q_star", q_star)
+    return sparsity, float(q_star)
+
+
+def edge_of_chaos(act, sparsity=None, q_star=1.0, m="safe", strict=False, rtol=1e-9):
+    """Edge-of-chaos initialisation (tau, sigma_w, sigma_b) for a target fraction of zeros.
+
+    ``m``: ``"safe"`` (the largest stable clipping level, :func:`safe_clip`), a float, or None
+    (only for unclipped activations). Returns a frozen :class:`EoCConfig` with chi, V'(q*),
+    V''(q*), every fixed point of V and whether q* is the unique attracting one. An unstable
+    configuration (unclipped shifted ReLU / soft threshold, or m above the safe level) warns
+    with :class:`EdgeOfChaosWarning`, or raises ValueError with ``strict=True``.
+
+    >>> cfg = edge_of_chaos("cst", sparsity=0.85)
+    >>> cfg.stable, round(cfg.chi, 12)
+    (True, 1.0)
+    """
+    name = _canonical(act)
+    spec = _SPECS[name]
+    sparsity, q_star = _check_common(sparsity, q_star, name)
+    safe_fps = None
+    if spec.clipped:
+        if isinstance(m, str):
+            if m != "safe":
+                raise ValueError(f"m must be 'safe', a number > 0 or None, got m={m!r}")
+            m, safe_fps = _safe_clip(name, sparsity, q_star, rtol=rtol)
+        elif m is None:
+            raise ValueError(f"{name} needs m: 'safe' or a number > 0, got m=None")
+        else:
+            check_positive("m", m)
+            m = float(m)
+    else:
+        if m is not None and m != "safe":
+            raise ValueError(f"{name} takes no clipping magnitude, got m={m!r}")
+        m = None
+    if sparsity is None:
+        sparsity = 0.5 if name == "relu" else 0.0
+    spec, tau, w2, b2, e3, g1, g2 = _solve(name, sparsity, q_star, m)
+    if b2 < -1e-12 * q_star:
+        raise ValueError(
+            f"no edge of chaos for {name} at q_star={q_star!r}: it needs sigma_b^2 = {b2:.4g} < 0; "
+            "choose a smaller q_star"
+        )
+    b2 = max(b2, 0.0)
+    dv, d2v = w2 * g1, w2 * g2
+    if name == "relu" or (not spec.clipped and not spec.odd and tau == 0.0):
+        # V(q) = q for every q: a line of neutral fixed points
+        fps = (FixedPoint(q_star, dv, "neutral (every q > 0 is a fixed point)"),)
+        stable = True
+    elif spec.has_tau and not spec.clipped:
+        # V'' = sigma_w^2 a p(a) / q (twice that for ST) > 0: V is strictly convex and touches
+        # the diagonal at q* (V'(q*) = chi = 1), so q* is the only fixed point, half-stable.
+        fps = (FixedPoint(q_star, dv, "half-stable"),)
+        stable = False
+    else:
+        fps = safe_fps
+        if fps is None:
+            fps = tuple(fixed_points(name, math.sqrt(w2), math.sqrt(b2), tau, m, rtol=rtol))
+        stable = _is_stable(fps, q_star, dv, rtol)
+    cfg = EoCConfig(
+        activation=name,
+        sparsity=float(sparsity),
+        q_star=q_star,
+        tau=float(tau),
+        m=m,
+        sigma_w=math.sqrt(w2),
+        sigma_b=math.sqrt(b2),
+        chi=w2 * e3,
+        dV=dv,
+        d2V=d2v,
+        fixed_points=fps,
+        stable=stable,
+    )
+    if not stable:
+        why = (
+            f"unclipped {name} at the edge of chaos has V'(q*) = {dv:.6g} and V''(q*) = {d2v:.4g} "
+            "> 0: q* is half-stable and finite-width noise grows without bound; clip it "
+            "('crelu' / 'cst')"
+            if not spec.clipped and spec.has_tau
+            else f"q* = {q_star:g} is not the unique attracting fixed point (fixed points: "
+            + ", ".join(str(p) for p in fps)
+            + f"); the largest safe m is {safe_clip(name, sparsity, q_star):.6g}"
+            if spec.clipped
+            else f"q* = {q_star:g} is not attracting (fixed points: {fps})"
+        )
+        if strict:
+            raise ValueError(f"unstable configuration: {why}")
+        warnings.warn(f"unstable configuration: {why}", EdgeOfChaosWarning, stacklevel=2)
+    return cfg
+
+
+def _stable_at(name, sparsity, q_star, m, rtol, with_points=False):
+    spec, tau, w2, b2, e3, g1, g2 = _solve(name, sparsity, q_star, m)
+    fps = (
+        ()
+        if b2 <= 0
+        else tuple(fixed_points(name, math.sqrt(w2), math.sqrt(b2), tau, m, rtol=rtol))
+    )
+    ok = b2 > 0 and _is_stable(fps, q_star, w2 * g1, rtol)
+    return (ok, fps) if with_points else ok
+
+
+def _margin(name, sparsity, q_star, m, n=600):
+    """max_q G(q), G(q) = (V(q) - q) / (q - q*) (G(q*) = V'(q*) - 1), over (sigma_b^2, sup V].
+
+    q* is the only fixed point exactly when G < 0 everywhere, so the safe m solves margin = 0."""
+    spec, tau, w2, b2, e3, g1, g2 = _solve(name, sparsity, q_star, m)
+    lo, hi = max(b2, 1e-9 * q_star), w2 * m**2 + b2
+    if hi <= lo:
+        return w2 * g1 - 1.0
+
+    def G(x):
+        x = np.asarray(x, dtype=np.float64)
+        d = x - q_star
+        near = np.abs(d) < 1e-4 * q_star
+        dd = np.where(near, 1.0, d)
+        val = (w2 * _second(spec, x, tau, m) + b2 - x) / dd
+        return np.where(near, w2 * g1 - 1.0, val)
+
+    x = np.geomspace(lo, hi, n)
+    g = G(x)
+    i = int(np.argmax(g))
+    a, b = x[max(i - 1, 0)], x[min(i + 1, n - 1)]
+    if b > a:
+        res = minimize_scalar(
+            lambda t: -float(G(np.array([t]))[0]),
+            bounds=(a, b),
+            method="bounded",
+            options={"xatol": 1e-12 * b},
+        )
+        return max(float(g[i]), -float(res.fun))
+    return float(g[i])
+
+
+def safe_clip(act, sparsity, q_star=1.0, tol=1e-5, rtol=1e-9, m_max=None):
+    """The largest clipping level m for which q* is the unique, globally attracting fixed point
+    of V at the edge of chaos (Price et al., ICLR 2024 prescribe it from plots; this computes it).
+
+    q* is the only fixed point iff G(q) = (V(q) - q) / (q - q*) < 0 on (sigma_b^2, sup V]; the
+    level where max G = 0 (a tangency: a new pair of fixed points is born) is found by Brent's
+    method, then the result, lowered by ``tol`` relative, is confirmed by the certified scan of
+    :func:`fixed_points` (and lowered further until it is). V is non-decreasing for CReLU and
+    CST (g' = Phi(b) - Phi(a) - (b - a) p(b) >= 0), so a unique fixed point attracts globally.
+
+    >>> 1.2 <= safe_clip("cst", 0.85) < 1.5
+    True
+    """
+    name = _canonical(act)
+    if name not in _CLIPPED:
+        raise ValueError(f"safe_clip needs a clipped activation ('crelu' or 'cst'), got {act!r}")
+    sparsity, q_star = _check_common(sparsity, q_star, name)
+    check_positive("tol", tol)
+    return _safe_clip(name, sparsity, q_star, tol, rtol, m_max)[0]
+
+
+def _safe_clip(name, sparsity, q_star, tol=1e-5, rtol=1e-9, m_max=None):
+    """(m, fixed points at m) for validated arguments."""
+    sq = math.sqrt(q_star)
+    lo = 0.4 * sq
+    while _margin(name, sparsity, q_star, lo) >= 0:
+        lo /= 2
+        if lo < 1e-6 * sq:
+            raise ValueError(f"no stable clipping level for {name} at sparsity {sparsity}")
+    hi = 2 * lo
+    cap = (m_max or 1e3) * sq
+    while _margin(name, sparsity, q_star, hi) < 0:
+        lo, hi = hi, 2 * hi
+        if hi > cap:
+            warnings.warn(
+                f"{name} at sparsity {sparsity} is stable up to m = {lo:.4g}; returning it",
+                EdgeOfChaosWarning,
+                stacklevel=2,
+            )
+            return lo, _stable_at(name, sparsity, q_star, lo, rtol, True)[1]
+    crit = brentq(lambda t: _margin(name, sparsity, q_star, t), lo, hi, xtol=1e-3 * tol * lo)
+    m = crit * (1 - tol)
+    for _ in range(60):
+        ok, fps = _stable_at(name, sparsity, q_star, m, rtol, True)
+        if ok:
+            return m, fps
+        m *= 1 - tol
+    raise RuntimeError(f"could not certify a safe clipping level for {name} near m = {crit:.6g}")

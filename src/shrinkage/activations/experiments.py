@@ -1,0 +1,406 @@
+"""Train deep sparse-activation networks on MNIST: the reproduction behind ``shrinkage
+activations train`` and the results tables, reusable from other reports.
+
+>>> res = train_run("crelu", 0.85, depth=100, width=128, epochs=3, out="runs/x")  # doctest: +SKIP
+>>> res["test_acc"], res["test_sparsity_mean"]                                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._checks import check_int_at_least, check_nonnegative, check_positive
+from .eoc import EdgeOfChaosWarning, edge_of_chaos
+from .nn import ActivationSparsity
+
+# The recipe found in docs/results/activations.md: Adam, small lr, linear warm-up, cosine decay,
+# and (train_run's m_scale) a clipping level at 0.7 of the safe one.
+DEFAULT_RECIPE = {
+    "optimizer": "adam",
+    "lr": 3e-4,
+    "warmup": 0.2,  # fraction of the first epoch
+    "schedule": "cosine",
+    "batch_size": 128,
+    "weight_decay": 0.0,
+    "grad_clip": 1.0,
+}
+
+
+def _evaluate(net, x, y, batch=1000):
+    net.eval()
+    correct, loss_sum = 0, 0.0
+    with ActivationSparsity(net) as sp, torch.no_grad():
+        for i in range(0, len(x), batch):
+            out = net(x[i : i + batch])
+            loss_sum += float(nn.functional.cross_entropy(out, y[i : i + batch], reduction="sum"))
+            correct += int((out.argmax(1) == y[i : i + batch]).sum())
+    return correct / len(x), loss_sum / len(x), sp.per_layer
+
+
+def _layer_variances(net, x):
+    """Mean square of every hidden pre-activation on a batch (the empirical q^l)."""
+    from ..models.mlp import hidden_layers
+
+    qs = []
+    hooks = [
+        h.register_forward_hook(lambda m, i, o: qs.append(float(o.double().pow(2).mean())))
+        for h in hidden_layers(net)
+    ]
+    try:
+        with torch.no_grad():
+            net(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return qs
+
+
+def train_run(
+    activation: str,
+    sparsity: float | None = None,
+    *,
+    depth: int = 100,
+    width: int = 128,
+    epochs: float = 1.0,
+    m="safe",
+    m_scale: float = 0.7,
+    q_star: float = 1.0,
+    optimizer: str | None = None,
+    lr: float | None = None,
+    warmup: float | None = None,
+    schedule: str | None = None,
+    batch_size: int | None = None,
+    weight_decay: float | None = None,
+    grad_clip: float | None = None,
+    n_train: int | None = None,
+    n_eval: int = 10_000,
+    seed: int = 0,
+    threads: int | None = 1,
+    device: str | None = None,
+    out=None,
+    progress: bool = True,
+    quick: bool = False,
+) -> dict:
+    """Train an edge-of-chaos MLP on MNIST and measure accuracy and activation sparsity.
+
+    The config comes from :func:`edge_of_chaos` (``m="safe"`` times ``m_scale`` for clipped
+    activations; the default 0.7 keeps finite-width networks away from the near-tangency of
+    V just above q*, where chi > 1 and gradients explode); unstable configurations are trained
+    anyway and their failure is recorded (``diverged``, the step where the loss stopped being
+    finite, the initial q^l per layer).
+    ``device`` (default CPU) holds the data and the model. ``quick=True`` shrinks everything
+    (depth 8, width 32, 2k examples) for tests and smoke runs.
+    Recipe keywords left at None take :data:`DEFAULT_RECIPE`. Returns a JSON-ready dict; with
+    ``out`` also writes ``out/result.json`` and ``out/train.png``.
+    """
+    from .. import data
+    from .._io import write_json
+    from ..models.mlp import mlp
+
+    rec = dict(DEFAULT_RECIPE)
+    for k, v in dict(
+        optimizer=optimizer,
+        lr=lr,
+        warmup=warmup,
+        schedule=schedule,
+        batch_size=batch_size,
+        weight_decay=weight_decay,
+        grad_clip=grad_clip,
+    ).items():
+        if v is not None:
+            rec[k] = v
+    if quick:
+        depth, width, n_train, n_eval = (
+            min(depth, 8),
+            min(width, 32),
+            n_train or 2000,
+            min(n_eval, 1000),
+        )
+    depth = check_int_at_least("depth", depth)
+    width = check_int_at_least("width", width)
+    check_positive("epochs", epochs)
+    check_positive("lr", rec["lr"])
+    check_positive("m_scale", m_scale)
+    check_nonnegative("warmup", rec["warmup"])
+    bs = check_int_at_least("batch_size", int(rec["batch_size"]))
+    if rec["optimizer"] not in ("adam", "sgd"):
+        raise ValueError(f"unknown optimizer {rec['optimizer']!r}; known: 'adam', 'sgd'")
+    if rec["schedule"] not in ("cosine", "constant"):
+        raise ValueError(f"unknown schedule {rec['schedule']!r}; known: 'cosine', 'constant'")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EdgeOfChaosWarning)
+        cfg = edge_of_chaos(activation, sparsity, q_star=q_star, m=m)
+        if cfg.m is not None and m_scale != 1.0:
+            cfg = edge_of_chaos(activation, sparsity, q_star=q_star, m=cfg.m * m_scale)
+    warning_text = [str(w.message) for w in caught if issubclass(w.category, EdgeOfChaosWarning)]
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    xtr, ytr = data.mnist("train")
+    xte, yte = data.mnist("test")
+    if n_train:
+        xtr, ytr = xtr[:n_train], ytr[:n_train]
+    xte, yte = xte[:n_eval], yte[:n_eval]
+    dev = torch.device(device or "cpu")
+    xtr, ytr, xte, yte = (t.to(dev) for t in (xtr, ytr, xte, yte))
+    xtr_eval, ytr_eval = xtr[:n_eval], ytr[:n_eval]
+
+    net = mlp(depth, width, cfg).to(dev)
+    init_q = _layer_variances(net, xte[:256])
+    steps_per_epoch = math.ceil(len(xtr) / bs)
+    total = max(1, int(round(epochs * steps_per_epoch)))
+    warm = int(rec["warmup"] * steps_per_epoch)
+    if rec["optimizer"] == "adam":
+        opt = torch.optim.Adam(net.parameters(), lr=rec["lr"], weight_decay=rec["weight_decay"])
+    else:
+        opt = torch.optim.SGD(
+            net.parameters(), lr=rec["lr"], momentum=0.9, weight_decay=rec["weight_decay"]
+        )
+
+    def lr_at(step):
+        f = 1.0
+        if warm and step < warm:
+            f = (step + 1) / warm
+        elif rec["schedule"] == "cosine":
+            f = 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+        return rec["lr"] * f
+
+    gen = torch.Generator().manual_seed(seed)
+    history = []
+    diverged_at = None
+    step, t0 = 0, time.time()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=f"{cfg.activation} s={cfg.sparsity:.2f}", leave=False)
+    epoch = 0
+    while step < total and diverged_at is None:
+        perm = torch.randperm(len(xtr), generator=gen)
+        net.train()
+        run_loss, run_correct, seen = 0.0, 0, 0
+        for i in range(0, len(xtr), bs):
+            if step >= total:
+                break
+            idx = perm[i : i + bs].to(dev)
+            xb, yb = xtr[idx], ytr[idx]
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            logits = net(xb)
+            loss = nn.functional.cross_entropy(logits, yb)
+            if not torch.isfinite(loss):
+                diverged_at = step
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if rec["grad_clip"]:
+                nn.utils.clip_grad_norm_(net.parameters(), rec["grad_clip"])
+            opt.step()
+            step += 1
+            run_loss += float(loss.detach()) * len(yb)
+            run_correct += int((logits.argmax(1) == yb).sum())
+            seen += len(yb)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        epoch += 1
+        te_acc, te_loss, te_sp = _evaluate(net, xte, yte)
+        history.append(
+            {
+                "epoch": epoch,
+                "step": step,
+                "train_loss": run_loss / max(seen, 1),
+                "train_acc_running": run_correct / max(seen, 1),
+                "test_acc": te_acc,
+                "test_loss": te_loss,
+                "test_sparsity_mean": float(np.nanmean(te_sp)),
+                "seconds": time.time() - t0,
+            }
+        )
+    if bar is not None:
+        bar.close()
+    te_acc, te_loss, te_sp = _evaluate(net, xte, yte)
+    tr_acc, tr_loss, tr_sp = _evaluate(net, xtr_eval, ytr_eval)
+    res = {
+        "activation": cfg.activation,
+        "target_sparsity": cfg.sparsity,
+        "config": {
+            k: getattr(cfg, k)
+            for k in ("q_star", "tau", "m", "sigma_w", "sigma_b", "chi", "dV", "d2V", "stable")
+        },
+        "fixed_points": [str(p) for p in cfg.fixed_points],
+        "warnings": warning_text,
+        "depth": depth,
+        "width": width,
+        "epochs": epochs,
+        "m_scale": m_scale,
+        "seed": seed,
+        "recipe": rec,
+        "n_train": len(xtr),
+        "n_eval": len(xte),
+        "steps": step,
+        "diverged": diverged_at is not None,
+        "diverged_at_step": diverged_at,
+        "init_q_per_layer": init_q,
+        "test_acc": te_acc,
+        "test_loss": te_loss,
+        "train_acc": tr_acc,
+        "train_loss": tr_loss,
+        "test_sparsity_per_layer": te_sp,
+        "train_sparsity_per_layer": tr_sp,
+        "test_sparsity_mean": float(np.nanmean(te_sp)),
+        "train_sparsity_mean": float(np.nanmean(tr_sp)),
+        "history": history,
+        "seconds": time.time() - t0,
+    }
+    if out is not None:
+        out = Path(out)
+        write_json(out / "result.json", res)
+        from ._plot import plot_training
+
+        plot_training(res, out / "train.png")
+    return res
+
+
+# The reproduction table: (label, activation, sparsity, m_scale).
+TABLE = (
+    ("relu", "relu", None, 1.0),
+    ("shifted_relu_0.70", "shifted_relu", 0.7, 1.0),
+    ("shifted_relu_0.85", "shifted_relu", 0.85, 1.0),
+    ("soft_threshold_0.70", "soft_threshold", 0.7, 1.0),
+    ("soft_threshold_0.85", "soft_threshold", 0.85, 1.0),
+    ("crelu_0.70", "crelu", 0.7, 1.0),
+    ("crelu_0.85", "crelu", 0.85, 1.0),
+    ("cst_0.70", "cst", 0.7, 1.0),
+    ("cst_0.85", "cst", 0.85, 1.0),
+    ("crelu_0.70_m0.7", "crelu", 0.7, 0.7),
+    ("crelu_0.85_m0.7", "crelu", 0.85, 0.7),
+    ("cst_0.70_m0.7", "cst", 0.7, 0.7),
+    ("cst_0.85_m0.7", "cst", 0.85, 0.7),
+)
+
+
+def reproduce(out, rows=TABLE, progress=True, **kw) -> list[dict]:
+    """Run the reproduction table (ReLU baseline, unclipped, clipped at the safe m and at 0.7 of
+    it) with :func:`train_run`; writes ``out/<label>/result.json`` and ``out/summary.json``.
+    Rows whose result.json already exists are read back, so an interrupted run resumes."""
+    import json
+
+    from .._io import write_json
+
+    out = Path(out)
+    summary = []
+    for label, act, s, ms in rows:
+        path = out / label / "result.json"
+        if path.exists():
+            res = json.loads(path.read_text())
+        else:
+            res = train_run(act, s, m_scale=ms, out=out / label, progress=progress, **kw)
+        row = {
+            "label": label,
+            "activation": res["activation"],
+            "target_sparsity": s,
+            "m": res["config"]["m"],
+            "m_scale": ms,
+            "stable": res["config"]["stable"],
+            "test_acc": res["test_acc"],
+            "train_acc": res["train_acc"],
+            "test_sparsity": res["test_sparsity_mean"],
+            "train_sparsity": res["train_sparsity_mean"],
+            "diverged": res["diverged"],
+            "diverged_at_step": res["diverged_at_step"],
+            "init_q_last": res["init_q_per_layer"][-1],
+            "seconds": res["seconds"],
+        }
+        summary.append(row)
+        write_json(out / "summary.json", summary)
+    return summary
+
+
+def markdown_table(summary: list[dict], baseline: str = "relu") -> str:
+    """The reproduction table as Markdown (accuracy, gap to the ReLU baseline, sparsity)."""
+    base = next((r["test_acc"] for r in summary if r["label"] == baseline), None)
+    lines = [
+        "| run | m | test acc | gap to ReLU (points) | train acc | test sparsity | "
+        "train sparsity | target | what happened |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in summary:
+        m = "-" if r["m"] is None else f"{r['m']:.3g}"
+        gap = "" if base is None else f"{100 * (r['test_acc'] - base):+.1f}"
+        tgt = "-" if r["target_sparsity"] is None else f"{r['target_sparsity']:.2f}"
+        if r["diverged"]:
+            note = f"loss not finite at step {r['diverged_at_step']}"
+        elif r["init_q_last"] != r["init_q_last"] or r["init_q_last"] > 1e3:
+            note = f"q at the last layer {r['init_q_last']:.1e} at init"
+        elif r["test_acc"] < 0.15:
+            note = "chance accuracy"
+        else:
+            note = ""
+        lines.append(
+            f"| {r['label']} | {m} | {r['test_acc']:.4f} | {gap} | {r['train_acc']:.4f} | "
+            f"{r['test_sparsity']:.3f} | {r['train_sparsity']:.3f} | {tgt} | {note} |"
+        )
+    return "\n".join(lines)
+
+
+def gradient_gain(
+    activation,
+    sparsity=None,
+    *,
+    m_scale=1.0,
+    depth=100,
+    width=128,
+    seeds=(0, 1, 2),
+    n_inputs=64,
+    q_star=1.0,
+) -> dict:
+    """Backward gain at initialisation on MNIST test images: the mean per-layer log growth of the
+    loss gradient w.r.t. the pre-activations, (1/(L-1)) ln(|dL/dh^1| / |dL/dh^L|), and the mean
+    pre-activation variance, per seed. 0 is the edge of chaos; > 0 explodes towards the input."""
+    import warnings as _w
+
+    from .. import data
+    from ..models.mlp import hidden_layers, mlp
+
+    x, y = data.mnist("test")
+    x, y = x[:n_inputs], y[:n_inputs]
+    gains, qs = [], []
+    with _w.catch_warnings():
+        _w.simplefilter("ignore", EdgeOfChaosWarning)
+        cfg = edge_of_chaos(activation, sparsity, q_star=q_star)
+        if cfg.m is not None:
+            cfg = edge_of_chaos(activation, sparsity, q_star=q_star, m=cfg.m * m_scale)
+    for seed in seeds:
+        torch.manual_seed(seed)
+        net = mlp(depth, width, cfg)
+        hs = []
+
+        def keep(mod, inp, out, hs=hs):
+            out.retain_grad()
+            hs.append(out)
+
+        hooks = [h.register_forward_hook(keep) for h in hidden_layers(net)]
+        nn.functional.cross_entropy(net(x), y).backward()
+        for h in hooks:
+            h.remove()
+        g = [float(h.grad.norm()) for h in hs]
+        gains.append(math.log(g[0] / g[-1]) / (len(g) - 1))
+        qs.append(float(np.mean([float(h.detach().pow(2).mean()) for h in hs])))
+    return {
+        "activation": cfg.activation,
+        "sparsity": cfg.sparsity,
+        "m": cfg.m,
+        "m_scale": m_scale,
+        "log_gain_per_layer": gains,
+        "mean_q": qs,
+    }

@@ -1,0 +1,78 @@
+"""Monte Carlo check of the maps: propagate inputs through random finite-width networks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .._checks import check_int_at_least, check_open_unit
+from ._gauss import _SPECS
+
+
+def simulate(
+    cfg,
+    depth: int,
+    width: int,
+    n_inputs: int = 2,
+    seed: int = 0,
+    rho0: float = 0.5,
+    n_nets: int = 1,
+    dtype=torch.float64,
+) -> dict:
+    """Finite-width networks at the config ``cfg``: per-layer q^l, rho^l and fraction of zeros.
+
+    Inputs (``n_inputs`` of dimension ``width``, pairwise correlation ``rho0``) are scaled to
+    mean square ``cfg.input_mean_square`` so that q^1 = q*, exactly as :func:`shrinkage.models.mlp`
+    scales data. Layer l: h^l = W^l phi(h^{l-1}) + b^l, W ~ N(0, sigma_w^2 / width),
+    b ~ N(0, sigma_b^2), drawn afresh for each of ``n_nets`` networks.
+
+    Returns arrays over layers 1..depth: ``q`` (n_nets, n_inputs, depth) empirical mean squares,
+    ``rho`` (n_nets, depth) mean pairwise correlation (NaN for one input), ``sparsity``
+    (n_nets, depth) fraction of exact zeros of phi(h^l).
+
+    >>> sim = simulate(edge_of_chaos("cst", 0.85), depth=20, width=300)  # doctest: +SKIP
+    """
+    depth = check_int_at_least("depth", depth)
+    width = check_int_at_least("width", width)
+    n_inputs = check_int_at_least("n_inputs", n_inputs)
+    n_nets = check_int_at_least("n_nets", n_nets)
+    if n_inputs > 1:
+        check_open_unit("rho0", rho0, closed_low=True)
+    spec = _SPECS[cfg.activation]
+    g = torch.Generator().manual_seed(int(seed))
+    sw, sb = float(cfg.sigma_w), float(cfg.sigma_b)
+    q = np.full((n_nets, n_inputs, depth), np.nan)
+    rho = np.full((n_nets, depth), np.nan)
+    sp = np.full((n_nets, depth), np.nan)
+    iu = np.triu_indices(n_inputs, 1)
+    for k in range(n_nets):
+        z0 = torch.randn(1, width, generator=g, dtype=dtype)
+        z = torch.randn(n_inputs, width, generator=g, dtype=dtype)
+        x = math.sqrt(rho0) * z0 + math.sqrt(1 - rho0) * z
+        x = x * (cfg.input_mean_square / x.pow(2).mean(1, keepdim=True)).sqrt()
+        for layer in range(depth):
+            w = torch.randn(width, width, generator=g, dtype=dtype) * (sw / math.sqrt(width))
+            b = torch.randn(width, generator=g, dtype=dtype) * sb
+            with np.errstate(all="ignore"):
+                h = x @ w.T + b
+            hq = h.pow(2).mean(1)
+            q[k, :, layer] = hq.numpy()
+            x = spec.core(h, cfg.tau, cfg.m)
+            sp[k, layer] = float((x == 0).double().mean())
+            if n_inputs > 1:
+                c = (h @ h.T / width).numpy()
+                d = np.sqrt(np.outer(np.diag(c), np.diag(c)))
+                with np.errstate(all="ignore"):
+                    rho[k, layer] = float(np.mean(c[iu] / d[iu]))
+            if not torch.isfinite(hq).all():
+                q[k, :, layer:] = np.inf
+                break
+    return {"q": q, "rho": rho, "sparsity": sp}
+
+
+def first_layer_rho(cfg, rho0: float) -> float:
+    """Correlation of the first pre-activations for inputs of correlation rho0 scaled as in
+    :func:`simulate`: (sigma_w^2 E[phi^2] rho0 + sigma_b^2) / q*."""
+    return (cfg.sigma_w**2 * cfg.input_mean_square * rho0 + cfg.sigma_b**2) / cfg.q_star

@@ -1,0 +1,30 @@
+"""Sparse coding and dictionary learning beyond l1 (Rentzeperis et al. 2023), V1 analyses.
+
+- :func:`encode` -- batched FISTA / ISTA codes for every penalty of ``shrinkage.thresholds``
+- :func:`objective` -- the energy 1/2 ||x - r D||^2 + sum G(r)
+- :class:`SparseCoding` -- scikit-learn estimator learning a dictionary
+- metrics: :func:`relative_error`, :func:`snr_db`, :func:`active_fraction`, :func:`atom_usage`
+- :mod:`shrinkage.codes.v1` -- Gabor fits, grating orientation tuning, plots
+"""
+
+from ._encode import SOLVERS, encode, encode_batches, lipschitz, objective
+from ._learn import UPDATES, LearnState, init_dictionary, learn_dictionary
+from .estimator import SparseCoding
+from .metrics import active_fraction, atom_usage, relative_error, snr_db
+
+__all__ = [
+    "SOLVERS",
+    "encode",
+    "encode_batches",
+    "lipschitz",
+    "objective",
+    "SparseCoding",
+    "learn_dictionary",
+    "init_dictionary",
+    "LearnState",
+    "UPDATES",
+    "relative_error",
+    "snr_db",
+    "active_fraction",
+    "atom_usage",
+]

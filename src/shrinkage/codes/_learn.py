@@ -1,0 +1,284 @@
+"""Dictionary learning by alternating sparse coding and dictionary updates, data-parallel ready.
+
+For each mini-batch: codes from :func:`encode` with D fixed, then one dictionary update
+
+- ``"gradient"``: D <- D + lr_t mean_batch(r^T (x - r D)) (the averaged, not summed, gradient
+  of the energy; Olshausen & Field 1997, Rentzeperis et al. 2023), lr_t = lr / (1 + t / decay);
+- ``"bcd"``: one block-coordinate sweep on the running statistics A = sum r^T r,
+  B = sum r^T x (online dictionary learning, Mairal et al. 2009),
+
+then every atom is renormalised to unit norm. Under ``torch.distributed`` each process
+encodes its own shard and the batch sums (gradient or A, B, counts) are all-reduced, so the
+dictionary is the one a single process gets on the concatenated batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .._checks import check_choice, check_int_at_least, check_nonnegative, check_positive
+from ..thresholds._penalties import _REGISTRY
+from ._encode import (
+    _SAFETY,
+    _check_X,
+    _energy,
+    _penalty_params,
+    _to_tensor,
+    check_dictionary,
+    encode,
+    lipschitz,
+)
+
+UPDATES = ("gradient", "bcd")
+
+
+@dataclass
+class LearnState:
+    """Everything needed to continue learning: the dictionary and the running statistics."""
+
+    D: torch.Tensor
+    step: int = 0  # dictionary updates done
+    A: torch.Tensor | None = None
+    B: torch.Tensor | None = None
+    usage: torch.Tensor | None = None  # activations per atom since the last resampling
+    seen: int = 0  # samples since the last resampling
+    history: list = field(default_factory=list)  # mean energy per batch
+
+
+def _dist():
+    """(rank, world) of the default process group, or (0, 1) when not distributed."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _allreduce(*tensors):
+    _, world = _dist()
+    if world > 1:
+        for t in tensors:
+            torch.distributed.all_reduce(t)
+    return tensors
+
+
+def _broadcast(t):
+    _, world = _dist()
+    if world > 1:
+        torch.distributed.broadcast(t, src=0)
+    return t
+
+
+def init_dictionary(n_atoms, n_features, X=None, init="random", seed=0, dtype=torch.float64):
+    """Unit-norm initial atoms: Gaussian (``"random"``) or random rows of X (``"data"``)."""
+    check_choice("init", init, ("random", "data"))
+    gen = torch.Generator().manual_seed(int(seed))
+    if init == "data" and X is not None and len(X) >= 1:
+        rows = torch.randint(0, len(X), (n_atoms,), generator=gen)
+        D = X[rows].detach().cpu().to(dtype).clone()
+        D += 0.01 * D.std() * torch.randn(D.shape, generator=gen, dtype=dtype)
+    else:
+        D = torch.randn(n_atoms, n_features, generator=gen, dtype=dtype)
+    norms = D.norm(dim=1, keepdim=True)
+    bad = norms.flatten() == 0
+    if bool(bad.any()):
+        D[bad] = torch.randn(int(bad.sum()), n_features, generator=gen, dtype=dtype)
+        norms = D.norm(dim=1, keepdim=True)
+    return D / norms
+
+
+def _normalise(D):
+    return D / D.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def _bcd_sweep(D, A, B):
+    """One pass of exact per-atom minimisation of tr(D^T A D)/2 - tr(D^T B), unit-norm atoms."""
+    for j in range(D.shape[0]):
+        ajj = A[j, j]
+        if ajj > 1e-10:
+            D[j] += (B[j] - A[j] @ D) / ajj
+            n = D[j].norm()
+            if n > 0:
+                D[j] /= n
+    return D
+
+
+def _resample(D, X, R, usage, seen, min_usage, gen):
+    """Replace atoms used in fewer than ``min_usage`` of the samples by the rows of X with
+    the largest residuals (normalised). Returns the number replaced."""
+    dead = torch.nonzero(usage < min_usage * max(seen, 1)).flatten()
+    if len(dead) == 0 or len(X) == 0:
+        return 0
+    err = (R * R).sum(1)
+    k = min(len(dead), len(X))
+    top = torch.topk(err, k).indices
+    new = R[top]
+    new = new + 1e-3 * new.std().clamp_min(1e-12) * torch.randn(
+        new.shape, generator=gen, dtype=new.dtype
+    ).to(new.device)
+    D[dead[:k]] = _normalise(new)
+    return k
+
+
+def learn_step(
+    state: LearnState,
+    xb: torch.Tensor,
+    penalty: str,
+    lam: float,
+    *,
+    update: str = "gradient",
+    lr: float = 1.0,
+    lr_decay: float | None = None,
+    resample_every: int = 0,
+    min_usage: float = 0.0,
+    forget: int = 10,
+    gen: torch.Generator | None = None,
+    encode_kw: dict | None = None,
+) -> float:
+    """One mini-batch: encode ``xb`` on the current D, update D in place; returns mean energy.
+
+    Under torch.distributed, ``xb`` is this process's share of the global batch.
+    """
+    encode_kw = dict(encode_kw or {})
+    D = state.D
+    step = 1.0 / (_SAFETY * lipschitz(D))
+    Z = encode(xb, D, penalty, lam, step=step, **encode_kw)
+    R = xb - Z @ D
+    pen_kw = {k: v for k, v in encode_kw.items() if k in _REGISTRY[penalty].params}
+    p = _penalty_params(penalty, D.norm(dim=1), pen_kw)
+    energy = _energy(xb, R, Z, penalty, float(lam), p).sum()
+    m = torch.tensor(float(len(xb)), dtype=D.dtype, device=D.device)
+    used = (Z != 0).to(D.dtype).sum(0)
+    if update == "gradient":
+        G = Z.T @ R
+        _allreduce(G, m, energy, used)
+        lr_t = lr if not lr_decay else lr / (1.0 + state.step / lr_decay)
+        D += (lr_t / m.clamp_min(1.0)) * G
+    else:
+        AZ = Z.T @ Z
+        BZ = Z.T @ xb
+        _allreduce(AZ, BZ, m, energy, used)
+        mb = float(m)
+        # Codes from an early dictionary mislead later sweeps: average the statistics over
+        # the last ``forget`` batches or so (exponential window; Mairal et al. 2009, 3.4).
+        beta = 1.0 - 1.0 / min(state.step + 1, forget)
+        if state.A is None:
+            state.A = torch.zeros_like(AZ)
+            state.B = torch.zeros_like(BZ)
+        state.A.mul_(beta).add_(AZ / mb)
+        state.B.mul_(beta).add_(BZ / mb)
+        _bcd_sweep(D, state.A, state.B)
+    D.copy_(_normalise(D))
+    state.usage = used if state.usage is None else state.usage + used
+    state.seen += int(m)
+    state.step += 1
+    if resample_every and state.step % resample_every == 0:
+        g = gen if gen is not None else torch.Generator().manual_seed(state.step)
+        _resample(D, xb, R, state.usage, state.seen, min_usage, g)
+        _broadcast(D)  # rank 0's choice of replacements wins
+        state.usage = torch.zeros_like(state.usage)
+        state.seen = 0
+    mean_e = float(energy / m.clamp_min(1.0))
+    state.history.append(mean_e)
+    return mean_e
+
+
+def learn_dictionary(
+    X,
+    n_atoms: int,
+    penalty: str = "l1",
+    lam: float = 0.1,
+    *,
+    n_epochs: int = 1,
+    batch_size: int = 256,
+    lr: float = 1.0,
+    lr_decay: float | None = None,
+    update: str = "gradient",
+    init="random",
+    resample_every: int = 0,
+    min_usage: float = 1e-3,
+    shuffle: bool = True,
+    random_state: int = 0,
+    max_iter: int = 200,
+    tol: float = 1e-3,
+    progress: bool = False,
+    state: LearnState | None = None,
+    **encode_kw,
+):
+    """Learn a (n_atoms, n_features) unit-norm dictionary for the rows of X.
+
+    ``n_epochs`` passes in mini-batches of ``batch_size`` (per process under
+    torch.distributed; each process passes its own shard and every process ends with the
+    same dictionary). ``init``: ``"random"``, ``"data"`` or an (n_atoms, n_features) array.
+    ``resample_every``: every that many batches, atoms active in fewer than ``min_usage`` of
+    the samples are re-initialised from the batch's highest-residual samples.
+    Returns a :class:`LearnState` (``.D``, ``.step``, ``.history``).
+
+    >>> X = torch.randn(64, 8, dtype=torch.float64)
+    >>> learn_dictionary(X, 4, "l1", 0.1, batch_size=32).D.shape
+    torch.Size([4, 8])
+    """
+    check_choice("update", update, UPDATES)
+    n_atoms = check_int_at_least("n_atoms", n_atoms, 1)
+    n_epochs = check_int_at_least("n_epochs", n_epochs, 1)
+    batch_size = check_int_at_least("batch_size", batch_size, 1)
+    check_positive("lr", lr)
+    check_nonnegative("lam", lam)
+    Xt = _to_tensor(X, "X")
+    if Xt.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {tuple(Xt.shape)}")
+    _check_X(Xt, Xt.shape[1])
+    rank, world = _dist()
+    if state is None:
+        if isinstance(init, str):
+            D = init_dictionary(n_atoms, Xt.shape[1], Xt, init, random_state, Xt.dtype)
+        else:
+            D = _normalise(_to_tensor(init, "init", dtype=Xt.dtype).clone())
+            if D.shape != (n_atoms, Xt.shape[1]):
+                raise ValueError(
+                    f"init must have shape (n_atoms, n_features) = {(n_atoms, Xt.shape[1])}, "
+                    f"got {tuple(D.shape)}"
+                )
+        state = LearnState(D=_broadcast(D.to(Xt.device)))
+    check_dictionary(state.D, Xt.shape[1])
+    n = Xt.shape[0]
+    n_batches = max(n // batch_size, 1) if n >= batch_size else 1
+    nb = torch.tensor(n_batches)
+    if world > 1:
+        torch.distributed.all_reduce(nb, op=torch.distributed.ReduceOp.MIN)
+    n_batches = int(nb)
+    gen = torch.Generator().manual_seed(int(random_state) + 7919 * rank)
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_epochs * n_batches, desc=f"learn {penalty}", unit="batch")
+    encode_kw.setdefault("max_iter", max_iter)
+    encode_kw.setdefault("tol", tol)
+    with torch.no_grad():
+        for _ in range(n_epochs):
+            order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
+            for b in range(n_batches):
+                rows = order[b * batch_size : (b + 1) * batch_size].to(Xt.device)
+                e = learn_step(
+                    state,
+                    Xt[rows],
+                    penalty,
+                    lam,
+                    update=update,
+                    lr=lr,
+                    lr_decay=lr_decay,
+                    resample_every=resample_every,
+                    min_usage=min_usage,
+                    gen=gen,
+                    encode_kw=encode_kw,
+                )
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(energy=f"{e:.4g}")
+    if bar is not None:
+        bar.close()
+    return state
+
+
+__all__ = ["learn_dictionary", "learn_step", "init_dictionary", "LearnState", "UPDATES"]

@@ -1,0 +1,404 @@
+"""Does a dictionary look like V1? Gabor fits of the atoms and grating orientation tuning.
+
+Gabor model on pixel coordinates (x: column, y: row)::
+
+    g(x, y) = A exp(-x'^2 / (2 sx^2) - y'^2 / (2 sy^2)) cos(2 pi f x' + phi)
+    x' = (x - x0) cos(theta) + (y - y0) sin(theta),  y' = -(x - x0) sin(theta) + (y - y0) cos(theta)
+
+``theta`` is the direction of the carrier's wave vector (the bars run at theta + 90 deg), ``f``
+in cycles per pixel, ``sx`` across the bars, ``sy`` along them. Ringach (2002):
+``n_x = sx f``, ``n_y = sy f`` (envelope widths in carrier periods).
+
+Orientation tuning (as in physiology): encode sinusoidal gratings at ``n_orientations``
+orientations in [0, pi), several phases and spatial frequencies; the response of a unit at
+an orientation is the mean over phases of |code|, at its best frequency. From the tuning
+curve R(t): preferred orientation ``arg(sum R e^{2it}) / 2``, circular variance
+``1 - |sum R e^{2it}| / sum R`` and OSI ``(R_pref - R_orth) / (R_pref + R_orth)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from .._checks import check_int_at_least, check_positive
+from .._io import save_figure
+
+GABOR_PARAMS = ("x0", "y0", "theta", "f", "phi", "sx", "sy", "amp")
+
+
+def gabor(shape, x0, y0, theta, f, phi, sx, sy, amp=1.0) -> np.ndarray:
+    """A 2-D Gabor of ``shape`` (rows, cols) with the parameters of the module docstring.
+
+    >>> g = gabor((16, 16), 7.5, 7.5, 0.0, 0.25, 0.0, 3.0, 3.0)
+    >>> g.shape, round(float(g.max()), 3)
+    ((16, 16), 0.688)
+    """
+    h, w = shape
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    dx, dy = x - x0, y - y0
+    c, s = math.cos(theta), math.sin(theta)
+    xp = dx * c + dy * s
+    yp = -dx * s + dy * c
+    env = np.exp(-(xp**2) / (2 * sx**2) - yp**2 / (2 * sy**2))
+    return amp * env * np.cos(2 * math.pi * f * xp + phi)
+
+
+def _as_image(atom, shape):
+    a = np.asarray(atom, dtype=np.float64)
+    if a.ndim == 1:
+        if shape is None:
+            side = int(round(math.sqrt(a.size)))
+            if side * side != a.size:
+                raise ValueError(f"atom of length {a.size} is not square; pass shape=(h, w)")
+            shape = (side, side)
+        a = a.reshape(shape)
+    if a.ndim != 2:
+        raise ValueError(f"atom must be 1-D or 2-D, got shape {a.shape}")
+    return a
+
+
+def _initial_guesses(img):
+    """Starting points from the atom's spectrum (peak frequency and direction) and from the
+    centroid and spread of its energy; several phases and widths."""
+    h, w = img.shape
+    pad = 4
+    F = np.fft.fft2(img, s=(pad * h, pad * w))
+    P = np.abs(F) ** 2
+    fy = np.fft.fftfreq(pad * h)[:, None] * np.ones((1, pad * w))
+    fx = np.fft.fftfreq(pad * w)[None, :] * np.ones((pad * h, 1))
+    P[0, 0] = 0.0
+    i = int(np.argmax(P))
+    kx, ky = float(fx.flat[i]), float(fy.flat[i])
+    f0 = max(math.hypot(kx, ky), 1.0 / max(h, w))
+    th0 = math.atan2(ky, kx)
+    e = img**2
+    tot = e.sum() or 1.0
+    y, x = np.mgrid[0:h, 0:w]
+    x0 = float((e * x).sum() / tot)
+    y0 = float((e * y).sum() / tot)
+    spread = math.sqrt(max(float((e * ((x - x0) ** 2 + (y - y0) ** 2)).sum() / tot), 0.5))
+    amp0 = float(np.abs(img).max())
+    guesses = []
+    for phi in (0.0, 0.5 * math.pi, math.pi, -0.5 * math.pi):
+        for s in (spread / 1.5, spread):
+            guesses.append([x0, y0, th0, f0, phi, s, s, amp0])
+    return guesses
+
+
+def _canonical(p):
+    """One representative of the equivalent parameter sets: amp > 0, theta in [0, pi),
+    phi in (-pi, pi]."""
+    x0, y0, th, f, phi, sx, sy, amp = p
+    if amp < 0:
+        amp, phi = -amp, phi + math.pi
+    if f < 0:
+        f, phi = -f, -phi
+    k = math.floor(th / math.pi)
+    th -= k * math.pi
+    if k % 2:  # theta -> theta + pi flips x', i.e. phi -> -phi
+        phi = -phi
+    phi = (phi + math.pi) % (2 * math.pi) - math.pi
+    if phi == -math.pi:
+        phi = math.pi
+    return [x0, y0, th, f, phi, abs(sx), abs(sy), amp]
+
+
+def fit_gabor(atom, shape=None) -> dict:
+    """Least-squares 2-D Gabor fit of one atom (scipy.optimize.least_squares, several starts
+    from the atom's spectrum); returns the parameters, ``nx``, ``ny`` and ``r2``.
+
+    >>> g = gabor((16, 16), 8.2, 6.9, 0.6, 0.2, 0.4, 2.5, 3.5)
+    >>> fit = fit_gabor(g)
+    >>> round(float(fit["theta"]), 3), round(fit["r2"], 4)
+    (0.6, 1.0)
+    """
+    img = _as_image(atom, shape)
+    h, w = img.shape
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    target = img.ravel()
+    ss = float(((target - target.mean()) ** 2).sum())
+    if ss == 0:
+        raise ValueError("atom is constant; a Gabor fit needs some structure")
+    big = 2.0 * max(h, w)
+    lo = [-0.5 * w, -0.5 * h, -np.inf, 0.0, -np.inf, 0.3, 0.3, -np.inf]
+    hi = [1.5 * w, 1.5 * h, np.inf, 0.5, np.inf, big, big, np.inf]
+
+    def parts(p):
+        x0, y0, th, f, phi, sx, sy, amp = p
+        c, s = math.cos(th), math.sin(th)
+        xp = (x - x0) * c + (y - y0) * s
+        yp = -(x - x0) * s + (y - y0) * c
+        env = np.exp(-(xp**2) / (2 * sx**2) - yp**2 / (2 * sy**2))
+        arg = 2 * math.pi * f * xp + phi
+        return xp, yp, env, np.cos(arg), np.sin(arg), c, s
+
+    def resid(p):
+        xp, yp, env, cos_, _, _, _ = parts(p)
+        return (p[7] * env * cos_).ravel() - target
+
+    def jac(p):
+        _, _, _, f, _, sx, sy, amp = p
+        xp, yp, env, cos_, sin_, c, s = parts(p)
+        ae = amp * env
+        g_xp = ae * (-xp / sx**2 * cos_ - 2 * math.pi * f * sin_)
+        g_yp = ae * cos_ * (-yp / sy**2)
+        cols = (
+            -c * g_xp + s * g_yp,  # x0
+            -s * g_xp - c * g_yp,  # y0
+            yp * g_xp - xp * g_yp,  # theta
+            -ae * sin_ * 2 * math.pi * xp,  # f
+            -ae * sin_,  # phi
+            ae * cos_ * xp**2 / sx**3,  # sx
+            ae * cos_ * yp**2 / sy**3,  # sy
+            env * cos_,  # amp
+        )
+        return np.stack([cc.ravel() for cc in cols], axis=1)
+
+    # Short fits from every start, then the best one refined.
+    best = None
+    for g0 in _initial_guesses(img):
+        g0 = np.clip(g0, np.array(lo) + 1e-9, np.array(hi) - 1e-9)
+        r = least_squares(resid, g0, jac=jac, bounds=(lo, hi), method="trf", max_nfev=25)
+        if best is None or r.cost < best.cost:
+            best = r
+    best = least_squares(resid, best.x, jac=jac, bounds=(lo, hi), method="trf", max_nfev=300)
+    p = _canonical(list(best.x))
+    out = dict(zip(GABOR_PARAMS, p))
+    out["r2"] = 1.0 - 2.0 * float(best.cost) / ss
+    out["nx"] = out["sx"] * out["f"]
+    out["ny"] = out["sy"] * out["f"]
+    return out
+
+
+def fit_gabors(D, shape=None, progress: bool = False) -> dict:
+    """:func:`fit_gabor` on every row of D; returns a dict of arrays (one entry per atom)
+    with keys ``x0 y0 theta f phi sx sy amp r2 nx ny``."""
+    D = np.asarray(D, dtype=np.float64)
+    it = range(len(D))
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="Gabor fits", unit="atom")
+    fits = [fit_gabor(D[i], shape) for i in it]
+    keys = list(GABOR_PARAMS) + ["r2", "nx", "ny"]
+    return {k: np.array([f[k] for f in fits]) for k in keys}
+
+
+# -- gratings ---------------------------------------------------------------------------
+def gratings(
+    shape, n_orientations=16, frequencies=(0.0625, 0.125, 0.1875, 0.25), n_phases=8, norm=1.0
+):
+    """Zero-mean sinusoidal gratings cos(2 pi f (x cos t + y sin t) + p) as rows, each scaled
+    to Euclidean norm ``norm``; returns (stimuli (n_or*n_freq*n_phase, h*w), orientations,
+    frequencies, phases) with the stimuli ordered orientation-major, then frequency, phase."""
+    n_orientations = check_int_at_least("n_orientations", n_orientations, 2)
+    n_phases = check_int_at_least("n_phases", n_phases, 1)
+    check_positive("norm", norm)
+    h, w = shape
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    oris = np.arange(n_orientations) * math.pi / n_orientations
+    freqs = np.asarray(frequencies, dtype=np.float64)
+    phases = np.arange(n_phases) * 2 * math.pi / n_phases
+    out = []
+    for t in oris:
+        u = x * math.cos(t) + y * math.sin(t)
+        for f in freqs:
+            for p in phases:
+                g = np.cos(2 * math.pi * f * u + p)
+                g -= g.mean()
+                nrm = np.linalg.norm(g)
+                out.append(g * (norm / nrm) if nrm > 0 else g)
+    return np.stack(out).reshape(len(out), h * w), oris, freqs, phases
+
+
+def tuning_from_responses(resp, orientations) -> dict:
+    """Preferred orientation, OSI and circular variance from tuning curves (n_units, n_or)."""
+    R = np.asarray(resp, dtype=np.float64)
+    oris = np.asarray(orientations, dtype=np.float64)
+    vec = (R * np.exp(2j * oris)[None, :]).sum(1)
+    tot = R.sum(1)
+    safe = np.where(tot > 0, tot, 1.0)
+    cv = np.where(tot > 0, 1.0 - np.abs(vec) / safe, 1.0)
+    pref = (np.angle(vec) / 2.0) % math.pi
+    ipref = R.argmax(1)
+    n = len(oris)
+    iorth = (ipref + n // 2) % n
+    rp = R[np.arange(len(R)), ipref]
+    ro = R[np.arange(len(R)), iorth]
+    den = rp + ro
+    osi = np.where(den > 0, (rp - ro) / np.where(den > 0, den, 1.0), 0.0)
+    return {
+        "preferred": pref,
+        "osi": osi,
+        "circular_variance": cv,
+        "curves": R,
+        "orientations": oris,
+    }
+
+
+def orientation_tuning(
+    D,
+    penalty="l1",
+    lam=0.1,
+    shape=None,
+    n_orientations=16,
+    frequencies=(0.0625, 0.125, 0.1875, 0.25),
+    n_phases=8,
+    norm=1.0,
+    **encode_kw,
+) -> dict:
+    """Encode gratings with the dictionary's own penalty and return, per atom, the tuning
+    curve (mean |code| over phases at the best frequency), preferred orientation, OSI and
+    circular variance. See the module docstring."""
+    from ._encode import encode
+
+    D = np.asarray(D, dtype=np.float64)
+    if shape is None:
+        side = int(round(math.sqrt(D.shape[1])))
+        shape = (side, side)
+    S, oris, freqs, phases = gratings(shape, n_orientations, frequencies, n_phases, norm)
+    Z = np.abs(encode(S, D, penalty, lam, **encode_kw))
+    Z = Z.reshape(len(oris), len(freqs), len(phases), D.shape[0]).mean(2)  # (or, f, atom)
+    best_f = Z.max(0).argmax(0)  # per atom
+    curves = Z[:, best_f, np.arange(D.shape[0])].T  # (atom, or)
+    out = tuning_from_responses(curves, oris)
+    out["best_frequency"] = freqs[best_f]
+    out["responsive"] = curves.max(1) > 0
+    return out
+
+
+def summary(fits: dict, tuning: dict | None = None, r2_min=0.8, osi_min=0.5) -> dict:
+    """Fractions of Gabor-like atoms (fit R^2 >= r2_min) and of orientation-selective units
+    (OSI >= osi_min among responsive units), with medians of the Gabor parameters."""
+    r2 = np.asarray(fits["r2"])
+    good = r2 >= r2_min
+    out = {
+        "n_atoms": int(len(r2)),
+        "gabor_fraction": float(good.mean()),
+        "r2_median": float(np.median(r2)),
+        "r2_min": r2_min,
+    }
+    if good.any():
+        out["nx_median"] = float(np.median(fits["nx"][good]))
+        out["ny_median"] = float(np.median(fits["ny"][good]))
+        out["f_median"] = float(np.median(fits["f"][good]))
+    if tuning is not None:
+        resp = tuning["responsive"]
+        osi = tuning["osi"]
+        out["responsive_fraction"] = float(resp.mean())
+        out["selective_fraction"] = float((resp & (osi >= osi_min)).mean())
+        out["osi_median"] = float(np.median(osi[resp])) if resp.any() else 0.0
+        cv = tuning["circular_variance"]
+        out["circular_variance_median"] = float(np.median(cv[resp])) if resp.any() else 1.0
+        out["osi_min"] = osi_min
+    return out
+
+
+# -- plots ------------------------------------------------------------------------------
+def _fig(*a, **k):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt, plt.subplots(*a, **k)
+
+
+def plot_atoms(D, path, shape=None, max_atoms=256, title=None):
+    """Grid of atoms (each scaled to its own max |value|, gray = 0)."""
+    D = np.asarray(D, dtype=np.float64)[:max_atoms]
+    if shape is None:
+        side = int(round(math.sqrt(D.shape[1])))
+        shape = (side, side)
+    n = len(D)
+    cols = int(math.ceil(math.sqrt(n)))
+    rows = int(math.ceil(n / cols))
+    plt, (fig, axes) = _fig(rows, cols, figsize=(cols * 0.45, rows * 0.45 + 0.3), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i in range(n):
+        a = D[i].reshape(shape)
+        m = np.abs(a).max() or 1.0
+        axes.ravel()[i].imshow(a, cmap="gray", vmin=-m, vmax=m, interpolation="nearest")
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0, right=1, bottom=0, top=0.95)
+    save_figure(fig, path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_nxny(fits_by_name: dict, path, r2_min=0.8):
+    """Ringach (2002) (n_x, n_y) scatter of the Gabor-like atoms, one colour per dictionary."""
+    plt, (fig, ax) = _fig(figsize=(4.2, 4))
+    for name, fits in fits_by_name.items():
+        good = np.asarray(fits["r2"]) >= r2_min
+        ax.scatter(fits["nx"][good], fits["ny"][good], s=8, alpha=0.6, label=name)
+    ax.plot([0, 1.5], [0, 1.5], "k:", lw=0.8)
+    ax.set_xlim(0, 1.5)
+    ax.set_ylim(0, 1.5)
+    ax.set_xlabel("$n_x = \\sigma_x f$")
+    ax.set_ylabel("$n_y = \\sigma_y f$")
+    ax.set_title(f"Gabor fits with $R^2 \\geq {r2_min}$", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_orientation_hist(fits_by_name: dict, path, r2_min=0.8):
+    """Histogram of fitted bar orientations (theta + 90 deg, in degrees) of Gabor-like atoms."""
+    plt, (fig, ax) = _fig(figsize=(4.5, 3))
+    bins = np.linspace(0, 180, 13)
+    for name, fits in fits_by_name.items():
+        good = np.asarray(fits["r2"]) >= r2_min
+        deg = (np.degrees(fits["theta"][good]) + 90.0) % 180.0
+        ax.hist(deg, bins=bins, histtype="step", lw=1.3, label=name)
+    ax.set_xlabel("orientation of the bars (deg)")
+    ax.set_ylabel("atoms")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_tuning(tuning: dict, path, units=None, n=8):
+    """Tuning curves (response vs grating orientation) of a few units, with their OSI."""
+    curves = tuning["curves"]
+    oris = np.degrees(tuning["orientations"])
+    if units is None:
+        resp = np.flatnonzero(tuning["responsive"])
+        units = resp[np.argsort(-curves[resp].max(1))][:n]
+    plt, (fig, axes) = _fig(
+        1, max(len(units), 1), figsize=(1.6 * max(len(units), 1), 1.8), squeeze=False
+    )
+    for ax, u in zip(axes.ravel(), units):
+        ax.plot(oris, curves[u], "o-", ms=2.5)
+        ax.set_title(f"unit {u}\nOSI {tuning['osi'][u]:.2f}", fontsize=7)
+        ax.set_xticks([0, 90, 180])
+        ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+__all__ = [
+    "GABOR_PARAMS",
+    "gabor",
+    "fit_gabor",
+    "fit_gabors",
+    "gratings",
+    "orientation_tuning",
+    "tuning_from_responses",
+    "summary",
+    "plot_atoms",
+    "plot_nxny",
+    "plot_orientation_hist",
+    "plot_tuning",
+]

@@ -1,0 +1,73 @@
+"""LeNet-300-100 and LeNet-5 (Caffe layer sizes) for 28x28 MNIST digits.
+
+Both take an ``activation`` factory (any zero-argument callable returning an ``nn.Module``,
+``nn.ReLU`` by default) so the same nets can be built with sparse activations
+(e.g. ``lambda: shrinkage.thresholds.ShiftedReLU(0.1)``).
+
+LeNet-300-100: 784 -> 300 -> 100 -> 10 (266,200 weights; LeCun et al. 1998, Han et al. 2015).
+LeNet-5, Caffe variant: conv 5x5 20 -> pool -> conv 5x5 50 -> pool -> fc 500 -> fc 10
+(430,500 weights, 2.29 M multiply-accumulates per image).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+__all__ = ["lenet_300_100", "lenet5"]
+
+
+def _act(activation: Callable[[], nn.Module] | None) -> nn.Module:
+    module = (activation or nn.ReLU)()
+    if not isinstance(module, nn.Module):
+        raise ValueError(
+            f"activation must be a factory returning an nn.Module (e.g. nn.ReLU), "
+            f"it returned {type(module).__name__}"
+        )
+    return module
+
+
+def lenet_300_100(
+    activation: Callable[[], nn.Module] | None = None, num_classes: int = 10
+) -> nn.Sequential:
+    """Fully connected LeNet-300-100 for (N, 1, 28, 28) inputs.
+
+    >>> import torch
+    >>> lenet_300_100()(torch.zeros(2, 1, 28, 28)).shape
+    torch.Size([2, 10])
+    """
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 300),
+        _act(activation),
+        nn.Linear(300, 100),
+        _act(activation),
+        nn.Linear(100, num_classes),
+    )
+
+
+def lenet5(
+    activation: Callable[[], nn.Module] | None = None, num_classes: int = 10
+) -> nn.Sequential:
+    """LeNet-5 with Caffe's layer sizes (conv 20, conv 50, fc 500, fc 10) for 28x28 inputs.
+
+    Caffe puts a ReLU only after fc 500; here every hidden layer gets ``activation`` after
+    its pooling, so that activations can be studied in every layer.
+
+    >>> import torch
+    >>> lenet5()(torch.zeros(2, 1, 28, 28)).shape
+    torch.Size([2, 10])
+    """
+    return nn.Sequential(
+        nn.Conv2d(1, 20, 5),
+        nn.MaxPool2d(2),
+        _act(activation),
+        nn.Conv2d(20, 50, 5),
+        nn.MaxPool2d(2),
+        _act(activation),
+        nn.Flatten(),
+        nn.Linear(800, 500),
+        _act(activation),
+        nn.Linear(500, num_classes),
+    )

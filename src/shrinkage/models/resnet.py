@@ -1,0 +1,75 @@
+"""A small ResNet for 28x28 inputs (MNIST-sized), pre-activation free, BasicBlocks.
+
+Stem conv 3x3 (``widths[0]``) -> one stage per width, each ``blocks`` BasicBlocks, the first
+block of every later stage with stride 2 and a 1x1 downsample conv -> global average pool
+-> linear. Default widths (16, 32, 64) and 1 block per stage: 8 weight layers, 78k weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from torch import nn
+
+from .lenet import _act
+
+__all__ = ["resnet_small", "BasicBlock"]
+
+
+class BasicBlock(nn.Module):
+    """conv3x3-BN-act-conv3x3-BN plus identity (or 1x1 conv-BN) shortcut, then act.
+
+    He et al., "Deep residual learning for image recognition", CVPR 2016.
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, activation=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.act1 = _act(activation)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.act2 = _act(activation)
+        self.downsample = None
+        if stride != 1 or c_in != c_out:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x):
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        short = x if self.downsample is None else self.downsample(x)
+        return self.act2(out + short)
+
+
+def resnet_small(
+    widths: Sequence[int] = (16, 32, 64),
+    blocks: int = 1,
+    in_channels: int = 1,
+    num_classes: int = 10,
+    activation: Callable[[], nn.Module] | None = None,
+) -> nn.Sequential:
+    """Small ResNet for (N, in_channels, 28, 28) inputs.
+
+    >>> import torch
+    >>> resnet_small()(torch.zeros(2, 1, 28, 28)).shape
+    torch.Size([2, 10])
+    """
+    if len(widths) < 1 or any(int(w) < 1 for w in widths):
+        raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths!r}")
+    if not isinstance(blocks, int) or blocks < 1:
+        raise ValueError(f"blocks must be an integer >= 1, got blocks={blocks!r}")
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
+        nn.BatchNorm2d(widths[0]),
+        _act(activation),
+    ]
+    c = widths[0]
+    for i, w in enumerate(widths):
+        for b in range(blocks):
+            stride = 2 if (i > 0 and b == 0) else 1
+            layers.append(BasicBlock(c, w, stride, activation))
+            c = w
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
+    return nn.Sequential(*layers)

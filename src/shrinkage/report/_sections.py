@@ -1,0 +1,405 @@
+"""The three sections of ``shrinkage report``: each runs its pillar at demo scale (or tiny,
+with ``quick``) through the pillar's own experiment functions, and returns a Section."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ._document import Figure, Section, Table
+
+# Demo scale fits the 10-minute budget of `make demo` on 2 CPU cores; quick is for tests.
+SCALES = {
+    "weights": {
+        "demo": dict(
+            sparsities=(0.9, 0.95, 0.98), epochs=3, subset=None, test_subset=None, max_batches=None
+        ),
+        "quick": dict(
+            sparsities=(0.5, 0.9), epochs=2, subset=2048, test_subset=500, max_batches=16
+        ),
+    },
+    "codes": {
+        "demo": dict(
+            atoms=128,
+            size=16,
+            n_patches=6000,
+            n_test=1000,
+            thresholds=(0.25, 0.4, 0.6, 0.9),
+            n_epochs=1,
+        ),
+        "quick": dict(
+            atoms=16, size=8, n_patches=400, n_test=100, thresholds=(0.3, 0.8), n_epochs=1
+        ),
+    },
+    "activations": {
+        "demo": dict(depth=50, width=128, epochs=1.0, n_train=20000, n_eval=5000),
+        "quick": dict(depth=8, width=32, epochs=1.0, n_train=1000, n_eval=500),
+    },
+}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def weights_section(seed: int = 0, quick: bool = False, progress: bool = True) -> Section:
+    from ..weights.train import TrainConfig, train_run
+
+    sc = SCALES["weights"]["quick" if quick else "demo"]
+    t0 = time.perf_counter()
+    s = Section(
+        "weights", "Sparse weights: ST-3 vs gradual magnitude pruning (LeNet-300-100, MNIST)"
+    )
+    runs = []
+    for method in ("st3", "gmp"):
+        for sparsity in sc["sparsities"]:
+            cfg = TrainConfig(
+                model="lenet_300_100",
+                method=method,
+                sparsity=sparsity,
+                epochs=sc["epochs"],
+                seed=seed,
+                subset=sc["subset"],
+                test_subset=sc["test_subset"],
+                max_batches=sc["max_batches"],
+                progress=progress,
+            )
+            res = train_run(cfg)
+            runs.append(
+                {
+                    "method": method,
+                    "sparsity": sparsity,
+                    "test_acc": res["test_acc_squashed"],
+                    "measured_sparsity": res["sparsity"],
+                    "dense_macs": res["dense_macs"],
+                    "sparse_macs": res["sparse_macs"],
+                    "seconds": res["seconds"],
+                    "report": res["report"],
+                }
+            )
+    s.numbers = {
+        "runs": [{k: v for k, v in r.items() if k != "report"} for r in runs],
+        "epochs": sc["epochs"],
+        "seed": seed,
+    }
+    s.paragraphs.append(
+        f"Each run trains LeNet-300-100 from scratch for {sc['epochs']} epoch(s) with the same "
+        "optimiser and seed; the sparsity rises on a cubic schedule and the model is then "
+        "squashed to a plain dense-format network, whose test accuracy is reported."
+    )
+    s.tables.append(
+        Table(
+            "Test accuracy (squashed model) and MACs",
+            [
+                "method",
+                "target sparsity",
+                "measured sparsity",
+                "test accuracy %",
+                "sparse MACs",
+                "dense MACs",
+            ],
+            [
+                [
+                    r["method"],
+                    r["sparsity"],
+                    round(r["measured_sparsity"], 4),
+                    round(100 * r["test_acc"], 2),
+                    int(r["sparse_macs"]),
+                    int(r["dense_macs"]),
+                ]
+                for r in runs
+            ],
+        )
+    )
+    top = max((r for r in runs if r["method"] == "st3"), key=lambda r: r["sparsity"])
+    layers = top["report"]["layers"]
+    s.tables.append(
+        Table(
+            f"Per-layer sparsity and MACs, ST-3 at {top['sparsity']:.0%}",
+            ["layer", "shape", "density", "dense MACs", "sparse MACs"],
+            [
+                [
+                    ly["name"],
+                    "x".join(map(str, ly["shape"])),
+                    round(ly["density"], 4),
+                    int(ly["dense_macs"]),
+                    int(ly["sparse_macs"]),
+                ]
+                for ly in layers
+            ],
+        )
+    )
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, style in (("st3", "o-"), ("gmp", "s--")):
+        rs = [r for r in runs if r["method"] == method]
+        ax.plot(
+            [100 * r["sparsity"] for r in rs],
+            [100 * r["test_acc"] for r in rs],
+            style,
+            label=method,
+        )
+    ax.set_xlabel("weight sparsity %")
+    ax.set_ylabel("test accuracy %")
+    ax.set_title("LeNet-300-100 on MNIST")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    s.add_figure(
+        fig, "Test accuracy against weight sparsity, ST-3 and GMP, same recipe.", "accuracy"
+    )
+    s.commands = [
+        "shrinkage weights sweep --model lenet_300_100 --methods st3,st3sigma,gmp,hard_ste,"
+        "soft_nograd --sparsities 0.9,0.95,0.98,0.99,0.995 --seeds 0,1 --epochs 20 "
+        "--out runs/sweep_lenet300",
+        "shrinkage weights train --model lenet5 --method st3 --sparsity 0.99 --epochs 20 "
+        "--seed 0 --out runs/lenet5_st3_99",
+    ]
+    s.seconds = time.perf_counter() - t0
+    return s
+
+
+def codes_section(seed: int = 0, quick: bool = False, progress: bool = True) -> Section:
+    from ..codes.experiments import compare
+
+    sc = SCALES["codes"]["quick" if quick else "demo"]
+    t0 = time.perf_counter()
+    s = Section("codes", "Sparse codes: l1 vs CEL0 on natural-image patches")
+    res = compare(
+        ("l1", "cel0"),
+        atoms=(sc["atoms"],),
+        thresholds=sc["thresholds"],
+        n_patches=sc["n_patches"],
+        n_test=sc["n_test"],
+        size=sc["size"],
+        n_epochs=sc["n_epochs"],
+        seed=seed,
+        analyse=False,
+        progress=progress,
+    )
+    rows = res["rows"]
+    s.numbers = {"rows": rows, "matched": res["matched"], "config": res["config"]}
+    s.paragraphs.append(
+        f"One dictionary of {sc['atoms']} atoms is learned per penalty and lam on "
+        f"{sc['n_patches']} whitened {sc['size']}x{sc['size']} patches of the bundled natural "
+        f"images; the curves are measured on {sc['n_test']} held-out patches."
+    )
+    s.tables.append(
+        Table(
+            "Held-out relative error and active fraction",
+            [
+                "penalty",
+                "lam",
+                "relative error",
+                "active fraction",
+                "non-zeros per patch",
+                "dead atoms",
+            ],
+            [
+                [
+                    r["penalty"],
+                    round(r["lam"], 4),
+                    round(r["relative_error"], 4),
+                    round(r["active_fraction"], 4),
+                    round(r["nonzeros_per_patch"], 2),
+                    r["dead_atoms"],
+                ]
+                for r in rows
+            ],
+        )
+    )
+    matched = [m for m in res["matched"] if m.get("l1") and m.get("cel0")]
+    if matched:
+        s.tables.append(
+            Table(
+                "Active fraction each penalty needs at a matched relative error",
+                ["relative error", "l1", "cel0", "l1 / cel0"],
+                [
+                    [
+                        m["relative_error"],
+                        round(m["l1"], 4),
+                        round(m["cel0"], 4),
+                        round(m["l1"] / m["cel0"], 2),
+                    ]
+                    for m in matched
+                ],
+            )
+        )
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for pen, style in (("l1", "o-"), ("cel0", "s-")):
+        pts = sorted(
+            (r["active_fraction"], r["relative_error"]) for r in rows if r["penalty"] == pen
+        )
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=pen)
+    ax.set_xscale("log")
+    ax.set_xlabel("active fraction (held out)")
+    ax.set_ylabel("relative error (held out)")
+    ax.legend()
+    ax.grid(alpha=0.3, which="both")
+    s.add_figure(
+        fig,
+        "Relative reconstruction error against the fraction of active "
+        "coefficients: lower-left is better.",
+        "tradeoff",
+    )
+    cel0 = [r for r in rows if r["penalty"] == "cel0"]
+    best = min(
+        cel0,
+        key=lambda r: abs(r["relative_error"] - np.median([q["relative_error"] for q in cel0])),
+    )
+    D = res["dictionaries"][("cel0", sc["atoms"], best["threshold"])]
+    s.add_figure(
+        _atom_grid(D, sc["size"]),
+        f"CEL0 atoms (lam={best['lam']:.3g}), "
+        "the first 64 atoms of the dictionary, each scaled to its own range.",
+        "atoms",
+    )
+    s.commands = [
+        "shrinkage codes compare --penalties l1,l0,l1/2,cel0 --atoms 256,512,1024 "
+        "--out runs/codes_compare",
+        "shrinkage codes learn --penalty cel0 --atoms 512 --lam 0.27 --patches 100000 "
+        "--out runs/codes_cel0",
+    ]
+    s.seconds = time.perf_counter() - t0
+    return s
+
+
+def _atom_grid(D, size, max_atoms=64):
+    plt = _plt()
+    n = min(len(D), max_atoms)
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.7, rows * 0.7))
+    for i, ax in enumerate(np.atleast_1d(axes).ravel()):
+        ax.axis("off")
+        if i < n:
+            a = D[i].reshape(size, size)
+            v = np.abs(a).max() or 1.0
+            ax.imshow(a, cmap="gray", vmin=-v, vmax=v)
+    fig.subplots_adjust(wspace=0.05, hspace=0.05)
+    return fig
+
+
+def activations_section(seed: int = 0, quick: bool = False, progress: bool = True) -> Section:
+    from ..activations import edge_of_chaos
+    from ..activations._plot import plot_maps
+    from ..activations.experiments import train_run
+
+    sc = SCALES["activations"]["quick" if quick else "demo"]
+    t0 = time.perf_counter()
+    s = Section("activations", "Sparse activations: CST at 85 % at the edge of chaos")
+    cfg = edge_of_chaos("cst", 0.85, q_star=1.0, m="safe")
+    s.numbers["config"] = {
+        k: getattr(cfg, k)
+        for k in (
+            "activation",
+            "sparsity",
+            "q_star",
+            "tau",
+            "m",
+            "sigma_w",
+            "sigma_b",
+            "chi",
+            "dV",
+            "d2V",
+            "stable",
+        )
+    }
+    s.numbers["config"]["fixed_points"] = [str(p) for p in cfg.fixed_points]
+    s.paragraphs.append(str(cfg))
+    s.tables.append(
+        Table(
+            "Edge-of-chaos configuration (q* = 1, largest safe m)",
+            ["quantity", "value"],
+            [[k, v] for k, v in s.numbers["config"].items() if k not in ("fixed_points",)],
+        )
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = plot_maps(cfg, Path(tmp))
+        for i, p in enumerate(paths if isinstance(paths, list | tuple) else [paths]):
+            p = Path(p)
+            s.figures.append(
+                Figure(_MAP_CAPTIONS.get(i, p.stem), p.read_bytes(), f"activations_{p.stem}.png")
+            )
+    res = train_run(
+        "cst",
+        0.85,
+        depth=sc["depth"],
+        width=sc["width"],
+        epochs=sc["epochs"],
+        n_train=sc["n_train"],
+        n_eval=sc["n_eval"],
+        seed=seed,
+        progress=progress,
+        threads=None,
+    )
+    keep = (
+        "depth",
+        "width",
+        "epochs",
+        "test_acc",
+        "train_acc",
+        "test_sparsity_mean",
+        "train_sparsity_mean",
+        "diverged",
+        "seconds",
+        "recipe",
+    )
+    s.numbers["training"] = {k: res[k] for k in keep}
+    s.numbers["training"]["test_sparsity_per_layer"] = res["test_sparsity_per_layer"]
+    s.tables.append(
+        Table(
+            f"Short training run: depth {res['depth']}, width {res['width']}, "
+            f"{res['epochs']} epoch(s), MNIST",
+            [
+                "test accuracy %",
+                "train accuracy %",
+                "test activation sparsity",
+                "train activation sparsity",
+                "target",
+            ],
+            [
+                [
+                    round(100 * res["test_acc"], 2),
+                    round(100 * res["train_acc"], 2),
+                    round(res["test_sparsity_mean"], 4),
+                    round(res["train_sparsity_mean"], 4),
+                    0.85,
+                ]
+            ],
+        )
+    )
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    sp = res["test_sparsity_per_layer"]
+    ax.plot(range(1, len(sp) + 1), sp, ".-", label="measured (test set)")
+    ax.axhline(0.85, color="k", ls=":", label="target 0.85")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("fraction of exact zeros")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    s.add_figure(fig, "Activation sparsity per layer after training, on the test set.", "sparsity")
+    s.commands = [
+        "shrinkage activations eoc --activation cst --sparsity 0.85 --out runs/eoc_cst",
+        "shrinkage activations train --activation cst --sparsity 0.85 --depth 100 --width 300 "
+        "--epochs 10 --out runs/act_cst85",
+    ]
+    s.seconds = time.perf_counter() - t0
+    return s
+
+
+_MAP_CAPTIONS = {
+    0: "Variance map V(q) for several clipping levels, each at its own edge of chaos.",
+    1: "V'(q*) and V''(q*) against the clipping level m.",
+}
+
+SECTIONS = {"weights": weights_section, "codes": codes_section, "activations": activations_section}

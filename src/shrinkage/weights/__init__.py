@@ -1,0 +1,50 @@
+"""Sparse weights: ST-3 sparse training and its relatives on any PyTorch model.
+
+>>> import torch, shrinkage.weights as sw
+>>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+>>> sp = sw.Sparsifier(model, sparsity=0.9, method="st3", schedule=sw.Cubic(start=0, end=100))
+>>> # training loop: loss.backward(); opt.step(); sp.step()
+>>> dense = sp.squash()   # plain nn.Modules, zeros baked in
+
+- :class:`Sparsifier` (methods in :data:`METHODS`), schedules :class:`Cubic`, :class:`Linear`,
+  :class:`Constant`;
+- :func:`flops` / :class:`FlopsReport`: dense and sparse multiply-accumulates of any model;
+- pure functions :func:`kth_threshold`, :func:`channel_gamma`, :func:`st3_weight`;
+- :func:`export`: sparse-enough layers onto measured-fastest sparse kernels (real speed);
+  :func:`densify`, :func:`load_exported`, :class:`SparseLinear`, :class:`SparseConv2d`;
+- :func:`effective_macs`: MACs left when zero weights *and* zero activations are skipped;
+- :func:`shrinkage.weights.train.train_run` and :func:`~shrinkage.weights.train.sweep`: the
+  MNIST experiments behind ``shrinkage weights train|sweep``.
+"""
+
+from ._export import SparseConv2d, SparseLinear, densify, export, load_exported
+from ._flops import FlopsReport, flops
+from ._ops import channel_gamma, kth_smallest, kth_threshold, prox_weight, st3_weight
+from ._schedules import Constant, Cubic, Linear, Schedule
+from ._sparsifier import METHODS, PRUNABLE, SparseWeight, Sparsifier
+from .effective import effective_macs, format_effective_macs
+
+__all__ = [
+    "Sparsifier",
+    "SparseWeight",
+    "METHODS",
+    "PRUNABLE",
+    "Schedule",
+    "Cubic",
+    "Linear",
+    "Constant",
+    "flops",
+    "FlopsReport",
+    "kth_threshold",
+    "kth_smallest",
+    "channel_gamma",
+    "st3_weight",
+    "prox_weight",
+    "export",
+    "densify",
+    "load_exported",
+    "SparseLinear",
+    "SparseConv2d",
+    "effective_macs",
+    "format_effective_macs",
+]

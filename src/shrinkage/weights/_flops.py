@@ -1,0 +1,164 @@
+"""Multiply-accumulate counts of Conv and Linear layers, dense and with the zeros skipped."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ._sparsifier import PRUNABLE
+
+__all__ = ["flops", "FlopsReport"]
+
+
+@dataclass
+class FlopsReport:
+    """Per-layer rows and totals. ``str(report)`` is a table, ``report.to_dict()`` a dict.
+
+    Each row: ``name, kind, shape, params, nonzero, density, dense_macs, sparse_macs,
+    pruned`` (and ``shared_with`` when one weight serves several layers; its parameters are
+    counted once in the totals, its MACs once per use).
+    """
+
+    input_shape: tuple
+    layers: list[dict] = field(default_factory=list)
+
+    @property
+    def params(self) -> int:
+        return sum(r["params"] for r in self.layers if not r.get("shared_with"))
+
+    @property
+    def nonzero(self) -> int:
+        return sum(r["nonzero"] for r in self.layers if not r.get("shared_with"))
+
+    @property
+    def density(self) -> float:
+        return self.nonzero / self.params if self.params else 1.0
+
+    @property
+    def dense_macs(self) -> int:
+        return sum(r["dense_macs"] for r in self.layers)
+
+    @property
+    def sparse_macs(self) -> float:
+        return sum(r["sparse_macs"] for r in self.layers)
+
+    def to_dict(self) -> dict:
+        return {
+            "input_shape": list(self.input_shape),
+            "layers": [dict(r, shape=list(r["shape"])) for r in self.layers],
+            "total": {
+                "params": self.params,
+                "nonzero": self.nonzero,
+                "density": self.density,
+                "dense_macs": self.dense_macs,
+                "sparse_macs": self.sparse_macs,
+                "speedup": self.dense_macs / self.sparse_macs if self.sparse_macs else float("inf"),
+            },
+        }
+
+    def __str__(self) -> str:
+        head = (
+            f"{'layer':<24} {'kind':<7} {'shape':<18} {'density':>8} "
+            f"{'dense MACs':>12} {'sparse MACs':>12}"
+        )
+        lines = [head, "-" * len(head)]
+        for r in self.layers:
+            shape = "x".join(map(str, r["shape"]))
+            star = "" if r["pruned"] else " (dense)"
+            lines.append(
+                f"{r['name'][:24]:<24} {r['kind']:<7} {shape[:18]:<18} {r['density']:>8.4f} "
+                f"{r['dense_macs']:>12,d} {round(r['sparse_macs']):>12,d}{star}"
+            )
+        lines.append("-" * len(head))
+        ratio = self.dense_macs / self.sparse_macs if self.sparse_macs else float("inf")
+        lines.append(
+            f"{'total':<24} {'':<7} {f'{self.params:,d} w':<18} {self.density:>8.4f} "
+            f"{self.dense_macs:>12,d} {round(self.sparse_macs):>12,d}   ({ratio:.1f}x fewer)"
+        )
+        return "\n".join(lines)
+
+
+@torch.no_grad()
+def flops(model: nn.Module, input_shape, pruned: Iterable[str] | None = None) -> FlopsReport:
+    """Count multiply-accumulates of every Conv{1,2,3}d and Linear for one input of ``input_shape``.
+
+    dense MACs of a conv = output elements * (C_in / groups) * prod(kernel); of a linear =
+    output elements * in_features; sparse MACs = density of the weight (nonzero fraction of
+    what the forward pass sees) * dense MACs (ST-3's count). Biases, BN and activations are
+    not counted. The model runs once in eval mode on zeros (its mode is restored).
+
+    >>> m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    >>> flops(m, (1, 2, 2)).dense_macs
+    12
+    """
+    shape = tuple(int(s) for s in input_shape)
+    if not shape or any(s < 1 for s in shape):
+        raise ValueError(f"input_shape must be positive ints, got {input_shape!r}")
+    pruned = set(pruned) if pruned is not None else None
+    names = {id(m): n for n, m in model.named_modules()}
+    rows: dict[int, dict] = {}
+    seen_weights: dict[int, str] = {}
+    order: list[int] = []
+
+    def hook(mod, inputs, out):
+        key = id(mod)
+        if isinstance(mod, nn.Linear):
+            macs = out.numel() * mod.in_features
+        else:
+            macs = out.numel() * (mod.in_channels // mod.groups) * math.prod(mod.kernel_size)
+        if key in rows:  # a module used twice computes twice
+            rows[key]["dense_macs"] += macs
+            return
+        w = mod.weight
+        nz = int(torch.count_nonzero(w))
+        name = names.get(key, type(mod).__name__)
+        row = {
+            "name": name,
+            "kind": parametrize.type_before_parametrizations(mod).__name__,
+            "shape": tuple(w.shape),
+            "params": w.numel(),
+            "nonzero": nz,
+            "density": nz / w.numel(),
+            "dense_macs": macs,
+            "pruned": True if pruned is None else name in pruned,
+        }
+        wid = _weight_id(mod)
+        if wid in seen_weights:
+            row["shared_with"] = seen_weights[wid]
+            row["pruned"] = pruned is None or seen_weights[wid] in pruned
+        else:
+            seen_weights[wid] = name
+        rows[key] = row
+        order.append(key)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, PRUNABLE)]
+    if not handles:
+        raise ValueError("model has no Conv1d/2d/3d or Linear layer to count")
+    modes = {m: m.training for m in model.modules()}
+    try:
+        ref = next(iter(model.parameters()))
+        model.eval()
+        model(torch.zeros(shape, dtype=ref.dtype, device=ref.device))
+    finally:
+        for h in handles:
+            h.remove()
+        for m, t in modes.items():
+            m.training = t
+    layers = []
+    for key in order:
+        r = rows[key]
+        r["sparse_macs"] = r["density"] * r["dense_macs"]
+        layers.append(r)
+    return FlopsReport(shape, layers)
+
+
+def _weight_id(mod: nn.Module) -> int:
+    # the raw parameter behind a parametrized weight identifies shared tensors
+    if hasattr(mod, "parametrizations") and "weight" in mod.parametrizations:
+        return id(mod.parametrizations.weight.original)
+    return id(mod.weight)

@@ -1,0 +1,404 @@
+"""The :class:`Sparsifier`: ST-3 and its relatives on any PyTorch model, via ``parametrize``."""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .._checks import check_choice, check_open_unit
+from ..thresholds import PENALTIES, lam_for_threshold, straight_through
+from ..thresholds._penalties import _REGISTRY, _soft
+from ._ops import channel_gamma, kth_threshold, prox_weight, st3_weight
+from ._schedules import Constant, Schedule, evaluate
+
+__all__ = ["Sparsifier", "METHODS", "PRUNABLE"]
+
+METHODS = ("st3", "st3sigma", "hard_ste", "soft_nograd", "gmp", "prox_ste")
+"""Sparse-training methods, see :class:`Sparsifier`."""
+
+PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+"""Module types whose ``weight`` is pruned."""
+
+_RESCALE_DEFAULT = {
+    "st3": True,
+    "st3sigma": True,
+    "soft_nograd": True,
+    "prox_ste": True,
+    "hard_ste": False,
+    "gmp": False,
+}
+
+_ste_soft = straight_through(st3_weight)
+_ste_prox = straight_through(prox_weight)
+
+
+class SparseWeight(nn.Module):
+    """Parametrization: raw weight -> the weight the forward pass sees.
+
+    Buffers ``tau`` (magnitude threshold), ``lam`` (penalty weight, prox_ste) and ``mask``
+    (sticky mask, gmp) are set by :meth:`Sparsifier.step`; they are constants for autograd.
+    """
+
+    def __init__(self, weight: torch.Tensor, method: str, rescale: bool, penalty: str, params):
+        super().__init__()
+        self.method = method
+        self.rescale = rescale
+        self.penalty = penalty
+        self.params = dict(params)
+        self.register_buffer("tau", torch.zeros((), dtype=weight.dtype, device=weight.device))
+        self.register_buffer("lam", torch.zeros((), dtype=weight.dtype, device=weight.device))
+        if method == "gmp":
+            self.register_buffer("mask", torch.ones_like(weight, dtype=torch.bool))
+        else:
+            self.mask = None
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        m = self.method
+        if m in ("st3", "st3sigma"):
+            return _ste_soft(w, self.tau, self.rescale)
+        if m == "prox_ste":
+            return _ste_prox(w, self.tau, self.lam, self.penalty, self.params, self.rescale)
+        if m == "hard_ste":
+            return _ste_prox(w, self.tau, self.lam, "l0", {}, self.rescale)
+        if m == "soft_nograd":
+            out = _soft(w, self.tau)  # ordinary autograd: zero gradient below tau
+            if self.rescale:
+                with torch.no_grad():
+                    g = channel_gamma(w, w.abs() > self.tau)
+                out = out * g
+            return out
+        # gmp: sticky mask, ordinary autograd (pruned entries get no gradient)
+        return w * self.mask
+
+    def extra_repr(self) -> str:
+        extra = f", penalty={self.penalty!r}" if self.method == "prox_ste" else ""
+        return f"method={self.method!r}, rescale={self.rescale}{extra}"
+
+
+class _Unit:
+    """One unique pruned tensor: its raw parameter, the modules that use it, its parametrization."""
+
+    def __init__(self, name, param, modules, pm):
+        self.name = name
+        self.param = param
+        self.modules = modules  # list of (name, module)
+        self.pm = pm
+        self.orders: list[list[str]] = []  # each module's parameter order before registration
+        # sigma scoring: S_l = sum of the weight's dimensions (C_out + C_in + k_h + k_w)
+        self.sqrt_s = math.sqrt(sum(param.shape))
+
+
+def _matches(name: str, module: nn.Module, patterns) -> bool:
+    for p in patterns:
+        if isinstance(p, type):
+            if isinstance(module, p):
+                return True
+        elif isinstance(p, str):
+            if fnmatch.fnmatchcase(name, p):
+                return True
+        else:
+            raise ValueError(
+                f"include/exclude entries must be module types or name patterns (str), got {p!r}"
+            )
+    return False
+
+
+def _as_list(x) -> list:
+    if x is None:
+        return []
+    if isinstance(x, str | type):
+        return [x]
+    return list(x)
+
+
+class Sparsifier:
+    """Make a model's Conv and Linear weights sparse during ordinary training.
+
+    Registers a :mod:`torch.nn.utils.parametrize` parametrization on the ``weight`` of every
+    ``Conv{1,2,3}d`` and ``Linear`` (first and last included, as ST-3 does). The raw weights
+    stay the model's parameters (same objects, so an optimizer made before or after works);
+    the forward pass sees the thresholded weight. Call :meth:`step` after each optimizer step.
+
+    Methods (all operators from :mod:`shrinkage.thresholds`):
+
+    - ``st3``: global threshold tau = the s(t)-quantile of |w| (k-th value selection), forward
+      ``gamma_c * sign(w) * max(|w| - tau, 0)`` with ST-3's per-channel rescale, straight-through
+      backward (pruned raw weights keep learning). Vanderschueren & De Vleeschouwer, WACV 2023.
+    - ``st3sigma``: scores ``|w| * sqrt(S_l)`` (S_l = sum of the weight's dims), global quantile
+      theta, layer threshold ``theta / sqrt(S_l)``.
+    - ``hard_ste``: hard threshold (prox of l0), straight-through, no rescale.
+    - ``soft_nograd``: st3 without straight-through (pruned entries get zero gradient).
+    - ``gmp``: gradual magnitude pruning (Zhu & Gupta 2017) with sticky masks: pruned raw
+      weights are zeroed at each step and never come back, whatever the optimizer's momentum.
+    - ``prox_ste``: ``prox(penalty, w, lam)`` for any penalty in
+      :data:`~shrinkage.thresholds.PENALTIES`, lam set each step by ``lam_for_threshold`` so
+      that exactly the scheduled fraction is zero; straight-through; rescale by default.
+
+    Parameters
+    ----------
+    model : the ``nn.Module`` to sparsify (modified in place).
+    sparsity : final fraction of pruned weights, in [0, 1).
+    method : one of :data:`METHODS`.
+    schedule : :class:`Cubic`, :class:`Linear`, :class:`Constant` (default: ``Constant()``,
+        the final sparsity at once) or a callable ``step -> sparsity``.
+    scope : ``"global"`` (one threshold over all pruned weights) or ``"layer"`` (each layer
+        at the scheduled sparsity).
+    include, exclude : module types or ``fnmatch`` name patterns (``"features.*"``).
+    penalty, penalty_params : the prox_ste operator and its parameters (``a`` for cel0,
+        ``gamma`` for mcp / scad); the prox step is 1.
+    rescale : ST-3's per-channel rescale on/off (default: on for the soft methods and
+        prox_ste, off for hard_ste and gmp).
+
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 2))
+    >>> sp = Sparsifier(model, sparsity=0.5)
+    >>> round(sp.density(), 3)
+    0.5
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        sparsity: float,
+        method: str = "st3",
+        schedule: Schedule | Callable[[int], float] | None = None,
+        scope: str = "global",
+        include: Iterable | None = None,
+        exclude: Iterable | None = None,
+        penalty: str = "l1",
+        penalty_params: dict | None = None,
+        rescale: bool | None = None,
+    ):
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.sparsity = check_open_unit("sparsity", sparsity, closed_low=True)
+        self.method = check_choice("method", method, METHODS)
+        self.scope = check_choice("scope", scope, ("global", "layer"))
+        if schedule is None:
+            schedule = Constant()
+        if not callable(schedule):
+            raise ValueError(
+                f"schedule must be a Schedule or a callable step -> sparsity, got {schedule!r}"
+            )
+        self.schedule = schedule
+        self.penalty = check_choice("penalty", penalty, PENALTIES)
+        self.penalty_params = dict(penalty_params or {})
+        if method == "prox_ste":
+            lam_for_threshold(penalty, 1.0, step=1.0, **self.penalty_params)  # validates params
+        elif self.penalty_params:
+            raise ValueError(
+                f"penalty_params only apply to method='prox_ste', got method={method!r}"
+            )
+        self.rescale = _RESCALE_DEFAULT[method] if rescale is None else bool(rescale)
+        evaluate(schedule, 0, self.sparsity)  # a schedule that is broken at step 0 fails now
+
+        self.model = model
+        self._step = 0
+        self._squashed = False
+        self.units = self._collect(model, _as_list(include), _as_list(exclude))
+        self._check_finite([u.param.detach() for u in self.units])
+        for u in self.units:
+            for _, mod in u.modules:
+                u.orders.append(list(mod._parameters))
+                parametrize.register_parametrization(mod, "weight", u.pm)
+        self._apply()
+
+    # -- selection ---------------------------------------------------------------------
+    def _collect(self, model, include, exclude) -> list[_Unit]:
+        for p in include:
+            if isinstance(p, type) and not issubclass(p, PRUNABLE):
+                raise ValueError(
+                    f"include type {p.__name__} is not prunable; allowed: "
+                    + ", ".join(t.__name__ for t in PRUNABLE)
+                )
+        groups: dict[int, list] = {}
+        order: list[int] = []
+        for name, mod in model.named_modules():
+            if not isinstance(mod, PRUNABLE):
+                continue
+            if include and not _matches(name, mod, include):
+                continue
+            if exclude and _matches(name, mod, exclude):
+                continue
+            if parametrize.is_parametrized(mod, "weight"):
+                raise ValueError(
+                    f"layer {name!r} already has a parametrization on its weight "
+                    "(sparsified twice?); squash() the first Sparsifier or use a fresh model"
+                )
+            w = mod.weight
+            if not isinstance(w, nn.Parameter) or not w.is_floating_point():
+                raise ValueError(f"layer {name!r} has no floating-point weight Parameter")
+            key = id(w)
+            if key not in groups:
+                groups[key] = []
+                order.append(key)
+            groups[key].append((name, mod))
+        if not order:
+            raise ValueError(
+                "model has no prunable layer (Conv1d/2d/3d or Linear) left after include="
+                f"{include!r}, exclude={exclude!r}"
+            )
+        units = []
+        for key in order:
+            mods = groups[key]
+            w = mods[0][1].weight
+            pm = SparseWeight(w, self.method, self.rescale, self.penalty, self.penalty_params)
+            units.append(_Unit(mods[0][0], w, mods, pm))
+        return units
+
+    # -- thresholds --------------------------------------------------------------------
+    def _check_finite(self, tensors) -> None:
+        for u, w in zip(self.units, tensors):
+            if not bool(torch.isfinite(w).all()):
+                raise ValueError(
+                    f"weight of layer {u.name!r} contains NaN or inf; the threshold is undefined "
+                    "(check the learning rate / loss)"
+                )
+
+    def _scores(self, u: _Unit) -> torch.Tensor:
+        s = u.param.detach().abs()
+        if self.method == "st3sigma":
+            s = s * u.sqrt_s
+        elif self.method == "gmp":
+            s = torch.where(u.pm.mask, s, torch.full_like(s, -1.0))  # pruned stay pruned
+        return s
+
+    @torch.no_grad()
+    def _apply(self) -> None:
+        s = evaluate(self.schedule, self._step, self.sparsity)
+        self.current_sparsity = s
+        scores = [self._scores(u) for u in self.units]
+        empty = -0.5 if self.method == "gmp" else 0.0
+        if self.scope == "global":
+            flat = torch.cat([x.reshape(-1) for x in scores])
+            # one reduction instead of an elementwise check; NaN/inf propagate into the sum
+            if not bool(torch.isfinite(flat.sum())):
+                self._check_finite(scores)
+            theta = kth_threshold(flat, s, empty)
+            taus = [theta / u.sqrt_s if self.method == "st3sigma" else theta for u in self.units]
+        else:
+            self._check_finite(scores)
+            taus = [kth_threshold(x, s, empty) for x in scores]
+            if self.method == "st3sigma":
+                taus = [t / u.sqrt_s for t, u in zip(taus, self.units)]
+        for u, tau, sc in zip(self.units, taus, scores):
+            pm = u.pm
+            if self.method == "gmp":
+                pm.mask.copy_(sc > tau)
+                u.param.masked_fill_(~pm.mask, 0.0)  # pruned raw weights are exactly 0, for good
+                pm.tau.zero_()
+                continue
+            pm.tau.copy_(tau)
+            name = self.penalty if self.method == "prox_ste" else "l0"
+            if self.method in ("prox_ste", "hard_ste"):
+                pen = _REGISTRY[name]
+                pm.lam.copy_(pen.lam_for(tau, 1.0, **{**pen.params, **pm.params}))
+
+    def step(self) -> float:
+        """Advance one optimizer step: recompute thresholds (and gmp masks) at s(step).
+
+        Returns the target sparsity now in force."""
+        if self._squashed:
+            raise RuntimeError("this Sparsifier was squashed; its model is a plain dense model now")
+        self._step += 1
+        self._apply()
+        return self.current_sparsity
+
+    @property
+    def step_count(self) -> int:
+        """Number of :meth:`step` calls so far (the schedule's t)."""
+        return self._step
+
+    # -- inspection --------------------------------------------------------------------
+    @property
+    def layer_names(self) -> list[str]:
+        return [u.name for u in self.units]
+
+    @torch.no_grad()
+    def effective_weights(self) -> dict[str, torch.Tensor]:
+        """Layer name -> the weight the forward pass sees (one entry per unique tensor)."""
+        return {u.name: u.modules[0][1].weight.detach().clone() for u in self.units}
+
+    def masks(self) -> dict[str, torch.Tensor]:
+        """Layer name -> bool mask of the nonzero entries of the effective weight."""
+        return {k: v != 0 for k, v in self.effective_weights().items()}
+
+    def density(self) -> float:
+        """Fraction of nonzero effective weights over all pruned tensors (each counted once)."""
+        eff = self.effective_weights().values()
+        nz = sum(int(torch.count_nonzero(w)) for w in eff)
+        return nz / sum(w.numel() for w in eff)
+
+    def report(self, input_shape):
+        """Per-layer shape, density, dense and sparse MACs, totals (see :func:`flops`)."""
+        from ._flops import flops
+
+        return flops(self.model, input_shape, pruned=self.layer_names)
+
+    # -- checkpoints -------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Step counter, configuration and per-layer thresholds / masks (plain tensors)."""
+        return {
+            "step": self._step,
+            "sparsity": self.sparsity,
+            "method": self.method,
+            "scope": self.scope,
+            "penalty": self.penalty,
+            "layers": self.layer_names,
+            "tau": [u.pm.tau.detach().clone() for u in self.units],
+            "lam": [u.pm.lam.detach().clone() for u in self.units],
+            "mask": [None if u.pm.mask is None else u.pm.mask.clone() for u in self.units],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict`; the configuration must match this Sparsifier's."""
+        for key in ("method", "scope", "penalty", "layers"):
+            mine = self.layer_names if key == "layers" else getattr(self, key)
+            if state.get(key) != mine:
+                raise ValueError(
+                    f"sparsifier state has {key}={state.get(key)!r}, this Sparsifier has {mine!r}"
+                )
+        with torch.no_grad():
+            for u, tau, lam, mask in zip(self.units, state["tau"], state["lam"], state["mask"]):
+                u.pm.tau.copy_(tau)
+                u.pm.lam.copy_(lam)
+                if u.pm.mask is not None:
+                    u.pm.mask.copy_(mask)
+        self._step = int(state["step"])
+        self.sparsity = float(state["sparsity"])
+        self.current_sparsity = evaluate(self.schedule, self._step, self.sparsity)
+
+    # -- the end -----------------------------------------------------------------------
+    @torch.no_grad()
+    def squash(self) -> nn.Module:
+        """Bake the effective weights in and remove the parametrizations; returns the model.
+
+        Parameters keep their identity, the outputs are unchanged (same values), and the
+        state_dict keys are those of the unpruned model, so a model built without shrinkage
+        loads it.
+        """
+        if self._squashed:
+            return self.model
+        eff = [u.modules[0][1].weight.detach().clone() for u in self.units]
+        for u, w in zip(self.units, eff):
+            for (_, mod), order in zip(u.modules, u.orders):
+                parametrize.remove_parametrizations(mod, "weight", leave_parametrized=False)
+                if order:  # put "weight" back in its place, so state_dict keys keep their order
+                    items = dict(mod._parameters)
+                    mod._parameters.clear()
+                    mod._parameters.update({k: items[k] for k in order if k in items})
+                    mod._parameters.update(items)
+            u.param.copy_(w)
+        self._squashed = True
+        return self.model
+
+    def __repr__(self) -> str:
+        return (
+            f"Sparsifier(method={self.method!r}, sparsity={self.sparsity}, scope={self.scope!r}, "
+            f"schedule={self.schedule!r}, layers={len(self.units)}, step={self._step})"
+        )

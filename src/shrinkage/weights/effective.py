@@ -1,0 +1,128 @@
+"""Multiply-accumulates that remain when zero weights *and* zero activations are skipped.
+
+For a Linear layer y = W a, the MACs a sparse-sparse kernel must do for one input are
+sum_{i,j} [W_ij != 0] [a_j != 0]; for a convolution the same count over every output
+position, which is conv(indicator(a != 0), indicator(W != 0)) summed. Dense MACs count
+every pair. Measured on real inputs with forward hooks.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_CONV = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}
+
+
+def _pair_counts(module: nn.Module, a: torch.Tensor) -> tuple[float, float, float, float]:
+    """(dense, weight-sparse, activation-sparse, both-sparse) MACs summed over the batch.
+
+    Dense and weight-sparse follow the usual convention (every output position times the
+    kernel, padding included; times the weight density); the activation counts skip zero
+    inputs, padding included, as a kernel that skips zeros would.
+    """
+    w_nz = (module.weight != 0).to(torch.float64)
+    a_nz = (a != 0).to(torch.float64)
+    if isinstance(module, nn.Linear):
+        x = a_nz.reshape(-1, a_nz.shape[-1])
+        positions = x.shape[0]
+        act = float(x.sum()) * module.weight.shape[0]
+        both = float((x @ w_nz.T).sum())
+    else:
+        conv = _CONV[type(module)]
+        padding = module.padding if module.padding_mode == "zeros" else 0
+
+        def count(x, w):
+            return conv(x, w, None, module.stride, padding, module.dilation, module.groups)
+
+        y = count(a_nz, w_nz)
+        positions = y.numel() // y.shape[1]  # batch x spatial output positions
+        act = float(count(a_nz, torch.ones_like(w_nz)).sum())
+        both = float(y.sum())
+    per_position = module.weight.numel()  # C_out x C_in/groups x kernel: one output map
+    dense = float(positions) * per_position
+    return dense, float(positions) * float(w_nz.sum()), act, both
+
+
+@torch.no_grad()
+def effective_macs(model: nn.Module, inputs, max_batches: int | None = None) -> dict:
+    """Per-layer and total MACs per input, dense and with zero weights / activations skipped.
+
+    ``inputs``: a tensor batch or an iterable of batches (tensors or ``(x, y)`` pairs).
+    Returns ``{"layers": {name: {...}}, "total": {...}}`` where each entry has ``dense``,
+    ``weight_sparse`` (skip zero weights), ``activation_sparse`` (skip zero inputs),
+    ``both`` (skip either), the ratios to dense, and ``input_density`` (fraction of
+    non-zero inputs to the layer). Counts are means per input sample.
+
+    >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    >>> effective_macs(net, torch.randn(8, 4))["total"]["dense"]
+    18.0
+    """
+    layers = OrderedDict((n, m) for n, m in model.named_modules() if isinstance(m, _LAYERS))
+    if not layers:
+        raise ValueError("model has no Linear or Conv layer to count MACs for")
+    sums = {n: [0.0, 0.0, 0.0, 0.0, 0.0, 0.0] for n in layers}  # 4 counts, nnz inputs, inputs
+    n_samples = [0]
+
+    def hook(name):
+        def fn(module, args):
+            a = args[0]
+            c = _pair_counts(module, a)
+            s = sums[name]
+            for i in range(4):
+                s[i] += c[i]
+            s[4] += float((a != 0).sum())
+            s[5] += a.numel()
+
+        return fn
+
+    handles = [m.register_forward_pre_hook(hook(n)) for n, m in layers.items()]
+    was_training = model.training
+    model.eval()
+    try:
+        batches = [inputs] if isinstance(inputs, torch.Tensor) else inputs
+        for i, batch in enumerate(batches):
+            if max_batches is not None and i >= max_batches:
+                break
+            x = batch[0] if isinstance(batch, list | tuple) else batch
+            model(x)
+            n_samples[0] += x.shape[0]
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    if n_samples[0] == 0:
+        raise ValueError("inputs held no batch")
+    keys = ("dense", "weight_sparse", "activation_sparse", "both")
+    out: dict = {"layers": {}, "n_samples": n_samples[0]}
+    total = dict.fromkeys(keys, 0.0)
+    for name, s in sums.items():
+        row = {k: s[i] / n_samples[0] for i, k in enumerate(keys)}
+        for k in keys:
+            total[k] += row[k]
+        row["input_density"] = s[4] / s[5] if s[5] else 0.0
+        row.update({f"{k}_ratio": row[k] / row["dense"] for k in keys[1:] if row["dense"]})
+        out["layers"][name] = row
+    total.update({f"{k}_ratio": total[k] / total["dense"] for k in keys[1:]})
+    out["total"] = total
+    return out
+
+
+def format_effective_macs(result: dict) -> str:
+    """A printable per-layer table of :func:`effective_macs`."""
+    lines = [
+        f"{'layer':<24}{'in dens.':>9}{'dense':>14}{'w-sparse':>14}{'a-sparse':>14}"
+        f"{'both':>14}{'both/dense':>11}"
+    ]
+    rows = list(result["layers"].items()) + [("total", result["total"])]
+    for name, r in rows:
+        dens = f"{r['input_density']:.3f}" if "input_density" in r else ""
+        lines.append(
+            f"{name:<24}{dens:>9}{r['dense']:>14,.0f}{r['weight_sparse']:>14,.0f}"
+            f"{r['activation_sparse']:>14,.0f}{r['both']:>14,.0f}{r['both_ratio']:>11.4f}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,486 @@
+"""The MNIST experiments: one training run (:func:`train_run`) and a grid of them (:func:`sweep`).
+
+Both are plain functions so the CLI and the cross-pillar report call the same code::
+
+    from shrinkage.weights.train import TrainConfig, train_run
+    result = train_run(TrainConfig(model="lenet5", method="st3", sparsity=0.99, epochs=2,
+                                   max_batches=20, out="runs/quick"))
+    result["test_acc"]
+
+Recipe (the same for every method): SGD with Nesterov momentum 0.9, cosine learning-rate
+decay, weight decay on weights (raw ones, pruned included, as in ST-3; none on biases),
+gradient-norm clip 3.0, batch 128, 50k training images, accuracy on the 10k test images.
+The cubic schedule runs from ``prune_start`` to ``prune_end`` (fractions of all steps).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.nn.utils import parametrize
+
+from .._checks import check_choice, check_int_at_least, check_open_unit, check_positive
+from .._io import save_torch, write_json, write_text
+from ._flops import flops
+from ._schedules import Constant, Cubic, Linear
+from ._sparsifier import METHODS, Sparsifier
+
+__all__ = ["TrainConfig", "train_run", "sweep", "MODELS", "build_model"]
+
+MODELS = ("lenet5", "lenet_300_100", "resnet_small", "mlp")
+_OPTIMIZERS = ("sgd", "adam")
+_SCHEDULES = ("cubic", "linear", "constant")
+
+
+def parse_activation(spec: str | None, m_scale: float = 0.7):
+    """``None``/``"relu"`` -> None; ``"NAME:SPARSITY"`` (e.g. ``"cst:0.85"``) -> the
+    edge-of-chaos config of :func:`shrinkage.activations.edge_of_chaos`, clipped at
+    ``m_scale`` times the largest safe level for the clipped activations.
+
+    Below the safe level, not at it: right at it the variance map nearly touches the
+    diagonal above q*, and finite-width networks drift there (``docs/guide/activations.md``).
+    """
+    if spec is None or spec == "relu":
+        return None
+    from ..activations import edge_of_chaos, safe_clip
+
+    name, sep, sparsity = spec.partition(":")
+    if not sep:
+        raise ValueError(
+            f"activation must be 'relu' or 'NAME:SPARSITY' such as 'cst:0.85', got {spec!r}"
+        )
+    try:
+        s = float(sparsity)
+    except ValueError:
+        raise ValueError(f"activation {spec!r}: sparsity {sparsity!r} is not a number") from None
+    check_open_unit("activation sparsity", s)
+    check_positive("m_scale", m_scale)
+    probe = edge_of_chaos(name, s, m=None) if name in ("shifted_relu", "soft_threshold") else None
+    if probe is not None:  # unclipped: allowed, but the user asked for an unstable init
+        return probe
+    m = m_scale * safe_clip(name, s)
+    return edge_of_chaos(name, s, m=m)
+
+
+def build_model(name: str, activation=None, depth: int = 20, width: int = 300):
+    """``lenet5`` | ``lenet_300_100`` | ``resnet_small`` | ``mlp`` from :mod:`shrinkage.models`.
+
+    ``activation``: ``None`` (ReLU, PyTorch's init), a module factory, or an edge-of-chaos
+    config (:func:`parse_activation`): every hidden activation becomes that sparse activation,
+    weights are initialised from it and inputs scaled so the first layer sits at q*.
+    """
+    from .. import models
+    from ..activations.eoc import EoCConfig
+
+    check_choice("model", name, MODELS)
+    if name == "mlp":
+        return models.mlp(depth, width, activation if activation is not None else torch.nn.ReLU)
+    if isinstance(activation, EoCConfig):
+        from ..activations import init_
+        from ..models.mlp import ScaleInput
+
+        net = init_(getattr(models, name)(activation=activation.module), activation)
+        return torch.nn.Sequential(ScaleInput(activation.input_mean_square), net)
+    return getattr(models, name)(activation=activation)
+
+
+@dataclass
+class TrainConfig:
+    """Everything one run depends on (recorded in ``config.json``)."""
+
+    model: str = "lenet5"
+    method: str = "st3"  # one of METHODS, or "dense"
+    sparsity: float = 0.99
+    epochs: int = 20
+    seed: int = 0
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    clip: float = 3.0
+    schedule: str = "cubic"
+    prune_start: float = 0.02  # fraction of all steps
+    prune_end: float = 0.5
+    scope: str = "global"
+    activation: str | None = None  # "relu" (None) or "NAME:SPARSITY", e.g. "cst:0.85"
+    m_scale: float = 0.7  # clipping level as a fraction of the safe one (clipped activations)
+    depth: int = 20  # model "mlp" only
+    width: int = 300  # model "mlp" only
+    optimizer: str = "sgd"  # "sgd" (Nesterov) or "adam"
+    penalty: str = "l1"  # prox_ste only
+    penalty_params: dict = field(default_factory=dict)
+    subset: int | None = None  # use the first `subset` training images
+    test_subset: int | None = None
+    max_batches: int | None = None  # cap on batches per epoch (quick runs)
+    threads: int | None = None
+    progress: bool = True
+    out: str | None = None
+
+    def check(self) -> TrainConfig:
+        check_choice("model", self.model, MODELS)
+        check_choice("method", self.method, (*METHODS, "dense"))
+        check_open_unit("sparsity", self.sparsity, closed_low=True)
+        check_int_at_least("epochs", self.epochs, 1)
+        check_int_at_least("batch_size", self.batch_size, 1)
+        check_positive("lr", self.lr)
+        check_choice("schedule", self.schedule, _SCHEDULES)
+        check_choice("optimizer", self.optimizer, _OPTIMIZERS)
+        check_int_at_least("depth", self.depth, 1)
+        check_int_at_least("width", self.width, 1)
+        parse_activation(self.activation, self.m_scale)  # fails early on a bad spec
+        if not 0.0 <= self.prune_start < self.prune_end <= 1.0:
+            raise ValueError(
+                "need 0 <= prune_start < prune_end <= 1 (fractions of training), got "
+                f"prune_start={self.prune_start}, prune_end={self.prune_end}"
+            )
+        for name in ("subset", "test_subset", "max_batches", "threads"):
+            if getattr(self, name) is not None:
+                check_int_at_least(name, getattr(self, name), 1)
+        return self
+
+
+def _schedule(cfg: TrainConfig, total: int):
+    start = int(round(cfg.prune_start * total))
+    end = max(start + 1, int(round(cfg.prune_end * total)))
+    if cfg.schedule == "cubic":
+        return Cubic(start, end)
+    if cfg.schedule == "linear":
+        return Linear(start, end)
+    return Constant(start)
+
+
+def _data(cfg: TrainConfig):
+    from ..data import mnist
+
+    x, y = mnist("train")
+    xt, yt = mnist("test")
+    if cfg.subset:
+        x, y = x[: cfg.subset], y[: cfg.subset]
+    if cfg.test_subset:
+        xt, yt = xt[: cfg.test_subset], yt[: cfg.test_subset]
+    return x, y, xt, yt
+
+
+@torch.no_grad()
+def evaluate(model, x, y, batch_size: int = 1000) -> float:
+    """Top-1 accuracy (eval mode; the parametrized weights computed once)."""
+    was = model.training
+    model.eval()
+    correct = 0
+    with parametrize.cached():
+        for i in range(0, len(x), batch_size):
+            correct += int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
+    model.train(was)
+    return correct / len(x)
+
+
+def _sparse_state(model, sp) -> float:
+    if sp is None:
+        return 0.0
+    return 1.0 - sp.density()
+
+
+def train_run(config: TrainConfig | dict, data=None) -> dict:
+    """Train one model with one method; returns the result dict (also ``out/result.json``).
+
+    ``data`` = ``(x_train, y_train, x_test, y_test)`` tensors replaces MNIST (tests use tiny
+    synthetic sets). With ``out`` set, writes ``config.json``, ``history.json`` (after every
+    epoch), ``report.txt`` / ``result.json``, ``model.pt`` (the squashed state_dict, loadable
+    by the plain architecture) and ``curves.png``.
+    """
+    cfg = TrainConfig(**config) if isinstance(config, dict) else config
+    cfg.check()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out) if cfg.out else None
+    if out is not None:
+        write_json(out / "config.json", asdict(cfg))
+    x, y, xt, yt = data if data is not None else _data(cfg)
+    torch.manual_seed(cfg.seed)
+    act_cfg = parse_activation(cfg.activation, cfg.m_scale)
+    model = build_model(cfg.model, act_cfg, cfg.depth, cfg.width)
+    in_shape = (1, *x.shape[1:])
+    steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
+    if cfg.max_batches:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_batches)
+    total = steps_per_epoch * cfg.epochs
+    sp = None
+    if cfg.method != "dense":
+        sp = Sparsifier(
+            model,
+            cfg.sparsity,
+            method=cfg.method,
+            schedule=_schedule(cfg, total),
+            scope=cfg.scope,
+            penalty=cfg.penalty,
+            penalty_params=cfg.penalty_params or None,
+        )
+    decay = [p for n, p in model.named_parameters() if p.dim() > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0},
+    ]
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(groups, lr=cfg.lr)
+    else:
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    lr_sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict] = []
+    bar = None
+    if cfg.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=f"{cfg.model} {cfg.method} s={cfg.sparsity}", leave=False)
+    t0 = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        perm = torch.randperm(len(x), generator=gen)
+        loss_sum, correct, seen = 0.0, 0, 0
+        for b in range(steps_per_epoch):
+            idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            xb, yb = x[idx], y[idx]
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            lr_sched.step()
+            if sp is not None:
+                sp.step()
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(1) == yb).sum())
+            seen += len(idx)
+            if bar is not None:
+                bar.update(1)
+                if b % 20 == 0:
+                    bar.set_postfix(loss=f"{float(loss):.3f}", s=f"{_target(sp):.3f}")
+        rep = flops(model, in_shape, pruned=sp.layer_names if sp else None)
+        rec = {
+            "epoch": epoch,
+            "train_loss": loss_sum / seen,
+            "train_acc": correct / seen,
+            "test_acc": evaluate(model, xt, yt),
+            "target_sparsity": _target(sp),
+            "sparsity": _sparse_state(model, sp),
+            "dense_macs": rep.dense_macs,
+            "sparse_macs": rep.sparse_macs,
+            "seconds": time.perf_counter() - t0,
+        }
+        history.append(rec)
+        if bar is not None:
+            bar.write(
+                f"epoch {epoch}: loss {rec['train_loss']:.4f} "
+                f"test acc {100 * rec['test_acc']:.2f}% sparsity {rec['sparsity']:.4f} "
+                f"MACs {rec['sparse_macs']:,.0f}"
+            )
+        if out is not None:
+            write_json(out / "history.json", history)
+    if bar is not None:
+        bar.close()
+    report = flops(model, in_shape, pruned=sp.layer_names if sp else None)
+    if sp is not None:
+        sp.squash()
+    acc_squashed = evaluate(model, xt, yt)
+    # Zero weights and zero activations together, counted on the test set.
+    from .effective import effective_macs
+
+    eff = effective_macs(model, [(xt[i : i + 1000],) for i in range(0, len(xt), 1000)])
+    result = {
+        "config": asdict(cfg),
+        "test_acc": history[-1]["test_acc"],
+        "test_acc_squashed": acc_squashed,
+        "sparsity": history[-1]["sparsity"],
+        "dense_macs": report.dense_macs,
+        "sparse_macs": report.sparse_macs,
+        "params": report.params,
+        "nonzero": report.nonzero,
+        "seconds": time.perf_counter() - t0,
+        "history": history,
+        "report": report.to_dict(),
+        "activation": None
+        if act_cfg is None
+        else {
+            "name": act_cfg.activation,
+            "sparsity": act_cfg.sparsity,
+            "tau": act_cfg.tau,
+            "m": act_cfg.m,
+            "sigma_w": act_cfg.sigma_w,
+            "sigma_b": act_cfg.sigma_b,
+        },
+        "effective_macs": eff,
+    }
+    if out is not None:
+        write_text(out / "report.txt", str(report) + "\n")
+        save_torch(out / "model.pt", model.state_dict())
+        from ._plot import plot_history
+
+        plot_history(history, out / "curves.png", f"{cfg.model} {cfg.method} s={cfg.sparsity}")
+        write_json(out / "result.json", result)
+    result["report_table"] = str(report)
+    return result
+
+
+def _target(sp) -> float:
+    return 0.0 if sp is None else sp.current_sparsity
+
+
+# -- sweeps ------------------------------------------------------------------------------
+CSV_FIELDS = (
+    "model",
+    "method",
+    "sparsity",
+    "seed",
+    "epochs",
+    "test_acc",
+    "actual_sparsity",
+    "params",
+    "nonzero",
+    "dense_macs",
+    "sparse_macs",
+    "seconds",
+)
+
+
+def _row(res: dict) -> dict:
+    c = res["config"]
+    return {
+        "model": c["model"],
+        "method": c["method"] if c["method"] != "prox_ste" else f"prox_ste:{c['penalty']}",
+        "sparsity": c["sparsity"],
+        "seed": c["seed"],
+        "epochs": c["epochs"],
+        "test_acc": res["test_acc"],
+        "actual_sparsity": res["sparsity"],
+        "params": res["params"],
+        "nonzero": res["nonzero"],
+        "dense_macs": res["dense_macs"],
+        "sparse_macs": res["sparse_macs"],
+        "seconds": res["seconds"],
+    }
+
+
+def run_name(model: str, method: str, sparsity: float, seed: int, penalty: str = "l1") -> str:
+    tag = method if method != "prox_ste" else f"prox_ste-{penalty.replace('/', '_')}"
+    return f"{model}_{tag}_s{sparsity:g}_seed{seed}"
+
+
+def sweep(
+    base: TrainConfig | dict,
+    models,
+    methods,
+    sparsities,
+    seeds,
+    out,
+    data=None,
+) -> list[dict]:
+    """Train every (model, method, sparsity, seed) with the same recipe ``base``.
+
+    Runs whose ``result.json`` already exists under ``out`` are not redone (an interrupted
+    sweep resumes). ``out/sweep.csv`` and the plots ``out/<model>_acc_vs_sparsity.png`` /
+    ``out/<model>_acc_vs_macs.png`` summarise every finished run found under ``out`` (so
+    sweeps with different grids can share a folder). ``method`` may be ``prox_ste:<penalty>``.
+    Returns the CSV rows.
+    """
+    base = TrainConfig(**base) if isinstance(base, dict) else base
+    out = Path(out)
+    specs = []
+    for model in models:
+        check_choice("model", model, MODELS)
+        for method in methods:
+            meth, _, pen = method.partition(":")
+            check_choice("method", meth, (*METHODS, "dense"))
+            for s in sparsities:
+                check_open_unit("sparsity", s, closed_low=True)
+                for seed in seeds:
+                    specs.append((model, meth, pen or "l1", float(s), int(seed)))
+    for i, (model, meth, pen, s, seed) in enumerate(specs, 1):
+        run_dir = out / run_name(model, meth, s, seed, pen)
+        if (run_dir / "result.json").is_file():
+            continue
+        cfg = TrainConfig(**{**asdict(base), "model": model, "method": meth, "penalty": pen})
+        cfg.sparsity, cfg.seed, cfg.out = s, seed, str(run_dir)
+        res = train_run(cfg, data=data)
+        print(
+            f"[{i}/{len(specs)}] {run_dir.name}: test acc {100 * res['test_acc']:.2f}% "
+            f"sparsity {res['sparsity']:.4f} ({res['seconds']:.0f}s)",
+            flush=True,
+        )
+    return summarize(out)
+
+
+def summarize(out) -> list[dict]:
+    """Collect every ``result.json`` under ``out`` into ``sweep.csv`` and per-model plots."""
+    from ._plot import plot_sweep
+
+    out = Path(out)
+    rows = []
+    for p in sorted(out.glob("*/result.json")):
+        rows.append(_row(json.loads(p.read_text())))
+    rows.sort(key=lambda r: (r["model"], r["method"], r["sparsity"], r["seed"]))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+    w.writeheader()
+    w.writerows(rows)
+    write_text(out / "sweep.csv", buf.getvalue())
+    for model in sorted({r["model"] for r in rows}):
+        sub = [r for r in rows if r["model"] == model and r["method"] != "dense"]
+        if sub:
+            plot_sweep(
+                sub,
+                out / f"{model}_acc_vs_sparsity.png",
+                out / f"{model}_acc_vs_macs.png",
+                title=f"{model} on MNIST",
+            )
+    return rows
+
+
+def config_fields() -> tuple[str, ...]:
+    return tuple(f.name for f in fields(TrainConfig))
+
+
+def markdown_table(rows: list[dict], model: str) -> str:
+    """Mean test accuracy (%) over seeds per method x sparsity, with the seed count and the
+    mean sparse MACs; a Markdown table for the results page."""
+    import numpy as np
+
+    sub = [r for r in rows if r["model"] == model]
+    sps = sorted({float(r["sparsity"]) for r in sub})
+    methods = sorted({r["method"] for r in sub})
+    head = "| method | " + " | ".join(f"s = {s:g}" for s in sps) + " |"
+    lines = [head, "|" + " --- |" * (len(sps) + 1)]
+    for m in methods:
+        cells = []
+        for s in sps:
+            accs = [
+                100 * float(r["test_acc"])
+                for r in sub
+                if r["method"] == m and float(r["sparsity"]) == s
+            ]
+            macs = [
+                float(r["sparse_macs"])
+                for r in sub
+                if r["method"] == m and float(r["sparsity"]) == s
+            ]
+            if not accs:
+                cells.append("")
+                continue
+            seeds = (
+                f" (n={len(accs)}: " + "/".join(f"{a:.2f}" for a in accs) + ")"
+                if len(accs) > 1
+                else ""
+            )
+            cells.append(f"{np.mean(accs):.2f}{seeds}, {np.mean(macs) / 1e3:.0f}k MACs")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

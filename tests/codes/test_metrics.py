@@ -1,0 +1,36 @@
+"""Metrics against direct numpy formulas."""
+
+import math
+
+import numpy as np
+import torch
+
+from shrinkage.codes import active_fraction, atom_usage, relative_error, snr_db
+
+
+def test_metrics_match_numpy():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20, 6))
+    D = rng.standard_normal((9, 6))
+    Z = rng.standard_normal((20, 9)) * (rng.random((20, 9)) < 0.3)
+    R = X - Z @ D
+    assert math.isclose(
+        relative_error(X, D, Z), np.mean((R**2).sum(1) / (X**2).sum(1)), rel_tol=1e-12
+    )
+    assert math.isclose(snr_db(X, D, Z), 10 * np.log10((X**2).sum() / (R**2).sum()), rel_tol=1e-12)
+    assert math.isclose(active_fraction(Z), np.count_nonzero(Z) / Z.size)
+    np.testing.assert_allclose(atom_usage(Z), (Z != 0).mean(0))
+    # torch in gives the same numbers.
+    assert math.isclose(
+        relative_error(torch.tensor(X), torch.tensor(D), torch.tensor(Z)),
+        relative_error(X, D, Z),
+        rel_tol=1e-12,
+    )
+
+
+def test_edge_cases():
+    D = np.eye(2)
+    X = np.array([[0.0, 0.0], [1.0, 2.0]])
+    Z = np.array([[0.0, 0.0], [1.0, 2.0]])
+    assert relative_error(X, D, Z) == 0.0  # the zero row is skipped, the other is exact
+    assert snr_db(X, D, Z) == math.inf

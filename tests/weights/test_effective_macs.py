@@ -1,0 +1,72 @@
+"""Effective MACs with zero weights and zero activations skipped, against explicit loops."""
+
+import pytest
+import torch
+from torch import nn
+
+from shrinkage.weights.effective import effective_macs, format_effective_macs
+
+
+def _sparsify(module, frac, gen):
+    with torch.no_grad():
+        module.weight[torch.rand(module.weight.shape, generator=gen) < frac] = 0.0
+
+
+def test_linear_counts_match_loop():
+    gen = torch.Generator().manual_seed(0)
+    net = nn.Sequential(nn.Linear(7, 5), nn.ReLU(), nn.Linear(5, 3))
+    _sparsify(net[0], 0.5, gen)
+    _sparsify(net[2], 0.3, gen)
+    x = torch.randn(6, 7, generator=gen)
+    x[x.abs() < 0.5] = 0.0
+    res = effective_macs(net, x)
+    # explicit loop over samples, outputs and inputs
+    both = 0
+    a = x
+    for lin in (net[0], net[2]):
+        W = lin.weight
+        for s in range(a.shape[0]):
+            for i in range(W.shape[0]):
+                for j in range(W.shape[1]):
+                    both += int(W[i, j] != 0 and a[s, j] != 0)
+        a = torch.relu(lin(a))
+    assert res["total"]["both"] == pytest.approx(both / 6)
+    assert res["total"]["dense"] == 7 * 5 + 5 * 3
+    l0 = res["layers"]["0"]
+    assert l0["weight_sparse"] == pytest.approx(float((net[0].weight != 0).sum()))
+    assert l0["input_density"] == pytest.approx(float((x != 0).float().mean()))
+    assert "total" in format_effective_macs(res)
+
+
+def test_conv_counts_match_loop():
+    gen = torch.Generator().manual_seed(1)
+    conv = nn.Conv2d(2, 3, 3, padding=1, stride=2)
+    _sparsify(conv, 0.6, gen)
+    x = torch.relu(torch.randn(2, 2, 6, 5, generator=gen))
+    res = effective_macs(conv, x)
+    xp = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    H = (6 + 2 - 3) // 2 + 1
+    W = (5 + 2 - 3) // 2 + 1
+    both = dense = 0
+    for s in range(2):
+        for o in range(3):
+            for yy in range(H):
+                for xx in range(W):
+                    for c in range(2):
+                        for ky in range(3):
+                            for kx in range(3):
+                                dense += 1
+                                a = xp[s, c, 2 * yy + ky, 2 * xx + kx]
+                                both += int(conv.weight[o, c, ky, kx] != 0 and a != 0)
+    assert res["total"]["dense"] == pytest.approx(dense / 2)
+    assert res["total"]["both"] == pytest.approx(both / 2)
+    assert res["total"]["weight_sparse"] == pytest.approx(H * W * float((conv.weight != 0).sum()))
+
+
+def test_batches_and_errors():
+    net = nn.Sequential(nn.Linear(4, 2))
+    batches = [(torch.randn(3, 4), None), (torch.randn(5, 4), None)]
+    assert effective_macs(net, batches)["n_samples"] == 8
+    assert effective_macs(net, batches, max_batches=1)["n_samples"] == 3
+    with pytest.raises(ValueError, match="no Linear or Conv"):
+        effective_macs(nn.ReLU(), torch.randn(2, 2))

@@ -1,0 +1,502 @@
+"""shrinkage.weights.export: sparse kernels give the dense model's outputs, save and load."""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from shrinkage.weights import _kernels
+from shrinkage.weights._export import (
+    KERNELS,
+    SparseConv2d,
+    SparseLinear,
+    densify,
+    export,
+    kernel_summary,
+    load_exported,
+    weight_sparsity,
+)
+
+SPARSE_KERNELS = [k for k in KERNELS if k != "dense"]
+
+
+def sparse_linear(in_f, out_f, sparsity, *, bias=True, dtype=torch.float32, seed=0):
+    """nn.Linear whose weight has exactly round(sparsity * size) zeros (random pattern)."""
+    g = torch.Generator().manual_seed(seed)
+    lin = nn.Linear(in_f, out_f, bias=bias, dtype=dtype)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(out_f, in_f, generator=g, dtype=dtype))
+        n_zero = round(sparsity * in_f * out_f)
+        idx = torch.randperm(in_f * out_f, generator=g)[:n_zero]
+        lin.weight.view(-1)[idx] = 0
+        if bias:
+            lin.bias.copy_(torch.randn(out_f, generator=g, dtype=dtype))
+    return lin
+
+
+def mlp(sizes, sparsities, dtype=torch.float32, seed=0):
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(sparse_linear(a, b, sparsities[i], dtype=dtype, seed=seed + i))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def reference(lin: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """Dense float64 product, the independent reference."""
+    w = lin.weight.detach().double()
+    b = None if lin.bias is None else lin.bias.detach().double()
+    return nn.functional.linear(x.double(), w, b)
+
+
+@pytest.fixture
+def restore_kernels():
+    yield
+    _kernels._reset()
+
+
+@pytest.mark.parametrize("kernel", SPARSE_KERNELS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("sparsity,batch", [(0.8, 1), (0.95, 3), (0.99, 70), (0.5, 33)])
+def test_sparse_linear_matches_dense(kernel, dtype, sparsity, batch):
+    """Every kernel gives x W^T + b for the dense W, batch sizes around the vector chunk."""
+    lin = sparse_linear(48, 24, sparsity, dtype=dtype, seed=batch)
+    sl = SparseLinear.from_linear(lin, kernel)
+    x = torch.randn(batch, 48, dtype=dtype)
+    with torch.no_grad():
+        y = sl(x)
+    assert y.dtype == dtype and y.shape == (batch, 24)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(y.double(), reference(lin, x), atol=tol, rtol=tol)
+    assert sl.nnz == int(torch.count_nonzero(lin.weight)) or kernel == "torch_bsr"
+
+
+@pytest.mark.parametrize("kernel", ["c_csr_i32", "c_csr_u16"])
+def test_compiled_kernel_threads_and_unbalanced_rows(kernel):
+    """Large enough to run the OpenMP path; one full row, empty rows, no bias."""
+    lin = sparse_linear(300, 257, 0.9, bias=False, seed=3)
+    with torch.no_grad():
+        lin.weight[5] = torch.randn(300)
+        lin.weight[100:140] = 0
+    sl = SparseLinear.from_linear(lin, kernel)
+    x = torch.randn(130, 300)
+    with torch.no_grad():
+        for threads in (1, 2):
+            old = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                y = sl(x)
+            finally:
+                torch.set_num_threads(old)
+            torch.testing.assert_close(y.double(), reference(lin, x), atol=1e-4, rtol=1e-5)
+            assert torch.all(y[:, 100:140] == 0)
+
+
+def test_u16_columns_above_32767():
+    """16-bit columns are stored as int16 bit patterns: columns >= 2**15 must not go negative."""
+    lin = nn.Linear(40000, 3, bias=False)
+    with torch.no_grad():
+        lin.weight.zero_()
+        lin.weight[0, 39999] = 2.0
+        lin.weight[1, 32768] = -1.5
+        lin.weight[2, 7] = 0.5
+        lin.weight[2, 65535 % 40000] = 1.0
+    sl = SparseLinear.from_linear(lin, "c_csr_u16")
+    assert sl.col_indices.dtype == torch.int16
+    x = torch.randn(2, 40000)
+    with torch.no_grad():
+        torch.testing.assert_close(sl(x).double(), reference(lin, x))
+        torch.testing.assert_close(sl.dense_weight(), lin.weight)
+
+
+def test_all_zero_weight_gives_bias():
+    lin = sparse_linear(20, 8, 1.0)
+    for kernel in SPARSE_KERNELS:
+        sl = SparseLinear.from_linear(lin, kernel)
+        with torch.no_grad():
+            y = sl(torch.randn(4, 20))
+        torch.testing.assert_close(y, lin.bias.detach().expand(4, 8))
+
+
+def test_export_replaces_only_sparse_enough_layers():
+    """Layers below min_sparsity stay nn.Linear; Conv stays; outputs match; input untouched."""
+    net = nn.Sequential(
+        nn.Conv2d(1, 2, 3),
+        nn.Flatten(),
+        sparse_linear(2 * 6 * 6, 64, 0.95, seed=1),
+        nn.ReLU(),
+        sparse_linear(64, 32, 0.5, seed=2),
+        nn.ReLU(),
+        sparse_linear(32, 5, 0.9, seed=3),
+    )
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fast, report = export(
+        net,
+        min_sparsity=0.8,
+        batch_size=4,
+        candidates=("torch_csr", "c_csr_u16"),
+        rounds=1,
+        return_timings=True,
+    )
+    assert isinstance(fast[0], nn.Conv2d) and not isinstance(fast[4], SparseLinear)
+    assert type(fast[4]) is nn.Linear and report["4"]["kernel"] == "dense"
+    assert report["4"]["ms"] == {}  # not even timed: below min_sparsity
+    for name in ("2", "6"):
+        assert set(report[name]["ms"]) == {"dense", "torch_csr", "c_csr_u16"}
+        chosen = report[name]["kernel"]
+        assert chosen == min(report[name]["ms"], key=report[name]["ms"].get)
+        mod = fast.get_submodule(name)
+        assert (chosen == "dense") == (type(mod) is nn.Linear)
+        if chosen != "dense":
+            assert mod.kernel == chosen
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=1e-5)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k])
+    rows = {r["name"]: r for r in kernel_summary(fast)}
+    assert math.isclose(rows["2"]["sparsity"], weight_sparsity(net[2].weight), abs_tol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kernel", ["torch_csr", "torch_csr_i32", "c_csr_i32", "c_csr_u16"])
+def test_forced_kernel_whole_model(kernel, dtype):
+    net = mlp([30, 40, 20, 7], [0.9, 0.97, 0.85], dtype=dtype)
+    fast = export(net, min_sparsity=0.8, candidates=(kernel,))
+    assert all(isinstance(fast[i], SparseLinear) and fast[i].kernel == kernel for i in (0, 2, 4))
+    x = torch.randn(9, 30, dtype=dtype)
+    with torch.no_grad():
+        y = fast(x)
+    assert y.dtype == dtype
+    torch.testing.assert_close(y, net(x), atol=1e-5, rtol=1e-5)
+
+
+def test_min_sparsity_edges():
+    net = mlp([10, 12, 4], [0.5, 1.0])
+    assert isinstance(export(net, min_sparsity=1.0, candidates=("torch_csr",))[2], SparseLinear)
+    assert type(export(net, min_sparsity=1.0, candidates=("torch_csr",))[0]) is nn.Linear
+    assert isinstance(export(net, min_sparsity=0.0, candidates=("torch_csr",))[0], SparseLinear)
+
+
+def test_inputs_with_more_dims_and_gradients():
+    lin = sparse_linear(16, 8, 0.9)
+    sl = SparseLinear.from_linear(lin, "c_csr_u16")
+    x = torch.randn(2, 3, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(sl(x), lin(x))
+    xa = torch.randn(5, 16, requires_grad=True)
+    xb = xa.detach().clone().requires_grad_(True)
+    (sl(xa) ** 2).sum().backward()
+    (lin(xb) ** 2).sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad)
+    with pytest.raises(ValueError, match="in_features=16"):
+        sl(torch.randn(3, 15))
+
+
+def test_dtype_and_device_follow_module():
+    net = mlp([20, 10, 3], [0.9, 0.9])
+    fast = export(net, candidates=("c_csr_i32",)).double()
+    assert fast[0].values.dtype == torch.float64 and fast[0].col_indices.dtype == torch.int32
+    x = torch.randn(4, 20, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), net.double()(x))
+
+
+def test_torch_save_whole_model_round_trip():
+    net = mlp([30, 40, 6], [0.95, 0.9])
+    fast = export(net, candidates=("c_csr_u16",))
+    x = torch.randn(3, 30)
+    with torch.no_grad():
+        y = fast(x)
+    buf = io.BytesIO()
+    torch.save(fast, buf)
+    buf.seek(0)
+    back = torch.load(buf, weights_only=False)
+    assert back[0].kernel == "c_csr_u16"
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), y)
+
+
+def test_state_dict_round_trip_through_dense_skeleton():
+    """load_exported rebuilds the sparse layers from a state dict and a fresh dense model."""
+    net = mlp([30, 40, 6], [0.95, 0.5])
+    fast = export(net, min_sparsity=0.8, candidates=("c_csr_i32",))
+    buf = io.BytesIO()
+    torch.save(fast.state_dict(), buf)
+    buf.seek(0)
+    sd = torch.load(buf, weights_only=True)  # plain tensors and a small dict: safe loading
+    assert "0._extra_state" in sd and "0.weight" not in sd and "2.weight" in sd
+    skeleton = mlp([30, 40, 6], [0.0, 0.0], seed=99)  # other weights entirely
+    back = load_exported(skeleton, sd)
+    assert isinstance(back[0], SparseLinear) and back[0].kernel == "c_csr_i32"
+    x = torch.randn(5, 30)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), net(x), atol=1e-5, rtol=1e-5)
+    # load_state_dict into an exported model with another pattern and kernel resizes buffers
+    other = export(mlp([30, 40, 6], [0.99, 0.5], seed=7), candidates=("torch_csr",))
+    other.load_state_dict(sd)
+    assert other[0].kernel == "c_csr_i32" and other[0].nnz == fast[0].nnz
+    with torch.no_grad():
+        torch.testing.assert_close(other(x), net(x), atol=1e-5, rtol=1e-5)
+
+
+def test_densify_gives_a_plain_model_state_dict():
+    net = mlp([30, 40, 6], [0.95, 0.9])
+    dense = densify(export(net, candidates=("c_csr_u16",)))
+    assert all(type(m) is not SparseLinear for m in dense.modules())
+    plain = mlp([30, 40, 6], [0.0, 0.0], seed=5)
+    plain.load_state_dict(dense.state_dict())
+    for a, b in zip(plain.parameters(), net.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_fallback_when_compiled_kernels_unavailable(monkeypatch, restore_kernels):
+    """A c_* layer on a machine without the compiled library warns and uses torch CSR."""
+    net = mlp([30, 40, 6], [0.95, 0.9])
+    fast = export(net, candidates=("c_csr_u16",))
+    x = torch.randn(4, 30)
+    monkeypatch.setenv("SHRINKAGE_NO_COMPILE", "1")
+    _kernels._reset()
+    fresh = torch.load(_saved(fast), weights_only=False)
+    with pytest.warns(RuntimeWarning, match="unavailable"):
+        with torch.no_grad():
+            y = fresh(x)
+    torch.testing.assert_close(y, net(x), atol=1e-5, rtol=1e-5)
+    # export then never proposes the compiled kernels, and refuses to force them
+    _, report = export(net, candidates=("torch_csr", "c_csr_u16"), rounds=1, return_timings=True)
+    assert "c_csr_u16" not in report["0"]["ms"] and "torch_csr" in report["0"]["ms"]
+    with pytest.raises(ValueError, match="cannot run"):
+        export(net, candidates=("c_csr_i32",))
+
+
+def test_failed_build_warns_and_returns_none(monkeypatch, tmp_path, restore_kernels):
+    """A compiler that rejects every flag set: no library, one RuntimeWarning, nothing cached."""
+    monkeypatch.setenv("SHRINKAGE_CACHE", str(tmp_path))
+    monkeypatch.setattr(_kernels, "_FLAG_SETS", (["-this-flag-does-not-exist"],))
+    _kernels._reset()
+    with pytest.warns(RuntimeWarning, match="unavailable"):
+        assert _kernels.load() is None
+    assert not list(tmp_path.rglob("*.so"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once only
+        assert _kernels.load() is None
+
+
+def test_build_goes_to_cache_folder(monkeypatch, tmp_path, restore_kernels):
+    monkeypatch.setenv("SHRINKAGE_CACHE", str(tmp_path))
+    _kernels._reset()
+    lib = _kernels.load()
+    assert lib is not None and lib.path.parent == tmp_path / "kernels"
+    assert [p.name for p in tmp_path.rglob("*")] == ["kernels", lib.path.name]
+
+
+def _saved(model):
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    return buf
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "abc", None])
+def test_bad_min_sparsity(bad):
+    with pytest.raises(ValueError, match="min_sparsity"):
+        export(mlp([4, 3], [0.9]), min_sparsity=bad)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="torch.nn.Module"):
+        export(torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="batch_size"):
+        export(mlp([4, 3], [0.9]), batch_size=0)
+    with pytest.raises(ValueError, match="kernel"):
+        export(mlp([4, 3], [0.9]), candidates=("fast",))
+    with pytest.raises(ValueError, match="at least one"):
+        export(mlp([4, 3], [0.9]), candidates=())
+    with pytest.raises(ValueError, match="torch.nn.Module"):
+        densify("model")
+    with pytest.raises(ValueError, match="kernel"):
+        SparseLinear.from_linear(nn.Linear(3, 3), "dense")
+
+
+def sparse_conv(cin, cout, k, sparsity, seed=0, **kw):
+    g = torch.Generator().manual_seed(seed)
+    conv = nn.Conv2d(cin, cout, k, **kw)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g))
+        conv.weight.mul_(torch.rand(conv.weight.shape, generator=g) >= sparsity)
+    return conv
+
+
+@pytest.mark.parametrize("kernel", ["torch_csr", "c_csr_i32", "c_csr_u16"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "kw", [{}, {"stride": 2, "padding": 1}, {"dilation": 2, "padding": 2, "bias": False}]
+)
+def test_sparse_conv_matches_dense_conv(kernel, dtype, kw):
+    conv = sparse_conv(3, 8, 3, 0.9, seed=1, **kw).to(dtype)
+    sc = SparseConv2d.from_conv(conv, kernel)
+    x = torch.randn(2, 3, 11, 9, dtype=dtype)
+    ref = nn.functional.conv2d(
+        x.double(),
+        conv.weight.double(),
+        None if conv.bias is None else conv.bias.double(),
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+    )
+    with torch.no_grad():
+        y = sc(x)
+        y1 = sc(x[0])  # unbatched input
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert y.dtype == dtype and y.is_contiguous()
+    torch.testing.assert_close(y.double(), ref, atol=tol, rtol=tol)
+    torch.testing.assert_close(y1.double(), ref[0], atol=tol, rtol=tol)
+    torch.testing.assert_close(sc.to_conv().weight, conv.weight)
+
+
+def small_cnn():
+    return nn.Sequential(
+        sparse_conv(1, 6, 5, 0.9, seed=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        sparse_conv(6, 8, 3, 0.95, seed=2, padding=1),
+        nn.Conv2d(8, 8, 3, groups=2),  # grouped: no sparse path, stays dense
+        nn.Flatten(),
+        sparse_linear(8 * 4 * 4, 10, 0.9, seed=3),
+    )
+
+
+def test_export_conv_needs_example_input_and_matches():
+    net = small_cnn()
+    x = torch.randn(3, 1, 16, 16)
+    fast, rep = export(net, batch_size=3, rounds=1, return_timings=True)
+    assert type(fast[0]) is nn.Conv2d and rep["0"]["ms"] == {}  # no input shape: dense
+    fast, rep = export(net, batch_size=3, rounds=1, return_timings=True, example_input=x)
+    assert set(rep["0"]["ms"]) >= {"dense", "torch_csr"} and set(rep["3"]["ms"]) >= {"dense"}
+    assert type(fast[4]) is nn.Conv2d and rep["4"]["ms"] == {}
+    for name in ("0", "3"):
+        assert (rep[name]["kernel"] == "dense") == (type(fast.get_submodule(name)) is nn.Conv2d)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=1e-5)
+
+
+def test_conv_save_load_and_densify():
+    net = small_cnn()
+    fast = export(net, candidates=("c_csr_u16",), example_input=torch.randn(1, 1, 16, 16))
+    assert isinstance(fast[0], SparseConv2d) and isinstance(fast[3], SparseConv2d)
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        y = fast(x)
+        back = load_exported(small_cnn(), fast.state_dict())
+        torch.testing.assert_close(back(x), y)
+        torch.testing.assert_close(torch.load(_saved(fast), weights_only=False)(x), y)
+        dense = densify(fast)
+        assert type(dense[0]) is nn.Conv2d and type(dense[6]) is nn.Linear
+        torch.testing.assert_close(dense(x), net(x), atol=1e-5, rtol=1e-5)
+    rows = {r["name"]: r for r in kernel_summary(fast)}
+    assert set(rows) == {"0", "3", "4", "6"} and rows["0"]["kernel"] == "c_csr_u16"
+    assert rows["0"]["shape"] == (6, 25) and rows["4"]["kernel"] == "dense"
+
+
+def test_malformed_buffers_are_refused_before_the_c_kernel():
+    """A corrupted checkpoint (column out of range, broken row offsets) raises, never reads OOB."""
+    lin = sparse_linear(30, 10, 0.8)
+    for kernel in ("c_csr_i32", "c_csr_u16"):
+        sd = SparseLinear.from_linear(lin, kernel).state_dict()
+        bad_col = dict(sd, col_indices=sd["col_indices"].clone())
+        bad_col["col_indices"][3] = 30
+        bad_row = dict(sd, crow_indices=sd["crow_indices"].clone())
+        bad_row["crow_indices"][-1] += 5
+        for bad, msg in ((bad_col, "lie in"), (bad_row, "agree on nnz")):
+            sl = SparseLinear(30, 10, kernel)
+            sl.load_state_dict(bad)
+            with pytest.raises(ValueError, match=msg):
+                with torch.no_grad():
+                    sl(torch.randn(2, 30))
+
+
+def test_concurrent_callers_and_fork_get_correct_results():
+    """The C thread pool serves one caller at a time; others run alone; a forked child works."""
+    import multiprocessing as mp
+    import threading
+
+    lin = sparse_linear(400, 300, 0.9, seed=11)
+    sl = SparseLinear.from_linear(lin, "c_csr_u16")
+    xs = [torch.randn(b, 400) for b in (1, 64, 1, 200, 7, 33)]  # 200 x 400: parallel transpose
+    refs = [reference(lin, x) for x in xs]
+    errors = []
+
+    def work(i):
+        with torch.no_grad():
+            for _ in range(20):
+                y = sl(xs[i])
+                if not torch.allclose(y.double(), refs[i], atol=1e-4, rtol=1e-5):
+                    errors.append(i)
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors and not any(t.is_alive() for t in threads)
+        ctx = mp.get_context("fork")
+        with ctx.Pool(1) as pool:
+            y = pool.apply_async(_child_forward, (sl, xs[1])).get(timeout=60)
+        torch.testing.assert_close(y.double(), refs[1], atol=1e-4, rtol=1e-5)
+    finally:
+        torch.set_num_threads(old)
+
+
+def _child_forward(layer, x):
+    # One thread: GNU OpenMP cannot start a thread team in a child forked from a parent that
+    # already ran one (torch's own ops hang there whatever our kernel does), and the parent
+    # test suite has run many by now.
+    torch.set_num_threads(1)
+    with torch.no_grad():
+        return layer(x).contiguous()
+
+
+class _Mask(nn.Module):
+    def __init__(self, mask):
+        super().__init__()
+        self.register_buffer("mask", mask)
+
+    def forward(self, w):
+        return w * self.mask
+
+
+def test_parametrized_weights_export_their_effective_value():
+    """A still-parametrized layer (mask applied on the fly) exports its effective weight."""
+    from torch.nn.utils import parametrize
+
+    lin = nn.Linear(40, 12)
+    mask = (torch.rand(12, 40, generator=torch.Generator().manual_seed(4)) > 0.9).float()
+    parametrize.register_parametrization(lin, "weight", _Mask(mask))
+    net = nn.Sequential(lin, nn.ReLU())
+    fast = export(net, candidates=("c_csr_u16",))
+    assert isinstance(fast[0], SparseLinear) and fast[0].nnz == int(mask.sum())
+    x = torch.randn(5, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=1e-5)
+    assert parametrize.is_parametrized(net[0])  # the input model is untouched
+
+
+@pytest.mark.parametrize("kernel", SPARSE_KERNELS)
+def test_transposed_and_strided_inputs(kernel):
+    """(in, N)-major inputs (a sparse layer's output) and sliced inputs give the same result."""
+    lin = sparse_linear(40, 16, 0.9, seed=8)
+    sl = SparseLinear.from_linear(lin, kernel)
+    xt = torch.randn(40, 9).t()  # shape (9, 40), strides (1, 9)
+    xs = torch.randn(9, 80)[:, ::2]  # strides (80, 2)
+    with torch.no_grad():
+        for x in (xt, xs):
+            torch.testing.assert_close(sl(x).double(), reference(lin, x), atol=1e-5, rtol=1e-5)

@@ -1,0 +1,137 @@
+"""train_run / sweep / the CLI on tiny data: files, consistency of the squashed checkpoint."""
+
+import argparse
+import csv
+import json
+
+import pytest
+import torch
+
+from shrinkage.models import lenet_300_100
+from shrinkage.weights.cli import register
+from shrinkage.weights.train import TrainConfig, evaluate, markdown_table, sweep, train_run
+
+
+def _data(n=256, nt=128):
+    """Separable synthetic 'digits': the label is the argmax of a fixed projection."""
+    g = torch.Generator().manual_seed(0)
+    proj = torch.randn(784, 10, generator=g)
+    x = torch.rand(n + nt, 1, 28, 28, generator=g)
+    y = (x.reshape(len(x), -1) @ proj).argmax(1)
+    return x[:n], y[:n], x[n:], y[n:]
+
+
+def test_train_run_writes_everything_and_the_checkpoint_is_plain(tmp_path):
+    data = _data()
+    cfg = TrainConfig(
+        model="lenet_300_100",
+        method="st3",
+        sparsity=0.9,
+        epochs=3,
+        batch_size=32,
+        lr=0.05,
+        progress=False,
+        out=str(tmp_path / "r"),
+    )
+    res = train_run(cfg, data=data)
+    out = tmp_path / "r"
+    files = ("config.json", "history.json", "result.json", "report.txt", "model.pt", "curves.png")
+    for name in files:
+        assert (out / name).is_file(), name
+    hist = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    assert hist[-1]["target_sparsity"] == pytest.approx(0.9)
+    assert res["sparsity"] == pytest.approx(0.9, abs=1e-4)
+    assert res["sparse_macs"] == pytest.approx(0.1 * res["dense_macs"], rel=1e-3)
+    # squash changes nothing, and a model built without shrinkage reproduces the accuracy
+    assert res["test_acc_squashed"] == res["test_acc"]
+    plain = lenet_300_100()
+    plain.load_state_dict(torch.load(out / "model.pt", weights_only=True))
+    assert evaluate(plain, data[2], data[3]) == res["test_acc"]
+    zeros = sum(int((p == 0).sum()) for n, p in plain.named_parameters() if n.endswith("weight"))
+    assert zeros == int(0.9 * 266_200)
+    assert res["test_acc"] > 0.3  # learns something on a separable problem (chance: 0.1)
+
+
+def test_train_config_errors():
+    with pytest.raises(ValueError, match="prune_start"):
+        TrainConfig(prune_start=0.6, prune_end=0.5).check()
+    with pytest.raises(ValueError, match="unknown model"):
+        TrainConfig(model="vgg").check()
+    with pytest.raises(ValueError, match="max_batches"):
+        TrainConfig(max_batches=0).check()
+
+
+def test_sweep_csv_plots_and_resume(tmp_path):
+    data = _data(n=128, nt=64)
+    base = TrainConfig(model="lenet_300_100", epochs=1, batch_size=64, progress=False)
+    rows = sweep(base, ["lenet_300_100"], ["st3", "gmp"], [0.9], [0], tmp_path, data=data)
+    got = [(r["method"], r["sparsity"], r["seed"]) for r in rows]
+    assert got == [("gmp", 0.9, 0), ("st3", 0.9, 0)]
+    with open(tmp_path / "sweep.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2
+    assert (tmp_path / "lenet_300_100_acc_vs_sparsity.png").stat().st_size > 1000
+    assert (tmp_path / "lenet_300_100_acc_vs_macs.png").stat().st_size > 1000
+    table = markdown_table(rows, "lenet_300_100").splitlines()
+    assert table[0] == "| method | s = 0.9 |"
+    acc_st3 = 100 * [r for r in rows if r["method"] == "st3"][0]["test_acc"]
+    assert table[3].startswith(f"| st3 | {acc_st3:.2f}, ")
+    done = tmp_path / "lenet_300_100_st3_s0.9_seed0" / "result.json"
+    stamp = done.stat().st_mtime_ns
+    sweep(base, ["lenet_300_100"], ["st3"], [0.9], [0], tmp_path, data=data)
+    assert done.stat().st_mtime_ns == stamp  # finished runs are not redone
+
+
+def main(argv):
+    """The weights group alone, handled like ``shrinkage.cli.main`` (ValueError -> exit 2)."""
+    parser = argparse.ArgumentParser(prog="shrinkage")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as e:
+        import sys
+
+        print(f"shrinkage: error: {e}", file=sys.stderr)
+        return 2
+
+
+def test_cli_train_on_mnist_subset(tmp_path, capsys):
+    out = tmp_path / "cli"
+    rc = main(
+        [
+            "weights",
+            "train",
+            "--model",
+            "lenet5",
+            "--method",
+            "gmp",
+            "--sparsity",
+            "0.95",
+            "--epochs",
+            "1",
+            "--subset",
+            "256",
+            "--test-subset",
+            "200",
+            "--max-batches",
+            "2",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "total" in text and "test accuracy" in text
+    res = json.loads((out / "result.json").read_text())
+    assert res["sparsity"] == pytest.approx(0.95, abs=1e-4)
+    assert res["config"]["model"] == "lenet5"
+
+
+def test_cli_bad_input_is_a_clean_error(tmp_path, capsys):
+    rc = main(["weights", "train", "--sparsity", "1.2", "--out", str(tmp_path)])
+    assert rc == 2
+    assert "sparsity" in capsys.readouterr().err
+    rc = main(["weights", "sweep", "--sparsities", "0.9,x", "--out", str(tmp_path)])
+    assert rc == 2
