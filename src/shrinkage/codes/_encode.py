@@ -315,8 +315,9 @@ def encode(
         atom's optimality after each round, and solve each row exactly on its support and
         signs once FISTA has found them (``shrinkage.codes._fast``). The subproblems are
         solved to ``min(tol, 3e-4)``. Default: on for ``l1`` with ``solver="fista"`` when
-        neither ``gram`` nor ``monotone=True`` is asked for and n_atoms <= 4096 (same
-        minimiser; 10x+ faster at a few percent density).
+        neither ``gram`` nor ``monotone=True`` is asked for and the dictionary is at least
+        2x overcomplete with n_atoms <= 4096 (same minimiser, exact; 7x faster on 1024
+        atoms of 16x16 patches at 1.5 % density).
     params : penalty parameters (``gamma`` for mcp/scad; ``a`` overrides the atom norms).
 
     Returns codes (n_samples, n_atoms); with ``return_info`` also a dict with
@@ -370,6 +371,9 @@ def encode(
             and solver == "fista"
             and not monotone
             and gram is None
+            # Measured: 3x faster with 1024 atoms on 256 features, but 1.4x slower inside
+            # dictionary learning with 256 atoms on 256 features (denser, smaller batches).
+            and Dt.shape[0] >= 2 * Dt.shape[1]
             and Dt.shape[0] <= _GRAM_MAX_ATOMS
         )
     elif working_set and (penalty != "l1" or solver != "fista" or monotone):

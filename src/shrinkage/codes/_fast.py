@@ -126,8 +126,7 @@ def _polish(Gs, bs, zs, lam):
     order = torch.sort((zs == 0).to(torch.int8), dim=1, stable=True).indices[:, :Kp]
     ar = torch.arange(zs.shape[0], device=zs.device)[:, None]
     Gs = Gs[ar[:, :, None], order[:, :, None], order[:, None, :]]
-    bs, zfull, zs = bs, zs, zs.gather(1, order)
-    bs = bs.gather(1, order)
+    zfull, zs, bs = zs, zs.gather(1, order), bs.gather(1, order)
     sgn = zs.sign()
     mask = sgn != 0
     out = zs

@@ -35,7 +35,7 @@ SCALES = {
         ),
     },
     "activations": {
-        "demo": dict(depth=50, width=128, epochs=1.0, n_train=20000, n_eval=5000),
+        "demo": dict(depth=50, width=128, epochs=2.0, n_train=50000, n_eval=10000),
         "quick": dict(depth=8, width=32, epochs=1.0, n_train=1000, n_eval=500),
     },
 }
@@ -398,7 +398,8 @@ def activations_section(seed: int = 0, quick: bool = False, progress: bool = Tru
 
 
 _MAP_CAPTIONS = {
-    0: "Variance map V(q) for several clipping levels, each at its own edge of chaos.",
+    0: "V(q) - q for several clipping levels m, each at its own edge of chaos: a zero is a "
+    "fixed point of the variance map; only up to the safe m is q* the single one.",
     1: "V'(q*) and V''(q*) against the clipping level m.",
 }
 

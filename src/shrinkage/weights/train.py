@@ -73,7 +73,8 @@ def parse_activation(spec: str | None, m_scale: float = 0.7):
 def build_model(name: str, activation=None, depth: int = 20, width: int = 300):
     """``lenet5`` | ``lenet_300_100`` | ``resnet_small`` | ``mlp`` from :mod:`shrinkage.models`.
 
-    ``activation``: ``None`` (ReLU, PyTorch's init), a module factory, or an edge-of-chaos
+    ``activation``: ``None`` (ReLU: PyTorch's init, at its edge of chaos for ``mlp``), a
+    module factory, or an edge-of-chaos
     config (:func:`parse_activation`): every hidden activation becomes that sparse activation,
     weights are initialised from it and inputs scaled so the first layer sits at q*.
     """
@@ -82,7 +83,9 @@ def build_model(name: str, activation=None, depth: int = 20, width: int = 300):
 
     check_choice("model", name, MODELS)
     if name == "mlp":
-        return models.mlp(depth, width, activation if activation is not None else torch.nn.ReLU)
+        # A deep plain-ReLU net with PyTorch's default init loses its signal with depth;
+        # the baseline is ReLU at its own edge of chaos (sigma_w^2 = 2).
+        return models.mlp(depth, width, activation if activation is not None else "relu")
     if isinstance(activation, EoCConfig):
         from ..activations import init_
         from ..models.mlp import ScaleInput
