@@ -20,7 +20,7 @@ from .._checks import check_int_at_least, check_nonnegative, check_positive
 from .eoc import EdgeOfChaosWarning, edge_of_chaos
 from .nn import ActivationSparsity
 
-# The recipe found in docs/results/activations.md: Adam, small lr, linear warm-up, cosine decay,
+# The recipe found in docs/results.md: Adam, small lr, linear warm-up, cosine decay,
 # and (train_run's m_scale) a clipping level at 0.7 of the safe one.
 DEFAULT_RECIPE = {
     "optimizer": "adam",
