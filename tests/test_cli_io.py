@@ -43,3 +43,12 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
         raise RuntimeError("crash mid-write")
     assert json.loads(p.read_text())["a"] == 1.5
     assert list(tmp_path.iterdir()) == [p]  # no temporary left behind
+
+
+def test_atomic_write_has_the_usual_file_mode(tmp_path):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    p = write_json(tmp_path / "r.json", {})
+    assert p.stat().st_mode & 0o777 == 0o666 & ~umask
