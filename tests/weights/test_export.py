@@ -500,3 +500,39 @@ def test_transposed_and_strided_inputs(kernel):
     with torch.no_grad():
         for x in (xt, xs):
             torch.testing.assert_close(sl(x).double(), reference(lin, x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("winner", ["chosen", "dense", "torch_csr"])
+def test_whole_model_check_keeps_the_fastest_and_reports_it(monkeypatch, winner):
+    """With example_input the whole model is timed as chosen, all-torch-CSR and dense;
+    the returned model and the reported kernels follow the winner."""
+    from shrinkage.weights import _export
+
+    net = nn.Sequential(
+        sparse_linear(64, 48, 0.95, seed=1), nn.ReLU(), sparse_linear(48, 10, 0.95, seed=2)
+    )
+
+    def fake(mods, x, rounds):  # per layer torch_csr_i32 wins; whole model `winner` wins
+        best = winner if "chosen" in mods else "torch_csr_i32"
+        return {k: (0.0 if k == best else 1.0) for k in mods}
+
+    monkeypatch.setattr(_export, "_time_modules", fake)
+    x = torch.randn(5, 64)
+    out, report = export(
+        net,
+        min_sparsity=0.8,
+        batch_size=5,
+        return_timings=True,
+        candidates=("torch_csr", "torch_csr_i32"),
+        example_input=x,
+    )
+    kinds = {
+        n: (m.kernel if isinstance(m, SparseLinear) else "dense")
+        for n, m in out.named_children()
+        if isinstance(m, SparseLinear | nn.Linear)
+    }
+    assert {n: report[n]["kernel"] for n in kinds} == kinds
+    assert set(kinds.values()) == {"torch_csr_i32" if winner == "chosen" else winner}
+    assert all(set(report[n]["whole_model_ms"]) == {"chosen", "dense", "torch_csr"} for n in kinds)
+    with torch.no_grad():
+        torch.testing.assert_close(out(x), net(x), atol=1e-5, rtol=1e-5)

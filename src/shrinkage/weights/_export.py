@@ -650,7 +650,9 @@ def export(
     exactly one kernel forces it without timing. ``nn.Conv2d`` layers (groups 1, zero
     padding) get the same choice as :class:`SparseConv2d` when ``example_input`` is
     given (one forward pass records their input sizes; timed with ``batch_size``
-    images); without it they stay dense, like every other module. The input ``model``
+    images); without it they stay dense, like every other module. With
+    ``example_input``, the whole model as chosen is then timed against the same layers
+    all on torch CSR and against dense, and the fastest is kept. The input ``model``
     is not modified. Outputs equal the dense model's up to float rounding.
 
     Returns the exported model, or ``(model, timings)`` with ``return_timings``:
@@ -717,7 +719,42 @@ def export(
         if best != "dense":
             _set_submodule(out, name, mods[best])
             prev_sparse = not is_conv
+    if forced is None and example_input is not None:
+        out = _best_whole_model(model, out, report, example_input, batch_size, rounds)
     return (out, report) if return_timings else out
+
+
+def _best_whole_model(model, chosen, report, example_input, batch_size, rounds):
+    """Per-layer timing cannot see everything consecutive layers do to each other (caches,
+    layouts handed on); time the whole model as chosen, with the same layers all on torch
+    CSR, and dense, on ``batch_size`` inputs shaped like ``example_input``; keep the fastest.
+    """
+    sparse = [n for n, e in report.items() if e["kernel"] != "dense"]
+    if not sparse:
+        return chosen
+    alts = {"chosen": chosen, "dense": model}
+    csr = copy.deepcopy(model)
+    for n in sparse:
+        mod = csr.get_submodule(n)
+        w = mod.weight.detach()
+        if not _supported("torch_csr", w.shape[0], w[0].numel(), w.device, w.dtype):
+            break
+        build = SparseConv2d.from_conv if isinstance(mod, nn.Conv2d) else SparseLinear.from_linear
+        _set_submodule(csr, n, build(mod, "torch_csr"))
+    else:
+        if any(report[n]["kernel"] != "torch_csr" for n in sparse):
+            alts["torch_csr"] = csr
+    ex = torch.as_tensor(example_input)
+    x = torch.randn((batch_size, *ex.shape[1:]), dtype=ex.dtype, device=ex.device)
+    ms = _time_modules(alts, x, rounds)
+    best = min(ms, key=ms.get)
+    for n in sparse:
+        report[n]["whole_model_ms"] = ms
+        if best != "chosen":
+            report[n]["kernel"] = best
+    if best == "chosen":
+        return chosen
+    return copy.deepcopy(model) if best == "dense" else csr
 
 
 def densify(model: nn.Module) -> nn.Module:
