@@ -232,36 +232,32 @@ def codes_section(seed: int = 0, quick: bool = False, progress: bool = True) -> 
                 ],
             )
         )
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for pen, style in (("l1", "o-"), ("cel0", "s-")):
-        pts = sorted(
-            (r["active_fraction"], r["relative_error"]) for r in rows if r["penalty"] == pen
-        )
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=pen)
-    ax.set_xscale("log")
-    ax.set_xlabel("active fraction (held out)")
-    ax.set_ylabel("relative error (held out)")
-    ax.legend()
-    ax.grid(alpha=0.3, which="both")
-    s.add_figure(
-        fig,
-        "Relative reconstruction error against the fraction of active "
-        "coefficients: lower-left is better.",
-        "tradeoff",
-    )
+    from ..codes.experiments import plot_tradeoff
+    from ..codes.v1 import plot_atoms
+
     cel0 = [r for r in rows if r["penalty"] == "cel0"]
-    best = min(
-        cel0,
-        key=lambda r: abs(r["relative_error"] - np.median([q["relative_error"] for q in cel0])),
-    )
+    mid = np.median([q["relative_error"] for q in cel0])
+    best = min(cel0, key=lambda r: abs(r["relative_error"] - mid))
     D = res["dictionaries"][("cel0", sc["atoms"], best["threshold"])]
-    s.add_figure(
-        _atom_grid(D, sc["size"]),
-        f"CEL0 atoms (lam={best['lam']:.3g}), "
-        "the first 64 atoms of the dictionary, each scaled to its own range.",
-        "atoms",
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        plot_tradeoff(rows, Path(tmp) / "tradeoff.png")
+        plot_atoms(D, Path(tmp) / "atoms.png", max_atoms=64)
+        s.figures.append(
+            Figure(
+                "Held-out relative error against the fraction of active coefficients: "
+                "lower-left is better.",
+                (Path(tmp) / "tradeoff.png").read_bytes(),
+                "codes_tradeoff.png",
+            )
+        )
+        s.figures.append(
+            Figure(
+                f"CEL0 atoms (lam={best['lam']:.3g}): the first 64 atoms of the dictionary, "
+                "each scaled to its own range.",
+                (Path(tmp) / "atoms.png").read_bytes(),
+                "codes_atoms.png",
+            )
+        )
     s.commands = [
         "shrinkage codes compare --penalties l1,l0,l1/2,cel0 --atoms 256,512,1024 "
         "--out runs/codes_compare",
@@ -270,22 +266,6 @@ def codes_section(seed: int = 0, quick: bool = False, progress: bool = True) -> 
     ]
     s.seconds = time.perf_counter() - t0
     return s
-
-
-def _atom_grid(D, size, max_atoms=64):
-    plt = _plt()
-    n = min(len(D), max_atoms)
-    cols = int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.7, rows * 0.7))
-    for i, ax in enumerate(np.atleast_1d(axes).ravel()):
-        ax.axis("off")
-        if i < n:
-            a = D[i].reshape(size, size)
-            v = np.abs(a).max() or 1.0
-            ax.imshow(a, cmap="gray", vmin=-v, vmax=v)
-    fig.subplots_adjust(wspace=0.05, hspace=0.05)
-    return fig
 
 
 def activations_section(seed: int = 0, quick: bool = False, progress: bool = True) -> Section:
