@@ -1,15 +1,10 @@
 """Dictionary learning: recovers a planted dictionary; data-parallel equals single process."""
 
-import os
-import socket
-
 import numpy as np
 import pytest
-import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from shrinkage.codes import encode, learn_dictionary, relative_error
+from tests._gloo import run_gloo
 
 
 def _planted(n=1500, k=8, p=16, seed=0):
@@ -50,24 +45,11 @@ def test_recovers_planted_dictionary(update, penalty, found):
     assert relative_error(X, D, encode(X, D, penalty, 0.2)) < 0.1
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank, world, port, shards, init, kws, folder):
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        for name, kw in kws.items():
-            st = learn_dictionary(shards[rank], init.shape[0], init=init, shuffle=False, **kw)
-            if rank == 0:
-                np.save(f"{folder}/{name}.npy", st.D.numpy())
-    finally:
-        dist.destroy_process_group()
+def _worker(rank, world, shards, init, kws, folder):
+    for name, kw in kws.items():
+        st = learn_dictionary(shards[rank], init.shape[0], init=init, shuffle=False, **kw)
+        if rank == 0:
+            np.save(f"{folder}/{name}.npy", st.D.numpy())
 
 
 def test_two_process_gloo_matches_single_process(tmp_path):
@@ -96,7 +78,7 @@ def test_two_process_gloo_matches_single_process(tmp_path):
         )
         for u in ("gradient", "bcd")
     }
-    mp.spawn(_worker, args=(2, _free_port(), shards, init, kws, str(tmp_path)), nprocs=2, join=True)
+    run_gloo(_worker, shards, init, kws, str(tmp_path))
     for name, kw in kws.items():
         single = learn_dictionary(full, 6, init=init, shuffle=False, **dict(kw, batch_size=2 * b))
         D = np.load(tmp_path / f"{name}.npy")
