@@ -69,10 +69,17 @@ def _cpu_tag() -> str:
     return "".join(info) + platform.machine() + sys.platform
 
 
-def build(name: str, source: str, cc: str, flags: Sequence[str], abi: int) -> Path:
-    """Compile ``source`` into ``cache_dir()/<name>-<hash>.so`` unless it is there already."""
+def build(
+    name: str, source: str, cc: str, flags: Sequence[str], abi: int, libs: Sequence[str] = ()
+) -> Path:
+    """Compile ``source`` into ``cache_dir()/<name>-<hash>.so`` unless it is there already.
+
+    ``libs`` are linker arguments (``-lm``) put after the source file."""
     key = hashlib.sha256(
-        source.encode() + " ".join([cc, *flags]).encode() + _cpu_tag().encode() + str(abi).encode()
+        source.encode()
+        + " ".join([cc, *flags, *libs]).encode()
+        + _cpu_tag().encode()
+        + str(abi).encode()
     ).hexdigest()[:16]
     out_dir = cache_dir()
     target = out_dir / f"{name}-{key}.so"
@@ -84,7 +91,7 @@ def build(name: str, source: str, cc: str, flags: Sequence[str], abi: int) -> Pa
     src_file = Path(tmp).with_suffix(".c")
     src_file.write_text(source)
     try:
-        cmd = [*cc.split(), *flags, "-fPIC", "-shared", "-o", tmp, str(src_file)]
+        cmd = [*cc.split(), *flags, "-fPIC", "-shared", "-o", tmp, str(src_file), *libs]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
         if res.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed: {res.stderr.strip()[-500:]}")
@@ -101,7 +108,8 @@ class NativeLibrary:
     ``wrap(lib, path, flags)`` turns the ctypes handle into what :meth:`load` returns; the
     library must export ``int shrinkage_<name>_abi(void)`` returning ``abi``.
     ``flag_sets`` (a callable, read at each build) lists the flag sets to try in order.
-    ``what`` and ``fallback`` word the warning given when nothing builds.
+    ``libs``: linker arguments. ``what`` and ``fallback`` word the warning given when
+    nothing builds.
 
     Usage: ``LIB = NativeLibrary("mylib", SOURCE, 1, Handle, "compiled X", "torch's X")``
     at import, then ``h = LIB.load()`` where needed, with the torch path when ``h is None``.
@@ -116,10 +124,12 @@ class NativeLibrary:
         what: str,
         fallback: str,
         flag_sets: Callable[[], Sequence[Sequence[str]]] = lambda: FLAG_SETS,
+        libs: Sequence[str] = (),
     ):
         self.name, self.source, self.abi = name, source, abi
         self.wrap, self.what, self.fallback = wrap, what, fallback
         self.flag_sets = flag_sets
+        self.libs = tuple(libs)
         self._lock = threading.Lock()
         self._tried = False
         self._handle = None
@@ -137,7 +147,7 @@ class NativeLibrary:
         for flags in self.flag_sets():
             flags = list(flags)
             try:
-                path = build(self.name, self.source, cc, flags, self.abi)
+                path = build(self.name, self.source, cc, flags, self.abi, self.libs)
                 lib = ctypes.CDLL(str(path))
                 if getattr(lib, f"shrinkage_{self.name}_abi")() != self.abi:
                     raise RuntimeError(f"{path} has a different ABI")

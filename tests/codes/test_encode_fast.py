@@ -1,5 +1,5 @@
-"""The working-set l1 path of encode against the plain FISTA path, scikit-learn and the KKT
-conditions of the lasso."""
+"""The working-set l1 FISTA path of encode (the fallback of the compiled CD) against the plain
+FISTA path, scikit-learn and the KKT conditions of the lasso."""
 
 import numpy as np
 import pytest
@@ -53,9 +53,9 @@ def test_working_set_matches_plain_path_and_sklearn(lam):
     assert _kkt_violation(X, D, fast, lam) < 1e-6
 
 
-def test_working_set_is_the_l1_default_and_solves_exactly():
+def test_working_set_is_the_l1_fista_default_and_solves_exactly():
     X, D = _sparse_problem(seed=1)
-    default = encode(X, D, "l1", 0.3, tol=1e-4)
+    default = encode(X, D, "l1", 0.3, solver="fista", tol=1e-4)
     explicit = encode(X, D, "l1", 0.3, working_set=True, tol=1e-4)
     np.testing.assert_array_equal(default, explicit)
     # The support-and-sign solve makes the codes exact, not just tol-accurate.

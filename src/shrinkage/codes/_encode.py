@@ -5,6 +5,8 @@ Energy of a row x (n_features) under a dictionary D (n_atoms, n_features)::
     E(r) = 1/2 ||x - r D||^2 + sum_i G(r_i)        (G from ``shrinkage.thresholds``)
 
 Proximal gradient: r <- prox_{step G}(r + step (x - r D) D^T), step = 1/L, L = ||D||_2^2.
+For l1 the default is exact coordinate descent in a compiled kernel (``_cd``), with the
+torch working-set FISTA (``_fast``) where that kernel cannot run.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import torch
 from .._checks import check_choice, check_int_at_least, check_nonnegative, check_positive
 from ..thresholds import PENALTIES, prox
 from ..thresholds._penalties import _REGISTRY
+from . import _cd
 from ._fast import _times_gram, solve_l1_working_set
 
-SOLVERS = ("fista", "ista")
+SOLVERS = ("cd", "fista", "ista")
 CONVEX = ("l1",)
 _GRAM_MAX_ATOMS = 4096  # above this G = D D^T costs more memory than it saves time
 _SAFETY = 1.01  # power iteration underestimates ||D||_2; keep step strictly below 1/L
@@ -112,6 +115,36 @@ def _penalty_params(name, norms, params):
     if name == "cel0" and "a" not in params:
         p["a"] = norms  # CEL0 is exact only with each atom's own norm
     return p
+
+
+def _pick_solver(penalty, solver, monotone, gram, working_set, n_atoms):
+    """``solver=None``: ``"cd"`` for l1 unless a FISTA option (monotone=True, gram,
+    working_set) is asked for or G = D D^T would be too large; ``"fista"`` otherwise."""
+    if solver is not None:
+        return solver
+    if (
+        penalty == "l1"
+        and monotone is not True
+        and gram is None
+        and working_set is None
+        and n_atoms <= _GRAM_MAX_ATOMS
+    ):
+        return "cd"
+    return "fista"
+
+
+def _needs_step(penalty, D, kw):
+    """Whether encode(..., **kw) on D will run a proximal-gradient solver (which needs the
+    step): everything but the compiled coordinate descent."""
+    solver = _pick_solver(
+        penalty,
+        kw.get("solver"),
+        kw.get("monotone"),
+        kw.get("gram"),
+        kw.get("working_set"),
+        D.shape[0],
+    )
+    return solver != "cd" or not _cd.usable(D)
 
 
 def _resolve_step(D, step):
@@ -263,13 +296,31 @@ def _solve(X, D, name, lam, step, p, solver, monotone, max_iter, tol, Z0, G=None
     return out, iters, conv
 
 
+def _check_cd(penalty, monotone, gram, working_set, n_atoms):
+    if penalty != "l1" or monotone is True:
+        raise ValueError(
+            "solver='cd' needs penalty='l1' and monotone not True, got "
+            f"penalty={penalty!r}, monotone={monotone!r}"
+        )
+    if gram or working_set:
+        raise ValueError(
+            "gram=True and working_set=True are FISTA options; pass solver='fista' with them "
+            f"(got solver='cd', gram={gram!r}, working_set={working_set!r})"
+        )
+    if n_atoms > _GRAM_MAX_ATOMS:
+        raise ValueError(
+            f"solver='cd' needs n_atoms <= {_GRAM_MAX_ATOMS} (G = D D^T is n_atoms^2), "
+            f"got {n_atoms}"
+        )
+
+
 def encode(
     X,
     D,
     penalty: str = "l1",
     lam: float = 0.1,
     *,
-    solver: str = "fista",
+    solver: str | None = None,
     max_iter: int = 1000,
     tol: float = 1e-4,
     step: float | None = None,
@@ -282,15 +333,22 @@ def encode(
     working_set: bool | None = None,
     **params,
 ):
-    """Sparse codes of the rows of X against D by batched proximal gradient.
+    """Sparse codes of the rows of X against D (coordinate descent or proximal gradient).
 
     Minimises, row by row, ``1/2 ||x - r D||^2 + sum_i G(r_i)`` with G from
-    :func:`shrinkage.thresholds.penalty` (``lam`` included) and the step ``1/L``,
-    ``L = ||D||_2^2`` by power iteration unless ``step`` is given. ``solver="fista"``:
-    FISTA (Beck & Teboulle 2009) for ``l1``; for the non-convex penalties a monotone FISTA
-    that rejects a momentum step raising a row's energy and restarts that row, so the
-    energy never increases. ``"ista"``: plain proximal gradient (monotone for every penalty).
-    ``cel0`` takes each atom's norm as its ``a`` (Soubies et al. 2015).
+    :func:`shrinkage.thresholds.penalty` (``lam`` included). ``solver="cd"`` (l1 only, the
+    default for l1): covariance coordinate descent on a working set per row with
+    ``G = D D^T`` and ``b = x D^T`` (Friedman, Hastie & Tibshirani 2010), then an exact
+    solve on the support and signs found, checked against every atom: the codes are the
+    lasso solution itself. It runs in a C kernel compiled at first use (CPU, float32 /
+    float64, ``torch.get_num_threads()`` threads); on other devices or dtypes, or without a
+    C compiler (``SHRINKAGE_NO_COMPILE=1``), the FISTA path below runs instead (same
+    minimiser). ``solver="fista"``: FISTA (Beck & Teboulle 2009) with the step ``1/L``,
+    ``L = ||D||_2^2`` by power iteration unless ``step`` is given; for the non-convex
+    penalties a monotone FISTA that rejects a momentum step raising a row's energy and
+    restarts that row, so the energy never increases. ``"ista"``: plain proximal gradient
+    (monotone for every penalty). ``cel0`` takes each atom's norm as its ``a`` (Soubies et
+    al. 2015).
 
     Parameters
     ----------
@@ -299,8 +357,15 @@ def encode(
     penalty : one of ``shrinkage.thresholds.PENALTIES``.
     lam : penalty weight >= 0. Same scale as scikit-learn's ``sparse_encode(alpha=lam)``
         for l1 (which runs ``Lasso(alpha=lam / n_features)``).
-    max_iter, tol : stop a row when ``||r_new - y|| <= tol ||r_new||`` or after max_iter.
-    step : gradient step; default ``1 / (1.01 ||D||_2^2)``.
+    solver : ``"cd"``, ``"fista"`` or ``"ista"``; default (None): ``"cd"`` for l1 (unless
+        ``monotone=True``, ``gram`` or ``working_set`` is given, or n_atoms > 4096),
+        ``"fista"`` otherwise.
+    max_iter, tol : FISTA / ISTA: stop a row when ``||r_new - y|| <= tol ||r_new||`` or
+        after max_iter iterations. CD: max_iter bounds a row's sweeps plus optimality scans;
+        a zero coefficient is optimal when ``|c_j| <= lam (1 + min(tol, 1e-3))`` (rounding
+        aside), and tol is the relative change at which CD stops when the exact solve on
+        the support is refused (nearly collinear atoms in it).
+    step : gradient step; default ``1 / (1.01 ||D||_2^2)`` (not used by CD).
     init : (n_samples, n_atoms) warm start (default zeros).
     monotone : force (True) or forbid (False) the monotone safeguard; default: on for
         non-convex penalties.
@@ -310,14 +375,13 @@ def encode(
     batch_size : encode this many rows at a time (memory bounded by the batch).
     gram : carry the gradient through G = D D^T, touching only the codes' non-zeros
         (n_atoms <= 4096); default False: through the residual x - r D.
-    working_set : l1 only: iterate FISTA on a small per-row working set of atoms (support
+    working_set : l1 FISTA only: iterate FISTA on a small per-row working set of atoms (support
         plus the worst KKT violators) against Gram blocks of G = D D^T, re-checking every
         atom's optimality after each round, and solve each row exactly on its support and
         signs once FISTA has found them (``shrinkage.codes._fast``). The subproblems are
-        solved to ``min(tol, 3e-4)``. Default: on for ``l1`` with ``solver="fista"`` when
-        neither ``gram`` nor ``monotone=True`` is asked for and the dictionary is at least
-        2x overcomplete with n_atoms <= 4096 (same minimiser, exact; 7x faster on 1024
-        atoms of 16x16 patches at 1.5 % density).
+        solved to ``min(tol, 3e-4)``. Default: on for ``l1`` with ``solver="fista"`` (also
+        where CD falls back to FISTA) when neither ``gram`` nor ``monotone=True`` is asked
+        for and the dictionary is at least 2x overcomplete with n_atoms <= 4096.
     params : penalty parameters (``gamma`` for mcp/scad; ``a`` overrides the atom norms).
 
     Returns codes (n_samples, n_atoms); with ``return_info`` also a dict with
@@ -329,7 +393,8 @@ def encode(
     array([[1., 0., 0.]])
     """
     check_choice("penalty", penalty, PENALTIES)
-    check_choice("solver", solver, SOLVERS)
+    if solver is not None:
+        check_choice("solver", solver, SOLVERS)
     check_nonnegative("lam", lam)
     max_iter = check_int_at_least("max_iter", max_iter, 1)
     check_nonnegative("tol", tol)
@@ -341,11 +406,23 @@ def encode(
     Dt = _to_tensor(D, "D", dtype=Xt.dtype, device=Xt.device)
     norms = check_dictionary(Dt)
     _check_X(Xt, Dt.shape[1])
-    step = _resolve_step(Dt, step)
+    solver = _pick_solver(penalty, solver, monotone, gram, working_set, Dt.shape[0])
+    use_cd = False
+    if solver == "cd":
+        _check_cd(penalty, monotone, gram, working_set, Dt.shape[0])
+        # The compiled kernel, or the FISTA path (same minimiser) where it cannot run.
+        use_cd = _cd.usable(Xt) and _cd.load() is not None
+        solver = "cd" if use_cd else "fista"
+    if use_cd:
+        if step is not None:
+            check_positive("step", step)
+    else:
+        step = _resolve_step(Dt, step)
     p = _penalty_params(penalty, norms, params)
     # Validate the penalty parameters with this step once (cel0: a^2 step < 1), then use
     # the registry's prox (the same single definition) inside the loop without re-checking.
-    prox(penalty, torch.zeros(1, Dt.shape[0], dtype=Xt.dtype, device=Xt.device), lam, step, **p)
+    zeros = torch.zeros(1, Dt.shape[0], dtype=Xt.dtype, device=Xt.device)
+    prox(penalty, zeros, lam, step or 1.0, **p)
     p = {k: (v.to(Xt) if isinstance(v, torch.Tensor) else v) for k, v in p.items()}
     if monotone is None:
         monotone = penalty not in CONVEX
@@ -365,7 +442,9 @@ def encode(
     codes = torch.empty(n, Dt.shape[0], dtype=Xt.dtype, device=Xt.device)
     iters = torch.zeros(n, dtype=torch.long, device=Xt.device)
     conv = torch.zeros(n, dtype=torch.bool, device=Xt.device)
-    if working_set is None:
+    if use_cd:
+        working_set = False
+    elif working_set is None:
         working_set = (
             penalty == "l1"
             and solver == "fista"
@@ -393,13 +472,20 @@ def encode(
             f"gram=True needs n_atoms <= {_GRAM_MAX_ATOMS} (G = D D^T is n_atoms^2), "
             f"got {Dt.shape[0]}"
         )
+    # CD returns each row's energy on the way: no second pass over the codes for the info.
+    energies = torch.empty(n, dtype=torch.float64) if use_cd and return_info else None
     with torch.no_grad():
-        G = Dt @ Dt.T if gram or working_set else None
+        G = Dt @ Dt.T if gram or working_set or use_cd else None
         for s in range(0, max(n, 1), bs):
             xb = Xt[s : s + bs]
             zb = None if Z0 is None else Z0[s : s + bs]
             for lam_s in lams:
-                if working_set:
+                if use_cd:
+                    res = _cd.solve_l1_cd(xb, Dt, G, lam_s, tol, max_iter, zb, energy=return_info)
+                    zb, it, cv = res[:3]
+                    if return_info:
+                        energies[s : s + bs] = res[3]  # the last stage's (lam's) stays
+                elif working_set:
                     zb, it, cv = solve_l1_working_set(xb, Dt, G, lam_s, step, tol, max_iter, zb)
                 else:
                     zb, it, cv = _solve(
@@ -411,8 +497,11 @@ def encode(
     out = codes.cpu().numpy() if was_numpy else codes
     if not return_info:
         return out
-    with torch.no_grad():
-        E = _energy(Xt, Xt - codes @ Dt, codes, penalty, float(lam), p)
+    if energies is not None:
+        E = energies
+    else:
+        with torch.no_grad():
+            E = _energy(Xt, Xt - codes @ Dt, codes, penalty, float(lam), p)
     info = {
         "n_iter": int(iters.max()) if n else 0,
         "n_iter_per_sample": iters.cpu().numpy() if was_numpy else iters,
@@ -428,11 +517,11 @@ def encode_batches(batches: Iterable, D, penalty: str = "l1", lam: float = 0.1, 
     """Encode a stream of (batch, n_features) arrays one at a time; yields each batch's codes.
 
     Memory is bounded by one batch whatever the stream's length: nothing is accumulated.
-    The step (power iteration) is computed once for the whole stream.
+    The step (power iteration) is computed once for the whole stream, where one is needed.
     """
     Dt = _to_tensor(D, "D")
     check_dictionary(Dt)
-    if kw.get("step") is None:
+    if kw.get("step") is None and _needs_step(penalty, Dt, kw):
         kw["step"] = 1.0 / (_SAFETY * lipschitz(Dt))
     for xb in batches:
         yield encode(xb, D, penalty, lam, **kw)

@@ -24,6 +24,7 @@ from ._encode import (
     _SAFETY,
     _check_X,
     _energy,
+    _needs_step,
     _penalty_params,
     _to_tensor,
     check_dictionary,
@@ -141,8 +142,9 @@ def learn_step(
     """
     encode_kw = dict(encode_kw or {})
     D = state.D
-    step = 1.0 / (_SAFETY * lipschitz(D))
-    Z = encode(xb, D, penalty, lam, step=step, **encode_kw)
+    if encode_kw.get("step") is None and _needs_step(penalty, D, encode_kw):
+        encode_kw["step"] = 1.0 / (_SAFETY * lipschitz(D))
+    Z = encode(xb, D, penalty, lam, **encode_kw)
     R = xb - Z @ D
     pen_kw = {k: v for k, v in encode_kw.items() if k in _REGISTRY[penalty].params}
     p = _penalty_params(penalty, D.norm(dim=1), pen_kw)

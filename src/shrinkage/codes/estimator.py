@@ -52,7 +52,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         n_atoms=64,
         penalty="l1",
         lam=0.1,
-        solver="fista",
+        solver=None,
         batch_size=256,
         n_epochs=5,
         lr=1.0,

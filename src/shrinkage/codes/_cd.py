@@ -1,0 +1,122 @@
+"""l1 codes by covariance coordinate descent in a compiled kernel (CPU, float32 / float64).
+
+Per row, ``min_z 1/2 ||x - z D||^2 + lam ||z||_1`` is solved from ``G = D D^T`` and
+``b = x D^T`` (torch / BLAS): coordinate descent with the covariance update
+``z_j <- soft(z_j + c_j / G_jj, lam / G_jj)``, ``c = b - z G`` (Friedman, Hastie & Tibshirani
+2010) on a small working set per row, then an exact solve on the support and signs found,
+accepted when every other atom satisfies ``|c_j| <= lam``: the codes are the lasso solution,
+not a tol-accurate one. The C source is ``_cd_source.SOURCE``, built at first use by
+:mod:`shrinkage._native`; :func:`solve_l1_cd` returns None where it cannot run (no compiler,
+``SHRINKAGE_NO_COMPILE=1``, a non-CPU tensor, another dtype) and callers use the torch
+working-set FISTA of :mod:`shrinkage.codes._fast` instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import torch
+
+from .. import _native
+from ._cd_source import ABI, SOURCE
+
+_KKT_SLACK = 1e-3  # same meaning as in _fast: an atom must beat lam by this much to count
+
+
+class _Kernel:
+    """ctypes handle: ``fn[dtype]`` is ``shrinkage_lasso_cd_f32`` / ``_f64``."""
+
+    def __init__(self, lib: ctypes.CDLL, path: Path, flags: list[str]):
+        self.lib, self.path, self.flags = lib, path, flags
+        self.fn = {}
+        for dt, name in ((torch.float32, "f32"), (torch.float64, "f64")):
+            f = getattr(lib, f"shrinkage_lasso_cd_{name}")
+            f.restype = ctypes.c_int
+            f.argtypes = (
+                [ctypes.c_int64] * 2
+                + [ctypes.c_void_p] * 4
+                + [ctypes.c_double] * 3
+                + [ctypes.c_int64, ctypes.c_int]
+                + [ctypes.c_void_p] * 4
+                + [ctypes.c_int]
+            )
+            self.fn[dt] = f
+
+
+_LIB = _native.NativeLibrary(
+    "codes",
+    SOURCE,
+    ABI,
+    _Kernel,
+    "compiled l1 coordinate-descent encoder",
+    "the torch FISTA encoder",
+    libs=("-lm",),
+)
+
+
+def load() -> _Kernel | None:
+    """The compiled kernel (built on the first call), or None with one RuntimeWarning."""
+    return _LIB.load()
+
+
+def usable(X: torch.Tensor) -> bool:
+    """Whether :func:`solve_l1_cd` can run on X (CPU float32/float64) without building."""
+    return X.device.type == "cpu" and X.dtype in (torch.float32, torch.float64)
+
+
+def solve_l1_cd(X, D, G, lam, tol, max_iter, Z0=None, energy=False):
+    """l1 codes of the rows of X; returns (codes, iterations, converged[, energies]) or None.
+
+    ``G = D D^T``. ``max_iter`` bounds a row's iterations (coordinate sweeps of its working
+    set plus optimality scans of all atoms); ``tol`` is the relative change of a sweep below
+    which CD stops when the exact solve on the support is refused (singular G_SS). ``Z0``:
+    warm start. ``energy``: also each row's ``1/2 ||x - z D||^2 + lam ||z||_1`` (float64), from
+    the kernel's own b and c at no extra pass over the codes. None when the kernel cannot
+    run here.
+
+    >>> D = torch.eye(3, dtype=torch.float64); X = torch.tensor([[2.0, -0.5, 1.0]])
+    >>> r = solve_l1_cd(X.double(), D, D @ D.T, 1.0, 1e-4, 100)
+    >>> r is None or r[0].tolist() == [[1.0, 0.0, 0.0]]
+    True
+    """
+    if not usable(X):
+        return None
+    kern = load()
+    if kern is None:
+        return None
+    n, k = X.shape[0], D.shape[0]
+    dt = X.dtype
+    B = (X @ D.T).contiguous()
+    G = G.contiguous()
+    idiag = (1.0 / torch.diagonal(G)).contiguous()
+    warm = Z0 is not None
+    Z = Z0.to(dtype=dt).contiguous().clone() if warm else torch.empty(n, k, dtype=dt)
+    iters = torch.zeros(n, dtype=torch.int64)
+    flags = torch.zeros(n, dtype=torch.uint8)
+    eps = torch.finfo(dt).eps
+    slack = max(min(_KKT_SLACK, tol), 1e3 * eps)
+    xx = (X * X).sum(1, dtype=torch.float64).contiguous() if energy else None
+    E = torch.empty(n, dtype=torch.float64) if energy else None
+    rc = kern.fn[dt](
+        n,
+        k,
+        G.data_ptr(),
+        B.data_ptr(),
+        idiag.data_ptr(),
+        Z.data_ptr(),
+        float(lam),
+        float(tol),
+        float(slack),
+        int(max_iter),
+        int(warm),
+        iters.data_ptr(),
+        flags.data_ptr(),
+        xx.data_ptr() if energy else None,
+        E.data_ptr() if energy else None,
+        torch.get_num_threads(),
+    )
+    if rc != 0:
+        raise MemoryError("shrinkage: the l1 coordinate-descent encoder ran out of memory")
+    out = (Z, iters, (flags & 1).bool())
+    return (*out, E) if energy else out

@@ -1,0 +1,594 @@
+"""C source of the l1 coordinate-descent encoder, kept in a .py file so every install carries it.
+
+Compiled at first use by :mod:`shrinkage._native`; loaded by :mod:`shrinkage.codes._cd`.
+The per-row solver is written once with ``REAL`` / ``SFX`` placeholders and instantiated
+for float (``_f32``) and double (``_f64``).
+"""
+
+from .._native import POOL_SOURCE
+
+ABI = 2
+
+_HEAD = r"""/* l1 sparse codes (the lasso) by covariance coordinate descent, one row at a time.
+ *
+ * Row problem: min_z 1/2 z G z - b z + lam |z|_1 with G = D D^T (k x k) and b = x D^T,
+ * both computed by the caller (BLAS). c = b - z G (minus the gradient) drives the
+ * coordinate update (Friedman, Hastie & Tibshirani 2010, "covariance updates"):
+ *
+ *     z_j <- soft(z_j + c_j / G_jj, lam / G_jj),   c <- c - (z_j' - z_j) G_j.
+ *
+ * Working set: each row sweeps only its active set A (its support plus the atoms that
+ * violate |c_j| <= lam the most), on a packed copy of G_AA, so a sweep costs |A|^2 and
+ * not |A| k. Once a sweep changes nothing beyond a loose tolerance, the codes are solved
+ * exactly on their support and signs (Cholesky of G_SS); with c = b - z G recomputed
+ * from the few non-zeros, |c_j| <= lam on every other atom proves the result is the
+ * lasso minimiser. Otherwise the violators join A and CD goes on (from the exact solve
+ * when it lowers the energy), with a finer tolerance when the solve was refused.
+ * Rows are shared by the threads of the pool.
+ */
+#include <stdint.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <float.h>
+#include <stdatomic.h>
+#include <pthread.h>
+
+#define PACK_MAX 256  /* active sets up to this size sweep on a packed G_AA */
+#define POLISH_MAX 256 /* largest support solved exactly */
+#define POLISH_ROUNDS 4 /* exact solves per attempt, each without the atoms whose sign flipped */
+#define MIN_ADD 16 /* fewest atoms added to a row's active set at a time */
+#define PTOL0 1e-2 /* first CD tolerance (relative change) before an exact solve is tried */
+#define ROW_CONVERGED 1
+#define ROW_EXACT 2
+
+typedef struct {
+    int64_t n, k, max_iter, rows_per_chunk;
+    const void *G, *B, *idiag;
+    void *Z;
+    double lam, tol, slack;
+    int warm;
+    const double *xx;
+    double *energy;
+    int64_t *iters;
+    uint8_t *flags;
+    _Atomic int failed;
+} cd_job_t;
+
+/* Solve M x = r in place (r <- x) for the symmetric positive semi-definite M (lower
+ * triangle used and overwritten by its Cholesky factor; right-looking, so the trailing
+ * updates are contiguous). diag[] holds M's diagonal on entry, 1 / L_jj on return. A pivot
+ * below rel_tol times its diagonal marks an atom that depends on the earlier ones
+ * (duplicated or collinear atoms): it is left out of the system (diag[j] = 0, x_j = 0),
+ * which is the factor of M without that row and column. */
+static void chol_solve(double *restrict M, double *restrict r, int64_t m, double *restrict diag,
+                       double *restrict col, double rel_tol) {
+    for (int64_t j = 0; j < m; ++j) {
+        double *Mj = M + j * m;
+        const double d = Mj[j];
+        if (!(d > rel_tol * diag[j] && d > 1e-300)) {
+            diag[j] = 0;
+            for (int64_t i = j + 1; i < m; ++i) M[i * m + j] = 0;
+            continue;
+        }
+        const double sd = sqrt(d), is = 1.0 / sd;
+        Mj[j] = sd;
+        diag[j] = is;
+        for (int64_t i = j + 1; i < m; ++i) {
+            M[i * m + j] *= is;
+            col[i] = M[i * m + j];
+        }
+        for (int64_t i = j + 1; i < m; ++i) {
+            double *restrict Mi = M + i * m;
+            const double f = col[i];
+            for (int64_t l = j + 1; l <= i; ++l) Mi[l] -= f * col[l];
+        }
+    }
+    for (int64_t i = 0; i < m; ++i) {
+        double s = r[i];
+        const double *Mi = M + i * m;
+        for (int64_t t = 0; t < i; ++t) s -= Mi[t] * r[t];
+        r[i] = s * diag[i];
+    }
+    for (int64_t i = m - 1; i >= 0; --i) {
+        const double x = r[i] * diag[i];
+        r[i] = x;
+        const double *Mi = M + i * m;
+        for (int64_t t = 0; t < i; ++t) r[t] -= Mi[t] * x;
+    }
+}
+
+/* Per-thread scratch memory, kept between calls (the pool's helpers are long-lived). */
+typedef struct {
+    void *mem;
+    size_t size;
+} scratch_t;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p) {
+    scratch_t *s = (scratch_t *)p;
+    free(s->mem);
+    free(s);
+}
+
+static void scratch_init(void) { pthread_key_create(&scratch_key, scratch_free); }
+
+static void *scratch(size_t size) {
+    pthread_once(&scratch_once, scratch_init);
+    scratch_t *s = (scratch_t *)pthread_getspecific(scratch_key);
+    if (s == NULL) {
+        s = (scratch_t *)calloc(1, sizeof(*s));
+        if (s == NULL || pthread_setspecific(scratch_key, s) != 0) {
+            free(s);
+            return NULL;
+        }
+    }
+    if (s->size < size) {
+        free(s->mem);
+        s->mem = malloc(size);
+        s->size = s->mem ? size : 0;
+    }
+    return s->mem;
+}
+"""
+
+_TEMPLATE = r"""
+/* ---- REAL ------------------------------------------------------------------------- */
+typedef struct {
+    REAL *c, *c2, *ga, *ca, *za, *ia, *key, *val;
+    int32_t *act, *cand, *S, *pos;
+    uint8_t *inact, *flag;
+    double *M, *r, *sg, *diag, *col;
+    int64_t packed; /* leading atoms of act[] whose G_AA entries are in ga */
+} ws_SFX;
+
+static inline REAL soft_SFX(REAL u, REAL t) { return u > t ? u - t : (u < -t ? u + t : (REAL)0); }
+
+static inline REAL abs_SFX(REAL u) { return u < 0 ? -u : u; }
+
+static inline void subs_SFX(REAL *restrict c, REAL a, const REAL *restrict g, int64_t k) {
+    for (int64_t i = 0; i < k; ++i) c[i] -= a * g[i];
+}
+
+/* out = b - sum_i val[i] G[idx[i]]; four atoms per pass, so out is loaded and stored a
+ * quarter as often */
+static void combo_SFX(const REAL *G, int64_t k, const REAL *b, const int32_t *idx,
+                      const REAL *val, int64_t m, REAL *restrict out) {
+    if (m == 0) {
+        memcpy(out, b, (size_t)k * sizeof(REAL));
+        return;
+    }
+    for (int64_t a = 0; a < m; a += 4) {
+        const REAL *restrict src = a == 0 ? b : out;
+        const REAL *restrict g0 = G + (int64_t)idx[a] * k;
+        const REAL v0 = val[a];
+        const REAL *restrict g1 = a + 1 < m ? G + (int64_t)idx[a + 1] * k : g0;
+        const REAL v1 = a + 1 < m ? val[a + 1] : 0;
+        const REAL *restrict g2 = a + 2 < m ? G + (int64_t)idx[a + 2] * k : g0;
+        const REAL v2 = a + 2 < m ? val[a + 2] : 0;
+        const REAL *restrict g3 = a + 3 < m ? G + (int64_t)idx[a + 3] * k : g0;
+        const REAL v3 = a + 3 < m ? val[a + 3] : 0;
+        for (int64_t i = 0; i < k; ++i)
+            out[i] = src[i] - ((v0 * g0[i] + v1 * g1[i]) + (v2 * g2[i] + v3 * g3[i]));
+    }
+}
+
+/* c = b - z G from the non-zeros of z among act[0..s) */
+static void corr_SFX(const REAL *G, int64_t k, const REAL *b, const REAL *z,
+                     const int32_t *act, int64_t s, ws_SFX *w) {
+    int64_t m = 0;
+    for (int64_t a = 0; a < s; ++a)
+        if (z[act[a]] != 0) {
+            w->cand[m] = act[a];
+            w->val[m] = z[act[a]];
+            ++m;
+        }
+    combo_SFX(G, k, b, w->cand, w->val, m, w->c);
+}
+
+/* The atoms with mark[j] == 0 and |c_j| > lim into cand[] (|c_j| into key[]); returns
+ * how many. Branch-free flags first (vectorised), then only the 8-byte words holding one. */
+static int64_t scan_SFX(const REAL *restrict c, const uint8_t *restrict mark, int64_t k,
+                        REAL lim, ws_SFX *w) {
+    uint8_t *restrict flag = w->flag;
+    for (int64_t j = 0; j < k; ++j)
+        flag[j] = (uint8_t)(((c[j] > lim) | (c[j] < -lim)) & !mark[j]);
+    int64_t nv = 0;
+    for (int64_t j0 = 0; j0 < k; j0 += 8) {
+        uint64_t f;
+        memcpy(&f, flag + j0, 8); /* flag[k..k+8) is kept zero */
+        while (f) {
+            const int64_t j = j0 + (__builtin_ctzll(f) >> 3);
+            w->cand[nv] = (int32_t)j;
+            w->key[nv] = abs_SFX(c[j]);
+            ++nv;
+            f &= f - 1;
+        }
+    }
+    return nv;
+}
+
+/* Move the m largest key[] (with their idx[]) to the front: quickselect. */
+static void top_SFX(REAL *key, int32_t *idx, int64_t n, int64_t m) {
+    int64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        const REAL piv = key[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (key[i] > piv) ++i;
+            while (key[j] < piv) --j;
+            if (i <= j) {
+                const REAL tk = key[i];
+                key[i] = key[j];
+                key[j] = tk;
+                const int32_t ti = idx[i];
+                idx[i] = idx[j];
+                idx[j] = ti;
+                ++i;
+                --j;
+            }
+        }
+        if (m - 1 <= j) hi = j;
+        else if (m - 1 >= i) lo = i;
+        else break;
+    }
+}
+
+/* ga rows of act[from..s), leading dimension PACK_MAX. G is symmetric: the new atoms'
+ * entries against the old ones come from the old atoms' rows, which the last
+ * c = b - z G has just brought into cache; only the new x new block is read cold. */
+static void pack_SFX(const REAL *G, int64_t k, const int32_t *act, int64_t from, int64_t s,
+                     REAL *ga) {
+    for (int64_t e = 0; e < from; ++e) {
+        const REAL *row = G + (int64_t)act[e] * k;
+        REAL *re = ga + e * PACK_MAX;
+        for (int64_t a = from; a < s; ++a) re[a] = row[act[a]];
+    }
+    for (int64_t a = from; a < s; ++a) {
+        const REAL *row = G + (int64_t)act[a] * k;
+        REAL *ra = ga + a * PACK_MAX;
+        for (int64_t e = 0; e < from; ++e) ra[e] = ga[e * PACK_MAX + a];
+        for (int64_t e = from; e < s; ++e) ra[e] = row[act[e]];
+    }
+}
+
+/* Drop the atoms of act[] whose code is zero, with their rows and columns of ga. */
+static int64_t prune_SFX(const REAL *z, int32_t *act, int64_t s, uint8_t *inact, ws_SFX *w) {
+    int64_t s2 = 0;
+    const int pk = w->packed == s;
+    for (int64_t a = 0; a < s; ++a) {
+        if (z[act[a]] != 0) {
+            w->pos[s2] = (int32_t)a;
+            if (pk) w->ca[s2] = w->ca[a];
+            act[s2++] = act[a];
+        } else {
+            inact[act[a]] = 0;
+        }
+    }
+    if (pk && s2 < s) {
+        for (int64_t a = 0; a < s2; ++a) {
+            const REAL *src = w->ga + (int64_t)w->pos[a] * PACK_MAX;
+            REAL *dst = w->ga + a * PACK_MAX;
+            for (int64_t e = 0; e < s2; ++e) dst[e] = src[w->pos[e]];
+        }
+    }
+    w->packed = pk ? s2 : 0;
+    return s2;
+}
+
+/* CD sweeps over act[0..s) until the largest change is <= ptol max|z| or the budget is
+ * spent; returns the sweeps done. Up to PACK_MAX atoms: on the packed G_AA with c kept on
+ * the set only (*c_ok = 0: c is stale outside); above: on G's rows with c kept whole. */
+static int64_t active_SFX(const REAL *G, const REAL *idiag, int64_t k, REAL *z, REAL *c,
+                          const int32_t *act, int64_t s, REAL lam, double ptol,
+                          int64_t budget, ws_SFX *w, int *c_ok) {
+    int64_t sweeps = 0;
+    REAL maxd, zmax;
+    if (s <= PACK_MAX) {
+        if (w->packed > s) w->packed = 0;
+        pack_SFX(G, k, act, w->packed, s, w->ga);
+        w->packed = s;
+        const int64_t s8 = (s + 7) & ~(int64_t)7; /* whole vectors; the padding is zero */
+        REAL *ga = w->ga, *ca = w->ca, *za = w->za, *ia = w->ia;
+        for (int64_t a = 0; a < s; ++a) {
+            ca[a] = c[act[a]];
+            za[a] = z[act[a]];
+            ia[a] = idiag[act[a]];
+            for (int64_t e = s; e < s8; ++e) ga[a * PACK_MAX + e] = 0;
+        }
+        for (int64_t a = s; a < s8; ++a) ca[a] = 0;
+        do {
+            maxd = 0;
+            zmax = 0;
+            for (int64_t a = 0; a < s; ++a) {
+                const REAL zn = soft_SFX(za[a] + ca[a] * ia[a], lam * ia[a]);
+                const REAL d = zn - za[a];
+                if (d != 0) {
+                    subs_SFX(ca, d, ga + a * PACK_MAX, s8);
+                    za[a] = zn;
+                }
+                if (abs_SFX(d) > maxd) maxd = abs_SFX(d);
+                if (abs_SFX(zn) > zmax) zmax = abs_SFX(zn);
+            }
+            ++sweeps;
+        } while (maxd > ptol * zmax && sweeps < budget);
+        for (int64_t a = 0; a < s; ++a) z[act[a]] = za[a];
+        *c_ok = 0;
+    } else {
+        w->packed = 0;
+        do {
+            maxd = 0;
+            zmax = 0;
+            for (int64_t a = 0; a < s; ++a) {
+                const int64_t j = act[a];
+                const REAL zn = soft_SFX(z[j] + c[j] * idiag[j], lam * idiag[j]);
+                const REAL d = zn - z[j];
+                if (d != 0) {
+                    subs_SFX(c, d, G + j * k, k);
+                    z[j] = zn;
+                }
+                if (abs_SFX(d) > maxd) maxd = abs_SFX(d);
+                if (abs_SFX(zn) > zmax) zmax = abs_SFX(zn);
+            }
+            ++sweeps;
+        } while (maxd > ptol * zmax && sweeps < budget);
+    }
+    return sweeps;
+}
+
+/* Exact codes on the support and signs of z: z_S = G_SS^-1 (b_S - lam sign(z_S)), solved
+ * again without the atoms whose sign flips. Returns 1 when the signs agree and no atom
+ * outside S violates |c_j| <= lam (1 + slack): z (zero outside S) is then the lasso
+ * minimiser and c = b - z G. Returns 2 when an outside atom violates it but the exact
+ * solve has the lower energy: z and c are replaced all the same (a better start for CD).
+ * Returns 0 when z is left as it was. act[0..s) holds z's support; when it is packed,
+ * ca[] holds c on it. */
+static int polish_SFX(const REAL *G, int64_t k, const REAL *b, REAL *z, const int32_t *act,
+                      int64_t s, uint8_t *inact, double lam, double slack, ws_SFX *w) {
+    if (s > POLISH_MAX) return 0;
+    int64_t m = s;
+    const int pk = w->packed == s;
+    for (int64_t a = 0; a < s; ++a) {
+        w->S[a] = act[a];
+        w->pos[a] = (int32_t)a;
+        w->sg[a] = z[act[a]] > 0 ? 1.0 : -1.0;
+    }
+    int ok = 0;
+    for (int round = 0; round < POLISH_ROUNDS && !ok; ++round) {
+        for (int64_t i = 0; i < m; ++i) {
+            double *Mi = w->M + i * m;
+            if (pk) {
+                const REAL *gi = w->ga + (int64_t)w->pos[i] * PACK_MAX;
+                for (int64_t j = 0; j <= i; ++j) Mi[j] = (double)gi[w->pos[j]];
+            } else {
+                const REAL *gi = G + (int64_t)w->S[i] * k;
+                for (int64_t j = 0; j <= i; ++j) Mi[j] = (double)gi[w->S[j]];
+            }
+            w->r[i] = (double)b[w->S[i]] - lam * w->sg[i];
+            w->diag[i] = Mi[i];
+        }
+        /* a left-out atom gets x = 0 and leaves S like an atom whose sign flipped */
+        chol_solve(w->M, w->r, m, w->diag, w->col, 1000 * EPS);
+        int64_t m2 = 0;
+        for (int64_t i = 0; i < m; ++i)
+            if (w->r[i] * w->sg[i] > 0) {
+                w->S[m2] = w->S[i];
+                w->pos[m2] = w->pos[i];
+                w->sg[m2] = w->sg[i];
+                w->r[m2] = w->r[i];
+                ++m2;
+            }
+        ok = m2 == m;
+        m = m2;
+    }
+    if (!ok) return 0;
+    for (int64_t i = 0; i < m; ++i) w->val[i] = (REAL)w->r[i];
+    combo_SFX(G, k, b, w->S, w->val, m, w->c2);
+    for (int64_t a = 0; a < s; ++a) inact[act[a]] = 0;
+    for (int64_t i = 0; i < m; ++i) inact[w->S[i]] = 1;
+    const int kkt = scan_SFX(w->c2, inact, k, (REAL)(lam * (1.0 + slack)), w) == 0;
+    for (int64_t a = 0; a < s; ++a) inact[act[a]] = 1;
+    if (!kkt) {
+        /* energies, -1/2 (b + c) z + lam |z|_1 with c = b - z G on each support */
+        double e_new = 0, e_old = 0;
+        for (int64_t i = 0; i < m; ++i)
+            e_new += -0.5 * ((double)b[w->S[i]] + (double)w->c2[w->S[i]]) * w->r[i] +
+                     lam * fabs(w->r[i]);
+        for (int64_t a = 0; a < s; ++a) {
+            const double za = (double)z[act[a]];
+            const double ca = pk ? (double)w->ca[a] : (double)w->c[act[a]];
+            e_old += -0.5 * ((double)b[act[a]] + ca) * za + lam * fabs(za);
+        }
+        if (!(e_new < e_old)) return 0; /* strictly lower: no cycling between the two */
+    }
+    for (int64_t a = 0; a < s; ++a) z[act[a]] = 0;
+    for (int64_t i = 0; i < m; ++i) z[w->S[i]] = w->val[i];
+    memcpy(w->c, w->c2, (size_t)k * sizeof(REAL));
+    return kkt ? 1 : 2;
+}
+
+/* One row; returns ROW_* flags, the iterations (scans + sweeps) in *iters and, if energy is
+ * not NULL, the row's energy given xx = ||x||^2. */
+static int row_SFX(const REAL *G, const REAL *idiag, int64_t k, const REAL *b, REAL *z,
+                   double lam_d, double tol, double slack, int64_t max_iter, int warm,
+                   double xx, ws_SFX *w, int64_t *iters, double *energy) {
+    const REAL lam = (REAL)lam_d;
+    /* |c_j| <= lam within the slack is optimal: rounding must not re-open a solved row */
+    const REAL lim = (REAL)(lam_d * (1.0 + slack));
+    int32_t *act = w->act;
+    uint8_t *inact = w->inact;
+    int64_t s = 0, it = 0;
+    if (warm) {
+        for (int64_t j = 0; j < k; ++j) {
+            inact[j] = z[j] != 0;
+            if (inact[j]) act[s++] = (int32_t)j;
+        }
+    } else {
+        memset(z, 0, (size_t)k * sizeof(REAL)); /* fresh memory: never read before */
+        memset(inact, 0, (size_t)k);
+    }
+    w->packed = 0;
+    corr_SFX(G, k, b, z, act, s, w);
+    double ptol = tol > PTOL0 ? tol : PTOL0;
+    /* refused: the last exact solve left z as it was (-1: none tried yet) */
+    int flags = 0, refused = s == 0 ? 0 : -1, c_ok = 1;
+    while (it < max_iter) {
+        if (!c_ok) corr_SFX(G, k, b, z, act, s, w);
+        c_ok = 1;
+        const int64_t nv = scan_SFX(w->c, inact, k, lim, w);
+        ++it;
+        if (nv == 0 && s == 0) {
+            flags = ROW_CONVERGED | ROW_EXACT;
+            break;
+        }
+        if (it >= max_iter) break;
+        if (nv == 0) {
+            if (refused == 1) {
+                /* no atom is missing, yet the exact solve was refused: CD to a finer
+                 * tolerance; at tol, CD's own codes are the answer */
+                if (ptol <= tol) {
+                    flags = ROW_CONVERGED;
+                    break;
+                }
+                ptol = ptol * 0.1 > tol ? ptol * 0.1 : tol;
+            }
+        } else {
+            /* grow by the worst violators, as many as the support holds (at least
+             * MIN_ADD): all of them at once would bring in hundreds of atoms from zero */
+            int64_t m = s > MIN_ADD ? s : MIN_ADD;
+            if (m < nv) top_SFX(w->key, w->cand, nv, m);
+            else m = nv;
+            for (int64_t e = 0; e < m; ++e) {
+                inact[w->cand[e]] = 1;
+                act[s++] = w->cand[e];
+            }
+        }
+        it += active_SFX(G, idiag, k, z, w->c, act, s, lam, ptol, max_iter - it, w, &c_ok);
+        s = prune_SFX(z, act, s, inact, w);
+        if (s == 0) continue;
+        const int p = polish_SFX(G, k, b, z, act, s, inact, lam_d, slack, w);
+        if (p == 1) {
+            flags = ROW_CONVERGED | ROW_EXACT;
+            c_ok = 1;
+            break;
+        }
+        if (p == 2) {
+            s = prune_SFX(z, act, s, inact, w);
+            c_ok = 1;
+        }
+        refused = p == 0;
+    }
+    *iters = it;
+    if (energy) {
+        /* 1/2 ||x - z D||^2 + lam |z|_1 = 1/2 ||x||^2 - 1/2 (b + c) z + lam |z|_1 */
+        if (!c_ok) corr_SFX(G, k, b, z, act, s, w);
+        double e = 0.5 * xx;
+        for (int64_t a = 0; a < s; ++a) {
+            const int64_t j = act[a];
+            const double zj = (double)z[j];
+            if (zj != 0) e += -0.5 * ((double)b[j] + (double)w->c[j]) * zj + lam_d * fabs(zj);
+        }
+        *energy = e;
+    }
+    return flags;
+}
+
+static void chunk_SFX(const void *ctx, int64_t ch) {
+    cd_job_t *J = (cd_job_t *)ctx;
+    const int64_t k = J->k, k8 = (k + 7) & ~(int64_t)7;
+    const int64_t pm = k < POLISH_MAX ? k : POLISH_MAX;
+    const int64_t r0 = ch * J->rows_per_chunk;
+    const int64_t r1 = r0 + J->rows_per_chunk < J->n ? r0 + J->rows_per_chunk : J->n;
+    const size_t n_double = (size_t)(pm * pm + 5 * pm);
+    const size_t n_real = (size_t)(4 * k8 + PACK_MAX * PACK_MAX + 3 * (PACK_MAX + 8));
+    const size_t n_int = (size_t)(3 * k8 + pm);
+    char *mem = (char *)scratch(n_double * sizeof(double) + n_real * sizeof(REAL) +
+                                n_int * sizeof(int32_t) + (size_t)(2 * k8 + 8));
+    if (mem == NULL) {
+        atomic_store(&J->failed, 1);
+        return;
+    }
+    ws_SFX w;
+    double *dp = (double *)mem;
+    w.M = dp, dp += pm * pm;
+    w.r = dp, dp += pm;
+    w.sg = dp, dp += pm;
+    w.diag = dp, dp += pm;
+    w.col = dp, dp += 2 * pm;
+    REAL *tp = (REAL *)dp;
+    w.ga = tp, tp += PACK_MAX * PACK_MAX;
+    w.c = tp, tp += k8;
+    w.c2 = tp, tp += k8;
+    w.key = tp, tp += k8;
+    w.val = tp, tp += k8;
+    w.ca = tp, tp += PACK_MAX + 8;
+    w.za = tp, tp += PACK_MAX + 8;
+    w.ia = tp, tp += PACK_MAX + 8;
+    int32_t *ip = (int32_t *)tp;
+    w.act = ip, ip += k8;
+    w.cand = ip, ip += k8;
+    w.pos = ip, ip += k8;
+    w.S = ip, ip += pm;
+    w.inact = (uint8_t *)ip;
+    w.flag = w.inact + k8;
+    memset(w.flag + k, 0, (size_t)(k8 + 8 - k));
+    const REAL *G = (const REAL *)J->G, *B = (const REAL *)J->B, *id = (const REAL *)J->idiag;
+    REAL *Z = (REAL *)J->Z;
+    for (int64_t i = r0; i < r1; ++i)
+        J->flags[i] = (uint8_t)row_SFX(G, id, k, B + i * k, Z + i * k, J->lam, J->tol, J->slack,
+                                       J->max_iter, J->warm, J->xx ? J->xx[i] : 0.0, &w,
+                                       J->iters + i, J->energy ? J->energy + i : NULL);
+}
+
+/* Codes of the n rows of B = X D^T into Z (n x k, row-major), G = D D^T, idiag = 1 / diag(G).
+ * warm: Z holds the starting codes (else it is overwritten unread). Per row: iterations,
+ * ROW_* flags and, when xx (||x||^2 per row) and energy are not NULL, the energy. Returns
+ * 0, or -1 when scratch memory could not be had. */
+int shrinkage_lasso_cd_SFX(int64_t n, int64_t k, const REAL *G, const REAL *B,
+                           const REAL *idiag, REAL *Z, double lam, double tol, double slack,
+                           int64_t max_iter, int warm, int64_t *iters, uint8_t *flags,
+                           const double *xx, double *energy, int n_threads) {
+    cd_job_t J;
+    J.n = n;
+    J.k = k;
+    J.max_iter = max_iter;
+    J.G = G;
+    J.B = B;
+    J.idiag = idiag;
+    J.Z = Z;
+    J.lam = lam;
+    J.tol = tol;
+    J.slack = slack;
+    J.warm = warm;
+    J.xx = energy ? xx : NULL;
+    J.energy = xx ? energy : NULL;
+    J.iters = iters;
+    J.flags = flags;
+    atomic_store(&J.failed, 0);
+    if (n <= 0) return 0;
+    if (n_threads < 1) n_threads = 1;
+    /* a few chunks per thread: rows differ in cost */
+    int64_t nc = n_threads == 1 ? 1 : 8 * (int64_t)n_threads;
+    if (nc > n) nc = n;
+    J.rows_per_chunk = (n + nc - 1) / nc;
+    run_chunks(chunk_SFX, &J, (n + J.rows_per_chunk - 1) / J.rows_per_chunk, n_threads);
+    return atomic_load(&J.failed) ? -1 : 0;
+}
+"""
+
+_TAIL = f"""
+int shrinkage_codes_abi(void) {{ return {ABI}; }}
+"""
+
+SOURCE = (
+    _HEAD
+    + POOL_SOURCE
+    + "".join(
+        _TEMPLATE.replace("REAL", real).replace("SFX", sfx).replace("EPS", eps)
+        for real, sfx, eps in (("float", "f32", "FLT_EPSILON"), ("double", "f64", "DBL_EPSILON"))
+    )
+    + _TAIL
+)
