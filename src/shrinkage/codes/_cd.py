@@ -42,6 +42,12 @@ class _Kernel:
                 + [ctypes.c_int]
             )
             self.fn[dt] = f
+        self.bcd = {}
+        for dt, name in ((torch.float32, "f32"), (torch.float64, "f64")):
+            f = getattr(lib, f"shrinkage_bcd_{name}")
+            f.restype = ctypes.c_int
+            f.argtypes = [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 3
+            self.bcd[dt] = f
 
 
 _LIB = _native.NativeLibrary(
@@ -120,3 +126,19 @@ def solve_l1_cd(X, D, G, lam, tol, max_iter, Z0=None, energy=False):
         raise MemoryError("shrinkage: the l1 coordinate-descent encoder ran out of memory")
     out = (Z, iters, (flags & 1).bool())
     return (*out, E) if energy else out
+
+
+def bcd_sweep(D, A, B) -> bool:
+    """One block-coordinate pass over the atoms of D in place (see ``_learn._bcd_sweep``) by
+    the compiled kernel; False (D untouched) where it cannot run."""
+    if not (usable(D) and D.is_contiguous() and A.dtype == B.dtype == D.dtype):
+        return False
+    if A.device.type != "cpu" or B.device.type != "cpu":
+        return False
+    kern = load()
+    if kern is None:
+        return False
+    A, B = A.contiguous(), B.contiguous()
+    if kern.bcd[D.dtype](D.shape[0], D.shape[1], A.data_ptr(), B.data_ptr(), D.data_ptr()):
+        raise MemoryError("shrinkage: the dictionary update ran out of memory")
+    return True

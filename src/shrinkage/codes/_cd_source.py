@@ -7,7 +7,7 @@ for float (``_f32``) and double (``_f64``).
 
 from .._native import POOL_SOURCE
 
-ABI = 2
+ABI = 3
 
 _HEAD = r"""/* l1 sparse codes (the lasso) by covariance coordinate descent, one row at a time.
  *
@@ -576,6 +576,55 @@ int shrinkage_lasso_cd_SFX(int64_t n, int64_t k, const REAL *G, const REAL *B,
     J.rows_per_chunk = (n + nc - 1) / nc;
     run_chunks(chunk_SFX, &J, (n + J.rows_per_chunk - 1) / J.rows_per_chunk, n_threads);
     return atomic_load(&J.failed) ? -1 : 0;
+}
+
+/* Dictionary update of online dictionary learning (Mairal et al. 2009, algorithm 2): one
+ * pass over the atoms of D (k x p), each the exact minimiser of tr(D^T A D)/2 - tr(D^T B)
+ * with the others fixed, then renormalised:
+ *     d_j <- d_j + (B_j - A_j D) / A_jj,   d_j <- d_j / ||d_j||   (when A_jj > 1e-10).
+ * Sequential in j (each update sees the atoms before it). Returns -1 without memory. */
+int shrinkage_bcd_SFX(int64_t k, int64_t p, const REAL *A, const REAL *B, REAL *D) {
+    REAL *u = (REAL *)malloc((size_t)(p > 0 ? p : 1) * sizeof(REAL));
+    int32_t *idx = (int32_t *)malloc((size_t)(k > 0 ? k : 1) * sizeof(int32_t));
+    REAL *val = (REAL *)malloc((size_t)(k > 0 ? k : 1) * sizeof(REAL));
+    if (u == NULL || idx == NULL || val == NULL) {
+        free(u);
+        free(idx);
+        free(val);
+        return -1;
+    }
+    for (int64_t j = 0; j < k; ++j) {
+        const REAL *Aj = A + j * k;
+        const double ajj = (double)Aj[j];
+        if (!(ajj > 1e-10)) continue;
+        /* A is Z^T Z: atoms that never co-occur with j have A_jl = 0 and cost nothing */
+        int64_t m = 0;
+        for (int64_t l = 0; l < k; ++l)
+            if (Aj[l] != 0) {
+                idx[m] = (int32_t)l;
+                val[m] = Aj[l];
+                ++m;
+            }
+        combo_SFX(D, p, B + j * p, idx, val, m, u);
+        REAL *dj = D + j * p;
+        const REAL inv = (REAL)(1.0 / ajj);
+        double nrm = 0;
+        for (int64_t i = 0; i < p; ++i) {
+            u[i] = dj[i] + u[i] * inv;
+            nrm += (double)u[i] * (double)u[i];
+        }
+        nrm = sqrt(nrm);
+        if (nrm > 0) {
+            const REAL s = (REAL)(1.0 / nrm);
+            for (int64_t i = 0; i < p; ++i) dj[i] = u[i] * s;
+        } else {
+            memcpy(dj, u, (size_t)p * sizeof(REAL));
+        }
+    }
+    free(u);
+    free(idx);
+    free(val);
+    return 0;
 }
 """
 
