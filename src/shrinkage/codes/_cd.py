@@ -102,7 +102,7 @@ def solve_l1_cd(X, D, G, lam, tol, max_iter, Z0=None, energy=False):
     flags = torch.zeros(n, dtype=torch.uint8)
     eps = torch.finfo(dt).eps
     slack = max(min(_KKT_SLACK, tol), 1e3 * eps)
-    xx = (X * X).sum(1, dtype=torch.float64).contiguous() if energy else None
+    xx = torch.linalg.vector_norm(X, dim=1, dtype=torch.float64) ** 2 if energy else None
     E = torch.empty(n, dtype=torch.float64) if energy else None
     rc = kern.fn[dt](
         n,

@@ -145,7 +145,12 @@ typedef struct {
     int64_t packed; /* leading atoms of act[] whose G_AA entries are in ga */
 } ws_SFX;
 
-static inline REAL soft_SFX(REAL u, REAL t) { return u > t ? u - t : (u < -t ? u + t : (REAL)0); }
+/* soft(u, t) = u - clip(u, -t, t): min / max instructions, no unpredictable branch */
+static inline REAL soft_SFX(REAL u, REAL t) {
+    REAL v = u < t ? u : t;
+    v = v > -t ? v : -t;
+    return u - v;
+}
 
 static inline REAL abs_SFX(REAL u) { return u < 0 ? -u : u; }
 
@@ -242,6 +247,11 @@ static void top_SFX(REAL *key, int32_t *idx, int64_t n, int64_t m) {
  * c = b - z G has just brought into cache; only the new x new block is read cold. */
 static void pack_SFX(const REAL *G, int64_t k, const int32_t *act, int64_t from, int64_t s,
                      REAL *ga) {
+    /* the cold block first in flight, then the cached one meanwhile */
+    for (int64_t a = from; a < s; ++a) {
+        const REAL *row = G + (int64_t)act[a] * k;
+        for (int64_t e = from; e < s; ++e) __builtin_prefetch(row + act[e]);
+    }
     for (int64_t e = 0; e < from; ++e) {
         const REAL *row = G + (int64_t)act[e] * k;
         REAL *re = ga + e * PACK_MAX;
@@ -445,6 +455,7 @@ static int row_SFX(const REAL *G, const REAL *idiag, int64_t k, const REAL *b, R
             break;
         }
         if (it >= max_iter) break;
+        int64_t left = 0; /* violators not taken into the active set this round */
         if (nv == 0) {
             if (refused == 1) {
                 /* no atom is missing, yet the exact solve was refused: CD to a finer
@@ -461,6 +472,7 @@ static int row_SFX(const REAL *G, const REAL *idiag, int64_t k, const REAL *b, R
             int64_t m = s > MIN_ADD ? s : MIN_ADD;
             if (m < nv) top_SFX(w->key, w->cand, nv, m);
             else m = nv;
+            left = nv - m;
             for (int64_t e = 0; e < m; ++e) {
                 inact[w->cand[e]] = 1;
                 act[s++] = w->cand[e];
@@ -468,7 +480,8 @@ static int row_SFX(const REAL *G, const REAL *idiag, int64_t k, const REAL *b, R
         }
         it += active_SFX(G, idiag, k, z, w->c, act, s, lam, ptol, max_iter - it, w, &c_ok);
         s = prune_SFX(z, act, s, inact, w);
-        if (s == 0) continue;
+        /* with violators left out, the exact solve would fail its check: scan first */
+        if (s == 0 || left > 0) continue;
         const int p = polish_SFX(G, k, b, z, act, s, inact, lam_d, slack, w);
         if (p == 1) {
             flags = ROW_CONVERGED | ROW_EXACT;

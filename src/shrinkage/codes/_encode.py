@@ -49,6 +49,9 @@ def _to_tensor(a, name, dtype=None, device=None):
 
 
 def _check_finite(t, name):
+    # A NaN or inf makes the sum non-finite: one reduction instead of a full mask when clean.
+    if t.numel() and bool(torch.isfinite(t.sum())):
+        return
     if not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).sum())
         raise ValueError(f"{name} contains {bad} NaN or inf value(s); clean the input first")
@@ -492,7 +495,10 @@ def encode(
                         xb, Dt, penalty, lam_s, step, p, solver, monotone, max_iter, tol, zb, G
                     )
                 iters[s : s + bs] += it
-            codes[s : s + bs] = zb
+            if bs >= n:
+                codes = zb  # one batch: no copy
+            else:
+                codes[s : s + bs] = zb
             conv[s : s + bs] = cv
     out = codes.cpu().numpy() if was_numpy else codes
     if not return_info:
