@@ -4,11 +4,12 @@ Per row, ``min_z 1/2 ||x - z D||^2 + lam ||z||_1`` is solved from ``G = D D^T`` 
 ``b = x D^T`` (torch / BLAS): coordinate descent with the covariance update
 ``z_j <- soft(z_j + c_j / G_jj, lam / G_jj)``, ``c = b - z G`` (Friedman, Hastie & Tibshirani
 2010) on a small working set per row, then an exact solve on the support and signs found,
-accepted when every other atom satisfies ``|c_j| <= lam``: the codes are the lasso solution,
-not a tol-accurate one. The C source is ``_cd_source.SOURCE``, built at first use by
-:mod:`shrinkage._native`; :func:`solve_l1_cd` returns None where it cannot run (no compiler,
-``SHRINKAGE_NO_COMPILE=1``, a non-CPU tensor, another dtype) and callers use the torch
-working-set FISTA of :mod:`shrinkage.codes._fast` instead.
+accepted when every other atom satisfies ``|c_j| <= lam (1 + min(tol, 1e-3))``: the codes
+are the lasso solution (up to that slack), not a tol-accurate one. The same library holds
+the block-coordinate dictionary update of ``_learn`` (:func:`bcd_sweep`). The C source is
+``_cd_source.SOURCE``, built at first use by :mod:`shrinkage._native`; :func:`solve_l1_cd`
+returns None where it cannot run (no compiler, ``SHRINKAGE_NO_COMPILE=1``, a non-CPU
+tensor, another dtype) and callers use the torch FISTA paths (:mod:`shrinkage.codes._fast`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ _KKT_SLACK = 1e-3  # same meaning as in _fast: an atom must beat lam by this muc
 
 
 class _Kernel:
-    """ctypes handle: ``fn[dtype]`` is ``shrinkage_lasso_cd_f32`` / ``_f64``."""
+    """ctypes handle: ``fn[dtype]`` / ``bcd[dtype]`` are ``shrinkage_lasso_cd_f32`` /
+    ``shrinkage_bcd_f32`` and their ``_f64`` twins."""
 
     def __init__(self, lib: ctypes.CDLL, path: Path, flags: list[str]):
         self.lib, self.path, self.flags = lib, path, flags
