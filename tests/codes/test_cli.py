@@ -90,3 +90,21 @@ def test_compare_table_and_matching(tmp_path):
         if m["l1"] and m["cel0"]:
             assert abs(m["l1_over_cel0"] - m["l1"] / m["cel0"]) < 1e-12
     assert (out / "tradeoff.png").stat().st_size > 1000
+
+
+def test_l0_codes_come_from_the_cel0_relaxation_unless_told_otherwise(tmp_path):
+    """compare: l0 is encoded from its CEL0 relaxation by default (its held-out energy is
+    lower than from zero on the same kind of data), ``--no-relax`` turns it off; other
+    penalties are never relaxed."""
+    energies = {}
+    for flag in ([], ["--no-relax"]):
+        out = tmp_path / ("plain" if flag else "relaxed")
+        args = ["codes", "compare", "--penalties", "l0,l1", "--atoms", "12"]
+        args += ["--thresholds", "0.5", "--patches", "400", "--test", "64", "--size", "6"]
+        assert _run(args + ["--no-analysis", *flag, "--out", str(out)]) == 0
+        res = json.loads((out / "compare.json").read_text())
+        assert res["config"]["relax"] is (not flag)
+        relaxed = {r["penalty"]: r["relaxed"] for r in res["rows"]}
+        assert relaxed == {"l0": not flag, "l1": False}
+        energies[bool(flag)] = next(r["objective"] for r in res["rows"] if r["penalty"] == "l0")
+    assert energies[False] < energies[True]

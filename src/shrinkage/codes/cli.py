@@ -21,6 +21,9 @@ def _strs(s):
     return tuple(v.strip() for v in s.split(",") if v.strip())
 
 
+_NO_RELAX = "l0 codes by hard thresholding from zero, not from their CEL0 relaxation"
+
+
 def register(sub) -> None:
     p = sub.add_parser("codes", help="sparse coding and dictionary learning beyond l1")
     s = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -39,6 +42,7 @@ def register(sub) -> None:
     learn.add_argument("--seed", type=int, default=0)
     learn.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     learn.add_argument("--no-analysis", action="store_true", help="skip Gabor fits and tuning")
+    learn.add_argument("--no-relax", action="store_true", help=_NO_RELAX)
     learn.add_argument("--out", default="runs/codes_learn", help="output folder")
     learn.set_defaults(func=_learn)
 
@@ -59,6 +63,7 @@ def register(sub) -> None:
     cmp.add_argument("--seed", type=int, default=0)
     cmp.add_argument("--threads", type=int, default=1)
     cmp.add_argument("--no-analysis", action="store_true")
+    cmp.add_argument("--no-relax", action="store_true", help=_NO_RELAX)
     cmp.add_argument(
         "--continuation", type=int, default=0, help="lam-continuation stages for held-out codes"
     )
@@ -89,6 +94,7 @@ def _learn(args) -> int:
         update=args.update,
         seed=args.seed,
         analyse=not args.no_analysis,
+        relax=not args.no_relax,
         progress=True,
     )
     out.mkdir(parents=True, exist_ok=True)
@@ -143,6 +149,7 @@ def _compare(args) -> int:
         update=args.update,
         seed=args.seed,
         continuation=args.continuation,
+        relax=not args.no_relax,
         analyse=not args.no_analysis,
         progress=True,
         out=args.out,

@@ -31,7 +31,8 @@ class SparseCoding(TransformerMixin, BaseEstimator):
     Parameters
     ----------
     n_atoms : dictionary size.
-    penalty, lam, solver : as in :func:`shrinkage.codes.encode`.
+    penalty, lam, solver, relaxation : as in :func:`shrinkage.codes.encode` (e.g.
+        ``penalty="l0", relaxation="cel0"``: l0 codes from their exact CEL0 relaxation).
     batch_size, n_epochs, lr, update : learning schedule.
     resample_every : re-initialise rarely used atoms every that many batches (0: never).
     max_iter, tol : encoder limits while learning; ``transform_max_iter``,
@@ -53,6 +54,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         penalty="l1",
         lam=0.1,
         solver=None,
+        relaxation=None,
         batch_size=256,
         n_epochs=5,
         lr=1.0,
@@ -69,6 +71,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         self.penalty = penalty
         self.lam = lam
         self.solver = solver
+        self.relaxation = relaxation
         self.batch_size = batch_size
         self.n_epochs = n_epochs
         self.lr = lr
@@ -108,6 +111,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
             max_iter=self.max_iter,
             tol=self.tol,
             solver=self.solver,
+            relaxation=self.relaxation,
             state=state,
         )
 
@@ -150,6 +154,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
             self.penalty,
             self.lam,
             solver=self.solver,
+            relaxation=self.relaxation,
             max_iter=self.transform_max_iter,
             tol=self.transform_tol,
         )

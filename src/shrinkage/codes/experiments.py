@@ -23,6 +23,10 @@ from ._encode import encode
 from ._learn import learn_dictionary
 from .metrics import active_fraction, atom_usage, relative_error, snr_db
 
+# Penalties whose codes are computed from those of an exact relaxation (same global
+# minimisers): plain hard thresholding from zero stops in poor local minima of the l0 energy.
+RELAXATIONS = {"l0": "cel0"}
+
 
 def load_patches(n_train, n_test=2000, size=16, seed=0, images=None):
     """(train, test) float64 patches from the bundled natural images (Olshausen whitening)."""
@@ -81,15 +85,19 @@ def learn(
     dtype=torch.float32,
     threads=None,
     continuation=0,
+    relax=True,
 ) -> dict:
     """Learn one dictionary on whitened patches; returns ``{"D", "metrics", "fits", "tuning",
     "summary"}`` (``fits``/``tuning`` only with ``analyse``). ``data``: optional (train, test).
+    ``relax``: every l0 encoding (learning, held-out codes, tuning) starts from the codes of
+    its exact relaxation CEL0 (:data:`RELAXATIONS`) instead of from zero.
     """
     check_choice("penalty", penalty, PENALTIES)
     if threads:
         torch.set_num_threads(threads)
     Xtr, Xte = data if data is not None else load_patches(n_patches, n_test, size, seed)
     Xtr_t = torch.as_tensor(np.asarray(Xtr), dtype=dtype)
+    warm = {"relaxation": RELAXATIONS[penalty]} if relax and penalty in RELAXATIONS else {}
     st = learn_dictionary(
         Xtr_t,
         n_atoms,
@@ -105,6 +113,7 @@ def learn(
         max_iter=max_iter,
         tol=tol,
         progress=progress,
+        **warm,
     )
     D = st.D.double().numpy()
     metrics = evaluate(
@@ -115,6 +124,7 @@ def learn(
         max_iter=1000,
         tol=1e-4,
         continuation=continuation,
+        **warm,
     )
     metrics.update(
         penalty=penalty,
@@ -123,6 +133,7 @@ def learn(
         n_patches=len(Xtr),
         n_epochs=n_epochs,
         continuation=continuation,
+        relaxed=bool(warm),
         batches=st.step,
         train_energy_last=st.history[-1],
     )
@@ -132,7 +143,7 @@ def learn(
 
         fits = v1.fit_gabors(D, progress=progress)
         norm = float(np.linalg.norm(Xte, axis=1).mean())
-        tuning = v1.orientation_tuning(D, penalty, lam, norm=norm, max_iter=300, tol=1e-3)
+        tuning = v1.orientation_tuning(D, penalty, lam, norm=norm, max_iter=300, tol=1e-3, **warm)
         out.update(fits=fits, tuning=tuning, summary=v1.summary(fits, tuning))
     return out
 
@@ -166,6 +177,7 @@ def compare(
     progress=False,
     out=None,
     continuation=0,
+    relax=True,
 ) -> dict:
     """For each penalty and dictionary size, one dictionary per lam of a sweep (lam from a
     common zeroing ``threshold``, see :func:`lam_from_threshold`); returns rows of held-out
@@ -200,6 +212,7 @@ def compare(
                     analyse=False,
                     data=(Xtr, Xte),
                     continuation=continuation,
+                    relax=relax,
                 )
                 rows.append(dict(res["metrics"], threshold=thr))
                 dicts[(pen, k, thr)] = res["D"]
@@ -240,7 +253,10 @@ def compare(
                 r = min(cand, key=lambda r: abs(r["relative_error"] - mid))
                 D = dicts[(pen, k, r["threshold"])]
                 fits = v1.fit_gabors(D, progress=progress)
-                tuning = v1.orientation_tuning(D, pen, r["lam"], norm=norm, max_iter=300, tol=1e-3)
+                warm = {"relaxation": RELAXATIONS[pen]} if relax and pen in RELAXATIONS else {}
+                tuning = v1.orientation_tuning(
+                    D, pen, r["lam"], norm=norm, max_iter=300, tol=1e-3, **warm
+                )
                 summ = v1.summary(fits, tuning)
                 r.update({f"v1_{a}": b for a, b in summ.items()})
                 analyses[(pen, k, r["threshold"])] = (fits, tuning)
@@ -260,6 +276,7 @@ def compare(
             update=update,
             seed=seed,
             continuation=continuation,
+            relax=relax,
         ),
     }
     if out is not None:
