@@ -57,11 +57,11 @@ def correlations(depth=50):
     return rows
 
 
-def probes(width, depth, epochs):
+def probes(width, depth, epochs, rows=None):
     from shrinkage.activations.experiments import train_run
 
     rows = []
-    for act, s, ms, lr in PROBES:
+    for act, s, ms, lr in [PROBES[i] for i in rows] if rows else PROBES:
         kw = {} if ms is None else {"m_scale": ms}
         r = train_run(act, s, depth=depth, width=width, epochs=epochs, lr=lr, progress=False, **kw)
         row = dict(
@@ -83,9 +83,10 @@ def main():
     p.add_argument("--width", type=int, default=300)
     p.add_argument("--depth", type=int, default=50)
     p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--rows", type=int, nargs="+", default=None, help="indices into PROBES")
     p.add_argument("--out", default=None)
     a = p.parse_args()
-    res = correlations(a.depth) if a.correlations else probes(a.width, a.depth, a.epochs)
+    res = correlations(a.depth) if a.correlations else probes(a.width, a.depth, a.epochs, a.rows)
     if a.out:
         from shrinkage._io import write_json
 
