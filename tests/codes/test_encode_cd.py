@@ -9,20 +9,9 @@ import torch
 from sklearn.linear_model import Lasso
 
 from shrinkage.codes import _cd, encode, objective
+from tests.codes._problems import sparse_problem
 
 pytestmark = pytest.mark.skipif(_cd.load() is None, reason="no C compiler: CD kernel unavailable")
-
-
-def _random_problem(n=30, k=96, p=24, seed=0):
-    """Overcomplete unit-norm dictionary, signals made of a few atoms plus noise."""
-    rng = np.random.default_rng(seed)
-    D = rng.standard_normal((k, p))
-    D /= np.linalg.norm(D, axis=1, keepdims=True)
-    Z = np.zeros((n, k))
-    for i in range(n):
-        idx = rng.choice(k, size=4, replace=False)
-        Z[i, idx] = rng.standard_normal(4) * 2.0
-    return Z @ D + 0.1 * rng.standard_normal((n, p)), D
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +56,7 @@ def _rel_gap(X, D, Z, ref, lam):
 @pytest.mark.parametrize("data", ["random", "patches"])
 @pytest.mark.parametrize("lam", [0.05, 0.3])
 def test_cd_float64_is_the_lasso_solution(data, lam, patch_problem):
-    X, D = _random_problem() if data == "random" else patch_problem
+    X, D = sparse_problem() if data == "random" else patch_problem
     Z, info = encode(X, D, "l1", lam, solver="cd", return_info=True)
     assert info["converged"]
     # The kernel's own energies (from b and c) are the objective of the codes it returns.
@@ -82,7 +71,7 @@ def test_cd_float64_is_the_lasso_solution(data, lam, patch_problem):
 
 @pytest.mark.parametrize("data", ["random", "patches"])
 def test_cd_float32_matches_the_lasso(data, patch_problem):
-    X, D = _random_problem(seed=1) if data == "random" else patch_problem
+    X, D = sparse_problem(seed=1) if data == "random" else patch_problem
     lam = 0.1
     Xt = torch.as_tensor(X, dtype=torch.float32)
     Dt = torch.as_tensor(D, dtype=torch.float32)
@@ -115,7 +104,7 @@ def reset_cd():
 
 
 def test_without_a_compiler_cd_falls_back_to_fista(monkeypatch, reset_cd):
-    X, D = _random_problem(seed=2)
+    X, D = sparse_problem(seed=2)
     monkeypatch.setenv("SHRINKAGE_NO_COMPILE", "1")
     _cd._LIB.reset()
     with pytest.warns(RuntimeWarning, match="coordinate-descent encoder unavailable"):
@@ -133,7 +122,7 @@ def test_without_a_compiler_cd_falls_back_to_fista(monkeypatch, reset_cd):
 
 
 def test_zero_row_and_lam_above_lam_max():
-    X, D = _random_problem(n=6, seed=3)
+    X, D = sparse_problem(n=6, seed=3)
     X[2] = 0.0
     Z, info = encode(X, D, "l1", 0.3, return_info=True)
     assert info["converged"] and not np.any(Z[2]) and np.all(np.any(Z[[0, 1, 3]], axis=1))
@@ -170,7 +159,7 @@ def test_duplicated_and_opposite_atoms(sign):
 
 
 def test_warm_start_continuation_batches_and_threads():
-    X, D = _random_problem(n=40, seed=5)
+    X, D = sparse_problem(n=40, seed=5)
     lam = 0.1
     ref = encode(X, D, "l1", lam)
     np.testing.assert_allclose(encode(X, D, "l1", lam, continuation=3), ref, atol=1e-10)
@@ -186,7 +175,7 @@ def test_warm_start_continuation_batches_and_threads():
 
 
 def test_max_iter_bounds_the_work():
-    X, D = _random_problem(seed=6)
+    X, D = sparse_problem(seed=6)
     Z, info = encode(X, D, "l1", 0.01, max_iter=3, return_info=True)
     assert info["n_iter"] <= 3 and not info["converged"]
     assert abs(info["objective"] - float(objective(X, D, Z, "l1", 0.01))) < 1e-12
@@ -209,7 +198,7 @@ def test_large_support_leaves_the_packed_path():
 
 
 def test_cd_rejects_what_it_cannot_solve():
-    X, D = _random_problem(n=3)
+    X, D = sparse_problem(n=3)
     with pytest.raises(ValueError, match="solver='cd' needs penalty='l1'"):
         encode(X, D, "l0", 0.1, solver="cd")
     with pytest.raises(ValueError, match="FISTA options"):
@@ -220,7 +209,7 @@ def test_cd_rejects_what_it_cannot_solve():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_runs_the_torch_path():
-    X, D = _random_problem(seed=8)
+    X, D = sparse_problem(seed=8)
     Xc = torch.as_tensor(X, device="cuda")
     Dc = torch.as_tensor(D, device="cuda")
     Z, info = encode(Xc, Dc, "l1", 0.3, tol=1e-8, return_info=True)

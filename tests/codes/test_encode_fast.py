@@ -7,19 +7,7 @@ import torch
 from sklearn.linear_model import Lasso
 
 from shrinkage.codes import encode, objective
-
-
-def _sparse_problem(n=30, k=96, p=24, seed=0):
-    """Overcomplete unit-norm dictionary, signals made of a few atoms plus noise."""
-    rng = np.random.default_rng(seed)
-    D = rng.standard_normal((k, p))
-    D /= np.linalg.norm(D, axis=1, keepdims=True)
-    Z = np.zeros((n, k))
-    for i in range(n):
-        idx = rng.choice(k, size=4, replace=False)
-        Z[i, idx] = rng.standard_normal(4) * 2.0
-    X = Z @ D + 0.1 * rng.standard_normal((n, p))
-    return X, D
+from tests.codes._problems import sparse_problem
 
 
 def _kkt_violation(X, D, Z, lam):
@@ -34,7 +22,7 @@ def _kkt_violation(X, D, Z, lam):
 
 @pytest.mark.parametrize("lam", [0.05, 0.3, 1.0])
 def test_working_set_matches_plain_path_and_sklearn(lam):
-    X, D = _sparse_problem()
+    X, D = sparse_problem()
     fast, fi = encode(X, D, "l1", lam, working_set=True, tol=1e-8, return_info=True)
     plain, pi = encode(
         X, D, "l1", lam, working_set=False, tol=1e-10, max_iter=50000, return_info=True
@@ -54,7 +42,7 @@ def test_working_set_matches_plain_path_and_sklearn(lam):
 
 
 def test_working_set_is_the_l1_fista_default_and_solves_exactly():
-    X, D = _sparse_problem(seed=1)
+    X, D = sparse_problem(seed=1)
     default = encode(X, D, "l1", 0.3, solver="fista", tol=1e-4)
     explicit = encode(X, D, "l1", 0.3, working_set=True, tol=1e-4)
     np.testing.assert_array_equal(default, explicit)
@@ -83,7 +71,7 @@ def test_anti_correlated_atoms_do_not_break_the_step():
 
 
 def test_float32_tensor_batches_init_and_continuation():
-    X, D = _sparse_problem(seed=4)
+    X, D = sparse_problem(seed=4)
     ref = encode(X, D, "l1", 0.3, working_set=False, tol=1e-10, max_iter=50000)
     Xt, Dt = torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(D, dtype=torch.float32)
     Z32 = encode(Xt, Dt, "l1", 0.3, working_set=True, tol=1e-4)
@@ -99,14 +87,14 @@ def test_float32_tensor_batches_init_and_continuation():
 
 
 def test_all_zero_codes_when_lam_dominates():
-    X, D = _sparse_problem(n=5, seed=5)
+    X, D = sparse_problem(n=5, seed=5)
     lam = 1.01 * np.abs(X @ D.T).max()
     Z, info = encode(X, D, "l1", lam, working_set=True, return_info=True)
     assert info["converged"] and not np.any(Z)
 
 
 def test_working_set_rejects_other_solvers_and_penalties():
-    X, D = _sparse_problem(n=3)
+    X, D = sparse_problem(n=3)
     with pytest.raises(ValueError, match="working_set=True needs penalty='l1'"):
         encode(X, D, "l0", 0.1, working_set=True)
     with pytest.raises(ValueError, match="solver='ista'"):
