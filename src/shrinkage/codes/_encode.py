@@ -462,6 +462,7 @@ def encode(
             lam,
             max_iter=max_iter,
             tol=tol,
+            step=step,  # the step found above: no second power iteration
             continuation=continuation,
             batch_size=batch_size,
             return_info=True,
