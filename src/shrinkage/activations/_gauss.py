@@ -25,9 +25,7 @@ from scipy.special import erf as _erf
 from scipy.special import ndtr, ndtri
 
 from .._checks import check_nonnegative, check_positive
-from ..thresholds import CST, CReLU, ShiftedReLU, SoftThreshold
-from ..thresholds._activations import _clipped_relu, _clipped_soft_threshold, _shifted_relu
-from ..thresholds._penalties import _soft
+from ..thresholds import CST, CReLU, ShiftedReLU, SoftThreshold, cores
 
 _SQRT2PI = math.sqrt(2.0 * math.pi)
 
@@ -183,7 +181,7 @@ def _odd_kinks(tau, m):
 _SPECS = {
     "relu": _Spec(
         "relu",
-        lambda x, tau, m: _shifted_relu(x, 0.0),
+        lambda x, tau, m: cores.shifted_relu(x, 0.0),
         lambda tau, m: ShiftedReLU(tau=0.0),
         has_tau=False,
         clipped=False,
@@ -196,7 +194,7 @@ _SPECS = {
     ),
     "shifted_relu": _Spec(
         "shifted_relu",
-        lambda x, tau, m: _shifted_relu(x, tau),
+        lambda x, tau, m: cores.shifted_relu(x, tau),
         lambda tau, m: ShiftedReLU(tau=tau),
         has_tau=True,
         clipped=False,
@@ -209,7 +207,7 @@ _SPECS = {
     ),
     "soft_threshold": _Spec(
         "soft_threshold",
-        lambda x, tau, m: _soft(x, tau),
+        lambda x, tau, m: cores.soft(x, tau),
         lambda tau, m: SoftThreshold(tau=tau),
         has_tau=True,
         clipped=False,
@@ -222,7 +220,7 @@ _SPECS = {
     ),
     "clipped_relu": _Spec(
         "clipped_relu",
-        _clipped_relu,
+        cores.clipped_relu,
         lambda tau, m: CReLU(tau=tau, m=m),
         has_tau=True,
         clipped=True,
@@ -235,7 +233,7 @@ _SPECS = {
     ),
     "clipped_soft_threshold": _Spec(
         "clipped_soft_threshold",
-        _clipped_soft_threshold,
+        cores.clipped_soft_threshold,
         lambda tau, m: CST(tau=tau, m=m),
         has_tau=True,
         clipped=True,

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ..thresholds._activations import _Thresholding
+from ..thresholds import Thresholding
 from ._gauss import Erf, _Lambda
 
 
@@ -30,7 +30,7 @@ def init_(module: nn.Module, cfg, readout: nn.Module | None = None) -> nn.Module
     return module
 
 
-_ACT_TYPES = (_Thresholding, nn.ReLU, nn.Tanh, Erf, _Lambda, nn.Hardtanh, nn.Softshrink)
+_ACT_TYPES = (Thresholding, nn.ReLU, nn.Tanh, Erf, _Lambda, nn.Hardtanh, nn.Softshrink)
 
 
 def is_activation(mod: nn.Module) -> bool:

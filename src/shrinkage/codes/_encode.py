@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from .._checks import check_choice, check_int_at_least, check_nonnegative, check_positive
-from ..thresholds import PENALTIES, prox
-from ..thresholds._penalties import _REGISTRY
+from ..thresholds import PENALTIES, get_penalty, prox
 from . import _cd
 from ._fast import _times_gram, solve_l1_working_set
 
@@ -113,7 +112,7 @@ def lipschitz(D, n_iter: int = 100, seed: int = 0) -> float:
 
 
 def _penalty_params(name, norms, params):
-    p = {k: params.get(k, default) for k, default in _REGISTRY[name].params.items()}
+    p = {k: params.get(k, default) for k, default in get_penalty(name).params.items()}
     p.update(params)
     if name == "cel0" and "a" not in params:
         p["a"] = norms  # CEL0 is exact only with each atom's own norm
@@ -161,7 +160,7 @@ def _resolve_step(D, step):
 # -- energy -----------------------------------------------------------------------------
 def _energy(X, R, Z, name, lam, p):
     """Per-row energy from residual R = X - Z D and codes Z."""
-    pen = _REGISTRY[name].value(Z, lam, **p).sum(dim=1)
+    pen = get_penalty(name).value(Z, lam, **p).sum(dim=1)
     return 0.5 * (R * R).sum(dim=1) + pen
 
 
@@ -204,7 +203,7 @@ def _solve(X, D, name, lam, step, p, solver, monotone, max_iter, tol, Z0, G=None
     Returns codes, per-row iteration counts and per-row convergence flags.
     """
     n = X.shape[0]
-    prox_fn = _REGISTRY[name].prox
+    prox_fn = get_penalty(name).prox
     out = torch.zeros(n, D.shape[0], dtype=X.dtype, device=X.device) if Z0 is None else Z0.clone()
     iters = torch.zeros(n, dtype=torch.long, device=X.device)
     conv = torch.zeros(n, dtype=torch.bool, device=X.device)
@@ -221,7 +220,7 @@ def _solve(X, D, name, lam, step, p, solver, monotone, max_iter, tol, Z0, G=None
             return _times_gram(Zc, G) - A
 
         def energy(S, Zc, A, xx):
-            pen = _REGISTRY[name].value(Zc, lam, **p).sum(dim=1)
+            pen = get_penalty(name).value(Zc, lam, **p).sum(dim=1)
             return 0.5 * xx + 0.5 * (Zc * (S - A)).sum(1) + pen
 
         def neg_grad(S):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from ..thresholds._penalties import _soft
+from ..thresholds.cores import soft
 
 _KKT_SLACK = 1e-3  # an excluded atom must beat lam by this fraction to re-open the row
 _MIN_WS = 16  # smallest working set per row
@@ -81,7 +81,7 @@ def _fista_sub(Gs, bs, zs, lam, step, tol, budget):
     finished = torch.zeros(n, dtype=torch.bool, device=zs.device)
     first_out = int(budget.min())
     for k in range(1, max_iter + 1):
-        zn = _soft(torch.baddbmm(sb, y.unsqueeze(1), H).squeeze(1), thr)
+        zn = soft(torch.baddbmm(sb, y.unsqueeze(1), H).squeeze(1), thr)
         d = zn - y
         dz = zn - z
         # Gradient restart: momentum that points against the prox-gradient step is dropped.

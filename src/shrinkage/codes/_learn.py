@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .._checks import check_choice, check_int_at_least, check_nonnegative, check_positive
-from ..thresholds._penalties import _REGISTRY
+from ..thresholds import get_penalty
 from . import _cd
 from ._encode import (
     _SAFETY,
@@ -151,7 +151,7 @@ def learn_step(
         encode_kw["step"] = 1.0 / (_SAFETY * lipschitz(D))
     Z = encode(xb, D, penalty, lam, **encode_kw)
     R = xb - Z @ D
-    pen_kw = {k: v for k, v in encode_kw.items() if k in _REGISTRY[penalty].params}
+    pen_kw = {k: v for k, v in encode_kw.items() if k in get_penalty(penalty).params}
     p = _penalty_params(penalty, D.norm(dim=1), pen_kw)
     energy = _energy(xb, R, Z, penalty, float(lam), p).sum()
     m = torch.tensor(float(len(xb)), dtype=D.dtype, device=D.device)

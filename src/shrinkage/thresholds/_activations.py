@@ -91,7 +91,11 @@ ACTIVATIONS = {
 }
 
 
-class _Thresholding(nn.Module):
+class Thresholding(nn.Module):
+    """Base of the thresholding activation modules: a threshold ``tau`` (buffer, or parameter
+    with ``learnable_tau``) and, for the clipped ones, a magnitude ``m``; a subclass only
+    defines ``_core(x, tau)``. ``isinstance(mod, Thresholding)`` finds them in a model."""
+
     _clipped = False
 
     def __init__(self, tau: float = 0.0, m: float | None = None, learnable_tau: bool = False):
@@ -128,7 +132,7 @@ class _Thresholding(nn.Module):
         return s
 
 
-class ShiftedReLU(_Thresholding):
+class ShiftedReLU(Thresholding):
     """Module form of :func:`shifted_relu`.
 
     >>> ShiftedReLU(tau=0.5)
@@ -139,7 +143,7 @@ class ShiftedReLU(_Thresholding):
         return _shifted_relu(x, tau)
 
 
-class SoftThreshold(_Thresholding):
+class SoftThreshold(Thresholding):
     """Module form of :func:`soft_threshold`.
 
     >>> SoftThreshold(tau=0.5)
@@ -150,7 +154,7 @@ class SoftThreshold(_Thresholding):
         return _soft(x, tau)
 
 
-class CReLU(_Thresholding):
+class CReLU(Thresholding):
     """Module form of :func:`clipped_relu`.
 
     >>> CReLU(tau=0.5, m=1.5)
@@ -163,7 +167,7 @@ class CReLU(_Thresholding):
         return _clipped_relu(x, tau, self.m)
 
 
-class CST(_Thresholding):
+class CST(Thresholding):
     """Module form of :func:`clipped_soft_threshold`.
 
     >>> CST(tau=0.5, m=1.2)

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import check_choice, check_nonnegative, check_positive
+from .._checks import check_nonnegative, check_positive
 from ._array import as_tensor, back, like
-from ._penalties import _REGISTRY, PENALTIES
-
-
-def _get(name: str):
-    check_choice("penalty name", name, PENALTIES)
-    return _REGISTRY[name]
+from ._penalties import get_penalty as _get
 
 
 def _params(pen, params: dict, ref: torch.Tensor | None, step=None) -> dict:
@@ -22,20 +17,8 @@ def _params(pen, params: dict, ref: torch.Tensor | None, step=None) -> dict:
             f"penalty {pen.name!r} got unknown parameter(s) {sorted(unknown)}; allowed: {allowed}"
         )
     out = {k: params.get(k, default) for k, default in pen.params.items()}
-    if pen.name == "cel0":
-        check_positive("a", out["a"])
-        if step is not None:
-            a2s = torch.as_tensor(out["a"], dtype=torch.float64) ** 2 * float(step)
-            if bool((a2s >= 1).any()):
-                raise ValueError(
-                    f"cel0 needs a**2 * step < 1, got max a**2 * step = {float(a2s.max()):g} "
-                    f"(a={out['a'] if not isinstance(out['a'], torch.Tensor) else 'tensor'}, "
-                    f"step={step}); take a smaller step"
-                )
-    if pen.name == "mcp" and step is not None and not out["gamma"] > step:
-        raise ValueError(f"mcp needs gamma > step, got gamma={out['gamma']!r}, step={step!r}")
-    if pen.name == "scad" and step is not None and not out["gamma"] > 1.0 + step:
-        raise ValueError(f"scad needs gamma > 1 + step, got gamma={out['gamma']!r}, step={step!r}")
+    if pen.check is not None:
+        pen.check(out, step)
     if ref is not None:
         out = {k: like(v, ref) for k, v in out.items()}
     return out

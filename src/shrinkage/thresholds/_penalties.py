@@ -4,17 +4,19 @@ Convention (``../shared/reference/operators.md``)::
 
     prox(x) = argmin_u 1/2 (u - x)^2 + step * G(u)       (elementwise)
 
-G is the full penalty, lam included. Adding a penalty means adding one
-:class:`Penalty` to ``_REGISTRY``; every pillar picks it up.
+G is the full penalty, lam included. Adding a penalty is one :class:`Penalty` given to
+:func:`register_penalty`; every pillar (and the operator plots) picks it up by name.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+
+from .._checks import check_choice, check_positive
 
 _C_HALF = 54.0 ** (1.0 / 3.0) / 4.0  # half-threshold constant (Xu et al. 2012)
 
@@ -24,7 +26,11 @@ class Penalty:
     """One member of the family.
 
     ``value(u, lam, **p)``, ``prox(x, lam, step, **p)``, ``threshold(lam, step, **p)``
-    (largest magnitude mapped to exactly 0) and ``lam_for(thr, step, **p)`` (its inverse).
+    (largest magnitude mapped to exactly 0) and ``lam_for(thr, step, **p)`` (its inverse),
+    written on tensors (``u``, ``x``) and floats or broadcastable tensors (``lam``, ``p``).
+    ``params`` maps each parameter name to its default; ``check(p, step)``, if given, raises
+    ``ValueError`` when the parameters ``p`` do not suit ``step`` (``step`` is None when no
+    step is involved).
     """
 
     name: str
@@ -34,6 +40,7 @@ class Penalty:
     lam_for: Callable
     params: dict = field(default_factory=dict)  # parameter name -> default
     doc: str = ""
+    check: Callable | None = None
 
 
 def _sign(x):
@@ -134,6 +141,18 @@ def _cel0_prox(x, lam, step, a):
     return _sign(x) * torch.minimum(ax, shrunk)
 
 
+def _cel0_check(p, step):
+    check_positive("a", p["a"])
+    if step is not None:
+        a2s = torch.as_tensor(p["a"], dtype=torch.float64) ** 2 * float(step)
+        if bool((a2s >= 1).any()):
+            raise ValueError(
+                f"cel0 needs a**2 * step < 1, got max a**2 * step = {float(a2s.max()):g} "
+                f"(a={p['a'] if not isinstance(p['a'], torch.Tensor) else 'tensor'}, "
+                f"step={step}); take a smaller step"
+            )
+
+
 def _cel0_threshold(lam, step, a):
     return (2.0 * lam) ** 0.5 * a * step
 
@@ -157,6 +176,11 @@ def _mcp_prox(x, lam, step, gamma):
     return torch.where(ax <= gamma * lam, mid, x)
 
 
+def _mcp_check(p, step):
+    if step is not None and not p["gamma"] > step:
+        raise ValueError(f"mcp needs gamma > step, got gamma={p['gamma']!r}, step={step!r}")
+
+
 # -- SCAD -------------------------------------------------------------------------------
 def _scad_value(u, lam, gamma):
     au = u.abs()
@@ -170,6 +194,11 @@ def _scad_prox(x, lam, step, gamma):
     low = _soft(x, step * lam)
     mid = ((gamma - 1.0) * x - _sign(x) * step * gamma * lam) / (gamma - 1.0 - step)
     return torch.where(ax <= (1.0 + step) * lam, low, torch.where(ax <= gamma * lam, mid, x))
+
+
+def _scad_check(p, step):
+    if step is not None and not p["gamma"] > 1.0 + step:
+        raise ValueError(f"scad needs gamma > 1 + step, got gamma={p['gamma']!r}, step={step!r}")
 
 
 def _linear_threshold(lam, step, **_):
@@ -223,6 +252,7 @@ _REGISTRY: dict[str, Penalty] = {
             _cel0_lam_for,
             params={"a": 1.0},
             doc="continuous exact l0 relaxation (Soubies et al. 2015); a: atom norm",
+            check=_cel0_check,
         ),
         Penalty(
             "mcp",
@@ -232,6 +262,7 @@ _REGISTRY: dict[str, Penalty] = {
             _linear_lam_for,
             params={"gamma": 3.0},
             doc="minimax concave penalty; prox: firm threshold (needs gamma > step)",
+            check=_mcp_check,
         ),
         Penalty(
             "scad",
@@ -241,8 +272,88 @@ _REGISTRY: dict[str, Penalty] = {
             _linear_lam_for,
             params={"gamma": 3.7},
             doc="smoothly clipped absolute deviation (Fan & Li 2001; needs gamma > 1 + step)",
+            check=_scad_check,
         ),
     )
 }
 
-PENALTIES: tuple[str, ...] = tuple(_REGISTRY)
+
+class _Names(Sequence):
+    """The registered penalty names in registration order, read live from the registry: a
+    penalty registered later is in it, wherever it was imported."""
+
+    def __getitem__(self, i):
+        return tuple(_REGISTRY)[i]
+
+    def __len__(self) -> int:
+        return len(_REGISTRY)
+
+    def __iter__(self):
+        return iter(tuple(_REGISTRY))
+
+    def __contains__(self, name) -> bool:
+        return isinstance(name, str) and name in _REGISTRY
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return repr(tuple(_REGISTRY))
+
+
+PENALTIES: Sequence[str] = _Names()
+
+
+def get_penalty(name: str) -> Penalty:
+    """The registered :class:`Penalty` called ``name``.
+
+    >>> get_penalty("l1").threshold(0.5, 2.0)
+    1.0
+    """
+    pen = _REGISTRY.get(name) if isinstance(name, str) else None
+    if pen is None:
+        check_choice("penalty name", name, PENALTIES)
+    return pen
+
+
+def register_penalty(penalty: Penalty, *, replace: bool = False) -> Penalty:
+    """Add ``penalty`` to the family under ``penalty.name``; returns it.
+
+    From then on :func:`prox`, :func:`penalty`, :func:`threshold`, the weights pillar
+    (``Sparsifier(method="prox_ste", penalty=name)``), the codes pillar (``encode``,
+    dictionary learning) and the operator plots accept the name. A name already taken is
+    refused unless ``replace=True``.
+
+    >>> import torch
+    >>> double_l1 = Penalty(
+    ...     "double_l1",
+    ...     value=lambda u, lam: 2 * lam * u.abs(),
+    ...     prox=lambda x, lam, step: torch.sign(x) * torch.clamp(x.abs() - 2 * step * lam, min=0),
+    ...     threshold=lambda lam, step: 2 * step * lam,
+    ...     lam_for=lambda thr, step: thr / (2 * step),
+    ... )
+    >>> _ = register_penalty(double_l1)
+    >>> "double_l1" in PENALTIES
+    True
+    >>> _ = unregister_penalty("double_l1")
+    """
+    if not isinstance(penalty, Penalty):
+        raise ValueError(f"penalty must be a Penalty, got {type(penalty).__name__}")
+    if not isinstance(penalty.name, str) or not penalty.name:
+        raise ValueError(f"a penalty's name must be a non-empty str, got {penalty.name!r}")
+    for attr in ("value", "prox", "threshold", "lam_for"):
+        if not callable(getattr(penalty, attr)):
+            raise ValueError(f"penalty {penalty.name!r}: {attr} must be callable")
+    if penalty.name in _REGISTRY and not replace:
+        raise ValueError(
+            f"penalty {penalty.name!r} is already registered; pass replace=True to replace it"
+        )
+    _REGISTRY[penalty.name] = penalty
+    return penalty
+
+
+def unregister_penalty(name: str) -> Penalty:
+    """Remove a registered penalty (the built-in ones included); returns it."""
+    return _REGISTRY.pop(get_penalty(name).name)

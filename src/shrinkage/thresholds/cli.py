@@ -25,7 +25,7 @@ def _list(args) -> int:
 
 
 def _plot(args) -> int:
-    from ._plot import plot_operators
+    from .plots import plot_operators
 
     out = plot_operators(Path(args.out), lam=args.lam)
     print(f"wrote {out}")

@@ -11,7 +11,8 @@ import math
 
 import torch
 
-from ..thresholds._penalties import _REGISTRY, _soft
+from ..thresholds import get_penalty
+from ..thresholds.cores import soft
 
 __all__ = ["kth_threshold", "kth_smallest", "channel_gamma", "st3_weight", "prox_weight"]
 
@@ -92,7 +93,7 @@ def st3_weight(w: torch.Tensor, tau: torch.Tensor, rescale: bool = True) -> torc
     >>> st3_weight(torch.tensor([[1.0, -0.25, 3.0]]), torch.tensor(0.5), rescale=False)
     tensor([[0.5000, -0.0000, 2.5000]])
     """
-    out = _soft(w, tau)
+    out = soft(w, tau)
     if rescale:
         out = out * channel_gamma(w, w.abs() > tau)
     return out
@@ -110,7 +111,7 @@ def prox_weight(
     with ``|w| <= tau`` are set to 0 explicitly, so rounding in lam never changes the count.
     Optional ST-3 rescale."""
     mask = w.abs() > tau
-    pen = _REGISTRY[penalty]
+    pen = get_penalty(penalty)
     out = pen.prox(w, lam, 1.0, **{**pen.params, **params}) * mask
     if rescale:
         out = out * channel_gamma(w, mask)

@@ -11,8 +11,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .._checks import check_choice, check_open_unit
-from ..thresholds import PENALTIES, lam_for_threshold, straight_through
-from ..thresholds._penalties import _REGISTRY, _soft
+from ..thresholds import PENALTIES, get_penalty, lam_for_threshold, straight_through
+from ..thresholds.cores import soft
 from ._ops import channel_gamma, kth_threshold, prox_weight, st3_weight
 from ._schedules import Constant, Schedule, evaluate
 
@@ -66,7 +66,7 @@ class SparseWeight(nn.Module):
         if m == "hard_ste":
             return _ste_prox(w, self.tau, self.lam, "l0", {}, self.rescale)
         if m == "soft_nograd":
-            out = _soft(w, self.tau)  # ordinary autograd: zero gradient below tau
+            out = soft(w, self.tau)  # ordinary autograd: zero gradient below tau
             if self.rescale:
                 with torch.no_grad():
                     g = channel_gamma(w, w.abs() > self.tau)
@@ -296,7 +296,7 @@ class Sparsifier:
             pm.tau.copy_(tau)
             name = self.penalty if self.method == "prox_ste" else "l0"
             if self.method in ("prox_ste", "hard_ste"):
-                pen = _REGISTRY[name]
+                pen = get_penalty(name)
                 pm.lam.copy_(pen.lam_for(tau, 1.0, **{**pen.params, **pm.params}))
 
     def step(self) -> float:

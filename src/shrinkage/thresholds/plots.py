@@ -1,10 +1,15 @@
-"""Figure of the family: each prox (as a shrinkage map), each activation, each penalty."""
+"""Figure of the family: each prox (as a shrinkage map), each activation, each penalty.
+
+Figures are built with matplotlib's object API (no pyplot, no backend switch), so they can be
+drawn from a notebook or a server alike.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from .._checks import check_nonnegative
 from .._io import save_figure
@@ -12,19 +17,18 @@ from ._activations import ACTIVATIONS
 from ._api import penalty, prox, threshold
 from ._penalties import PENALTIES
 
+__all__ = ["operators_figure", "plot_operators"]
+
 _PARAMS = {"cel0": {"a": 0.7}}
 
 
-def plot_operators(out, lam: float = 1.0, tau: float = 1.0, m: float = 1.5) -> Path:
-    """Write a 4-panel PNG: proxes, penalty values, activations (tau, m); returns the path."""
+def operators_figure(lam: float = 1.0, tau: float = 1.0, m: float = 1.5) -> Figure:
+    """A 4-panel figure: every registered penalty's prox and value at ``lam``, and the
+    activations at ``tau`` (clipped at ``m``)."""
     check_nonnegative("lam", lam)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     x = np.linspace(-4, 4, 2001)
-    fig, axes = plt.subplots(2, 2, figsize=(13, 10))
+    fig = Figure(figsize=(13, 10))
+    axes = fig.subplots(2, 2)
     ax_prox, ax_pen, ax_relu, ax_st = axes.ravel()
     for name in PENALTIES:
         p = _PARAMS.get(name, {})
@@ -59,6 +63,9 @@ def plot_operators(out, lam: float = 1.0, tau: float = 1.0, m: float = 1.5) -> P
         ax.set_xlabel("x")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    path = save_figure(fig, out, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def plot_operators(out, lam: float = 1.0, tau: float = 1.0, m: float = 1.5) -> Path:
+    """Write :func:`operators_figure` as a PNG at ``out`` (atomically); returns the path."""
+    return save_figure(operators_figure(lam, tau, m), out, dpi=110)
