@@ -104,7 +104,7 @@ def _eoc(args) -> int:
     print(cfg)
     if args.no_plots:
         return 0
-    from ._plot import plot_maps, plot_theory_vs_simulation
+    from .plots import plot_maps, plot_theory_vs_simulation
 
     out = Path(args.out)
     for path in plot_maps(cfg, out):
@@ -123,7 +123,7 @@ def _eoc(args) -> int:
 
 def _plot(args) -> int:
     cfg = _cfg(args)
-    from ._plot import plot_maps
+    from .plots import plot_maps
 
     for path in plot_maps(cfg, Path(args.out)):
         print(f"wrote {path}")

@@ -265,7 +265,7 @@ def train_run(
     if out is not None:
         out = Path(out)
         write_json(out / "result.json", res)
-        from ._plot import plot_training
+        from .plots import plot_training
 
         plot_training(res, out / "train.png")
     return res

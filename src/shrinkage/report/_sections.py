@@ -270,8 +270,8 @@ def codes_section(seed: int = 0, quick: bool = False, progress: bool = True) -> 
 
 def activations_section(seed: int = 0, quick: bool = False, progress: bool = True) -> Section:
     from ..activations import edge_of_chaos
-    from ..activations._plot import plot_maps
     from ..activations.experiments import train_run
+    from ..activations.plots import plot_maps
 
     sc = SCALES["activations"]["quick" if quick else "demo"]
     t0 = time.perf_counter()

@@ -1,25 +1,28 @@
-"""Figures for the activations pillar (matplotlib, Agg; atomic writes)."""
+"""Figures of the activations pillar: the variance map, V'(q*) and V''(q*) against the
+clipping level, the maps against finite-width networks (matplotlib's object API: no pyplot,
+no backend switch; atomic writes)."""
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 import numpy as np
+from matplotlib.figure import Figure
 
+from .._io import save_figure
+from ._gauss import _SPECS, zero_fraction
+from .eoc import _solve, edge_of_chaos, safe_clip
+from .maps import propagate, variance_map
+from .simulate import first_layer_rho, simulate
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+__all__ = ["plot_maps", "plot_theory_vs_simulation"]
 
 
 def plot_training(res: dict, path):
     """Per-layer measured activation sparsity (train, test, target) and the learning curve."""
-    from .._io import save_figure
-
-    plt = _plt()
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    ax = fig.subplots(1, 2)
     layers = np.arange(1, len(res["test_sparsity_per_layer"]) + 1)
     ax[0].plot(layers, res["train_sparsity_per_layer"], label="train", lw=1)
     ax[0].plot(layers, res["test_sparsity_per_layer"], label="test", lw=1)
@@ -47,14 +50,11 @@ def plot_training(res: dict, path):
     )
     fig.tight_layout()
     save_figure(fig, path, dpi=90)
-    plt.close(fig)
     return path
 
 
 def _family(cfg):
     """(name, tau, m) for V(q) curves at several clipping levels of cfg's activation."""
-    from ._gauss import _SPECS
-
     spec = _SPECS[cfg.activation]
     if not spec.clipped:
         return [(cfg.activation, None)]
@@ -64,17 +64,10 @@ def _family(cfg):
 
 def plot_maps(cfg, out):
     """V(q) against q for several m (each at its own edge of chaos) and V'(q*), V''(q*) vs m."""
-    import warnings
-    from pathlib import Path
-
-    from .._io import save_figure
-    from .eoc import _solve, edge_of_chaos, safe_clip
-    from .maps import variance_map
-
-    plt = _plt()
     out = Path(out)
     paths = []
-    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    fig = Figure(figsize=(5.2, 4.2))
+    ax = fig.subplots()
     qmax = 4 * cfg.q_star
     for name, m in _family(cfg):
         with warnings.catch_warnings():
@@ -98,7 +91,6 @@ def plot_maps(cfg, out):
     ax.legend(fontsize=7)
     fig.tight_layout()
     paths.append(save_figure(fig, out / "variance_map.png", dpi=90))
-    plt.close(fig)
     if cfg.m is not None:
         ms = np.linspace(0.2, 2.5, 60) * cfg.m
         dv, d2v = [], []
@@ -106,7 +98,8 @@ def plot_maps(cfg, out):
             _, _, w2, _, _, g1, g2 = _solve(cfg.activation, cfg.sparsity, cfg.q_star, float(m))
             dv.append(w2 * g1)
             d2v.append(w2 * g2)
-        fig, ax = plt.subplots(figsize=(5.2, 4.0))
+        fig = Figure(figsize=(5.2, 4.0))
+        ax = fig.subplots()
         ax.plot(ms, dv, label="V'(q*)")
         ax.plot(ms, d2v, label="V''(q*)")
         ms_safe = safe_clip(cfg.activation, cfg.sparsity, cfg.q_star)
@@ -116,18 +109,11 @@ def plot_maps(cfg, out):
         ax.legend(fontsize=8)
         fig.tight_layout()
         paths.append(save_figure(fig, out / "dV_vs_m.png", dpi=90))
-        plt.close(fig)
     return paths
 
 
 def plot_theory_vs_simulation(cfg, path, depth=100, width=300, n_nets=4, seed=0, rho0=0.5):
     """q^l, rho^l and the fraction of zeros per layer: the maps against finite-width networks."""
-    from .._io import save_figure
-    from ._gauss import zero_fraction
-    from .maps import propagate
-    from .simulate import first_layer_rho, simulate
-
-    plt = _plt()
     sim = simulate(cfg, depth, width, n_inputs=2, seed=seed, rho0=rho0, n_nets=n_nets)
     th = propagate(
         cfg.activation,
@@ -140,7 +126,8 @@ def plot_theory_vs_simulation(cfg, path, depth=100, width=300, n_nets=4, seed=0,
         rho0=first_layer_rho(cfg, rho0),
     )
     layers = np.arange(1, depth + 1)
-    fig, ax = plt.subplots(1, 3, figsize=(12, 3.6))
+    fig = Figure(figsize=(12, 3.6))
+    ax = fig.subplots(1, 3)
     qs = sim["q"].reshape(-1, depth)
     with np.errstate(all="ignore"):
         for row in qs:
@@ -170,5 +157,4 @@ def plot_theory_vs_simulation(cfg, path, depth=100, width=300, n_nets=4, seed=0,
     )
     fig.tight_layout()
     save_figure(fig, path, dpi=90)
-    plt.close(fig)
     return path
