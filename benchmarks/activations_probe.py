@@ -3,7 +3,7 @@
     python benchmarks/activations_probe.py [--correlations] [--out runs/act/probe.json]
 
 Trains each configuration of ``PROBES`` (depth 50, width 300, one MNIST epoch, the default
-recipe of :func:`shrinkage.activations.experiments.train_run`) and prints test accuracy and
+recipe of :func:`shrinkage.experiments.activations.train_run`) and prints test accuracy and
 measured activation sparsity. ``--correlations`` prints instead, without training, 1 - rho
 after 50 layers of the correlation map at the edge of chaos from rho^1 = 0, 0.5 and 0.9.
 """
@@ -58,7 +58,7 @@ def correlations(depth=50):
 
 
 def probes(width, depth, epochs, rows=None):
-    from shrinkage.activations.experiments import train_run
+    from shrinkage.experiments.activations import train_run
 
     rows = []
     for act, s, ms, lr in [PROBES[i] for i in rows] if rows else PROBES:

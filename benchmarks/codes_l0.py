@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from shrinkage.codes import active_fraction, encode, learn_dictionary, objective, relative_error
-from shrinkage.codes.experiments import (
+from shrinkage.experiments.codes import (
     RELAXATIONS,
     _interp_af,
     evaluate,

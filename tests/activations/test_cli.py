@@ -92,7 +92,7 @@ def test_bad_input_is_a_clean_error(capsys):
 
 
 def test_markdown_table_reports_gap_and_failure():
-    from shrinkage.activations.experiments import markdown_table
+    from shrinkage.experiments.activations import markdown_table
 
     row = dict(
         m=None,

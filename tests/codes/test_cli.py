@@ -6,8 +6,9 @@ import json
 
 import numpy as np
 
-from shrinkage.codes import cli, encode, relative_error
-from shrinkage.codes.experiments import load_patches
+from shrinkage.cli import codes as cli
+from shrinkage.codes import encode, relative_error
+from shrinkage.experiments.codes import load_patches
 
 
 def _run(argv):

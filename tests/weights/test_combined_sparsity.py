@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from shrinkage.activations import safe_clip
+from shrinkage.experiments.weights import TrainConfig, build_model, parse_activation, train_run
 from shrinkage.thresholds import CST
-from shrinkage.weights.train import TrainConfig, build_model, parse_activation, train_run
 
 
 def _tiny_data(n=256, seed=0):

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
+from shrinkage.cli.weights import register
+from shrinkage.experiments.weights import TrainConfig, evaluate, markdown_table, sweep, train_run
 from shrinkage.models import lenet_300_100
-from shrinkage.weights.cli import register
-from shrinkage.weights.train import TrainConfig, evaluate, markdown_table, sweep, train_run
 
 
 def _data(n=256, nt=128):

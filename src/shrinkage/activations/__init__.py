@@ -12,7 +12,7 @@ Large-width Gaussian-process maps for any activation, in float64 and vectorised 
   the diagnosis), :func:`safe_clip` (largest m keeping q* the unique attracting fixed point);
 - :func:`init_`, :class:`ActivationSparsity`, :func:`simulate` (finite-width Monte Carlo);
   models in :func:`shrinkage.models.mlp` / :func:`shrinkage.models.deep_cnn`; MNIST training in
-  :mod:`shrinkage.activations.experiments`.
+  :mod:`shrinkage.experiments.activations`; figures in :mod:`shrinkage.activations.plots`.
 
 The activation functions themselves live in :mod:`shrinkage.thresholds`.
 

@@ -19,40 +19,6 @@ from .simulate import first_layer_rho, simulate
 __all__ = ["plot_maps", "plot_theory_vs_simulation"]
 
 
-def plot_training(res: dict, path):
-    """Per-layer measured activation sparsity (train, test, target) and the learning curve."""
-    fig = Figure(figsize=(10, 3.6))
-    ax = fig.subplots(1, 2)
-    layers = np.arange(1, len(res["test_sparsity_per_layer"]) + 1)
-    ax[0].plot(layers, res["train_sparsity_per_layer"], label="train", lw=1)
-    ax[0].plot(layers, res["test_sparsity_per_layer"], label="test", lw=1)
-    ax[0].axhline(res["target_sparsity"], color="k", ls="--", lw=0.8, label="target")
-    ax[0].set(xlabel="layer", ylabel="fraction of exact zeros", ylim=(0, 1))
-    ax[0].legend(fontsize=8)
-    h = res["history"]
-    if h:
-        ax[1].plot([e["epoch"] for e in h], [e["test_acc"] for e in h], "o-", label="test acc")
-        ax[1].plot(
-            [e["epoch"] for e in h],
-            [e["train_acc_running"] for e in h],
-            "s--",
-            label="train acc (running)",
-        )
-    ax[1].set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
-    ax[1].legend(fontsize=8)
-    m = res["config"]["m"]
-    fig.suptitle(
-        f"{res['activation']} s={res['target_sparsity']:.2f}"
-        + (f" m={m:.3g}" if m else "")
-        + f", depth {res['depth']}, width {res['width']}:"
-        f" test acc {res['test_acc']:.3f}",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    save_figure(fig, path, dpi=90)
-    return path
-
-
 def _family(cfg):
     """(name, tau, m) for V(q) curves at several clipping levels of cfg's activation."""
     spec = _SPECS[cfg.activation]

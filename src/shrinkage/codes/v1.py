@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from matplotlib.figure import Figure
 from scipy.optimize import least_squares
 
 from .._checks import check_int_at_least, check_positive
@@ -298,13 +299,10 @@ def summary(fits: dict, tuning: dict | None = None, r2_min=0.8, osi_min=0.5) -> 
 
 
 # -- plots ------------------------------------------------------------------------------
-def _fig(*a, **k):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt, plt.subplots(*a, **k)
+def _fig(*a, figsize, **k):
+    # matplotlib's object API: no pyplot state, no backend switch.
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*a, **k)
 
 
 def plot_atoms(D, path, shape=None, max_atoms=256, title=None):
@@ -316,7 +314,7 @@ def plot_atoms(D, path, shape=None, max_atoms=256, title=None):
     n = len(D)
     cols = int(math.ceil(math.sqrt(n)))
     rows = int(math.ceil(n / cols))
-    plt, (fig, axes) = _fig(rows, cols, figsize=(cols * 0.45, rows * 0.45 + 0.3), squeeze=False)
+    fig, axes = _fig(rows, cols, figsize=(cols * 0.45, rows * 0.45 + 0.3), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for i in range(n):
@@ -327,13 +325,12 @@ def plot_atoms(D, path, shape=None, max_atoms=256, title=None):
         fig.suptitle(title, fontsize=8)
     fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0, right=1, bottom=0, top=0.95)
     save_figure(fig, path, dpi=100)
-    plt.close(fig)
     return path
 
 
 def plot_nxny(fits_by_name: dict, path, r2_min=0.8):
     """Ringach (2002) (n_x, n_y) scatter of the Gabor-like atoms, one colour per dictionary."""
-    plt, (fig, ax) = _fig(figsize=(4.2, 4))
+    fig, ax = _fig(figsize=(4.2, 4))
     for name, fits in fits_by_name.items():
         good = np.asarray(fits["r2"]) >= r2_min
         ax.scatter(fits["nx"][good], fits["ny"][good], s=8, alpha=0.6, label=name)
@@ -346,13 +343,12 @@ def plot_nxny(fits_by_name: dict, path, r2_min=0.8):
     ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def plot_orientation_hist(fits_by_name: dict, path, r2_min=0.8):
     """Histogram of fitted bar orientations (theta + 90 deg, in degrees) of Gabor-like atoms."""
-    plt, (fig, ax) = _fig(figsize=(4.5, 3))
+    fig, ax = _fig(figsize=(4.5, 3))
     bins = np.linspace(0, 180, 13)
     for name, fits in fits_by_name.items():
         good = np.asarray(fits["r2"]) >= r2_min
@@ -363,7 +359,6 @@ def plot_orientation_hist(fits_by_name: dict, path, r2_min=0.8):
     ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -374,9 +369,7 @@ def plot_tuning(tuning: dict, path, units=None, n=8):
     if units is None:
         resp = np.flatnonzero(tuning["responsive"])
         units = resp[np.argsort(-curves[resp].max(1))][:n]
-    plt, (fig, axes) = _fig(
-        1, max(len(units), 1), figsize=(1.6 * max(len(units), 1), 1.8), squeeze=False
-    )
+    fig, axes = _fig(1, max(len(units), 1), figsize=(1.6 * max(len(units), 1), 1.8), squeeze=False)
     for ax, u in zip(axes.ravel(), units):
         ax.plot(oris, curves[u], "o-", ms=2.5)
         ax.set_title(f"unit {u}\nOSI {tuning['osi'][u]:.2f}", fontsize=7)
@@ -384,7 +377,6 @@ def plot_tuning(tuning: dict, path, units=None, n=8):
         ax.tick_params(labelsize=6)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -1,18 +1,17 @@
-"""``shrinkage report``: one run across the three pillars, as HTML, Markdown and JSON.
-
-shrinkage report --out runs/demo                  # the demo scale (minutes on 2 cores)
-shrinkage report --quick --out runs/quick         # tiny data, under a minute
-shrinkage report --sections weights,codes         # a subset
-"""
+"""The main job: one run across the three pillars, as HTML, Markdown and JSON
+(:func:`run_report`; the command is ``shrinkage report``, in :mod:`shrinkage.cli.report`)."""
 
 from __future__ import annotations
 
 import platform
 import shlex
-import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from .. import __version__
 from ._document import Figure, Section, Table, render_html, render_markdown, write_report
 from ._sections import SCALES, SECTIONS
 
@@ -26,18 +25,7 @@ __all__ = [
     "write_report",
     "SECTIONS",
     "SCALES",
-    "register",
 ]
-
-
-def _parse_sections(value: str) -> list[str]:
-    names = [v.strip() for v in value.split(",") if v.strip()]
-    bad = [n for n in names if n not in SECTIONS]
-    if bad or not names:
-        raise ValueError(
-            f"sections={value!r}: unknown section(s) {bad}; known: {', '.join(SECTIONS)}"
-        )
-    return names
 
 
 def run_report(
@@ -52,11 +40,6 @@ def run_report(
 
     Returns ``{"paths": {...}, "sections": {key: Section}}``.
     """
-    import numpy as np
-    import torch
-
-    from .. import __version__
-
     sections = list(sections)
     for name in sections:
         if name not in SECTIONS:
@@ -81,32 +64,3 @@ def run_report(
     }
     paths = write_report(out, "shrinkage report", header, done)
     return {"paths": paths, "sections": {s.key: s for s in done}, "header": header}
-
-
-def register(sub) -> None:
-    p = sub.add_parser("report", help="run the cross-pillar report (the main job)")
-    p.add_argument("--out", default="runs/demo", help="output folder")
-    p.add_argument("--quick", action="store_true", help="tiny data: checks the pipeline in <1 min")
-    p.add_argument(
-        "--sections",
-        default=",".join(SECTIONS),
-        help=f"comma-separated subset of {','.join(SECTIONS)}",
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.set_defaults(func=_main)
-
-
-def _main(args) -> int:
-    sections = _parse_sections(args.sections)
-    res = run_report(
-        args.out,
-        sections,
-        quick=args.quick,
-        seed=args.seed,
-        progress=not args.no_progress,
-        argv=sys.argv[1:],
-    )
-    for path in res["paths"].values():
-        print(f"wrote {path}")
-    return 0

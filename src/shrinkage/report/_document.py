@@ -37,12 +37,9 @@ class Section:
     seconds: float = 0.0
 
     def add_figure(self, fig, caption: str, name: str) -> None:
-        """Store a matplotlib figure as PNG bytes (and close it)."""
-        import matplotlib.pyplot as plt
-
+        """Store a matplotlib figure as PNG bytes."""
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-        plt.close(fig)
         self.figures.append(Figure(caption, buf.getvalue(), f"{self.key}_{name}.png"))
 
 

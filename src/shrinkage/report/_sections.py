@@ -1,5 +1,6 @@
 """The three sections of ``shrinkage report``: each runs its pillar at demo scale (or tiny,
-with ``quick``) through the pillar's own experiment functions, and returns a Section."""
+with ``quick``) through the experiment functions of :mod:`shrinkage.experiments`, and returns
+a Section."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure as MplFigure
 
+from ..activations import edge_of_chaos
+from ..activations.plots import plot_maps
+from ..codes.v1 import plot_atoms
+from ..experiments import activations as act_experiments
+from ..experiments.codes import compare, plot_tradeoff
+from ..experiments.weights import TrainConfig
+from ..experiments.weights import train_run as weights_train_run
 from ._document import Figure, Section, Table
 
 # Demo scale fits the 10-minute budget of `make demo` on 2 CPU cores; quick is for tests.
@@ -41,18 +50,7 @@ SCALES = {
 }
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def weights_section(seed: int = 0, quick: bool = False, progress: bool = True) -> Section:
-    from ..weights.train import TrainConfig, train_run
-
     sc = SCALES["weights"]["quick" if quick else "demo"]
     t0 = time.perf_counter()
     s = Section(
@@ -72,7 +70,7 @@ def weights_section(seed: int = 0, quick: bool = False, progress: bool = True) -
                 max_batches=sc["max_batches"],
                 progress=progress,
             )
-            res = train_run(cfg)
+            res = weights_train_run(cfg)
             runs.append(
                 {
                     "method": method,
@@ -137,8 +135,8 @@ def weights_section(seed: int = 0, quick: bool = False, progress: bool = True) -
             ],
         )
     )
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = MplFigure(figsize=(6, 4))
+    ax = fig.subplots()
     for method, style in (("st3", "o-"), ("gmp", "s--")):
         rs = [r for r in runs if r["method"] == method]
         ax.plot(
@@ -167,8 +165,6 @@ def weights_section(seed: int = 0, quick: bool = False, progress: bool = True) -
 
 
 def codes_section(seed: int = 0, quick: bool = False, progress: bool = True) -> Section:
-    from ..codes.experiments import compare
-
     sc = SCALES["codes"]["quick" if quick else "demo"]
     t0 = time.perf_counter()
     s = Section("codes", "Sparse codes: l1 vs CEL0 on natural-image patches")
@@ -232,9 +228,6 @@ def codes_section(seed: int = 0, quick: bool = False, progress: bool = True) -> 
                 ],
             )
         )
-    from ..codes.experiments import plot_tradeoff
-    from ..codes.v1 import plot_atoms
-
     cel0 = [r for r in rows if r["penalty"] == "cel0"]
     mid = np.median([q["relative_error"] for q in cel0])
     best = min(cel0, key=lambda r: abs(r["relative_error"] - mid))
@@ -269,10 +262,6 @@ def codes_section(seed: int = 0, quick: bool = False, progress: bool = True) -> 
 
 
 def activations_section(seed: int = 0, quick: bool = False, progress: bool = True) -> Section:
-    from ..activations import edge_of_chaos
-    from ..activations.experiments import train_run
-    from ..activations.plots import plot_maps
-
     sc = SCALES["activations"]["quick" if quick else "demo"]
     t0 = time.perf_counter()
     s = Section("activations", "Sparse activations: CST at 85 % at the edge of chaos")
@@ -309,7 +298,7 @@ def activations_section(seed: int = 0, quick: bool = False, progress: bool = Tru
             s.figures.append(
                 Figure(_MAP_CAPTIONS.get(i, p.stem), p.read_bytes(), f"activations_{p.stem}.png")
             )
-    res = train_run(
+    res = act_experiments.train_run(
         "cst",
         0.85,
         depth=sc["depth"],
@@ -357,8 +346,8 @@ def activations_section(seed: int = 0, quick: bool = False, progress: bool = Tru
             ],
         )
     )
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = MplFigure(figsize=(6, 3.5))
+    ax = fig.subplots()
     sp = res["test_sparsity_per_layer"]
     ax.plot(range(1, len(sp) + 1), sp, ".-", label="measured (test set)")
     ax.axhline(0.85, color="k", ls=":", label="target 0.85")

@@ -13,8 +13,8 @@
 - :func:`export`: sparse-enough layers onto measured-fastest sparse kernels (real speed);
   :func:`densify`, :func:`load_exported`, :class:`SparseLinear`, :class:`SparseConv2d`;
 - :func:`effective_macs`: MACs left when zero weights *and* zero activations are skipped;
-- :func:`shrinkage.weights.train.train_run` and :func:`~shrinkage.weights.train.sweep`: the
-  MNIST experiments behind ``shrinkage weights train|sweep``.
+- the MNIST experiments behind ``shrinkage weights train|sweep`` are in
+  :mod:`shrinkage.experiments.weights`.
 """
 
 from ._export import SparseConv2d, SparseLinear, densify, export, load_exported

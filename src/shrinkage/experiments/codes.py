@@ -15,13 +15,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
 
 from .._checks import check_choice, check_int_at_least
 from .._io import atomic_path, save_figure, write_json
+from ..codes import (
+    active_fraction,
+    atom_usage,
+    encode,
+    learn_dictionary,
+    relative_error,
+    snr_db,
+    v1,
+)
+from ..data import natural_images, patches
 from ..thresholds import PENALTIES, lam_for_threshold
-from ._encode import encode
-from ._learn import learn_dictionary
-from .metrics import active_fraction, atom_usage, relative_error, snr_db
 
 # Penalties whose codes are computed from those of an exact relaxation (same global
 # minimisers): plain hard thresholding from zero stops in poor local minima of the l0 energy.
@@ -30,8 +39,6 @@ RELAXATIONS = {"l0": "cel0"}
 
 def load_patches(n_train, n_test=2000, size=16, seed=0, images=None):
     """(train, test) float64 patches from the bundled natural images (Olshausen whitening)."""
-    from ..data import natural_images, patches
-
     n_train = check_int_at_least("n_train", n_train, 1)
     n_test = check_int_at_least("n_test", n_test, 1)
     imgs = natural_images(images)
@@ -139,8 +146,6 @@ def learn(
     )
     out = {"D": D, "metrics": metrics, "history": st.history}
     if analyse:
-        from . import v1
-
         fits = v1.fit_gabors(D, progress=progress)
         norm = float(np.linalg.norm(Xte, axis=1).mean())
         tuning = v1.orientation_tuning(D, penalty, lam, norm=norm, max_iter=300, tol=1e-3, **warm)
@@ -194,8 +199,6 @@ def compare(
     total = len(penalties) * len(atoms) * len(thresholds)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=total, desc="compare", unit="dictionary")
     for k in atoms:
         for pen in penalties:
@@ -243,8 +246,6 @@ def compare(
             matched.append(entry)
     if analyse:
         # V1 analyses on one dictionary per (penalty, size): the one nearest the middle error.
-        from . import v1
-
         mid = error_levels[len(error_levels) // 2]
         norm = float(np.linalg.norm(Xte, axis=1).mean())
         for k in atoms:
@@ -300,8 +301,6 @@ def write_outputs(result, dicts, analyses, out: Path):
     for (pen, k, thr), D in dicts.items():
         np.save(out / f"D_{pen.replace('/', '')}_{k}_{thr}.npy", D)
     if analyses:
-        from . import v1
-
         chosen = {}
         for (pen, k, thr), (fits, tuning) in analyses.items():
             chosen[f"{pen} ({k})"] = fits
@@ -317,12 +316,8 @@ def write_outputs(result, dicts, analyses, out: Path):
 
 
 def plot_tradeoff(rows, path):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig = Figure(figsize=(5, 3.6))
+    ax = fig.subplots()
     for pen, k in sorted({(r["penalty"], r["n_atoms"]) for r in rows}):
         pts = sorted(
             (r["active_fraction"], r["relative_error"])
@@ -337,7 +332,6 @@ def plot_tradeoff(rows, path):
     ax.grid(alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
-    plt.close(fig)
     return path
 
 

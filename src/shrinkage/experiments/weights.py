@@ -2,7 +2,7 @@
 
 Both are plain functions so the CLI and the cross-pillar report call the same code::
 
-    from shrinkage.weights.train import TrainConfig, train_run
+    from shrinkage.experiments.weights import TrainConfig, train_run
     result = train_run(TrainConfig(model="lenet5", method="st3", sparsity=0.99, epochs=2,
                                    max_batches=20, out="runs/quick"))
     result["test_acc"]
@@ -23,15 +23,20 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
+from tqdm.auto import tqdm
 
+from .. import models
 from .._checks import check_choice, check_int_at_least, check_open_unit, check_positive
 from .._io import save_torch, write_json, write_text
-from ._flops import flops
-from ._schedules import Constant, Cubic, Linear
-from ._sparsifier import METHODS, Sparsifier
+from ..activations import EoCConfig, edge_of_chaos, init_, safe_clip
+from ..data import mnist
+from ..models.mlp import ScaleInput
+from ..weights import METHODS, Constant, Cubic, Linear, Sparsifier, effective_macs, flops
+from ._plots import plot_history, plot_sweep
 
 __all__ = ["TrainConfig", "train_run", "sweep", "MODELS", "build_model"]
 
@@ -50,8 +55,6 @@ def parse_activation(spec: str | None, m_scale: float = 0.7):
     """
     if spec is None or spec == "relu":
         return None
-    from ..activations import edge_of_chaos, safe_clip
-
     name, sep, sparsity = spec.partition(":")
     if not sep:
         raise ValueError(
@@ -78,18 +81,12 @@ def build_model(name: str, activation=None, depth: int = 20, width: int = 300):
     config (:func:`parse_activation`): every hidden activation becomes that sparse activation,
     weights are initialised from it and inputs scaled so the first layer sits at q*.
     """
-    from .. import models
-    from ..activations.eoc import EoCConfig
-
     check_choice("model", name, MODELS)
     if name == "mlp":
         # A deep plain-ReLU net with PyTorch's default init loses its signal with depth;
         # the baseline is ReLU at its own edge of chaos (sigma_w^2 = 2).
         return models.mlp(depth, width, activation if activation is not None else "relu")
     if isinstance(activation, EoCConfig):
-        from ..activations import init_
-        from ..models.mlp import ScaleInput
-
         net = init_(getattr(models, name)(activation=activation.module), activation)
         return torch.nn.Sequential(ScaleInput(activation.input_mean_square), net)
     return getattr(models, name)(activation=activation)
@@ -161,8 +158,6 @@ def _schedule(cfg: TrainConfig, total: int):
 
 
 def _data(cfg: TrainConfig):
-    from ..data import mnist
-
     x, y = mnist("train")
     xt, yt = mnist("test")
     if cfg.subset:
@@ -241,8 +236,6 @@ def train_run(config: TrainConfig | dict, data=None) -> dict:
     history: list[dict] = []
     bar = None
     if cfg.progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=total, desc=f"{cfg.model} {cfg.method} s={cfg.sparsity}", leave=False)
     t0 = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
@@ -297,8 +290,6 @@ def train_run(config: TrainConfig | dict, data=None) -> dict:
         sp.squash()
     acc_squashed = evaluate(model, xt, yt)
     # Zero weights and zero activations together, counted on the test set.
-    from .effective import effective_macs
-
     eff = effective_macs(model, [(xt[i : i + 1000],) for i in range(0, len(xt), 1000)])
     result = {
         "config": asdict(cfg),
@@ -327,8 +318,6 @@ def train_run(config: TrainConfig | dict, data=None) -> dict:
     if out is not None:
         write_text(out / "report.txt", str(report) + "\n")
         save_torch(out / "model.pt", model.state_dict())
-        from ._plot import plot_history
-
         plot_history(history, out / "curves.png", f"{cfg.model} {cfg.method} s={cfg.sparsity}")
         write_json(out / "result.json", result)
     result["report_table"] = str(report)
@@ -425,8 +414,6 @@ def sweep(
 
 def summarize(out) -> list[dict]:
     """Collect every ``result.json`` under ``out`` into ``sweep.csv`` and per-model plots."""
-    from ._plot import plot_sweep
-
     out = Path(out)
     rows = []
     for p in sorted(out.glob("*/result.json")):
@@ -456,8 +443,6 @@ def config_fields() -> tuple[str, ...]:
 def markdown_table(rows: list[dict], model: str) -> str:
     """Mean test accuracy (%) over seeds per method x sparsity, with the seed count and the
     mean sparse MACs; a Markdown table for the results page."""
-    import numpy as np
-
     sub = [r for r in rows if r["model"] == model]
     sps = sorted({float(r["sparsity"]) for r in sub})
     methods = sorted({r["method"] for r in sub})

@@ -3,7 +3,12 @@ deep sparse networks trained on MNIST."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+
+from ..activations import edge_of_chaos
+from ..activations.plots import plot_maps, plot_theory_vs_simulation
+from ..experiments.activations import markdown_table, reproduce, train_run
 
 _NAMES = (
     "relu",
@@ -87,10 +92,6 @@ def _common(p):
 
 
 def _cfg(args):
-    import warnings
-
-    from .eoc import edge_of_chaos
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cfg = edge_of_chaos(args.activation, args.sparsity, q_star=args.q_star, m=args.m)
@@ -104,8 +105,6 @@ def _eoc(args) -> int:
     print(cfg)
     if args.no_plots:
         return 0
-    from .plots import plot_maps, plot_theory_vs_simulation
-
     out = Path(args.out)
     for path in plot_maps(cfg, out):
         print(f"wrote {path}")
@@ -123,16 +122,12 @@ def _eoc(args) -> int:
 
 def _plot(args) -> int:
     cfg = _cfg(args)
-    from .plots import plot_maps
-
     for path in plot_maps(cfg, Path(args.out)):
         print(f"wrote {path}")
     return 0
 
 
 def _train(args) -> int:
-    from .experiments import train_run
-
     res = train_run(
         args.activation,
         args.sparsity,
@@ -163,8 +158,6 @@ def _train(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from .experiments import markdown_table, reproduce
-
     summary = reproduce(
         args.out,
         depth=args.depth,

@@ -1,26 +1,21 @@
-"""Figures of the weights pillar: training curves and sweep summaries (matplotlib, Agg)."""
+"""Figures of the experiments: training curves and sweep summaries (matplotlib's object API:
+no pyplot, no backend switch; atomic writes)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+from matplotlib.figure import Figure
+
 from .._io import save_figure
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_history(history: list[dict], path, title: str = "") -> Path:
     """Loss, test accuracy and sparsity per epoch."""
-    plt = _plt()
     ep = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(1, 3, figsize=(12, 3.4))
+    fig = Figure(figsize=(12, 3.4))
+    ax = fig.subplots(1, 3)
     ax[0].plot(ep, [h["train_loss"] for h in history], marker="o")
     ax[0].set(xlabel="epoch", ylabel="train loss", yscale="log")
     ax[1].plot(ep, [100 * h["test_acc"] for h in history], marker="o")
@@ -32,23 +27,20 @@ def plot_history(history: list[dict], path, title: str = "") -> Path:
     fig.suptitle(title)
     fig.tight_layout()
     out = save_figure(fig, path, dpi=90)
-    plt.close(fig)
     return out
 
 
 def plot_sweep(rows: list[dict], path_acc, path_macs, title: str = "") -> tuple[Path, Path]:
     """Accuracy vs sparsity and accuracy vs sparse MACs, one line per method (mean over seeds,
     bars from min to max)."""
-    import numpy as np
-
-    plt = _plt()
     methods = sorted({r["method"] for r in rows})
     outs = []
     for xkey, path, xlabel in (
         ("sparsity", path_acc, "sparsity (log scale of 1 - s)"),
         ("sparse_macs", path_macs, "MACs per image (sparse)"),
     ):
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig = Figure(figsize=(6, 4))
+        ax = fig.subplots()
         all_x = set()
         for m in methods:
             by_s: dict[float, list] = {}
@@ -78,5 +70,38 @@ def plot_sweep(rows: list[dict], path_acc, path_macs, title: str = "") -> tuple[
         ax.legend(fontsize=8)
         fig.tight_layout()
         outs.append(save_figure(fig, path, dpi=90))
-        plt.close(fig)
     return outs[0], outs[1]
+
+
+def plot_training(res: dict, path):
+    """Per-layer measured activation sparsity (train, test, target) and the learning curve."""
+    fig = Figure(figsize=(10, 3.6))
+    ax = fig.subplots(1, 2)
+    layers = np.arange(1, len(res["test_sparsity_per_layer"]) + 1)
+    ax[0].plot(layers, res["train_sparsity_per_layer"], label="train", lw=1)
+    ax[0].plot(layers, res["test_sparsity_per_layer"], label="test", lw=1)
+    ax[0].axhline(res["target_sparsity"], color="k", ls="--", lw=0.8, label="target")
+    ax[0].set(xlabel="layer", ylabel="fraction of exact zeros", ylim=(0, 1))
+    ax[0].legend(fontsize=8)
+    h = res["history"]
+    if h:
+        ax[1].plot([e["epoch"] for e in h], [e["test_acc"] for e in h], "o-", label="test acc")
+        ax[1].plot(
+            [e["epoch"] for e in h],
+            [e["train_acc_running"] for e in h],
+            "s--",
+            label="train acc (running)",
+        )
+    ax[1].set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
+    ax[1].legend(fontsize=8)
+    m = res["config"]["m"]
+    fig.suptitle(
+        f"{res['activation']} s={res['target_sparsity']:.2f}"
+        + (f" m={m:.3g}" if m else "")
+        + f", depth {res['depth']}, width {res['width']}:"
+        f" test acc {res['test_acc']:.3f}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    save_figure(fig, path, dpi=90)
+    return path

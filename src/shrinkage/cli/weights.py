@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from ..experiments.weights import TrainConfig, sweep, train_run
+from ..weights import format_effective_macs
+
 
 def _floats(text: str) -> list[float]:
     try:
@@ -28,8 +31,6 @@ def _ints(text: str) -> list[int]:
 
 
 def _recipe_args(p) -> None:
-    from .train import TrainConfig
-
     d = TrainConfig()
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"(default {d.epochs})")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -95,8 +96,6 @@ def register(sub) -> None:
 
 
 def _config(args, **extra):
-    from .train import TrainConfig
-
     return TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -123,8 +122,6 @@ def _config(args, **extra):
 
 
 def _train(args) -> int:
-    from .train import train_run
-
     cfg = _config(
         args,
         model=args.model,
@@ -135,8 +132,6 @@ def _train(args) -> int:
     )
     res = train_run(cfg)
     print(res["report_table"])
-    from .effective import format_effective_macs
-
     print("MACs with zero weights and zero activations skipped (test set, per image):")
     print(format_effective_macs(res["effective_macs"]))
     print(
@@ -147,8 +142,6 @@ def _train(args) -> int:
 
 
 def _sweep(args) -> int:
-    from .train import sweep
-
     base = _config(args)
     models = [m.strip() for m in args.model.split(",") if m.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

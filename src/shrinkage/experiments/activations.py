@@ -7,6 +7,7 @@ activations train`` and the results tables, reusable from other reports.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import warnings
@@ -15,10 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
+from .. import data
 from .._checks import check_int_at_least, check_nonnegative, check_positive
-from .eoc import EdgeOfChaosWarning, edge_of_chaos
-from .nn import ActivationSparsity
+from .._io import write_json
+from ..activations import ActivationSparsity, EdgeOfChaosWarning, edge_of_chaos
+from ..models.mlp import hidden_layers, mlp
+from ._plots import plot_training
 
 # The recipe found in docs/results.md: Adam, small lr, linear warm-up, cosine decay,
 # and (train_run's m_scale) a clipping level at 0.7 of the safe one.
@@ -46,8 +51,6 @@ def _evaluate(net, x, y, batch=1000):
 
 def _layer_variances(net, x):
     """Mean square of every hidden pre-activation on a batch (the empirical q^l)."""
-    from ..models.mlp import hidden_layers
-
     qs = []
     hooks = [
         h.register_forward_hook(lambda m, i, o: qs.append(float(o.double().pow(2).mean())))
@@ -100,10 +103,6 @@ def train_run(
     Recipe keywords left at None take :data:`DEFAULT_RECIPE`. Returns a JSON-ready dict; with
     ``out`` also writes ``out/result.json`` and ``out/train.png``.
     """
-    from .. import data
-    from .._io import write_json
-    from ..models.mlp import mlp
-
     rec = dict(DEFAULT_RECIPE)
     for k, v in dict(
         optimizer=optimizer,
@@ -180,8 +179,6 @@ def train_run(
     step, t0 = 0, time.time()
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=total, desc=f"{cfg.activation} s={cfg.sparsity:.2f}", leave=False)
     epoch = 0
     while step < total and diverged_at is None:
@@ -265,8 +262,6 @@ def train_run(
     if out is not None:
         out = Path(out)
         write_json(out / "result.json", res)
-        from .plots import plot_training
-
         plot_training(res, out / "train.png")
     return res
 
@@ -293,10 +288,6 @@ def reproduce(out, rows=TABLE, progress=True, **kw) -> list[dict]:
     """Run the reproduction table (ReLU baseline, unclipped, clipped at the safe m and at 0.7 of
     it) with :func:`train_run`; writes ``out/<label>/result.json`` and ``out/summary.json``.
     Rows whose result.json already exists are read back, so an interrupted run resumes."""
-    import json
-
-    from .._io import write_json
-
     out = Path(out)
     summary = []
     for label, act, s, ms in rows:
@@ -368,9 +359,6 @@ def gradient_gain(
     loss gradient w.r.t. the pre-activations, (1/(L-1)) ln(|dL/dh^1| / |dL/dh^L|), and the mean
     pre-activation variance, per seed. 0 is the edge of chaos; > 0 explodes towards the input."""
     import warnings as _w
-
-    from .. import data
-    from ..models.mlp import hidden_layers, mlp
 
     x, y = data.mnist("test")
     x, y = x[:n_inputs], y[:n_inputs]

@@ -1,47 +1,38 @@
-"""The ``shrinkage`` command: one sub-command per pillar.
+"""The ``shrinkage`` command: one sub-command group per pillar, and the report.
 
     shrinkage thresholds plot --out runs/operators.png
     shrinkage weights train|sweep ...
     shrinkage codes learn|compare ...
-    shrinkage activations eoc|train ...
+    shrinkage activations eoc|plot|train|reproduce ...
     shrinkage report --out runs/demo
 
-Each pillar's ``cli`` module defines ``register(subparsers)``; its handlers receive the
-parsed ``argparse.Namespace``.
+Each module of this package defines ``register(subparsers)``; its handlers receive the
+parsed ``argparse.Namespace``. The command line sits on top of everything else: it is the
+only place that chooses a matplotlib backend (the library draws through the object API).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from importlib import import_module
 
-# Sub-command modules; each exposes register(subparsers).
-_COMMANDS = (
-    "shrinkage.thresholds.cli",
-    "shrinkage.weights.cli",
-    "shrinkage.codes.cli",
-    "shrinkage.activations.cli",
-    "shrinkage.report",
-)
+import matplotlib
+
+from .. import __version__
+from . import activations, codes, report, thresholds, weights
+
+# Sub-command modules, in the order of the help text.
+_COMMANDS = (thresholds, weights, codes, activations, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
     parser = argparse.ArgumentParser(
         prog="shrinkage",
         description="Sparse weights, codes and activations from one family of thresholding ops.",
     )
     parser.add_argument("--version", action="version", version=f"shrinkage {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for modname in _COMMANDS:
-        try:
-            mod = import_module(modname)
-        except ModuleNotFoundError as e:
-            if e.name == modname:  # pillar not present in this build
-                continue
-            raise
+    for mod in _COMMANDS:
         mod.register(sub)
     return parser
 
@@ -49,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    matplotlib.use("Agg")  # files only, no window: the command's choice, not the library's
     try:
         result = args.func(args)
     except ValueError as e:  # bad input: say what and exit 2, no traceback

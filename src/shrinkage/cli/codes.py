@@ -8,6 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from .._io import atomic_path, write_json
+from ..codes import v1
+from ..experiments.codes import compare, learn
+
 
 def _floats(s):
     return tuple(float(v) for v in s.split(",") if v.strip())
@@ -72,13 +79,6 @@ def register(sub) -> None:
 
 
 def _learn(args) -> int:
-    import numpy as np
-    import torch
-
-    from .._io import write_json
-    from . import v1
-    from .experiments import learn
-
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     res = learn(
@@ -98,8 +98,6 @@ def _learn(args) -> int:
         progress=True,
     )
     out.mkdir(parents=True, exist_ok=True)
-    from .._io import atomic_path
-
     with atomic_path(out / "dictionary.npy") as tmp:
         np.save(tmp, res["D"])
     metrics = dict(res["metrics"])
@@ -132,10 +130,6 @@ def _learn(args) -> int:
 
 
 def _compare(args) -> int:
-    import torch
-
-    from .experiments import compare
-
     torch.set_num_threads(args.threads)
     res = compare(
         _strs(args.penalties),

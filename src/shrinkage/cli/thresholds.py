@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..thresholds import PENALTIES, describe
+from ..thresholds.plots import plot_operators
+
 
 def register(sub) -> None:
     p = sub.add_parser("thresholds", help="the operator family")
@@ -17,16 +20,12 @@ def register(sub) -> None:
 
 
 def _list(args) -> int:
-    from . import PENALTIES, describe
-
     for name in PENALTIES:
         print(describe(name))
     return 0
 
 
 def _plot(args) -> int:
-    from .plots import plot_operators
-
     out = plot_operators(Path(args.out), lam=args.lam)
     print(f"wrote {out}")
     return 0

@@ -1,0 +1,7 @@
+"""``python -m shrinkage.cli``: the same as the ``shrinkage`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,12 @@
+"""Experiments: training loops and reproductions that combine the pillars with data and models.
+
+- :mod:`shrinkage.experiments.weights` -- sparse-weight training on MNIST (``TrainConfig``,
+  ``train_run``, ``sweep``), the combined sparse-weight and sparse-activation runs;
+- :mod:`shrinkage.experiments.codes` -- dictionaries on natural-image patches (``learn``,
+  ``compare``);
+- :mod:`shrinkage.experiments.activations` -- deep edge-of-chaos networks on MNIST
+  (``train_run``, ``reproduce``).
+
+The pillars never import this package; the command line (:mod:`shrinkage.cli`) and the
+report (:mod:`shrinkage.report`) call it.
+"""
