@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-fast lint clean
 
 setup: $(STAMP)
 
@@ -21,14 +21,17 @@ demo: $(STAMP)
 	$(BIN)/shrinkage thresholds plot --out runs/demo/operators.png
 	$(BIN)/shrinkage report --out runs/demo
 
-# pytest exits 5 when it collected nothing: a failure, never a pass.
+# The layer contract first (a second), then the suite. pytest exits 5 when it collected
+# nothing: a failure, never a pass.
 test: $(STAMP)
+	@out=$$($(BIN)/lint-imports --no-cache 2>&1) || { echo "$$out"; exit 1; }
 	$(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf runs .pytest_cache

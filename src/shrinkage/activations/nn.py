@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
-import torch
 from torch import nn
 
+from .._init import gaussian_init_
 from ..thresholds import Thresholding
 from ._gauss import Erf, _Lambda
 
@@ -19,15 +17,7 @@ def init_(module: nn.Module, cfg, readout: nn.Module | None = None) -> nn.Module
 
     >>> net = init_(nn.Linear(300, 300), edge_of_chaos("crelu", 0.85))  # doctest: +SKIP
     """
-    sw, sb = float(cfg.sigma_w), float(cfg.sigma_b)
-    with torch.no_grad():
-        for mod in module.modules():
-            if isinstance(mod, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d):
-                fan_in = mod.weight[0].numel()
-                mod.weight.normal_(0.0, sw / math.sqrt(fan_in))
-                if mod.bias is not None:
-                    mod.bias.normal_(0.0, sb)
-    return module
+    return gaussian_init_(module, cfg.sigma_w, cfg.sigma_b)
 
 
 _ACT_TYPES = (Thresholding, nn.ReLU, nn.Tanh, Erf, _Lambda, nn.Hardtanh, nn.Softshrink)

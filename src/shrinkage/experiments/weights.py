@@ -85,7 +85,8 @@ def build_model(name: str, activation=None, depth: int = 20, width: int = 300):
     if name == "mlp":
         # A deep plain-ReLU net with PyTorch's default init loses its signal with depth;
         # the baseline is ReLU at its own edge of chaos (sigma_w^2 = 2).
-        return models.mlp(depth, width, activation if activation is not None else "relu")
+        relu = edge_of_chaos("relu")
+        return models.mlp(depth, width, activation if activation is not None else relu)
     if isinstance(activation, EoCConfig):
         net = init_(getattr(models, name)(activation=activation.module), activation)
         return torch.nn.Sequential(ScaleInput(activation.input_mean_square), net)

@@ -1,10 +1,11 @@
 """Deep fully connected and convolutional networks for the activations pillar.
 
-Built from an edge-of-chaos config (:func:`shrinkage.activations.edge_of_chaos`): every hidden
-layer gets its own activation module from :mod:`shrinkage.thresholds` and the weights are
-N(0, sigma_w^2 / fan_in), the biases N(0, sigma_b^2). The first layer only sits at the fixed
-point if the inputs are scaled for it: sigma_w^2 |x|^2 / N + sigma_b^2 = q* needs the mean
-square of x to be E[phi(sqrt(q*) z)^2]; :class:`ScaleInput` does this per sample.
+Built from an edge-of-chaos config (:func:`shrinkage.activations.edge_of_chaos`, or any object
+with ``module()``, ``sigma_w``, ``sigma_b`` and ``input_mean_square``): every hidden layer gets
+its own activation module from ``config.module()`` and the weights are N(0, sigma_w^2 / fan_in),
+the biases N(0, sigma_b^2). The first layer only sits at the fixed point if the inputs are
+scaled for it: sigma_w^2 |x|^2 / N + sigma_b^2 = q* needs the mean square of x to be
+E[phi(sqrt(q*) z)^2]; :class:`ScaleInput` does this per sample.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from __future__ import annotations
 from torch import nn
 
 from .._checks import check_int_at_least, check_positive
+from .._init import gaussian_init_
+
+_CONFIG_ATTRS = ("module", "sigma_w", "sigma_b", "input_mean_square")
 
 
 class ScaleInput(nn.Module):
@@ -31,13 +35,19 @@ class ScaleInput(nn.Module):
         return f"mean_square={self.mean_square:.6g}"
 
 
+def _is_config(activation) -> bool:
+    return not isinstance(activation, type) and all(hasattr(activation, a) for a in _CONFIG_ATTRS)
+
+
 def _resolve(activation, sparsity):
     """-> (factory for one activation module, cfg or None)."""
-    from ..activations.eoc import EoCConfig, edge_of_chaos
-
     if isinstance(activation, str):
+        # A name is shorthand for the activations pillar's edge_of_chaos(name, sparsity): the
+        # one place a model reaches a pillar, only when a name is given (see .importlinter).
+        from ..activations import edge_of_chaos
+
         activation = edge_of_chaos(activation, sparsity)
-    if isinstance(activation, EoCConfig):
+    if _is_config(activation):
         return activation.module, activation
     if isinstance(activation, nn.Module):
         raise ValueError(
@@ -51,11 +61,9 @@ def _resolve(activation, sparsity):
     )
 
 
-def _finish(net, cfg, scale_input):
-    from ..activations.nn import init_
-
+def _finish(net, cfg):
     if cfg is not None:
-        init_(net, cfg)
+        gaussian_init_(net, cfg.sigma_w, cfg.sigma_b)
         readout = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
         nn.init.zeros_(readout.bias)
     return net
@@ -73,9 +81,11 @@ def mlp(
 ) -> nn.Sequential:
     """A deep MLP: [ScaleInput], Flatten, depth x (Linear, activation), Linear readout.
 
-    ``activation``: an :class:`EoCConfig` (initialised from it, inputs scaled so q^1 = q*),
-    a name (``edge_of_chaos(name, sparsity)``), or a module factory such as ``nn.ReLU``
-    (PyTorch's default init, no input scaling).
+    ``activation``: an edge-of-chaos config (an :class:`~shrinkage.activations.EoCConfig`, or
+    any object with ``module()``, ``sigma_w``, ``sigma_b`` and ``input_mean_square``: the
+    network is initialised from it and its inputs scaled so q^1 = q*), a name (shorthand for
+    ``shrinkage.activations.edge_of_chaos(name, sparsity)``), or a module factory such as
+    ``nn.ReLU`` (PyTorch's default init, no input scaling).
 
     >>> net = mlp(100, 300, edge_of_chaos("cst", sparsity=0.85))  # doctest: +SKIP
     """
@@ -93,7 +103,7 @@ def mlp(
         layers += [nn.Linear(n, width), factory()]
         n = width
     layers.append(nn.Linear(n, num_classes))
-    return _finish(nn.Sequential(*layers), cfg, scale_input)
+    return _finish(nn.Sequential(*layers), cfg)
 
 
 def deep_cnn(
@@ -126,7 +136,7 @@ def deep_cnn(
         layers += [nn.Conv2d(c, channels, kernel_size, padding=kernel_size // 2), factory()]
         c = channels
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
-    return _finish(nn.Sequential(*layers), cfg, scale_input)
+    return _finish(nn.Sequential(*layers), cfg)
 
 
 def hidden_layers(net: nn.Module) -> list[nn.Module]:

@@ -1,0 +1,25 @@
+"""Gaussian initialisation from (sigma_w, sigma_b): shared by the activations pillar
+(:func:`shrinkage.activations.init_`) and the models (:mod:`shrinkage.models.mlp`), which may
+not import each other."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def gaussian_init_(module: nn.Module, sigma_w: float, sigma_b: float) -> nn.Module:
+    """Every Linear / Conv weight N(0, sigma_w^2 / fan_in), every bias N(0, sigma_b^2), in place."""
+    sw, sb = float(sigma_w), float(sigma_b)
+    with torch.no_grad():
+        for mod in module.modules():
+            if isinstance(mod, _LAYERS):
+                fan_in = mod.weight[0].numel()
+                mod.weight.normal_(0.0, sw / math.sqrt(fan_in))
+                if mod.bias is not None:
+                    mod.bias.normal_(0.0, sb)
+    return module
