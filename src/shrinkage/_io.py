@@ -8,6 +8,9 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+import torch
+
 
 @contextmanager
 def atomic_path(path, suffix: str | None = None):
@@ -43,8 +46,6 @@ def write_text(path, text: str) -> Path:
 
 
 def save_torch(path, obj) -> Path:
-    import torch
-
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)
@@ -57,8 +58,6 @@ def save_figure(fig, path, **kw) -> Path:
 
 
 def _default(o):
-    import numpy as np
-
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):

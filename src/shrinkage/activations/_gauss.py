@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.integrate import quad_vec
 from scipy.special import erf as _erf
 from scipy.special import ndtr, ndtri
 
@@ -432,8 +433,6 @@ def _hermite_all(spec, q, tau, m, n=200):
 def _adaptive_all(spec, q, tau, m, rtol=1e-10):
     """The same five integrals by adaptive Gauss-Kronrod (scipy ``quad_vec``) in z, for
     callables whose kinks are unknown: jumps in phi' are found by subdivision."""
-    from scipy.integrate import quad_vec
-
     shape = np.shape(q)
     qf = np.atleast_1d(q).ravel()
     sq = np.sqrt(qf)

@@ -19,6 +19,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.optimize import brentq
 
 from .._checks import check_int_at_least, check_nonnegative, check_positive
@@ -138,8 +139,6 @@ def correlation_map(act, rho, q_star, sigma_w, sigma_b, tau=0.0, m=None):
 
 
 def _rho(rho):
-    import torch
-
     ref = rho if isinstance(rho, torch.Tensor) else None
     r = rho.detach().cpu().double().numpy() if ref is not None else np.asarray(rho, np.float64)
     if np.any(np.abs(r) > 1) or np.any(np.isnan(r)):

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from tqdm.auto import tqdm
 
 from .._checks import check_choice, check_int_at_least, check_nonnegative, check_positive
 from ..thresholds import get_penalty
@@ -257,8 +258,6 @@ def learn_dictionary(
     gen = torch.Generator().manual_seed(int(random_state) + 7919 * rank)
     bar = None
     if progress and rank == 0:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=n_epochs * n_batches, desc=f"learn {penalty}", unit="batch")
     encode_kw.setdefault("max_iter", max_iter)
     encode_kw.setdefault("tol", tol)

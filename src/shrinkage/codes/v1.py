@@ -23,9 +23,11 @@ import math
 import numpy as np
 from matplotlib.figure import Figure
 from scipy.optimize import least_squares
+from tqdm.auto import tqdm
 
 from .._checks import check_int_at_least, check_positive
 from .._io import save_figure
+from ._encode import encode
 
 GABOR_PARAMS = ("x0", "y0", "theta", "f", "phi", "sx", "sy", "amp")
 
@@ -180,8 +182,6 @@ def fit_gabors(D, shape=None, progress: bool = False) -> dict:
     D = np.asarray(D, dtype=np.float64)
     it = range(len(D))
     if progress:
-        from tqdm.auto import tqdm
-
         it = tqdm(it, desc="Gabor fits", unit="atom")
     fits = [fit_gabor(D[i], shape) for i in it]
     keys = list(GABOR_PARAMS) + ["r2", "nx", "ny"]
@@ -254,8 +254,6 @@ def orientation_tuning(
     """Encode gratings with the dictionary's own penalty and return, per atom, the tuning
     curve (mean |code| over phases at the best frequency), preferred orientation, OSI and
     circular variance. See the module docstring."""
-    from ._encode import encode
-
     D = np.asarray(D, dtype=np.float64)
     if shape is None:
         side = int(round(math.sqrt(D.shape[1])))

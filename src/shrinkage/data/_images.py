@@ -11,6 +11,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import skimage.data
+import skimage.io
+from scipy.io import loadmat
+from sklearn.datasets import load_sample_image
 
 from .._checks import check_choice
 
@@ -67,12 +71,8 @@ def natural_images(names=None) -> list[np.ndarray]:
     out = []
     for n in names:
         if n in _SKLEARN:
-            from sklearn.datasets import load_sample_image
-
             out.append(to_gray(load_sample_image(f"{n}.jpg")))
         else:
-            import skimage.data
-
             out.append(to_gray(getattr(skimage.data, n)()))
     return out
 
@@ -91,8 +91,6 @@ def read_vanhateren(path, shape=_VANHATEREN_SHAPE) -> np.ndarray:
 
 def read_olshausen_mat(path) -> list[np.ndarray]:
     """The images of an Olshausen ``IMAGES.mat`` (variable ``IMAGES``, H x W x n)."""
-    from scipy.io import loadmat
-
     mat = loadmat(path)
     keys = [k for k in mat if not k.startswith("__")]
     key = "IMAGES" if "IMAGES" in mat else (keys[0] if len(keys) == 1 else None)
@@ -127,8 +125,6 @@ def load_images(path) -> list[np.ndarray]:
         elif suffix == ".mat":
             out.extend(read_olshausen_mat(f))
         elif suffix in _IMAGE_SUFFIXES:
-            import skimage.io
-
             out.append(to_gray(skimage.io.imread(f)))
         elif path.is_file():
             raise ValueError(

@@ -8,7 +8,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._io import write_json, write_text
+from .._io import atomic_path, write_json, write_text
 
 
 @dataclass
@@ -130,8 +130,6 @@ def write_report(out_dir, title: str, header: dict, sections: list[Section]) -> 
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     for s in sections:
         for f in s.figures:
-            from .._io import atomic_path
-
             with atomic_path(out_dir / "figures" / f.name) as tmp:
                 tmp.write_bytes(f.png)
     results = {

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ._sparsifier import PRUNABLE
+from ._ops import PRUNABLE
 
 __all__ = ["flops", "FlopsReport"]
 

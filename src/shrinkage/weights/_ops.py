@@ -10,11 +10,15 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
 from ..thresholds import get_penalty
 from ..thresholds.cores import soft
 
 __all__ = ["kth_threshold", "kth_smallest", "channel_gamma", "st3_weight", "prox_weight"]
+
+PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+"""Module types whose ``weight`` is pruned."""
 
 _EPS = 1e-6  # ST-3's guard in rho_c; keeps empty channels finite
 

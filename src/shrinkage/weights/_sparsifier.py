@@ -13,16 +13,14 @@ from torch.nn.utils import parametrize
 from .._checks import check_choice, check_open_unit
 from ..thresholds import PENALTIES, get_penalty, lam_for_threshold, straight_through
 from ..thresholds.cores import soft
-from ._ops import channel_gamma, kth_threshold, prox_weight, st3_weight
+from ._flops import flops
+from ._ops import PRUNABLE, channel_gamma, kth_threshold, prox_weight, st3_weight
 from ._schedules import Constant, Schedule, evaluate
 
 __all__ = ["Sparsifier", "METHODS", "PRUNABLE"]
 
 METHODS = ("st3", "st3sigma", "hard_ste", "soft_nograd", "gmp", "prox_ste")
 """Sparse-training methods, see :class:`Sparsifier`."""
-
-PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-"""Module types whose ``weight`` is pruned."""
 
 _RESCALE_DEFAULT = {
     "st3": True,
@@ -336,8 +334,6 @@ class Sparsifier:
 
     def report(self, input_shape):
         """Per-layer shape, density, dense and sparse MACs, totals (see :func:`flops`)."""
-        from ._flops import flops
-
         return flops(self.model, input_shape, pruned=self.layer_names)
 
     # -- checkpoints -------------------------------------------------------------------
