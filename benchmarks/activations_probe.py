@@ -1,20 +1,32 @@
 """Why clipped sparse activations train slowly at depth: one-epoch probes and correlations.
 
-    python benchmarks/activations_probe.py [--correlations] [--out runs/act/probe.json]
+    python benchmarks/activations_probe.py [--correlations | --gain] [--out runs/act/probe.json]
 
 Trains each configuration of ``PROBES`` (depth 50, width 300, one MNIST epoch, the default
 recipe of :func:`shrinkage.experiments.activations.train_run`) and prints test accuracy and
 measured activation sparsity. ``--correlations`` prints instead, without training, 1 - rho
 after 50 layers of the correlation map at the edge of chaos from rho^1 = 0, 0.5 and 0.9.
+``--gain`` prints, without training, the backward gain at initialisation of each
+configuration of ``GAINS`` (:func:`gradient_gain`, the table of ``docs/results.md``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import warnings
 from pathlib import Path
 
-from shrinkage.activations import edge_of_chaos, propagate
+import numpy as np
+import torch
+from torch import nn
+
+from shrinkage._io import write_json
+from shrinkage.activations import EdgeOfChaosWarning, edge_of_chaos, propagate
+from shrinkage.data import mnist
+from shrinkage.experiments.activations import train_run
+from shrinkage.models.mlp import hidden_layers, mlp
 
 # (activation, sparsity, m as a fraction of the safe m, Adam lr)
 PROBES = [
@@ -58,8 +70,6 @@ def correlations(depth=50):
 
 
 def probes(width, depth, epochs, rows=None):
-    from shrinkage.experiments.activations import train_run
-
     rows = []
     for act, s, ms, lr in [PROBES[i] for i in rows] if rows else PROBES:
         kw = {} if ms is None else {"m_scale": ms}
@@ -77,19 +87,94 @@ def probes(width, depth, epochs, rows=None):
     return rows
 
 
+def gradient_gain(
+    activation,
+    sparsity=None,
+    *,
+    m_scale=1.0,
+    depth=100,
+    width=128,
+    seeds=(0, 1, 2),
+    n_inputs=64,
+    q_star=1.0,
+) -> dict:
+    """Backward gain at initialisation on MNIST test images: the mean per-layer log growth of the
+    loss gradient w.r.t. the pre-activations, (1/(L-1)) ln(|dL/dh^1| / |dL/dh^L|), and the mean
+    pre-activation variance, per seed. 0 is the edge of chaos; > 0 explodes towards the input."""
+    x, y = mnist("test")
+    x, y = x[:n_inputs], y[:n_inputs]
+    gains, qs = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EdgeOfChaosWarning)
+        cfg = edge_of_chaos(activation, sparsity, q_star=q_star)
+        if cfg.m is not None:
+            cfg = edge_of_chaos(activation, sparsity, q_star=q_star, m=cfg.m * m_scale)
+    for seed in seeds:
+        torch.manual_seed(seed)
+        net = mlp(depth, width, cfg)
+        hs = []
+
+        def keep(mod, inp, out, hs=hs):
+            out.retain_grad()
+            hs.append(out)
+
+        hooks = [h.register_forward_hook(keep) for h in hidden_layers(net)]
+        nn.functional.cross_entropy(net(x), y).backward()
+        for h in hooks:
+            h.remove()
+        g = [float(h.grad.norm()) for h in hs]
+        gains.append(math.log(g[0] / g[-1]) / (len(g) - 1))
+        qs.append(float(np.mean([float(h.detach().pow(2).mean()) for h in hs])))
+    return {
+        "activation": cfg.activation,
+        "sparsity": cfg.sparsity,
+        "m": cfg.m,
+        "m_scale": m_scale,
+        "log_gain_per_layer": gains,
+        "mean_q": qs,
+    }
+
+
+# (activation, sparsity, m as a fraction of the safe m) for --gain
+GAINS = [
+    *[(a, s, f) for s in (0.85, 0.7) for a in ("cst", "crelu") for f in (0.5, 0.7, 0.85, 1.0)],
+    ("relu", None, 1.0),
+]
+
+
+def gains(width, depth, seeds):
+    rows = []
+    for act, s, ms in GAINS:
+        r = gradient_gain(act, s, m_scale=ms, depth=depth, width=width, seeds=seeds)
+        g = np.array(r["log_gain_per_layer"])
+        rows.append(r)
+        print(
+            f"{r['activation']:24s} s={r['sparsity']} m/safe={ms}: log gain per layer "
+            f"{g.mean():+.3f} +- {g.std(ddof=1) if len(g) > 1 else 0.0:.3f}, "
+            f"mean q {np.mean(r['mean_q']):.2f}",
+            flush=True,
+        )
+    return rows
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--correlations", action="store_true")
+    p.add_argument("--gain", action="store_true", help="backward gain at init (GAINS)")
+    p.add_argument("--seeds", type=int, default=5, help="--gain: seeds per row (default 5)")
     p.add_argument("--width", type=int, default=300)
     p.add_argument("--depth", type=int, default=50)
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--rows", type=int, nargs="+", default=None, help="indices into PROBES")
     p.add_argument("--out", default=None)
     a = p.parse_args()
-    res = correlations(a.depth) if a.correlations else probes(a.width, a.depth, a.epochs, a.rows)
+    if a.gain:
+        res = gains(a.width, a.depth, range(a.seeds))
+    elif a.correlations:
+        res = correlations(a.depth)
+    else:
+        res = probes(a.width, a.depth, a.epochs, a.rows)
     if a.out:
-        from shrinkage._io import write_json
-
         write_json(Path(a.out), res)
 
 

@@ -20,7 +20,7 @@ import io
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -435,10 +435,6 @@ def summarize(out) -> list[dict]:
                 title=f"{model} on MNIST",
             )
     return rows
-
-
-def config_fields() -> tuple[str, ...]:
-    return tuple(f.name for f in fields(TrainConfig))
 
 
 def markdown_table(rows: list[dict], model: str) -> str:
