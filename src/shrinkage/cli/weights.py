@@ -6,14 +6,18 @@ Examples::
         --epochs 20 --seed 0 --out runs/x
     shrinkage weights sweep --model lenet5 --methods st3,gmp \
         --sparsities 0.98,0.99 --seeds 0,1 --out runs/s
+
+The options are generated from the fields of
+:class:`~shrinkage.experiments.weights.TrainConfig`, whose defaults they take.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from ..experiments.weights import TrainConfig, sweep, train_run
 from ..weights import format_effective_macs
+
+# A sweep's grid replaces these fields of the recipe.
+_GRID = ("model", "method", "sparsity", "seed", "out")
 
 
 def _floats(text: str) -> list[float]:
@@ -30,38 +34,8 @@ def _ints(text: str) -> list[int]:
         raise ValueError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def _recipe_args(p) -> None:
-    d = TrainConfig()
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"(default {d.epochs})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr, help=f"SGD learning rate (default {d.lr})")
-    p.add_argument("--momentum", type=float, default=d.momentum)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--schedule", default=d.schedule, help="cubic | linear | constant")
-    p.add_argument("--prune-start", type=float, default=d.prune_start, help="fraction of steps")
-    p.add_argument("--prune-end", type=float, default=d.prune_end, help="fraction of steps")
-    p.add_argument("--scope", default=d.scope, help="global | layer")
-    p.add_argument("--penalty", default=d.penalty, help="prox_ste operator (default l1)")
-    p.add_argument(
-        "--activation",
-        default=None,
-        help="relu (default) or NAME:SPARSITY with an edge-of-chaos init, e.g. cst:0.85 or "
-        "crelu:0.85: sparse weights and sparse activations in one network",
-    )
-    p.add_argument(
-        "--m-scale",
-        type=float,
-        default=d.m_scale,
-        help=f"clipping level / largest safe level (default {d.m_scale})",
-    )
-    p.add_argument("--optimizer", default=d.optimizer, help="sgd (Nesterov) | adam")
-    p.add_argument("--depth", type=int, default=d.depth, help="hidden layers of --model mlp")
-    p.add_argument("--width", type=int, default=d.width, help="width of --model mlp")
-    p.add_argument("--subset", type=int, default=None, help="use only the first N train images")
-    p.add_argument("--test-subset", type=int, default=None, help="use only N test images")
-    p.add_argument("--max-batches", type=int, default=None, help="cap on batches per epoch")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+def _names(text: str) -> list[str]:
+    return [m.strip() for m in text.split(",") if m.strip()]
 
 
 def register(sub) -> None:
@@ -69,16 +43,7 @@ def register(sub) -> None:
     s = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     t = s.add_parser("train", help="train one sparse model on MNIST")
-    t.add_argument("--model", default="lenet5", help="lenet5 | lenet_300_100 | resnet_small | mlp")
-    t.add_argument(
-        "--method",
-        default="st3",
-        help="st3 | st3sigma | hard_ste | soft_nograd | gmp | prox_ste | dense",
-    )
-    t.add_argument("--sparsity", type=float, default=0.99)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default="runs/weights", help="output folder")
-    _recipe_args(t)
+    TrainConfig.add_arguments(t, defaults={"out": "runs/weights"})
     t.set_defaults(func=_train)
 
     w = s.add_parser("sweep", help="accuracy vs sparsity / MACs over methods, sparsities, seeds")
@@ -91,46 +56,12 @@ def register(sub) -> None:
     w.add_argument("--sparsities", default="0.9,0.95,0.98,0.99,0.995")
     w.add_argument("--seeds", default="0,1")
     w.add_argument("--out", default="runs/weights_sweep", help="output folder")
-    _recipe_args(w)
+    TrainConfig.add_arguments(w, skip=_GRID)
     w.set_defaults(func=_sweep)
 
 
-def _config(args, **extra):
-    return TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        schedule=args.schedule,
-        prune_start=args.prune_start,
-        prune_end=args.prune_end,
-        scope=args.scope,
-        penalty=args.penalty,
-        activation=args.activation,
-        m_scale=args.m_scale,
-        optimizer=args.optimizer,
-        depth=args.depth,
-        width=args.width,
-        subset=args.subset,
-        test_subset=args.test_subset,
-        max_batches=args.max_batches,
-        threads=args.threads,
-        progress=not args.no_progress,
-        **extra,
-    ).check()
-
-
 def _train(args) -> int:
-    cfg = _config(
-        args,
-        model=args.model,
-        method=args.method,
-        sparsity=args.sparsity,
-        seed=args.seed,
-        out=args.out,
-    )
-    res = train_run(cfg)
+    res = train_run(TrainConfig.from_args(args).check())
     print(res["report_table"])
     print("MACs with zero weights and zero activations skipped (test set, per image):")
     print(format_effective_macs(res["effective_macs"]))
@@ -142,11 +73,14 @@ def _train(args) -> int:
 
 
 def _sweep(args) -> int:
-    base = _config(args)
-    models = [m.strip() for m in args.model.split(",") if m.strip()]
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    base = TrainConfig.from_args(args, skip=_GRID).check()
     rows = sweep(
-        asdict(base), models, methods, _floats(args.sparsities), _ints(args.seeds), args.out
+        base,
+        _names(args.model),
+        _names(args.methods),
+        _floats(args.sparsities),
+        _ints(args.seeds),
+        args.out,
     )
     print(f"{len(rows)} runs summarised in {args.out}/sweep.csv and {args.out}/*_acc_vs_*.png")
     return 0

@@ -18,16 +18,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.nn.utils import parametrize
-from tqdm.auto import tqdm
 
 from .. import models
 from .._checks import check_choice, check_int_at_least, check_open_unit, check_positive
@@ -37,6 +34,8 @@ from ..data import mnist
 from ..models.mlp import ScaleInput
 from ..weights import METHODS, Constant, Cubic, Linear, Sparsifier, effective_macs, flops
 from ._plots import plot_history, plot_sweep
+from .loop import CHECKPOINT, fit, num_threads, steps_per_epoch
+from .recipe import Recipe
 
 __all__ = ["TrainConfig", "train_run", "sweep", "MODELS", "build_model"]
 
@@ -93,37 +92,50 @@ def build_model(name: str, activation=None, depth: int = 20, width: int = 300):
     return getattr(models, name)(activation=activation)
 
 
-@dataclass
-class TrainConfig:
-    """Everything one run depends on (recorded in ``config.json``)."""
+def _h(text: str, **extra) -> dict:
+    return {"help": text, **extra}
 
-    model: str = "lenet5"
-    method: str = "st3"  # one of METHODS, or "dense"
-    sparsity: float = 0.99
-    epochs: int = 20
+
+@dataclass(frozen=True)
+class TrainConfig(Recipe):
+    """Everything one run depends on (recorded in ``config.json``); each field's default is
+    also the command line's (``shrinkage weights train|sweep``)."""
+
+    model: str = field(default="lenet5", metadata=_h(" | ".join(MODELS)))
+    method: str = field(default="st3", metadata=_h(" | ".join((*METHODS, "dense"))))
+    sparsity: float = field(default=0.99, metadata=_h("final fraction of zero weights"))
+    epochs: int = field(default=20, metadata=_h("passes over the training images"))
     seed: int = 0
     batch_size: int = 128
-    lr: float = 0.1
+    lr: float = field(default=0.1, metadata=_h("learning rate"))
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    clip: float = 3.0
-    schedule: str = "cubic"
-    prune_start: float = 0.02  # fraction of all steps
-    prune_end: float = 0.5
-    scope: str = "global"
-    activation: str | None = None  # "relu" (None) or "NAME:SPARSITY", e.g. "cst:0.85"
-    m_scale: float = 0.7  # clipping level as a fraction of the safe one (clipped activations)
-    depth: int = 20  # model "mlp" only
-    width: int = 300  # model "mlp" only
-    optimizer: str = "sgd"  # "sgd" (Nesterov) or "adam"
-    penalty: str = "l1"  # prox_ste only
-    penalty_params: dict = field(default_factory=dict)
-    subset: int | None = None  # use the first `subset` training images
-    test_subset: int | None = None
-    max_batches: int | None = None  # cap on batches per epoch (quick runs)
-    threads: int | None = None
-    progress: bool = True
-    out: str | None = None
+    clip: float = field(default=3.0, metadata=_h("gradient-norm clip (0: none)"))
+    schedule: str = field(default="cubic", metadata=_h(" | ".join(_SCHEDULES)))
+    prune_start: float = field(default=0.02, metadata=_h("fraction of all steps"))
+    prune_end: float = field(default=0.5, metadata=_h("fraction of all steps"))
+    scope: str = field(default="global", metadata=_h("global | layer"))
+    activation: str | None = field(
+        default=None,
+        metadata=_h(
+            "relu (default) or NAME:SPARSITY with an edge-of-chaos init, e.g. cst:0.85 or "
+            "crelu:0.85: sparse weights and sparse activations in one network"
+        ),
+    )
+    m_scale: float = field(
+        default=0.7, metadata=_h("clipping level / largest safe level (clipped activations)")
+    )
+    depth: int = field(default=20, metadata=_h("hidden layers of --model mlp"))
+    width: int = field(default=300, metadata=_h("width of --model mlp"))
+    optimizer: str = field(default="sgd", metadata=_h("sgd (Nesterov) | adam"))
+    penalty: str = field(default="l1", metadata=_h("prox_ste operator"))
+    penalty_params: dict = field(default_factory=dict, metadata={"cli": False})
+    subset: int | None = field(default=None, metadata=_h("use only the first N train images"))
+    test_subset: int | None = field(default=None, metadata=_h("use only N test images"))
+    max_batches: int | None = field(default=None, metadata=_h("cap on batches per epoch"))
+    threads: int | None = field(default=None, metadata=_h("torch CPU threads"))
+    progress: bool = field(default=True, metadata=_h("no progress bar", flag="--no-progress"))
+    out: str | None = field(default=None, metadata=_h("output folder"))
 
     def check(self) -> TrainConfig:
         check_choice("model", self.model, MODELS)
@@ -187,41 +199,22 @@ def _sparse_state(model, sp) -> float:
     return 1.0 - sp.density()
 
 
-def train_run(config: TrainConfig | dict, data=None) -> dict:
-    """Train one model with one method; returns the result dict (also ``out/result.json``).
+def _sparsifier(cfg: TrainConfig, model, total: int):
+    if cfg.method == "dense":
+        return None
+    return Sparsifier(
+        model,
+        cfg.sparsity,
+        method=cfg.method,
+        schedule=_schedule(cfg, total),
+        scope=cfg.scope,
+        penalty=cfg.penalty,
+        penalty_params=cfg.penalty_params or None,
+    )
 
-    ``data`` = ``(x_train, y_train, x_test, y_test)`` tensors replaces MNIST (tests use tiny
-    synthetic sets). With ``out`` set, writes ``config.json``, ``history.json`` (after every
-    epoch), ``report.txt`` / ``result.json``, ``model.pt`` (the squashed state_dict, loadable
-    by the plain architecture) and ``curves.png``.
-    """
-    cfg = TrainConfig(**config) if isinstance(config, dict) else config
-    cfg.check()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out) if cfg.out else None
-    if out is not None:
-        write_json(out / "config.json", asdict(cfg))
-    x, y, xt, yt = data if data is not None else _data(cfg)
-    torch.manual_seed(cfg.seed)
-    act_cfg = parse_activation(cfg.activation, cfg.m_scale)
-    model = build_model(cfg.model, act_cfg, cfg.depth, cfg.width)
-    in_shape = (1, *x.shape[1:])
-    steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
-    if cfg.max_batches:
-        steps_per_epoch = min(steps_per_epoch, cfg.max_batches)
-    total = steps_per_epoch * cfg.epochs
-    sp = None
-    if cfg.method != "dense":
-        sp = Sparsifier(
-            model,
-            cfg.sparsity,
-            method=cfg.method,
-            schedule=_schedule(cfg, total),
-            scope=cfg.scope,
-            penalty=cfg.penalty,
-            penalty_params=cfg.penalty_params or None,
-        )
+
+def _optimizer(cfg: TrainConfig, model):
+    """Weight decay on weights (raw ones, pruned included, as in ST-3), none on biases."""
     decay = [p for n, p in model.named_parameters() if p.dim() > 1]
     no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
     groups = [
@@ -229,63 +222,89 @@ def train_run(config: TrainConfig | dict, data=None) -> dict:
         {"params": no_decay, "weight_decay": 0},
     ]
     if cfg.optimizer == "adam":
-        opt = torch.optim.Adam(groups, lr=cfg.lr)
-    else:
-        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+
+
+def train_run(config: TrainConfig | dict, data=None) -> dict:
+    """Train one model with one method; returns the result dict (also ``out/result.json``).
+
+    ``data`` = ``(x_train, y_train, x_test, y_test)`` tensors replaces MNIST (tests use tiny
+    synthetic sets). With ``out`` set, writes ``config.json``, ``history.json`` (after every
+    epoch), ``report.txt`` / ``result.json``, ``model.pt`` (the squashed state_dict, loadable
+    by the plain architecture) and ``curves.png``; an interrupted run resumes from
+    ``checkpoint.pt`` (removed once the result is written). ``threads`` applies inside the
+    call only.
+    """
+    cfg = TrainConfig(**config) if isinstance(config, dict) else config
+    cfg.check()
+    with num_threads(cfg.threads):
+        return _train(cfg, data)
+
+
+def _train(cfg: TrainConfig, data) -> dict:
+    out = Path(cfg.out) if cfg.out else None
+    if out is not None:
+        write_json(out / "config.json", cfg.to_dict())
+    x, y, xt, yt = data if data is not None else _data(cfg)
+    torch.manual_seed(cfg.seed)
+    act_cfg = parse_activation(cfg.activation, cfg.m_scale)
+    model = build_model(cfg.model, act_cfg, cfg.depth, cfg.width)
+    in_shape = (1, *x.shape[1:])
+    per_epoch = steps_per_epoch(len(x), cfg.batch_size, cfg.max_batches)
+    total = per_epoch * cfg.epochs
+    sp = _sparsifier(cfg, model, total)
+    opt = _optimizer(cfg, model)
     lr_sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    history: list[dict] = []
-    bar = None
-    if cfg.progress:
-        bar = tqdm(total=total, desc=f"{cfg.model} {cfg.method} s={cfg.sparsity}", leave=False)
-    t0 = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        perm = torch.randperm(len(x), generator=gen)
-        loss_sum, correct, seen = 0.0, 0, 0
-        for b in range(steps_per_epoch):
-            idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            xb, yb = x[idx], y[idx]
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            opt.step()
-            lr_sched.step()
-            if sp is not None:
-                sp.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == yb).sum())
-            seen += len(idx)
-            if bar is not None:
-                bar.update(1)
-                if b % 20 == 0:
-                    bar.set_postfix(loss=f"{float(loss):.3f}", s=f"{_target(sp):.3f}")
+
+    def on_epoch(st):
         rep = flops(model, in_shape, pruned=sp.layer_names if sp else None)
-        rec = {
-            "epoch": epoch,
-            "train_loss": loss_sum / seen,
-            "train_acc": correct / seen,
+        return {
+            "epoch": st.epoch,
+            "train_loss": st.train_loss,
+            "train_acc": st.train_acc,
             "test_acc": evaluate(model, xt, yt),
             "target_sparsity": _target(sp),
             "sparsity": _sparse_state(model, sp),
             "dense_macs": rep.dense_macs,
             "sparse_macs": rep.sparse_macs,
-            "seconds": time.perf_counter() - t0,
         }
-        history.append(rec)
-        if bar is not None:
-            bar.write(
-                f"epoch {epoch}: loss {rec['train_loss']:.4f} "
-                f"test acc {100 * rec['test_acc']:.2f}% sparsity {rec['sparsity']:.4f} "
-                f"MACs {rec['sparse_macs']:,.0f}"
-            )
-        if out is not None:
-            write_json(out / "history.json", history)
-    if bar is not None:
-        bar.close()
+
+    run = fit(
+        model,
+        opt,
+        x,
+        y,
+        batch_size=cfg.batch_size,
+        total_steps=total,
+        per_epoch=per_epoch,
+        on_epoch=on_epoch,
+        seed=cfg.seed,
+        clip=cfg.clip,
+        after_step=[lr_sched.step] + ([sp.step] if sp is not None else []),
+        desc=f"{cfg.model} {cfg.method} s={cfg.sparsity}" if cfg.progress else None,
+        postfix=lambda: {"s": f"{_target(sp):.3f}"},
+        log=_epoch_line,
+        out=out,
+        state={"scheduler": lr_sched, **({"sparsifier": sp} if sp is not None else {})},
+        key=cfg.replace(progress=True, threads=None).to_dict(),
+    )
+    return _finish(cfg, model, sp, act_cfg, run, (xt, yt), in_shape, out)
+
+
+def _epoch_line(rec: dict) -> str:
+    return (
+        f"epoch {rec['epoch']}: loss {rec['train_loss']:.4f} "
+        f"test acc {100 * rec['test_acc']:.2f}% sparsity {rec['sparsity']:.4f} "
+        f"MACs {rec['sparse_macs']:,.0f}"
+    )
+
+
+def _finish(cfg, model, sp, act_cfg, run, test, in_shape, out) -> dict:
+    """Squash, measure and write the result of a finished run."""
+    t_start = time.perf_counter() - run.seconds  # resumed runs count their earlier epochs
+    xt, yt = test
+    history = run.history
     report = flops(model, in_shape, pruned=sp.layer_names if sp else None)
     if sp is not None:
         sp.squash()
@@ -293,7 +312,7 @@ def train_run(config: TrainConfig | dict, data=None) -> dict:
     # Zero weights and zero activations together, counted on the test set.
     eff = effective_macs(model, [(xt[i : i + 1000],) for i in range(0, len(xt), 1000)])
     result = {
-        "config": asdict(cfg),
+        "config": cfg.to_dict(),
         "test_acc": history[-1]["test_acc"],
         "test_acc_squashed": acc_squashed,
         "sparsity": history[-1]["sparsity"],
@@ -301,19 +320,10 @@ def train_run(config: TrainConfig | dict, data=None) -> dict:
         "sparse_macs": report.sparse_macs,
         "params": report.params,
         "nonzero": report.nonzero,
-        "seconds": time.perf_counter() - t0,
+        "seconds": time.perf_counter() - t_start,
         "history": history,
         "report": report.to_dict(),
-        "activation": None
-        if act_cfg is None
-        else {
-            "name": act_cfg.activation,
-            "sparsity": act_cfg.sparsity,
-            "tau": act_cfg.tau,
-            "m": act_cfg.m,
-            "sigma_w": act_cfg.sigma_w,
-            "sigma_b": act_cfg.sigma_b,
-        },
+        "activation": _activation_summary(act_cfg),
         "effective_macs": eff,
     }
     if out is not None:
@@ -321,8 +331,16 @@ def train_run(config: TrainConfig | dict, data=None) -> dict:
         save_torch(out / "model.pt", model.state_dict())
         plot_history(history, out / "curves.png", f"{cfg.model} {cfg.method} s={cfg.sparsity}")
         write_json(out / "result.json", result)
+        (out / CHECKPOINT).unlink(missing_ok=True)
     result["report_table"] = str(report)
     return result
+
+
+def _activation_summary(act_cfg) -> dict | None:
+    if act_cfg is None:
+        return None
+    keys = ("sparsity", "tau", "m", "sigma_w", "sigma_b")
+    return {"name": act_cfg.activation, **{k: getattr(act_cfg, k) for k in keys}}
 
 
 def _target(sp) -> float:
@@ -402,8 +420,9 @@ def sweep(
         run_dir = out / run_name(model, meth, s, seed, pen)
         if (run_dir / "result.json").is_file():
             continue
-        cfg = TrainConfig(**{**asdict(base), "model": model, "method": meth, "penalty": pen})
-        cfg.sparsity, cfg.seed, cfg.out = s, seed, str(run_dir)
+        cfg = base.replace(
+            model=model, method=meth, penalty=pen, sparsity=s, seed=seed, out=str(run_dir)
+        )
         res = train_run(cfg, data=data)
         print(
             f"[{i}/{len(specs)}] {run_dir.name}: test acc {100 * res['test_acc']:.2f}% "
