@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from .. import data
 from .._checks import check_int_at_least, check_nonnegative, check_positive
@@ -24,6 +23,7 @@ from .._io import write_json
 from ..activations import ActivationSparsity, EdgeOfChaosWarning, edge_of_chaos
 from ..models.mlp import hidden_layers, mlp
 from ._plots import plot_training
+from .loop import CHECKPOINT, fit, num_threads, steps_per_epoch
 
 # The recipe found in docs/results.md: Adam, small lr, linear warm-up, cosine decay,
 # and (train_run's m_scale) a clipping level at 0.7 of the safe one.
@@ -99,12 +99,13 @@ def train_run(
     anyway and their failure is recorded (``diverged``, the step where the loss stopped being
     finite, the initial q^l per layer).
     ``device`` (default CPU) holds the data and the model. ``quick=True`` shrinks everything
-    (depth 8, width 32, 2k examples) for tests and smoke runs.
+    (depth 8, width 32, 2k examples) for tests and smoke runs. ``threads`` applies inside the
+    call only.
     Recipe keywords left at None take :data:`DEFAULT_RECIPE`. Returns a JSON-ready dict; with
-    ``out`` also writes ``out/result.json`` and ``out/train.png``.
+    ``out`` also writes ``out/result.json``, ``out/history.json`` and ``out/train.png`` (an
+    interrupted run resumes from ``out/checkpoint.pt``).
     """
-    rec = dict(DEFAULT_RECIPE)
-    for k, v in dict(
+    given = dict(
         optimizer=optimizer,
         lr=lr,
         warmup=warmup,
@@ -112,9 +113,8 @@ def train_run(
         batch_size=batch_size,
         weight_decay=weight_decay,
         grad_clip=grad_clip,
-    ).items():
-        if v is not None:
-            rec[k] = v
+    )
+    rec = {**DEFAULT_RECIPE, **{k: v for k, v in given.items() if v is not None}}
     if quick:
         depth, width, n_train, n_eval = (
             min(depth, 8),
@@ -122,131 +122,138 @@ def train_run(
             n_train or 2000,
             min(n_eval, 1000),
         )
-    depth = check_int_at_least("depth", depth)
-    width = check_int_at_least("width", width)
-    check_positive("epochs", epochs)
+    size = dict(depth=depth, width=width, epochs=epochs, m_scale=m_scale, seed=seed)
+    _check(rec, size)
+    cfg, warning_text = _edge_of_chaos(activation, sparsity, q_star, m, m_scale)
+    with num_threads(threads):
+        res = _train(cfg, rec, size, (n_train, n_eval), device, out, progress)
+    res["warnings"] = warning_text
+    return _write(res, out)
+
+
+def _check(rec, size) -> None:
+    check_int_at_least("depth", size["depth"])
+    check_int_at_least("width", size["width"])
+    check_positive("epochs", size["epochs"])
     check_positive("lr", rec["lr"])
-    check_positive("m_scale", m_scale)
+    check_positive("m_scale", size["m_scale"])
     check_nonnegative("warmup", rec["warmup"])
-    bs = check_int_at_least("batch_size", int(rec["batch_size"]))
+    check_int_at_least("batch_size", int(rec["batch_size"]))
     if rec["optimizer"] not in ("adam", "sgd"):
         raise ValueError(f"unknown optimizer {rec['optimizer']!r}; known: 'adam', 'sgd'")
     if rec["schedule"] not in ("cosine", "constant"):
         raise ValueError(f"unknown schedule {rec['schedule']!r}; known: 'cosine', 'constant'")
 
+
+def _edge_of_chaos(activation, sparsity, q_star, m, m_scale):
+    """The config at ``m`` (``"safe"``: the largest safe level) times ``m_scale``, and the
+    text of the EdgeOfChaosWarnings it raised."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", EdgeOfChaosWarning)
         cfg = edge_of_chaos(activation, sparsity, q_star=q_star, m=m)
         if cfg.m is not None and m_scale != 1.0:
             cfg = edge_of_chaos(activation, sparsity, q_star=q_star, m=cfg.m * m_scale)
-    warning_text = [str(w.message) for w in caught if issubclass(w.category, EdgeOfChaosWarning)]
+    return cfg, [str(w.message) for w in caught if issubclass(w.category, EdgeOfChaosWarning)]
 
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
+
+def _mnist(n_train, n_eval, dev):
     xtr, ytr = data.mnist("train")
     xte, yte = data.mnist("test")
     if n_train:
         xtr, ytr = xtr[:n_train], ytr[:n_train]
     xte, yte = xte[:n_eval], yte[:n_eval]
-    dev = torch.device(device or "cpu")
-    xtr, ytr, xte, yte = (t.to(dev) for t in (xtr, ytr, xte, yte))
-    xtr_eval, ytr_eval = xtr[:n_eval], ytr[:n_eval]
+    return tuple(t.to(dev) for t in (xtr, ytr, xte, yte))
 
-    net = mlp(depth, width, cfg).to(dev)
-    init_q = _layer_variances(net, xte[:256])
-    steps_per_epoch = math.ceil(len(xtr) / bs)
-    total = max(1, int(round(epochs * steps_per_epoch)))
-    warm = int(rec["warmup"] * steps_per_epoch)
+
+def _optimizer(rec, net):
     if rec["optimizer"] == "adam":
-        opt = torch.optim.Adam(net.parameters(), lr=rec["lr"], weight_decay=rec["weight_decay"])
-    else:
-        opt = torch.optim.SGD(
-            net.parameters(), lr=rec["lr"], momentum=0.9, weight_decay=rec["weight_decay"]
-        )
+        return torch.optim.Adam(net.parameters(), lr=rec["lr"], weight_decay=rec["weight_decay"])
+    return torch.optim.SGD(
+        net.parameters(), lr=rec["lr"], momentum=0.9, weight_decay=rec["weight_decay"]
+    )
 
-    def lr_at(step):
+
+def _lr_rule(rec, opt, total, warm):
+    """Linear warm-up over ``warm`` steps, then cosine decay (or constant) to ``total``."""
+
+    def set_lr(step):
         f = 1.0
         if warm and step < warm:
             f = (step + 1) / warm
         elif rec["schedule"] == "cosine":
             f = 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-        return rec["lr"] * f
+        for g in opt.param_groups:
+            g["lr"] = rec["lr"] * f
 
-    gen = torch.Generator().manual_seed(seed)
-    history = []
-    diverged_at = None
-    step, t0 = 0, time.time()
-    bar = None
-    if progress:
-        bar = tqdm(total=total, desc=f"{cfg.activation} s={cfg.sparsity:.2f}", leave=False)
-    epoch = 0
-    while step < total and diverged_at is None:
-        perm = torch.randperm(len(xtr), generator=gen)
-        net.train()
-        run_loss, run_correct, seen = 0.0, 0, 0
-        for i in range(0, len(xtr), bs):
-            if step >= total:
-                break
-            idx = perm[i : i + bs].to(dev)
-            xb, yb = xtr[idx], ytr[idx]
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step)
-            logits = net(xb)
-            loss = nn.functional.cross_entropy(logits, yb)
-            if not torch.isfinite(loss):
-                diverged_at = step
-                break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if rec["grad_clip"]:
-                nn.utils.clip_grad_norm_(net.parameters(), rec["grad_clip"])
-            opt.step()
-            step += 1
-            run_loss += float(loss.detach()) * len(yb)
-            run_correct += int((logits.argmax(1) == yb).sum())
-            seen += len(yb)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-        epoch += 1
+    return set_lr
+
+
+def _train(cfg, rec, size, counts, device, out, progress) -> dict:
+    torch.manual_seed(size["seed"])
+    dev = torch.device(device or "cpu")
+    xtr, ytr, xte, yte = _mnist(*counts, dev)
+    bs = int(rec["batch_size"])
+    net = mlp(size["depth"], size["width"], cfg).to(dev)
+    init_q = _layer_variances(net, xte[:256])
+    per_epoch = steps_per_epoch(len(xtr), bs)
+    total = max(1, int(round(size["epochs"] * per_epoch)))
+    opt = _optimizer(rec, net)
+
+    def on_epoch(st):
         te_acc, te_loss, te_sp = _evaluate(net, xte, yte)
-        history.append(
-            {
-                "epoch": epoch,
-                "step": step,
-                "train_loss": run_loss / max(seen, 1),
-                "train_acc_running": run_correct / max(seen, 1),
-                "test_acc": te_acc,
-                "test_loss": te_loss,
-                "test_sparsity_mean": float(np.nanmean(te_sp)),
-                "seconds": time.time() - t0,
-            }
-        )
-    if bar is not None:
-        bar.close()
+        return {
+            "epoch": st.epoch,
+            "step": st.step,
+            "train_loss": st.train_loss,
+            "train_acc_running": st.train_acc,
+            "test_acc": te_acc,
+            "test_loss": te_loss,
+            "test_sparsity_mean": float(np.nanmean(te_sp)),
+        }
+
+    run = fit(
+        net,
+        opt,
+        xtr,
+        ytr,
+        batch_size=bs,
+        total_steps=total,
+        per_epoch=per_epoch,
+        on_epoch=on_epoch,
+        seed=size["seed"],
+        clip=rec["grad_clip"],
+        before_step=[_lr_rule(rec, opt, total, int(rec["warmup"] * per_epoch))],
+        stop_on_nonfinite=True,
+        desc=f"{cfg.activation} s={cfg.sparsity:.2f}" if progress else None,
+        out=out,
+        key={"activation": cfg.activation, "sparsity": cfg.sparsity, **size, **rec},
+    )
+    return _result(cfg, rec, size, run, net, (xtr, ytr, xte, yte), init_q, counts[1])
+
+
+def _result(cfg, rec, size, run, net, tensors, init_q, n_eval) -> dict:
+    t_start = time.perf_counter() - run.seconds
+    xtr, ytr, xte, yte = tensors
     te_acc, te_loss, te_sp = _evaluate(net, xte, yte)
-    tr_acc, tr_loss, tr_sp = _evaluate(net, xtr_eval, ytr_eval)
-    res = {
+    tr_acc, tr_loss, tr_sp = _evaluate(net, xtr[:n_eval], ytr[:n_eval])
+    keys = ("q_star", "tau", "m", "sigma_w", "sigma_b", "chi", "dV", "d2V", "stable")
+    return {
         "activation": cfg.activation,
         "target_sparsity": cfg.sparsity,
-        "config": {
-            k: getattr(cfg, k)
-            for k in ("q_star", "tau", "m", "sigma_w", "sigma_b", "chi", "dV", "d2V", "stable")
-        },
+        "config": {k: getattr(cfg, k) for k in keys},
         "fixed_points": [str(p) for p in cfg.fixed_points],
-        "warnings": warning_text,
-        "depth": depth,
-        "width": width,
-        "epochs": epochs,
-        "m_scale": m_scale,
-        "seed": seed,
+        "warnings": [],
+        "depth": size["depth"],
+        "width": size["width"],
+        "epochs": size["epochs"],
+        "m_scale": size["m_scale"],
+        "seed": size["seed"],
         "recipe": rec,
         "n_train": len(xtr),
         "n_eval": len(xte),
-        "steps": step,
-        "diverged": diverged_at is not None,
-        "diverged_at_step": diverged_at,
+        "steps": run.steps,
+        "diverged": run.diverged_at is not None,
+        "diverged_at_step": run.diverged_at,
         "init_q_per_layer": init_q,
         "test_acc": te_acc,
         "test_loss": te_loss,
@@ -256,13 +263,17 @@ def train_run(
         "train_sparsity_per_layer": tr_sp,
         "test_sparsity_mean": float(np.nanmean(te_sp)),
         "train_sparsity_mean": float(np.nanmean(tr_sp)),
-        "history": history,
-        "seconds": time.time() - t0,
+        "history": run.history,
+        "seconds": time.perf_counter() - t_start,
     }
+
+
+def _write(res, out) -> dict:
     if out is not None:
         out = Path(out)
         write_json(out / "result.json", res)
         plot_training(res, out / "train.png")
+        (out / CHECKPOINT).unlink(missing_ok=True)
     return res
 
 
