@@ -2,6 +2,10 @@
 
 shrinkage codes learn --penalty cel0 --atoms 512 --lam 0.27 --patches 100000 --out runs/x
 shrinkage codes compare --penalties l1,l0,l1/2,cel0 --atoms 256,512 --out runs/cmp
+
+The options are generated from :class:`~shrinkage.experiments.codes.LearnRecipe` and
+:class:`~shrinkage.experiments.codes.CompareRecipe`, whose defaults they take (one torch
+thread unless ``--threads`` says otherwise).
 """
 
 from __future__ import annotations
@@ -9,95 +13,33 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .._io import atomic_path, write_json
 from ..codes import v1
-from ..experiments.codes import compare, learn
-
-
-def _floats(s):
-    return tuple(float(v) for v in s.split(",") if v.strip())
-
-
-def _ints(s):
-    return tuple(int(v) for v in s.split(",") if v.strip())
-
-
-def _strs(s):
-    return tuple(v.strip() for v in s.split(",") if v.strip())
-
-
-_NO_RELAX = "l0 codes by hard thresholding from zero, not from their CEL0 relaxation"
+from ..experiments.codes import CompareRecipe, LearnRecipe, compare, learn
 
 
 def register(sub) -> None:
     p = sub.add_parser("codes", help="sparse coding and dictionary learning beyond l1")
     s = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    learn = s.add_parser("learn", help="learn one dictionary on whitened natural-image patches")
-    learn.add_argument("--penalty", default="cel0", help="l1, l0, l1/2, cel0, ... (default cel0)")
-    learn.add_argument("--lam", type=float, default=0.27, help="penalty weight (default 0.27)")
-    learn.add_argument("--atoms", type=int, default=512, help="dictionary size (default 512)")
-    learn.add_argument("--patches", type=int, default=100_000, help="training patches")
-    learn.add_argument("--test", type=int, default=2000, help="held-out patches (default 2000)")
-    learn.add_argument("--size", type=int, default=16, help="patch side in pixels (default 16)")
-    learn.add_argument("--epochs", type=int, default=1, help="passes over the patches")
-    learn.add_argument("--batch-size", type=int, default=256)
-    learn.add_argument("--lr", type=float, default=1.0, help="gradient-update step (default 1)")
-    learn.add_argument("--update", default="bcd", choices=("bcd", "gradient"))
-    learn.add_argument("--seed", type=int, default=0)
-    learn.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    learn.add_argument("--no-analysis", action="store_true", help="skip Gabor fits and tuning")
-    learn.add_argument("--no-relax", action="store_true", help=_NO_RELAX)
-    learn.add_argument("--out", default="runs/codes_learn", help="output folder")
-    learn.set_defaults(func=_learn)
+    learn_p = s.add_parser("learn", help="learn one dictionary on whitened natural-image patches")
+    LearnRecipe.add_arguments(learn_p, defaults={"threads": 1})
+    learn_p.add_argument("--out", default="runs/codes_learn", help="output folder")
+    learn_p.set_defaults(func=_learn)
 
     cmp = s.add_parser("compare", help="error vs sparsity of several penalties, lam swept")
-    cmp.add_argument("--penalties", default="l1,l0,l1/2,cel0")
-    cmp.add_argument("--atoms", default="256", help="comma-separated dictionary sizes")
-    cmp.add_argument(
-        "--thresholds",
-        default="0.2,0.35,0.5,0.7,1.0",
-        help="common zeroing thresholds; each penalty's lam follows from them",
-    )
-    cmp.add_argument("--patches", type=int, default=20000)
-    cmp.add_argument("--test", type=int, default=2000)
-    cmp.add_argument("--size", type=int, default=16)
-    cmp.add_argument("--epochs", type=int, default=1)
-    cmp.add_argument("--batch-size", type=int, default=256)
-    cmp.add_argument("--update", default="bcd", choices=("bcd", "gradient"))
-    cmp.add_argument("--seed", type=int, default=0)
-    cmp.add_argument("--threads", type=int, default=1)
-    cmp.add_argument("--no-analysis", action="store_true")
-    cmp.add_argument("--no-relax", action="store_true", help=_NO_RELAX)
-    cmp.add_argument(
-        "--continuation", type=int, default=0, help="lam-continuation stages for held-out codes"
-    )
+    CompareRecipe.add_arguments(cmp, defaults={"threads": 1})
     cmp.add_argument("--out", default="runs/codes_compare")
     cmp.set_defaults(func=_compare)
 
 
 def _learn(args) -> int:
-    torch.set_num_threads(args.threads)
+    recipe = LearnRecipe.from_args(args).check()
     out = Path(args.out)
-    res = learn(
-        args.penalty,
-        args.lam,
-        args.atoms,
-        n_patches=args.patches,
-        n_test=args.test,
-        size=args.size,
-        n_epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        update=args.update,
-        seed=args.seed,
-        analyse=not args.no_analysis,
-        relax=not args.no_relax,
-        progress=True,
-    )
+    res = learn(recipe, progress=True)
     out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", recipe.to_dict())
     with atomic_path(out / "dictionary.npy") as tmp:
         np.save(tmp, res["D"])
     metrics = dict(res["metrics"])
@@ -105,14 +47,14 @@ def _learn(args) -> int:
         metrics["v1"] = res["summary"]
         fits = res["fits"]
         write_json(out / "gabor.json", {k: v.tolist() for k, v in fits.items()})
-        v1.plot_nxny({args.penalty: fits}, out / "nxny.png")
-        v1.plot_orientation_hist({args.penalty: fits}, out / "orientations.png")
+        v1.plot_nxny({recipe.penalty: fits}, out / "nxny.png")
+        v1.plot_orientation_hist({recipe.penalty: fits}, out / "orientations.png")
         v1.plot_tuning(res["tuning"], out / "tuning.png")
     v1.plot_atoms(
         res["D"],
         out / "atoms.png",
-        shape=(args.size, args.size),
-        title=f"{args.penalty}, lam={args.lam:g}",
+        shape=(recipe.size, recipe.size),
+        title=f"{recipe.penalty}, lam={recipe.lam:g}",
     )
     write_json(out / "metrics.json", metrics)
     print(
@@ -130,24 +72,7 @@ def _learn(args) -> int:
 
 
 def _compare(args) -> int:
-    torch.set_num_threads(args.threads)
-    res = compare(
-        _strs(args.penalties),
-        _ints(args.atoms),
-        _floats(args.thresholds),
-        n_patches=args.patches,
-        n_test=args.test,
-        size=args.size,
-        n_epochs=args.epochs,
-        batch_size=args.batch_size,
-        update=args.update,
-        seed=args.seed,
-        continuation=args.continuation,
-        relax=not args.no_relax,
-        analyse=not args.no_analysis,
-        progress=True,
-        out=args.out,
-    )
+    res = compare(CompareRecipe.from_args(args).check(), progress=True, out=args.out)
     for m in res["matched"]:
         print(m)
     print(f"wrote {args.out}")

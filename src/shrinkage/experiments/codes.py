@@ -1,16 +1,20 @@
 """Reusable experiments behind ``shrinkage codes learn|compare`` (small sizes run in seconds).
 
 - :func:`load_patches` -- whitened natural-image patches, train and held-out split;
-- :func:`learn` -- one dictionary, its held-out metrics, Gabor fits and grating tuning;
+- :func:`learn` -- one dictionary, its held-out metrics, Gabor fits and grating tuning
+  (recipe :class:`LearnRecipe`);
 - :func:`compare` -- for each penalty and dictionary size a sweep of lam, one dictionary per
   point; relative error vs active fraction on held-out patches and, at matched error levels,
-  the active fraction each penalty needs.
+  the active fraction each penalty needs (recipe :class:`CompareRecipe`).
+
+The recipes' defaults are the command line's (``shrinkage codes learn|compare``).
 """
 
 from __future__ import annotations
 
 import csv
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +35,8 @@ from ..codes import (
 )
 from ..data import natural_images, patches
 from ..thresholds import PENALTIES, lam_for_threshold
+from .loop import num_threads
+from .recipe import Recipe
 
 # Penalties whose codes are computed from those of an exact relaxation (same global
 # minimisers): plain hard thresholding from zero stops in poor local minima of the l0 energy.
@@ -72,53 +78,139 @@ def evaluate(X, D, penalty, lam, **encode_kw):
     }
 
 
+def _h(text: str, **extra) -> dict:
+    return {"help": text, **extra}
+
+
+_NO_RELAX = "l0 codes by hard thresholding from zero, not from their CEL0 relaxation"
+_TEST = field(default=2000, metadata=_h("held-out patches", flag="--test"))
+_SIZE = field(default=16, metadata=_h("patch side in pixels"))
+_EPOCHS = field(default=1, metadata=_h("passes over the patches", flag="--epochs"))
+_UPDATE = field(default="bcd", metadata=_h("bcd | gradient"))
+_CONTINUATION = field(default=0, metadata=_h("lam-continuation stages for held-out codes"))
+_RELAX = field(default=True, metadata=_h(_NO_RELAX, flag="--no-relax"))
+_ANALYSE = field(default=True, metadata=_h("skip Gabor fits and tuning", flag="--no-analysis"))
+_THREADS = field(default=None, metadata=_h("torch threads"))
+
+
+def _check_common(r) -> None:
+    check_choice("update", r.update, ("bcd", "gradient"))
+    for name in ("n_patches", "n_test", "size", "n_epochs", "batch_size"):
+        check_int_at_least(name, getattr(r, name), 1)
+    check_int_at_least("continuation", r.continuation, 0)
+
+
+@dataclass(frozen=True)
+class LearnRecipe(Recipe):
+    """One dictionary on whitened natural-image patches (:func:`learn`)."""
+
+    penalty: str = field(default="cel0", metadata=_h("l1, l0, l1/2, cel0, ..."))
+    lam: float = field(default=0.27, metadata=_h("penalty weight"))
+    n_atoms: int = field(default=512, metadata=_h("dictionary size", flag="--atoms"))
+    n_patches: int = field(default=100_000, metadata=_h("training patches", flag="--patches"))
+    n_test: int = _TEST
+    size: int = _SIZE
+    n_epochs: int = _EPOCHS
+    batch_size: int = 256
+    lr: float = field(default=1.0, metadata=_h("gradient-update step"))
+    update: str = _UPDATE
+    seed: int = 0
+    max_iter: int = field(default=200, metadata=_h("encoder iterations while learning"))
+    tol: float = field(default=1e-3, metadata=_h("encoder tolerance while learning"))
+    continuation: int = _CONTINUATION
+    relax: bool = _RELAX
+    analyse: bool = _ANALYSE
+    threads: int | None = _THREADS
+
+    def check(self) -> LearnRecipe:
+        check_choice("penalty", self.penalty, PENALTIES)
+        check_int_at_least("n_atoms", self.n_atoms, 1)
+        _check_common(self)
+        return self
+
+
+@dataclass(frozen=True)
+class CompareRecipe(Recipe):
+    """A lam sweep per penalty and dictionary size (:func:`compare`)."""
+
+    penalties: tuple[str, ...] = field(default=("l1", "l0", "l1/2", "cel0"))
+    atoms: tuple[int, ...] = field(default=(256,), metadata=_h("dictionary sizes"))
+    thresholds: tuple[float, ...] = field(
+        default=(0.2, 0.35, 0.5, 0.7, 1.0),
+        metadata=_h("common zeroing thresholds; each penalty's lam follows from them"),
+    )
+    n_patches: int = field(default=20000, metadata=_h("training patches", flag="--patches"))
+    n_test: int = _TEST
+    size: int = _SIZE
+    n_epochs: int = _EPOCHS
+    batch_size: int = 256
+    update: str = _UPDATE
+    seed: int = 0
+    continuation: int = _CONTINUATION
+    relax: bool = _RELAX
+    analyse: bool = _ANALYSE
+    threads: int | None = _THREADS
+
+    def check(self) -> CompareRecipe:
+        for p in self.penalties:
+            check_choice("penalty", p, PENALTIES)
+        for k in self.atoms:
+            check_int_at_least("atoms", k, 1)
+        _check_common(self)
+        return self
+
+
+def _recipe(cls, recipe, changes):
+    if recipe is None:
+        recipe = cls()
+    if not isinstance(recipe, cls):
+        raise ValueError(
+            f"recipe must be a {cls.__name__} (pass its fields as keywords), got {recipe!r}"
+        )
+    return recipe.replace(**changes).check()
+
+
 def learn(
-    penalty="cel0",
-    lam=0.27,
-    n_atoms=256,
-    n_patches=20000,
-    n_test=2000,
-    size=16,
-    n_epochs=1,
-    batch_size=256,
-    lr=1.0,
-    update="bcd",
-    seed=0,
-    max_iter=200,
-    tol=1e-3,
-    analyse=True,
-    progress=False,
+    recipe: LearnRecipe | None = None,
+    *,
     data=None,
+    progress: bool = False,
     dtype=torch.float32,
-    threads=None,
-    continuation=0,
-    relax=True,
+    **changes,
 ) -> dict:
     """Learn one dictionary on whitened patches; returns ``{"D", "metrics", "fits", "tuning",
-    "summary"}`` (``fits``/``tuning`` only with ``analyse``). ``data``: optional (train, test).
+    "summary"}`` (``fits``/``tuning`` only with ``analyse``).
+
+    ``recipe`` (default :class:`LearnRecipe`) with ``changes`` to its fields given as keywords
+    (``learn(penalty="l1", lam=0.1, n_atoms=64)``). ``data``: optional (train, test) patches.
     ``relax``: every l0 encoding (learning, held-out codes, tuning) starts from the codes of
-    its exact relaxation CEL0 (:data:`RELAXATIONS`) instead of from zero.
+    its exact relaxation CEL0 (:data:`RELAXATIONS`) instead of from zero. ``threads``
+    applies inside the call only.
     """
-    check_choice("penalty", penalty, PENALTIES)
-    if threads:
-        torch.set_num_threads(threads)
-    Xtr, Xte = data if data is not None else load_patches(n_patches, n_test, size, seed)
+    r = _recipe(LearnRecipe, recipe, changes)
+    with num_threads(r.threads):
+        return _learn(r, data, progress, dtype)
+
+
+def _learn(r: LearnRecipe, data, progress, dtype) -> dict:
+    penalty, lam = r.penalty, r.lam
+    Xtr, Xte = data if data is not None else load_patches(r.n_patches, r.n_test, r.size, r.seed)
     Xtr_t = torch.as_tensor(np.asarray(Xtr), dtype=dtype)
-    warm = {"relaxation": RELAXATIONS[penalty]} if relax and penalty in RELAXATIONS else {}
+    warm = {"relaxation": RELAXATIONS[penalty]} if r.relax and penalty in RELAXATIONS else {}
     st = learn_dictionary(
         Xtr_t,
-        n_atoms,
+        r.n_atoms,
         penalty,
         lam,
-        n_epochs=n_epochs,
-        batch_size=batch_size,
-        lr=lr,
-        update=update,
+        n_epochs=r.n_epochs,
+        batch_size=r.batch_size,
+        lr=r.lr,
+        update=r.update,
         init="data",
         resample_every=50,
-        random_state=seed,
-        max_iter=max_iter,
-        tol=tol,
+        random_state=r.seed,
+        max_iter=r.max_iter,
+        tol=r.tol,
         progress=progress,
         **warm,
     )
@@ -130,22 +222,22 @@ def learn(
         lam,
         max_iter=1000,
         tol=1e-4,
-        continuation=continuation,
+        continuation=r.continuation,
         **warm,
     )
     metrics.update(
         penalty=penalty,
         lam=lam,
-        n_atoms=n_atoms,
+        n_atoms=r.n_atoms,
         n_patches=len(Xtr),
-        n_epochs=n_epochs,
-        continuation=continuation,
+        n_epochs=r.n_epochs,
+        continuation=r.continuation,
         relaxed=bool(warm),
         batches=st.step,
         train_energy_last=st.history[-1],
     )
     out = {"D": D, "metrics": metrics, "history": st.history}
-    if analyse:
+    if r.analyse:
         fits = v1.fit_gabors(D, progress=progress)
         norm = float(np.linalg.norm(Xte, axis=1).mean())
         tuning = v1.orientation_tuning(D, penalty, lam, norm=norm, max_iter=300, tol=1e-3, **warm)
@@ -167,55 +259,65 @@ def _interp_af(curve, target):
 
 
 def compare(
-    penalties=("l1", "l0", "l1/2", "cel0"),
-    atoms=(256,),
-    thresholds=(0.2, 0.35, 0.5, 0.7, 1.0),
-    n_patches=20000,
-    n_test=2000,
-    size=16,
-    n_epochs=1,
-    batch_size=256,
-    update="bcd",
-    seed=0,
+    recipe: CompareRecipe | None = None,
+    *,
     error_levels=None,
-    analyse=True,
-    progress=False,
+    progress: bool = False,
     out=None,
-    continuation=0,
-    relax=True,
+    **changes,
 ) -> dict:
     """For each penalty and dictionary size, one dictionary per lam of a sweep (lam from a
     common zeroing ``threshold``, see :func:`lam_from_threshold`); returns rows of held-out
     metrics and, for each error level, each penalty's interpolated active fraction and its
     ratio to l1. Writes CSV, JSON and PNGs under ``out`` when given.
 
-    >>> res = compare(("l1", "cel0"), atoms=(16,), thresholds=(0.3, 0.8), n_patches=300,
-    ...               n_test=100, size=8, analyse=False)  # doctest: +SKIP
+    ``recipe`` (default :class:`CompareRecipe`) with ``changes`` to its fields as keywords.
+
+    >>> res = compare(penalties=("l1", "cel0"), atoms=(16,), thresholds=(0.3, 0.8),
+    ...               n_patches=300, n_test=100, size=8, analyse=False)  # doctest: +SKIP
     """
-    for p in penalties:
-        check_choice("penalty", p, PENALTIES)
-    Xtr, Xte = load_patches(n_patches, n_test, size, seed)
-    rows, dicts, analyses = [], {}, {}
-    total = len(penalties) * len(atoms) * len(thresholds)
-    bar = None
-    if progress:
-        bar = tqdm(total=total, desc="compare", unit="dictionary")
-    for k in atoms:
-        for pen in penalties:
-            for thr in thresholds:
-                lam = float(lam_from_threshold(pen, thr))
+    r = _recipe(CompareRecipe, recipe, changes)
+    with num_threads(r.threads):
+        Xtr, Xte = load_patches(r.n_patches, r.n_test, r.size, r.seed)
+        rows, dicts = _sweep(r, Xtr, Xte, progress)
+        if error_levels is None:
+            errs = [row["relative_error"] for row in rows]
+            lo, hi = np.percentile(errs, 25), np.percentile(errs, 75)
+            error_levels = sorted({round(float(v), 3) for v in np.linspace(lo, hi, 3)})
+        matched = _matched(r, rows, error_levels)
+        analyses = _analyse(r, rows, dicts, Xte, error_levels, progress) if r.analyse else {}
+    result = {
+        "rows": rows,
+        "matched": matched,
+        "error_levels": list(error_levels),
+        "config": {k: v for k, v in r.to_dict().items() if k not in ("analyse", "threads")},
+    }
+    if out is not None:
+        write_outputs(result, dicts, analyses, Path(out))
+    result["dictionaries"] = dicts
+    return result
+
+
+def _sweep(r: CompareRecipe, Xtr, Xte, progress):
+    """One dictionary per (size, penalty, threshold): held-out rows and the dictionaries."""
+    rows, dicts = [], {}
+    total = len(r.penalties) * len(r.atoms) * len(r.thresholds)
+    bar = tqdm(total=total, desc="compare", unit="dictionary") if progress else None
+    for k in r.atoms:
+        for pen in r.penalties:
+            for thr in r.thresholds:
                 res = learn(
-                    pen,
-                    lam,
-                    k,
-                    n_epochs=n_epochs,
-                    batch_size=batch_size,
-                    update=update,
-                    seed=seed,
+                    penalty=pen,
+                    lam=float(lam_from_threshold(pen, thr)),
+                    n_atoms=k,
+                    n_epochs=r.n_epochs,
+                    batch_size=r.batch_size,
+                    update=r.update,
+                    seed=r.seed,
                     analyse=False,
                     data=(Xtr, Xte),
-                    continuation=continuation,
-                    relax=relax,
+                    continuation=r.continuation,
+                    relax=r.relax,
                 )
                 rows.append(dict(res["metrics"], threshold=thr))
                 dicts[(pen, k, thr)] = res["D"]
@@ -228,62 +330,46 @@ def compare(
                     )
     if bar is not None:
         bar.close()
-    if error_levels is None:
-        errs = [r["relative_error"] for r in rows]
-        lo, hi = np.percentile(errs, 25), np.percentile(errs, 75)
-        error_levels = sorted({round(float(v), 3) for v in np.linspace(lo, hi, 3)})
+    return rows, dicts
+
+
+def _matched(r: CompareRecipe, rows, error_levels) -> list[dict]:
+    """Each penalty's active fraction at each error level, and l1's over it."""
     matched = []
-    for k in atoms:
+    for k in r.atoms:
         for e in error_levels:
             entry = {"n_atoms": k, "relative_error": e}
-            for pen in penalties:
-                curve = [r for r in rows if r["penalty"] == pen and r["n_atoms"] == k]
+            for pen in r.penalties:
+                curve = [row for row in rows if row["penalty"] == pen and row["n_atoms"] == k]
                 entry[pen] = _interp_af(curve, e)
             base = entry.get("l1")
-            for pen in penalties:
+            for pen in r.penalties:
                 if pen != "l1" and base and entry.get(pen):
                     entry[f"l1_over_{pen}"] = base / entry[pen]
             matched.append(entry)
-    if analyse:
-        # V1 analyses on one dictionary per (penalty, size): the one nearest the middle error.
-        mid = error_levels[len(error_levels) // 2]
-        norm = float(np.linalg.norm(Xte, axis=1).mean())
-        for k in atoms:
-            for pen in penalties:
-                cand = [r for r in rows if r["penalty"] == pen and r["n_atoms"] == k]
-                r = min(cand, key=lambda r: abs(r["relative_error"] - mid))
-                D = dicts[(pen, k, r["threshold"])]
-                fits = v1.fit_gabors(D, progress=progress)
-                warm = {"relaxation": RELAXATIONS[pen]} if relax and pen in RELAXATIONS else {}
-                tuning = v1.orientation_tuning(
-                    D, pen, r["lam"], norm=norm, max_iter=300, tol=1e-3, **warm
-                )
-                summ = v1.summary(fits, tuning)
-                r.update({f"v1_{a}": b for a, b in summ.items()})
-                analyses[(pen, k, r["threshold"])] = (fits, tuning)
-    result = {
-        "rows": rows,
-        "matched": matched,
-        "error_levels": list(error_levels),
-        "config": dict(
-            penalties=list(penalties),
-            atoms=list(atoms),
-            thresholds=list(thresholds),
-            n_patches=n_patches,
-            n_test=n_test,
-            size=size,
-            n_epochs=n_epochs,
-            batch_size=batch_size,
-            update=update,
-            seed=seed,
-            continuation=continuation,
-            relax=relax,
-        ),
-    }
-    if out is not None:
-        write_outputs(result, dicts, analyses, Path(out))
-    result["dictionaries"] = dicts
-    return result
+    return matched
+
+
+def _analyse(r: CompareRecipe, rows, dicts, Xte, error_levels, progress) -> dict:
+    """V1 analyses on one dictionary per (penalty, size): the one nearest the middle error
+    (its row gains the ``v1_*`` summary)."""
+    analyses = {}
+    mid = error_levels[len(error_levels) // 2]
+    norm = float(np.linalg.norm(Xte, axis=1).mean())
+    for k in r.atoms:
+        for pen in r.penalties:
+            cand = [row for row in rows if row["penalty"] == pen and row["n_atoms"] == k]
+            row = min(cand, key=lambda c: abs(c["relative_error"] - mid))
+            D = dicts[(pen, k, row["threshold"])]
+            fits = v1.fit_gabors(D, progress=progress)
+            warm = {"relaxation": RELAXATIONS[pen]} if r.relax and pen in RELAXATIONS else {}
+            tuning = v1.orientation_tuning(
+                D, pen, row["lam"], norm=norm, max_iter=300, tol=1e-3, **warm
+            )
+            summ = v1.summary(fits, tuning)
+            row.update({f"v1_{a}": b for a, b in summ.items()})
+            analyses[(pen, k, row["threshold"])] = (fits, tuning)
+    return analyses
 
 
 def write_outputs(result, dicts, analyses, out: Path):
@@ -336,6 +422,8 @@ def plot_tradeoff(rows, path):
 
 
 __all__ = [
+    "LearnRecipe",
+    "CompareRecipe",
     "load_patches",
     "lam_from_threshold",
     "evaluate",

@@ -169,7 +169,7 @@ def codes_section(seed: int = 0, quick: bool = False, progress: bool = True) -> 
     t0 = time.perf_counter()
     s = Section("codes", "Sparse codes: l1 vs CEL0 on natural-image patches")
     res = compare(
-        ("l1", "cel0"),
+        penalties=("l1", "cel0"),
         atoms=(sc["atoms"],),
         thresholds=sc["thresholds"],
         n_patches=sc["n_patches"],
