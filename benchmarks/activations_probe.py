@@ -1,6 +1,7 @@
 """Why clipped sparse activations train slowly at depth: one-epoch probes and correlations.
 
     python benchmarks/activations_probe.py [--correlations | --gain] [--out runs/act/probe.json]
+    python benchmarks/activations_probe.py --quick    # every mode at tiny sizes, seconds
 
 Trains each configuration of ``PROBES`` (depth 50, width 300, one MNIST epoch, the default
 recipe of :func:`shrinkage.experiments.activations.train_run`) and prints test accuracy and
@@ -69,11 +70,13 @@ def correlations(depth=50):
     return rows
 
 
-def probes(width, depth, epochs, rows=None):
-    rows = []
+def probes(width, depth, epochs, rows=None, **train_kw):
+    out = []
     for act, s, ms, lr in [PROBES[i] for i in rows] if rows else PROBES:
         kw = {} if ms is None else {"m_scale": ms}
-        r = train_run(act, s, depth=depth, width=width, epochs=epochs, lr=lr, progress=False, **kw)
+        r = train_run(
+            act, s, depth=depth, width=width, epochs=epochs, lr=lr, progress=False, **kw, **train_kw
+        )
         row = dict(
             activation=act,
             sparsity=s,
@@ -82,9 +85,9 @@ def probes(width, depth, epochs, rows=None):
             test_acc=r["test_acc"],
             test_sparsity=r["test_sparsity_mean"],
         )
-        rows.append(row)
+        out.append(row)
         print(json.dumps(row), flush=True)
-    return rows
+    return out
 
 
 def gradient_gain(
@@ -142,9 +145,9 @@ GAINS = [
 ]
 
 
-def gains(width, depth, seeds):
+def gains(width, depth, seeds, table=GAINS):
     rows = []
-    for act, s, ms in GAINS:
+    for act, s, ms in table:
         r = gradient_gain(act, s, m_scale=ms, depth=depth, width=width, seeds=seeds)
         g = np.array(r["log_gain_per_layer"])
         rows.append(r)
@@ -157,7 +160,7 @@ def gains(width, depth, seeds):
     return rows
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--correlations", action="store_true")
     p.add_argument("--gain", action="store_true", help="backward gain at init (GAINS)")
@@ -167,8 +170,15 @@ def main():
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--rows", type=int, nargs="+", default=None, help="indices into PROBES")
     p.add_argument("--out", default=None)
-    a = p.parse_args()
-    if a.gain:
+    p.add_argument("--quick", action="store_true", help="every mode at tiny sizes: a smoke run")
+    a = p.parse_args(argv)
+    if a.quick:
+        res = {
+            "correlations": correlations(depth=5),
+            "probes": probes(32, 8, 0.2, rows=[0, 5], quick=True, n_train=256, n_eval=200),
+            "gain": gains(64, 4, range(2), table=GAINS[:1] + GAINS[-1:]),
+        }
+    elif a.gain:
         res = gains(a.width, a.depth, range(a.seeds))
     elif a.correlations:
         res = correlations(a.depth)

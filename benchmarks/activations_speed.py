@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 import torch
 
+from shrinkage._io import write_json
 from shrinkage.activations import edge_of_chaos, safe_clip
 from shrinkage.activations._gauss import _all, resolve
 
@@ -49,11 +50,15 @@ def _monte_carlo(spec, q, tau, m, n=100_000, seed=0):
     return y.mean(1).numpy(), (y**2).mean(1).numpy(), (dy**2).mean(1).numpy(), se
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None, help="optional JSON path for the numbers")
     ap.add_argument("--points", type=int, default=200, help="size of the q grid (default 200)")
-    args = ap.parse_args()
+    ap.add_argument("--quick", action="store_true", help="8 q points, 2k draws: a smoke run")
+    args = ap.parse_args(argv)
+    draws = 2000 if args.quick else 100_000
+    if args.quick:
+        args.points = 8
     torch.set_num_threads(1)
     q = np.geomspace(0.05, 20.0, args.points)
     rows = []
@@ -66,7 +71,7 @@ def main():
         spec, tau, m = resolve(name, tau, m)
         t_c, closed = _best(lambda: _all(spec, q, tau, m, "closed"))  # noqa: B023
         t_q, quad = _best(lambda: _all(spec, q, tau, m, "quad"))  # noqa: B023
-        t_m, mc = _best(lambda: _monte_carlo(spec, q, tau, m), repeat=1)  # noqa: B023
+        t_m, mc = _best(lambda: _monte_carlo(spec, q, tau, m, n=draws), repeat=1)  # noqa: B023
 
         def rel(a, b):
             return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12)))
@@ -116,8 +121,6 @@ def main():
             f"(safe_clip {t_s:.3f} s) {'OK' if t_e < 0.1 else 'SLOW'}"
         )
     if args.out:
-        from shrinkage._io import write_json
-
         write_json(args.out, {"moments": rows, "edge_of_chaos": eoc})
         print(f"wrote {args.out}")
 

@@ -1,6 +1,7 @@
 """How well each start minimises the l0 energy, and the matched-error table with continuation.
 
     python benchmarks/codes_l0.py start [--patches 20000] [--out runs/codes/l0_start.json]
+    python benchmarks/codes_l0.py start --quick      # smoke run, seconds
     python benchmarks/codes_l0.py reeval runs/codes/compare256_relax [--continuation 4]
 
 ``start``: one CEL0 dictionary (256 atoms, one epoch of whitened 16x16 patches); held-out
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from shrinkage._io import write_json
 from shrinkage.codes import active_fraction, encode, learn_dictionary, objective, relative_error
 from shrinkage.experiments.codes import (
     RELAXATIONS,
@@ -33,10 +35,10 @@ from shrinkage.experiments.codes import (
 
 
 def start(args):
-    Xtr, Xte = load_patches(args.patches, args.test, 16, 0)
+    Xtr, Xte = load_patches(args.patches, args.test, args.size, 0)
     st = learn_dictionary(
         torch.as_tensor(Xtr, dtype=torch.float32),
-        256,
+        args.atoms,
         "cel0",
         lam_from_threshold("cel0", 0.5),
         update="bcd",
@@ -112,12 +114,15 @@ def reeval(args):
     return {"rows": rows, "matched": matched}
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="what", required=True)
     s = sub.add_parser("start")
     s.add_argument("--patches", type=int, default=20000)
     s.add_argument("--test", type=int, default=2000)
+    s.add_argument("--atoms", type=int, default=256)
+    s.add_argument("--size", type=int, default=16, help="patch side")
+    s.add_argument("--quick", action="store_true", help="12 atoms on 400 6x6 patches: a smoke run")
     r = sub.add_parser("reeval")
     r.add_argument("folder")
     r.add_argument("--continuation", type=int, default=4)
@@ -125,12 +130,12 @@ def main():
     for q in (s, r):
         q.add_argument("--threads", type=int, default=1)
         q.add_argument("--out", default=None, help="JSON of the numbers printed")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    if getattr(args, "quick", False):
+        args.patches, args.test, args.atoms, args.size = 400, 64, 12, 6
     torch.set_num_threads(args.threads)
     res = start(args) if args.what == "start" else reeval(args)
     if args.out:
-        from shrinkage._io import write_json
-
         write_json(Path(args.out), res)
 
 

@@ -302,7 +302,12 @@ def main(argv=None):
     ap.add_argument("--stream-child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--skip", nargs="*", default=[], choices=["encode", "learn", "stream"])
     ap.add_argument("--out", default=None, help="JSON file for the numbers")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke run")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.samples, args.atoms, args.repeats, args.lars_samples = 100, 64, 1, 50
+        args.learn_train, args.learn_atoms = 600, 32
+        args.stream_n, args.stream_batch, args.stream_atoms = [2000], 1000, 32
     if args.stream_child is not None:
         stream_child(args.stream_child, args.stream_batch, args.stream_atoms)
         return 0

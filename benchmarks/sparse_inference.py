@@ -225,7 +225,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="runs/sparse_inference")
     args = ap.parse_args(argv)
     if args.quick:
-        args.width, args.rounds, args.sparsities = 512, 3, "0.95"
+        args.width, args.rounds, args.sparsities, args.batches = 256, 2, "0.95", "1,32"
     torch.set_num_threads(args.threads)
     batches = [int(b) for b in args.batches.split(",")]
     sparsities = [float(s) for s in args.sparsities.split(",")]

@@ -13,6 +13,7 @@ and the median round is reported, so machine load hits all variants alike. Print
 milliseconds and the ratios to dense (target: st3 <= 1.15x dense).
 
     python benchmarks/weights_overhead.py --rounds 7 --steps 10 --threads 1
+    python benchmarks/weights_overhead.py --quick     # smoke run, seconds
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils import prune
 
+from shrinkage._io import write_json
 from shrinkage.models import lenet5, resnet_small
 from shrinkage.weights import PRUNABLE, Sparsifier
 
@@ -99,7 +101,10 @@ def main(argv=None):
     p.add_argument("--sparsity", type=float, default=0.99)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--quick", action="store_true", help="1 round of 1 step, batch 8: a smoke run")
     args = p.parse_args(argv)
+    if args.quick:
+        args.rounds, args.steps, args.batch = 1, 1, 8
     torch.set_num_threads(args.threads)
     print(
         f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, "
@@ -110,8 +115,6 @@ def main(argv=None):
         bench("resnet_small", resnet_small, args.rounds, args.steps, args.batch, args.sparsity),
     ]
     if args.json:
-        from shrinkage._io import write_json
-
         write_json(args.json, res)
     return res
 

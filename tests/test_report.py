@@ -12,6 +12,8 @@ import pytest
 
 from shrinkage.cli import main
 
+pytestmark = pytest.mark.slow  # the report runs every pillar
+
 
 class _Page(HTMLParser):
     def __init__(self):

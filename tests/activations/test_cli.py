@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from shrinkage.cli import main
 
 
@@ -57,6 +59,7 @@ def test_unstable_request_warns(capsys):
     assert "warning: unstable configuration" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_train_quick_writes_json(tmp_path):
     """A tiny run trains, measures per-layer sparsity on train and test data and writes them."""
     out = tmp_path / "run"

@@ -5,6 +5,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 
 from shrinkage.cli import codes as cli
 from shrinkage.codes import encode, relative_error
@@ -18,6 +19,7 @@ def _run(argv):
     return args.func(args)
 
 
+@pytest.mark.slow
 def test_learn_writes_dictionary_metrics_and_figures(tmp_path):
     out = tmp_path / "x"
     rc = _run(
@@ -55,6 +57,7 @@ def test_learn_writes_dictionary_metrics_and_figures(tmp_path):
         assert (out / f).stat().st_size > 500
 
 
+@pytest.mark.slow
 def test_compare_table_and_matching(tmp_path):
     out = tmp_path / "c"
     rc = _run(
@@ -93,6 +96,7 @@ def test_compare_table_and_matching(tmp_path):
     assert (out / "tradeoff.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_l0_codes_come_from_the_cel0_relaxation_unless_told_otherwise(tmp_path):
     """compare: l0 is encoded from its CEL0 relaxation by default (its held-out energy is
     lower than from zero on the same kind of data), ``--no-relax`` turns it off; other

@@ -7,6 +7,7 @@ from sklearn.utils.estimator_checks import check_estimator
 from shrinkage.codes import SparseCoding, objective
 
 
+@pytest.mark.slow
 def test_sklearn_check_estimator():
     """Every scikit-learn estimator check passes; the only one not run is the array-API check,
     which scikit-learn itself skips unless SCIPY_ARRAY_API is set (we compute in torch)."""

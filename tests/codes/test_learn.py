@@ -52,6 +52,7 @@ def _worker(rank, world, shards, init, kws, folder):
             np.save(f"{folder}/{name}.npy", st.D.numpy())
 
 
+@pytest.mark.slow
 def test_two_process_gloo_matches_single_process(tmp_path):
     """2 processes (gloo, 127.0.0.1), each encoding its shard of every batch, end with the
     dictionary one process learns on the concatenated batches (both update rules)."""

@@ -51,6 +51,7 @@ def test_lenet_with_eoc_activation_is_built_and_initialised():
     assert float((h == 0).float().mean()) == pytest.approx(0.85, abs=0.05)
 
 
+@pytest.mark.slow
 def test_train_run_counts_macs_with_both_kinds_of_zeros():
     res = train_run(
         TrainConfig(

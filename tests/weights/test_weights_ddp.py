@@ -1,11 +1,14 @@
 """DistributedDataParallel: 2 gloo processes on 127.0.0.1 end with identical masks and weights."""
 
+import pytest
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from shrinkage.weights import Cubic, Sparsifier
 from tests._gloo import run_gloo
+
+pytestmark = pytest.mark.slow  # two gloo processes
 
 
 def _worker(rank, world, method, folder):

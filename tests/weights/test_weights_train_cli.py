@@ -62,6 +62,7 @@ def test_train_config_errors():
         TrainConfig(max_batches=0).check()
 
 
+@pytest.mark.slow
 def test_sweep_csv_plots_and_resume(tmp_path):
     data = _data(n=128, nt=64)
     base = TrainConfig(model="lenet_300_100", epochs=1, batch_size=64, progress=False)
@@ -96,6 +97,7 @@ def main(argv):
         return 2
 
 
+@pytest.mark.slow
 def test_cli_train_on_mnist_subset(tmp_path, capsys):
     out = tmp_path / "cli"
     rc = main(

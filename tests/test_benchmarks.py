@@ -1,0 +1,68 @@
+"""Every benchmark script runs end to end with ``--quick`` (tiny sizes) and writes its numbers."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow  # the benchmark smoke run
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _main(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main
+
+
+def test_every_benchmark_is_covered():
+    assert {p.stem for p in BENCH.glob("*.py")} == {
+        "activations_probe",
+        "activations_speed",
+        "codes_l0",
+        "codes_speed",
+        "sparse_inference",
+        "weights_overhead",
+    }
+
+
+def test_activations_probe(tmp_path):
+    _main("activations_probe")(["--quick", "--out", str(tmp_path / "r.json")])
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert len(res["correlations"]) == 5 and len(res["probes"]) == 2 and len(res["gain"]) == 2
+    assert all(0.0 <= r["test_acc"] <= 1.0 for r in res["probes"])
+
+
+def test_activations_speed(tmp_path):
+    _main("activations_speed")(["--quick", "--out", str(tmp_path / "r.json")])
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert all(r["quad_max_rel_err"] < 1e-6 for r in res["moments"])
+    assert {r["activation"] for r in res["edge_of_chaos"]} == {"crelu", "cst"}
+
+
+def test_codes_l0(tmp_path):
+    _main("codes_l0")(["start", "--quick", "--out", str(tmp_path / "r.json")])
+    rows = json.loads((tmp_path / "r.json").read_text())
+    assert {r["start"] for r in rows} == {"zero", "continuation", "relaxation"}
+
+
+def test_codes_speed(tmp_path):
+    assert (
+        _main("codes_speed")(["--quick", "--threads", "1", "--out", str(tmp_path / "r.json")]) == 0
+    )
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert {"learn", "encode", "stream"} <= set(res)
+
+
+def test_sparse_inference(tmp_path):
+    assert _main("sparse_inference")(["--quick", "--threads", "1", "--out", str(tmp_path)]) == 0
+    assert list(tmp_path.glob("*.json"))
+
+
+def test_weights_overhead(tmp_path):
+    res = _main("weights_overhead")(["--quick", "--json", str(tmp_path / "r.json")])
+    assert [r["model"] for r in res] == ["lenet5", "resnet_small"]
+    assert all(r["ratio_to_dense"]["dense"] == 1.0 for r in res)
