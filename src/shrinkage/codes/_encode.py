@@ -12,6 +12,7 @@ torch working-set FISTA (``_fast``) where that kernel cannot run.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -316,6 +317,141 @@ def _check_cd(penalty, monotone, gram, working_set, n_atoms):
         )
 
 
+@dataclass(frozen=True)
+class EncodePlan:
+    """What :func:`encode` resolved from its arguments before any work: the solver that runs
+    (``"cd"`` only where the compiled kernel does), the step, the penalty's parameters, the
+    safeguards and the lam stages. :func:`plan_encode` makes one; :func:`run_plan` runs it."""
+
+    penalty: str
+    lam: float
+    solver: str  # "cd", "fista" or "ista"
+    step: float | None  # None for CD
+    params: dict
+    monotone: bool
+    working_set: bool
+    gram: bool
+    lams: tuple[float, ...]  # the lam of each stage, the last one ``lam``
+    relaxation: str | None
+    continuation: int
+    max_iter: int
+    tol: float
+    batch_size: int | None
+
+
+def _check_options(penalty, lam, solver, max_iter, tol, continuation, relaxation, init, bs):
+    check_choice("penalty", penalty, PENALTIES)
+    if solver is not None:
+        check_choice("solver", solver, SOLVERS)
+    check_nonnegative("lam", lam)
+    check_nonnegative("tol", tol)
+    if relaxation is not None:
+        check_choice("relaxation", relaxation, PENALTIES)
+        if init is not None:
+            raise ValueError("give init (an array) or relaxation (a penalty name), not both")
+    return (
+        check_int_at_least("max_iter", max_iter, 1),
+        check_int_at_least("continuation", continuation, 0),
+        None if bs is None else check_int_at_least("batch_size", bs, 1),
+    )
+
+
+def _working_set(working_set, penalty, solver, monotone, gram, shape) -> bool:
+    """The working-set FISTA: on by default for l1 FISTA on a 2x overcomplete dictionary."""
+    n_atoms, n_features = shape
+    if working_set is None:
+        return (
+            penalty == "l1"
+            and solver == "fista"
+            and not monotone
+            and gram is None
+            # Measured: 3x faster with 1024 atoms on 256 features, but 1.4x slower inside
+            # dictionary learning with 256 atoms on 256 features (denser, smaller batches).
+            and n_atoms >= 2 * n_features
+            and n_atoms <= _GRAM_MAX_ATOMS
+        )
+    if working_set and (penalty != "l1" or solver != "fista" or monotone):
+        raise ValueError(
+            "working_set=True needs penalty='l1', solver='fista' and monotone not True, got "
+            f"penalty={penalty!r}, solver={solver!r}, monotone={monotone!r}"
+        )
+    if working_set and n_atoms > _GRAM_MAX_ATOMS:
+        raise ValueError(
+            f"working_set=True needs n_atoms <= {_GRAM_MAX_ATOMS} (G = D D^T is n_atoms^2), "
+            f"got {n_atoms}"
+        )
+    return bool(working_set)
+
+
+def _gram(gram, n_atoms) -> bool:
+    if gram and n_atoms > _GRAM_MAX_ATOMS:
+        raise ValueError(
+            f"gram=True needs n_atoms <= {_GRAM_MAX_ATOMS} (G = D D^T is n_atoms^2), got {n_atoms}"
+        )
+    return bool(gram)  # default off: measured slower on CPU, where elementwise passes dominate
+
+
+def plan_encode(
+    X,
+    D,
+    norms,
+    penalty,
+    lam,
+    *,
+    solver=None,
+    step=None,
+    monotone=None,
+    gram=None,
+    working_set=None,
+    continuation=0,
+    relaxation=None,
+    max_iter=1000,
+    tol=1e-4,
+    batch_size=None,
+    params=None,
+) -> EncodePlan:
+    """Resolve :func:`encode`'s options for the checked tensors ``X`` and ``D`` (atom norms
+    ``norms``): every error is raised here, before any work."""
+    solver = _pick_solver(penalty, solver, monotone, gram, working_set, D.shape[0])
+    use_cd = False
+    if solver == "cd":
+        _check_cd(penalty, monotone, gram, working_set, D.shape[0])
+        # The compiled kernel, or the FISTA path (same minimiser) where it cannot run.
+        use_cd = _cd.usable(X) and _cd.load() is not None
+        solver = "cd" if use_cd else "fista"
+    if use_cd:
+        if step is not None:
+            check_positive("step", step)
+    else:
+        step = _resolve_step(D, step)
+    p = _penalty_params(penalty, norms, params or {})
+    # Validate the penalty parameters with this step once (cel0: a^2 step < 1), then use
+    # the registry's prox (the same single definition) inside the loop without re-checking.
+    prox(penalty, torch.zeros(1, D.shape[0], dtype=X.dtype, device=X.device), lam, step or 1.0, **p)
+    p = {k: (v.to(X) if isinstance(v, torch.Tensor) else v) for k, v in p.items()}
+    if monotone is None:
+        monotone = penalty not in CONVEX
+    stages = [float(lam) * 30.0 ** (1.0 - s / continuation) for s in range(continuation)]
+    return EncodePlan(
+        penalty=penalty,
+        lam=float(lam),
+        solver=solver,
+        step=step,
+        params=p,
+        monotone=bool(monotone),
+        working_set=False
+        if use_cd
+        else _working_set(working_set, penalty, solver, monotone, gram, tuple(D.shape)),
+        gram=_gram(gram, D.shape[0]),
+        lams=(float(lam),) if relaxation is not None else (*stages, float(lam)),
+        relaxation=relaxation,
+        continuation=continuation,
+        max_iter=max_iter,
+        tol=tol,
+        batch_size=batch_size,
+    )
+
+
 def encode(
     X,
     D,
@@ -402,147 +538,140 @@ def encode(
     >>> np.round(encode(X, D, "l1", lam=1.0, tol=1e-10), 6) + 0.0
     array([[1., 0., 0.]])
     """
-    check_choice("penalty", penalty, PENALTIES)
-    if solver is not None:
-        check_choice("solver", solver, SOLVERS)
-    check_nonnegative("lam", lam)
-    max_iter = check_int_at_least("max_iter", max_iter, 1)
-    check_nonnegative("tol", tol)
-    continuation = check_int_at_least("continuation", continuation, 0)
-    if relaxation is not None:
-        check_choice("relaxation", relaxation, PENALTIES)
-        if init is not None:
-            raise ValueError("give init (an array) or relaxation (a penalty name), not both")
-    if batch_size is not None:
-        batch_size = check_int_at_least("batch_size", batch_size, 1)
+    max_iter, continuation, batch_size = _check_options(
+        penalty, lam, solver, max_iter, tol, continuation, relaxation, init, batch_size
+    )
     was_numpy = not isinstance(X, torch.Tensor)
     Xt = _to_tensor(X, "X")
     Dt = _to_tensor(D, "D", dtype=Xt.dtype, device=Xt.device)
     norms = check_dictionary(Dt)
     _check_X(Xt, Dt.shape[1])
-    solver = _pick_solver(penalty, solver, monotone, gram, working_set, Dt.shape[0])
-    use_cd = False
-    if solver == "cd":
-        _check_cd(penalty, monotone, gram, working_set, Dt.shape[0])
-        # The compiled kernel, or the FISTA path (same minimiser) where it cannot run.
-        use_cd = _cd.usable(Xt) and _cd.load() is not None
-        solver = "cd" if use_cd else "fista"
-    if use_cd:
-        if step is not None:
-            check_positive("step", step)
-    else:
-        step = _resolve_step(Dt, step)
-    p = _penalty_params(penalty, norms, params)
-    # Validate the penalty parameters with this step once (cel0: a^2 step < 1), then use
-    # the registry's prox (the same single definition) inside the loop without re-checking.
-    zeros = torch.zeros(1, Dt.shape[0], dtype=Xt.dtype, device=Xt.device)
-    prox(penalty, zeros, lam, step or 1.0, **p)
-    p = {k: (v.to(Xt) if isinstance(v, torch.Tensor) else v) for k, v in p.items()}
-    if monotone is None:
-        monotone = penalty not in CONVEX
-    Z0 = None
-    if init is not None:
-        Z0 = _to_tensor(init, "init", dtype=Xt.dtype, device=Xt.device)
-        if Z0.shape != (Xt.shape[0], Dt.shape[0]):
-            raise ValueError(
-                f"init must have shape (n_samples, n_atoms) = {(Xt.shape[0], Dt.shape[0])}, "
-                f"got {tuple(Z0.shape)}"
-            )
-        _check_finite(Z0, "init")
-    lams = [float(lam) * 30.0 ** (1.0 - s / continuation) for s in range(continuation)]
-    lams.append(float(lam))
-    n = Xt.shape[0]
-    warm_iters = 0
-    if relaxation is not None:
+    plan = plan_encode(
+        Xt,
+        Dt,
+        norms,
+        penalty,
+        lam,
+        solver=solver,
+        step=step,
+        monotone=monotone,
+        gram=gram,
+        working_set=working_set,
+        continuation=continuation,
+        relaxation=relaxation,
+        max_iter=max_iter,
+        tol=tol,
+        batch_size=batch_size,
+        params=params,
+    )
+    Z0 = _check_init(init, Xt, Dt)
+    codes, info = run_plan(plan, Xt, Dt, Z0, return_info)
+    out = codes.cpu().numpy() if was_numpy else codes
+    if not return_info:
+        return out
+    if was_numpy:
+        info["n_iter_per_sample"] = info["n_iter_per_sample"].cpu().numpy()
+    return out, info
+
+
+def _check_init(init, X, D):
+    if init is None:
+        return None
+    Z0 = _to_tensor(init, "init", dtype=X.dtype, device=X.device)
+    if Z0.shape != (X.shape[0], D.shape[0]):
+        raise ValueError(
+            f"init must have shape (n_samples, n_atoms) = {(X.shape[0], D.shape[0])}, "
+            f"got {tuple(Z0.shape)}"
+        )
+    _check_finite(Z0, "init")
+    return Z0
+
+
+def run_plan(plan: EncodePlan, X, D, Z0=None, return_info: bool = False):
+    """Codes of the rows of the checked tensor ``X`` under ``plan`` (from :func:`plan_encode`),
+    warm-started at ``Z0`` or at the relaxation's codes; returns (codes, info or None)."""
+    n = X.shape[0]
+    iters = torch.zeros(n, dtype=torch.long, device=X.device)
+    if plan.relaxation is not None:
         Z0, winfo = encode(
-            Xt,
-            Dt,
-            relaxation,
-            lam,
-            max_iter=max_iter,
-            tol=tol,
-            step=step,  # the step found above: no second power iteration
-            continuation=continuation,
-            batch_size=batch_size,
+            X,
+            D,
+            plan.relaxation,
+            plan.lam,
+            max_iter=plan.max_iter,
+            tol=plan.tol,
+            step=plan.step,  # the step found for the plan: no second power iteration
+            continuation=plan.continuation,
+            batch_size=plan.batch_size,
             return_info=True,
         )
-        warm_iters, lams = winfo["n_iter_per_sample"], [float(lam)]
-    bs = n if batch_size is None else batch_size
-    codes = torch.empty(n, Dt.shape[0], dtype=Xt.dtype, device=Xt.device)
-    iters = torch.zeros(n, dtype=torch.long, device=Xt.device) + warm_iters
-    conv = torch.zeros(n, dtype=torch.bool, device=Xt.device)
-    if use_cd:
-        working_set = False
-    elif working_set is None:
-        working_set = (
-            penalty == "l1"
-            and solver == "fista"
-            and not monotone
-            and gram is None
-            # Measured: 3x faster with 1024 atoms on 256 features, but 1.4x slower inside
-            # dictionary learning with 256 atoms on 256 features (denser, smaller batches).
-            and Dt.shape[0] >= 2 * Dt.shape[1]
-            and Dt.shape[0] <= _GRAM_MAX_ATOMS
-        )
-    elif working_set and (penalty != "l1" or solver != "fista" or monotone):
-        raise ValueError(
-            "working_set=True needs penalty='l1', solver='fista' and monotone not True, got "
-            f"penalty={penalty!r}, solver={solver!r}, monotone={monotone!r}"
-        )
-    elif working_set and Dt.shape[0] > _GRAM_MAX_ATOMS:
-        raise ValueError(
-            f"working_set=True needs n_atoms <= {_GRAM_MAX_ATOMS} (G = D D^T is n_atoms^2), "
-            f"got {Dt.shape[0]}"
-        )
-    if gram is None:
-        gram = False  # measured slower on CPU, where the elementwise passes dominate
-    elif gram and Dt.shape[0] > _GRAM_MAX_ATOMS:
-        raise ValueError(
-            f"gram=True needs n_atoms <= {_GRAM_MAX_ATOMS} (G = D D^T is n_atoms^2), "
-            f"got {Dt.shape[0]}"
-        )
+        iters += winfo["n_iter_per_sample"]
+    use_cd = plan.solver == "cd"
     # CD returns each row's energy on the way: no second pass over the codes for the info.
     energies = torch.empty(n, dtype=torch.float64) if use_cd and return_info else None
+    codes, conv = _run_batches(plan, X, D, Z0, iters, energies)
+    if not return_info:
+        return codes, None
+    if energies is None:
+        with torch.no_grad():
+            energies = _energy(X, X - codes @ D, codes, plan.penalty, plan.lam, plan.params)
+    return codes, {
+        "n_iter": int(iters.max()) if n else 0,
+        "n_iter_per_sample": iters,
+        "objective": float(energies.mean()) if n else 0.0,
+        "converged": bool(conv.all()),
+        "converged_fraction": float(conv.double().mean()) if n else 1.0,
+        "step": plan.step,
+    }
+
+
+def _run_batches(plan: EncodePlan, X, D, Z0, iters, energies):
+    """Every batch through every lam stage; ``iters`` and ``energies`` filled in place."""
+    n = X.shape[0]
+    bs = n if plan.batch_size is None else plan.batch_size
+    codes = torch.empty(n, D.shape[0], dtype=X.dtype, device=X.device)
+    conv = torch.zeros(n, dtype=torch.bool, device=X.device)
     with torch.no_grad():
-        G = Dt @ Dt.T if gram or working_set or use_cd else None
+        G = D @ D.T if plan.gram or plan.working_set or plan.solver == "cd" else None
         for s in range(0, max(n, 1), bs):
-            xb = Xt[s : s + bs]
+            xb = X[s : s + bs]
             zb = None if Z0 is None else Z0[s : s + bs]
-            for lam_s in lams:
-                if use_cd:
-                    res = _cd.solve_l1_cd(xb, Dt, G, lam_s, tol, max_iter, zb, energy=return_info)
-                    zb, it, cv = res[:3]
-                    if return_info:
-                        energies[s : s + bs] = res[3]  # the last stage's (lam's) stays
-                elif working_set:
-                    zb, it, cv = solve_l1_working_set(xb, Dt, G, lam_s, step, tol, max_iter, zb)
-                else:
-                    zb, it, cv = _solve(
-                        xb, Dt, penalty, lam_s, step, p, solver, monotone, max_iter, tol, zb, G
-                    )
+            for lam_s in plan.lams:
+                zb, it, cv = _stage(plan, xb, D, G, lam_s, zb, energies, s)
                 iters[s : s + bs] += it
             if bs >= n:
                 codes = zb  # one batch: no copy
             else:
                 codes[s : s + bs] = zb
             conv[s : s + bs] = cv
-    out = codes.cpu().numpy() if was_numpy else codes
-    if not return_info:
-        return out
-    if energies is not None:
-        E = energies
-    else:
-        with torch.no_grad():
-            E = _energy(Xt, Xt - codes @ Dt, codes, penalty, float(lam), p)
-    info = {
-        "n_iter": int(iters.max()) if n else 0,
-        "n_iter_per_sample": iters.cpu().numpy() if was_numpy else iters,
-        "objective": float(E.mean()) if n else 0.0,
-        "converged": bool(conv.all()),
-        "converged_fraction": float(conv.double().mean()) if n else 1.0,
-        "step": step,
-    }
-    return out, info
+    return codes, conv
+
+
+def _stage(plan: EncodePlan, xb, D, G, lam, zb, energies, start):
+    """One lam stage on one batch with the plan's solver; returns codes, iterations, flags."""
+    if plan.solver == "cd":
+        res = _cd.solve_l1_cd(
+            xb, D, G, lam, plan.tol, plan.max_iter, zb, energy=energies is not None
+        )
+        if energies is not None:
+            energies[start : start + len(xb)] = res[3]  # the last stage's (lam's) stays
+        return res[:3]
+    if plan.working_set:
+        return solve_l1_working_set(xb, D, G, lam, plan.step, plan.tol, plan.max_iter, zb)
+    return _solve(
+        xb,
+        D,
+        plan.penalty,
+        lam,
+        plan.step,
+        plan.params,
+        plan.solver,
+        plan.monotone,
+        plan.max_iter,
+        plan.tol,
+        zb,
+        G,
+    )
 
 
 def encode_batches(batches: Iterable, D, penalty: str = "l1", lam: float = 0.1, **kw) -> Iterator:
