@@ -17,10 +17,11 @@
   :mod:`shrinkage.experiments.weights`.
 """
 
-from ._export import SparseConv2d, SparseLinear, densify, export, load_exported
+from ._export import densify, export, load_exported
 from ._flops import FlopsReport, flops
 from ._ops import channel_gamma, kth_smallest, kth_threshold, prox_weight, st3_weight
 from ._schedules import Constant, Cubic, Linear, Schedule
+from ._sparse_modules import SparseConv2d, SparseLinear
 from ._sparsifier import METHODS, PRUNABLE, SparseWeight, Sparsifier
 from .effective import effective_macs, format_effective_macs
 

@@ -1,0 +1,474 @@
+"""The exported layers: :class:`SparseLinear` (``y = x W^T + b`` with ``W`` in CSR form on one
+of :data:`KERNELS`) and :class:`SparseConv2d` (im2col + a :class:`SparseLinear`).
+
+Values are buffers, not parameters (inference modules); ``state_dict()`` holds the CSR arrays
+and the kernel name. See :mod:`shrinkage.weights._export` for the kernels and how a model is
+exported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import torch
+from torch import nn
+
+from .. import _checks
+from . import _kernels
+
+__all__ = [
+    "KERNELS",
+    "DEFAULT_CANDIDATES",
+    "SparseLinear",
+    "SparseConv2d",
+    "weight_sparsity",
+]
+
+KERNELS = ("dense", "torch_csr", "torch_csr_i32", "c_csr_i32", "c_csr_u16", "torch_bsr")
+DEFAULT_CANDIDATES = ("dense", "torch_csr", "torch_csr_i32", "c_csr_i32", "c_csr_u16")
+_BLOCK = 4  # torch_bsr block size
+_C_KERNELS = {"c_csr_i32": 32, "c_csr_u16": 16}
+_U16_MAX_COLS = 1 << 16
+
+_fallback_warned: set[str] = set()
+
+
+def _warn_fallback(kernel: str, why: str) -> None:
+    if kernel not in _fallback_warned:
+        _fallback_warned.add(kernel)
+        warnings.warn(
+            f"shrinkage: kernel {kernel!r} cannot run here ({why}); using torch CSR",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+@contextlib.contextmanager
+def _quiet_beta():
+    """Silence torch's 'sparse CSR support is in beta' notices, raised on every conversion."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ss]parse (CSR|BSR|invariant).*")
+        yield
+
+
+class SparseLinear(nn.Module):
+    """``y = x W^T + b`` with ``W`` stored sparse and applied by one of ``KERNELS``.
+
+    Buffers: ``crow_indices`` (int32, out+1), ``col_indices`` (int32, or int16 holding
+    the uint16 column for ``c_csr_u16``), ``values`` (nnz, or (blocks, 4, 4) for
+    ``torch_bsr``), ``bias`` (out,) or None. The kernel name and shape are extra state,
+    so a state dict carries everything needed to rebuild the layer.
+
+    >>> lin = nn.Linear(8, 3)
+    >>> sl = SparseLinear.from_linear(lin, "torch_csr")
+    >>> torch.allclose(sl(torch.ones(2, 8)), lin(torch.ones(2, 8)))
+    True
+    """
+
+    def __init__(self, in_features: int, out_features: int, kernel: str = "torch_csr"):
+        super().__init__()
+        _checks.check_choice("kernel", kernel, KERNELS[1:])
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.kernel = kernel
+        self.register_buffer("crow_indices", torch.zeros(out_features + 1, dtype=torch.int32))
+        self.register_buffer("col_indices", torch.zeros(0, dtype=torch.int32))
+        self.register_buffer("values", torch.zeros(0))
+        self.register_buffer("bias", None)
+        self._torch_cache: tuple | None = None
+        self._c_cache: tuple | None = None
+
+    # -- construction ---------------------------------------------------------------
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, kernel: str) -> SparseLinear:
+        """Build from an ``nn.Linear`` (its current, possibly parametrized, weight)."""
+        with torch.no_grad():
+            weight = linear.weight.detach()
+            bias = None if linear.bias is None else linear.bias.detach().clone()
+        return cls.from_weight(weight, bias, kernel)
+
+    @classmethod
+    def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None, kernel: str):
+        """Build from a dense ``(out, in)`` weight; its exact zeros are dropped."""
+        if weight.dim() != 2:
+            raise ValueError(f"weight must be 2-D (out, in), got shape {tuple(weight.shape)}")
+        out_f, in_f = weight.shape
+        if kernel == "c_csr_u16" and in_f > _U16_MAX_COLS:
+            raise ValueError(f"kernel 'c_csr_u16' needs in_features <= {_U16_MAX_COLS}, got {in_f}")
+        self = cls(in_f, out_f, kernel)
+        w = weight.detach()
+        if kernel == "torch_bsr" and (out_f % _BLOCK or in_f % _BLOCK):
+            raise ValueError(
+                f"kernel 'torch_bsr' needs both sizes divisible by {_BLOCK}, got {out_f}x{in_f}"
+            )
+        with _quiet_beta():
+            if kernel == "torch_bsr":
+                m = w.to_sparse_bsr((_BLOCK, _BLOCK))
+            else:
+                m = w.to_sparse_csr()
+        crow, col, val = m.crow_indices(), m.col_indices(), m.values()
+        if val.shape[0] >= 2**31:
+            raise ValueError(f"too many non-zeros for int32 indices: {val.shape[0]}")
+        self.crow_indices = crow.to(torch.int32).contiguous()
+        col = col.to(torch.int32)
+        if kernel == "c_csr_u16":
+            # int16 storage of the uint16 bit pattern (torch has no full uint16 support)
+            col = torch.where(col >= 1 << 15, col - (1 << 16), col).to(torch.int16)
+        self.col_indices = col.contiguous()
+        self.values = val.contiguous().clone()
+        self.bias = None if bias is None else bias.detach().to(val.dtype).contiguous().clone()
+        return self
+
+    def to_linear(self) -> nn.Linear:
+        """The equivalent dense ``nn.Linear`` (same device and dtype)."""
+        lin = nn.Linear(
+            self.in_features,
+            self.out_features,
+            bias=self.bias is not None,
+            device=self.values.device,
+            dtype=self.values.dtype,
+        )
+        with torch.no_grad():
+            lin.weight.copy_(self.dense_weight())
+            if self.bias is not None:
+                lin.bias.copy_(self.bias)
+        return lin
+
+    def dense_weight(self) -> torch.Tensor:
+        return self._torch_matrix().to_dense()
+
+    @property
+    def nnz(self) -> int:
+        return (
+            int(self.crow_indices[-1])
+            if self.kernel != "torch_bsr"
+            else int(torch.count_nonzero(self.values))
+        )
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.nnz / max(1, self.in_features * self.out_features)
+
+    # -- forward --------------------------------------------------------------------
+    def _col_int32(self) -> torch.Tensor:
+        col = self.col_indices.to(torch.int32)
+        if self.col_indices.dtype == torch.int16:
+            col = col & 0xFFFF
+        return col
+
+    def _torch_matrix(self) -> torch.Tensor:
+        key = (
+            self.values.data_ptr(),
+            self.values.device,
+            self.values.dtype,
+            self.kernel,
+            self.crow_indices.data_ptr(),
+        )
+        if self._torch_cache is not None and self._torch_cache[0] == key:
+            return self._torch_cache[1]
+        shape = (self.out_features, self.in_features)
+        with _quiet_beta():
+            m = self._build_torch_matrix(shape)
+        self._torch_cache = (key, m)
+        return m
+
+    def _build_torch_matrix(self, shape) -> torch.Tensor:
+        if self.kernel == "torch_bsr":
+            m = torch.sparse_bsr_tensor(
+                self.crow_indices, self.col_indices, self.values, size=shape, check_invariants=False
+            )
+        else:
+            crow, col = self.crow_indices, self._col_int32()
+            if self.kernel == "torch_csr":
+                crow, col = crow.long(), col.long()
+            m = torch.sparse_csr_tensor(crow, col, self.values, size=shape, check_invariants=False)
+        return m
+
+    def _torch_forward(self, x2: torch.Tensor) -> torch.Tensor:
+        m = self._torch_matrix()
+        # W (out, in) @ x^T (in, N): torch's CSR-times-dense path
+        if self.bias is None:
+            return (m @ x2.t()).t()
+        return torch.addmm(self.bias.unsqueeze(1), m, x2.t()).t()
+
+    def _c_fn(self, x2: torch.Tensor):
+        """The compiled function for this call, or None to use torch's kernels."""
+        bufs = self._buffers
+        val = bufs["values"]
+        if not x2.is_cpu or x2.dtype != val.dtype:
+            return None
+        if x2.requires_grad and torch.is_grad_enabled():
+            return None  # the C kernel has no backward; torch CSR carries the gradient
+        cache = self._c_cache
+        # identity, not pointers: .to() / load_state_dict / assignment swap the buffer objects
+        if (
+            cache is not None
+            and cache[0] is val
+            and cache[1] is bufs["crow_indices"]
+            and cache[2] is bufs["col_indices"]
+            and cache[3] is bufs["bias"]
+            and cache[4] == self.kernel
+        ):
+            return cache[5]
+        bits = _C_KERNELS.get(self.kernel)
+        if bits is None:
+            return None
+        lib = _kernels.load()
+        if lib is None or not val.is_cpu:
+            _warn_fallback(self.kernel, "compiled kernels unavailable")
+            return None
+        fn = lib.fn(val.dtype, bits)
+        if fn is None:
+            _warn_fallback(self.kernel, f"no compiled kernel for {val.dtype}")
+            return None
+        self._check_csr(bits)
+        self._c_cache = (
+            val,
+            bufs["crow_indices"],
+            bufs["col_indices"],
+            bufs["bias"],
+            self.kernel,
+            fn,
+        )
+        return fn
+
+    def _check_csr(self, bits: int) -> None:
+        """Raise ValueError unless the buffers are a valid CSR matrix for the C kernel.
+
+        The kernel trusts its arrays; a malformed checkpoint must fail here, not read
+        out of bounds. Runs once per set of buffers.
+        """
+        crow, col, val, bias = self.crow_indices, self.col_indices, self.values, self.bias
+        want_col = torch.int32 if bits == 32 else torch.int16
+        problems = []
+        if crow.dtype != torch.int32 or crow.shape != (self.out_features + 1,):
+            problems.append(f"crow_indices must be int32 of length {self.out_features + 1}")
+        elif int(crow[0]) != 0 or bool((crow[1:] < crow[:-1]).any()):
+            problems.append("crow_indices must start at 0 and never decrease")
+        elif int(crow[-1]) != col.numel() or col.numel() != val.numel() or val.dim() != 1:
+            problems.append("crow_indices[-1], col_indices and values must agree on nnz")
+        if col.dtype != want_col:
+            problems.append(f"col_indices must be {want_col} for kernel {self.kernel!r}")
+        elif col.numel() and not (
+            0 <= int(self._col_int32().min()) and int(self._col_int32().max()) < self.in_features
+        ):
+            problems.append(f"col_indices must lie in [0, {self.in_features})")
+        if bias is not None and (bias.shape != (self.out_features,) or bias.dtype != val.dtype):
+            problems.append(f"bias must be ({self.out_features},) of dtype {val.dtype}")
+        if not all(t.is_contiguous() for t in (crow, col, val)):
+            problems.append("buffers must be contiguous")
+        if problems:
+            raise ValueError(f"invalid sparse layer {self.extra_repr()}: " + "; ".join(problems))
+
+    def _forward2d(self, x2: torch.Tensor) -> torch.Tensor:
+        fn = self._c_fn(x2)
+        if fn is None:
+            return self._torch_forward(x2)
+        bufs = self._buffers
+        bias = bufs["bias"]
+        n = x2.shape[0]
+        # (in, n) layout: each non-zero then scales a contiguous run of the batch
+        if n == 1 and x2.is_contiguous():
+            xt = x2
+        elif x2.t().is_contiguous():
+            xt = x2.t()  # already (in, n): the output of a previous C-kernel layer
+        else:
+            xt = _kernels.load().transpose(x2.contiguous())
+        yt = torch.empty((self.out_features, n), dtype=x2.dtype)
+        fn(
+            self.out_features,
+            n,
+            bufs["crow_indices"].data_ptr(),
+            bufs["col_indices"].data_ptr(),
+            bufs["values"].data_ptr(),
+            None if bias is None else bias.data_ptr(),
+            xt.data_ptr(),
+            yt.data_ptr(),
+            torch.get_num_threads(),
+        )
+        return yt.t()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2 and x.shape[1] == self.in_features:
+            return self._forward2d(x)
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"input must end with in_features={self.in_features}, got shape {tuple(x.shape)}"
+            )
+        y2 = self._forward2d(x.reshape(-1, self.in_features))
+        return y2.reshape(*x.shape[:-1], self.out_features)
+
+    # -- state ----------------------------------------------------------------------
+    def get_extra_state(self):
+        return {"kernel": self.kernel, "in": self.in_features, "out": self.out_features}
+
+    def set_extra_state(self, state) -> None:
+        _checks.check_choice("kernel", state["kernel"], KERNELS[1:])
+        self.kernel = state["kernel"]
+        self.in_features, self.out_features = int(state["in"]), int(state["out"])
+        self._torch_cache = None
+        self._c_cache = None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The number of non-zeros (and the index dtype) come from the checkpoint:
+        # reshape the buffers to match before the usual copy.
+        for name in ("crow_indices", "col_indices", "values", "bias"):
+            incoming = state_dict.get(prefix + name)
+            if incoming is not None:
+                device = self.crow_indices.device
+                self._buffers[name] = torch.empty_like(incoming, device=device)
+        self._torch_cache = None
+        self._c_cache = None
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        # caches hold a torch sparse copy and raw pointers: rebuilt on first use
+        state["_torch_cache"] = None
+        state["_c_cache"] = None
+        return state
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"kernel={self.kernel!r}, nnz={self.nnz}, bias={self.bias is not None}"
+        )
+
+
+class SparseConv2d(nn.Module):
+    """``nn.Conv2d`` (groups 1, zero padding) as im2col + the sparse (out, C*kh*kw) matrix.
+
+    ``F.unfold`` lays each image out as (C*kh*kw, H'*W'), which is the (in, batch)
+    layout of the C kernel: one call per image writes its (out, H'*W') output in place,
+    already NCHW. The matrix is a :class:`SparseLinear` child (``.matrix``), so the
+    kernels, fallback and state handling are the Linear ones.
+    """
+
+    def __init__(self, conv_args: dict, matrix: SparseLinear):
+        super().__init__()
+        self.in_channels = int(conv_args["in_channels"])
+        self.out_channels = int(conv_args["out_channels"])
+        self.kernel_size = tuple(conv_args["kernel_size"])
+        self.stride = tuple(conv_args["stride"])
+        self.padding = tuple(conv_args["padding"])
+        self.dilation = tuple(conv_args["dilation"])
+        self.matrix = matrix
+
+    @staticmethod
+    def supports(conv: nn.Module) -> bool:
+        return (
+            type(conv) is nn.Conv2d
+            and conv.groups == 1
+            and conv.padding_mode == "zeros"
+            and not isinstance(conv.padding, str)
+        )
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, kernel: str) -> SparseConv2d:
+        if not cls.supports(conv):
+            raise ValueError(
+                "sparse conv needs an nn.Conv2d with groups=1, padding_mode='zeros' and "
+                f"numeric padding, got {conv}"
+            )
+        w = conv.weight.detach().reshape(conv.out_channels, -1)
+        bias = None if conv.bias is None else conv.bias.detach()
+        args = {
+            k: getattr(conv, k)
+            for k in ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation")
+        }
+        return cls(args, SparseLinear.from_weight(w, bias, kernel))
+
+    @property
+    def kernel(self) -> str:
+        return self.matrix.kernel
+
+    def to_conv(self) -> nn.Conv2d:
+        m = self.matrix
+        conv = nn.Conv2d(
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            bias=m.bias is not None,
+            device=m.values.device,
+            dtype=m.values.dtype,
+        )
+        with torch.no_grad():
+            conv.weight.copy_(m.dense_weight().reshape(conv.weight.shape))
+            if m.bias is not None:
+                conv.bias.copy_(m.bias)
+        return conv
+
+    def _out_hw(self, h: int, w: int) -> tuple[int, int]:
+        hw = []
+        for size, k, st, p, d in zip(
+            (h, w), self.kernel_size, self.stride, self.padding, self.dilation
+        ):
+            hw.append((size + 2 * p - d * (k - 1) - 1) // st + 1)
+        return hw[0], hw[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        unbatched = x.dim() == 3
+        if unbatched:
+            x = x.unsqueeze(0)
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"input must be (N, {self.in_channels}, H, W), got shape {tuple(x.shape)}"
+            )
+        n = x.shape[0]
+        ho, wo = self._out_hw(x.shape[2], x.shape[3])
+        cols = nn.functional.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
+        m = self.matrix
+        fn = m._c_fn(cols)
+        if fn is None:
+            k = cols.shape[1]
+            y = m._torch_forward(cols.transpose(1, 2).reshape(-1, k))  # (N*L, out)
+            y = y.reshape(n, ho * wo, self.out_channels).transpose(1, 2).contiguous()
+        else:
+            cols = cols.contiguous()
+            y = torch.empty((n, self.out_channels, ho * wo), dtype=x.dtype)
+            bufs = m._buffers
+            bias = bufs["bias"]
+            ptrs = (
+                bufs["crow_indices"].data_ptr(),
+                bufs["col_indices"].data_ptr(),
+                bufs["values"].data_ptr(),
+                None if bias is None else bias.data_ptr(),
+            )
+            threads = torch.get_num_threads()
+            for i in range(n):
+                fn(self.out_channels, ho * wo, *ptrs, cols[i].data_ptr(), y[i].data_ptr(), threads)
+        y = y.reshape(n, self.out_channels, ho, wo)
+        return y[0] if unbatched else y
+
+    def get_extra_state(self):
+        return {
+            "conv": {
+                "in_channels": self.in_channels,
+                "out_channels": self.out_channels,
+                "kernel_size": self.kernel_size,
+                "stride": self.stride,
+                "padding": self.padding,
+                "dilation": self.dilation,
+            }
+        }
+
+    def set_extra_state(self, state) -> None:
+        c = state["conv"]
+        self.in_channels, self.out_channels = int(c["in_channels"]), int(c["out_channels"])
+        for k in ("kernel_size", "stride", "padding", "dilation"):
+            setattr(self, k, tuple(c[k]))
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}"
+        )
+
+
+def weight_sparsity(weight: torch.Tensor) -> float:
+    """Fraction of exact zeros."""
+    return 1.0 - int(torch.count_nonzero(weight)) / max(1, weight.numel())
