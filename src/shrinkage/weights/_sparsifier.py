@@ -11,28 +11,13 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .._checks import check_choice, check_open_unit
-from ..thresholds import PENALTIES, get_penalty, lam_for_threshold, straight_through
-from ..thresholds.cores import soft
+from ..thresholds import PENALTIES, lam_for_threshold
 from ._flops import flops
-from ._ops import PRUNABLE, channel_gamma, kth_threshold, prox_weight, st3_weight
+from ._methods import METHODS, RECORDS
+from ._ops import PRUNABLE, kth_threshold
 from ._schedules import Constant, Schedule, evaluate
 
 __all__ = ["Sparsifier", "METHODS", "PRUNABLE"]
-
-METHODS = ("st3", "st3sigma", "hard_ste", "soft_nograd", "gmp", "prox_ste")
-"""Sparse-training methods, see :class:`Sparsifier`."""
-
-_RESCALE_DEFAULT = {
-    "st3": True,
-    "st3sigma": True,
-    "soft_nograd": True,
-    "prox_ste": True,
-    "hard_ste": False,
-    "gmp": False,
-}
-
-_ste_soft = straight_through(st3_weight)
-_ste_prox = straight_through(prox_weight)
 
 
 class SparseWeight(nn.Module):
@@ -50,31 +35,16 @@ class SparseWeight(nn.Module):
         self.params = dict(params)
         self.register_buffer("tau", torch.zeros((), dtype=weight.dtype, device=weight.device))
         self.register_buffer("lam", torch.zeros((), dtype=weight.dtype, device=weight.device))
-        if method == "gmp":
+        if RECORDS[method].sticky:
             self.register_buffer("mask", torch.ones_like(weight, dtype=torch.bool))
         else:
             self.mask = None
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        m = self.method
-        if m in ("st3", "st3sigma"):
-            return _ste_soft(w, self.tau, self.rescale)
-        if m == "prox_ste":
-            return _ste_prox(w, self.tau, self.lam, self.penalty, self.params, self.rescale)
-        if m == "hard_ste":
-            return _ste_prox(w, self.tau, self.lam, "l0", {}, self.rescale)
-        if m == "soft_nograd":
-            out = soft(w, self.tau)  # ordinary autograd: zero gradient below tau
-            if self.rescale:
-                with torch.no_grad():
-                    g = channel_gamma(w, w.abs() > self.tau)
-                out = out * g
-            return out
-        # gmp: sticky mask, ordinary autograd (pruned entries get no gradient)
-        return w * self.mask
+        return RECORDS[self.method].forward(self, w)
 
     def extra_repr(self) -> str:
-        extra = f", penalty={self.penalty!r}" if self.method == "prox_ste" else ""
+        extra = f", penalty={self.penalty!r}" if RECORDS[self.method].uses_penalty else ""
         return f"method={self.method!r}, rescale={self.rescale}{extra}"
 
 
@@ -122,7 +92,8 @@ class Sparsifier:
     stay the model's parameters (same objects, so an optimizer made before or after works);
     the forward pass sees the thresholded weight. Call :meth:`step` after each optimizer step.
 
-    Methods (all operators from :mod:`shrinkage.thresholds`):
+    Methods (all operators from :mod:`shrinkage.thresholds`; each is one record of
+    :mod:`shrinkage.weights._methods`: scores, forward transform, gradient path):
 
     - ``st3``: global threshold tau = the s(t)-quantile of |w| (k-th value selection), forward
       ``gamma_c * sign(w) * max(|w| - tau, 0)`` with ST-3's per-channel rescale, straight-through
@@ -186,13 +157,14 @@ class Sparsifier:
         self.schedule = schedule
         self.penalty = check_choice("penalty", penalty, PENALTIES)
         self.penalty_params = dict(penalty_params or {})
-        if method == "prox_ste":
+        self._m = RECORDS[method]
+        if self._m.uses_penalty:
             lam_for_threshold(penalty, 1.0, step=1.0, **self.penalty_params)  # validates params
         elif self.penalty_params:
             raise ValueError(
                 f"penalty_params only apply to method='prox_ste', got method={method!r}"
             )
-        self.rescale = _RESCALE_DEFAULT[method] if rescale is None else bool(rescale)
+        self.rescale = self._m.rescale if rescale is None else bool(rescale)
         evaluate(schedule, 0, self.sparsity)  # a schedule that is broken at step 0 fails now
 
         self.model = model
@@ -259,43 +231,27 @@ class Sparsifier:
                 )
 
     def _scores(self, u: _Unit) -> torch.Tensor:
-        s = u.param.detach().abs()
-        if self.method == "st3sigma":
-            s = s * u.sqrt_s
-        elif self.method == "gmp":
-            s = torch.where(u.pm.mask, s, torch.full_like(s, -1.0))  # pruned stay pruned
-        return s
+        return self._m.scores(u, u.param.detach().abs())
 
     @torch.no_grad()
     def _apply(self) -> None:
         s = evaluate(self.schedule, self._step, self.sparsity)
         self.current_sparsity = s
         scores = [self._scores(u) for u in self.units]
-        empty = -0.5 if self.method == "gmp" else 0.0
+        m = self._m
+        empty = -0.5 if m.sticky else 0.0  # below every score of a kept weight
         if self.scope == "global":
             flat = torch.cat([x.reshape(-1) for x in scores])
             # one reduction instead of an elementwise check; NaN/inf propagate into the sum
             if not bool(torch.isfinite(flat.sum())):
                 self._check_finite(scores)
             theta = kth_threshold(flat, s, empty)
-            taus = [theta / u.sqrt_s if self.method == "st3sigma" else theta for u in self.units]
+            taus = [m.to_tau(theta, u) for u in self.units]
         else:
             self._check_finite(scores)
-            taus = [kth_threshold(x, s, empty) for x in scores]
-            if self.method == "st3sigma":
-                taus = [t / u.sqrt_s for t, u in zip(taus, self.units)]
+            taus = [m.to_tau(kth_threshold(x, s, empty), u) for x, u in zip(scores, self.units)]
         for u, tau, sc in zip(self.units, taus, scores):
-            pm = u.pm
-            if self.method == "gmp":
-                pm.mask.copy_(sc > tau)
-                u.param.masked_fill_(~pm.mask, 0.0)  # pruned raw weights are exactly 0, for good
-                pm.tau.zero_()
-                continue
-            pm.tau.copy_(tau)
-            name = self.penalty if self.method == "prox_ste" else "l0"
-            if self.method in ("prox_ste", "hard_ste"):
-                pen = get_penalty(name)
-                pm.lam.copy_(pen.lam_for(tau, 1.0, **{**pen.params, **pm.params}))
+            m.update(u, tau, sc)
 
     def step(self) -> float:
         """Advance one optimizer step: recompute thresholds (and gmp masks) at s(step).

@@ -1,0 +1,147 @@
+"""The sparse-training methods as data: one :class:`Method` record per method.
+
+A record says how the method scores weights (the threshold is a quantile of the scores), what
+the forward pass sees (the parametrization's transform, which also fixes the gradient path:
+straight-through, or ordinary autograd through a mask), how a threshold becomes the unit's
+buffers, and whether ST-3's per-channel rescale is on by default. Adding a method is adding
+one record to :data:`RECORDS`; :class:`~shrinkage.weights.Sparsifier` reads nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ..thresholds import get_penalty, straight_through
+from ..thresholds.cores import soft
+from ._ops import channel_gamma, prox_weight, st3_weight
+
+_ste_soft = straight_through(st3_weight)
+_ste_prox = straight_through(prox_weight)
+
+
+# -- forward transforms: (parametrization, raw weight) -> the weight the forward pass sees ----
+def _soft_ste(pm, w):
+    return _ste_soft(w, pm.tau, pm.rescale)
+
+
+def _prox_ste(pm, w):
+    return _ste_prox(w, pm.tau, pm.lam, pm.penalty, pm.params, pm.rescale)
+
+
+def _hard_ste(pm, w):
+    return _ste_prox(w, pm.tau, pm.lam, "l0", {}, pm.rescale)
+
+
+def _soft_autograd(pm, w):
+    out = soft(w, pm.tau)  # ordinary autograd: zero gradient below tau
+    if pm.rescale:
+        with torch.no_grad():
+            g = channel_gamma(w, w.abs() > pm.tau)
+        out = out * g
+    return out
+
+
+def _masked(pm, w):
+    return w * pm.mask  # sticky mask, ordinary autograd: pruned entries get no gradient
+
+
+# -- scores: (unit, |w|) -> the scores whose quantile is the threshold ----------------------
+def _magnitude(unit, a):
+    return a
+
+
+def _sigma_scaled(unit, a):
+    return a * unit.sqrt_s  # S_l = sum of the weight's dimensions (C_out + C_in + k_h + k_w)
+
+
+def _unpruned_magnitude(unit, a):
+    return torch.where(unit.pm.mask, a, torch.full_like(a, -1.0))  # pruned stay pruned
+
+
+# -- thresholds: score threshold -> the unit's magnitude threshold --------------------------
+def _same(theta, unit):
+    return theta
+
+
+def _sigma_unscaled(theta, unit):
+    return theta / unit.sqrt_s
+
+
+# -- updates: write the unit's buffers for its threshold tau --------------------------------
+def _set_tau(unit, tau, scores, penalty=None):
+    pm = unit.pm
+    pm.tau.copy_(tau)
+    if penalty is not None:  # the lam whose prox zeroes exactly |w| <= tau (step 1)
+        pen = get_penalty(penalty)
+        pm.lam.copy_(pen.lam_for(tau, 1.0, **{**pen.params, **pm.params}))
+
+
+def _set_tau_and_lam(unit, tau, scores):
+    _set_tau(unit, tau, scores, unit.pm.penalty)
+
+
+def _set_tau_and_l0_lam(unit, tau, scores):
+    _set_tau(unit, tau, scores, "l0")
+
+
+def _grow_mask(unit, tau, scores):
+    pm = unit.pm
+    pm.mask.copy_(scores > tau)
+    unit.param.masked_fill_(~pm.mask, 0.0)  # pruned raw weights are exactly 0, for good
+    pm.tau.zero_()
+
+
+@dataclass(frozen=True)
+class Method:
+    """One sparse-training method (see the module docstring)."""
+
+    name: str
+    forward: Callable  # (parametrization, w) -> weight seen by the forward pass
+    gradient: str  # "straight-through" or "masked"
+    rescale: bool  # ST-3's per-channel rescale by default
+    update: Callable = _set_tau  # (unit, tau, scores): the unit's buffers for threshold tau
+    scores: Callable = _magnitude  # (unit, |w|) -> scores
+    to_tau: Callable = _same  # (score threshold, unit) -> magnitude threshold
+    sticky: bool = False  # a mask that only grows (pruned weights never come back)
+    uses_penalty: bool = False  # takes Sparsifier(penalty=..., penalty_params=...)
+
+
+RECORDS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("st3", _soft_ste, "straight-through", rescale=True),
+        Method(
+            "st3sigma",
+            _soft_ste,
+            "straight-through",
+            rescale=True,
+            scores=_sigma_scaled,
+            to_tau=_sigma_unscaled,
+        ),
+        Method("hard_ste", _hard_ste, "straight-through", False, update=_set_tau_and_l0_lam),
+        Method("soft_nograd", _soft_autograd, "masked", rescale=True),
+        Method(
+            "gmp",
+            _masked,
+            "masked",
+            rescale=False,
+            update=_grow_mask,
+            scores=_unpruned_magnitude,
+            sticky=True,
+        ),
+        Method(
+            "prox_ste",
+            _prox_ste,
+            "straight-through",
+            rescale=True,
+            update=_set_tau_and_lam,
+            uses_penalty=True,
+        ),
+    )
+}
+
+METHODS: tuple[str, ...] = tuple(RECORDS)
+"""Sparse-training methods, see :class:`~shrinkage.weights.Sparsifier`."""
