@@ -7,9 +7,10 @@ Per row, ``min_z 1/2 ||x - z D||^2 + lam ||z||_1`` is solved from ``G = D D^T`` 
 accepted when every other atom satisfies ``|c_j| <= lam (1 + min(tol, 1e-3))``: the codes
 are the lasso solution (up to that slack), not a tol-accurate one. The same library holds
 the block-coordinate dictionary update of ``_learn`` (:func:`bcd_sweep`). The C source is
-``_cd_source.SOURCE``, built at first use by :mod:`shrinkage._native`; :func:`solve_l1_cd`
-returns None where it cannot run (no compiler, ``SHRINKAGE_NO_COMPILE=1``, a non-CPU
-tensor, another dtype) and callers use the torch FISTA paths (:mod:`shrinkage.codes._fast`).
+``shrinkage/_native/lasso_cd.c``, built at first use by :mod:`shrinkage._native`;
+:func:`solve_l1_cd` returns None where it cannot run (no compiler,
+``SHRINKAGE_NO_COMPILE=1``, a non-CPU tensor, another dtype) and callers use the torch FISTA
+paths (:mod:`shrinkage.codes._fast`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from pathlib import Path
 import torch
 
 from .. import _native
-from ._cd_source import ABI, SOURCE
 
 _KKT_SLACK = 1e-3  # same meaning as in _fast: an atom must beat lam by this much to count
 
@@ -54,12 +54,9 @@ class _Kernel:
 
 _LIB = _native.NativeLibrary(
     "codes",
-    SOURCE,
-    ABI,
     _Kernel,
     "compiled l1 coordinate-descent encoder",
     "the torch FISTA encoder",
-    libs=("-lm",),
 )
 
 

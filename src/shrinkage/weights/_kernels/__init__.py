@@ -1,6 +1,6 @@
 """Compiled CSR kernels for exported Linear layers, built from C source at first use.
 
-The C source (``spmm_source.SOURCE``) is compiled and cached by :mod:`shrinkage._native`
+The C source (``shrinkage/_native/spmm.c``) is compiled and cached by :mod:`shrinkage._native`
 (per-user cache folder, ``SHRINKAGE_NO_COMPILE=1`` to never compile) and loaded with
 ctypes; no binary is shipped.
 
@@ -16,11 +16,9 @@ from pathlib import Path
 import torch
 
 from ... import _native
-from .spmm_source import SOURCE
 
 __all__ = ["Kernels", "load", "available", "cache_dir"]
 
-_ABI = 3
 # Read at each build (tests replace it to make every build fail).
 _FLAG_SETS = _native.FLAG_SETS
 cache_dir = _native.cache_dir
@@ -63,8 +61,6 @@ class Kernels:
 
 _LIB = _native.NativeLibrary(
     "spmm",
-    SOURCE,
-    _ABI,
     Kernels,
     "compiled sparse kernels",
     "torch's sparse kernels",

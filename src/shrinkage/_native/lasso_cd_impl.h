@@ -1,141 +1,6 @@
-"""C source of the l1 coordinate-descent encoder, kept in a .py file so every install carries it.
-
-Compiled at first use by :mod:`shrinkage._native`; loaded by :mod:`shrinkage.codes._cd`.
-The per-row solver is written once with ``REAL`` / ``SFX`` placeholders and instantiated
-for float (``_f32``) and double (``_f64``).
-"""
-
-from .._native import POOL_SOURCE
-
-ABI = 3
-
-_HEAD = r"""/* l1 sparse codes (the lasso) by covariance coordinate descent, one row at a time.
- *
- * Row problem: min_z 1/2 z G z - b z + lam |z|_1 with G = D D^T (k x k) and b = x D^T,
- * both computed by the caller (BLAS). c = b - z G (minus the gradient) drives the
- * coordinate update (Friedman, Hastie & Tibshirani 2010, "covariance updates"):
- *
- *     z_j <- soft(z_j + c_j / G_jj, lam / G_jj),   c <- c - (z_j' - z_j) G_j.
- *
- * Working set: each row sweeps only its active set A (its support plus the atoms that
- * violate |c_j| <= lam the most), on a packed copy of G_AA, so a sweep costs |A|^2 and
- * not |A| k. Once a sweep changes nothing beyond a loose tolerance, the codes are solved
- * exactly on their support and signs (Cholesky of G_SS); with c = b - z G recomputed
- * from the few non-zeros, |c_j| <= lam on every other atom proves the result is the
- * lasso minimiser. Otherwise the violators join A and CD goes on (from the exact solve
- * when it lowers the energy), with a finer tolerance when the solve was refused.
- * Rows are shared by the threads of the pool.
- */
-#include <stdint.h>
-#include <stddef.h>
-#include <stdlib.h>
-#include <string.h>
-#include <math.h>
-#include <float.h>
-#include <stdatomic.h>
-#include <pthread.h>
-
-#define PACK_MAX 256  /* active sets up to this size sweep on a packed G_AA */
-#define POLISH_MAX 256 /* largest support solved exactly */
-#define POLISH_ROUNDS 4 /* exact solves per attempt, each without the atoms whose sign flipped */
-#define MIN_ADD 16 /* fewest atoms added to a row's active set at a time */
-#define PTOL0 1e-2 /* first CD tolerance (relative change) before an exact solve is tried */
-#define ROW_CONVERGED 1
-#define ROW_EXACT 2
-
-typedef struct {
-    int64_t n, k, max_iter, rows_per_chunk;
-    const void *G, *B, *idiag;
-    void *Z;
-    double lam, tol, slack;
-    int warm;
-    const double *xx;
-    double *energy;
-    int64_t *iters;
-    uint8_t *flags;
-    _Atomic int failed;
-} cd_job_t;
-
-/* Solve M x = r in place (r <- x) for the symmetric positive semi-definite M (lower
- * triangle used and overwritten by its Cholesky factor; right-looking, so the trailing
- * updates are contiguous). diag[] holds M's diagonal on entry, 1 / L_jj on return. A pivot
- * below rel_tol times its diagonal marks an atom that depends on the earlier ones
- * (duplicated or collinear atoms): it is left out of the system (diag[j] = 0, x_j = 0),
- * which is the factor of M without that row and column. */
-static void chol_solve(double *restrict M, double *restrict r, int64_t m, double *restrict diag,
-                       double *restrict col, double rel_tol) {
-    for (int64_t j = 0; j < m; ++j) {
-        double *Mj = M + j * m;
-        const double d = Mj[j];
-        if (!(d > rel_tol * diag[j] && d > 1e-300)) {
-            diag[j] = 0;
-            for (int64_t i = j + 1; i < m; ++i) M[i * m + j] = 0;
-            continue;
-        }
-        const double sd = sqrt(d), is = 1.0 / sd;
-        Mj[j] = sd;
-        diag[j] = is;
-        for (int64_t i = j + 1; i < m; ++i) {
-            M[i * m + j] *= is;
-            col[i] = M[i * m + j];
-        }
-        for (int64_t i = j + 1; i < m; ++i) {
-            double *restrict Mi = M + i * m;
-            const double f = col[i];
-            for (int64_t l = j + 1; l <= i; ++l) Mi[l] -= f * col[l];
-        }
-    }
-    for (int64_t i = 0; i < m; ++i) {
-        double s = r[i];
-        const double *Mi = M + i * m;
-        for (int64_t t = 0; t < i; ++t) s -= Mi[t] * r[t];
-        r[i] = s * diag[i];
-    }
-    for (int64_t i = m - 1; i >= 0; --i) {
-        const double x = r[i] * diag[i];
-        r[i] = x;
-        const double *Mi = M + i * m;
-        for (int64_t t = 0; t < i; ++t) r[t] -= Mi[t] * x;
-    }
-}
-
-/* Per-thread scratch memory, kept between calls (the pool's helpers are long-lived). */
-typedef struct {
-    void *mem;
-    size_t size;
-} scratch_t;
-
-static pthread_key_t scratch_key;
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-
-static void scratch_free(void *p) {
-    scratch_t *s = (scratch_t *)p;
-    free(s->mem);
-    free(s);
-}
-
-static void scratch_init(void) { pthread_key_create(&scratch_key, scratch_free); }
-
-static void *scratch(size_t size) {
-    pthread_once(&scratch_once, scratch_init);
-    scratch_t *s = (scratch_t *)pthread_getspecific(scratch_key);
-    if (s == NULL) {
-        s = (scratch_t *)calloc(1, sizeof(*s));
-        if (s == NULL || pthread_setspecific(scratch_key, s) != 0) {
-            free(s);
-            return NULL;
-        }
-    }
-    if (s->size < size) {
-        free(s->mem);
-        s->mem = malloc(size);
-        s->size = s->mem ? size : 0;
-    }
-    return s->mem;
-}
-"""
-
-_TEMPLATE = r"""
+/* The per-row lasso solver and the dictionary update, written once for one precision:
+ * lasso_cd.c includes this file twice, with REAL = float, SFX(name) = name##_f32,
+ * EPS = FLT_EPSILON, then with double, _f64 and DBL_EPSILON. */
 /* ---- REAL ------------------------------------------------------------------------- */
 typedef struct {
     REAL *c, *c2, *ga, *ca, *za, *ia, *key, *val;
@@ -143,24 +8,24 @@ typedef struct {
     uint8_t *inact, *flag;
     double *M, *r, *sg, *diag, *col;
     int64_t packed; /* leading atoms of act[] whose G_AA entries are in ga */
-} ws_SFX;
+} SFX(ws);
 
 /* soft(u, t) = u - clip(u, -t, t): min / max instructions, no unpredictable branch */
-static inline REAL soft_SFX(REAL u, REAL t) {
+static inline REAL SFX(soft)(REAL u, REAL t) {
     REAL v = u < t ? u : t;
     v = v > -t ? v : -t;
     return u - v;
 }
 
-static inline REAL abs_SFX(REAL u) { return u < 0 ? -u : u; }
+static inline REAL SFX(abs)(REAL u) { return u < 0 ? -u : u; }
 
-static inline void subs_SFX(REAL *restrict c, REAL a, const REAL *restrict g, int64_t k) {
+static inline void SFX(subs)(REAL *restrict c, REAL a, const REAL *restrict g, int64_t k) {
     for (int64_t i = 0; i < k; ++i) c[i] -= a * g[i];
 }
 
 /* out = b - sum_i val[i] G[idx[i]]; four atoms per pass, so out is loaded and stored a
  * quarter as often */
-static void combo_SFX(const REAL *G, int64_t k, const REAL *b, const int32_t *idx,
+static void SFX(combo)(const REAL *G, int64_t k, const REAL *b, const int32_t *idx,
                       const REAL *val, int64_t m, REAL *restrict out) {
     if (m == 0) {
         memcpy(out, b, (size_t)k * sizeof(REAL));
@@ -182,8 +47,8 @@ static void combo_SFX(const REAL *G, int64_t k, const REAL *b, const int32_t *id
 }
 
 /* c = b - z G from the non-zeros of z among act[0..s) */
-static void corr_SFX(const REAL *G, int64_t k, const REAL *b, const REAL *z,
-                     const int32_t *act, int64_t s, ws_SFX *w) {
+static void SFX(corr)(const REAL *G, int64_t k, const REAL *b, const REAL *z,
+                     const int32_t *act, int64_t s, SFX(ws) *w) {
     int64_t m = 0;
     for (int64_t a = 0; a < s; ++a)
         if (z[act[a]] != 0) {
@@ -191,13 +56,13 @@ static void corr_SFX(const REAL *G, int64_t k, const REAL *b, const REAL *z,
             w->val[m] = z[act[a]];
             ++m;
         }
-    combo_SFX(G, k, b, w->cand, w->val, m, w->c);
+    SFX(combo)(G, k, b, w->cand, w->val, m, w->c);
 }
 
 /* The atoms with mark[j] == 0 and |c_j| > lim into cand[] (|c_j| into key[]); returns
  * how many. Branch-free flags first (vectorised), then only the 8-byte words holding one. */
-static int64_t scan_SFX(const REAL *restrict c, const uint8_t *restrict mark, int64_t k,
-                        REAL lim, ws_SFX *w) {
+static int64_t SFX(scan)(const REAL *restrict c, const uint8_t *restrict mark, int64_t k,
+                        REAL lim, SFX(ws) *w) {
     uint8_t *restrict flag = w->flag;
     for (int64_t j = 0; j < k; ++j)
         flag[j] = (uint8_t)(((c[j] > lim) | (c[j] < -lim)) & !mark[j]);
@@ -208,7 +73,7 @@ static int64_t scan_SFX(const REAL *restrict c, const uint8_t *restrict mark, in
         while (f) {
             const int64_t j = j0 + (__builtin_ctzll(f) >> 3);
             w->cand[nv] = (int32_t)j;
-            w->key[nv] = abs_SFX(c[j]);
+            w->key[nv] = SFX(abs)(c[j]);
             ++nv;
             f &= f - 1;
         }
@@ -217,7 +82,7 @@ static int64_t scan_SFX(const REAL *restrict c, const uint8_t *restrict mark, in
 }
 
 /* Move the m largest key[] (with their idx[]) to the front: quickselect. */
-static void top_SFX(REAL *key, int32_t *idx, int64_t n, int64_t m) {
+static void SFX(top)(REAL *key, int32_t *idx, int64_t n, int64_t m) {
     int64_t lo = 0, hi = n - 1;
     while (lo < hi) {
         const REAL piv = key[lo + (hi - lo) / 2];
@@ -245,7 +110,7 @@ static void top_SFX(REAL *key, int32_t *idx, int64_t n, int64_t m) {
 /* ga rows of act[from..s), leading dimension PACK_MAX. G is symmetric: the new atoms'
  * entries against the old ones come from the old atoms' rows, which the last
  * c = b - z G has just brought into cache; only the new x new block is read cold. */
-static void pack_SFX(const REAL *G, int64_t k, const int32_t *act, int64_t from, int64_t s,
+static void SFX(pack)(const REAL *G, int64_t k, const int32_t *act, int64_t from, int64_t s,
                      REAL *ga) {
     /* the cold block first in flight, then the cached one meanwhile */
     for (int64_t a = from; a < s; ++a) {
@@ -266,7 +131,7 @@ static void pack_SFX(const REAL *G, int64_t k, const int32_t *act, int64_t from,
 }
 
 /* Drop the atoms of act[] whose code is zero, with their rows and columns of ga. */
-static int64_t prune_SFX(const REAL *z, int32_t *act, int64_t s, uint8_t *inact, ws_SFX *w) {
+static int64_t SFX(prune)(const REAL *z, int32_t *act, int64_t s, uint8_t *inact, SFX(ws) *w) {
     int64_t s2 = 0;
     const int pk = w->packed == s;
     for (int64_t a = 0; a < s; ++a) {
@@ -292,14 +157,14 @@ static int64_t prune_SFX(const REAL *z, int32_t *act, int64_t s, uint8_t *inact,
 /* CD sweeps over act[0..s) until the largest change is <= ptol max|z| or the budget is
  * spent; returns the sweeps done. Up to PACK_MAX atoms: on the packed G_AA with c kept on
  * the set only (*c_ok = 0: c is stale outside); above: on G's rows with c kept whole. */
-static int64_t active_SFX(const REAL *G, const REAL *idiag, int64_t k, REAL *z, REAL *c,
+static int64_t SFX(active)(const REAL *G, const REAL *idiag, int64_t k, REAL *z, REAL *c,
                           const int32_t *act, int64_t s, REAL lam, double ptol,
-                          int64_t budget, ws_SFX *w, int *c_ok) {
+                          int64_t budget, SFX(ws) *w, int *c_ok) {
     int64_t sweeps = 0;
     REAL maxd, zmax;
     if (s <= PACK_MAX) {
         if (w->packed > s) w->packed = 0;
-        pack_SFX(G, k, act, w->packed, s, w->ga);
+        SFX(pack)(G, k, act, w->packed, s, w->ga);
         w->packed = s;
         const int64_t s8 = (s + 7) & ~(int64_t)7; /* whole vectors; the padding is zero */
         REAL *ga = w->ga, *ca = w->ca, *za = w->za, *ia = w->ia;
@@ -314,14 +179,14 @@ static int64_t active_SFX(const REAL *G, const REAL *idiag, int64_t k, REAL *z, 
             maxd = 0;
             zmax = 0;
             for (int64_t a = 0; a < s; ++a) {
-                const REAL zn = soft_SFX(za[a] + ca[a] * ia[a], lam * ia[a]);
+                const REAL zn = SFX(soft)(za[a] + ca[a] * ia[a], lam * ia[a]);
                 const REAL d = zn - za[a];
                 if (d != 0) {
-                    subs_SFX(ca, d, ga + a * PACK_MAX, s8);
+                    SFX(subs)(ca, d, ga + a * PACK_MAX, s8);
                     za[a] = zn;
                 }
-                if (abs_SFX(d) > maxd) maxd = abs_SFX(d);
-                if (abs_SFX(zn) > zmax) zmax = abs_SFX(zn);
+                if (SFX(abs)(d) > maxd) maxd = SFX(abs)(d);
+                if (SFX(abs)(zn) > zmax) zmax = SFX(abs)(zn);
             }
             ++sweeps;
         } while (maxd > ptol * zmax && sweeps < budget);
@@ -334,14 +199,14 @@ static int64_t active_SFX(const REAL *G, const REAL *idiag, int64_t k, REAL *z, 
             zmax = 0;
             for (int64_t a = 0; a < s; ++a) {
                 const int64_t j = act[a];
-                const REAL zn = soft_SFX(z[j] + c[j] * idiag[j], lam * idiag[j]);
+                const REAL zn = SFX(soft)(z[j] + c[j] * idiag[j], lam * idiag[j]);
                 const REAL d = zn - z[j];
                 if (d != 0) {
-                    subs_SFX(c, d, G + j * k, k);
+                    SFX(subs)(c, d, G + j * k, k);
                     z[j] = zn;
                 }
-                if (abs_SFX(d) > maxd) maxd = abs_SFX(d);
-                if (abs_SFX(zn) > zmax) zmax = abs_SFX(zn);
+                if (SFX(abs)(d) > maxd) maxd = SFX(abs)(d);
+                if (SFX(abs)(zn) > zmax) zmax = SFX(abs)(zn);
             }
             ++sweeps;
         } while (maxd > ptol * zmax && sweeps < budget);
@@ -356,8 +221,8 @@ static int64_t active_SFX(const REAL *G, const REAL *idiag, int64_t k, REAL *z, 
  * solve has the lower energy: z and c are replaced all the same (a better start for CD).
  * Returns 0 when z is left as it was. act[0..s) holds z's support; when it is packed,
  * ca[] holds c on it. */
-static int polish_SFX(const REAL *G, int64_t k, const REAL *b, REAL *z, const int32_t *act,
-                      int64_t s, uint8_t *inact, double lam, double slack, ws_SFX *w) {
+static int SFX(polish)(const REAL *G, int64_t k, const REAL *b, REAL *z, const int32_t *act,
+                      int64_t s, uint8_t *inact, double lam, double slack, SFX(ws) *w) {
     if (s > POLISH_MAX) return 0;
     int64_t m = s;
     const int pk = w->packed == s;
@@ -396,10 +261,10 @@ static int polish_SFX(const REAL *G, int64_t k, const REAL *b, REAL *z, const in
     }
     if (!ok) return 0;
     for (int64_t i = 0; i < m; ++i) w->val[i] = (REAL)w->r[i];
-    combo_SFX(G, k, b, w->S, w->val, m, w->c2);
+    SFX(combo)(G, k, b, w->S, w->val, m, w->c2);
     for (int64_t a = 0; a < s; ++a) inact[act[a]] = 0;
     for (int64_t i = 0; i < m; ++i) inact[w->S[i]] = 1;
-    const int kkt = scan_SFX(w->c2, inact, k, (REAL)(lam * (1.0 + slack)), w) == 0;
+    const int kkt = SFX(scan)(w->c2, inact, k, (REAL)(lam * (1.0 + slack)), w) == 0;
     for (int64_t a = 0; a < s; ++a) inact[act[a]] = 1;
     if (!kkt) {
         /* energies, -1/2 (b + c) z + lam |z|_1 with c = b - z G on each support */
@@ -422,9 +287,9 @@ static int polish_SFX(const REAL *G, int64_t k, const REAL *b, REAL *z, const in
 
 /* One row; returns ROW_* flags, the iterations (scans + sweeps) in *iters and, if energy is
  * not NULL, the row's energy given xx = ||x||^2. */
-static int row_SFX(const REAL *G, const REAL *idiag, int64_t k, const REAL *b, REAL *z,
+static int SFX(row)(const REAL *G, const REAL *idiag, int64_t k, const REAL *b, REAL *z,
                    double lam_d, double tol, double slack, int64_t max_iter, int warm,
-                   double xx, ws_SFX *w, int64_t *iters, double *energy) {
+                   double xx, SFX(ws) *w, int64_t *iters, double *energy) {
     const REAL lam = (REAL)lam_d;
     /* |c_j| <= lam within the slack is optimal: rounding must not re-open a solved row */
     const REAL lim = (REAL)(lam_d * (1.0 + slack));
@@ -441,14 +306,14 @@ static int row_SFX(const REAL *G, const REAL *idiag, int64_t k, const REAL *b, R
         memset(inact, 0, (size_t)k);
     }
     w->packed = 0;
-    corr_SFX(G, k, b, z, act, s, w);
+    SFX(corr)(G, k, b, z, act, s, w);
     double ptol = tol > PTOL0 ? tol : PTOL0;
     /* refused: the last exact solve left z as it was (-1: none tried yet) */
     int flags = 0, refused = s == 0 ? 0 : -1, c_ok = 1;
     while (it < max_iter) {
-        if (!c_ok) corr_SFX(G, k, b, z, act, s, w);
+        if (!c_ok) SFX(corr)(G, k, b, z, act, s, w);
         c_ok = 1;
-        const int64_t nv = scan_SFX(w->c, inact, k, lim, w);
+        const int64_t nv = SFX(scan)(w->c, inact, k, lim, w);
         ++it;
         if (nv == 0 && s == 0) {
             flags = ROW_CONVERGED | ROW_EXACT;
@@ -470,7 +335,7 @@ static int row_SFX(const REAL *G, const REAL *idiag, int64_t k, const REAL *b, R
             /* grow by the worst violators, as many as the support holds (at least
              * MIN_ADD): all of them at once would bring in hundreds of atoms from zero */
             int64_t m = s > MIN_ADD ? s : MIN_ADD;
-            if (m < nv) top_SFX(w->key, w->cand, nv, m);
+            if (m < nv) SFX(top)(w->key, w->cand, nv, m);
             else m = nv;
             left = nv - m;
             for (int64_t e = 0; e < m; ++e) {
@@ -478,18 +343,18 @@ static int row_SFX(const REAL *G, const REAL *idiag, int64_t k, const REAL *b, R
                 act[s++] = w->cand[e];
             }
         }
-        it += active_SFX(G, idiag, k, z, w->c, act, s, lam, ptol, max_iter - it, w, &c_ok);
-        s = prune_SFX(z, act, s, inact, w);
+        it += SFX(active)(G, idiag, k, z, w->c, act, s, lam, ptol, max_iter - it, w, &c_ok);
+        s = SFX(prune)(z, act, s, inact, w);
         /* with violators left out, the exact solve would fail its check: scan first */
         if (s == 0 || left > 0) continue;
-        const int p = polish_SFX(G, k, b, z, act, s, inact, lam_d, slack, w);
+        const int p = SFX(polish)(G, k, b, z, act, s, inact, lam_d, slack, w);
         if (p == 1) {
             flags = ROW_CONVERGED | ROW_EXACT;
             c_ok = 1;
             break;
         }
         if (p == 2) {
-            s = prune_SFX(z, act, s, inact, w);
+            s = SFX(prune)(z, act, s, inact, w);
             c_ok = 1;
         }
         refused = p == 0;
@@ -497,7 +362,7 @@ static int row_SFX(const REAL *G, const REAL *idiag, int64_t k, const REAL *b, R
     *iters = it;
     if (energy) {
         /* 1/2 ||x - z D||^2 + lam |z|_1 = 1/2 ||x||^2 - 1/2 (b + c) z + lam |z|_1 */
-        if (!c_ok) corr_SFX(G, k, b, z, act, s, w);
+        if (!c_ok) SFX(corr)(G, k, b, z, act, s, w);
         double e = 0.5 * xx;
         for (int64_t a = 0; a < s; ++a) {
             const int64_t j = act[a];
@@ -509,7 +374,7 @@ static int row_SFX(const REAL *G, const REAL *idiag, int64_t k, const REAL *b, R
     return flags;
 }
 
-static void chunk_SFX(const void *ctx, int64_t ch) {
+static void SFX(chunk)(const void *ctx, int64_t ch) {
     cd_job_t *J = (cd_job_t *)ctx;
     const int64_t k = J->k, k8 = (k + 7) & ~(int64_t)7;
     const int64_t pm = k < POLISH_MAX ? k : POLISH_MAX;
@@ -524,7 +389,7 @@ static void chunk_SFX(const void *ctx, int64_t ch) {
         atomic_store(&J->failed, 1);
         return;
     }
-    ws_SFX w;
+    SFX(ws) w;
     double *dp = (double *)mem;
     w.M = dp, dp += pm * pm;
     w.r = dp, dp += pm;
@@ -551,7 +416,7 @@ static void chunk_SFX(const void *ctx, int64_t ch) {
     const REAL *G = (const REAL *)J->G, *B = (const REAL *)J->B, *id = (const REAL *)J->idiag;
     REAL *Z = (REAL *)J->Z;
     for (int64_t i = r0; i < r1; ++i)
-        J->flags[i] = (uint8_t)row_SFX(G, id, k, B + i * k, Z + i * k, J->lam, J->tol, J->slack,
+        J->flags[i] = (uint8_t)SFX(row)(G, id, k, B + i * k, Z + i * k, J->lam, J->tol, J->slack,
                                        J->max_iter, J->warm, J->xx ? J->xx[i] : 0.0, &w,
                                        J->iters + i, J->energy ? J->energy + i : NULL);
 }
@@ -560,7 +425,7 @@ static void chunk_SFX(const void *ctx, int64_t ch) {
  * warm: Z holds the starting codes (else it is overwritten unread). Per row: iterations,
  * ROW_* flags and, when xx (||x||^2 per row) and energy are not NULL, the energy. Returns
  * 0, or -1 when scratch memory could not be had. */
-int shrinkage_lasso_cd_SFX(int64_t n, int64_t k, const REAL *G, const REAL *B,
+int SFX(shrinkage_lasso_cd)(int64_t n, int64_t k, const REAL *G, const REAL *B,
                            const REAL *idiag, REAL *Z, double lam, double tol, double slack,
                            int64_t max_iter, int warm, int64_t *iters, uint8_t *flags,
                            const double *xx, double *energy, int n_threads) {
@@ -587,7 +452,7 @@ int shrinkage_lasso_cd_SFX(int64_t n, int64_t k, const REAL *G, const REAL *B,
     int64_t nc = n_threads == 1 ? 1 : 8 * (int64_t)n_threads;
     if (nc > n) nc = n;
     J.rows_per_chunk = (n + nc - 1) / nc;
-    run_chunks(chunk_SFX, &J, (n + J.rows_per_chunk - 1) / J.rows_per_chunk, n_threads);
+    run_chunks(SFX(chunk), &J, (n + J.rows_per_chunk - 1) / J.rows_per_chunk, n_threads);
     return atomic_load(&J.failed) ? -1 : 0;
 }
 
@@ -596,7 +461,7 @@ int shrinkage_lasso_cd_SFX(int64_t n, int64_t k, const REAL *G, const REAL *B,
  * with the others fixed, then renormalised:
  *     d_j <- d_j + (B_j - A_j D) / A_jj,   d_j <- d_j / ||d_j||   (when A_jj > 1e-10).
  * Sequential in j (each update sees the atoms before it). Returns -1 without memory. */
-int shrinkage_bcd_SFX(int64_t k, int64_t p, const REAL *A, const REAL *B, REAL *D) {
+int SFX(shrinkage_bcd)(int64_t k, int64_t p, const REAL *A, const REAL *B, REAL *D) {
     REAL *u = (REAL *)malloc((size_t)(p > 0 ? p : 1) * sizeof(REAL));
     int32_t *idx = (int32_t *)malloc((size_t)(k > 0 ? k : 1) * sizeof(int32_t));
     REAL *val = (REAL *)malloc((size_t)(k > 0 ? k : 1) * sizeof(REAL));
@@ -618,7 +483,7 @@ int shrinkage_bcd_SFX(int64_t k, int64_t p, const REAL *A, const REAL *B, REAL *
                 val[m] = Aj[l];
                 ++m;
             }
-        combo_SFX(D, p, B + j * p, idx, val, m, u);
+        SFX(combo)(D, p, B + j * p, idx, val, m, u);
         REAL *dj = D + j * p;
         const REAL inv = (REAL)(1.0 / ajj);
         double nrm = 0;
@@ -639,18 +504,3 @@ int shrinkage_bcd_SFX(int64_t k, int64_t p, const REAL *A, const REAL *B, REAL *
     free(val);
     return 0;
 }
-"""
-
-_TAIL = f"""
-int shrinkage_codes_abi(void) {{ return {ABI}; }}
-"""
-
-SOURCE = (
-    _HEAD
-    + POOL_SOURCE
-    + "".join(
-        _TEMPLATE.replace("REAL", real).replace("SFX", sfx).replace("EPS", eps)
-        for real, sfx, eps in (("float", "f32", "FLT_EPSILON"), ("double", "f64", "DBL_EPSILON"))
-    )
-    + _TAIL
-)

@@ -1,9 +1,4 @@
-"""C source of the CSR kernels, kept in a .py file so that every install carries it."""
-
-from ..._native import POOL_SOURCE
-
-# ruff: noqa: E501
-_HEAD = r"""/* Sparse (CSR) weight times dense activations, for exported Linear layers.
+/* Sparse (CSR) weight times dense activations, for exported Linear layers.
  *
  *     yt[r, :] = bias[r] + sum_{k in row r} val[k] * xt[col[k], :]
  *
@@ -14,8 +9,8 @@ _HEAD = r"""/* Sparse (CSR) weight times dense activations, for exported Linear 
  * registers over a whole row. Threads get contiguous row ranges holding about
  * the same number of non-zeros. Column indices are int32, or uint16 (absolute
  * column, in_features <= 65536): 8 or 6 bytes per float32 non-zero instead of
- * the 12 of torch's int64 CSR. Built by shrinkage at first use (see
- * shrinkage/_native.py); nothing here is shipped compiled.
+ * the 12 of torch's int64 CSR. Shipped as source and compiled at first use by
+ * shrinkage._native (SHRINKAGE_ABI comes from there, as a -D define).
  */
 #include <stdint.h>
 #include <stddef.h>
@@ -40,9 +35,9 @@ static int64_t row_split(const int32_t *crow, int64_t n_rows, int64_t target) {
     }
     return lo;
 }
-"""
+#include "pool.h"
 
-_BODY = r"""typedef struct {
+typedef struct {
     int64_t n_rows, B, n_chunks, nnz;
     const int32_t *crow;
     const void *col, *val, *bias, *xt;
@@ -164,7 +159,5 @@ void NAME(int64_t rows, int64_t cols, const T *src, T *dst, int n_threads) {    
 DEFINE_TRANSPOSE(shrinkage_transpose_f32, float)
 DEFINE_TRANSPOSE(shrinkage_transpose_f64, double)
 
-int shrinkage_spmm_abi(void) { return 3; }
-"""
-
-SOURCE = _HEAD + POOL_SOURCE + "\n" + _BODY
+/* SHRINKAGE_ABI is given on the command line (-D) by shrinkage._native. */
+int shrinkage_spmm_abi(void) { return SHRINKAGE_ABI; }
