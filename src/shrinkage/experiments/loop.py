@@ -134,25 +134,24 @@ def fit(
                 bar.update(1)
                 if b % 20 == 0:
                     bar.set_postfix(loss=f"{loss:.3f}", **(postfix() if postfix else {}))
-        stats = EpochStats(
-            len(history) + 1,
-            step,
-            sums[0] / max(sums[2], 1),
-            sums[1] / max(sums[2], 1),
-            time.perf_counter() - t0,
-        )
-        record = on_epoch(stats)
-        record["seconds"] = time.perf_counter() - t0  # evaluation included
-        history.append(record)
+        history.append(_record(on_epoch, len(history) + 1, step, sums, t0))
         if bar is not None and log is not None:
             bar.write(log(history[-1]))
         if out is not None:
-            write_json(Path(out) / "history.json", history)
             run["step"] = step
+            write_json(Path(out) / "history.json", history)
             _save(ckpt, key, objects, gen, run)
     if bar is not None:
         bar.close()
     return FitResult(history, step, run["diverged_at"], time.perf_counter() - t0)
+
+
+def _record(on_epoch, epoch, step, sums, t0) -> dict:
+    n = max(sums[2], 1)
+    stats = EpochStats(epoch, step, sums[0] / n, sums[1] / n, time.perf_counter() - t0)
+    record = on_epoch(stats)
+    record["seconds"] = time.perf_counter() - t0  # evaluation included
+    return record
 
 
 def _step(model, optimizer, xb, yb, clip, stop_on_nonfinite, sums):

@@ -56,6 +56,32 @@ def weights_section(seed: int = 0, quick: bool = False, progress: bool = True) -
     s = Section(
         "weights", "Sparse weights: ST-3 vs gradual magnitude pruning (LeNet-300-100, MNIST)"
     )
+    runs = _weights_runs(sc, seed, progress)
+    s.numbers = {
+        "runs": [{k: v for k, v in r.items() if k != "report"} for r in runs],
+        "epochs": sc["epochs"],
+        "seed": seed,
+    }
+    s.paragraphs.append(
+        f"Each run trains LeNet-300-100 from scratch for {sc['epochs']} epoch(s) with the same "
+        "optimiser and seed; the sparsity rises on a cubic schedule and the model is then "
+        "squashed to a plain dense-format network, whose test accuracy is reported."
+    )
+    _weights_tables(s, runs)
+    _weights_figure(s, runs)
+    s.commands = [
+        "shrinkage weights sweep --model lenet_300_100 --methods st3,st3sigma,gmp,hard_ste,"
+        "soft_nograd --sparsities 0.9,0.95,0.98,0.99,0.995 --seeds 0,1 --epochs 20 "
+        "--out runs/sweep_lenet300",
+        "shrinkage weights train --model lenet5 --method st3 --sparsity 0.99 --epochs 20 "
+        "--seed 0 --out runs/lenet5_st3_99",
+    ]
+    s.seconds = time.perf_counter() - t0
+    return s
+
+
+def _weights_runs(sc, seed, progress) -> list[dict]:
+    """ST-3 and GMP at every sparsity of the scale, same recipe and seed."""
     runs = []
     for method in ("st3", "gmp"):
         for sparsity in sc["sparsities"]:
@@ -83,16 +109,10 @@ def weights_section(seed: int = 0, quick: bool = False, progress: bool = True) -
                     "report": res["report"],
                 }
             )
-    s.numbers = {
-        "runs": [{k: v for k, v in r.items() if k != "report"} for r in runs],
-        "epochs": sc["epochs"],
-        "seed": seed,
-    }
-    s.paragraphs.append(
-        f"Each run trains LeNet-300-100 from scratch for {sc['epochs']} epoch(s) with the same "
-        "optimiser and seed; the sparsity rises on a cubic schedule and the model is then "
-        "squashed to a plain dense-format network, whose test accuracy is reported."
-    )
+    return runs
+
+
+def _weights_tables(s: Section, runs) -> None:
     s.tables.append(
         Table(
             "Test accuracy (squashed model) and MACs",
@@ -135,6 +155,9 @@ def weights_section(seed: int = 0, quick: bool = False, progress: bool = True) -
             ],
         )
     )
+
+
+def _weights_figure(s: Section, runs) -> None:
     fig = MplFigure(figsize=(6, 4))
     ax = fig.subplots()
     for method, style in (("st3", "o-"), ("gmp", "s--")):
@@ -153,15 +176,6 @@ def weights_section(seed: int = 0, quick: bool = False, progress: bool = True) -
     s.add_figure(
         fig, "Test accuracy against weight sparsity, ST-3 and GMP, same recipe.", "accuracy"
     )
-    s.commands = [
-        "shrinkage weights sweep --model lenet_300_100 --methods st3,st3sigma,gmp,hard_ste,"
-        "soft_nograd --sparsities 0.9,0.95,0.98,0.99,0.995 --seeds 0,1 --epochs 20 "
-        "--out runs/sweep_lenet300",
-        "shrinkage weights train --model lenet5 --method st3 --sparsity 0.99 --epochs 20 "
-        "--seed 0 --out runs/lenet5_st3_99",
-    ]
-    s.seconds = time.perf_counter() - t0
-    return s
 
 
 def codes_section(seed: int = 0, quick: bool = False, progress: bool = True) -> Section:
@@ -187,6 +201,20 @@ def codes_section(seed: int = 0, quick: bool = False, progress: bool = True) -> 
         f"{sc['n_patches']} whitened {sc['size']}x{sc['size']} patches of the bundled natural "
         f"images; the curves are measured on {sc['n_test']} held-out patches."
     )
+    _codes_tables(s, res)
+    _codes_figures(s, res, sc["atoms"])
+    s.commands = [
+        "shrinkage codes compare --penalties l1,l0,l1/2,cel0 --atoms 256,512,1024 "
+        "--out runs/codes_compare",
+        "shrinkage codes learn --penalty cel0 --atoms 512 --lam 0.27 --patches 100000 "
+        "--out runs/codes_cel0",
+    ]
+    s.seconds = time.perf_counter() - t0
+    return s
+
+
+def _codes_tables(s: Section, res: dict) -> None:
+    rows = res["rows"]
     s.tables.append(
         Table(
             "Held-out relative error and active fraction",
@@ -228,10 +256,15 @@ def codes_section(seed: int = 0, quick: bool = False, progress: bool = True) -> 
                 ],
             )
         )
+
+
+def _codes_figures(s: Section, res: dict, atoms: int) -> None:
+    """The trade-off curves and the atoms of the CEL0 dictionary nearest the median error."""
+    rows = res["rows"]
     cel0 = [r for r in rows if r["penalty"] == "cel0"]
     mid = np.median([q["relative_error"] for q in cel0])
     best = min(cel0, key=lambda r: abs(r["relative_error"] - mid))
-    D = res["dictionaries"][("cel0", sc["atoms"], best["threshold"])]
+    D = res["dictionaries"][("cel0", atoms, best["threshold"])]
     with tempfile.TemporaryDirectory() as tmp:
         plot_tradeoff(rows, Path(tmp) / "tradeoff.png")
         plot_atoms(D, Path(tmp) / "atoms.png", max_atoms=64)
@@ -251,20 +284,25 @@ def codes_section(seed: int = 0, quick: bool = False, progress: bool = True) -> 
                 "codes_atoms.png",
             )
         )
-    s.commands = [
-        "shrinkage codes compare --penalties l1,l0,l1/2,cel0 --atoms 256,512,1024 "
-        "--out runs/codes_compare",
-        "shrinkage codes learn --penalty cel0 --atoms 512 --lam 0.27 --patches 100000 "
-        "--out runs/codes_cel0",
-    ]
-    s.seconds = time.perf_counter() - t0
-    return s
 
 
 def activations_section(seed: int = 0, quick: bool = False, progress: bool = True) -> Section:
     sc = SCALES["activations"]["quick" if quick else "demo"]
     t0 = time.perf_counter()
     s = Section("activations", "Sparse activations: CST at 85 % at the edge of chaos")
+    _eoc_config(s)
+    _activations_training(s, sc, seed, progress)
+    s.commands = [
+        "shrinkage activations eoc --activation cst --sparsity 0.85 --out runs/eoc_cst",
+        "shrinkage activations train --activation cst --sparsity 0.85 --depth 100 --width 300 "
+        "--epochs 10 --out runs/act_cst85",
+    ]
+    s.seconds = time.perf_counter() - t0
+    return s
+
+
+def _eoc_config(s: Section) -> None:
+    """CST at 85 %, q* = 1, the largest safe m: the configuration and its maps."""
     cfg = edge_of_chaos("cst", 0.85, q_star=1.0, m="safe")
     s.numbers["config"] = {
         k: getattr(cfg, k)
@@ -298,6 +336,10 @@ def activations_section(seed: int = 0, quick: bool = False, progress: bool = Tru
             s.figures.append(
                 Figure(_MAP_CAPTIONS.get(i, p.stem), p.read_bytes(), f"activations_{p.stem}.png")
             )
+
+
+def _activations_training(s: Section, sc: dict, seed: int, progress: bool) -> None:
+    """A short MNIST run of the configuration: accuracy and activation sparsity per layer."""
     res = act_experiments.train_run(
         "cst",
         0.85,
@@ -357,13 +399,6 @@ def activations_section(seed: int = 0, quick: bool = False, progress: bool = Tru
     ax.legend()
     ax.grid(alpha=0.3)
     s.add_figure(fig, "Activation sparsity per layer after training, on the test set.", "sparsity")
-    s.commands = [
-        "shrinkage activations eoc --activation cst --sparsity 0.85 --out runs/eoc_cst",
-        "shrinkage activations train --activation cst --sparsity 0.85 --depth 100 --width 300 "
-        "--epochs 10 --out runs/act_cst85",
-    ]
-    s.seconds = time.perf_counter() - t0
-    return s
 
 
 _MAP_CAPTIONS = {
