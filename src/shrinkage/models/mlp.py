@@ -61,6 +61,16 @@ def _resolve(activation, sparsity):
     )
 
 
+def _start(activation, sparsity, num_classes, scale_input):
+    """(activation factory, config or None, the first layers: ScaleInput when configured)."""
+    check_int_at_least("num_classes", num_classes)
+    factory, cfg = _resolve(activation, sparsity)
+    layers: list[nn.Module] = []
+    if cfg is not None and scale_input:
+        layers.append(ScaleInput(cfg.input_mean_square))
+    return factory, cfg, layers
+
+
 def _finish(net, cfg):
     if cfg is not None:
         gaussian_init_(net, cfg.sigma_w, cfg.sigma_b)
@@ -92,11 +102,7 @@ def mlp(
     depth = check_int_at_least("depth", depth)
     width = check_int_at_least("width", width)
     in_features = check_int_at_least("in_features", in_features)
-    num_classes = check_int_at_least("num_classes", num_classes)
-    factory, cfg = _resolve(activation, sparsity)
-    layers: list[nn.Module] = []
-    if cfg is not None and scale_input:
-        layers.append(ScaleInput(cfg.input_mean_square))
+    factory, cfg, layers = _start(activation, sparsity, num_classes, scale_input)
     layers.append(nn.Flatten())
     n = in_features
     for _ in range(depth):
@@ -125,12 +131,8 @@ def deep_cnn(
     depth = check_int_at_least("depth", depth)
     channels = check_int_at_least("channels", channels)
     in_channels = check_int_at_least("in_channels", in_channels)
-    num_classes = check_int_at_least("num_classes", num_classes)
     kernel_size = check_int_at_least("kernel_size", kernel_size)
-    factory, cfg = _resolve(activation, sparsity)
-    layers: list[nn.Module] = []
-    if cfg is not None and scale_input:
-        layers.append(ScaleInput(cfg.input_mean_square))
+    factory, cfg, layers = _start(activation, sparsity, num_classes, scale_input)
     c = in_channels
     for _ in range(depth):
         layers += [nn.Conv2d(c, channels, kernel_size, padding=kernel_size // 2), factory()]

@@ -182,17 +182,14 @@ def codes_section(seed: int = 0, quick: bool = False, progress: bool = True) -> 
     sc = SCALES["codes"]["quick" if quick else "demo"]
     t0 = time.perf_counter()
     s = Section("codes", "Sparse codes: l1 vs CEL0 on natural-image patches")
+    sizes = {k: v for k, v in sc.items() if k != "atoms"}  # fields of CompareRecipe
     res = compare(
         penalties=("l1", "cel0"),
         atoms=(sc["atoms"],),
-        thresholds=sc["thresholds"],
-        n_patches=sc["n_patches"],
-        n_test=sc["n_test"],
-        size=sc["size"],
-        n_epochs=sc["n_epochs"],
         seed=seed,
         analyse=False,
         progress=progress,
+        **sizes,
     )
     rows = res["rows"]
     s.numbers = {"rows": rows, "matched": res["matched"], "config": res["config"]}
@@ -340,18 +337,7 @@ def _eoc_config(s: Section) -> None:
 
 def _activations_training(s: Section, sc: dict, seed: int, progress: bool) -> None:
     """A short MNIST run of the configuration: accuracy and activation sparsity per layer."""
-    res = act_experiments.train_run(
-        "cst",
-        0.85,
-        depth=sc["depth"],
-        width=sc["width"],
-        epochs=sc["epochs"],
-        n_train=sc["n_train"],
-        n_eval=sc["n_eval"],
-        seed=seed,
-        progress=progress,
-        threads=None,
-    )
+    res = act_experiments.train_run("cst", 0.85, seed=seed, progress=progress, threads=None, **sc)
     keep = (
         "depth",
         "width",
