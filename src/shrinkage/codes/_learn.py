@@ -191,6 +191,36 @@ def learn_step(
     return mean_e
 
 
+def _checked_X(X):
+    Xt = _to_tensor(X, "X")
+    if Xt.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {tuple(Xt.shape)}")
+    _check_X(Xt, Xt.shape[1])
+    return Xt
+
+
+def _initial(Xt, n_atoms, init, random_state):
+    """The starting dictionary: ``init`` by name, or the given array normalised."""
+    if isinstance(init, str):
+        D = init_dictionary(n_atoms, Xt.shape[1], Xt, init, random_state, Xt.dtype)
+    else:
+        D = _normalise(_to_tensor(init, "init", dtype=Xt.dtype).clone())
+        if D.shape != (n_atoms, Xt.shape[1]):
+            raise ValueError(
+                f"init must have shape (n_atoms, n_features) = {(n_atoms, Xt.shape[1])}, "
+                f"got {tuple(D.shape)}"
+            )
+    return D.to(Xt.device)
+
+
+def _batches_per_epoch(n, batch_size) -> int:
+    """Full batches per epoch, the fewest over the processes (every one takes as many steps)."""
+    nb = torch.tensor(max(n // batch_size, 1) if n >= batch_size else 1)
+    if _dist()[1] > 1:
+        torch.distributed.all_reduce(nb, op=torch.distributed.ReduceOp.MIN)
+    return int(nb)
+
+
 def learn_dictionary(
     X,
     n_atoms: int,
@@ -232,53 +262,32 @@ def learn_dictionary(
     batch_size = check_int_at_least("batch_size", batch_size, 1)
     check_positive("lr", lr)
     check_nonnegative("lam", lam)
-    Xt = _to_tensor(X, "X")
-    if Xt.ndim != 2:
-        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {tuple(Xt.shape)}")
-    _check_X(Xt, Xt.shape[1])
-    rank, world = _dist()
+    Xt = _checked_X(X)
+    rank, _ = _dist()
     if state is None:
-        if isinstance(init, str):
-            D = init_dictionary(n_atoms, Xt.shape[1], Xt, init, random_state, Xt.dtype)
-        else:
-            D = _normalise(_to_tensor(init, "init", dtype=Xt.dtype).clone())
-            if D.shape != (n_atoms, Xt.shape[1]):
-                raise ValueError(
-                    f"init must have shape (n_atoms, n_features) = {(n_atoms, Xt.shape[1])}, "
-                    f"got {tuple(D.shape)}"
-                )
-        state = LearnState(D=_broadcast(D.to(Xt.device)))
+        state = LearnState(D=_broadcast(_initial(Xt, n_atoms, init, random_state)))
     check_dictionary(state.D, Xt.shape[1])
     n = Xt.shape[0]
-    n_batches = max(n // batch_size, 1) if n >= batch_size else 1
-    nb = torch.tensor(n_batches)
-    if world > 1:
-        torch.distributed.all_reduce(nb, op=torch.distributed.ReduceOp.MIN)
-    n_batches = int(nb)
+    n_batches = _batches_per_epoch(n, batch_size)
     gen = torch.Generator().manual_seed(int(random_state) + 7919 * rank)
     bar = None
     if progress and rank == 0:
         bar = tqdm(total=n_epochs * n_batches, desc=f"learn {penalty}", unit="batch")
-    encode_kw.setdefault("max_iter", max_iter)
-    encode_kw.setdefault("tol", tol)
+    step_kw = dict(
+        update=update,
+        lr=lr,
+        lr_decay=lr_decay,
+        resample_every=resample_every,
+        min_usage=min_usage,
+        gen=gen,
+        encode_kw={"max_iter": max_iter, "tol": tol, **encode_kw},
+    )
     with torch.no_grad():
         for _ in range(n_epochs):
             order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
             for b in range(n_batches):
                 rows = order[b * batch_size : (b + 1) * batch_size].to(Xt.device)
-                e = learn_step(
-                    state,
-                    Xt[rows],
-                    penalty,
-                    lam,
-                    update=update,
-                    lr=lr,
-                    lr_decay=lr_decay,
-                    resample_every=resample_every,
-                    min_usage=min_usage,
-                    gen=gen,
-                    encode_kw=encode_kw,
-                )
+                e = learn_step(state, Xt[rows], penalty, lam, **step_kw)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(energy=f"{e:.4g}")
