@@ -145,21 +145,7 @@ def edge_of_chaos(act, sparsity=None, q_star=1.0, m="safe", strict=False, rtol=1
     name = _canonical(act)
     spec = _SPECS[name]
     sparsity, q_star = _check_common(sparsity, q_star, name)
-    safe_fps = None
-    if spec.clipped:
-        if isinstance(m, str):
-            if m != "safe":
-                raise ValueError(f"m must be 'safe', a number > 0 or None, got m={m!r}")
-            m, safe_fps = _safe_clip(name, sparsity, q_star, rtol=rtol)
-        elif m is None:
-            raise ValueError(f"{name} needs m: 'safe' or a number > 0, got m=None")
-        else:
-            check_positive("m", m)
-            m = float(m)
-    else:
-        if m is not None and m != "safe":
-            raise ValueError(f"{name} takes no clipping magnitude, got m={m!r}")
-        m = None
+    m, safe_fps = _clip_level(name, spec, sparsity, q_star, m, rtol)
     if sparsity is None:
         sparsity = 0.5 if name == "relu" else 0.0
     spec, tau, w2, b2, e3, g1, g2 = _solve(name, sparsity, q_star, m)
@@ -199,21 +185,44 @@ def edge_of_chaos(act, sparsity=None, q_star=1.0, m="safe", strict=False, rtol=1
         stable=stable,
     )
     if not stable:
-        why = (
-            f"unclipped {name} at the edge of chaos has V'(q*) = {dv:.6g} and V''(q*) = {d2v:.4g} "
-            "> 0: q* is half-stable and finite-width noise grows without bound; clip it "
-            "('crelu' / 'cst')"
-            if not spec.clipped and spec.has_tau
-            else f"q* = {q_star:g} is not the unique attracting fixed point (fixed points: "
-            + ", ".join(str(p) for p in fps)
-            + f"); the largest safe m is {safe_clip(name, sparsity, q_star):.6g}"
-            if spec.clipped
-            else f"q* = {q_star:g} is not attracting (fixed points: {fps})"
-        )
+        why = _why_unstable(cfg, spec)
         if strict:
             raise ValueError(f"unstable configuration: {why}")
         warnings.warn(f"unstable configuration: {why}", EdgeOfChaosWarning, stacklevel=2)
     return cfg
+
+
+def _clip_level(name, spec, sparsity, q_star, m, rtol):
+    """(m as a float or None, the fixed points found on the way to the safe m or None)."""
+    if not spec.clipped:
+        if m is not None and m != "safe":
+            raise ValueError(f"{name} takes no clipping magnitude, got m={m!r}")
+        return None, None
+    if isinstance(m, str):
+        if m != "safe":
+            raise ValueError(f"m must be 'safe', a number > 0 or None, got m={m!r}")
+        return _safe_clip(name, sparsity, q_star, rtol=rtol)
+    if m is None:
+        raise ValueError(f"{name} needs m: 'safe' or a number > 0, got m=None")
+    check_positive("m", m)
+    return float(m), None
+
+
+def _why_unstable(cfg: EoCConfig, spec) -> str:
+    name, q_star, fps = cfg.activation, cfg.q_star, cfg.fixed_points
+    if not spec.clipped and spec.has_tau:
+        return (
+            f"unclipped {name} at the edge of chaos has V'(q*) = {cfg.dV:.6g} and "
+            f"V''(q*) = {cfg.d2V:.4g} > 0: q* is half-stable and finite-width noise grows "
+            "without bound; clip it ('crelu' / 'cst')"
+        )
+    if spec.clipped:
+        return (
+            f"q* = {q_star:g} is not the unique attracting fixed point (fixed points: "
+            + ", ".join(str(p) for p in fps)
+            + f"); the largest safe m is {safe_clip(name, cfg.sparsity, q_star):.6g}"
+        )
+    return f"q* = {q_star:g} is not attracting (fixed points: {fps})"
 
 
 def _stable_at(name, sparsity, q_star, m, rtol, with_points=False):
