@@ -194,6 +194,38 @@ def objective(X, D, codes, penalty: str = "l1", lam: float = 0.1, reduce: str = 
 
 
 # -- the solver -------------------------------------------------------------------------
+def _form(X, D, G, name, lam, p):
+    """(A, xx, state, energy, neg_grad): the Gram form when G is given, else the residual one."""
+    return (_gram_form if G is not None else _residual_form)(X, D, G, name, lam, p)
+
+
+def _gram_form(X, D, G, name, lam, p):
+    def state(Zc, A):
+        return _times_gram(Zc, G) - A
+
+    def energy(S, Zc, A, xx):
+        pen = get_penalty(name).value(Zc, lam, **p).sum(dim=1)
+        return 0.5 * xx + 0.5 * (Zc * (S - A)).sum(1) + pen
+
+    def neg_grad(S):
+        return -S
+
+    return X @ D.T, (X * X).sum(1), state, energy, neg_grad  # A = b = x D^T
+
+
+def _residual_form(X, D, G, name, lam, p):
+    def state(Zc, A):
+        return A - Zc @ D
+
+    def energy(S, Zc, A, xx):
+        return _energy(A, S, Zc, name, lam, p)
+
+    def neg_grad(S):
+        return S @ D.T
+
+    return X, X[:, :1], state, energy, neg_grad  # xx unused in this form
+
+
 def _solve(X, D, name, lam, step, p, solver, monotone, max_iter, tol, Z0, G=None):
     """Proximal gradient on all rows of X; converged rows leave the working set.
 
@@ -213,32 +245,7 @@ def _solve(X, D, name, lam, step, p, solver, monotone, max_iter, tol, Z0, G=None
     gram = G is not None
     idx = torch.arange(n, device=X.device)
     Z = out.clone()  # accepted iterate x_k
-    if gram:
-        A = X @ D.T  # b = x D^T
-        xx = (X * X).sum(1)
-
-        def state(Zc, A):
-            return _times_gram(Zc, G) - A
-
-        def energy(S, Zc, A, xx):
-            pen = get_penalty(name).value(Zc, lam, **p).sum(dim=1)
-            return 0.5 * xx + 0.5 * (Zc * (S - A)).sum(1) + pen
-
-        def neg_grad(S):
-            return -S
-    else:
-        A = X
-        xx = X[:, :1]  # unused in this form
-
-        def state(Zc, A):
-            return A - Zc @ D
-
-        def energy(S, Zc, A, xx):
-            return _energy(A, S, Zc, name, lam, p)
-
-        def neg_grad(S):
-            return S @ D.T
-
+    A, xx, state, energy, neg_grad = _form(X, D, G, name, lam, p)
     R = state(Z, A) if Z0 is not None else (-A.clone() if gram else A.clone())
     Y, RY = Z, R  # extrapolated point and its state
     t = torch.ones(n, 1, dtype=X.dtype, device=X.device)
