@@ -241,12 +241,7 @@ def fixed_points(act, sigma_w, sigma_b, tau=0.0, m=None, q_max=None, rtol=1e-9):
     spec, tau, m = resolve(act, tau, m)
     w2, b2 = _sig(sigma_w, sigma_b)
     if q_max is None:
-        if spec.clipped:
-            q_max = w2 * m**2 + b2
-        elif spec.name in ("tanh", "erf"):
-            q_max = w2 + b2
-        else:
-            q_max = 1e4
+        q_max = _default_q_max(spec, w2, b2, m)
     check_positive("q_max", q_max)
     check_positive("rtol", rtol)
     q_lo = max(b2, 1e-12 * q_max)
@@ -265,6 +260,31 @@ def fixed_points(act, sigma_w, sigma_b, tau=0.0, m=None, q_max=None, rtol=1e-9):
     def slope(x):
         return float(w2 * _all(spec, np.array([x]), tau, m)[3][0])
 
+    finals = _scan(F, q_lo, q_max, lip, rtol)
+    if not finals:
+        return []
+    out = _points(finals, F, slope, rtol)
+    if not certified:
+        warnings.warn(
+            "fixed points of a callable activation: sup|g'| was estimated, not bounded; the "
+            "scan is not certified",
+            stacklevel=2,
+        )
+    return out
+
+
+def _default_q_max(spec, w2, b2, m):
+    """sup V for a bounded activation (no fixed point above it); 1e4 for unbounded ones."""
+    if spec.clipped:
+        return w2 * m**2 + b2
+    if spec.name in ("tanh", "erf"):
+        return w2 + b2
+    return 1e4
+
+
+def _scan(F, q_lo, q_max, lip, rtol):
+    """Halve every interval not certified root-free until it is narrower than rtol: the
+    survivors as (lo, hi, F(lo), F(hi)) arrays."""
     x = np.geomspace(q_lo, q_max, 65)
     f = F(x)
     lo, hi, flo, fhi = x[:-1], x[1:], f[:-1], f[1:]
@@ -286,8 +306,12 @@ def fixed_points(act, sigma_w, sigma_b, tau=0.0, m=None, q_max=None, rtol=1e-9):
             raise RuntimeError("fixed-point scan did not converge; raise rtol")
         lo, hi = np.concatenate([lo, mid]), np.concatenate([mid, hi])
         flo, fhi = np.concatenate([flo, fm]), np.concatenate([fm, fhi])
-    if not finals:
-        return []
+    return finals
+
+
+def _points(finals, F, slope, rtol):
+    """One FixedPoint per sign change of a cluster of touching intervals, or one half-stable
+    point where the cluster only touches zero."""
     L, H, FL, FH = (np.concatenate(a) for a in zip(*finals))
     order = np.argsort(L)
     L, H, FL, FH = L[order], H[order], FL[order], FH[order]
@@ -317,12 +341,6 @@ def fixed_points(act, sigma_w, sigma_b, tau=0.0, m=None, q_max=None, rtol=1e-9):
             j = int(np.argmin(np.abs(vals)))
             r = float(pts[j])
             out.append(FixedPoint(r, slope(r), "half-stable"))
-    if not certified:
-        warnings.warn(
-            "fixed points of a callable activation: sup|g'| was estimated, not bounded; the "
-            "scan is not certified",
-            stacklevel=2,
-        )
     return out
 
 
