@@ -226,6 +226,17 @@ def _residual_form(X, D, G, name, lam, p):
     return X, X[:, :1], state, energy, neg_grad  # xx unused in this form
 
 
+def _extrapolate(t, ok, Znew, Z, Rnew, R):
+    """FISTA's momentum step on the codes and their state; rows whose step was rejected
+    (``ok`` False) restart with no momentum."""
+    tn = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * t * t))
+    beta = (t - 1.0) / tn
+    if ok is not None:
+        beta = torch.where(ok[:, None], beta, torch.zeros_like(beta))
+        tn = torch.where(ok[:, None], tn, torch.ones_like(tn))
+    return Znew + beta * (Znew - Z), Rnew + beta * (Rnew - R), tn
+
+
 def _solve(X, D, name, lam, step, p, solver, monotone, max_iter, tol, Z0, G=None):
     """Proximal gradient on all rows of X; converged rows leave the working set.
 
@@ -272,14 +283,7 @@ def _solve(X, D, name, lam, step, p, solver, monotone, max_iter, tol, Z0, G=None
             ok = None
             Znew, Rnew = Zn, Rn
         if accel:
-            tn = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * t * t))
-            beta = (t - 1.0) / tn
-            if ok is not None:
-                beta = torch.where(ok[:, None], beta, torch.zeros_like(beta))
-                tn = torch.where(ok[:, None], tn, torch.ones_like(tn))
-            Y = Znew + beta * (Znew - Z)
-            RY = Rnew + beta * (Rnew - R)
-            t = tn
+            Y, RY, t = _extrapolate(t, ok, Znew, Z, Rnew, R)
         else:
             Y, RY = Znew, Rnew
         Z, R = Znew, Rnew
