@@ -6,6 +6,8 @@ Examples::
         --epochs 20 --seed 0 --out runs/x
     shrinkage weights sweep --model lenet5 --methods st3,gmp \
         --sparsities 0.98,0.99 --seeds 0,1 --out runs/s
+    shrinkage weights finetune --checkpoint runs/dense/model.pt --model lenet5 \
+        --sparsity 0.99 --epochs 2 --out runs/ft
 """
 
 from __future__ import annotations
@@ -92,6 +94,71 @@ def register(sub) -> None:
     w.add_argument("--out", default="runs/weights_sweep", help="output folder")
     _recipe_args(w)
     w.set_defaults(func=_sweep)
+    _register_finetune(s)
+
+
+def _register_finetune(s) -> None:
+    from .finetune import FINETUNE_METHODS, FinetuneConfig
+
+    d = FinetuneConfig()
+    f = s.add_parser(
+        "finetune", help="prune a trained dense model to a sparsity during a short fine-tune"
+    )
+    f.add_argument("--checkpoint", required=True, help="state_dict of the trained dense model")
+    f.add_argument("--model", default=d.model, help="lenet5 | lenet_300_100 | resnet_small")
+    f.add_argument("--method", default=d.method, help=" | ".join(FINETUNE_METHODS))
+    f.add_argument("--sparsity", type=float, default=d.sparsity)
+    f.add_argument("--epochs", type=int, default=d.epochs, help=f"(default {d.epochs})")
+    f.add_argument("--lr", type=float, default=d.lr, help=f"SGD learning rate (default {d.lr})")
+    f.add_argument("--batch-size", type=int, default=d.batch_size)
+    f.add_argument("--momentum", type=float, default=d.momentum)
+    f.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    f.add_argument(
+        "--prune-end", type=float, default=d.prune_end, help="fraction of steps to reach s_f"
+    )
+    f.add_argument("--scope", default=d.scope, help="global | layer")
+    f.add_argument("--evals-per-epoch", type=int, default=d.evals_per_epoch)
+    f.add_argument("--seed", type=int, default=d.seed)
+    f.add_argument("--subset", type=int, default=None, help="use only the first N train images")
+    f.add_argument("--test-subset", type=int, default=None, help="use only N test images")
+    f.add_argument("--max-batches", type=int, default=None, help="cap on batches per epoch")
+    f.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    f.add_argument("--no-progress", action="store_true", help="no progress bar")
+    f.add_argument("--out", default="runs/finetune", help="output folder")
+    f.set_defaults(func=_finetune)
+
+
+def _finetune(args) -> int:
+    from .finetune import FinetuneConfig, finetune
+
+    cfg = FinetuneConfig(
+        checkpoint=args.checkpoint,
+        model=args.model,
+        method=args.method,
+        sparsity=args.sparsity,
+        epochs=args.epochs,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        prune_end=args.prune_end,
+        scope=args.scope,
+        evals_per_epoch=args.evals_per_epoch,
+        subset=args.subset,
+        test_subset=args.test_subset,
+        max_batches=args.max_batches,
+        threads=args.threads,
+        progress=not args.no_progress,
+        out=args.out,
+    ).check()
+    res = finetune(cfg)
+    print(res["report_table"])
+    print("fine-tune epoch  test acc  sparsity")
+    for c in res["curve"]:
+        print(f"{c['epoch']:>15g}  {100 * c['test_acc']:7.2f}%  {c['sparsity']:.4f}")
+    print(f"wrote {args.out}/(config.json, result.json, report.txt, model.pt)")
+    return 0
 
 
 def _config(args, **extra):
