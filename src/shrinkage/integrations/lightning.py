@@ -59,7 +59,8 @@ class SparsifierCallback(_L.pytorch.Callback):
 
     @property
     def state_key(self) -> str:
-        return f"SparsifierCallback[{self.spec!r}]"
+        # stable across processes (a schedule's repr may hold an address): sparsity and method
+        return f"SparsifierCallback[sparsity={self.spec.sparsity}, method={self.spec.method!r}]"
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage != "fit" or (self.sparsifier is not None and not self.sparsifier._squashed):
