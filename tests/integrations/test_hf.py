@@ -174,3 +174,18 @@ def test_bad_arguments_are_refused_when_the_callback_is_made():
         SparsifierCallback(0.5, sparse=True)
     with pytest.raises(ValueError, match="schedule must be"):
         SparsifierCallback(0.5, schedule=0.5)
+
+
+def test_the_default_schedule_is_cubic_over_the_first_half_of_max_steps(tmp_path):
+    torch.manual_seed(0)
+    cb = SparsifierCallback(0.5, method="gmp")
+    trainer = transformers.Trainer(
+        model=_bert(),
+        args=_args(tmp_path, max_steps=6, save_strategy="no"),
+        train_dataset=_Tokens(),
+        callbacks=[cb],
+    )
+    trainer.train()
+    assert cb.sparsifier.schedule == Cubic(0, 3)
+    targets = [h["target_sparsity"] for h in trainer.state.log_history if "loss" in h]
+    assert targets == pytest.approx([0.5 * (1 - (1 - 2 / 3) ** 3), 0.5, 0.5])
