@@ -60,11 +60,13 @@ def _rows(results: list[dict]) -> list[dict]:
     return rows
 
 
-def table(results: list[dict], dense_acc: dict) -> str:
-    """Markdown: per model and method, test accuracy (%) after 0 / 1 / ... fine-tune epochs."""
+def table(results: list[dict], dense_acc: dict, show=None) -> str:
+    """Markdown: per model and method, test accuracy (%) after 0 / 1 / ... fine-tune epochs
+    (``show``: the epochs to list, default every whole epoch)."""
     sps = sorted({r["config"]["sparsity"] for r in results})
     epochs = max(r["config"]["epochs"] for r in results)
-    ep = " / ".join(str(e) for e in range(epochs + 1))
+    show = list(range(epochs + 1)) if show is None else list(show)
+    ep = " / ".join(str(e) for e in show)
     head = "| model (dense acc) | method | " + " | ".join(f"{100 * s:g} %: ep {ep}" for s in sps)
     lines = [head + " |", "|" + " --- |" * (len(sps) + 2)]
     for model in dict.fromkeys(r["config"]["model"] for r in results):
@@ -82,7 +84,7 @@ def table(results: list[dict], dense_acc: dict) -> str:
                     cells.append("")
                     continue
                 pts = {p["epoch"]: p["test_acc"] for p in hit[0]["curve"]}
-                cells.append(" / ".join(f"{100 * pts[float(e)]:.2f}" for e in range(epochs + 1)))
+                cells.append(" / ".join(f"{100 * pts[float(e)]:.2f}" for e in show))
             if any(cells):
                 name = f"{model} ({100 * dense_acc[model]:.2f})"
                 lines.append(f"| {name} | {LABELS[method]} | " + " | ".join(cells) + " |")
@@ -111,8 +113,13 @@ def plot(results: list[dict], dense_acc: dict, path: Path) -> None:
                         acc = [100 * p["test_acc"] for p in r["curve"]]
                         ax.plot(ep, acc, marker="o", ms=3, label=label)
             ax.axhline(100 * dense_acc[model], color="grey", ls="--", lw=1, label="dense")
-            lo = min(
-                [100 * p["test_acc"] for r in results for p in r["curve"][1:]]
+            lo = min(  # per model: the lowest point after the first half epoch
+                [
+                    100 * p["test_acc"]
+                    for r in results
+                    if r["config"]["model"] == model
+                    for p in r["curve"][1:]
+                ]
                 + [100 * dense_acc[model] - 1]
             )
             ax.set_ylim(max(lo - 0.5, 0), 100 * dense_acc[model] + 0.5)
@@ -135,6 +142,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=2, help="fine-tune epochs")
     p.add_argument("--dense-epochs", default="lenet_300_100=8,lenet5=4")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--table-epochs", default=None, help="epochs listed in the table, e.g. 0,2,8")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -178,7 +186,8 @@ def main(argv=None) -> int:
     w.writerows(rows)
     write_text(out / "finetune.csv", buf.getvalue())
     write_json(out / "finetune.json", {"dense_acc": dense_acc, "rows": rows})
-    md = table(results, dense_acc)
+    show = None if args.table_epochs is None else [int(e) for e in args.table_epochs.split(",")]
+    md = table(results, dense_acc, show)
     write_text(out / "finetune_table.md", md + "\n")
     plot(results, dense_acc, out / "finetune.png")
     print(md)
