@@ -23,9 +23,10 @@ fixed m changes (Dent & Tanner, arXiv 2602.05779): CReLU and CST are jointly hom
 (x, tau, m), so at the edge of chaos everything depends on q* and m only through
 mu = m / sqrt(q*); a smaller mu makes chi_1 flatter in q (smaller kappa) and V more strongly
 attracting (smaller V'(q*)), but leaves fewer units in the linear window (smaller p, more
-gradient noise). :func:`~shrinkage.activations.clip_for_depth` picks the mu that minimises the predicted mean square
-log gradient distortion E[ln^2(|g^1| / |g^L|)] at a given depth and width, among the stable
-ones.
+gradient noise). :func:`~shrinkage.activations.clip_for_depth` picks the mu that minimises
+the predicted spread sd ln(|g^1| / |g^L|) at a given depth and width, among the stable ones.
+The mean of that log gain carries an O(depth / N) bias from the forward-backward dependence
+that gradient independence ignores; its spread is what the tests check against networks.
 """
 
 from __future__ import annotations
