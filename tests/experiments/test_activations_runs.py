@@ -74,10 +74,18 @@ def test_cnn_and_pooled_inputs():
 
 
 def test_reproduce_writes_tables_and_reuses_only_matching_runs(tmp_path, monkeypatch):
-    rows = (("relu_d4", "relu", None, "mlp", 4, 1), ("crelu_0.85_d4", "crelu", 0.85, "mlp", 4, 2))
+    rows = (
+        ("relu_d4", "relu", None, "mlp", 4, 1, {}),
+        ("crelu_0.85_d4", "crelu", 0.85, "mlp", 4, 2, {"width": 20}),
+    )
     base = ActivationsRecipe(width=24, epochs=0.5, n_train=1000, n_eval=300)
     summary = ex.reproduce(tmp_path, base, rows=rows, progress=False)
-    assert [r["label"] for r in summary] == ["relu_d4", "crelu_0.85_d4", "crelu_0.85_d4"]
+    assert [(r["label"], r["seed"]) for r in summary] == [
+        ("relu_d4", 0),
+        ("crelu_0.85_d4", 0),
+        ("crelu_0.85_d4", 1),
+    ]
+    assert summary[1]["width"] == 20 and summary[0]["width"] == 24
     for name in ("summary.json", "summary.csv", "table.md", "reproduce.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert "crelu_0.85_d4" in (tmp_path / "table.md").read_text()
