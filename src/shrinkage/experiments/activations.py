@@ -520,7 +520,7 @@ def _cached(path: Path, recipe) -> dict | None:
 
 
 def reproduce(
-    out, base: ActivationsRecipe | None = None, rows=GRID, only=None, progress=True, **changes
+    out, base: ActivationsRecipe | None = None, rows=GRID, only=None, **changes
 ) -> list[dict]:
     """Run the reproduction grid: ReLU at its edge of chaos against CReLU and CST at 0.7, 0.85
     and 0.9, at depth 50 (three seeds) and 100 (two), the unclipped shifted ReLU and soft
@@ -548,7 +548,6 @@ def reproduce(
                 depth=depth,
                 seed=seed,
                 out=str(out / label / f"seed{seed}"),
-                progress=progress,
                 **extra,
             )
             recipes.append((label, r.check()))
@@ -636,9 +635,7 @@ LEVERS = (
 )
 
 
-def lever_study(
-    out, base: ActivationsRecipe | None = None, levers=LEVERS, progress=True, **changes
-) -> list[dict]:
+def lever_study(out, base: ActivationsRecipe | None = None, levers=LEVERS, **changes) -> list[dict]:
     """One change at a time from ``base`` (default: CReLU at 0.85, depth 50, width 300, 20,000
     training images, 2 epochs): accuracy, sparsity and the flags of each, written to
     ``out/levers.json`` and ``out/levers.md`` as each run ends (resumable like
@@ -654,7 +651,7 @@ def lever_study(
             probe = base.replace(**{k: v for k, v in delta.items() if k != "m"})
             level = safe_clip(probe.activation, probe.target_sparsity, probe.q_star)
             delta["m"] = f"{float(delta['m'][:-4]) * level:.6g}"
-        r = base.replace(**delta, out=str(out / f"lever{i:02d}"), progress=progress).check()
+        r = base.replace(**delta, out=str(out / f"lever{i:02d}")).check()
         res = _cached(Path(r.out) / "result.json", r) or train_run(r)
         rows.append(
             {
