@@ -426,7 +426,7 @@ def _result(recipe, cfg, run, net, tensors, init_q) -> dict:
         "sparsity_max_error": None
         if target is None
         else float(np.nanmax(np.abs(np.asarray(te_sp) - target))),
-        "taus": [float(m.tau) for m in net.modules() if hasattr(m, "tau")],
+        "taus": [float(m.tau.mean()) for m in net.modules() if hasattr(m, "tau")],
         "history": run.history,
         "seconds": time.perf_counter() - t_start,
     }
