@@ -23,7 +23,7 @@ from scipy.optimize import brentq, minimize_scalar
 
 from .._checks import check_open_unit, check_positive
 from ._gauss import _SPECS, ALIASES, _all, _second, resolve
-from .maps import FixedPoint, fixed_points
+from .maps import FixedPoint, _ScanError, fixed_points
 
 
 class EdgeOfChaosWarning(UserWarning):
@@ -145,6 +145,13 @@ def edge_of_chaos(act, sparsity=None, q_star=1.0, m="safe", strict=False, rtol=1
     name = _canonical(act)
     spec = _SPECS[name]
     sparsity, q_star = _check_common(sparsity, q_star, name)
+    try:
+        return _edge_of_chaos(name, spec, sparsity, q_star, m, strict, rtol)
+    except _ScanError as e:
+        raise ValueError(f"{name} at sparsity={sparsity!r}, q_star={q_star:g}: {e}") from None
+
+
+def _edge_of_chaos(name, spec, sparsity, q_star, m, strict, rtol):
     m, safe_fps = _clip_level(name, spec, sparsity, q_star, m, rtol)
     if sparsity is None:
         sparsity = 0.5 if name == "relu" else 0.0
@@ -188,7 +195,7 @@ def edge_of_chaos(act, sparsity=None, q_star=1.0, m="safe", strict=False, rtol=1
         why = _why_unstable(cfg, spec)
         if strict:
             raise ValueError(f"unstable configuration: {why}")
-        warnings.warn(f"unstable configuration: {why}", EdgeOfChaosWarning, stacklevel=2)
+        warnings.warn(f"unstable configuration: {why}", EdgeOfChaosWarning, stacklevel=3)
     return cfg
 
 
@@ -286,7 +293,10 @@ def safe_clip(act, sparsity, q_star=1.0, tol=1e-5, rtol=1e-9, m_max=None):
         raise ValueError(f"safe_clip needs a clipped activation ('crelu' or 'cst'), got {act!r}")
     sparsity, q_star = _check_common(sparsity, q_star, name)
     check_positive("tol", tol)
-    return _safe_clip(name, sparsity, q_star, tol, rtol, m_max)[0]
+    try:
+        return _safe_clip(name, sparsity, q_star, tol, rtol, m_max)[0]
+    except _ScanError as e:
+        raise ValueError(f"{name} at sparsity={sparsity!r}, q_star={q_star:g}: {e}") from None
 
 
 def _safe_clip(name, sparsity, q_star, tol=1e-5, rtol=1e-9, m_max=None):
@@ -315,4 +325,9 @@ def _safe_clip(name, sparsity, q_star, tol=1e-5, rtol=1e-9, m_max=None):
         if ok:
             return m, fps
         m *= 1 - tol
-    raise RuntimeError(f"could not certify a safe clipping level for {name} near m = {crit:.6g}")
+    raise ValueError(
+        f"no certifiably safe clipping level for {name} at sparsity={sparsity:g}, "
+        f"q_star={q_star:g}: the fixed points near the critical m = {crit:.6g} could not be "
+        "separated from q*; choose another sparsity, or pass m as a number (checked, with a "
+        "warning when unstable)"
+    )

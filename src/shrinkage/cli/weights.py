@@ -13,29 +13,12 @@ The options are generated from the fields of
 
 from __future__ import annotations
 
+from ..experiments.recipe import comma_list
 from ..experiments.weights import TrainConfig, sweep, train_run
 from ..weights import format_effective_macs
 
 # A sweep's grid replaces these fields of the recipe.
 _GRID = ("model", "method", "sparsity", "seed", "out")
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise ValueError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _names(text: str) -> list[str]:
-    return [m.strip() for m in text.split(",") if m.strip()]
 
 
 def register(sub) -> None:
@@ -47,14 +30,16 @@ def register(sub) -> None:
     t.set_defaults(func=_train)
 
     w = s.add_parser("sweep", help="accuracy vs sparsity / MACs over methods, sparsities, seeds")
-    w.add_argument("--model", default="lenet5", help="comma-separated model names")
+    names, numbers, ints = comma_list(str), comma_list(float), comma_list(int)
+    w.add_argument("--model", type=names, default=("lenet5",), help="comma-separated names")
     w.add_argument(
         "--methods",
-        default="st3,st3sigma,gmp,hard_ste,soft_nograd",
+        type=names,
+        default=("st3", "st3sigma", "gmp", "hard_ste", "soft_nograd"),
         help="comma-separated; prox_ste:<penalty> allowed",
     )
-    w.add_argument("--sparsities", default="0.9,0.95,0.98,0.99,0.995")
-    w.add_argument("--seeds", default="0,1")
+    w.add_argument("--sparsities", type=numbers, default=(0.9, 0.95, 0.98, 0.99, 0.995))
+    w.add_argument("--seeds", type=ints, default=(0, 1))
     w.add_argument("--out", default="runs/weights_sweep", help="output folder")
     TrainConfig.add_arguments(w, skip=_GRID)
     w.set_defaults(func=_sweep)
@@ -74,13 +59,6 @@ def _train(args) -> int:
 
 def _sweep(args) -> int:
     base = TrainConfig.from_args(args, skip=_GRID).check()
-    rows = sweep(
-        base,
-        _names(args.model),
-        _names(args.methods),
-        _floats(args.sparsities),
-        _ints(args.seeds),
-        args.out,
-    )
+    rows = sweep(base, args.model, args.methods, args.sparsities, args.seeds, args.out)
     print(f"{len(rows)} runs summarised in {args.out}/sweep.csv and {args.out}/*_acc_vs_*.png")
     return 0

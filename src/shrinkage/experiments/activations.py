@@ -19,7 +19,7 @@ from torch import nn
 
 from .. import data
 from .._checks import check_int_at_least, check_nonnegative, check_positive
-from .._io import write_json
+from .._io import check_writable_dir, write_json
 from ..activations import ActivationSparsity, EdgeOfChaosWarning, edge_of_chaos
 from ..models.mlp import hidden_layers, mlp
 from ._plots import plot_training
@@ -299,7 +299,7 @@ def reproduce(out, rows=TABLE, progress=True, **kw) -> list[dict]:
     """Run the reproduction table (ReLU baseline, unclipped, clipped at the safe m and at 0.7 of
     it) with :func:`train_run`; writes ``out/<label>/result.json`` and ``out/summary.json``.
     Rows whose result.json already exists are read back, so an interrupted run resumes."""
-    out = Path(out)
+    out = check_writable_dir(out)
     summary = []
     for label, act, s, ms in rows:
         path = out / label / "result.json"

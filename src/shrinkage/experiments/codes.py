@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from .._checks import check_choice, check_int_at_least
-from .._io import atomic_path, save_figure, write_json
+from .._io import atomic_path, check_writable_dir, save_figure, write_json
 from ..codes import (
     active_fraction,
     atom_usage,
@@ -98,6 +98,8 @@ def _check_common(r) -> None:
     for name in ("n_patches", "n_test", "size", "n_epochs", "batch_size"):
         check_int_at_least(name, getattr(r, name), 1)
     check_int_at_least("continuation", r.continuation, 0)
+    if r.threads is not None:
+        check_int_at_least("threads", r.threads, 1)
 
 
 @dataclass(frozen=True)
@@ -277,6 +279,8 @@ def compare(
     ...               n_patches=300, n_test=100, size=8, analyse=False)  # doctest: +SKIP
     """
     r = _recipe(CompareRecipe, recipe, changes)
+    if out is not None:
+        check_writable_dir(out)  # before the sweep, not after it
     with num_threads(r.threads):
         Xtr, Xte = load_patches(r.n_patches, r.n_test, r.size, r.seed)
         rows, dicts = _sweep(r, Xtr, Xte, progress)

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .._io import save_torch, write_json
+from .._checks import check_int_at_least
+from .._io import check_writable_dir, save_torch, write_json
 
 __all__ = ["num_threads", "fit", "FitResult", "EpochStats", "steps_per_epoch", "CHECKPOINT"]
 
@@ -31,15 +32,17 @@ CHECKPOINT = "checkpoint.pt"
 @contextmanager
 def num_threads(n: int | None):
     """Run the block with ``n`` torch intra-op threads and restore the previous count after
-    (``None`` or 0: leave it as it is).
+    (``None``: leave it as it is). Anything but None or an integer >= 1 is a ValueError
+    (every command's ``--threads`` goes through here).
 
     >>> with num_threads(1):
     ...     torch.get_num_threads()
     1
     """
-    if not n:
+    if n is None:
         yield
         return
+    n = check_int_at_least("threads", n, 1)
     before = torch.get_num_threads()
     torch.set_num_threads(int(n))
     try:
@@ -106,6 +109,8 @@ def fit(
     ``load_state_dict``), the generator and the history; a later call with the same ``key``
     (the run's configuration) resumes from it.
     """
+    if out is not None:
+        check_writable_dir(out)
     gen = torch.Generator().manual_seed(seed)
     objects = {"model": model, "optimizer": optimizer, **(state or {})}
     ckpt = Path(out) / CHECKPOINT if out is not None else None

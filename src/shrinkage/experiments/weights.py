@@ -28,7 +28,7 @@ from torch.nn.utils import parametrize
 
 from .. import models
 from .._checks import check_choice, check_int_at_least, check_open_unit, check_positive
-from .._io import save_torch, write_json, write_text
+from .._io import check_writable_dir, save_torch, write_json, write_text
 from ..activations import EoCConfig, edge_of_chaos, init_, safe_clip
 from ..data import mnist
 from ..models.mlp import ScaleInput
@@ -238,6 +238,8 @@ def train_run(config: TrainConfig | dict, data=None) -> dict:
     """
     cfg = TrainConfig(**config) if isinstance(config, dict) else config
     cfg.check()
+    if cfg.out:
+        check_writable_dir(cfg.out)
     with num_threads(cfg.threads):
         return _train(cfg, data)
 
@@ -405,7 +407,7 @@ def sweep(
     Returns the CSV rows.
     """
     base = TrainConfig(**base) if isinstance(base, dict) else base
-    out = Path(out)
+    out = check_writable_dir(out)
     specs = []
     for model in models:
         check_choice("model", model, MODELS)
