@@ -62,6 +62,7 @@ def register(sub) -> None:
     tr.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     tr.add_argument("--quick", action="store_true", help="tiny smoke run (depth 8, width 32)")
     tr.add_argument("--out", default="runs/activations_train", help="folder for JSON and plot")
+    tr.add_argument("--resume", action="store_true", help="continue the run kept in --out")
     tr.set_defaults(func=_train)
 
     rep = s.add_parser("reproduce", help="the results table: ReLU, unclipped, clipped (MNIST)")
@@ -145,6 +146,7 @@ def _train(args) -> int:
         threads=args.threads,
         out=args.out,
         quick=args.quick,
+        resume=args.resume,
     )
     print(f"test accuracy {res['test_acc']:.4f}, train accuracy {res['train_acc']:.4f}")
     print(

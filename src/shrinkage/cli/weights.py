@@ -13,6 +13,8 @@ The options are generated from the fields of
 
 from __future__ import annotations
 
+import sys
+
 from ..experiments.recipe import comma_list
 from ..experiments.weights import TrainConfig, sweep, train_run
 from ..weights import format_effective_macs
@@ -27,6 +29,9 @@ def register(sub) -> None:
 
     t = s.add_parser("train", help="train one sparse model on MNIST")
     TrainConfig.add_arguments(t, defaults={"out": "runs/weights"})
+    t.add_argument(
+        "--resume", action="store_true", help="continue the interrupted run kept in --out"
+    )
     t.set_defaults(func=_train)
 
     w = s.add_parser("sweep", help="accuracy vs sparsity / MACs over methods, sparsities, seeds")
@@ -46,7 +51,7 @@ def register(sub) -> None:
 
 
 def _train(args) -> int:
-    res = train_run(TrainConfig.from_args(args).check())
+    res = train_run(TrainConfig.from_args(args).check(), resume=args.resume)
     print(res["report_table"])
     print("MACs with zero weights and zero activations skipped (test set, per image):")
     print(format_effective_macs(res["effective_macs"]))
@@ -54,6 +59,15 @@ def _train(args) -> int:
         f"test accuracy {100 * res['test_acc']:.2f}% at sparsity {res['sparsity']:.4f}; "
         f"wrote {args.out}/(history.json, result.json, report.txt, model.pt, curves.png)"
     )
+    if res["diverged"]:
+        loss = res["diverged_loss"]
+        print(
+            f"shrinkage: error: training diverged at step {res['diverged_at_step']} (loss "
+            + ("not finite" if loss is None else f"{loss:.3g}")
+            + f"); the results above are of the model before it: lower --lr (got {args.lr:g})",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

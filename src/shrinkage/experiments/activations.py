@@ -90,6 +90,7 @@ def train_run(
     out=None,
     progress: bool = True,
     quick: bool = False,
+    resume: bool | None = None,
 ) -> dict:
     """Train an edge-of-chaos MLP on MNIST and measure accuracy and activation sparsity.
 
@@ -102,8 +103,9 @@ def train_run(
     (depth 8, width 32, 2k examples) for tests and smoke runs. ``threads`` applies inside the
     call only.
     Recipe keywords left at None take :data:`DEFAULT_RECIPE`. Returns a JSON-ready dict; with
-    ``out`` also writes ``out/result.json``, ``out/history.json`` and ``out/train.png`` (an
-    interrupted run resumes from ``out/checkpoint.pt``).
+    ``out`` also writes ``out/result.json``, ``out/history.json`` and ``out/train.png``, and
+    keeps ``out/checkpoint.pt`` as it goes (``resume``: see
+    :func:`shrinkage.experiments.loop.fit`).
     """
     given = dict(
         optimizer=optimizer,
@@ -126,7 +128,7 @@ def train_run(
     _check(rec, size)
     cfg, warning_text = _edge_of_chaos(activation, sparsity, q_star, m, m_scale)
     with num_threads(threads):
-        res = _train(cfg, rec, size, (n_train, n_eval), device, out, progress)
+        res = _train(cfg, rec, size, (n_train, n_eval), device, out, progress, resume)
     res["warnings"] = warning_text
     return _write(res, out)
 
@@ -188,7 +190,7 @@ def _lr_rule(rec, opt, total, warm):
     return set_lr
 
 
-def _train(cfg, rec, size, counts, device, out, progress) -> dict:
+def _train(cfg, rec, size, counts, device, out, progress, resume=None) -> dict:
     torch.manual_seed(size["seed"])
     dev = torch.device(device or "cpu")
     xtr, ytr, xte, yte = _mnist(*counts, dev)
@@ -226,7 +228,16 @@ def _train(cfg, rec, size, counts, device, out, progress) -> dict:
         stop_on_nonfinite=True,
         desc=f"{cfg.activation} s={cfg.sparsity:.2f}" if progress else None,
         out=out,
-        key={"activation": cfg.activation, "sparsity": cfg.sparsity, **size, **rec},
+        resume=resume,
+        key={
+            "activation": cfg.activation,
+            "sparsity": cfg.sparsity,
+            "m": cfg.m,
+            "q_star": cfg.q_star,
+            "n": list(counts),
+            **size,
+            **rec,
+        },
     )
     return _result(cfg, rec, size, run, net, (xtr, ytr, xte, yte), init_q, counts[1])
 
