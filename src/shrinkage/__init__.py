@@ -8,12 +8,26 @@ Subpackages:
 - :mod:`shrinkage.activations` -- Gaussian-process maps, edge of chaos, safe clipping
 - :mod:`shrinkage.data` -- MNIST, natural images, patches
 - :mod:`shrinkage.models` -- LeNets, small ResNet, deep MLPs and CNNs
+- :mod:`shrinkage.experiments` -- the MNIST and natural-image runs (one training loop, recipes)
+- :mod:`shrinkage.report`, :mod:`shrinkage.cli` -- the cross-pillar report and the command
+
+Layers (checked by ``lint-imports``): thresholds <- weights, codes, activations, data, models
+(never importing each other) <- experiments <- report <- cli.
 """
 
 from importlib import import_module
 
 __version__ = "0.1.0"
-__all__ = ["thresholds", "weights", "codes", "activations", "data", "models", "__version__"]
+__all__ = [
+    "thresholds",
+    "weights",
+    "codes",
+    "activations",
+    "data",
+    "models",
+    "experiments",
+    "__version__",
+]
 
 
 def __getattr__(name):

@@ -7,7 +7,7 @@ For X = sqrt(q) z, z ~ N(0, 1) the maps need
 The derivatives come without differentiating phi: d/dq of the N(0, q) density is the density
 times He_2(z) / (2q), hence g^(k)(q) = E[phi(X)^2 He_2k(z)] / (2q)^k (He_2 = z^2 - 1,
 He_4 = z^4 - 6 z^2 + 3). Quadrature uses that identity; the closed forms differentiate the
-formulas of Price et al. (ICLR 2024, ``activations-eoc.md``).
+formulas of Price et al. (ICLR 2024; the guide: ``docs/guide/activations.md``).
 
 One activation is one :class:`_Spec`: its torch core from :mod:`shrinkage.thresholds`, its
 kinks, and (optionally) its closed forms. Adding an activation is adding one spec.
@@ -482,7 +482,7 @@ def moments(act, q, tau=0.0, m=None, method="auto"):
     """Gaussian moments (E[phi(X)], E[phi(X)^2], E[phi'(X)^2]) for X ~ N(0, q), float64.
 
     Closed forms for relu, shifted_relu, soft_threshold, clipped_relu (crelu),
-    clipped_soft_threshold (cst) and erf (Price et al., ICLR 2024; ``activations-eoc.md``);
+    clipped_soft_threshold (cst) and erf (Price et al., ICLR 2024);
     otherwise (``method="quad"``) Gauss-Legendre split at the kinks (named activations, or a
     callable with a ``kinks`` attribute listing them), adaptive Gauss-Kronrod for any other
     callable; or Gauss-Hermite (``method="hermite"``, smooth phi only). Vectorised over q.

@@ -233,6 +233,8 @@ def fixed_points(act, sigma_w, sigma_b, tau=0.0, m=None, q_max=None, rtol=1e-9):
     above sup V = sigma_w^2 sup phi^2 + sigma_b^2, the default q_max then. Unbounded ones
     default to q_max = 1e4 (V grows linearly there).
 
+    Examples
+    --------
     >>> from shrinkage.activations import edge_of_chaos
     >>> c = edge_of_chaos("cst", 0.85, m=2.0, strict=False)  # too large an m: warns
     >>> [round(p.q, 2) for p in fixed_points("cst", c.sigma_w, c.sigma_b, tau=c.tau, m=c.m)]

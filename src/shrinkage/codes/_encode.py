@@ -541,10 +541,21 @@ def encode(
         for and the dictionary is at least 2x overcomplete with n_atoms <= 4096.
     params : penalty parameters (``gamma`` for mcp/scad; ``a`` overrides the atom norms).
 
-    Returns codes (n_samples, n_atoms); with ``return_info`` also a dict with
-    ``n_iter`` (largest over rows), ``n_iter_per_sample``, ``objective`` (mean energy),
-    ``converged`` (all rows) and ``converged_fraction``.
+    Returns
+    -------
+    codes : (n_samples, n_atoms), numpy when X is numpy. With ``return_info`` a pair
+        ``(codes, info)``, info a dict with ``n_iter`` (largest over rows),
+        ``n_iter_per_sample``, ``objective`` (mean energy), ``converged`` (all rows),
+        ``converged_fraction`` and ``step``.
 
+    Raises
+    ------
+    ValueError
+        On a bad argument (unknown penalty or solver, negative lam, shapes that do not
+        match, NaN or inf in X or D, options that do not go together), before any work.
+
+    Examples
+    --------
     >>> D = np.eye(3); X = np.array([[2.0, -0.5, 1.0]])
     >>> np.round(encode(X, D, "l1", lam=1.0, tol=1e-10), 6) + 0.0
     array([[1., 0., 0.]])

@@ -61,6 +61,8 @@ def natural_images(names=None) -> list[np.ndarray]:
 
     ``names``: subset of :data:`NATURAL_IMAGES` (default: all twelve).
 
+    Examples
+    --------
     >>> imgs = natural_images(["camera", "china"])
     >>> [im.shape for im in imgs]
     [(512, 512), (427, 640)]

@@ -12,7 +12,7 @@
 - :mod:`shrinkage.thresholds.cores`: the same operators on tensors without checks, for
   inner loops.
 
-Convention: ``prox(x) = argmin_u 1/2 (u - x)^2 + step * G(u)`` (``operators.md``).
+Convention: ``prox(x) = argmin_u 1/2 (u - x)^2 + step * G(u)``.
 Torch in, torch out (device and dtype kept); numpy in, numpy out.
 """
 

@@ -1,6 +1,6 @@
 """Sparsity-inducing activations: shifted ReLU, soft threshold and their magnitude-clipped forms.
 
-tau >= 0 is the threshold, m > 0 the clipping magnitude (``operators.md``)::
+tau >= 0 is the threshold, m > 0 the clipping magnitude::
 
     shifted_relu(x)           = max(0, x - tau)
     soft_threshold(x)         = sign(x) max(|x| - tau, 0)          # = prox("l1", x, tau)

@@ -44,6 +44,8 @@ def prox(name: str, x, lam, step: float = 1.0, **params):
     params : ``a`` for ``cel0`` (atom norm; needs ``a**2 * step < 1``), ``gamma`` for
         ``mcp`` (> step) and ``scad`` (> 1 + step).
 
+    Examples
+    --------
     >>> import torch
     >>> prox("l1", torch.tensor([-2.0, 0.5, 3.0]), lam=1.0)
     tensor([-1.,  0.,  2.])

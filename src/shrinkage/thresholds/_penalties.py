@@ -1,6 +1,6 @@
 """The penalty family: value G(u), prox, threshold and its inverse, one definition each.
 
-Convention (``../shared/reference/operators.md``)::
+Convention::
 
     prox(x) = argmin_u 1/2 (u - x)^2 + step * G(u)       (elementwise)
 

@@ -123,6 +123,8 @@ class Sparsifier:
     rescale : ST-3's per-channel rescale on/off (default: on for the soft methods and
         prox_ste, off for hard_ste and gmp).
 
+    Examples
+    --------
     >>> import torch
     >>> model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 2))
     >>> sp = Sparsifier(model, sparsity=0.5)

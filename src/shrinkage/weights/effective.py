@@ -58,6 +58,8 @@ def effective_macs(model: nn.Module, inputs, max_batches: int | None = None) -> 
     ``both`` (skip either), the ratios to dense, and ``input_density`` (fraction of
     non-zero inputs to the layer). Counts are means per input sample.
 
+    Examples
+    --------
     >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
     >>> effective_macs(net, torch.randn(8, 4))["total"]["dense"]
     18.0
