@@ -11,11 +11,13 @@ torch working-set FISTA (``_fast``) where that kernel cannot run.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
 from .._checks import check_choice, check_int_at_least, check_nonnegative, check_positive
 from ..thresholds import PENALTIES, get_penalty, prox
@@ -23,6 +25,7 @@ from . import _cd
 from ._fast import _times_gram, solve_l1_working_set
 
 SOLVERS = ("cd", "fista", "ista")
+_HALF = (torch.float16, torch.bfloat16)
 CONVEX = ("l1",)
 _GRAM_MAX_ATOMS = 4096  # above this G = D D^T costs more memory than it saves time
 _SAFETY = 1.01  # power iteration underestimates ||D||_2; keep step strictly below 1/L
@@ -565,6 +568,9 @@ def encode(
     )
     was_numpy = not isinstance(X, torch.Tensor)
     Xt = _to_tensor(X, "X")
+    out_dtype = Xt.dtype
+    if Xt.dtype in _HALF:  # the solvers work in float32; the codes come back in X's dtype
+        Xt = Xt.float()
     Dt = _to_tensor(D, "D", dtype=Xt.dtype, device=Xt.device)
     norms = check_dictionary(Dt)
     _check_X(Xt, Dt.shape[1])
@@ -588,6 +594,12 @@ def encode(
     )
     Z0 = _check_init(init, Xt, Dt)
     codes, info = run_plan(plan, Xt, Dt, Z0, return_info)
+    if codes.dtype != out_dtype:
+        codes = codes.to(out_dtype)
+        if not bool(torch.isfinite(codes).all()):
+            raise ValueError(
+                f"the codes exceed the range of {out_dtype} (X's dtype); encode X in float32"
+            )
     out = codes.cpu().numpy() if was_numpy else codes
     if not return_info:
         return out
@@ -630,13 +642,14 @@ def run_plan(plan: EncodePlan, X, D, Z0=None, return_info: bool = False):
         iters += winfo["n_iter_per_sample"]
     use_cd = plan.solver == "cd"
     # CD returns each row's energy on the way: no second pass over the codes for the info.
-    energies = torch.empty(n, dtype=torch.float64) if use_cd and return_info else None
+    energies = torch.empty(n, dtype=torch.float64) if use_cd else None
     codes, conv = _run_batches(plan, X, D, Z0, iters, energies)
-    if not return_info:
-        return codes, None
     if energies is None:
         with torch.no_grad():
             energies = _energy(X, X - codes @ D, codes, plan.penalty, plan.lam, plan.params)
+    _check_outcome(plan, D, codes, energies, conv)
+    if not return_info:
+        return codes, None
     return codes, {
         "n_iter": int(iters.max()) if n else 0,
         "n_iter_per_sample": iters,
@@ -645,6 +658,29 @@ def run_plan(plan: EncodePlan, X, D, Z0=None, return_info: bool = False):
         "converged_fraction": float(conv.double().mean()) if n else 1.0,
         "step": plan.step,
     }
+
+
+def _check_outcome(plan: EncodePlan, D, codes, energies, conv) -> None:
+    """Nothing silent: a row whose energy is not finite diverged (ValueError, with the step);
+    rows that stopped at max_iter give a ConvergenceWarning."""
+    finite = torch.isfinite(energies).to(conv.device) & torch.isfinite(codes).all(dim=1)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        safe = 1.0 / (_SAFETY * lipschitz(D))
+        step = "coordinate descent" if plan.step is None else f"step={plan.step:.4g}"
+        raise ValueError(
+            f"encode diverged: {bad} of {len(finite)} row(s) ended with a non-finite energy "
+            f"({step}; the default step 1/(1.01 ||D||_2^2) is {safe:.4g}); take a step "
+            "<= 1/||D||_2^2 (step=None), or rescale X and D"
+        )
+    if not bool(conv.all()):
+        left = int((~conv).sum())
+        warnings.warn(
+            f"encode: {left} of {len(conv)} row(s) did not converge in max_iter="
+            f"{plan.max_iter} iterations (tol={plan.tol:g}); raise max_iter or tol",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
 
 
 def _run_batches(plan: EncodePlan, X, D, Z0, iters, energies):
@@ -672,9 +708,7 @@ def _run_batches(plan: EncodePlan, X, D, Z0, iters, energies):
 def _stage(plan: EncodePlan, xb, D, G, lam, zb, energies, start):
     """One lam stage on one batch with the plan's solver; returns codes, iterations, flags."""
     if plan.solver == "cd":
-        res = _cd.solve_l1_cd(
-            xb, D, G, lam, plan.tol, plan.max_iter, zb, energy=energies is not None
-        )
+        res = _cd.solve_l1_cd(xb, D, G, lam, plan.tol, plan.max_iter, zb, energy=True)
         if energies is not None:
             energies[start : start + len(xb)] = res[3]  # the last stage's (lam's) stays
         return res[:3]

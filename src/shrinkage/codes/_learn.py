@@ -14,9 +14,11 @@ dictionary is the one a single process gets on the concatenated batches.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from tqdm.auto import tqdm
 
 from .._checks import check_choice, check_int_at_least, check_nonnegative, check_positive
@@ -150,7 +152,11 @@ def learn_step(
     D = state.D
     if encode_kw.get("step") is None and _needs_step(penalty, D, encode_kw):
         encode_kw["step"] = 1.0 / (_SAFETY * lipschitz(D))
-    Z = encode(xb, D, penalty, lam, **encode_kw)
+    with warnings.catch_warnings():
+        # Each batch's codes stop at max_iter by design (the next batch refines them): not a
+        # warning per batch; the learning itself is what reports on its convergence.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        Z = encode(xb, D, penalty, lam, **encode_kw)
     R = xb - Z @ D
     pen_kw = {k: v for k, v in encode_kw.items() if k in get_penalty(penalty).params}
     p = _penalty_params(penalty, D.norm(dim=1), pen_kw)

@@ -24,6 +24,21 @@ def _params(pen, params: dict, ref: torch.Tensor | None, step=None) -> dict:
     return out
 
 
+def _tensor_in(x):
+    """(float tensor, was_numpy) of the input of prox / penalty: integer and bool tensors
+    become the default float dtype; NaN or inf is a ValueError (an operator must not turn
+    it into a number, nor hand it on silently)."""
+    t, was_numpy = as_tensor(x)
+    if not t.is_floating_point():
+        if t.is_complex():
+            raise TypeError(f"x must be a real tensor, got dtype {t.dtype}")
+        t = t.to(torch.get_default_dtype())
+    if t.numel() and not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(f"x contains {bad} NaN or inf value(s); the operators need finite input")
+    return t, was_numpy
+
+
 def _check_lam_step(lam, step):
     check_nonnegative("lam", lam)
     if step is not None:
@@ -41,8 +56,11 @@ def prox(name: str, x, lam, step: float = 1.0, **params):
     x : torch tensor (any float dtype/device; output follows it) or numpy array.
     lam : penalty weight >= 0, scalar or broadcastable to ``x``.
     step : step size > 0 (the gradient step of a proximal-gradient method).
-    params : ``a`` for ``cel0`` (atom norm; needs ``a**2 * step < 1``), ``gamma`` for
-        ``mcp`` (> step) and ``scad`` (> 1 + step).
+    params : ``a`` for ``cel0`` (atom norm; needs ``a**2 * step < 1``, so the default
+        ``a=1`` needs ``step < 1``), ``gamma`` for ``mcp`` (> step) and ``scad`` (> 1 + step).
+
+    Raises ValueError for NaN or inf in ``x`` (every penalty alike), a negative or NaN
+    ``lam``, a step <= 0, parameters that do not suit the step (naming the bound).
 
     Examples
     --------
@@ -52,7 +70,7 @@ def prox(name: str, x, lam, step: float = 1.0, **params):
     """
     pen = _get(name)
     _check_lam_step(lam, step)
-    t, was_numpy = as_tensor(x)
+    t, was_numpy = _tensor_in(x)
     p = _params(pen, params, t, step=step)
     out = pen.prox(t, like(lam, t), float(step), **p)
     return back(out, was_numpy)
@@ -67,7 +85,7 @@ def penalty(name: str, x, lam, **params):
     """
     pen = _get(name)
     _check_lam_step(lam, None)
-    t, was_numpy = as_tensor(x)
+    t, was_numpy = _tensor_in(x)
     p = _params(pen, params, t)
     return back(pen.value(t, like(lam, t), **p), was_numpy)
 
