@@ -546,7 +546,8 @@ def encode(
 
     Returns
     -------
-    codes : (n_samples, n_atoms), numpy when X is numpy. With ``return_info`` a pair
+    codes : (n_samples, n_atoms), numpy when X is numpy, in X's dtype (float16 and
+        bfloat16 are solved in float32). With ``return_info`` a pair
         ``(codes, info)``, info a dict with ``n_iter`` (largest over rows),
         ``n_iter_per_sample``, ``objective`` (mean energy), ``converged`` (all rows),
         ``converged_fraction`` and ``step``.
@@ -555,7 +556,14 @@ def encode(
     ------
     ValueError
         On a bad argument (unknown penalty or solver, negative lam, shapes that do not
-        match, NaN or inf in X or D, options that do not go together), before any work.
+        match, NaN or inf in X or D, options that do not go together), before any work;
+        when a row's energy ends non-finite (a ``step`` above ``1/||D||_2^2``, or X and D
+        out of range) instead of returning it.
+
+    Warns
+    -----
+    ConvergenceWarning
+        scikit-learn's, when rows stopped at ``max_iter`` before ``tol``.
 
     Examples
     --------
