@@ -224,3 +224,29 @@ def test_the_command_exits_1_on_a_diverged_run(tmp_path, monkeypatch, capsys):
     assert main([*argv, "--batch-size", "32", "--no-progress", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "shrinkage: error: training diverged at step" in err and "lower --lr (got 1e+06)" in err
+
+
+def test_options_that_would_be_ignored_are_refused():
+    with pytest.raises(ValueError, match="penalty only applies to method prox_ste"):
+        TrainConfig(method="st3", penalty="l1/2").check()
+    TrainConfig(method="prox_ste", penalty="l1/2").check()
+
+
+def test_a_disconnected_network_says_so(tmp_path):
+    from shrinkage.weights import PrunedLayerWarning
+
+    data = _data(n=128, nt=64)
+    cfg = TrainConfig(
+        model="lenet_300_100",
+        method="st3sigma",
+        schedule="constant",
+        sparsity=0.99,
+        epochs=1,
+        batch_size=64,
+        progress=False,
+    )
+    with pytest.warns(PrunedLayerWarning):
+        res = train_run(cfg, data=data)
+    assert res["empty_layers"]
+    res = train_run(cfg.replace(min_density=0.01), data=data)
+    assert res["empty_layers"] == []

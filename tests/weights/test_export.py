@@ -627,3 +627,16 @@ def test_whole_model_check_keeps_the_fastest_and_reports_it(monkeypatch, winner)
     assert all(set(report[n]["whole_model_ms"]) == {"chosen", "dense", "torch_csr"} for n in kinds)
     with torch.no_grad():
         torch.testing.assert_close(out(x), net(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_models_export_dense_or_say_why(dtype):
+    """CPU sparse kernels (torch's and ours) have no float16 / bfloat16: the layers stay
+    dense (once: a failure deep inside torch), a forced kernel is a clear error."""
+    net = mlp([32, 16, 4], [0.9, 0.9]).to(dtype)
+    fast = export(net, min_sparsity=0.5, rounds=1)
+    assert all(r["kernel"] == "dense" for r in kernel_summary(fast))
+    x = torch.randn(2, 32, dtype=dtype)
+    torch.testing.assert_close(fast(x), net(x))
+    with pytest.raises(ValueError, match=f"cannot run layer '0'.*{dtype}"):
+        export(net, min_sparsity=0.5, candidates=("torch_csr",))

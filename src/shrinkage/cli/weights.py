@@ -59,6 +59,12 @@ def _train(args) -> int:
         f"test accuracy {100 * res['test_acc']:.2f}% at sparsity {res['sparsity']:.4f}; "
         f"wrote {args.out}/(history.json, result.json, report.txt, model.pt, curves.png)"
     )
+    if res["empty_layers"]:
+        print(
+            f"warning: layer(s) {', '.join(res['empty_layers'])} have no weight left: the "
+            "network is disconnected (pass a gentler schedule or --min-density)",
+            file=sys.stderr,
+        )
     if res["diverged"]:
         loss = res["diverged_loss"]
         print(

@@ -116,6 +116,9 @@ class TrainConfig(Recipe):
     prune_start: float = field(default=0.02, metadata=_h("fraction of all steps"))
     prune_end: float = field(default=0.5, metadata=_h("fraction of all steps"))
     scope: str = field(default="global", metadata=_h("global | layer"))
+    min_density: float = field(
+        default=0.0, metadata=_h("floor on each layer's density (no layer pruned away)")
+    )
     activation: str | None = field(
         default=None,
         metadata=_h(
@@ -129,7 +132,7 @@ class TrainConfig(Recipe):
     depth: int = field(default=20, metadata=_h("hidden layers of --model mlp"))
     width: int = field(default=300, metadata=_h("width of --model mlp"))
     optimizer: str = field(default="sgd", metadata=_h("sgd (Nesterov) | adam"))
-    penalty: str = field(default="l1", metadata=_h("prox_ste operator"))
+    penalty: str = field(default="l1", metadata=_h("prox_ste operator (method prox_ste only)"))
     penalty_params: dict = field(default_factory=dict, metadata={"cli": False})
     subset: int | None = field(default=None, metadata=_h("use only the first N train images"))
     test_subset: int | None = field(default=None, metadata=_h("use only N test images"))
@@ -147,6 +150,12 @@ class TrainConfig(Recipe):
         check_positive("lr", self.lr)
         check_choice("schedule", self.schedule, _SCHEDULES)
         check_choice("optimizer", self.optimizer, _OPTIMIZERS)
+        check_open_unit("min_density", self.min_density, closed_low=True)
+        if self.method != "prox_ste" and (self.penalty != "l1" or self.penalty_params):
+            raise ValueError(
+                f"penalty only applies to method prox_ste (it would be ignored), got "
+                f"penalty={self.penalty!r} with method={self.method!r}"
+            )
         check_int_at_least("depth", self.depth, 1)
         check_int_at_least("width", self.width, 1)
         parse_activation(self.activation, self.m_scale)  # fails early on a bad spec
@@ -209,8 +218,9 @@ def _sparsifier(cfg: TrainConfig, model, total: int):
         method=cfg.method,
         schedule=_schedule(cfg, total),
         scope=cfg.scope,
-        penalty=cfg.penalty,
+        penalty=cfg.penalty if cfg.method == "prox_ste" else None,
         penalty_params=cfg.penalty_params or None,
+        min_density=cfg.min_density,
     )
 
 
@@ -320,6 +330,7 @@ def _finish(cfg, model, sp, act_cfg, run, test, in_shape, out) -> dict:
     xt, yt = test
     history = run.history
     report = flops(model, in_shape, pruned=sp.layer_names if sp else None)
+    empty_layers = list(sp.empty_layers) if sp is not None else []
     if sp is not None:
         sp.squash()
     acc_squashed = evaluate(model, xt, yt)
@@ -330,6 +341,7 @@ def _finish(cfg, model, sp, act_cfg, run, test, in_shape, out) -> dict:
         "diverged": run.diverged_at is not None,
         "diverged_at_step": run.diverged_at,
         "diverged_loss": run.diverged_loss,
+        "empty_layers": empty_layers,  # pruned to density 0: the network is disconnected
         "test_acc": history[-1]["test_acc"],
         "test_acc_squashed": acc_squashed,
         "sparsity": history[-1]["sparsity"],
