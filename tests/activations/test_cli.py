@@ -115,3 +115,49 @@ def test_markdown_table_reports_gap_and_failure():
     text = markdown_table(rows)
     assert "| cst | 0.9 | 0.9300 | -2.0 |" in text
     assert "loss not finite at step 0" in text
+
+
+def test_options_do_what_they_say(capsys):
+    """An explicit --m is the level trained with (it was multiplied by --m-scale); --m-scale
+    with an explicit --m is refused; --n-train 0 is not 'everything'."""
+    from shrinkage.experiments.activations import _edge_of_chaos, train_run
+
+    cfg, _ = _edge_of_chaos("crelu", 0.85, 1.0, 1.0, 0.7)
+    assert cfg.m == 1.0
+    safe, _ = _edge_of_chaos("crelu", 0.85, 1.0, "safe", 0.7)
+    plain, _ = _edge_of_chaos("crelu", 0.85, 1.0, "safe", 1.0)
+    assert safe.m == pytest.approx(0.7 * plain.m)
+    argv = ["activations", "train", "--activation", "crelu", "--sparsity", "0.85", "--m", "1.0"]
+    assert main([*argv, "--m-scale", "0.5"]) == 2
+    assert "--m-scale scales the safe clipping level" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="n_train must be an integer >= 1"):
+        train_run("crelu", 0.85, n_train=0)
+
+
+@pytest.mark.slow
+def test_train_resumes_bitwise_after_an_interruption(tmp_path, monkeypatch):
+    from shrinkage.experiments import checkpoint, loop
+    from shrinkage.experiments.activations import train_run
+
+    monkeypatch.setattr(checkpoint, "EVERY_SECONDS", 0.0)
+    kw = dict(quick=True, n_train=512, epochs=2.0, progress=False, seed=3)
+    whole = train_run("crelu", 0.85, out=tmp_path / "a", **kw)
+    real, calls = loop._step, []
+
+    def dies(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(loop, "_step", dies)
+    with pytest.raises(KeyboardInterrupt):
+        train_run("crelu", 0.85, out=tmp_path / "b", **kw)
+    monkeypatch.setattr(loop, "_step", real)
+    with pytest.raises(ValueError, match="pass --resume"):
+        train_run("crelu", 0.85, out=tmp_path / "b", resume=False, **kw)
+    resumed = train_run("crelu", 0.85, out=tmp_path / "b", resume=True, **kw)
+    for key in ("test_acc", "train_acc", "test_sparsity_per_layer", "steps"):
+        assert resumed[key] == whole[key], key
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in whole["history"]]
+    assert [{k: v for k, v in h.items() if k != "seconds"} for h in resumed["history"]] == strip

@@ -53,7 +53,12 @@ def register(sub) -> None:
     tr.add_argument("--depth", type=int, default=100)
     tr.add_argument("--width", type=int, default=128)
     tr.add_argument("--epochs", type=float, default=1.0)
-    tr.add_argument("--m-scale", type=float, default=0.7, help="m = m_scale * safe m (default 0.7)")
+    tr.add_argument(
+        "--m-scale",
+        type=float,
+        default=None,
+        help="with --m safe: m = m_scale * safe m (default 0.7)",
+    )
     tr.add_argument("--optimizer", choices=("adam", "sgd"), default=None)
     tr.add_argument("--lr", type=float, default=None)
     tr.add_argument("--batch-size", type=int, default=None)
@@ -129,6 +134,11 @@ def _plot(args) -> int:
 
 
 def _train(args) -> int:
+    if args.m_scale is not None and args.m != "safe":
+        raise ValueError(
+            f"--m-scale scales the safe clipping level; with an explicit --m {args.m} it would "
+            "be ignored: give one of them"
+        )
     res = train_run(
         args.activation,
         args.sparsity,
@@ -136,7 +146,7 @@ def _train(args) -> int:
         width=args.width,
         epochs=args.epochs,
         m=args.m,
-        m_scale=args.m_scale,
+        m_scale=0.7 if args.m_scale is None else args.m_scale,
         q_star=args.q_star,
         optimizer=args.optimizer,
         lr=args.lr,

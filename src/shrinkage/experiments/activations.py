@@ -95,10 +95,10 @@ def train_run(
     """Train an edge-of-chaos MLP on MNIST and measure accuracy and activation sparsity.
 
     The config comes from :func:`edge_of_chaos` (``m="safe"`` times ``m_scale`` for clipped
-    activations; the default 0.7 keeps finite-width networks away from the near-tangency of
-    V just above q*, where chi > 1 and gradients explode); unstable configurations are trained
-    anyway and their failure is recorded (``diverged``, the step where the loss stopped being
-    finite, the initial q^l per layer).
+    activations, a number ``m`` as it is; the default 0.7 keeps finite-width networks away
+    from the near-tangency of V just above q*, where chi > 1 and gradients explode); unstable
+    configurations are trained anyway and their failure is recorded (``diverged``, the step
+    where the loss stopped being finite, the initial q^l per layer).
     ``device`` (default CPU) holds the data and the model. ``quick=True`` shrinks everything
     (depth 8, width 32, 2k examples) for tests and smoke runs. ``threads`` applies inside the
     call only.
@@ -117,6 +117,9 @@ def train_run(
         grad_clip=grad_clip,
     )
     rec = {**DEFAULT_RECIPE, **{k: v for k, v in given.items() if v is not None}}
+    for name, value in (("n_train", n_train), ("n_eval", n_eval)):
+        if value is not None:  # 0 is not "everything"
+            check_int_at_least(name, value, 1)
     if quick:
         depth, width, n_train, n_eval = (
             min(depth, 8),
@@ -148,12 +151,13 @@ def _check(rec, size) -> None:
 
 
 def _edge_of_chaos(activation, sparsity, q_star, m, m_scale):
-    """The config at ``m`` (``"safe"``: the largest safe level) times ``m_scale``, and the
+    """The config at ``m`` (``"safe"``: the largest safe level times ``m_scale``), and the
     text of the EdgeOfChaosWarnings it raised."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", EdgeOfChaosWarning)
         cfg = edge_of_chaos(activation, sparsity, q_star=q_star, m=m)
-        if cfg.m is not None and m_scale != 1.0:
+        # m_scale scales the safe level only: an explicit m is the level trained with
+        if m == "safe" and cfg.m is not None and m_scale != 1.0:
             cfg = edge_of_chaos(activation, sparsity, q_star=q_star, m=cfg.m * m_scale)
     return cfg, [str(w.message) for w in caught if issubclass(w.category, EdgeOfChaosWarning)]
 
