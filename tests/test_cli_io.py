@@ -168,3 +168,10 @@ def test_a_figure_path_without_extension_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="file extension must be one of"):
         save_figure(Figure(), tmp_path / "fig")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_data_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SHRINKAGE_DATA", str(tmp_path / "nowhere"))
+    assert main(["weights", "train", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("shrinkage: error: SHRINKAGE_DATA=") and len(err.splitlines()) == 1

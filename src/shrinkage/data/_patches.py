@@ -104,6 +104,17 @@ def patches(
     images = list(images) if not isinstance(images, np.ndarray) or images.ndim == 3 else [images]
     if not images:
         raise ValueError("images is empty: pass at least one 2-D image")
+    for i, im in enumerate(images):
+        a = np.asarray(im)
+        if a.dtype != bool and (not np.issubdtype(a.dtype, np.number) or not np.isfinite(a).all()):
+            raise ValueError(
+                f"images[{i}] must be finite numbers, got "
+                + (
+                    f"dtype {a.dtype}"
+                    if not np.issubdtype(a.dtype, np.number)
+                    else f"{int((~np.isfinite(a)).sum())} NaN or inf pixel(s)"
+                )
+            )
     rng = np.random.default_rng(seed)
     if whiten == "olshausen":
         prepared = [whiten_olshausen(im, f0) * np.sqrt(variance) for im in images]
