@@ -41,7 +41,13 @@ UPDATES = ("gradient", "bcd")
 
 @dataclass
 class LearnState:
-    """Everything needed to continue learning: the dictionary and the running statistics."""
+    """Everything needed to continue learning: the dictionary and the running statistics.
+
+    While :func:`learn_dictionary` runs, ``epoch``, ``batch``, ``order`` and ``rng`` say
+    where it is (the next batch, the epoch's sample order, the generator's state); a copy
+    saved then (``on_batch``) continues batch for batch when given back as ``state``, and
+    ends as the uninterrupted call would. A finished call clears them (``rng`` None): the
+    state then starts a new pass (``partial_fit``)."""
 
     D: torch.Tensor
     step: int = 0  # dictionary updates done
@@ -50,6 +56,10 @@ class LearnState:
     usage: torch.Tensor | None = None  # activations per atom since the last resampling
     seen: int = 0  # samples since the last resampling
     history: list = field(default_factory=list)  # mean energy per batch
+    epoch: int = 0
+    batch: int = 0
+    order: torch.Tensor | None = None
+    rng: torch.Tensor | None = None
 
 
 def _dist():
@@ -247,6 +257,7 @@ def learn_dictionary(
     tol: float = 1e-3,
     progress: bool = False,
     state: LearnState | None = None,
+    on_batch=None,
     **encode_kw,
 ):
     """Learn a (n_atoms, n_features) unit-norm dictionary for the rows of X.
@@ -256,6 +267,8 @@ def learn_dictionary(
     same dictionary). ``init``: ``"random"``, ``"data"`` or an (n_atoms, n_features) array.
     ``resample_every``: every that many batches, atoms active in fewer than ``min_usage`` of
     the samples are re-initialised from the batch's highest-residual samples.
+    ``on_batch(state)``, if given, is called after every batch (a checkpoint hook: a copy
+    of that state, given back as ``state``, resumes the call where it was).
     Returns a :class:`LearnState` (``.D``, ``.step``, ``.history``).
 
     >>> X = torch.randn(64, 8, dtype=torch.float64)
@@ -276,9 +289,13 @@ def learn_dictionary(
     n = Xt.shape[0]
     n_batches = _batches_per_epoch(n, batch_size)
     gen = torch.Generator().manual_seed(int(random_state) + 7919 * rank)
+    resuming = state.rng is not None  # a state saved within a call: go on from there
+    if resuming:
+        gen.set_state(state.rng)
     bar = None
     if progress and rank == 0:
-        bar = tqdm(total=n_epochs * n_batches, desc=f"learn {penalty}", unit="batch")
+        done = state.epoch * n_batches + state.batch if resuming else 0
+        bar = tqdm(total=n_epochs * n_batches, initial=done, desc=f"learn {penalty}", unit="batch")
     step_kw = dict(
         update=update,
         lr=lr,
@@ -289,16 +306,26 @@ def learn_dictionary(
         encode_kw={"max_iter": max_iter, "tol": tol, **encode_kw},
     )
     with torch.no_grad():
-        for _ in range(n_epochs):
-            order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
-            for b in range(n_batches):
+        for epoch in range(state.epoch if resuming else 0, n_epochs):
+            if resuming and state.order is not None:  # the epoch that was in progress
+                order, start = state.order, state.batch
+            else:
+                order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
+                start = 0
+            resuming = False
+            for b in range(start, n_batches):
                 rows = order[b * batch_size : (b + 1) * batch_size].to(Xt.device)
                 e = learn_step(state, Xt[rows], penalty, lam, **step_kw)
+                state.epoch, state.batch, state.order = epoch, b + 1, order
+                state.rng = gen.get_state()
+                if on_batch is not None:
+                    on_batch(state)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(energy=f"{e:.4g}")
     if bar is not None:
         bar.close()
+    state.epoch, state.batch, state.order, state.rng = 0, 0, None, None  # finished
     return state
 
 
