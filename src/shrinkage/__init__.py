@@ -9,10 +9,13 @@ Subpackages:
 - :mod:`shrinkage.data` -- MNIST, natural images, patches
 - :mod:`shrinkage.models` -- LeNets, small ResNet, deep MLPs and CNNs
 - :mod:`shrinkage.experiments` -- the MNIST and natural-image runs (one training loop, recipes)
+- :mod:`shrinkage.integrations` -- Hugging Face and Lightning callbacks, ONNX export (each
+  module needs its optional extra; importing ``shrinkage`` imports none of them)
 - :mod:`shrinkage.report`, :mod:`shrinkage.cli` -- the cross-pillar report and the command
 
 Layers (checked by ``lint-imports``): thresholds <- weights, codes, activations, data, models
-(never importing each other) <- experiments <- report <- cli.
+(never importing each other) <- experiments, integrations (independent of each other) <- report
+<- cli.
 """
 
 from importlib import import_module
@@ -26,6 +29,7 @@ __all__ = [
     "data",
     "models",
     "experiments",
+    "integrations",
     "__version__",
 ]
 

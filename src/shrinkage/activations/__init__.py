@@ -9,7 +9,13 @@ Large-width Gaussian-process maps for any activation, in float64 and vectorised 
 - :func:`variance_map`, :func:`dV_dq`, :func:`d2V_dq2`, :func:`chi`, :func:`correlation_map`,
   :func:`propagate`, :func:`depth_scales`, :func:`fixed_points` (certified scan);
 - :func:`edge_of_chaos` -> :class:`EoCConfig` (tau, sigma_w, sigma_b for a target sparsity, with
-  the diagnosis), :func:`safe_clip` (largest m keeping q* the unique attracting fixed point);
+  the diagnosis), :func:`safe_clip` (largest m keeping q* the unique attracting fixed point),
+  :func:`clip_for_depth` (the m a network of a given depth and width trains best with:
+  ``edge_of_chaos(..., m="auto", depth=, width=)``), :func:`q_star_scan` (the maps as
+  functions of q*, with m scaled or fixed);
+- finite width: :func:`finite_width` (the exact variance chain and the spread of the gradient
+  over depth at width N), :func:`width_for_depth`, :func:`fluctuation_moments`;
+- :class:`SparsityControl` (thresholds held at the target sparsity while training);
 - :func:`init_`, :class:`ActivationSparsity`, :func:`simulate` (finite-width Monte Carlo);
   models in :func:`shrinkage.models.mlp` / :func:`shrinkage.models.deep_cnn`; MNIST training in
   :mod:`shrinkage.experiments.activations`; figures in :mod:`shrinkage.activations.plots`.
@@ -22,7 +28,16 @@ The activation functions themselves live in :mod:`shrinkage.thresholds`.
 """
 
 from ._gauss import ACTIVATION_NAMES, moments, zero_fraction
-from .eoc import EdgeOfChaosWarning, EoCConfig, edge_of_chaos, safe_clip
+from .control import SparsityControl
+from .eoc import (
+    EdgeOfChaosWarning,
+    EoCConfig,
+    clip_for_depth,
+    edge_of_chaos,
+    q_star_scan,
+    safe_clip,
+)
+from .finite_width import FiniteWidth, finite_width, fluctuation_moments, width_for_depth
 from .maps import (
     FixedPoint,
     chi,
@@ -52,6 +67,13 @@ __all__ = [
     "FixedPoint",
     "edge_of_chaos",
     "safe_clip",
+    "clip_for_depth",
+    "q_star_scan",
+    "finite_width",
+    "FiniteWidth",
+    "fluctuation_moments",
+    "width_for_depth",
+    "SparsityControl",
     "EoCConfig",
     "EdgeOfChaosWarning",
     "init_",

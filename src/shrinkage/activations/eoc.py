@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import brentq, minimize_scalar
 
-from .._checks import check_open_unit, check_positive
+from .._checks import check_int_at_least, check_open_unit, check_positive
 from ._gauss import _SPECS, ALIASES, _all, _second, resolve
-from .maps import FixedPoint, _ScanError, fixed_points
+from .finite_width import finite_width, fluctuation_moments
+from .maps import FixedPoint, _ScanError, depth_scales, fixed_points, propagate
 
 
 class EdgeOfChaosWarning(UserWarning):
@@ -126,14 +127,23 @@ def _check_common(sparsity, q_star, name):
                 "'cst' for other sparsities)"
             )
     check_positive("q_star", q_star)
+    if not math.isfinite(float(q_star)):
+        raise ValueError(f"q_star must be a finite number > 0, got q_star={q_star!r}")
     return sparsity, float(q_star)
 
 
-def edge_of_chaos(act, sparsity=None, q_star=1.0, m="safe", strict=False, rtol=1e-9):
+def edge_of_chaos(
+    act, sparsity=None, q_star=1.0, m="safe", strict=False, rtol=1e-9, *, depth=None, width=None
+):
     """Edge-of-chaos initialisation (tau, sigma_w, sigma_b) for a target fraction of zeros.
 
-    ``m``: ``"safe"`` (the largest stable clipping level, :func:`safe_clip`), a float, or None
-    (only for unclipped activations). Returns a frozen :class:`EoCConfig` with chi, V'(q*),
+    ``m``: ``"safe"`` (the largest stable clipping level, :func:`safe_clip`), ``"auto"`` (the
+    level that a network of the given ``depth`` and ``width`` trains best with, by the
+    finite-width criterion of :func:`clip_for_depth`), a float, or None (only for unclipped
+    activations, which ignore ``"safe"`` and ``"auto"``). ``q_star="auto"`` with a numeric
+    ``m`` chooses q* instead: CReLU and CST depend on m and q* only through m / sqrt(q*), so
+    this is the same rule seen from a fixed m, as in Dent & Tanner's larger-q* initialisation
+    (arXiv 2602.05779). Returns a frozen :class:`EoCConfig` with chi, V'(q*),
     V''(q*), every fixed point of V and whether q* is the unique attracting one. An unstable
     configuration (unclipped shifted ReLU / soft threshold, or m above the safe level) warns
     with :class:`EdgeOfChaosWarning`, or raises ValueError with ``strict=True``.
@@ -144,14 +154,20 @@ def edge_of_chaos(act, sparsity=None, q_star=1.0, m="safe", strict=False, rtol=1
     """
     name = _canonical(act)
     spec = _SPECS[name]
-    sparsity, q_star = _check_common(sparsity, q_star, name)
     try:
-        return _edge_of_chaos(name, spec, sparsity, q_star, m, strict, rtol)
+        return _edge_of_chaos(name, spec, sparsity, q_star, m, strict, rtol, depth, width)
     except _ScanError as e:
-        raise ValueError(f"{name} at sparsity={sparsity!r}, q_star={q_star:g}: {e}") from None
+        raise ValueError(f"{name} at sparsity={sparsity!r}, q_star={q_star!r}: {e}") from None
 
 
-def _edge_of_chaos(name, spec, sparsity, q_star, m, strict, rtol):
+def _edge_of_chaos(name, spec, sparsity, q_star, m, strict, rtol, depth, width):
+    auto_q = _check_auto(name, spec, q_star, m, depth, width)
+    sparsity, q_star = _check_common(sparsity, 1.0 if auto_q else q_star, name)
+    if auto_q:
+        mu = clip_for_depth(name, sparsity, depth, width, q_star=1.0)[0]
+        q_star = (float(m) / mu) ** 2
+    elif spec.clipped and isinstance(m, str) and m == "auto":
+        m = clip_for_depth(name, sparsity, depth, width, q_star=q_star)[0]
     m, safe_fps = _clip_level(name, spec, sparsity, q_star, m, rtol)
     if sparsity is None:
         sparsity = 0.5 if name == "relu" else 0.0
@@ -199,15 +215,37 @@ def _edge_of_chaos(name, spec, sparsity, q_star, m, strict, rtol):
     return cfg
 
 
+def _check_auto(name, spec, q_star, m, depth, width) -> bool:
+    """Whether q* is to be chosen by the rule; the 'auto' arguments checked before any work."""
+    auto_q = isinstance(q_star, str)
+    if auto_q and q_star != "auto":
+        raise ValueError(f"q_star must be a number > 0 or 'auto', got q_star={q_star!r}")
+    if auto_q and (not spec.clipped or isinstance(m, str) or m is None):
+        raise ValueError(
+            "q_star='auto' needs a clipped activation ('crelu', 'cst') and a numeric m, "
+            f"got act={name!r}, m={m!r}"
+        )
+    auto_m = spec.clipped and isinstance(m, str) and m == "auto"
+    if (auto_q or auto_m) and (depth is None or width is None):
+        raise ValueError(
+            f"m='auto' and q_star='auto' need the network's depth and width, got depth={depth!r}, "
+            f"width={width!r}"
+        )
+    if auto_q or auto_m:
+        check_int_at_least("depth", depth, 2)
+        check_int_at_least("width", width)
+    return auto_q
+
+
 def _clip_level(name, spec, sparsity, q_star, m, rtol):
     """(m as a float or None, the fixed points found on the way to the safe m or None)."""
     if not spec.clipped:
-        if m is not None and m != "safe":
+        if m is not None and m not in ("safe", "auto"):
             raise ValueError(f"{name} takes no clipping magnitude, got m={m!r}")
         return None, None
     if isinstance(m, str):
         if m != "safe":
-            raise ValueError(f"m must be 'safe', a number > 0 or None, got m={m!r}")
+            raise ValueError(f"m must be 'safe', 'auto', a number > 0 or None, got m={m!r}")
         return _safe_clip(name, sparsity, q_star, rtol=rtol)
     if m is None:
         raise ValueError(f"{name} needs m: 'safe' or a number > 0, got m=None")
@@ -331,3 +369,96 @@ def _safe_clip(name, sparsity, q_star, tol=1e-5, rtol=1e-9, m_max=None):
         "separated from q*; choose another sparsity, or pass m as a number (checked, with a "
         "warning when unstable)"
     )
+
+
+def _config(name, sparsity, q_star, m):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return edge_of_chaos(name, sparsity, q_star=q_star, m=m)
+
+
+def clip_for_depth(act, sparsity, depth, width, q_star=1.0, grid=12):
+    """The clipping level for a target sparsity at a given depth and width: the m (at fixed
+    q*, equivalently mu = m / sqrt(q*)) that minimises the predicted spread of the gradient
+    across depth, sd ln(|g^1| / |g^L|) from :func:`finite_width`, among the levels at which
+    q* is the unique attracting fixed point (m < :func:`safe_clip`).
+
+    The criterion is the finite-width one: it weighs the flatter gain chi_1(q) and the
+    stronger attraction of q* that a smaller m (a larger q* at fixed m) brings against the
+    fewer units left in the linear window (more gradient noise per layer). Returns
+    ``(m, FiniteWidth at m)``; scanned on a log grid of ``grid`` points between 0.05 and
+    0.999 of the safe level, then refined by bounded Brent search.
+
+    >>> m, fw = clip_for_depth("crelu", 0.85, depth=50, width=300)
+    >>> 0.2 < m / safe_clip("crelu", 0.85) < 1
+    True
+    """
+    name = _canonical(act)
+    depth = check_int_at_least("depth", depth, 2)
+    width = check_int_at_least("width", width)
+    grid = check_int_at_least("grid", grid, 3)
+    m_safe = safe_clip(name, sparsity, q_star)
+
+    def sd(log_frac):
+        m = m_safe * math.exp(log_frac)
+        return finite_width(_config(name, sparsity, q_star, m), width, depth).log_gain_sd
+
+    xs = np.linspace(math.log(0.05), math.log(0.999), grid)
+    ys = np.array([sd(x) for x in xs])
+    i = int(np.argmin(ys))
+    lo, hi = xs[max(i - 1, 0)], xs[min(i + 1, grid - 1)]
+    best_x, best_y = xs[i], ys[i]
+    if hi > lo:
+        res = minimize_scalar(sd, bounds=(lo, hi), method="bounded", options={"xatol": 1e-3})
+        if res.fun < best_y:
+            best_x, best_y = float(res.x), float(res.fun)
+    m = m_safe * math.exp(best_x)
+    return m, finite_width(_config(name, sparsity, q_star, m), width, depth)
+
+
+def q_star_scan(act, sparsity, q_stars, m="scaled", depth=50, width=300) -> list[dict]:
+    """The maps as functions of q*: for each q*, the edge-of-chaos config with ``m`` either
+    ``"scaled"`` (m = mu sqrt(q*), mu the safe level at q* = 1: every dimensionless quantity
+    is the same, by homogeneity) or a fixed number (the Dent & Tanner scan: mu = m / sqrt(q*)
+    falls as q* grows). Each row: q*, m, mu, tau, sigma_w, sigma_b, V'(q*), q* V''(q*),
+    kappa = d ln chi_1 / d ln q, the fraction p of units in the linear window, the depth scales
+    xi_q and xi_c, 1 - rho after ``depth`` layers from rho = 0, the finite-width spread
+    sd ln(|g^1| / |g^L|) at ``width`` and ``depth``, and whether q* is the unique attracting
+    fixed point.
+
+    >>> rows = q_star_scan("crelu", 0.85, [1.0, 4.0], m="scaled")
+    >>> abs(rows[0]["kappa"] - rows[1]["kappa"]) < 1e-6
+    True
+    """
+    name = _canonical(act)
+    rows = []
+    mu_safe = safe_clip(name, sparsity, 1.0)
+    for qs in q_stars:
+        check_positive("q_star", qs)
+        mm = mu_safe * math.sqrt(qs) if isinstance(m, str) and m == "scaled" else m
+        if isinstance(mm, str):
+            raise ValueError(f"m must be 'scaled' or a number > 0, got m={m!r}")
+        cfg = _config(name, sparsity, float(qs), mm)
+        fw = finite_width(cfg, width, depth)
+        xi_q, xi_c = depth_scales(name, qs, cfg.sigma_w, cfg.sigma_b, cfg.tau, cfg.m)
+        rho = propagate(name, qs, depth + 1, cfg.sigma_w, cfg.sigma_b, cfg.tau, cfg.m, rho0=0.0)
+        rows.append(
+            {
+                "q_star": float(qs),
+                "m": cfg.m,
+                "mu": cfg.m / math.sqrt(qs),
+                "tau": cfg.tau,
+                "sigma_w": cfg.sigma_w,
+                "sigma_b": cfg.sigma_b,
+                "dV": cfg.dV,
+                "q_d2V": qs * cfg.d2V,
+                "kappa": fw.kappa,
+                "p_linear": fluctuation_moments(cfg)["dphi2"],
+                "xi_q": xi_q,
+                "xi_c": xi_c,
+                "one_minus_rho": float(1.0 - rho["rho"][depth]),
+                "log_gain_sd": fw.log_gain_sd,
+                "stable": cfg.stable,
+            }
+        )
+    return rows

@@ -1,4 +1,5 @@
-r"""``shrinkage weights train|sweep``: sparse training of LeNets / a small ResNet on MNIST.
+r"""``shrinkage weights train|sweep|finetune``: sparse training of LeNets / a small ResNet on
+MNIST, and pruning a trained dense model during a short fine-tune.
 
 Examples::
 
@@ -6,15 +7,19 @@ Examples::
         --epochs 20 --seed 0 --out runs/x
     shrinkage weights sweep --model lenet5 --methods st3,gmp \
         --sparsities 0.98,0.99 --seeds 0,1 --out runs/s
+    shrinkage weights finetune --checkpoint runs/dense/model.pt --model lenet5 \
+        --sparsity 0.99 --epochs 2 --out runs/ft
 
 The options are generated from the fields of
-:class:`~shrinkage.experiments.weights.TrainConfig`, whose defaults they take.
+:class:`~shrinkage.experiments.weights.TrainConfig` (train, sweep) and
+:class:`~shrinkage.experiments.finetune.FinetuneConfig` (finetune), whose defaults they take.
 """
 
 from __future__ import annotations
 
 import sys
 
+from ..experiments.finetune import FinetuneConfig, finetune
 from ..experiments.recipe import comma_list
 from ..experiments.weights import TrainConfig, sweep, train_run
 from ..weights import format_effective_macs
@@ -49,6 +54,12 @@ def register(sub) -> None:
     TrainConfig.add_arguments(w, skip=_GRID)
     w.set_defaults(func=_sweep)
 
+    f = s.add_parser(
+        "finetune", help="prune a trained dense model to a sparsity during a short fine-tune"
+    )
+    FinetuneConfig.add_arguments(f, defaults={"out": "runs/finetune"})
+    f.set_defaults(func=_finetune)
+
 
 def _train(args) -> int:
     res = train_run(TrainConfig.from_args(args).check(), resume=args.resume)
@@ -81,4 +92,14 @@ def _sweep(args) -> int:
     base = TrainConfig.from_args(args, skip=_GRID).check()
     rows = sweep(base, args.model, args.methods, args.sparsities, args.seeds, args.out)
     print(f"{len(rows)} runs summarised in {args.out}/sweep.csv and {args.out}/*_acc_vs_*.png")
+    return 0
+
+
+def _finetune(args) -> int:
+    res = finetune(FinetuneConfig.from_args(args).check())
+    print(res["report_table"])
+    print("fine-tune epoch  test acc  sparsity")
+    for c in res["curve"]:
+        print(f"{c['epoch']:>15g}  {100 * c['test_acc']:7.2f}%  {c['sparsity']:.4f}")
+    print(f"wrote {args.out}/(config.json, history.json, result.json, report.txt, model.pt)")
     return 0

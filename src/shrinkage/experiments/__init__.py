@@ -2,6 +2,8 @@
 
 - :mod:`shrinkage.experiments.weights` -- sparse-weight training on MNIST (``TrainConfig``,
   ``train_run``, ``sweep``), the combined sparse-weight and sparse-activation runs;
+- :mod:`shrinkage.experiments.finetune` -- pruning a trained dense model during a short
+  fine-tune (``FinetuneConfig``, ``finetune``);
 - :mod:`shrinkage.experiments.codes` -- dictionaries on natural-image patches (``learn``,
   ``compare``);
 - :mod:`shrinkage.experiments.activations` -- deep edge-of-chaos networks on MNIST

@@ -2,8 +2,9 @@
 
 A recipe class derives from :class:`Recipe` and is a ``@dataclass(frozen=True)``. Each field
 holds its one default; its ``metadata`` may give ``help`` (the command-line help text),
-``flag`` (the option's name when it is not ``--field-name``) and ``cli=False`` (not on the
-command line). Then:
+``flag`` (the option's name when it is not ``--field-name``), ``required=True`` (the option
+must be given: a path the run cannot do without) and ``cli=False`` (not on the command
+line). Then:
 
 - ``recipe.check()`` validates every field (naming the field, the value and what is allowed)
   and returns the recipe;
@@ -102,6 +103,8 @@ class Recipe:
             if is_flag:
                 action = "store_false" if default else "store_true"
                 parser.add_argument(flag, dest=f.name, action=action, help=text)
+            elif kind is not None and f.metadata.get("required"):
+                parser.add_argument(flag, dest=f.name, type=kind, required=True, help=text)
             elif kind is not None:
                 shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
                 text = f"{text} (default {shown})" if text else f"(default {shown})"

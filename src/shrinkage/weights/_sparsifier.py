@@ -67,16 +67,25 @@ class SparseWeight(nn.Module):
 
 
 class _Unit:
-    """One unique pruned tensor: its raw parameter, the modules that use it, its parametrization."""
+    """One unique pruned tensor: its raw parameter, the modules that use it, its parametrization.
+
+    ``modules`` are the pruned layers holding it as ``weight``; ``readers`` are the other
+    modules holding the same Parameter (a tied input embedding, say), as ``(name, module,
+    attribute)``: they get the same parametrization, so every module sees one effective weight.
+    """
 
     def __init__(self, name, param, modules, pm):
         self.name = name
         self.param = param
         self.modules = modules  # list of (name, module)
+        self.readers: list[tuple[str, nn.Module, str]] = []
         self.pm = pm
-        self.orders: list[list[str]] = []  # each module's parameter order before registration
+        self.orders: list[list[str]] = []  # each holder's parameter order before registration
         # sigma scoring: S_l = sum of the weight's dimensions (C_out + C_in + k_h + k_w)
         self.sqrt_s = math.sqrt(sum(param.shape))
+
+    def holders(self) -> list[tuple[str, nn.Module, str]]:
+        return [(n, m, "weight") for n, m in self.modules] + self.readers
 
 
 def _matches(name: str, module: nn.Module, patterns) -> bool:
@@ -109,6 +118,11 @@ class Sparsifier:
     ``Conv{1,2,3}d`` and ``Linear`` (first and last included, as ST-3 does). The raw weights
     stay the model's parameters (same objects, so an optimizer made before or after works);
     the forward pass sees the thresholded weight. Call :meth:`step` after each optimizer step.
+
+    Tied weights: a Parameter shared by several pruned layers is pruned once; any other
+    module holding it (a tied input embedding, say) gets the same parametrization, so every
+    reader sees one effective weight and :meth:`squash` changes no output. A tied layer that
+    ``include``/``exclude`` leaves out is refused, naming both layers.
 
     Methods (all operators from :mod:`shrinkage.thresholds`; each is one record of
     :mod:`shrinkage.weights._methods`: scores, forward transform, gradient path):
@@ -212,9 +226,9 @@ class Sparsifier:
         self.units = self._collect(model, _as_list(include), _as_list(exclude))
         self._check_finite([u.param.detach() for u in self.units])
         for u in self.units:
-            for _, mod in u.modules:
+            for _, mod, attr in u.holders():
                 u.orders.append(list(mod._parameters))
-                parametrize.register_parametrization(mod, "weight", u.pm)
+                parametrize.register_parametrization(mod, attr, u.pm)
         self._apply()
 
     # -- selection ---------------------------------------------------------------------
@@ -258,7 +272,33 @@ class Sparsifier:
             w = mods[0][1].weight
             pm = SparseWeight(w, self.method, self.rescale, self.penalty, self.penalty_params)
             units.append(_Unit(mods[0][0], w, mods, pm))
+        self._find_readers(model, units)
         return units
+
+    @staticmethod
+    def _find_readers(model: nn.Module, units: list[_Unit]) -> None:
+        """Every other module holding a pruned Parameter reads it through the same
+        parametrization (a tied input embedding then sees the thresholded weight, as the
+        output layer does, and squash() changes no output); a module that cannot is refused."""
+        by_id = {id(u.param): u for u in units}
+        for name, mod in model.named_modules():
+            for attr, p in mod._parameters.items():
+                u = by_id.get(id(p)) if p is not None else None
+                if u is None or any(m is mod for _, m in u.modules):
+                    continue
+                if isinstance(mod, PRUNABLE) and attr == "weight":
+                    raise ValueError(
+                        f"layer {name!r} shares its weight with pruned layer {u.name!r} but "
+                        f"include/exclude leave {name!r} out: a tied weight is pruned for all "
+                        f"its layers or none; exclude both ({u.name!r} and {name!r}) or neither"
+                    )
+                if parametrize.is_parametrized(mod, attr) or attr == "original":
+                    raise ValueError(
+                        f"module {name!r} reads the weight of pruned layer {u.name!r} through "
+                        f"its own parametrization of {attr!r}; the two cannot see one effective "
+                        f"weight. Leave the layer dense with exclude=[{u.name!r}]"
+                    )
+                u.readers.append((name, mod, attr))
 
     # -- thresholds --------------------------------------------------------------------
     def _check_finite(self, tensors) -> None:
@@ -460,8 +500,8 @@ class Sparsifier:
             return self.model
         eff = [u.modules[0][1].weight.detach().clone() for u in self.units]
         for u, w in zip(self.units, eff):
-            for (_, mod), order in zip(u.modules, u.orders):
-                parametrize.remove_parametrizations(mod, "weight", leave_parametrized=False)
+            for (_, mod, attr), order in zip(u.holders(), u.orders):
+                parametrize.remove_parametrizations(mod, attr, leave_parametrized=False)
                 if order:  # put "weight" back in its place, so state_dict keys keep their order
                     items = dict(mod._parameters)
                     mod._parameters.clear()

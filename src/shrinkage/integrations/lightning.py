@@ -1,0 +1,138 @@
+"""Sparse weights inside a PyTorch Lightning ``Trainer``: :class:`SparsifierCallback`.
+
+>>> from shrinkage.integrations.lightning import SparsifierCallback
+>>> cb = SparsifierCallback(sparsity=0.9, method="st3")   # cubic over the first half of training
+>>> # trainer = lightning.Trainer(max_epochs=3, callbacks=[cb]); trainer.fit(lit_module, loader)
+>>> # trainer.save_checkpoint("sparse.ckpt")    # plain: LitModule.load_from_checkpoint loads it
+
+Needs ``lightning`` (``pip install 'shrinkage[lightning]'``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..weights import flops
+from ._common import PlainKeys, SparsifierSpec, require, weight_stats
+
+_L = require("lightning", "lightning", "shrinkage.integrations.lightning")
+
+__all__ = ["SparsifierCallback"]
+
+
+class SparsifierCallback(_L.pytorch.Callback):
+    """Make a LightningModule's Conv and Linear weights sparse while ``Trainer.fit`` runs.
+
+    Same contract as :class:`shrinkage.integrations.hf.SparsifierCallback`:
+
+    - ``setup("fit")``: builds a :class:`~shrinkage.weights.Sparsifier` on the LightningModule
+      (before Lightning restores a checkpoint and before ``configure_optimizers``; the
+      Parameters are the same objects either way);
+    - ``on_train_batch_end``: one ``sparsifier.step()`` per optimizer step, i.e. whenever
+      ``trainer.global_step`` advanced (``accumulate_grad_batches`` respected);
+    - logs ``target_sparsity`` every optimizer step and, at each epoch end, ``sparsity`` and
+      the MACs: of one example (``dense_macs``, ``sparse_macs``) when the module has a float
+      ``example_input_array``, else of the Linear layers per position;
+    - its state (step, thresholds, masks) is the callback's state in Lightning checkpoints
+      (``state_dict`` / ``load_state_dict``), and the module's ``state_dict`` keeps the plain
+      keys (raw weights) while training, so ``fit(ckpt_path=...)`` resumes exactly;
+    - ``on_fit_end``: squashes, so ``trainer.save_checkpoint`` then writes a plain checkpoint
+      that the original LightningModule class (without this callback) loads.
+
+    Parameters
+    ----------
+    sparsity, method, schedule, **kwargs :
+        as for the Hugging Face callback; the default schedule is cubic over the first half
+        of ``trainer.estimated_stepping_batches``.
+
+    Raises
+    ------
+    ValueError
+        on a bad argument, when the callback is made.
+    """
+
+    def __init__(self, sparsity: float, method: str = "st3", schedule=None, **kwargs):
+        self.spec = SparsifierSpec(sparsity, method, schedule, **kwargs)
+        self.sparsifier = None
+        self._keys: PlainKeys | None = None
+        self._pending: dict | None = None
+
+    @property
+    def state_key(self) -> str:
+        # stable across processes (a schedule's repr may hold an address): sparsity and method
+        return f"SparsifierCallback[sparsity={self.spec.sparsity}, method={self.spec.method!r}]"
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage != "fit" or (self.sparsifier is not None and not self.sparsifier._squashed):
+            return
+        total = None if self.spec.schedule is not None else int(trainer.estimated_stepping_batches)
+        self.sparsifier = self.spec.build(pl_module, total)
+        self._keys = PlainKeys(pl_module, self.sparsifier)
+        if self._pending is not None:
+            self.sparsifier.load_state_dict(self._pending)
+            self._pending = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        sp = self.sparsifier
+        if sp is not None and sp.step_count != trainer.global_step:
+            raise RuntimeError(
+                f"SparsifierCallback: training starts at global_step {trainer.global_step} but "
+                f"the Sparsifier is at step {sp.step_count}: the checkpoint holds no state for "
+                f"{self.state_key!r}, so pruning cannot resume (same callback arguments?)"
+            )
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        sp = self.sparsifier
+        if sp is None or sp._squashed:
+            return
+        stepped = False
+        while sp.step_count < trainer.global_step:
+            sp.step()
+            stepped = True
+        if stepped:
+            pl_module.log("target_sparsity", sp.current_sparsity, on_step=True, on_epoch=False)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        sp = self.sparsifier
+        if sp is None or sp._squashed:
+            return
+        for k, v in self.stats(pl_module).items():
+            pl_module.log(k, float(v), on_step=False, on_epoch=True)
+
+    @torch.no_grad()
+    def stats(self, pl_module) -> dict[str, float]:
+        """Sparsity of the pruned weights and MACs (see the class docstring)."""
+        x = getattr(pl_module, "example_input_array", None)
+        if isinstance(x, torch.Tensor) and x.is_floating_point():
+            rep = flops(pl_module, tuple(x.shape), pruned=self.sparsifier.layer_names)
+            return {
+                "sparsity": 1.0 - self.sparsifier.density(),
+                "dense_macs": rep.dense_macs,
+                "sparse_macs": rep.sparse_macs,
+            }
+        out = weight_stats(pl_module, self.sparsifier)
+        out.pop("target_sparsity")
+        return out
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if self.sparsifier is None or self.sparsifier._squashed:
+            return
+        self._keys.remove()
+        self.sparsifier.squash()
+
+    def state_dict(self) -> dict:
+        if self.sparsifier is None or self.sparsifier._squashed:
+            return {}
+        return {"sparsifier": self.sparsifier.state_dict()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state = state_dict.get("sparsifier")
+        if state is None:
+            return
+        if self.sparsifier is not None and not self.sparsifier._squashed:
+            self.sparsifier.load_state_dict(state)
+        else:  # restored before setup (Trainer.validate, custom loops): applied at setup
+            self._pending = state
+
+    def __repr__(self) -> str:
+        return f"SparsifierCallback({self.spec!r})"

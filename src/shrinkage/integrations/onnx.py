@@ -1,0 +1,177 @@
+"""ONNX export of a squashed sparse model: :func:`export_onnx`.
+
+The file is an ordinary dense ONNX model (the zeros are stored as zeros), with the sparsity
+recorded in its metadata, and it is checked with ONNX Runtime against the torch output
+before it replaces anything at ``path``.
+
+Speed: ONNX Runtime runs Conv / Gemm / MatMul with dense kernels whatever the values, so a
+squashed model runs at the speed of the dense one there (measured in
+``benchmarks/onnx_speed.py``); the zeros pay off in size after compression, and in speed
+only with sparse kernels such as :func:`shrinkage.weights.export`.
+
+>>> import torch
+>>> from shrinkage.integrations.onnx import export_onnx
+>>> net = torch.nn.Sequential(torch.nn.Linear(8, 4))
+>>> info = export_onnx(net, torch.randn(2, 8), "net.onnx")      # doctest: +SKIP
+>>> info["sparsity"], info["max_abs_diff"] < 1e-5                 # doctest: +SKIP
+
+Needs ``onnx`` and ``onnxruntime`` (``pip install 'shrinkage[onnx]'``).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .. import __version__
+from .._io import atomic_path
+from ..weights import PRUNABLE
+from ._common import require
+
+_onnx = require("onnx", "onnx", "shrinkage.integrations.onnx")
+_ort = require("onnxruntime", "onnx", "shrinkage.integrations.onnx")
+
+__all__ = ["export_onnx", "sparsity_metadata", "read_metadata", "session"]
+
+
+def sparsity_metadata(model: nn.Module) -> dict[str, str]:
+    """Zeros of the Conv / Linear weights (each tensor counted once) as ONNX metadata:
+    ``shrinkage.sparsity``, ``shrinkage.nonzero``, ``shrinkage.params`` and
+    ``shrinkage.layers`` (JSON: name -> [nonzero, size])."""
+    layers, seen = {}, set()
+    for name, mod in model.named_modules():
+        if isinstance(mod, PRUNABLE) and id(mod.weight) not in seen:
+            seen.add(id(mod.weight))
+            w = mod.weight.detach()
+            layers[name] = [int(torch.count_nonzero(w)), w.numel()]
+    nonzero = sum(v[0] for v in layers.values())
+    params = sum(v[1] for v in layers.values())
+    return {
+        "shrinkage.sparsity": f"{1 - nonzero / params:.6f}" if params else "0",
+        "shrinkage.nonzero": str(nonzero),
+        "shrinkage.params": str(params),
+        "shrinkage.layers": json.dumps(layers),
+        "shrinkage.version": __version__,
+    }
+
+
+def read_metadata(path) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file, as a dict."""
+    m = _onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in m.metadata_props}
+
+
+def session(path, threads: int = 1):
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads."""
+    opts = _ort.SessionOptions()
+    opts.intra_op_num_threads = int(threads)
+    opts.inter_op_num_threads = 1
+    return _ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def export_onnx(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    path,
+    *,
+    dynamic_batch: bool = True,
+    dynamo: bool = True,
+    opset: int | None = None,
+    rtol: float = 1e-4,
+    atol: float = 1e-5,
+) -> dict:
+    """Export a squashed model to ONNX, record its sparsity, check it with ONNX Runtime.
+
+    Parameters
+    ----------
+    model : a plain model (after :meth:`~shrinkage.weights.Sparsifier.squash`); exported in
+        eval mode (its mode is restored).
+    example_input : one input tensor (its batch dimension is left dynamic with
+        ``dynamic_batch``).
+    path : the ``.onnx`` file; written atomically, and only once the check passed.
+    dynamo : the ``torch.export``-based exporter (torch's default) or, with False, the
+        TorchScript one.
+    opset : ONNX opset (exporter default when None).
+    rtol, atol : tolerance of the ONNX Runtime output against torch's.
+
+    Returns
+    -------
+    dict with ``path``, ``sparsity``, ``nonzero``, ``params`` and ``max_abs_diff`` (ONNX
+    Runtime vs torch on ``example_input``).
+
+    Raises
+    ------
+    ValueError
+        if the model still has a parametrization (not squashed) or ``example_input`` is not
+        a tensor.
+    RuntimeError
+        if ONNX Runtime's output differs from torch's beyond the tolerance (nothing written).
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(example_input, torch.Tensor):
+        raise ValueError(
+            f"example_input must be a torch.Tensor, got {type(example_input).__name__}"
+        )
+    live = [n or "<root>" for n, m in model.named_modules() if parametrize.is_parametrized(m)]
+    if live:
+        raise ValueError(
+            f"model has parametrized modules {live[:3]}: call sparsifier.squash() before "
+            "exporting (ONNX gets the plain dense-format model)"
+        )
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise ValueError(f"path must end in .onnx, got {str(path)!r}")
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            expected = model(example_input).detach().cpu().numpy()
+        meta = sparsity_metadata(model)
+        with atomic_path(path) as tmp:
+            _export(model, example_input, tmp, dynamic_batch, dynamo, opset)
+            proto = _onnx.load(str(tmp))
+            for k, v in meta.items():
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = k, v
+            _onnx.save(proto, str(tmp))
+            got = session(tmp).run(None, {"input": example_input.detach().cpu().numpy()})[0]
+            diff = float(np.max(np.abs(got - expected))) if expected.size else 0.0
+            if not np.allclose(got, expected, rtol=rtol, atol=atol):
+                raise RuntimeError(
+                    f"ONNX Runtime output differs from torch by up to {diff:.3g} "
+                    f"(rtol={rtol}, atol={atol}); {str(path)!r} not written"
+                )
+    finally:
+        model.train(was)
+    return {
+        "path": str(path),
+        "sparsity": float(meta["shrinkage.sparsity"]),
+        "nonzero": int(meta["shrinkage.nonzero"]),
+        "params": int(meta["shrinkage.params"]),
+        "max_abs_diff": diff,
+    }
+
+
+def _export(model, x, path: Path, dynamic_batch: bool, dynamo: bool, opset) -> None:
+    kw = dict(input_names=["input"], output_names=["output"], opset_version=opset)
+    if dynamic_batch and x.dim() and x.shape[0] == 1:
+        x = torch.cat([x, x])  # torch.export would specialise a batch of 1 to a constant
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        if dynamo:
+            shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
+            prog = torch.onnx.export(
+                model, (x,), dynamo=True, dynamic_shapes=shapes, verbose=False, **kw
+            )
+            prog.save(str(path))  # one file: LeNet-sized models need no external data
+        else:
+            axes = {"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None
+            torch.onnx.export(model, (x,), str(path), dynamo=False, dynamic_axes=axes, **kw)

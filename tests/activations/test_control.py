@@ -1,0 +1,110 @@
+"""SparsityControl: the thresholds track the target quantile while a network trains."""
+
+import pytest
+import torch
+from torch import nn
+
+from shrinkage.activations import SparsityControl
+from shrinkage.thresholds import CST, CReLU, ShiftedReLU
+
+
+def _zeros(net, x):
+    with torch.no_grad():
+        return float((net(x) == 0).double().mean())
+
+
+def test_one_step_at_momentum_one_sets_the_batch_quantile():
+    torch.manual_seed(0)
+    act = CReLU(tau=0.0, m=2.0)
+    ctl = SparsityControl(nn.Sequential(act), sparsity=0.9, momentum=1.0)
+    h = torch.randn(4000, 50) * 3 + 1
+    act(h)
+    ctl.step()
+    ref = torch.quantile(h.flatten()[::10], 0.9)  # an independent estimate of the same quantile
+    assert float(act.tau) == pytest.approx(float(ref), abs=0.05)
+    assert _zeros(act, torch.randn(4000, 50) * 3 + 1) == pytest.approx(0.9, abs=0.01)
+
+
+def test_odd_activation_uses_the_magnitude():
+    act = CST(tau=0.1, m=5.0)
+    ctl = SparsityControl(act, sparsity=0.8, momentum=1.0)
+    h = torch.randn(20000)
+    act(h)
+    ctl.step()
+    # P(|z| < tau) = 0.8 for z ~ N(0, 1): tau = Phi^-1(0.9) = 1.2816
+    assert float(act.tau) == pytest.approx(1.2816, abs=0.03)
+
+
+def test_eval_mode_and_no_forward_change_nothing():
+    act = ShiftedReLU(tau=0.3)
+    ctl = SparsityControl(act, sparsity=0.7, momentum=0.5)
+    ctl.step()
+    act.eval()
+    act(torch.randn(100))
+    ctl.step()
+    assert float(act.tau) == pytest.approx(0.3)
+
+
+def test_training_holds_the_target_where_fixed_thresholds_drift():
+    def run(control):
+        torch.manual_seed(1)
+        net = nn.Sequential(
+            nn.Linear(20, 64),
+            CReLU(tau=1.04, m=1.0),
+            nn.Linear(64, 64),
+            CReLU(tau=1.04, m=1.0),
+            nn.Linear(64, 1),
+        )
+        ctl = SparsityControl(net, 0.85, momentum=0.2) if control else None
+        opt = torch.optim.Adam(net.parameters(), lr=3e-2)
+        x = torch.randn(512, 20)
+        y = x[:, :1] * 3
+        for _ in range(150):
+            loss = (net(x) - y).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if ctl:
+                ctl.step()
+        net.eval()
+        zs = []
+        hooks = [
+            m.register_forward_hook(lambda m, i, o: zs.append(float((o == 0).double().mean())))
+            for m in net
+            if isinstance(m, CReLU)
+        ]
+        with torch.no_grad():
+            net(torch.randn(2048, 20))
+        for h in hooks:
+            h.remove()
+        return zs
+
+    free, held = run(False), run(True)
+    assert max(abs(z - 0.85) for z in held) < 0.03
+    assert max(abs(z - 0.85) for z in free) > 0.05
+
+
+def test_taus_are_saved_with_the_model():
+    net = nn.Sequential(nn.Linear(4, 8), CReLU(tau=0.0, m=1.0))
+    ctl = SparsityControl(net, 0.5, momentum=1.0)
+    net(torch.randn(64, 4))
+    ctl.step()
+    twin = nn.Sequential(nn.Linear(4, 8), CReLU(tau=0.0, m=1.0))
+    twin.load_state_dict(net.state_dict())
+    assert float(twin[1].tau) == float(net[1].tau) != 0.0
+
+
+@pytest.mark.parametrize(
+    "model,kw,match",
+    [
+        (nn.Sequential(nn.Linear(2, 2), nn.ReLU()), {}, "no thresholding activation"),
+        (CReLU(tau=0.5, m=1.0, learnable_tau=True), {}, "learnable_tau"),
+        (CReLU(tau=0.5, m=1.0), {"sparsity": 1.0}, "sparsity"),
+        (CReLU(tau=0.5, m=1.0), {"momentum": 0.0}, "momentum"),
+        (CReLU(tau=0.5, m=1.0), {"momentum": 1.5}, "momentum"),
+        (CReLU(tau=0.5, m=1.0), {"max_samples": 0}, "max_samples"),
+    ],
+)
+def test_bad_arguments(model, kw, match):
+    with pytest.raises(ValueError, match=match):
+        SparsityControl(model, **{"sparsity": 0.8, **kw})

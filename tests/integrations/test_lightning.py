@@ -1,0 +1,122 @@
+"""SparsifierCallback in a lightning.Trainer: LeNet-5 on (a slice of) MNIST."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+L = pytest.importorskip("lightning")
+
+from shrinkage.data import mnist  # noqa: E402
+from shrinkage.experiments.loop import num_threads  # noqa: E402
+from shrinkage.integrations.lightning import SparsifierCallback  # noqa: E402
+from shrinkage.models import lenet5  # noqa: E402
+from shrinkage.weights import Cubic  # noqa: E402
+
+
+class LitLeNet5(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = lenet5()
+        self.example_input_array = torch.zeros(1, 1, 28, 28)
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return F.cross_entropy(self(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
+
+
+def _loader():
+    x, y = mnist("train")
+    ds = torch.utils.data.TensorDataset(x[:256], y[:256])
+    return torch.utils.data.DataLoader(ds, batch_size=32, shuffle=False)
+
+
+def _fit(out, ckpt_path=None, callback=None):
+    torch.manual_seed(0)
+    lit = LitLeNet5()
+    cb = callback or SparsifierCallback(0.9, method="st3", schedule=Cubic(0, 6))
+    saver = L.pytorch.callbacks.ModelCheckpoint(
+        dirpath=out, filename="{epoch}", every_n_epochs=1, save_top_k=-1
+    )
+    trainer = L.Trainer(
+        max_epochs=2,
+        accumulate_grad_batches=2,
+        accelerator="cpu",
+        devices=1,
+        callbacks=[cb, saver],
+        logger=L.pytorch.loggers.CSVLogger(f"{out}_logs", name="logs"),
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+    )
+    # One thread in the module fixture and in the tests alike (the autouse one-thread fixture
+    # does not reach module-scoped ones): a bitwise resume needs the same float reductions.
+    with num_threads(1):
+        trainer.fit(lit, _loader(), ckpt_path=ckpt_path)
+    return trainer, lit, cb
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lit")
+    return (out, *_fit(out / "a"))
+
+
+def test_steps_once_per_optimizer_step_reaches_the_sparsity_and_logs(run):
+    _, trainer, lit, cb = run
+    sp = cb.sparsifier
+    assert trainer.global_step == 8  # 2 epochs x 8 batches / accumulate 2
+    assert sp.step_count == 8
+    assert not torch.nn.utils.parametrize.is_parametrized(lit)  # squashed at fit end
+    ws = [lit.get_submodule(n).weight for n in sp.layer_names]
+    n = sum(w.numel() for w in ws)
+    assert sum(int((w == 0).sum()) for w in ws) == int(0.9 * n)
+    logged = trainer.logged_metrics
+    assert float(logged["sparsity"]) == pytest.approx(int(0.9 * n) / n, abs=1e-6)
+    assert float(logged["target_sparsity"]) == pytest.approx(0.9)
+    assert float(logged["dense_macs"]) == 2_293_000  # LeNet-5 (Caffe): 2.29 M MACs
+    assert float(logged["sparse_macs"]) < 0.5 * float(logged["dense_macs"])
+
+
+def test_the_checkpoint_holds_plain_keys_and_the_sparsifier_state(run):
+    out = run[0]
+    ckpt = torch.load(out / "a" / "epoch=0.ckpt", weights_only=False)
+    assert "net.0.weight" in ckpt["state_dict"]
+    assert not any("parametrizations" in k for k in ckpt["state_dict"])
+    (state,) = [v for k, v in ckpt["callbacks"].items() if k.startswith("SparsifierCallback")]
+    assert state["sparsifier"]["step"] == 4
+
+
+def test_resume_from_a_lightning_checkpoint_is_bitwise(run):
+    out, _, lit, _ = run
+    _, resumed, cb = _fit(out / "b", ckpt_path=str(out / "a" / "epoch=0.ckpt"))
+    assert cb.sparsifier.step_count == 8
+    a, b = lit.state_dict(), resumed.state_dict()
+    assert list(a) == list(b)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_saved_after_fit_the_plain_module_class_loads_it(run, tmp_path):
+    _, trainer, lit, _ = run
+    trainer.save_checkpoint(tmp_path / "final.ckpt")
+    again = LitLeNet5.load_from_checkpoint(tmp_path / "final.ckpt").eval()
+    x = mnist("test")[0][:16]
+    with torch.no_grad():
+        assert torch.equal(again(x), lit.eval()(x))
+    plain = lenet5()
+    plain.load_state_dict(lit.net.state_dict())
+
+
+def test_resuming_from_a_checkpoint_without_sparsifier_state_is_refused(run):
+    out = run[0]
+    ckpt = torch.load(out / "a" / "epoch=0.ckpt", weights_only=False)
+    ckpt["callbacks"] = {k: v for k, v in ckpt["callbacks"].items() if "Sparsifier" not in k}
+    torch.save(ckpt, out / "stripped.ckpt")
+    with pytest.raises(RuntimeError, match="pruning cannot resume"):
+        _fit(out / "c", ckpt_path=str(out / "stripped.ckpt"))

@@ -1,0 +1,85 @@
+"""export_onnx: squashed models as dense ONNX with their sparsity in the metadata, checked
+with ONNX Runtime; refusals before anything is written."""
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+import onnx  # noqa: E402
+from onnx import numpy_helper  # noqa: E402
+
+import shrinkage.integrations.onnx as sx  # noqa: E402
+from shrinkage.models import lenet5, lenet_300_100  # noqa: E402
+from shrinkage.weights import Sparsifier  # noqa: E402
+
+
+def _squashed(build, sparsity, seed=0):
+    torch.manual_seed(seed)
+    model = build()
+    sp = Sparsifier(model, sparsity, method="st3")
+    sp.squash()
+    return model
+
+
+def _x(n, seed=1):
+    return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+
+
+def test_squashed_lenet5_exports_runs_in_onnxruntime_and_records_its_sparsity(tmp_path):
+    model = _squashed(lenet5, 0.95)
+    info = sx.export_onnx(model, _x(4), tmp_path / "m.onnx", dynamo=False)
+    n = 430_500
+    assert info["params"] == n and info["nonzero"] == n - int(0.95 * n)
+    meta = sx.read_metadata(tmp_path / "m.onnx")
+    assert float(meta["shrinkage.sparsity"]) == pytest.approx(int(0.95 * n) / n, abs=1e-6)
+    # independent count: the zeros are really in the file's weight initializers
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    weights = [numpy_helper.to_array(t) for t in proto.graph.initializer]
+    assert sum(int(np.count_nonzero(w)) for w in weights if w.ndim >= 2) == info["nonzero"]
+    # another batch size than the example's: the batch axis is dynamic
+    x = _x(9, seed=3)
+    got = sx.session(tmp_path / "m.onnx").run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-4, atol=1e-5)
+    assert info["max_abs_diff"] < 1e-4
+
+
+def test_the_torch_export_path_with_a_batch_of_one(tmp_path):
+    model = _squashed(lenet_300_100, 0.9)
+    model.train()
+    info = sx.export_onnx(model, _x(1), tmp_path / "m.onnx", dynamo=True)
+    assert model.training  # mode restored
+    x = _x(5, seed=4)
+    got = sx.session(tmp_path / "m.onnx").run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model.eval()(x).numpy(), rtol=1e-4, atol=1e-5)
+    assert info["sparsity"] == pytest.approx(0.9, abs=1e-5)
+
+
+def test_refusals_name_the_problem_and_write_nothing(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    live = lenet_300_100()
+    Sparsifier(live, 0.5)
+    with pytest.raises(ValueError, match=r"squash\(\)"):
+        sx.export_onnx(live, _x(2), tmp_path / "a.onnx", dynamo=False)
+    with pytest.raises(ValueError, match="example_input must be a torch.Tensor"):
+        sx.export_onnx(lenet_300_100(), np.zeros((2, 1, 28, 28)), tmp_path / "a.onnx")
+    with pytest.raises(ValueError, match=r"path must end in \.onnx"):
+        sx.export_onnx(lenet_300_100(), _x(2), tmp_path / "a.pt")
+    assert list(tmp_path.iterdir()) == []
+
+    target = tmp_path / "keep.onnx"
+    target.write_bytes(b"previous")
+
+    class Wrong:
+        def run(self, names, feeds):
+            return [np.zeros((2, 10), dtype=np.float32) + 1.0]
+
+    monkeypatch.setattr(sx, "session", lambda path, threads=1: Wrong())
+    with pytest.raises(RuntimeError, match="differs from torch.*not written"):
+        sx.export_onnx(lenet_300_100(), _x(2), target, dynamo=False)
+    assert target.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.onnx"]
