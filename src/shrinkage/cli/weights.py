@@ -58,6 +58,7 @@ def register(sub) -> None:
         "finetune", help="prune a trained dense model to a sparsity during a short fine-tune"
     )
     FinetuneConfig.add_arguments(f, defaults={"out": "runs/finetune"})
+    f.add_argument("--resume", action="store_true", help="continue the run kept in --out")
     f.set_defaults(func=_finetune)
 
 
@@ -96,7 +97,7 @@ def _sweep(args) -> int:
 
 
 def _finetune(args) -> int:
-    res = finetune(FinetuneConfig.from_args(args).check())
+    res = finetune(FinetuneConfig.from_args(args).check(), resume=args.resume)
     print(res["report_table"])
     print("fine-tune epoch  test acc  sparsity")
     for c in res["curve"]:
