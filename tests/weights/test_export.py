@@ -640,3 +640,22 @@ def test_half_precision_models_export_dense_or_say_why(dtype):
     torch.testing.assert_close(fast(x), net(x))
     with pytest.raises(ValueError, match=f"cannot run layer '0'.*{dtype}"):
         export(net, min_sparsity=0.5, candidates=("torch_csr",))
+
+
+def test_a_damaged_value_is_caught_by_the_checksum_and_a_deliberate_one_can_be_loaded():
+    """A flipped bit that leaves a valid, finite matrix (the silent case) does not match the
+    CRC-32 saved in the layer's extra state; without that entry the values load as they are."""
+    net = nn.Sequential(sparse_linear(30, 10, 0.8))
+    sd = export(net, min_sparsity=0.5, candidates=("c_csr_i32",)).state_dict()
+    assert isinstance(sd["0._extra_state"]["crc32"], int)
+    bad = dict(sd)
+    bad["0.values"] = sd["0.values"].clone()
+    bad["0.values"].view(torch.int32)[4] ^= 1 << 3  # one mantissa bit
+    with pytest.raises(ValueError, match="do not match the checksum"):
+        load_exported(net, bad)
+    extra = {k: v for k, v in sd["0._extra_state"].items() if k != "crc32"}
+    loaded = load_exported(net, {**bad, "0._extra_state": extra})
+    assert torch.equal(loaded[0].values, bad["0.values"])
+    # round trips keep matching: the checksum follows the buffers
+    again = load_exported(net, loaded.state_dict())
+    assert torch.equal(again[0].values, bad["0.values"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+import zlib
 
 import torch
 from torch import nn
@@ -309,12 +310,32 @@ class SparseLinear(nn.Module):
 
     # -- state ----------------------------------------------------------------------
     def get_extra_state(self):
-        return {"kernel": self.kernel, "in": self.in_features, "out": self.out_features}
+        return {
+            "kernel": self.kernel,
+            "in": self.in_features,
+            "out": self.out_features,
+            "crc32": self.checksum(),
+        }
+
+    def checksum(self) -> int:
+        """CRC-32 of the kernel, the sizes and every buffer's bytes: saved with the state dict
+        and checked at load, so a damaged checkpoint (a flipped bit in the values) is refused
+        instead of computing with it."""
+        crc = zlib.crc32(f"{self.kernel}:{self.in_features}:{self.out_features}".encode())
+        for t in (self.crow_indices, self.col_indices, self.values, self.bias):
+            if t is None:
+                crc = zlib.crc32(b"none", crc)
+                continue
+            t = t.detach().cpu().contiguous()
+            crc = zlib.crc32(f"{t.dtype}{tuple(t.shape)}".encode(), crc)
+            crc = zlib.crc32(t.view(-1).view(torch.uint8).numpy().tobytes(), crc)
+        return crc
 
     def set_extra_state(self, state) -> None:
         kernel, in_f, out_f = check_extra_state(state)
         self.kernel = kernel
         self.in_features, self.out_features = in_f, out_f
+        self._expected_crc = state.get("crc32")
         self._torch_cache = None
         self._c_cache = None
         self._valid = None
@@ -335,12 +356,24 @@ class SparseLinear(nn.Module):
         self._c_cache = None
         self._valid = None
         n_missing = len(missing)
+        self._expected_crc = None
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, *rest)
         if len(missing) == n_missing:  # everything there: the matrix must be valid now
             try:
                 self.validate()
+                self._verify_checksum()
             except ValueError as e:
                 raise ValueError(f"layer {prefix.rstrip('.')!r}: {e}") from None
+
+    def _verify_checksum(self) -> None:
+        want = getattr(self, "_expected_crc", None)
+        self._expected_crc = None
+        if want is not None and want != self.checksum():
+            raise ValueError(
+                "the buffers do not match the checksum saved with them: the checkpoint was "
+                "damaged or altered (to load altered values on purpose, drop 'crc32' from "
+                "the layer's _extra_state)"
+            )
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -526,6 +559,9 @@ def check_extra_state(state) -> tuple[str, int, int]:
     ValueError: a checkpoint's sizes decide allocations, so they are checked first."""
     if not isinstance(state, dict) or not {"kernel", "in", "out"} <= set(state):
         raise ValueError(f"sparse layer state must be a dict with kernel, in, out; got {state!r}")
+    crc = state.get("crc32")
+    if crc is not None and (isinstance(crc, bool) or not isinstance(crc, int)):
+        raise ValueError(f"sparse layer state 'crc32' must be an integer, got {crc!r}")
     kernel = state["kernel"]
     _checks.check_choice("kernel", kernel, KERNELS[1:])
     sizes = []
