@@ -230,7 +230,11 @@ def _learn_state(saved, n: int, n_features: int, r: LearnRecipe, path) -> LearnS
             v = getattr(st, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
-        if st.rng is None or st.epoch > r.n_epochs:
+        if (
+            not isinstance(st.rng, torch.Tensor)
+            or st.rng.dtype != torch.uint8
+            or st.epoch > r.n_epochs
+        ):
             raise ValueError("no position to resume from")
         if st.order is not None and (
             st.order.dtype != torch.int64
@@ -238,10 +242,23 @@ def _learn_state(saved, n: int, n_features: int, r: LearnRecipe, path) -> LearnS
             or not torch.equal(st.order.sort().values, torch.arange(n))
         ):
             raise ValueError(f"order must be a permutation of the {n} training rows")
-        for name in ("A", "B", "usage"):
+        k = r.n_atoms
+        for name, shape in (("A", (k, k)), ("B", (k, n_features)), ("usage", (k,))):
             t = getattr(st, name)
-            if t is not None and not bool(torch.isfinite(t).all()):
+            if t is None:
+                continue
+            if not isinstance(t, torch.Tensor) or t.shape != shape or t.dtype != D.dtype:
+                raise ValueError(f"{name} must be a {D.dtype} tensor of shape {shape}")
+            if not bool(torch.isfinite(t).all()):
                 raise ValueError(f"{name} is not finite")
+        hist = st.history
+        if not isinstance(hist, list) or len(hist) != st.step:
+            raise ValueError("history must hold one energy per dictionary update")
+        if not all(isinstance(e, float) and math.isfinite(e) for e in hist):
+            raise ValueError("history must hold finite energies")
+        n_batches = max(n // r.batch_size, 1)
+        if st.batch > n_batches or (st.order is None and st.batch):
+            raise ValueError(f"batch {st.batch} is not a position in an epoch")
         torch.Generator().set_state(st.rng)
     except (TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise CheckpointError(

@@ -132,7 +132,7 @@ def fit(
     run = _fresh()
     saved = ckpt.load() if ckpt is not None else None
     if saved is not None:
-        run = _restore(ckpt.path, saved, objects, gen)
+        run = _restore(ckpt.path, saved, objects, gen, (total_steps, per_epoch))
     history, step = run["history"], run["step"]
     t0 = time.perf_counter() - run["seconds"]
     bar = tqdm(total=total_steps, initial=step, desc=desc, leave=False) if desc else None
@@ -243,43 +243,137 @@ def _save(ckpt, objects, gen_state, run, batch=0, sums=None) -> None:
     )
 
 
-def _restore(path, saved, objects, gen) -> dict:
+def _restore(path, saved, objects, gen, limits) -> dict:
     """Load a checkpoint's objects and generators; returns its run record. CheckpointError
-    when its content does not fit this run."""
+    when its content does not fit this run (checked before anything is loaded: the saved
+    state of each object has the structure of this run's, every tensor the right shape and
+    dtype and a finite value; the position lies within the run)."""
     what = f"checkpoint {str(path)!r}"
     try:
-        blob_objects, run = saved["objects"], dict(saved["run"])
-        if set(blob_objects) != set(objects):
-            raise ValueError(f"holds {sorted(blob_objects)}, this run needs {sorted(objects)}")
-        _check_run(run)
+        if not isinstance(saved, dict):
+            raise ValueError(f"the payload is a {type(saved).__name__}, not a dict")
+        blob_objects, run = saved["objects"], saved["run"]
+        if not isinstance(blob_objects, dict) or set(blob_objects) != set(objects):
+            got = sorted(blob_objects) if isinstance(blob_objects, dict) else blob_objects
+            raise ValueError(f"holds {got!r}, this run needs {sorted(objects)}")
+        if not isinstance(run, dict):
+            raise ValueError(f"the run record is a {type(run).__name__}, not a dict")
+        run = dict(run)
+        _check_run(run, *limits)
+        for name, obj in objects.items():
+            _check_state(name, obj, blob_objects[name])
+        for key in ("generator", "torch_rng"):
+            t = saved[key]
+            if not isinstance(t, torch.Tensor) or t.dtype != torch.uint8 or t.dim() != 1:
+                raise ValueError(f"{key} must be a 1-d uint8 tensor")
+        torch.Generator().set_state(saved["generator"])  # a bad state raises here, not later
         for name, obj in objects.items():
             obj.load_state_dict(blob_objects[name])
         gen.set_state(saved["generator"])
         torch.set_rng_state(saved["torch_rng"])
-    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
         raise CheckpointError(f"{what} does not fit this run: {type(e).__name__}: {e}") from None
-    for p in objects["model"].parameters():
-        if not bool(torch.isfinite(p).all()):
-            raise CheckpointError(f"{what} holds non-finite model parameters")
     return run
 
 
-def _check_run(run: dict) -> None:
-    ints = {"step": 0, "batch": 0}
-    for k, low in ints.items():
+def _check_state(name, obj, saved) -> None:
+    """The saved state of ``obj`` has the structure of its current one (ValueError if not):
+    the same keys, list lengths (a list of records may have grown), tensor shapes and dtypes,
+    value types; every float finite. An optimizer's per-parameter state must fit its
+    parameters."""
+    fresh = obj.state_dict()
+    if not isinstance(obj, torch.optim.Optimizer):
+        _same(name, fresh, saved)
+        return
+    if not isinstance(saved, dict) or set(saved) != set(fresh):
+        raise ValueError(f"{name} must hold state and param_groups")
+    _same(f"{name}.param_groups", fresh["param_groups"], saved["param_groups"])
+    shapes = [p.shape for g in obj.param_groups for p in g["params"]]
+    if not isinstance(saved["state"], dict):
+        raise ValueError(f"{name}.state must be a dict")
+    for k, entry in saved["state"].items():
+        if not isinstance(k, int) or not 0 <= k < len(shapes) or not isinstance(entry, dict):
+            raise ValueError(f"{name}.state[{k!r}] is not the state of a parameter")
+        for key, t in entry.items():
+            if not isinstance(t, torch.Tensor) or (t.dim() and t.shape != shapes[k]):
+                raise ValueError(f"{name}.state[{k}][{key!r}] does not fit its parameter")
+            _finite(f"{name}.state[{k}][{key!r}]", t)
+
+
+def _same(where, fresh, saved) -> None:
+    if fresh is None:  # None now, something later (a mask, a tie list): the owner checks it
+        _finite(where, saved)
+        return
+    if isinstance(fresh, torch.Tensor):
+        if not isinstance(saved, torch.Tensor) or saved.dtype != fresh.dtype:
+            raise ValueError(f"{where} must be a {fresh.dtype} tensor")
+        if saved.shape != fresh.shape:
+            raise ValueError(f"{where} must have shape {tuple(fresh.shape)}")
+        _finite(where, saved)
+    elif isinstance(fresh, dict):
+        if not isinstance(saved, dict) or set(saved) != set(fresh):
+            raise ValueError(f"{where} must be a dict with keys {sorted(map(str, fresh))}")
+        for k in fresh:
+            _same(f"{where}.{k}", fresh[k], saved[k])
+    elif isinstance(fresh, list | tuple):
+        if not isinstance(saved, list | tuple):
+            raise ValueError(f"{where} must be a list")
+        if not fresh or all(isinstance(v, dict) for v in fresh):
+            _finite(where, saved)  # records that grow as the run goes (points, epochs)
+            return
+        if len(fresh) != len(saved):
+            raise ValueError(f"{where} must have {len(fresh)} entries")
+        for i, (a, b) in enumerate(zip(fresh, saved)):
+            _same(f"{where}[{i}]", a, b)
+    elif type(saved) is not type(fresh) and not (isinstance(fresh, float) and type(saved) is int):
+        raise ValueError(f"{where} must be a {type(fresh).__name__}, got {saved!r}")
+    elif isinstance(fresh, float) and not math.isfinite(saved):
+        raise ValueError(f"{where} must be finite, got {saved!r}")
+
+
+def _finite(where, value) -> None:
+    """Every floating tensor and float inside ``value`` is finite."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{where} holds NaN or inf")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _finite(f"{where}.{k}", v)
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _finite(f"{where}[{i}]", v)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} holds {value!r}")
+
+
+def _check_run(run: dict, total_steps: int, per_epoch: int) -> None:
+    for k, high in (("step", total_steps), ("batch", per_epoch)):
         v = run.get(k)
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise ValueError(f"{k} must be an integer >= {low}, got {v!r}")
-    if not isinstance(run.get("history"), list) or not all(
-        isinstance(h, dict) for h in run["history"]
-    ):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= high:
+            raise ValueError(f"{k} must be an integer in [0, {high}], got {v!r}")
+    history = run.get("history")
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
         raise ValueError("history must be a list of records")
+    step, batch = run["step"], run["batch"]
+    # one record per epoch begun and finished: mid-epoch, step - batch is whole epochs
+    epochs = (step - batch) // per_epoch if batch else -(-step // per_epoch)
+    if len(history) != epochs:
+        raise ValueError(f"history holds {len(history)} epochs, the position says {epochs}")
     seconds = run.get("seconds")
-    if not isinstance(seconds, float | int) or not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"seconds must be a finite number >= 0, got {seconds!r}")
+    if isinstance(seconds, bool) or not isinstance(seconds, float | int):
+        raise ValueError(f"seconds must be a number, got {seconds!r}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"seconds must be finite and >= 0, got {seconds!r}")
     sums = run.get("sums")
-    if sums is not None and (not isinstance(sums, list) or len(sums) != 3):
-        raise ValueError(f"sums must be 3 numbers, got {sums!r}")
-    d = run.get("diverged_at")
-    if d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 0):
-        raise ValueError(f"diverged_at must be None or a step, got {d!r}")
+    if sums is not None and (
+        not isinstance(sums, list)
+        or len(sums) != 3
+        or not all(isinstance(v, int | float) and math.isfinite(v) and v >= 0 for v in sums)
+    ):
+        raise ValueError(f"sums must be 3 finite numbers >= 0, got {sums!r}")
+    for k in ("diverged_at", "first_loss", "diverged_loss"):
+        v = run.get(k)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"{k} must be None or a number >= 0, got {v!r}")
