@@ -195,3 +195,27 @@ def test_cel0_default_a_says_the_condition_with_numbers():
 def test_integer_input_gives_floats():
     out = prox("l1", torch.tensor([3, -1, 0]), 1.0)
     assert out.dtype == torch.get_default_dtype() and out.tolist() == [2.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_the_closed_forms_stay_finite_and_shrink_at_the_ends_of_the_range(dtype):
+    """l2/3's closed form squared |x| (inf from 2e19 in float32, from 256 in float16) and
+    l1/2's could round above |x|: in logs, in float32 for half types, and clamped to |x|."""
+    big = {torch.float16: 6e4, torch.bfloat16: 1e30, torch.float32: 1e30, torch.float64: 1e300}
+    x = torch.tensor([big[dtype], -big[dtype] / 3, 3.0, 0.1], dtype=torch.float64).to(dtype)
+    for name in ("l2/3", "l1/2"):
+        out = prox(name, x, 1.0)
+        assert out.dtype == dtype and bool(torch.isfinite(out).all()), name
+        assert bool((out.abs() <= x.abs()).all()), name
+        ref = prox(name, x.double(), 1.0)  # the float64 closed form at moderate values
+        torch.testing.assert_close(out[2:].double(), ref[2:], rtol=2e-2, atol=1e-2)
+
+
+def test_non_finite_parameters_and_overflowing_results_are_refused():
+    with pytest.raises(ValueError, match="lam must be finite"):
+        prox("l1", torch.ones(2), float("inf"))
+    with pytest.raises(ValueError, match="step must be finite"):
+        prox("l1", torch.ones(2), 0.1, step=float("inf"))
+    with pytest.raises(ValueError, match="penalty 'l1' overflows torch.float32"):
+        penalty("l1", torch.tensor([1e30]), 1e10)
+    assert penalty("l1", torch.tensor([1e30], dtype=torch.float64), 1e10).item() == 1e40

@@ -41,8 +41,28 @@ def _tensor_in(x):
 
 def _check_lam_step(lam, step):
     check_nonnegative("lam", lam)
+    _check_finite_number("lam", lam)
     if step is not None:
         check_positive("step", step)
+        _check_finite_number("step", step)
+
+
+def _check_finite_number(name, value) -> None:
+    v = value.detach() if isinstance(value, torch.Tensor) else value
+    finite = bool(torch.isfinite(torch.as_tensor(v, dtype=torch.float64)).all())
+    if not finite:
+        raise ValueError(f"{name} must be finite, got {name}={value!r}")
+
+
+def _finite_out(out, what: str):
+    """Raise ValueError when a result overflowed its dtype (the input was finite)."""
+    t = torch.as_tensor(out) if not isinstance(out, torch.Tensor) else out
+    if t.numel() and not bool(torch.isfinite(t).all()):
+        raise ValueError(
+            f"{what} overflows {getattr(t, 'dtype', 'float')} for these arguments; compute in "
+            "a wider dtype (float64) or with smaller values"
+        )
+    return out
 
 
 def prox(name: str, x, lam, step: float = 1.0, **params):
@@ -73,7 +93,7 @@ def prox(name: str, x, lam, step: float = 1.0, **params):
     t, was_numpy = _tensor_in(x)
     p = _params(pen, params, t, step=step)
     out = pen.prox(t, like(lam, t), float(step), **p)
-    return back(out, was_numpy)
+    return back(_finite_out(out, f"prox of {name!r}"), was_numpy)
 
 
 def penalty(name: str, x, lam, **params):
@@ -87,7 +107,7 @@ def penalty(name: str, x, lam, **params):
     _check_lam_step(lam, None)
     t, was_numpy = _tensor_in(x)
     p = _params(pen, params, t)
-    return back(pen.value(t, like(lam, t), **p), was_numpy)
+    return back(_finite_out(pen.value(t, like(lam, t), **p), f"penalty {name!r}"), was_numpy)
 
 
 def threshold(name: str, lam, step: float = 1.0, **params):
@@ -102,7 +122,7 @@ def threshold(name: str, lam, step: float = 1.0, **params):
     pen = _get(name)
     _check_lam_step(lam, step)
     p = _params(pen, params, None, step=step)
-    return pen.threshold(lam, float(step), **p)
+    return _finite_out(pen.threshold(lam, float(step), **p), f"threshold of {name!r}")
 
 
 def lam_for_threshold(name: str, thr, step: float = 1.0, **params):
@@ -115,9 +135,11 @@ def lam_for_threshold(name: str, thr, step: float = 1.0, **params):
     """
     pen = _get(name)
     check_nonnegative("thr", thr)
+    _check_finite_number("thr", thr)
     check_positive("step", step)
+    _check_finite_number("step", step)
     p = _params(pen, params, None, step=step)
-    return pen.lam_for(thr, float(step), **p)
+    return _finite_out(pen.lam_for(thr, float(step), **p), f"lam for {name!r}")
 
 
 def describe(name: str) -> str:

@@ -87,16 +87,24 @@ def _lhalf_threshold(lam, step):
     return _C_HALF * (2.0 * step * lam) ** (2.0 / 3.0)
 
 
+def _wide(x):
+    """float16 / bfloat16 computed in float32: the closed forms' powers and trigonometry
+    overflow or lose their way in 11 (8) bits."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def _lhalf_prox(x, lam, step):
     L = 2.0 * step * lam  # Xu et al. write (u - x)^2 + L |u|^(1/2)
-    ax = x.abs()
+    w = _wide(x)
+    ax = w.abs()
     thr = _lhalf_threshold(lam, step)
     keep = ax > thr
     safe = torch.where(keep, ax, torch.full_like(ax, 1.0) + thr)
     arg = (L / 8.0) * (safe / 3.0) ** -1.5
     phi = torch.arccos(torch.clamp(arg, -1.0, 1.0))
     val = (2.0 / 3.0) * safe * (1.0 + torch.cos(2.0 * math.pi / 3.0 - (2.0 / 3.0) * phi))
-    return _zero_below(keep, _sign(x) * val, x)
+    val = torch.minimum(val, safe)  # a prox shrinks: |prox(x)| <= |x|, rounding included
+    return _zero_below(keep, _sign(w) * val, w).to(x.dtype)
 
 
 def _lhalf_lam_for(thr, step):
@@ -117,19 +125,24 @@ def _l23_prox(x, lam, step):
     L = 2.0 * step * lam
     if not isinstance(L, torch.Tensor) and L == 0:
         return x.clone()  # no penalty: the identity (the closed form divides by L)
-    ax = x.abs()
+    w = _wide(x)
+    ax = w.abs()
     thr = _l23_threshold(lam, step)
     keep = ax > thr
     safe = torch.where(keep, ax, torch.full_like(ax, 1.0) + thr)
-    # Root of the quartic v^4 - |x| v + L/3 = 0 with u = v^3, in hyperbolic form.
-    c = torch.clamp(27.0 * safe**2 / 16.0 * L**-1.5, min=1.0)
-    theta = torch.arccosh(c)
+    # Root of the quartic v^4 - |x| v + L/3 = 0 with u = v^3, in hyperbolic form:
+    # theta = arccosh(c), c = 27 x^2 / (16 L^1.5), taken in logs (x^2 overflows float32
+    # from |x| ~ 2e19) and as log(2c) once c is large.
+    log_l = torch.log(L) if isinstance(L, torch.Tensor) else math.log(L) if L > 0 else 0.0
+    log_c = torch.clamp(math.log(27.0 / 16.0) + 2.0 * torch.log(safe) - 1.5 * log_l, min=0.0)
+    small = torch.arccosh(torch.exp(torch.clamp(log_c, max=20.0)))
+    theta = torch.where(log_c > 20.0, log_c + math.log(2.0), small)
     ph = (2.0 / math.sqrt(3.0)) * L**0.25 * torch.cosh(theta / 3.0).sqrt()
     inner = torch.clamp(2.0 * safe / ph - ph**2, min=0.0)
-    val = ((ph + inner.sqrt()) / 2.0) ** 3
-    out = _zero_below(keep, _sign(x) * val, x)
+    val = torch.minimum(((ph + inner.sqrt()) / 2.0) ** 3, safe)  # |prox(x)| <= |x|
+    out = _zero_below(keep, _sign(w) * val, w)
     # lam = 0 means no penalty: the identity (the formula above is 0 * inf there).
-    return torch.where(torch.as_tensor(L > 0, device=x.device), out, x)
+    return torch.where(torch.as_tensor(L > 0, device=x.device), out, w).to(x.dtype)
 
 
 def _l23_lam_for(thr, step):
