@@ -113,3 +113,11 @@ def test_unconverged_rows_give_a_convergence_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         encode(X, D, "l1", 0.1)  # converges: no warning
+
+
+@pytest.mark.parametrize("solver", ["cd", "fista", "ista"])
+def test_no_rows_give_no_codes(solver):
+    """An empty X once failed with range()'s 'arg 3 must not be zero'."""
+    X, D = _ok()
+    Z = encode(X[:0], D, "l1", 0.1, solver=solver)
+    assert Z.shape == (0, D.shape[0])

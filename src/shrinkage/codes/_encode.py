@@ -694,7 +694,7 @@ def _check_outcome(plan: EncodePlan, D, codes, energies, conv) -> None:
 def _run_batches(plan: EncodePlan, X, D, Z0, iters, energies):
     """Every batch through every lam stage; ``iters`` and ``energies`` filled in place."""
     n = X.shape[0]
-    bs = n if plan.batch_size is None else plan.batch_size
+    bs = max(n, 1) if plan.batch_size is None else plan.batch_size
     codes = torch.empty(n, D.shape[0], dtype=X.dtype, device=X.device)
     conv = torch.zeros(n, dtype=torch.bool, device=X.device)
     with torch.no_grad():
