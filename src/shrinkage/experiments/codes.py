@@ -251,6 +251,10 @@ def _learn_state(saved, n: int, n_features: int, r: LearnRecipe, path) -> LearnS
                 raise ValueError(f"{name} must be a {D.dtype} tensor of shape {shape}")
             if not bool(torch.isfinite(t).all()):
                 raise ValueError(f"{name} is not finite")
+        if (st.A is None) != (st.B is None) or (r.update == "bcd" and st.step > 0 and st.A is None):
+            raise ValueError("A and B must both be there once a bcd update was made")
+        if st.step > 0 and st.usage is None:
+            raise ValueError("usage must be there once an update was made")
         hist = st.history
         if not isinstance(hist, list) or len(hist) != st.step:
             raise ValueError("history must hold one energy per dictionary update")

@@ -132,7 +132,7 @@ def fit(
     run = _fresh()
     saved = ckpt.load() if ckpt is not None else None
     if saved is not None:
-        run = _restore(ckpt.path, saved, objects, gen, (total_steps, per_epoch))
+        run = _restore(ckpt.path, saved, objects, gen, (total_steps, per_epoch, batch_size, len(x)))
     history, step = run["history"], run["step"]
     t0 = time.perf_counter() - run["seconds"]
     bar = tqdm(total=total_steps, initial=step, desc=desc, leave=False) if desc else None
@@ -287,21 +287,26 @@ def _check_state(name, obj, saved) -> None:
         return
     if not isinstance(saved, dict) or set(saved) != set(fresh):
         raise ValueError(f"{name} must hold state and param_groups")
-    _same(f"{name}.param_groups", fresh["param_groups"], saved["param_groups"])
-    shapes = [p.shape for g in obj.param_groups for p in g["params"]]
+    _same(f"{name}.param_groups", fresh["param_groups"], saved["param_groups"], grow=False)
+    params = [p for g in obj.param_groups for p in g["params"]]
     if not isinstance(saved["state"], dict):
         raise ValueError(f"{name}.state must be a dict")
     for k, entry in saved["state"].items():
-        if not isinstance(k, int) or not 0 <= k < len(shapes) or not isinstance(entry, dict):
+        if not isinstance(k, int) or not 0 <= k < len(params) or not isinstance(entry, dict):
             raise ValueError(f"{name}.state[{k!r}] is not the state of a parameter")
         for key, t in entry.items():
-            if not isinstance(t, torch.Tensor) or (t.dim() and t.shape != shapes[k]):
+            p = params[k]
+            if not isinstance(t, torch.Tensor) or (
+                t.dim() and (t.shape != p.shape or t.dtype != p.dtype)
+            ):
                 raise ValueError(f"{name}.state[{k}][{key!r}] does not fit its parameter")
             _finite(f"{name}.state[{k}][{key!r}]", t)
 
 
-def _same(where, fresh, saved) -> None:
-    if fresh is None:  # None now, something later (a mask, a tie list): the owner checks it
+def _same(where, fresh, saved, grow=True) -> None:
+    if fresh is None:  # None now, maybe a tensor later (a mask, ties): the owner checks it
+        if saved is not None and not isinstance(saved, torch.Tensor):
+            raise ValueError(f"{where} must be None or a tensor, got {saved!r}")
         _finite(where, saved)
         return
     if isinstance(fresh, torch.Tensor):
@@ -314,17 +319,17 @@ def _same(where, fresh, saved) -> None:
         if not isinstance(saved, dict) or set(saved) != set(fresh):
             raise ValueError(f"{where} must be a dict with keys {sorted(map(str, fresh))}")
         for k in fresh:
-            _same(f"{where}.{k}", fresh[k], saved[k])
+            _same(f"{where}.{k}", fresh[k], saved[k], grow)
     elif isinstance(fresh, list | tuple):
         if not isinstance(saved, list | tuple):
             raise ValueError(f"{where} must be a list")
-        if not fresh or all(isinstance(v, dict) for v in fresh):
+        if grow and (not fresh or all(isinstance(v, dict) for v in fresh)):
             _finite(where, saved)  # records that grow as the run goes (points, epochs)
             return
         if len(fresh) != len(saved):
             raise ValueError(f"{where} must have {len(fresh)} entries")
         for i, (a, b) in enumerate(zip(fresh, saved)):
-            _same(f"{where}[{i}]", a, b)
+            _same(f"{where}[{i}]", a, b, grow)
     elif type(saved) is not type(fresh) and not (isinstance(fresh, float) and type(saved) is int):
         raise ValueError(f"{where} must be a {type(fresh).__name__}, got {saved!r}")
     elif isinstance(fresh, float) and not math.isfinite(saved):
@@ -346,7 +351,13 @@ def _finite(where, value) -> None:
         raise ValueError(f"{where} holds {value!r}")
 
 
-def _check_run(run: dict, total_steps: int, per_epoch: int) -> None:
+_RUN_KEYS = {"history", "step", "diverged_at", "seconds", "first_loss", "batch", "sums"}
+
+
+def _check_run(run: dict, total_steps: int, per_epoch: int, batch_size: int, n: int) -> None:
+    missing = _RUN_KEYS - set(run)
+    if missing:
+        raise ValueError(f"the run record lacks {sorted(missing)}")
     for k, high in (("step", total_steps), ("batch", per_epoch)):
         v = run.get(k)
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= high:
@@ -364,13 +375,20 @@ def _check_run(run: dict, total_steps: int, per_epoch: int) -> None:
         raise ValueError(f"seconds must be a number, got {seconds!r}")
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"seconds must be finite and >= 0, got {seconds!r}")
-    sums = run.get("sums")
-    if sums is not None and (
-        not isinstance(sums, list)
-        or len(sums) != 3
-        or not all(isinstance(v, int | float) and math.isfinite(v) and v >= 0 for v in sums)
+    sums = run["sums"]
+    if batch and not (
+        isinstance(sums, list)
+        and len(sums) == 3
+        and isinstance(sums[0], float | int)
+        and not isinstance(sums[0], bool)
+        and math.isfinite(sums[0])
+        and sums[0] >= 0
+        and all(type(v) is int for v in sums[1:])
+        and 0 <= sums[1] <= sums[2] == min(batch * batch_size, n)
     ):
-        raise ValueError(f"sums must be 3 finite numbers >= 0, got {sums!r}")
+        raise ValueError(f"sums must be the running sums of {batch} batches, got {sums!r}")
+    if not batch and sums is not None:
+        raise ValueError(f"sums must be None at an epoch's end, got {sums!r}")
     for k in ("diverged_at", "first_loss", "diverged_loss"):
         v = run.get(k)
         if v is None:
