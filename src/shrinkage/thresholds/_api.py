@@ -79,8 +79,12 @@ def prox(name: str, x, lam, step: float = 1.0, **params):
     params : ``a`` for ``cel0`` (atom norm; needs ``a**2 * step < 1``, so the default
         ``a=1`` needs ``step < 1``), ``gamma`` for ``mcp`` (> step) and ``scad`` (> 1 + step).
 
-    Raises ValueError for NaN or inf in ``x`` (every penalty alike), a negative or NaN
-    ``lam``, a step <= 0, parameters that do not suit the step (naming the bound).
+    Raises
+    ------
+    ValueError
+        NaN or inf in ``x`` (every penalty alike), a negative or non-finite ``lam``, a step
+        <= 0 or not finite, parameters that do not suit the step (naming the bound), a
+        result that overflows ``x``'s dtype.
 
     Examples
     --------

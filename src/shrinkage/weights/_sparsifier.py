@@ -161,6 +161,8 @@ class Sparsifier:
         0 disconnects the network: it is warned about (:class:`PrunedLayerWarning`, once
         per layer) and listed by :attr:`empty_layers`.
 
+    Notes
+    -----
     Exactly ``floor(s * n)`` weights are pruned at each step, ties at the threshold included
     (broken by position: the first tied entries go), so all-equal weights at 0.5 end half
     pruned, not all.
