@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from shrinkage._io import write_json
-from shrinkage.activations import EdgeOfChaosWarning, edge_of_chaos, propagate
+from shrinkage.activations import EdgeOfChaosWarning, edge_of_chaos, propagate, safe_clip
 from shrinkage.data import mnist
 from shrinkage.experiments.activations import train_run
 from shrinkage.models.mlp import hidden_layers, mlp
@@ -73,7 +73,7 @@ def correlations(depth=50):
 def probes(width, depth, epochs, rows=None, **train_kw):
     out = []
     for act, s, ms, lr in [PROBES[i] for i in rows] if rows else PROBES:
-        kw = {} if ms is None else {"m_scale": ms}
+        kw = {} if ms is None else {"m": f"{ms * safe_clip(act, s):.6g}", "control": 0.0}
         r = train_run(
             act, s, depth=depth, width=width, epochs=epochs, lr=lr, progress=False, **kw, **train_kw
         )
@@ -175,7 +175,7 @@ def main(argv=None):
     if a.quick:
         res = {
             "correlations": correlations(depth=5),
-            "probes": probes(32, 8, 0.2, rows=[0, 5], quick=True, n_train=256, n_eval=200),
+            "probes": probes(32, 8, 0.2, rows=[0, 5], n_train=256, n_eval=200),
             "gain": gains(64, 4, range(2), table=GAINS[:1] + GAINS[-1:]),
         }
     elif a.gain:

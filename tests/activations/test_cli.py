@@ -60,31 +60,60 @@ def test_unstable_request_warns(capsys):
 
 
 @pytest.mark.slow
-def test_train_quick_writes_json(tmp_path):
-    """A tiny run trains, measures per-layer sparsity on train and test data and writes them."""
+def test_train_small_writes_json(tmp_path, capsys):
+    """A tiny run trains, measures per-layer sparsity on train and test data, holds it at the
+    target and writes it with the recipe."""
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "activations",
-                "train",
-                "--activation",
-                "crelu",
-                "--sparsity",
-                "0.85",
-                "--quick",
-                "--epochs",
-                "1",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    argv = [
+        "activations",
+        "train",
+        "--activation",
+        "crelu",
+        "--sparsity",
+        "0.85",
+        "--depth",
+        "8",
+        "--width",
+        "32",
+        "--epochs",
+        "1",
+        "--n-train",
+        "2000",
+        "--n-eval",
+        "500",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
     res = json.loads((out / "result.json").read_text())
     assert len(res["test_sparsity_per_layer"]) == res["depth"] == 8
-    assert 0.6 < res["test_sparsity_mean"] < 1.0 and 0.6 < res["train_sparsity_mean"] < 1.0
+    assert res["sparsity_max_error"] < 0.05
     assert 0.0 <= res["test_acc"] <= 1.0 and (out / "train.png").exists()
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["depth"] == 8 and cfg["m"] == "auto" and cfg["control"] == 0.1
+    printed = capsys.readouterr().out
+    assert "test accuracy" in printed and "target 0.85" in printed
+
+
+@pytest.mark.parametrize(
+    "flag,value,match",
+    [
+        ("--m", "big", "m must be"),
+        ("--lr", "0", "lr"),
+        ("--control", "2", "control"),
+        ("--n-train", "0", "n_train"),
+        ("--model", "rnn", "model"),
+        ("--sparsity", "1.2", "sparsity"),
+        ("--warmup", "9", "warmup"),
+        ("--input-pool", "5", "input_pool"),
+    ],
+)
+def test_train_options_refused_before_any_work(tmp_path, capsys, flag, value, match):
+    out = tmp_path / "never"
+    assert main(["activations", "train", flag, value, "--out", str(out)]) == 2
+    assert match in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_bad_input_is_a_clean_error(capsys):
@@ -94,54 +123,63 @@ def test_bad_input_is_a_clean_error(capsys):
     assert main(["activations", "eoc", "--activation", "cst", "--sparsity", "1.5"]) == 2
 
 
-def test_markdown_table_reports_gap_and_failure():
+def test_markdown_table_reports_gap_spread_and_flags():
     from shrinkage.experiments.activations import markdown_table
 
     row = dict(
+        model="mlp",
+        depth=50,
+        width=300,
         m=None,
         target_sparsity=None,
         train_acc=0.9,
         test_sparsity=0.5,
-        train_sparsity=0.5,
-        diverged=False,
-        diverged_at_step=None,
+        sparsity_max_error=None,
+        flags=[],
         init_q_last=1.0,
+        seconds=1.0,
     )
     rows = [
-        dict(row, label="relu", test_acc=0.95),
-        dict(row, label="cst", m=0.9, target_sparsity=0.85, test_acc=0.93),
-        dict(row, label="st", test_acc=0.1, diverged=True, diverged_at_step=0),
+        dict(row, label="relu", activation="relu", seed=0, test_acc=0.95),
+        dict(row, label="relu", activation="relu", seed=1, test_acc=0.97),
+        dict(
+            row,
+            label="cst",
+            activation="clipped_soft_threshold",
+            seed=0,
+            m=0.9,
+            target_sparsity=0.85,
+            sparsity_max_error=0.01,
+            test_acc=0.93,
+        ),
+        dict(
+            row,
+            label="st",
+            activation="soft_threshold",
+            seed=0,
+            test_acc=0.1,
+            target_sparsity=0.85,
+            sparsity_max_error=0.2,
+            flags=["diverged"],
+        ),
     ]
     text = markdown_table(rows)
-    assert "| cst | 0.9 | 0.9300 | -2.0 |" in text
-    assert "loss not finite at step 0" in text
-
-
-def test_options_do_what_they_say(capsys):
-    """An explicit --m is the level trained with (it was multiplied by --m-scale); --m-scale
-    with an explicit --m is refused; --n-train 0 is not 'everything'."""
-    from shrinkage.experiments.activations import _edge_of_chaos, train_run
-
-    cfg, _ = _edge_of_chaos("crelu", 0.85, 1.0, 1.0, 0.7)
-    assert cfg.m == 1.0
-    safe, _ = _edge_of_chaos("crelu", 0.85, 1.0, "safe", 0.7)
-    plain, _ = _edge_of_chaos("crelu", 0.85, 1.0, "safe", 1.0)
-    assert safe.m == pytest.approx(0.7 * plain.m)
-    argv = ["activations", "train", "--activation", "crelu", "--sparsity", "0.85", "--m", "1.0"]
-    assert main([*argv, "--m-scale", "0.5"]) == 2
-    assert "--m-scale scales the safe clipping level" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="n_train must be an integer >= 1"):
-        train_run("crelu", 0.85, n_train=0)
+    assert "| relu | mlp | 50 | 300 | - | 2 | 96.00 ± 1.00 |  |" in text
+    assert "| cst | mlp | 50 | 300 | 0.9 | 1 | 93.00 ± 0.00 | -3.00 | 0.500 | 0.010 |  |" in text
+    assert text.rstrip().endswith("| diverged |")
 
 
 @pytest.mark.slow
 def test_train_resumes_bitwise_after_an_interruption(tmp_path, monkeypatch):
+    """activations train killed within an epoch keeps a checkpoint; resumed, it ends as the
+    uninterrupted run (checkpoints after every step here); without resume it is not
+    overwritten."""
     from shrinkage.experiments import checkpoint, loop
     from shrinkage.experiments.activations import train_run
 
     monkeypatch.setattr(checkpoint, "EVERY_SECONDS", 0.0)
-    kw = dict(quick=True, n_train=512, epochs=2.0, progress=False, seed=3)
-    whole = train_run("crelu", 0.85, out=tmp_path / "a", **kw)
+    kw = dict(depth=4, width=16, epochs=2.0, n_train=512, n_eval=256, progress=False, seed=3)
+    whole = train_run("crelu", 0.85, out=str(tmp_path / "a"), **kw)
     real, calls = loop._step, []
 
     def dies(*args):
@@ -152,11 +190,11 @@ def test_train_resumes_bitwise_after_an_interruption(tmp_path, monkeypatch):
 
     monkeypatch.setattr(loop, "_step", dies)
     with pytest.raises(KeyboardInterrupt):
-        train_run("crelu", 0.85, out=tmp_path / "b", **kw)
+        train_run("crelu", 0.85, out=str(tmp_path / "b"), **kw)
     monkeypatch.setattr(loop, "_step", real)
     with pytest.raises(ValueError, match="pass --resume"):
-        train_run("crelu", 0.85, out=tmp_path / "b", resume=False, **kw)
-    resumed = train_run("crelu", 0.85, out=tmp_path / "b", resume=True, **kw)
+        train_run("crelu", 0.85, out=str(tmp_path / "b"), resume=False, **kw)
+    resumed = train_run("crelu", 0.85, out=str(tmp_path / "b"), resume=True, **kw)
     for key in ("test_acc", "train_acc", "test_sparsity_per_layer", "steps"):
         assert resumed[key] == whole[key], key
     strip = [{k: v for k, v in h.items() if k != "seconds"} for h in whole["history"]]

@@ -50,7 +50,7 @@ from .maps import (
     variance_map,
 )
 from .nn import ActivationSparsity, init_
-from .simulate import simulate
+from .simulate import simulate, simulate_gain
 
 __all__ = [
     "ACTIVATION_NAMES",
@@ -79,4 +79,5 @@ __all__ = [
     "init_",
     "ActivationSparsity",
     "simulate",
+    "simulate_gain",
 ]

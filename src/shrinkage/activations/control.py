@@ -28,6 +28,13 @@ _ODD = (SoftThreshold, CST)
 _CONTROLLABLE = (ShiftedReLU, SoftThreshold, CReLU, CST)
 
 
+def _spread(n: int, k: int, device) -> torch.Tensor:
+    """k indices spread over range(n): multiples of a prime step modulo n. A plain stride on
+    the flattened (batch, units) tensor would keep the same few units in every row."""
+    step = next(p for p in (7919, 7927, 7933, 7937) if n % p)
+    return (torch.arange(k, device=device) * step) % n
+
+
 class SparsityControl:
     """Hold the fraction of zeros of every thresholding activation of ``model`` at
     ``sparsity`` during training (optimizer-shaped: call :meth:`step` after each
@@ -43,8 +50,8 @@ class SparsityControl:
     momentum : float
         Weight of the current batch's quantile in the moving average, in (0, 1].
     max_samples : int
-        At most this many pre-activations per layer and batch enter the quantile (a strided
-        subsample), which bounds the cost on wide or convolutional layers.
+        At most this many pre-activations per layer and batch enter the quantile (spread over
+        units and samples), which bounds the cost on wide or convolutional layers.
 
     Raises
     ------
@@ -99,7 +106,7 @@ class SparsityControl:
             h = args[0].detach()
             h = (h.abs() if odd else h).reshape(-1)
             if h.numel() > self.max_samples:
-                h = h[:: -(-h.numel() // self.max_samples)]
+                h = h[_spread(h.numel(), self.max_samples, h.device)]
             k = max(1, min(h.numel(), int(round(self.sparsity * h.numel()))))
             q = torch.kthvalue(h.float(), k).values
             self._pending[i] = q.clamp_min(0.0)

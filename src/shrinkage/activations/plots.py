@@ -12,11 +12,17 @@ from matplotlib.figure import Figure
 
 from .._io import save_figure
 from ._gauss import _SPECS, zero_fraction
-from .eoc import _solve, edge_of_chaos, safe_clip
+from .eoc import _solve, edge_of_chaos, q_star_scan, safe_clip
+from .finite_width import finite_width
 from .maps import propagate, variance_map
-from .simulate import first_layer_rho, simulate
+from .simulate import first_layer_rho, simulate, simulate_gain
 
-__all__ = ["plot_maps", "plot_theory_vs_simulation"]
+__all__ = [
+    "plot_maps",
+    "plot_theory_vs_simulation",
+    "plot_q_star_scan",
+    "plot_finite_width",
+]
 
 
 def _family(cfg):
@@ -124,3 +130,66 @@ def plot_theory_vs_simulation(cfg, path, depth=100, width=300, n_nets=4, seed=0,
     fig.tight_layout()
     save_figure(fig, path, dpi=90)
     return path
+
+
+def plot_q_star_scan(act, sparsity, q_stars, fixed_m, path, depth=50, width=300):
+    """The maps against q*, with m scaled (m = mu_safe sqrt(q*): every curve on top of the
+    others, by homogeneity) and with m fixed (Dent & Tanner's larger q*): V'(q*), kappa =
+    d ln chi_1 / d ln q, the fraction p of units in the linear window, 1 - rho after ``depth``
+    layers, and the finite-width gradient spread at ``width``. Writes ``path`` and the rows
+    as ``path.json``; returns (path, rows)."""
+    from .._io import write_json
+
+    scaled = q_star_scan(act, sparsity, q_stars, m="scaled", depth=depth, width=width)
+    fixed = q_star_scan(act, sparsity, q_stars, m=fixed_m, depth=depth, width=width)
+    keys = (
+        ("dV", "V'(q*)"),
+        ("kappa", "d ln chi_1 / d ln q"),
+        ("p_linear", "units in the linear window"),
+        ("one_minus_rho", f"1 - rho after {depth} layers"),
+        ("log_gain_sd", f"sd ln |g1|/|gL| (width {width})"),
+    )
+    fig = Figure(figsize=(3.2 * len(keys), 3.2))
+    axes = fig.subplots(1, len(keys))
+    for ax, (k, label) in zip(axes, keys):
+        ax.plot([r["q_star"] for r in scaled], [r[k] for r in scaled], "o-", label="m scaled")
+        ax.plot(
+            [r["q_star"] for r in fixed], [r[k] for r in fixed], "s--", label=f"m = {fixed_m:g}"
+        )
+        ax.set(xscale="log", xlabel="q*", title=label)
+        if k == "one_minus_rho":
+            ax.set_yscale("log")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{act} at sparsity {sparsity:g}", fontsize=10)
+    fig.tight_layout()
+    path = save_figure(fig, path, dpi=90)
+    write_json(Path(path).with_suffix(".json"), {"m_scaled": scaled, "m_fixed": fixed})
+    return Path(path), {"m_scaled": scaled, "m_fixed": fixed}
+
+
+def plot_finite_width(cfg, widths, depth, path, n_nets=40, seed=0):
+    """Finite-width prediction (:func:`finite_width`) against Monte Carlo on random networks
+    (:func:`simulate_gain`): the spread of v^L and of ln(|g^1| / |g^L|) against width."""
+    pred_q, pred_g, mc_q, mc_g = [], [], [], []
+    for n in widths:
+        fw = finite_width(cfg, n, depth)
+        sim = simulate_gain(cfg, depth, n, n_nets=n_nets, seed=seed)
+        pred_q.append(fw.q_sd[-1])
+        pred_g.append(fw.log_gain_sd)
+        mc_q.append(float(np.std(sim["v_last"])))
+        mc_g.append(float(np.std(sim["log_gain"])))
+    fig = Figure(figsize=(8.4, 3.4))
+    ax = fig.subplots(1, 2)
+    for a, pred, mc, title in (
+        (ax[0], pred_q, mc_q, f"sd of q at layer {depth}"),
+        (ax[1], pred_g, mc_g, f"sd of ln |g1| / |g{depth}|"),
+    ):
+        a.plot(widths, pred, "-", label="finite-width theory")
+        err = [m / np.sqrt(2 * n_nets) for m in mc]
+        a.errorbar(widths, mc, yerr=err, fmt="o", capsize=3, label=f"{n_nets} random networks")
+        a.set(xscale="log", yscale="log", xlabel="width", title=title)
+        a.legend(fontsize=8)
+    m = "" if cfg.m is None else f", m = {cfg.m:.3g}"
+    fig.suptitle(f"{cfg.activation} at sparsity {cfg.sparsity:g}{m}", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=90)

@@ -76,3 +76,40 @@ def first_layer_rho(cfg, rho0: float) -> float:
     """Correlation of the first pre-activations for inputs of correlation rho0 scaled as in
     :func:`simulate`: (sigma_w^2 E[phi^2] rho0 + sigma_b^2) / q*."""
     return (cfg.sigma_w**2 * cfg.input_mean_square * rho0 + cfg.sigma_b**2) / cfg.q_star
+
+
+def simulate_gain(
+    cfg, depth: int, width: int, n_nets: int = 40, seed: int = 0, chunk: int = 20
+) -> dict:
+    """Random finite-width networks at ``cfg`` (weights drawn afresh per layer, one input
+    scaled so that v^1 = q*): the conditional variance v^L = sigma_w^2 |phi^{L-1}|^2 / N +
+    sigma_b^2 of the last layer and ln(|g^1| / |g^L|), a random gradient at the last hidden
+    layer back-propagated through the same weights (autograd through ``cfg.module()``).
+
+    Returns ``{"v_last": (n_nets,), "log_gain": (n_nets,)}`` (float64 arrays): what
+    :func:`~shrinkage.activations.finite_width` predicts the mean and spread of.
+    """
+    depth = check_int_at_least("depth", depth, 2)
+    width = check_int_at_least("width", width)
+    n_nets = check_int_at_least("n_nets", n_nets)
+    g = torch.Generator().manual_seed(int(seed))
+    act = cfg.module()
+    sw, sb = float(cfg.sigma_w), float(cfg.sigma_b)
+    v_last, gains = [], []
+    for start in range(0, n_nets, chunk):
+        k = min(chunk, n_nets - start)
+        x = torch.randn(k, 1, width, generator=g)
+        x = x * (cfg.input_mean_square / x.pow(2).mean(-1, keepdim=True)).sqrt()
+        hs = []
+        for _ in range(depth):
+            w = torch.randn(k, width, width, generator=g) * (sw / math.sqrt(width))
+            b = torch.randn(k, 1, width, generator=g) * sb
+            v = sw**2 * x.pow(2).mean((1, 2)) + sb**2
+            h = (torch.bmm(x, w.transpose(1, 2)) + b).requires_grad_(True)
+            hs.append(h)
+            x = act(h)
+        grad = torch.randn(hs[-1].shape, generator=g)
+        (g1,) = torch.autograd.grad(hs[-1], hs[0], grad)
+        v_last.append(v.detach().double())
+        gains.append((g1.norm(dim=(1, 2)) / grad.norm(dim=(1, 2))).double().log())
+    return {"v_last": torch.cat(v_last).numpy(), "log_gain": torch.cat(gains).numpy()}

@@ -1,5 +1,9 @@
-"""``shrinkage activations eoc|plot|train|reproduce``: edge-of-chaos configs, their maps, and
-deep sparse networks trained on MNIST."""
+"""``shrinkage activations eoc|plot|theory|train|reproduce|levers``: edge-of-chaos configs,
+their maps and finite-width theory, and deep sparse networks trained on MNIST.
+
+The options of ``train``, ``reproduce`` and ``levers`` are generated from the fields of
+:class:`~shrinkage.experiments.activations.ActivationsRecipe`, whose defaults they take.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,21 @@ import warnings
 from pathlib import Path
 
 from ..activations import edge_of_chaos
-from ..activations.plots import plot_maps, plot_theory_vs_simulation
-from ..experiments.activations import markdown_table, reproduce, train_run
+from ..activations.plots import (
+    plot_finite_width,
+    plot_maps,
+    plot_q_star_scan,
+    plot_theory_vs_simulation,
+)
+from ..experiments.activations import (
+    ActivationsRecipe,
+    describe,
+    lever_study,
+    lever_table,
+    markdown_table,
+    reproduce,
+    train_run,
+)
 
 _NAMES = (
     "relu",
@@ -24,9 +41,23 @@ _NAMES = (
 
 
 def _m_arg(text):
-    if text in ("safe", "none", "None"):
-        return None if text.lower() == "none" else "safe"
-    return float(text)
+    if text.lower() == "none":
+        return None
+    if text in ("safe", "auto"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--m must be 'safe', 'auto', a number or none, got {text!r}") from None
+
+
+def _q_arg(text):
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--q-star must be a number > 0 or 'auto', got {text!r}") from None
 
 
 def register(sub) -> None:
@@ -36,8 +67,6 @@ def register(sub) -> None:
     eoc = s.add_parser("eoc", help="print the edge-of-chaos config and write its plots")
     _common(eoc)
     eoc.add_argument("--out", default="runs/activations_eoc", help="folder for the plots")
-    eoc.add_argument("--depth", type=int, default=100, help="layers simulated (default 100)")
-    eoc.add_argument("--width", type=int, default=300, help="simulated width (default 300)")
     eoc.add_argument("--nets", type=int, default=4, help="simulated networks (default 4)")
     eoc.add_argument("--seed", type=int, default=0)
     eoc.add_argument("--no-plots", action="store_true", help="only print the config")
@@ -48,36 +77,40 @@ def register(sub) -> None:
     plot.add_argument("--out", default="runs/activations_eoc", help="folder for the plots")
     plot.set_defaults(func=_plot)
 
-    tr = s.add_parser("train", help="train an edge-of-chaos MLP on MNIST")
-    _common(tr)
-    tr.add_argument("--depth", type=int, default=100)
-    tr.add_argument("--width", type=int, default=128)
-    tr.add_argument("--epochs", type=float, default=1.0)
-    tr.add_argument(
-        "--m-scale",
-        type=float,
-        default=None,
-        help="with --m safe: m = m_scale * safe m (default 0.7)",
+    th = s.add_parser(
+        "theory", help="the maps against q* (m scaled and fixed) and finite width vs Monte Carlo"
     )
-    tr.add_argument("--optimizer", choices=("adam", "sgd"), default=None)
-    tr.add_argument("--lr", type=float, default=None)
-    tr.add_argument("--batch-size", type=int, default=None)
-    tr.add_argument("--n-train", type=int, default=None, help="train on the first N examples")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    tr.add_argument("--quick", action="store_true", help="tiny smoke run (depth 8, width 32)")
-    tr.add_argument("--out", default="runs/activations_train", help="folder for JSON and plot")
+    _common(th)
+    th.add_argument("--q-stars", default="0.25,1,4,16", help="q* values (comma-separated)")
+    th.add_argument("--fixed-m", type=float, default=1.0, help="m held fixed in the q* scan")
+    th.add_argument("--widths", default="100,300,1000", help="widths for the finite-width plot")
+    th.add_argument("--nets", type=int, default=40, help="Monte Carlo networks per width")
+    th.add_argument("--out", default="runs/activations_theory", help="folder for the plots")
+    th.set_defaults(func=_theory)
+
+    tr = s.add_parser("train", help="train one edge-of-chaos network on MNIST")
+    ActivationsRecipe.add_arguments(tr, defaults={"out": "runs/activations_train"})
     tr.add_argument("--resume", action="store_true", help="continue the run kept in --out")
     tr.set_defaults(func=_train)
 
-    rep = s.add_parser("reproduce", help="the results table: ReLU, unclipped, clipped (MNIST)")
-    rep.add_argument("--depth", type=int, default=50)
-    rep.add_argument("--width", type=int, default=128)
-    rep.add_argument("--epochs", type=float, default=3.0)
-    rep.add_argument("--lr", type=float, default=3e-4)
-    rep.add_argument("--n-train", type=int, default=None, help="train on the first N examples")
+    rep = s.add_parser(
+        "reproduce",
+        help="the reproduction grid: ReLU vs CReLU/CST at 0.7/0.85/0.9, depth 50 and 100, "
+        "unclipped, a deep CNN",
+    )
+    ActivationsRecipe.add_arguments(
+        rep,
+        skip=("activation", "sparsity", "model", "depth", "seed", "out"),
+        defaults={},
+    )
+    rep.add_argument("--only", default=None, help="comma-separated row labels to run")
     rep.add_argument("--out", default="runs/activations_reproduce", help="folder for results")
     rep.set_defaults(func=_reproduce)
+
+    lev = s.add_parser("levers", help="the lever study: one change at a time from the recipe")
+    ActivationsRecipe.add_arguments(lev, skip=("out",), defaults={"n_train": 20_000, "epochs": 2.0})
+    lev.add_argument("--out", default="runs/activations_levers", help="folder for results")
+    lev.set_defaults(func=_levers)
 
 
 def _common(p):
@@ -88,19 +121,29 @@ def _common(p):
         default=None,
         help="target fraction of zeros in (0, 1) (not for relu, tanh, erf)",
     )
-    p.add_argument("--q-star", type=float, default=1.0, help="fixed point q* (default 1)")
+    p.add_argument("--q-star", type=_q_arg, default=1.0, help="fixed point q* or auto (default 1)")
     p.add_argument(
         "--m",
         type=_m_arg,
         default="safe",
-        help="clipping level: 'safe' (default), a number, or none",
+        help="clipping level: 'safe' (default), 'auto' (for --depth and --width), a number, "
+        "or none",
     )
+    p.add_argument("--depth", type=int, default=100, help="layers (default 100)")
+    p.add_argument("--width", type=int, default=300, help="width (default 300)")
 
 
 def _cfg(args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cfg = edge_of_chaos(args.activation, args.sparsity, q_star=args.q_star, m=args.m)
+        cfg = edge_of_chaos(
+            args.activation,
+            args.sparsity,
+            q_star=args.q_star,
+            m=args.m,
+            depth=args.depth,
+            width=args.width,
+        )
     for w in caught:
         print(f"warning: {w.message}")
     return cfg
@@ -133,51 +176,60 @@ def _plot(args) -> int:
     return 0
 
 
-def _train(args) -> int:
-    if args.m_scale is not None and args.m != "safe":
-        raise ValueError(
-            f"--m-scale scales the safe clipping level; with an explicit --m {args.m} it would "
-            "be ignored: give one of them"
-        )
-    res = train_run(
-        args.activation,
-        args.sparsity,
+def _numbers(option, text, kind=float):
+    try:
+        values = [kind(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"{option} must be comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{option} needs at least one value, got {text!r}")
+    return values
+
+
+def _theory(args) -> int:
+    cfg = _cfg(args)
+    out = Path(args.out)
+    q_stars = _numbers("--q-stars", args.q_stars)
+    widths = _numbers("--widths", args.widths, int)
+    path, rows = plot_q_star_scan(
+        cfg.activation,
+        cfg.sparsity,
+        q_stars,
+        args.fixed_m,
+        out / "q_star_scan.png",
         depth=args.depth,
         width=args.width,
-        epochs=args.epochs,
-        m=args.m,
-        m_scale=0.7 if args.m_scale is None else args.m_scale,
-        q_star=args.q_star,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        n_train=args.n_train,
-        seed=args.seed,
-        threads=args.threads,
-        out=args.out,
-        quick=args.quick,
-        resume=args.resume,
     )
-    print(f"test accuracy {res['test_acc']:.4f}, train accuracy {res['train_acc']:.4f}")
-    print(
-        f"activation sparsity: test {res['test_sparsity_mean']:.4f}, "
-        f"train {res['train_sparsity_mean']:.4f} (target {res['target_sparsity']:.4f})"
-    )
-    if res["diverged"]:
-        print(f"diverged: the loss was not finite at step {res['diverged_at_step']}")
-    print(f"wrote {Path(args.out) / 'result.json'} and {Path(args.out) / 'train.png'}")
+    print(f"wrote {path} and {path.with_suffix('.json')}")
+    path = plot_finite_width(cfg, widths, args.depth, out / "finite_width.png", n_nets=args.nets)
+    print(f"wrote {path}")
     return 0
 
 
+def _train(args) -> int:
+    res = train_run(ActivationsRecipe.from_args(args).check(), resume=args.resume)
+    for line in describe(res):
+        print(line)
+    print(f"wrote {Path(args.out) / 'result.json'} and {Path(args.out) / 'train.png'}")
+    return 1 if "diverged" in res["flags"] else 0
+
+
 def _reproduce(args) -> int:
-    summary = reproduce(
-        args.out,
-        depth=args.depth,
-        width=args.width,
-        epochs=args.epochs,
-        lr=args.lr,
-        n_train=args.n_train,
-    )
+    skip = ("activation", "sparsity", "model", "depth", "seed", "out")
+    base = ActivationsRecipe.from_args(args, skip=skip).check()
+    only = None if args.only is None else [t.strip() for t in args.only.split(",") if t.strip()]
+    summary = reproduce(args.out, base, only=only)
     print(markdown_table(summary))
-    print(f"wrote {Path(args.out) / 'summary.json'}")
+    for r in summary:
+        for flag in r["flags"]:
+            print(f"FLAG {r['label']} seed {r['seed']}: {flag}")
+    print(f"wrote {Path(args.out) / 'summary.json'}, summary.csv, table.md and reproduce.png")
+    return 0
+
+
+def _levers(args) -> int:
+    base = ActivationsRecipe.from_args(args, skip=("out",)).check()
+    rows = lever_study(args.out, base)
+    print(lever_table(rows))
+    print(f"wrote {Path(args.out) / 'levers.json'} and levers.md")
     return 0

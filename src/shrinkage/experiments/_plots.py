@@ -80,7 +80,8 @@ def plot_training(res: dict, path):
     layers = np.arange(1, len(res["test_sparsity_per_layer"]) + 1)
     ax[0].plot(layers, res["train_sparsity_per_layer"], label="train", lw=1)
     ax[0].plot(layers, res["test_sparsity_per_layer"], label="test", lw=1)
-    ax[0].axhline(res["target_sparsity"], color="k", ls="--", lw=0.8, label="target")
+    if res["target_sparsity"] is not None:
+        ax[0].axhline(res["target_sparsity"], color="k", ls="--", lw=0.8, label="target")
     ax[0].set(xlabel="layer", ylabel="fraction of exact zeros", ylim=(0, 1))
     ax[0].legend(fontsize=8)
     h = res["history"]
@@ -96,7 +97,7 @@ def plot_training(res: dict, path):
     ax[1].legend(fontsize=8)
     m = res["config"]["m"]
     fig.suptitle(
-        f"{res['activation']} s={res['target_sparsity']:.2f}"
+        f"{res['activation']} s={res['test_sparsity_mean']:.2f}"
         + (f" m={m:.3g}" if m else "")
         + f", depth {res['depth']}, width {res['width']}:"
         f" test acc {res['test_acc']:.3f}",
@@ -105,3 +106,36 @@ def plot_training(res: dict, path):
     fig.tight_layout()
     save_figure(fig, path, dpi=90)
     return path
+
+
+def plot_reproduction(summary: list[dict], path) -> Path:
+    """Test accuracy per row of the reproduction grid (mean over seeds, each seed a dot), one
+    panel per model and depth, the ReLU row as a dashed line; below, the measured activation
+    sparsity of every row against its target."""
+    panels = sorted({(r["model"], r["depth"]) for r in summary})
+    fig = Figure(figsize=(max(6, 4.2 * len(panels)), 6.4))
+    axes = np.atleast_2d(fig.subplots(2, len(panels), squeeze=False))
+    for j, (model, depth) in enumerate(panels):
+        rows = [r for r in summary if r["model"] == model and r["depth"] == depth]
+        labels = list(dict.fromkeys(r["label"] for r in rows))
+        acc = [[100 * r["test_acc"] for r in rows if r["label"] == lab] for lab in labels]
+        sp = [[r["test_sparsity"] for r in rows if r["label"] == lab] for lab in labels]
+        tgt = [next(r["target_sparsity"] for r in rows if r["label"] == lab) for lab in labels]
+        x = np.arange(len(labels))
+        ax, bx = axes[0, j], axes[1, j]
+        ax.bar(x, [np.mean(a) for a in acc], color="0.75")
+        for i, a in enumerate(acc):
+            ax.plot([i] * len(a), a, "k.", ms=4)
+        relu = [np.mean(a) for lab, a in zip(labels, acc) if lab.startswith("relu")]
+        if relu:
+            ax.axhline(relu[0], color="C3", ls="--", lw=1, label="ReLU")
+            ax.legend(fontsize=8)
+        ax.set(ylabel="test accuracy (%)", ylim=(0, 100), title=f"{model}, depth {depth}")
+        ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
+        bx.bar(x, [np.mean(s) for s in sp], color="0.75", label="measured (test)")
+        bx.plot(x, [np.nan if t is None else t for t in tgt], "r_", ms=14, mew=2, label="target")
+        bx.set(ylabel="activation sparsity", ylim=(0, 1))
+        bx.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
+        bx.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=90)
