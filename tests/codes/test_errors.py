@@ -121,3 +121,16 @@ def test_no_rows_give_no_codes(solver):
     X, D = _ok()
     Z = encode(X[:0], D, "l1", 0.1, solver=solver)
     assert Z.shape == (0, D.shape[0])
+
+
+def test_atoms_too_small_to_square_are_refused():
+    """||d||^2 underflowing float32 made the default step 1 / 0 (ZeroDivisionError); found by
+    the property suite."""
+    import torch
+
+    D = torch.tensor([[5.7644e-24]])
+    for solver in (None, "fista"):
+        with pytest.raises(ValueError, match="squares under- or overflow torch.float32"):
+            encode(torch.ones(1, 1), D, "l1", 0.0, solver=solver)
+    Z = encode(torch.ones(1, 1, dtype=torch.float64), D.double(), "l1", 0.0, solver="fista")
+    assert Z.shape == (1, 1) and bool(torch.isfinite(Z).all())

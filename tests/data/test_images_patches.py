@@ -140,3 +140,9 @@ def test_nan_images_are_refused_not_turned_into_nan_patches():
     for whiten in ("olshausen", "zca", None):
         with pytest.raises(ValueError, match=r"images\[1\] must be finite numbers, got 1 NaN"):
             patches([good, bad], size=8, n=20, whiten=whiten)
+
+
+def test_zca_on_constant_images_stays_finite():
+    """No variance at all: ZCA's regulariser was eps * mean(eigenvalues) = 0 (NaN patches)."""
+    P = patches([np.zeros((12, 12)), np.full((12, 12), 3.0)], size=4, n=10, whiten="zca")
+    assert P.shape == (10, 16) and np.isfinite(P).all()

@@ -11,6 +11,7 @@ torch working-set FISTA (``_fast``) where that kernel cannot run.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -71,6 +72,12 @@ def check_dictionary(D, n_features: int | None = None):
         raise ValueError(
             f"D has {len(zero)} zero atom(s) (rows {zero[:5].tolist()}...); every atom needs a "
             "non-zero norm (renormalise or re-initialise them)"
+        )
+    sq = norms * norms
+    if not bool((sq > 0).all() and torch.isfinite(sq).all()):
+        raise ValueError(
+            f"D's atom norms run from {float(norms.min()):.3g} to {float(norms.max()):.3g}: "
+            f"their squares under- or overflow {D.dtype}; rescale D (or use float64)"
         )
     if n_features is not None and D.shape[1] != n_features:
         raise ValueError(
@@ -153,11 +160,24 @@ def _needs_step(penalty, D, kw):
     return solver != "cd" or not _cd.usable(D)
 
 
+def safe_step(D) -> float:
+    """The default step ``1 / (1.01 ||D||_2^2)``; ValueError when ``||D||_2^2`` is 0 or not
+    finite in D's dtype (atoms too small or too large to be squared in it)."""
+    L = lipschitz(D)
+    if not (0.0 < L < math.inf):
+        raise ValueError(
+            f"||D||_2^2 = {L:g} in {D.dtype}: the atoms are too small or too large to square in "
+            "this dtype; rescale D (its rows are normalised anyway) or use float64"
+        )
+    return 1.0 / (_SAFETY * L)
+
+
 def _resolve_step(D, step):
     if step is None:
-        L = lipschitz(D)
-        return 1.0 / (_SAFETY * L)
+        return safe_step(D)
     check_positive("step", step)
+    if not math.isfinite(float(step)):
+        raise ValueError(f"step must be finite, got step={step!r}")
     return float(step)
 
 
@@ -674,7 +694,8 @@ def _check_outcome(plan: EncodePlan, D, codes, energies, conv) -> None:
     finite = torch.isfinite(energies).to(conv.device) & torch.isfinite(codes).all(dim=1)
     if not bool(finite.all()):
         bad = int((~finite).sum())
-        safe = 1.0 / (_SAFETY * lipschitz(D))
+        L = lipschitz(D)
+        safe = 1.0 / (_SAFETY * L) if 0.0 < L < math.inf else float("nan")
         step = "coordinate descent" if plan.step is None else f"step={plan.step:.4g}"
         raise ValueError(
             f"encode diverged: {bad} of {len(finite)} row(s) ended with a non-finite energy "
@@ -747,6 +768,6 @@ def encode_batches(batches: Iterable, D, penalty: str = "l1", lam: float = 0.1, 
     Dt = _to_tensor(D, "D")
     check_dictionary(Dt)
     if kw.get("step") is None and _needs_step(penalty, Dt, kw):
-        kw["step"] = 1.0 / (_SAFETY * lipschitz(Dt))
+        kw["step"] = safe_step(Dt)
     for xb in batches:
         yield encode(xb, D, penalty, lam, **kw)

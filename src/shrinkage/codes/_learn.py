@@ -25,7 +25,6 @@ from .._checks import check_choice, check_int_at_least, check_nonnegative, check
 from ..thresholds import get_penalty
 from . import _cd
 from ._encode import (
-    _SAFETY,
     _check_X,
     _energy,
     _needs_step,
@@ -33,7 +32,7 @@ from ._encode import (
     _to_tensor,
     check_dictionary,
     encode,
-    lipschitz,
+    safe_step,
 )
 
 UPDATES = ("gradient", "bcd")
@@ -161,7 +160,7 @@ def learn_step(
     encode_kw = dict(encode_kw or {})
     D = state.D
     if encode_kw.get("step") is None and _needs_step(penalty, D, encode_kw):
-        encode_kw["step"] = 1.0 / (_SAFETY * lipschitz(D))
+        encode_kw["step"] = safe_step(D)
     with warnings.catch_warnings():
         # Each batch's codes stop at max_iter by design (the next batch refines them): not a
         # warning per batch; the learning itself is what reports on its convergence.

@@ -47,7 +47,10 @@ def zca_matrix(X, eps: float = 1e-2) -> np.ndarray:
     cov = X.T @ X / len(X)
     s, U = np.linalg.eigh(cov)
     s = np.clip(s, 0.0, None)
-    return (U / np.sqrt(s + eps * s.mean())) @ U.T
+    reg = eps * s.mean()
+    if not reg > 0:  # no variance at all (constant images): nothing to whiten, stay finite
+        reg = eps
+    return (U / np.sqrt(s + reg)) @ U.T
 
 
 def _crop(images, size, n, rng, border):
