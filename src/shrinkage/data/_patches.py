@@ -109,6 +109,8 @@ def patches(
         raise ValueError("images is empty: pass at least one 2-D image")
     for i, im in enumerate(images):
         a = np.asarray(im)
+        if a.ndim != 2 or a.size == 0:
+            raise ValueError(f"images[{i}] must be a non-empty 2-D image, got shape {a.shape}")
         if a.dtype != bool and (not np.issubdtype(a.dtype, np.number) or not np.isfinite(a).all()):
             raise ValueError(
                 f"images[{i}] must be finite numbers, got "
