@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from shrinkage.activations import ActivationSparsity, EdgeOfChaosWarning, edge_of_chaos
+from shrinkage.activations import ActivationSparsity, edge_of_chaos
 from shrinkage.models import deep_cnn, mlp
 from shrinkage.models.mlp import ScaleInput, hidden_layers
 from shrinkage.thresholds import CST, CReLU
@@ -70,12 +70,21 @@ def test_deep_cnn_and_module_factories():
     plain = mlp(3, 16, nn.ReLU)
     assert not any(isinstance(m, ScaleInput) for m in plain.modules())
     assert sum(isinstance(m, nn.ReLU) for m in plain.modules()) == 3
-    named = mlp(2, 8, "cst", sparsity=0.7)
+    named = mlp(2, 8, edge_of_chaos("cst", sparsity=0.7))
     assert sum(isinstance(m, CST) for m in named.modules()) == 2
 
 
-def test_unstable_name_warns():
-    with pytest.warns(EdgeOfChaosWarning):
+def test_relu_by_name_is_relu_at_its_edge_of_chaos():
+    torch.manual_seed(0)
+    a = mlp(3, 16)
+    torch.manual_seed(0)
+    b = mlp(3, 16, edge_of_chaos("relu"))
+    x = torch.rand(5, 784)
+    assert torch.equal(a(x), b(x))
+
+
+def test_other_names_point_to_edge_of_chaos():
+    with pytest.raises(ValueError, match="edge_of_chaos"):
         mlp(2, 8, "shifted_relu", sparsity=0.85)
 
 

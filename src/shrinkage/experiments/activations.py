@@ -437,7 +437,7 @@ def _result(recipe, cfg, run, net, tensors, init_q) -> dict:
         "sparsity_max_error": None
         if target is None
         else float(np.nanmax(np.abs(np.asarray(te_sp) - target))),
-        "taus": [float(m.tau) for m in net.modules() if hasattr(m, "tau")],
+        "taus": [float(m.tau.mean()) for m in net.modules() if hasattr(m, "tau")],
         "history": run.history,
         "seconds": time.perf_counter() - t_start,
     }
@@ -531,7 +531,7 @@ def _cached(path: Path, recipe) -> dict | None:
 
 
 def reproduce(
-    out, base: ActivationsRecipe | None = None, rows=GRID, only=None, progress=True, **changes
+    out, base: ActivationsRecipe | None = None, rows=GRID, only=None, **changes
 ) -> list[dict]:
     """Run the reproduction grid: ReLU at its edge of chaos against CReLU and CST at 0.7, 0.85
     and 0.9, at depth 50 (three seeds) and 100 (two), the unclipped shifted ReLU and soft
@@ -559,7 +559,6 @@ def reproduce(
                 depth=depth,
                 seed=seed,
                 out=str(out / label / f"seed{seed}"),
-                progress=progress,
                 **extra,
             )
             recipes.append((label, r.check()))
@@ -647,9 +646,7 @@ LEVERS = (
 )
 
 
-def lever_study(
-    out, base: ActivationsRecipe | None = None, levers=LEVERS, progress=True, **changes
-) -> list[dict]:
+def lever_study(out, base: ActivationsRecipe | None = None, levers=LEVERS, **changes) -> list[dict]:
     """One change at a time from ``base`` (default: CReLU at 0.85, depth 50, width 300, 20,000
     training images, 2 epochs): accuracy, sparsity and the flags of each, written to
     ``out/levers.json`` and ``out/levers.md`` as each run ends (resumable like
@@ -665,7 +662,7 @@ def lever_study(
             probe = base.replace(**{k: v for k, v in delta.items() if k != "m"})
             level = safe_clip(probe.activation, probe.target_sparsity, probe.q_star)
             delta["m"] = f"{float(delta['m'][:-4]) * level:.6g}"
-        r = base.replace(**delta, out=str(out / f"lever{i:02d}"), progress=progress).check()
+        r = base.replace(**delta, out=str(out / f"lever{i:02d}")).check()
         res = _cached(Path(r.out) / "result.json", r) or train_run(r)
         rows.append(
             {

@@ -10,10 +10,14 @@ E[phi(sqrt(q*) z)^2]; :class:`ScaleInput` does this per sample.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 from torch import nn
 
 from .._checks import check_int_at_least, check_positive
 from .._init import gaussian_init_
+from ..thresholds import ShiftedReLU
 
 _CONFIG_ATTRS = ("module", "sigma_w", "sigma_b", "input_mean_square")
 
@@ -39,14 +43,31 @@ def _is_config(activation) -> bool:
     return not isinstance(activation, type) and all(hasattr(activation, a) for a in _CONFIG_ATTRS)
 
 
+@dataclass(frozen=True)
+class _ReLUAtEdgeOfChaos:
+    """ReLU at its edge of chaos (He et al. 2015): sigma_w^2 = 2, sigma_b = 0, q* = 1; the
+    same numbers as ``shrinkage.activations.edge_of_chaos("relu")``, kept here so that a
+    model needs no pillar."""
+
+    sigma_w: float = math.sqrt(2.0)
+    sigma_b: float = 0.0
+    input_mean_square: float = 0.5
+
+    def module(self):
+        return ShiftedReLU(tau=0.0)
+
+
 def _resolve(activation, sparsity):
     """-> (factory for one activation module, cfg or None)."""
     if isinstance(activation, str):
-        # A name is shorthand for the activations pillar's edge_of_chaos(name, sparsity): the
-        # one place a model reaches a pillar, only when a name is given (see .importlinter).
-        from ..activations import edge_of_chaos
-
-        activation = edge_of_chaos(activation, sparsity)
+        if activation != "relu" or sparsity is not None:
+            raise ValueError(
+                f"activation={activation!r} (sparsity={sparsity!r}): models take an "
+                "edge-of-chaos config for sparse activations, e.g. "
+                "mlp(depth, width, shrinkage.activations.edge_of_chaos('cst', 0.85)); "
+                "the only name is 'relu'"
+            )
+        activation = _ReLUAtEdgeOfChaos()
     if _is_config(activation):
         return activation.module, activation
     if isinstance(activation, nn.Module):
@@ -93,9 +114,9 @@ def mlp(
 
     ``activation``: an edge-of-chaos config (an :class:`~shrinkage.activations.EoCConfig`, or
     any object with ``module()``, ``sigma_w``, ``sigma_b`` and ``input_mean_square``: the
-    network is initialised from it and its inputs scaled so q^1 = q*), a name (shorthand for
-    ``shrinkage.activations.edge_of_chaos(name, sparsity)``), or a module factory such as
-    ``nn.ReLU`` (PyTorch's default init, no input scaling).
+    network is initialised from it and its inputs scaled so q^1 = q*), ``"relu"`` (ReLU at its
+    edge of chaos), or a module factory such as ``nn.ReLU`` (PyTorch's default init, no input
+    scaling).
 
     >>> net = mlp(100, 300, edge_of_chaos("cst", sparsity=0.85))  # doctest: +SKIP
     """
