@@ -230,7 +230,7 @@ def train_run(
 
     Examples
     --------
-    >>> res = train_run("crelu", 0.85, depth=4, width=16, epochs=0.05, n_train=512,
+    >>> res = train_run("crelu", 0.85, depth=4, width=16, epochs=0.25, n_train=512,
     ...                 n_eval=256, progress=False)
     >>> sorted(k for k in res if k.startswith("test_acc"))
     ['test_acc']
