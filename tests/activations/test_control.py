@@ -119,3 +119,28 @@ def test_taus_are_saved_with_the_model():
 def test_bad_arguments(model, kw, match):
     with pytest.raises(ValueError, match=match):
         SparsityControl(model, **{"sparsity": 0.8, **kw})
+
+
+def test_unit_census_against_direct_counts():
+    from shrinkage.activations import unit_census
+
+    torch.manual_seed(3)
+    lin = nn.Linear(10, 30)
+    act = CST(tau=0.5, m=1.0)
+    net = nn.Sequential(lin, act)
+    x = torch.randn(200, 10)
+    with torch.no_grad():
+        lin.bias[:5] = -50.0  # |h| far above tau + m on every input: always on, saturated
+        lin.bias[5:10] = 0.0
+        lin.weight[5:10] = 0.0  # h = 0 < tau on every input: dead
+    c = unit_census(net, x, batch=64)[0]
+    with torch.no_grad():
+        h = lin(x)
+    a = h.abs()
+    assert c["zero"] == pytest.approx(float((a <= 0.5).float().mean()))
+    assert c["saturated"] == pytest.approx(float((a >= 1.5).float().mean()))
+    assert c["linear"] == pytest.approx(float(((a > 0.5) & (a < 1.5)).float().mean()))
+    assert c["dead"] == pytest.approx(float((a <= 0.5).all(0).float().mean()))
+    assert c["always"] == pytest.approx(float((a > 0.5).all(0).float().mean()))
+    assert c["dead"] >= 5 / 30 and c["always"] >= 5 / 30
+    assert c["q"] == pytest.approx(float(h.double().pow(2).mean()), rel=1e-6)

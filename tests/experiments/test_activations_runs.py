@@ -26,6 +26,17 @@ def test_control_holds_every_layer_at_the_target_and_fixed_tau_does_not_move():
     assert fixed["taus"] == pytest.approx([cfg.tau] * TINY["depth"])
 
 
+def test_history_says_where_units_and_gradients_are(tmp_path):
+    res = train_run("crelu", 0.85, out=str(tmp_path), **TINY)
+    last = res["history"][-1]
+    assert len(last["census"]) == len(last["grad_norm_per_layer"]) == TINY["depth"]
+    assert all(g > 0 for g in last["grad_norm_per_layer"])
+    c = last["census"][0]
+    assert c["zero"] + c["linear"] + c["saturated"] == pytest.approx(1.0)
+    assert len(res["init_census"]) == TINY["depth"]
+    assert (tmp_path / "diagnostics.png").stat().st_size > 1000
+
+
 def test_relu_has_no_target_and_no_controller():
     res = train_run("relu", **TINY)
     assert res["target_sparsity"] is None and res["sparsity_max_error"] is None

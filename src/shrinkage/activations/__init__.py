@@ -49,7 +49,7 @@ from .maps import (
     propagate,
     variance_map,
 )
-from .nn import ActivationSparsity, init_
+from .nn import ActivationSparsity, init_, unit_census
 from .simulate import simulate, simulate_gain
 
 __all__ = [
@@ -78,6 +78,7 @@ __all__ = [
     "EdgeOfChaosWarning",
     "init_",
     "ActivationSparsity",
+    "unit_census",
     "simulate",
     "simulate_gain",
 ]

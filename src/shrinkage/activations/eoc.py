@@ -426,6 +426,8 @@ def q_star_scan(act, sparsity, q_stars, m="scaled", depth=50, width=300) -> list
     sd ln(|g^1| / |g^L|) at ``width`` and ``depth``, and whether q* is the unique attracting
     fixed point.
 
+    Examples
+    --------
     >>> rows = q_star_scan("crelu", 0.85, [1.0, 4.0], m="scaled")
     >>> abs(rows[0]["kappa"] - rows[1]["kappa"]) < 1e-6
     True

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .._init import gaussian_init_
-from ..thresholds import Thresholding
+from ..thresholds import CST, SoftThreshold, Thresholding
 from ._gauss import Erf, _Lambda
 
 
@@ -86,3 +87,71 @@ class ActivationSparsity:
     def mean(self) -> float:
         v = [x for x in self.per_layer if x == x]
         return sum(v) / len(v) if v else float("nan")
+
+
+def unit_census(model: nn.Module, x, batch: int = 1000) -> list[dict]:
+    """Where the units of every thresholding activation of ``model`` sit on the inputs ``x``.
+
+    Per activation layer (forward order): ``zero`` (fraction of pre-activations below the
+    threshold: exact zeros), ``linear`` (inside the window tau < |h| < tau + m, where the
+    gradient flows), ``saturated`` (|h| >= tau + m: clipped, no gradient), ``dead`` (units zero
+    on every input: neither they nor their incoming weights get any gradient), ``always``
+    (units non-zero on every input) and ``q`` (mean square pre-activation). The window is
+    taken on |h| for the odd activations (soft threshold, CST). Returns a list of dicts.
+
+    Examples
+    --------
+    >>> from shrinkage.thresholds import CReLU
+    >>> net = nn.Sequential(nn.Linear(4, 8), CReLU(tau=100.0, m=1.0))
+    >>> unit_census(net, torch.randn(16, 4))[0]["dead"]
+    1.0
+    """
+    layers = [m for m in model.modules() if isinstance(m, Thresholding)]
+    stats = [dict(n=0, zero=0, linear=0, sat=0, sq=0.0, on=None) for _ in layers]
+
+    def hook(i):
+        def fn(mod, args):
+            h = args[0].detach()
+            odd = isinstance(mod, (SoftThreshold, CST))
+            a = h.abs() if odd else h
+            tau = mod.tau.clamp(min=0.0).to(h.dtype)
+            m = float("inf") if mod.m is None else mod.m
+            zero, sat = a <= tau, a >= tau + m
+            s = stats[i]
+            s["n"] += h.numel()
+            s["zero"] += int(zero.sum())
+            s["sat"] += int(sat.sum())
+            s["linear"] += int((~zero & ~sat).sum())
+            s["sq"] += float(h.double().pow(2).sum())
+            on = (~zero).flatten(2).any(2) if h.dim() > 2 else ~zero  # (batch, units)
+            seen = torch.stack([on.any(0), on.all(0)])
+            s["on"] = (
+                seen
+                if s["on"] is None
+                else torch.stack([s["on"][0] | seen[0], s["on"][1] & seen[1]])
+            )
+
+        return fn
+
+    handles = [m.register_forward_pre_hook(hook(i)) for i, m in enumerate(layers)]
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x), batch):
+                model(x[i : i + batch])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    return [
+        {
+            "zero": s["zero"] / s["n"],
+            "linear": s["linear"] / s["n"],
+            "saturated": s["sat"] / s["n"],
+            "dead": float((~s["on"][0]).float().mean()),
+            "always": float(s["on"][1].float().mean()),
+            "q": s["sq"] / s["n"],
+        }
+        for s in stats
+    ]

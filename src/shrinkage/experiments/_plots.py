@@ -139,3 +139,58 @@ def plot_reproduction(summary: list[dict], path) -> Path:
         bx.legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path, dpi=90)
+
+
+def plot_diagnostics(res: dict, path) -> Path:
+    """Why a run trains or stalls, per layer: units dead on every input and units in the
+    linear window (at initialisation and after each epoch), the gradient norm of each layer's
+    weight (mean over each epoch's steps) and the measured sparsity against the target."""
+    hist = [h for h in res["history"] if "census" in h]
+    fig = Figure(figsize=(13, 3.4))
+    ax = fig.subplots(1, 4)
+    snaps = [("init", res.get("init_census"))] + [
+        (f"epoch {h['epoch']}", h["census"]) for h in hist
+    ]
+    snaps = [(t, c) for t, c in snaps if c]
+    for k, (title, key) in enumerate((("dead units", "dead"), ("in the linear window", "linear"))):
+        for i, (label, census) in enumerate(snaps):
+            ax[k].plot(
+                range(1, len(census) + 1),
+                [c[key] for c in census],
+                lw=1,
+                color=str(0.75 * (1 - i / max(len(snaps) - 1, 1))),
+                label=label,
+            )
+        ax[k].set(xlabel="layer", title=title, ylim=(0, 1))
+    if snaps:
+        ax[0].legend(fontsize=7)
+    for i, h in enumerate(hist):
+        g = np.maximum(np.asarray(h["grad_norm_per_layer"]), 1e-30)
+        ax[2].plot(
+            range(1, len(g) + 1),
+            g,
+            lw=1,
+            color=str(0.75 * (1 - i / max(len(hist) - 1, 1))),
+            label=f"epoch {h['epoch']}",
+        )
+    ax[2].set(xlabel="layer", title="gradient norm of W", yscale="log")
+    for i, h in enumerate(hist):
+        sp = h["test_sparsity_per_layer"]
+        ax[3].plot(
+            range(1, len(sp) + 1),
+            sp,
+            lw=1,
+            color=str(0.75 * (1 - i / max(len(hist) - 1, 1))),
+            label=f"epoch {h['epoch']}",
+        )
+    if res["target_sparsity"] is not None:
+        ax[3].axhline(res["target_sparsity"], color="r", ls="--", lw=0.8, label="target")
+    ax[3].set(xlabel="layer", title="activation sparsity (test)", ylim=(0, 1))
+    ax[3].legend(fontsize=7)
+    fig.suptitle(
+        f"{res['activation']}, depth {res['depth']}, width {res['width']}: test acc "
+        f"{res['test_acc']:.3f}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=90)

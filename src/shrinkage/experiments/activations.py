@@ -46,9 +46,10 @@ from ..activations import (
     SparsityControl,
     edge_of_chaos,
     finite_width,
+    unit_census,
 )
 from ..models.mlp import deep_cnn, hidden_layers, mlp
-from ._plots import plot_reproduction, plot_training
+from ._plots import plot_diagnostics, plot_reproduction, plot_training
 from .loop import CHECKPOINT, fit, num_threads, steps_per_epoch
 from .recipe import Recipe
 
@@ -337,6 +338,7 @@ def _train(recipe, cfg, resume=None) -> dict:
     xtr, ytr, xte, yte = _images(recipe, dev)
     net = _network(recipe, cfg, xtr[0].numel()).to(dev)
     init_q = _layer_variances(net, xte[:256])
+    init_census = unit_census(net, xte[:512])
     ctl = (
         SparsityControl(net, cfg.sparsity, momentum=recipe.control)
         if _controlled(recipe, cfg)
@@ -345,6 +347,8 @@ def _train(recipe, cfg, resume=None) -> dict:
     per_epoch = steps_per_epoch(len(xtr), recipe.batch_size)
     total = max(1, int(round(recipe.epochs * per_epoch)))
     opt = _optimizer(recipe, net)
+
+    grads = _GradMeter(hidden_layers(net))
 
     def on_epoch(st):
         te_acc, te_loss, te_sp = _evaluate(net, xte, yte)
@@ -356,6 +360,9 @@ def _train(recipe, cfg, resume=None) -> dict:
             "test_acc": te_acc,
             "test_loss": te_loss,
             "test_sparsity_mean": float(np.nanmean(te_sp)),
+            "test_sparsity_per_layer": te_sp,
+            "grad_norm_per_layer": grads.take(),
+            "census": unit_census(net, xte[:512]),
         }
 
     run = fit(
@@ -370,17 +377,48 @@ def _train(recipe, cfg, resume=None) -> dict:
         seed=recipe.seed,
         clip=recipe.grad_clip,
         before_step=[_lr_rule(recipe, opt, total, int(recipe.warmup * per_epoch))],
-        after_step=[ctl.step] if ctl else [],
+        after_step=[grads.add] + ([ctl.step] if ctl else []),
         stop_on_nonfinite=True,
         desc=f"{cfg.activation} s={cfg.sparsity:.2f}" if recipe.progress else None,
         out=recipe.out,
-        state={"control": ctl} if ctl else None,
+        state={"grads": grads, **({"control": ctl} if ctl else {})},
         key=_key(recipe),
         resume=resume,
     )
     if ctl:
         ctl.remove()
-    return _result(recipe, cfg, run, net, (xtr, ytr, xte, yte), init_q)
+    res = _result(recipe, cfg, run, net, (xtr, ytr, xte, yte), init_q)
+    res["init_census"] = init_census
+    return res
+
+
+class _GradMeter:
+    """Mean gradient norm of each hidden layer's weight over the steps since the last take():
+    where the gradient is lost, layer by layer, as training goes."""
+
+    def __init__(self, layers):
+        self.layers = layers
+        self.sums = np.zeros(len(layers))
+        self.n = 0
+
+    def add(self):
+        self.sums += [
+            0.0 if m.weight.grad is None else float(m.weight.grad.norm()) for m in self.layers
+        ]
+        self.n += 1
+
+    def take(self) -> list[float]:
+        out = (self.sums / max(self.n, 1)).tolist()
+        self.sums[:] = 0.0
+        self.n = 0
+        return out
+
+    def state_dict(self) -> dict:
+        return {"sums": torch.tensor(self.sums), "n": self.n}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums = state["sums"].numpy().astype(float).copy()
+        self.n = int(state["n"])
 
 
 def _key(recipe) -> dict:
@@ -451,6 +489,7 @@ def _write(res, recipe) -> dict:
         write_json(out / "config.json", recipe.to_dict())
         write_json(out / "result.json", res)
         plot_training(res, out / "train.png")
+        plot_diagnostics(res, out / "diagnostics.png")
         (out / CHECKPOINT).unlink(missing_ok=True)
     return res
 
