@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.docs-installed
 
-.PHONY: setup demo test test-fast lint docs clean
+.PHONY: setup demo test test-fast fuzz lint docs clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,14 @@ test: $(STAMP)
 # check_estimator, command-line training runs, the benchmark smoke run).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The robustness suites with long budgets (make test runs them small): 3000 damaged
+# checkpoints (the same cases again under the sanitizers), 1000 fresh examples per property.
+# docs/reliability.md has the table they make.
+fuzz: $(STAMP)
+	SHRINKAGE_FUZZ_CASES=$${FUZZ_CASES:-3000} SHRINKAGE_HYPOTHESIS_EXAMPLES=$${EXAMPLES:-1000} \
+	$(BIN)/python -m pytest -q tests/test_fuzz_checkpoints.py tests/test_api_properties.py \
+	tests/test_native_sanitizers.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -6,6 +6,7 @@ every section's numbers are present, consistent between the two, and sane.
 
 import base64
 import json
+import warnings
 from html.parser import HTMLParser
 
 import pytest
@@ -42,10 +43,22 @@ class _Page(HTMLParser):
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    assert main(["report", "--quick", "--no-progress", "--out", str(out)]) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["report", "--quick", "--out", str(out)]) == 0  # progress bars on
     page = _Page()
     page.feed((out / "report.html").read_text())
+    _WARNINGS.extend(caught)
     return out, page, json.loads((out / "results.json").read_text())
+
+
+_WARNINGS: list = []
+
+
+def test_a_normal_run_raises_no_warning(report):
+    """Nothing from the library or torch on a normal run (the progress bar once made torch
+    warn about converting a grad-requiring tensor to a scalar)."""
+    assert [f"{w.category.__name__}: {w.message}" for w in _WARNINGS] == []
 
 
 def test_html_is_self_contained_with_a_section_per_pillar(report):

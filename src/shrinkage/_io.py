@@ -33,6 +33,48 @@ def atomic_path(path, suffix: str | None = None):
         raise
 
 
+def _nearest_existing(path: Path) -> Path:
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_writable_dir(path, name: str = "out") -> Path:
+    """Raise ValueError unless ``path`` is, or can be created as, a folder this process may
+    write into; nothing is created. Commands call it before any work, so that a bad output
+    folder never costs a finished run.
+
+    >>> check_writable_dir("/dev/null/x")  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    ValueError: out='/dev/null/x' cannot be a folder: '/dev/null' is not a folder
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name}={str(path)!r} is a file, not a folder")
+    base = _nearest_existing(path)
+    if not base.is_dir():
+        raise ValueError(f"{name}={str(path)!r} cannot be a folder: {str(base)!r} is not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        where = "" if base == path.absolute() else f" (its ancestor {str(base)!r} is not)"
+        raise ValueError(f"{name}={str(path)!r} is not writable{where}")
+    return path
+
+
+def check_writable_file(path, name: str = "out", suffixes=None) -> Path:
+    """Raise ValueError unless a file can be written at ``path`` (its folder writable, not a
+    folder itself) with one of ``suffixes`` (lower case, with the dot) when given."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{name}={str(path)!r} is a folder; give a file name")
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise ValueError(
+            f"{name}={str(path)!r} needs a file extension among {', '.join(sorted(suffixes))}"
+        )
+    check_writable_dir(path.parent, name=f"the folder of {name}")
+    return path
+
+
 def write_json(path, obj, **kw) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, default=_default, **kw) + "\n")
@@ -52,9 +94,18 @@ def save_torch(path, obj) -> Path:
 
 
 def save_figure(fig, path, **kw) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, **kw)
-    return Path(path)
+    """``fig.savefig`` to ``path``, atomically, in the format its extension names."""
+    path = Path(path)
+    fmt = kw.pop("format", None) or path.suffix.lstrip(".").lower()
+    known = fig.canvas.get_supported_filetypes()
+    if fmt not in known:
+        raise ValueError(
+            f"cannot write a figure to {str(path)!r}: the file extension must be one of "
+            + ", ".join(f".{k}" for k in sorted(known))
+        )
+    with atomic_path(path) as tmp:  # the format is explicit: the temporary name never counts
+        fig.savefig(tmp, format=fmt, **kw)
+    return path
 
 
 def _default(o):

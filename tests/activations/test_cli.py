@@ -167,3 +167,35 @@ def test_markdown_table_reports_gap_spread_and_flags():
     assert "| relu | mlp | 50 | 300 | - | 2 | 96.00 ± 1.00 |  |" in text
     assert "| cst | mlp | 50 | 300 | 0.9 | 1 | 93.00 ± 0.00 | -3.00 | 0.500 | 0.010 |  |" in text
     assert text.rstrip().endswith("| diverged |")
+
+
+@pytest.mark.slow
+def test_train_resumes_bitwise_after_an_interruption(tmp_path, monkeypatch):
+    """activations train killed within an epoch keeps a checkpoint; resumed, it ends as the
+    uninterrupted run (checkpoints after every step here); without resume it is not
+    overwritten."""
+    from shrinkage.experiments import checkpoint, loop
+    from shrinkage.experiments.activations import train_run
+
+    monkeypatch.setattr(checkpoint, "EVERY_SECONDS", 0.0)
+    kw = dict(depth=4, width=16, epochs=2.0, n_train=512, n_eval=256, progress=False, seed=3)
+    whole = train_run("crelu", 0.85, out=str(tmp_path / "a"), **kw)
+    real, calls = loop._step, []
+
+    def dies(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(loop, "_step", dies)
+    with pytest.raises(KeyboardInterrupt):
+        train_run("crelu", 0.85, out=str(tmp_path / "b"), **kw)
+    monkeypatch.setattr(loop, "_step", real)
+    with pytest.raises(ValueError, match="pass --resume"):
+        train_run("crelu", 0.85, out=str(tmp_path / "b"), resume=False, **kw)
+    resumed = train_run("crelu", 0.85, out=str(tmp_path / "b"), resume=True, **kw)
+    for key in ("test_acc", "train_acc", "test_sparsity_per_layer", "steps"):
+        assert resumed[key] == whole[key], key
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in whole["history"]]
+    assert [{k: v for k, v in h.items() if k != "seconds"} for h in resumed["history"]] == strip

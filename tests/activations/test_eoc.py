@@ -148,3 +148,23 @@ def test_bad_inputs_fail_before_work():
         safe_clip("shifted_relu", 0.85)
     with pytest.raises(ValueError, match="takes no clipping"):
         edge_of_chaos("shifted_relu", 0.5, m=1.0)
+
+
+def test_an_uncertifiable_configuration_is_a_value_error_naming_it(monkeypatch):
+    """What the certified scans cannot settle is bad input for this precision: a ValueError
+    naming the activation and the sparsity (a command prints it as one line), never a
+    RuntimeError."""
+    from shrinkage.activations import eoc, maps
+
+    def gives_up(*a, **k):
+        raise maps._ScanError("the fixed points of V could not be separated")
+
+    monkeypatch.setattr(maps, "_scan", gives_up)
+    with pytest.raises(ValueError, match=r"clipped_soft_threshold at sparsity=0.9.*separated"):
+        edge_of_chaos("cst", 0.9, m=1.0)
+    with pytest.raises(ValueError, match=r"clipped_relu at sparsity=0.8.*separated"):
+        safe_clip("crelu", 0.8)
+    monkeypatch.undo()
+    monkeypatch.setattr(eoc, "_stable_at", lambda *a, **k: (False, ()))
+    with pytest.raises(ValueError, match=r"no certifiably safe clipping level for clipped_relu"):
+        safe_clip("crelu", 0.8)

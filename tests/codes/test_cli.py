@@ -113,3 +113,37 @@ def test_l0_codes_come_from_the_cel0_relaxation_unless_told_otherwise(tmp_path):
         assert relaxed == {"l0": not flag, "l1": False}
         energies[bool(flag)] = next(r["objective"] for r in res["rows"] if r["penalty"] == "l0")
     assert energies[False] < energies[True]
+
+
+def test_learn_resumes_bitwise_after_an_interruption(tmp_path, monkeypatch):
+    """codes learn killed after some batches keeps a checkpoint; --resume ends with the
+    dictionary of the uninterrupted run, bit for bit (checkpoints after every batch here)."""
+    from shrinkage.codes import _learn as learn_mod
+    from shrinkage.experiments import checkpoint
+    from shrinkage.experiments.codes import learn, load_patches
+
+    monkeypatch.setattr(checkpoint, "EVERY_SECONDS", 0.0)
+    data = load_patches(600, 100, size=8, seed=0)
+    kw = dict(penalty="l1", lam=0.3, n_atoms=16, n_epochs=2, batch_size=64, analyse=False)
+    whole = learn(data=data, out=tmp_path / "a", **kw)
+    assert not (tmp_path / "a" / "checkpoint.pt").exists()
+    real, calls = learn_mod.learn_step, []
+
+    def dies(*a, **k):
+        calls.append(1)
+        if len(calls) == 13:  # in the second epoch
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(learn_mod, "learn_step", dies)
+    with pytest.raises(KeyboardInterrupt):
+        learn(data=data, out=tmp_path / "b", **kw)
+    monkeypatch.setattr(learn_mod, "learn_step", real)
+    assert (tmp_path / "b" / "checkpoint.pt").is_file()
+    with pytest.raises(ValueError, match="pass --resume"):
+        learn(data=data, out=tmp_path / "b", resume=False, **kw)
+    with pytest.raises(ValueError, match=r"another run \(lam: 0.2 now, 0.3 there"):
+        learn(data=data, out=tmp_path / "b", resume=True, **{**kw, "lam": 0.2})
+    resumed = learn(data=data, out=tmp_path / "b", resume=True, **kw)
+    assert np.array_equal(resumed["D"], whole["D"]) and resumed["history"] == whole["history"]
+    assert resumed["metrics"] == whole["metrics"]

@@ -174,6 +174,7 @@ def test_warm_start_continuation_batches_and_threads():
         torch.set_num_threads(n)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # capped on purpose
 def test_max_iter_bounds_the_work():
     X, D = sparse_problem(seed=6)
     Z, info = encode(X, D, "l1", 0.01, max_iter=3, return_info=True)

@@ -64,3 +64,73 @@ def test_estimator_wrong_width_after_fit():
     sc = SparseCoding(2, n_epochs=1, random_state=0).fit(np.vstack([X] * 4))
     with pytest.raises(ValueError, match="features"):
         sc.transform(X[:, :3])
+
+
+# -- silent numerics: half precision, divergence, unconverged rows -------------------------
+def _float_problem(n=40, f=64, k=128, seed=0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    D = torch.randn(k, f, generator=g)
+    return torch.randn(n, f, generator=g), D / D.norm(dim=1, keepdim=True)
+
+
+@pytest.mark.parametrize("penalty", ["l1", "l0", "cel0", "l1/2"])
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_half_precision_input_gives_the_float32_codes_in_its_dtype(penalty, half):
+    """float16 / bfloat16 are solved in float32 (CPU half has no Cholesky, and the iterations
+    lose their way in 11 bits); the codes come back in X's dtype."""
+    import torch
+
+    X, D = _float_problem()
+    dt = getattr(torch, half)
+    Z = encode(X.to(dt), D.to(dt), penalty, 0.1)
+    assert Z.dtype == dt and bool(torch.isfinite(Z).all())
+    ref = encode(X.to(dt).float(), D.to(dt).float(), penalty, 0.1).to(dt)
+    assert torch.equal(Z, ref)
+
+
+@pytest.mark.parametrize("solver", ["fista", "ista"])
+def test_a_step_that_diverges_is_an_error_not_converged(solver):
+    """step=10 blows the iterations up: once reported converged=True with an infinite
+    objective; now a ValueError giving the step and the safe default."""
+    X, D = _ok()
+    with pytest.raises(ValueError, match=r"encode diverged: .*step=10; the default step"):
+        encode(X, D, "l1", 0.1, step=10, solver=solver, return_info=True)
+
+
+def test_unconverged_rows_give_a_convergence_warning():
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, D = _float_problem()
+    with pytest.warns(
+        ConvergenceWarning, match=r"40 of 40 row\(s\) did not converge in max_iter=2"
+    ):
+        _, info = encode(X, D, "l0", 0.1, max_iter=2, tol=0.0, return_info=True)
+    assert not info["converged"]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        encode(X, D, "l1", 0.1)  # converges: no warning
+
+
+@pytest.mark.parametrize("solver", ["cd", "fista", "ista"])
+def test_no_rows_give_no_codes(solver):
+    """An empty X once failed with range()'s 'arg 3 must not be zero'."""
+    X, D = _ok()
+    Z = encode(X[:0], D, "l1", 0.1, solver=solver)
+    assert Z.shape == (0, D.shape[0])
+
+
+def test_atoms_too_small_to_square_are_refused():
+    """||d||^2 underflowing float32 made the default step 1 / 0 (ZeroDivisionError); found by
+    the property suite."""
+    import torch
+
+    D = torch.tensor([[5.7644e-24]])
+    for solver in (None, "fista"):
+        with pytest.raises(ValueError, match="squares under- or overflow torch.float32"):
+            encode(torch.ones(1, 1), D, "l1", 0.0, solver=solver)
+    Z = encode(torch.ones(1, 1, dtype=torch.float64), D.double(), "l1", 0.0, solver="fista")
+    assert Z.shape == (1, 1) and bool(torch.isfinite(Z).all())

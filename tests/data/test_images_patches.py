@@ -115,3 +115,34 @@ def test_load_formats(tmp_path):
         load_images(tmp_path / "c.imc")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_images(tmp_path / "nope")
+
+
+def test_one_corrupt_file_in_a_folder_is_named(tmp_path):
+    import skimage.io
+
+    skimage.io.imsave(
+        tmp_path / "good.png", (np.random.default_rng(0).random((16, 16)) * 255).astype(np.uint8)
+    )
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    with pytest.raises(ValueError, match=r"broken\.png: cannot read the image"):
+        load_images(tmp_path)
+
+
+def test_one_name_is_one_image():
+    (one,) = natural_images("camera")  # once refused as "unknown image name 'c'"
+    assert one.shape == (512, 512)
+
+
+def test_nan_images_are_refused_not_turned_into_nan_patches():
+    good = np.random.default_rng(0).random((64, 64))
+    bad = good.copy()
+    bad[5, 7] = np.nan
+    for whiten in ("olshausen", "zca", None):
+        with pytest.raises(ValueError, match=r"images\[1\] must be finite numbers, got 1 NaN"):
+            patches([good, bad], size=8, n=20, whiten=whiten)
+
+
+def test_zca_on_constant_images_stays_finite():
+    """No variance at all: ZCA's regulariser was eps * mean(eigenvalues) = 0 (NaN patches)."""
+    P = patches([np.zeros((12, 12)), np.full((12, 12), 3.0)], size=4, n=10, whiten="zca")
+    assert P.shape == (10, 16) and np.isfinite(P).all()

@@ -102,3 +102,14 @@ def test_hub_copy_sizes_and_range(monkeypatch):
     # the cached copy is not shared: editing one result leaves the next intact
     x[0] = 5.0
     assert float(mnist("test")[0][0].max()) <= 1.0
+
+
+@pytest.mark.parametrize("how", ["root", "env"])
+def test_a_source_that_holds_nothing_is_an_error_not_the_bundled_copy(tmp_path, monkeypatch, how):
+    """root= or SHRINKAGE_DATA pointing nowhere once loaded the bundled copy silently."""
+    monkeypatch.delenv("SHRINKAGE_DATA", raising=False)
+    nowhere = tmp_path / "no-such-folder"
+    if how == "env":
+        monkeypatch.setenv("SHRINKAGE_DATA", str(nowhere))
+    with pytest.raises(FileNotFoundError, match="SHRINKAGE_DATA=" if how == "env" else "root="):
+        mnist("train", root=nowhere if how == "root" else None)

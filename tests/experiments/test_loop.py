@@ -98,3 +98,117 @@ def test_command_line_defaults_are_the_recipe_defaults():
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.epochs = 4
     assert cfg.replace(epochs=4).epochs == 4 and cfg.to_dict()["epochs"] == 3
+
+
+# -- checkpoints as the run goes, Ctrl-C, damaged and foreign checkpoints ----------------------
+def _fit_every_step(out, *, fail_at=None, sigint_at=None, resume=None, key="run"):
+    """_fit's problem, with a checkpoint after every step and an interruption before step
+    ``fail_at`` (an exception: the last checkpoint is the previous step's) or a Ctrl-C
+    (SIGINT, delivered in this process) during step ``sigint_at``."""
+    import signal
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x, y = _problem()
+
+    def before(step):
+        if step == fail_at:
+            raise RuntimeError("the machine went away")
+        if step == sigint_at:
+            signal.raise_signal(signal.SIGINT)
+
+    res = fit(
+        model,
+        opt,
+        x,
+        y,
+        batch_size=8,
+        total_steps=30,
+        per_epoch=12,
+        on_epoch=lambda st: {"epoch": st.epoch, "step": st.step, "loss": st.train_loss},
+        seed=1,
+        before_step=[before],
+        out=out,
+        key=key,
+        resume=resume,
+        checkpoint_every=0.0,
+    )
+    return model, res
+
+
+def _same_run(a, b):
+    (ma, ra), (mb, rb) = a, b
+    for p, q in zip(ma.parameters(), mb.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in ra.history]
+    assert [{k: v for k, v in h.items() if k != "seconds"} for h in rb.history] == strip
+    assert ra.steps == rb.steps == 30
+
+
+def test_a_run_killed_within_an_epoch_resumes_bitwise(tmp_path):
+    """Checkpoints within an epoch keep the batch order, the running sums and the global RNG
+    (dropout): killed at step 17 (epoch 2 of 3), resumed, the run is the uninterrupted one."""
+    whole = _fit_every_step(tmp_path / "a")
+    with pytest.raises(RuntimeError, match="went away"):
+        _fit_every_step(tmp_path / "b", fail_at=17)
+    assert len(json.loads((tmp_path / "b" / "history.json").read_text())) == 1
+    _same_run(whole, _fit_every_step(tmp_path / "b", resume=True))
+
+
+def test_ctrl_c_saves_at_the_step_boundary_and_says_how_to_resume(tmp_path):
+    whole = _fit_every_step(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt, match="keeps step 6 of 30; rerun with --resume"):
+        _fit_every_step(tmp_path / "b", sigint_at=5)
+    _same_run(whole, _fit_every_step(tmp_path / "b", resume=True))
+
+
+def test_a_checkpoint_in_the_way_is_never_overwritten_silently(tmp_path):
+    from shrinkage.experiments.checkpoint import CheckpointError
+
+    with pytest.raises(RuntimeError):
+        _fit_every_step(tmp_path, fail_at=4, key={"lr": 0.1, "epochs": 3})
+    with pytest.raises(CheckpointError, match="pass --resume"):
+        _fit_every_step(tmp_path, resume=False, key={"lr": 0.1, "epochs": 3})
+    with pytest.raises(CheckpointError, match=r"another run \(lr: 0.2 now, 0.1 there\)"):
+        _fit_every_step(tmp_path, resume=True, key={"lr": 0.2, "epochs": 3})
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "header"])
+def test_a_damaged_checkpoint_is_refused_by_name(tmp_path, damage):
+    from shrinkage.experiments.checkpoint import CheckpointError
+
+    with pytest.raises(RuntimeError):
+        _fit_every_step(tmp_path, fail_at=4)
+    path = tmp_path / CHECKPOINT
+    raw = bytearray(path.read_bytes())
+    if damage == "flip":
+        raw[len(raw) // 2] ^= 0x10
+    elif damage == "truncate":
+        raw = raw[: len(raw) - 100]
+    else:
+        raw[3] ^= 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match=str(path)):
+        _fit_every_step(tmp_path, resume=True)
+
+
+def test_divergence_stops_the_run_and_says_where():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=1e6)
+    x, y = _problem()
+    res = fit(
+        model,
+        opt,
+        x,
+        y,
+        batch_size=8,
+        total_steps=30,
+        per_epoch=12,
+        on_epoch=lambda st: {"epoch": st.epoch},
+        stop_on_nonfinite=True,
+        diverge_factor=1e3,
+    )
+    assert res.diverged_at is not None and res.diverged_at < 30 and res.steps == res.diverged_at
+    assert all(torch.isfinite(p).all() for p in model.parameters())

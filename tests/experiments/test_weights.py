@@ -1,13 +1,12 @@
 """train_run / sweep / the CLI on tiny data: files, consistency of the squashed checkpoint."""
 
-import argparse
 import csv
 import json
 
 import pytest
 import torch
 
-from shrinkage.cli.weights import register
+from shrinkage.cli import main
 from shrinkage.experiments.weights import TrainConfig, evaluate, markdown_table, sweep, train_run
 from shrinkage.models import lenet_300_100
 
@@ -21,6 +20,7 @@ def _data(n=256, nt=128):
     return x[:n], y[:n], x[n:], y[n:]
 
 
+@pytest.mark.filterwarnings("error")  # a normal run warns about nothing
 def test_train_run_writes_everything_and_the_checkpoint_is_plain(tmp_path):
     data = _data()
     cfg = TrainConfig(
@@ -83,20 +83,6 @@ def test_sweep_csv_plots_and_resume(tmp_path):
     assert done.stat().st_mtime_ns == stamp  # finished runs are not redone
 
 
-def main(argv):
-    """The weights group alone, handled like ``shrinkage.cli.main`` (ValueError -> exit 2)."""
-    parser = argparse.ArgumentParser(prog="shrinkage")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except ValueError as e:
-        import sys
-
-        print(f"shrinkage: error: {e}", file=sys.stderr)
-        return 2
-
-
 @pytest.mark.slow
 def test_cli_train_on_mnist_subset(tmp_path, capsys):
     out = tmp_path / "cli"
@@ -135,5 +121,132 @@ def test_cli_bad_input_is_a_clean_error(tmp_path, capsys):
     rc = main(["weights", "train", "--sparsity", "1.2", "--out", str(tmp_path)])
     assert rc == 2
     assert "sparsity" in capsys.readouterr().err
-    rc = main(["weights", "sweep", "--sparsities", "0.9,x", "--out", str(tmp_path)])
-    assert rc == 2
+    with pytest.raises(SystemExit) as exit_:  # argparse refuses it, in the same format
+        main(["weights", "sweep", "--sparsities", "0.9,x", "--out", str(tmp_path)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("shrinkage: error: argument --sparsities")
+
+
+def test_sweep_reuses_a_run_only_when_its_whole_recipe_matches(tmp_path):
+    """Same folder, another recipe: refused before any training, naming the run and the
+    fields; the CSV records the recipe of every run."""
+    data = _data(n=128, nt=64)
+    base = TrainConfig(model="lenet_300_100", epochs=1, batch_size=64, progress=False)
+    sweep(base, ["lenet_300_100"], ["st3"], [0.9], [0], tmp_path, data=data)
+    done = tmp_path / "lenet_300_100_st3_s0.9_seed0" / "result.json"
+    before = done.read_bytes()
+    for change in ({"epochs": 2}, {"lr": 0.05}, {"schedule": "linear"}, {"clip": 0.0}):
+        with pytest.raises(ValueError, match=f"another recipe \\({next(iter(change))} "):
+            sweep(base.replace(**change), ["lenet_300_100"], ["st3"], [0.9], [0], tmp_path, data)
+    assert done.read_bytes() == before  # nothing redone, nothing overwritten
+    # progress and thread count do not change the numbers: the run is reused
+    sweep(
+        base.replace(progress=True, threads=1),
+        ["lenet_300_100"],
+        ["st3"],
+        [0.9],
+        [0],
+        tmp_path,
+        data,
+    )
+    assert done.read_bytes() == before
+    with open(tmp_path / "sweep.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row["lr"], row["batch_size"], row["schedule"], row["clip"]) == (
+        "0.1",
+        "64",
+        "cubic",
+        "3.0",
+    )
+    assert row["diverged"] == "False"
+
+
+def test_an_interrupted_run_resumes_bitwise(tmp_path, monkeypatch):
+    """weights train killed in the middle of an epoch, then resumed: the same model, the same
+    history, the same result as the uninterrupted run (checkpoints after every step here)."""
+    from shrinkage.experiments import checkpoint, loop
+
+    monkeypatch.setattr(checkpoint, "EVERY_SECONDS", 0.0)
+    data = _data(n=256, nt=64)
+    cfg = TrainConfig(
+        model="lenet_300_100",
+        method="st3",
+        sparsity=0.9,
+        epochs=2,
+        batch_size=32,
+        lr=0.05,
+        progress=False,
+    )
+    whole = train_run(cfg.replace(out=str(tmp_path / "a")), data=data)
+    real_step, calls = loop._step, []
+
+    def dies_at_step_11(*args):
+        calls.append(1)
+        if len(calls) == 11:
+            raise KeyboardInterrupt
+        return real_step(*args)
+
+    monkeypatch.setattr(loop, "_step", dies_at_step_11)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg.replace(out=str(tmp_path / "b")), data=data)
+    monkeypatch.setattr(loop, "_step", real_step)
+    with pytest.raises(ValueError, match="pass --resume"):
+        train_run(cfg.replace(out=str(tmp_path / "b")), data=data, resume=False)
+    resumed = train_run(cfg.replace(out=str(tmp_path / "b")), data=data, resume=True)
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for key in ("test_acc", "sparsity", "nonzero"):
+        assert resumed[key] == whole[key]
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in whole["history"]]
+    assert [{k: v for k, v in h.items() if k != "seconds"} for h in resumed["history"]] == strip
+    assert not (tmp_path / "b" / "checkpoint.pt").exists()
+
+
+def test_a_diverging_run_is_reported_not_successful(tmp_path):
+    data = _data(n=256, nt=64)
+    cfg = TrainConfig(
+        model="lenet_300_100", epochs=2, batch_size=32, lr=1e6, progress=False, out=str(tmp_path)
+    )
+    res = train_run(cfg, data=data)
+    assert res["diverged"] and res["diverged_at_step"] < 16
+    assert json.loads((tmp_path / "result.json").read_text())["diverged"] is True
+
+
+def test_the_command_exits_1_on_a_diverged_run(tmp_path, monkeypatch, capsys):
+    import shrinkage.cli.weights as cli_weights
+
+    data = _data(n=256, nt=64)
+    real = cli_weights.train_run
+    monkeypatch.setattr(cli_weights, "train_run", lambda cfg, resume: real(cfg, data, resume))
+    argv = ["weights", "train", "--model", "lenet_300_100", "--epochs", "1", "--lr", "1e6"]
+    assert main([*argv, "--batch-size", "32", "--no-progress", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "shrinkage: error: training diverged at step" in err and "lower --lr (got 1e+06)" in err
+
+
+def test_options_that_would_be_ignored_are_refused():
+    with pytest.raises(ValueError, match="penalty only applies to method prox_ste"):
+        TrainConfig(method="st3", penalty="l1/2").check()
+    TrainConfig(method="prox_ste", penalty="l1/2").check()
+
+
+def test_a_disconnected_network_says_so(tmp_path):
+    from shrinkage.weights import PrunedLayerWarning
+
+    data = _data(n=128, nt=64)
+    cfg = TrainConfig(
+        model="lenet_300_100",
+        method="st3sigma",
+        schedule="constant",
+        sparsity=0.99,
+        epochs=1,
+        batch_size=64,
+        progress=False,
+    )
+    with pytest.warns(PrunedLayerWarning):
+        res = train_run(cfg, data=data)
+    assert res["empty_layers"]
+    res = train_run(cfg.replace(min_density=0.01), data=data)
+    assert res["empty_layers"] == []

@@ -158,3 +158,64 @@ def test_top_k():
 def test_bad_input_errors(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+@pytest.mark.parametrize("name", list(PENALTIES))
+def test_nan_is_never_turned_into_a_number(name):
+    """Every penalty's operator keeps a NaN a NaN (l0, l1/2, l2/3 once returned 0, l1, mcp
+    and scad kept it); the public prox and penalty refuse NaN and inf outright."""
+    from shrinkage.thresholds import get_penalty
+
+    pen = get_penalty(name)
+    x = torch.tensor([1.5, float("nan"), -0.2, 3.0])
+    params = {"a": 0.9} if name == "cel0" else {}
+    out = pen.prox(x, 0.3, 0.5, **{**pen.params, **params})
+    assert torch.isnan(out[1]) and bool(torch.isfinite(out[[0, 2, 3]]).all())
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="NaN or inf"):
+            prox(name, torch.tensor([1.0, bad]), 0.3, 0.5, **params)
+        with pytest.raises(ValueError, match="NaN or inf"):
+            penalty(name, np.array([bad]), 0.3, **params)
+
+
+def test_l23_with_lam_zero_is_the_identity():
+    x = torch.tensor([-2.0, 0.0, 0.3])
+    assert torch.equal(prox("l2/3", x, 0.0), x)
+    np.testing.assert_array_equal(prox("l2/3", x.numpy(), 0.0), x.numpy())
+
+
+def test_cel0_default_a_says_the_condition_with_numbers():
+    with pytest.raises(ValueError, match=r"a\*\*2 \* step = 1 with a=1 and step=1: pass a < 1"):
+        prox("cel0", torch.ones(3), 0.1)
+    out = prox("cel0", torch.ones(3), 0.1, a=0.9)  # the value the message suggests works
+    assert bool(torch.isfinite(out).all())
+    assert prox("cel0", torch.ones(3), 0.1, step=0.5).shape == (3,)  # a=1 with step < 1
+
+
+def test_integer_input_gives_floats():
+    out = prox("l1", torch.tensor([3, -1, 0]), 1.0)
+    assert out.dtype == torch.get_default_dtype() and out.tolist() == [2.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_the_closed_forms_stay_finite_and_shrink_at_the_ends_of_the_range(dtype):
+    """l2/3's closed form squared |x| (inf from 2e19 in float32, from 256 in float16) and
+    l1/2's could round above |x|: in logs, in float32 for half types, and clamped to |x|."""
+    big = {torch.float16: 6e4, torch.bfloat16: 1e30, torch.float32: 1e30, torch.float64: 1e300}
+    x = torch.tensor([big[dtype], -big[dtype] / 3, 3.0, 0.1], dtype=torch.float64).to(dtype)
+    for name in ("l2/3", "l1/2"):
+        out = prox(name, x, 1.0)
+        assert out.dtype == dtype and bool(torch.isfinite(out).all()), name
+        assert bool((out.abs() <= x.abs()).all()), name
+        ref = prox(name, x.double(), 1.0)  # the float64 closed form at moderate values
+        torch.testing.assert_close(out[2:].double(), ref[2:], rtol=2e-2, atol=1e-2)
+
+
+def test_non_finite_parameters_and_overflowing_results_are_refused():
+    with pytest.raises(ValueError, match="lam must be finite"):
+        prox("l1", torch.ones(2), float("inf"))
+    with pytest.raises(ValueError, match="step must be finite"):
+        prox("l1", torch.ones(2), 0.1, step=float("inf"))
+    with pytest.raises(ValueError, match="penalty 'l1' overflows torch.float32"):
+        penalty("l1", torch.tensor([1e30]), 1e10)
+    assert penalty("l1", torch.tensor([1e30], dtype=torch.float64), 1e10).item() == 1e40

@@ -77,6 +77,7 @@ def test_weights_prox_ste_uses_it(elastic):
     assert sp.density() == pytest.approx(0.4, abs=1 / flat.numel())
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # capped on purpose
 def test_codes_encode_uses_it(elastic):
     """With an orthonormal dictionary the energy separates, so the codes are the prox of the
     coefficients; the reported objective is the energy computed by hand."""

@@ -404,21 +404,112 @@ def test_conv_save_load_and_densify():
     assert rows["0"]["shape"] == (6, 25) and rows["4"]["kernel"] == "dense"
 
 
-def test_malformed_buffers_are_refused_before_the_c_kernel():
-    """A corrupted checkpoint (column out of range, broken row offsets) raises, never reads OOB."""
+def _corruptions(sd):
+    """(what, corrupted state dict, message) for one SparseLinear state dict."""
+
+    def with_(**kw):
+        return {**sd, **{k: v for k, v in kw.items()}}
+
+    crow, col, val = sd["crow_indices"], sd["col_indices"], sd["values"]
+    yield (
+        "row pointer far out",
+        with_(crow_indices=crow.clone().index_fill_(0, torch.tensor([3]), 10**6)),
+        "never decrease",
+    )
+    yield (
+        "last row pointer",
+        with_(
+            crow_indices=crow.clone().index_fill_(
+                0, torch.tensor([len(crow) - 1]), int(crow[-1]) + 5
+            )
+        ),
+        "agree on the number",
+    )
+    yield "truncated values", with_(values=val[:-5].clone()), "agree on the number"
+    yield (
+        "column out of range",
+        with_(col_indices=col.clone().index_fill_(0, torch.tensor([0]), 30)),
+        "lie in",
+    )
+    yield (
+        "negative column",
+        with_(col_indices=col.clone().index_fill_(0, torch.tensor([1]), -3)),
+        "lie in",
+    )
+    yield "columns unsorted", with_(col_indices=col.clone().flip(0)), "increase strictly"
+    yield (
+        "NaN value",
+        with_(values=val.clone().index_fill_(0, torch.tensor([2]), math.nan)),
+        "finite",
+    )
+    yield "int64 rows", with_(crow_indices=crow.long()), "int32"
+    yield "2-D values", with_(values=val.reshape(1, -1).clone()), "1-D"
+    yield "bias length", with_(bias=sd["bias"][:-1].clone()), "bias must be"
+    yield "huge out", with_(_extra_state={**sd["_extra_state"], "out": 2**40}), "2\\*\\*31"
+    yield (
+        "kernel name",
+        with_(_extra_state={**sd["_extra_state"], "kernel": "fast"}),
+        "unknown kernel",
+    )
+
+
+@pytest.mark.parametrize("kernel", [k for k in SPARSE_KERNELS if k not in ("torch_bsr",)])
+@pytest.mark.parametrize("grad", [False, True])
+def test_corrupted_checkpoints_are_refused_at_load_on_every_kernel(kernel, grad):
+    """Every buffer is checked once, at load, whatever kernel runs the layer and whether the
+    input needs a gradient: no segfault (a bad row pointer), no silent garbage (truncated
+    values), no accepted bad column."""
+    net = nn.Sequential(sparse_linear(30, 10, 0.8))
+    fast = export(net, min_sparsity=0.5, candidates=(kernel,))
+    good = fast.state_dict()
+    x = torch.randn(2, 30, requires_grad=grad)
+    torch.testing.assert_close(load_exported(net, good)(x), net(x), atol=1e-5, rtol=1e-5)
+    layer = {k.removeprefix("0."): v for k, v in good.items()}
+    for what, bad, msg in _corruptions(layer):
+        bad = {f"0.{k}": v for k, v in bad.items()}
+        with pytest.raises(ValueError, match=msg):
+            load_exported(net, bad)
+            pytest.fail(f"{what}: accepted")
+        # loading straight into an exported model is checked the same way
+        with pytest.raises(ValueError, match=msg):
+            copy_of = load_exported(net, good)
+            copy_of.load_state_dict(bad)
+
+
+def test_buffers_changed_after_loading_are_checked_before_use():
+    """A buffer swapped in by hand (or a pickle of an older version) is checked before the
+    first product, on the torch path too."""
     lin = sparse_linear(30, 10, 0.8)
-    for kernel in ("c_csr_i32", "c_csr_u16"):
-        sd = SparseLinear.from_linear(lin, kernel).state_dict()
-        bad_col = dict(sd, col_indices=sd["col_indices"].clone())
-        bad_col["col_indices"][3] = 30
-        bad_row = dict(sd, crow_indices=sd["crow_indices"].clone())
-        bad_row["crow_indices"][-1] += 5
-        for bad, msg in ((bad_col, "lie in"), (bad_row, "agree on nnz")):
-            sl = SparseLinear(30, 10, kernel)
-            sl.load_state_dict(bad)
-            with pytest.raises(ValueError, match=msg):
-                with torch.no_grad():
-                    sl(torch.randn(2, 30))
+    for kernel in ("torch_csr", "c_csr_i32"):
+        sl = SparseLinear.from_linear(lin, kernel)
+        sl.col_indices = sl.col_indices.clone().index_fill_(0, torch.tensor([0]), 99)
+        for grad in (False, True):
+            with pytest.raises(ValueError, match="lie in"):
+                sl(torch.randn(2, 30, requires_grad=grad))
+        with pytest.raises(ValueError, match="lie in"):
+            sl.to_linear()
+
+
+def test_corrupted_conv_state_is_refused():
+    net = nn.Sequential(nn.Conv2d(2, 4, 3), nn.Flatten())
+    with torch.no_grad():
+        net[0].weight.mul_(torch.rand_like(net[0].weight) > 0.8)
+    x = torch.randn(1, 2, 6, 6)
+    fast = export(net, min_sparsity=0.5, candidates=("torch_csr",), example_input=x)
+    sd = fast.state_dict()
+    conv = sd["0._extra_state"]["conv"]
+    for key, value, msg in (
+        ("kernel_size", (3, 0), "2 integers >= 1"),
+        ("in_channels", 3, "needs a 4x27 matrix"),
+        ("stride", "ab", "2 integers"),
+    ):
+        bad = {**sd, "0._extra_state": {"conv": {**conv, key: value}}}
+        with pytest.raises(ValueError, match=msg):
+            load_exported(net, bad)
+    with pytest.raises(ValueError, match="does not fit the skeleton"):
+        load_exported(nn.Sequential(nn.Conv2d(2, 4, 3), nn.Linear(3, 3)), sd)
+    with pytest.raises(ValueError, match="mapping"):
+        load_exported(net, [1, 2])
 
 
 def test_concurrent_callers_and_fork_get_correct_results():
@@ -536,3 +627,35 @@ def test_whole_model_check_keeps_the_fastest_and_reports_it(monkeypatch, winner)
     assert all(set(report[n]["whole_model_ms"]) == {"chosen", "dense", "torch_csr"} for n in kinds)
     with torch.no_grad():
         torch.testing.assert_close(out(x), net(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_models_export_dense_or_say_why(dtype):
+    """CPU sparse kernels (torch's and ours) have no float16 / bfloat16: the layers stay
+    dense (once: a failure deep inside torch), a forced kernel is a clear error."""
+    net = mlp([32, 16, 4], [0.9, 0.9]).to(dtype)
+    fast = export(net, min_sparsity=0.5, rounds=1)
+    assert all(r["kernel"] == "dense" for r in kernel_summary(fast))
+    x = torch.randn(2, 32, dtype=dtype)
+    torch.testing.assert_close(fast(x), net(x))
+    with pytest.raises(ValueError, match=f"cannot run layer '0'.*{dtype}"):
+        export(net, min_sparsity=0.5, candidates=("torch_csr",))
+
+
+def test_a_damaged_value_is_caught_by_the_checksum_and_a_deliberate_one_can_be_loaded():
+    """A flipped bit that leaves a valid, finite matrix (the silent case) does not match the
+    CRC-32 saved in the layer's extra state; without that entry the values load as they are."""
+    net = nn.Sequential(sparse_linear(30, 10, 0.8))
+    sd = export(net, min_sparsity=0.5, candidates=("c_csr_i32",)).state_dict()
+    assert isinstance(sd["0._extra_state"]["crc32"], int)
+    bad = dict(sd)
+    bad["0.values"] = sd["0.values"].clone()
+    bad["0.values"].view(torch.int32)[4] ^= 1 << 3  # one mantissa bit
+    with pytest.raises(ValueError, match="do not match the checksum"):
+        load_exported(net, bad)
+    extra = {k: v for k, v in sd["0._extra_state"].items() if k != "crc32"}
+    loaded = load_exported(net, {**bad, "0._extra_state": extra})
+    assert torch.equal(loaded[0].values, bad["0.values"])
+    # round trips keep matching: the checksum follows the buffers
+    again = load_exported(net, loaded.state_dict())
+    assert torch.equal(again[0].values, bad["0.values"])

@@ -474,3 +474,92 @@ def test_constant_schedule_default_and_callable_schedule():
     assert sp.current_sparsity == 0.0
     sp.step()
     assert sp.current_sparsity == pytest.approx(0.1)
+
+
+# -- ties, vanishing layers, state that does not fit (issue 10) -------------------------------
+@pytest.mark.filterwarnings("ignore::shrinkage.weights.PrunedLayerWarning")  # st3sigma
+@pytest.mark.parametrize("scope", ["global", "layer"])
+@pytest.mark.parametrize("method", METHODS)
+def test_ties_still_prune_exactly_the_scheduled_fraction(method, scope):
+    """All-equal weights at 0.5: half pruned (the first ones), not all of them; the kept half
+    stays non-zero and the count survives a state_dict round trip."""
+    model = nn.Sequential(nn.Linear(10, 8), nn.Linear(8, 4))
+    with torch.no_grad():
+        for m in model:
+            m.weight.fill_(0.3)
+    sp = Sparsifier(model, 0.5, method=method, scope=scope, **_kw(method, "l0"))
+    n = sum(m.weight.numel() for m in model)
+    zeros = sum(int((m.weight == 0).sum()) for m in model)
+    assert zeros == n // 2 and sp.density() == pytest.approx(0.5)
+    if scope == "layer":
+        assert all(int((m.weight == 0).sum()) == m.weight.numel() // 2 for m in model)
+    x = torch.randn(3, 10)
+    twin = nn.Sequential(nn.Linear(10, 8), nn.Linear(8, 4))  # other weights, no ties
+    sp2 = Sparsifier(twin, 0.5, method=method, scope=scope, **_kw(method, "l0"))
+    twin.load_state_dict(model.state_dict())
+    sp2.load_state_dict(sp.state_dict())
+    torch.testing.assert_close(twin(x), model(x), rtol=0, atol=0)
+
+
+def test_a_layer_pruned_to_nothing_warns_and_min_density_keeps_a_floor():
+    """st3sigma with the Constant schedule at 0.9 on LeNet-5 empties whole layers at step 0
+    (the network is disconnected): a PrunedLayerWarning names them; min_density keeps each
+    layer at least that dense."""
+    from shrinkage.models import lenet5
+    from shrinkage.weights import PrunedLayerWarning
+
+    torch.manual_seed(0)
+    with pytest.warns(PrunedLayerWarning, match="pruned to density 0 at step 0") as rec:
+        sp = Sparsifier(lenet5(), 0.9, method="st3sigma")
+    assert len(sp.empty_layers) >= 2 and all(
+        repr(n) in str(rec[0].message) for n in sp.empty_layers
+    )
+    torch.manual_seed(0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PrunedLayerWarning)
+        sp = Sparsifier(lenet5(), 0.9, method="st3sigma", min_density=0.02)
+    assert sp.empty_layers == []
+    for name, w in sp.effective_weights().items():
+        assert (w != 0).float().mean() >= 0.02 - 1e-9, name
+    assert sp.density() == pytest.approx(0.1, abs=0.03)  # the floor costs a little sparsity
+    with pytest.raises(ValueError, match="min_density must be in"):
+        Sparsifier(_net(), 0.5, min_density=1.0)
+
+
+def test_load_state_dict_refuses_what_does_not_fit_and_changes_nothing():
+    model = _net()
+    sp = Sparsifier(model, 0.8, method="gmp", schedule=Cubic(0, 10))
+    for _ in range(3):
+        sp.step()
+    good = sp.state_dict()
+    before = copy.deepcopy(sp.state_dict())
+    bad_cases = {
+        "truncated thresholds": ({**good, "tau": good["tau"][:-1]}, "'tau' must hold 3 entries"),
+        "NaN threshold": (
+            {**good, "tau": [good["tau"][0], torch.tensor(float("nan")), good["tau"][2]]},
+            "tau of layer '3' must be one finite number",
+        ),
+        "another sparsity": ({**good, "sparsity": 0.5}, "sparsity=0.5, this Sparsifier has 0.8"),
+        "mask shape": (
+            {**good, "mask": [good["mask"][0], good["mask"][1][:, :2], good["mask"][2]]},
+            "mask of layer '3' must be a bool tensor",
+        ),
+        "negative step": ({**good, "step": -4}, "step must be an integer >= 0"),
+        "not a dict": ([1, 2], "must be a dict"),
+    }
+    for what, (bad, msg) in bad_cases.items():
+        with pytest.raises(ValueError, match=msg):
+            sp.load_state_dict(bad)
+            pytest.fail(f"{what}: accepted")
+    after = sp.state_dict()
+    assert after["step"] == before["step"] == 3
+    for k in ("tau", "lam", "mask"):
+        assert all(torch.equal(a, b) for a, b in zip(after[k], before[k])), k
+
+
+def test_penalty_with_a_method_that_ignores_it_is_refused():
+    with pytest.raises(ValueError, match="penalty only applies to method='prox_ste'"):
+        Sparsifier(_net(), 0.5, method="st3", penalty="l0")
+    assert Sparsifier(_net(), 0.5, method="prox_ste", penalty="l0").penalty == "l0"

@@ -11,6 +11,9 @@ from torch.nn.utils import parametrize
 
 from shrinkage.weights import Sparsifier
 
+# the tiny models prune their middle layer away at these sparsities: warned, not the point here
+pytestmark = pytest.mark.filterwarnings("ignore::shrinkage.weights.PrunedLayerWarning")
+
 
 class _TinyLM(nn.Module):
     """Embedding -> Linear -> head, the head's weight tied to the embedding's."""

@@ -24,7 +24,7 @@ from scipy.optimize import brentq, minimize_scalar
 from .._checks import check_int_at_least, check_open_unit, check_positive
 from ._gauss import _SPECS, ALIASES, _all, _second, resolve
 from .finite_width import finite_width, fluctuation_moments
-from .maps import FixedPoint, depth_scales, fixed_points, propagate
+from .maps import FixedPoint, _ScanError, depth_scales, fixed_points, propagate
 
 
 class EdgeOfChaosWarning(UserWarning):
@@ -154,6 +154,13 @@ def edge_of_chaos(
     """
     name = _canonical(act)
     spec = _SPECS[name]
+    try:
+        return _edge_of_chaos(name, spec, sparsity, q_star, m, strict, rtol, depth, width)
+    except _ScanError as e:
+        raise ValueError(f"{name} at sparsity={sparsity!r}, q_star={q_star!r}: {e}") from None
+
+
+def _edge_of_chaos(name, spec, sparsity, q_star, m, strict, rtol, depth, width):
     auto_q = _check_auto(name, spec, q_star, m, depth, width)
     sparsity, q_star = _check_common(sparsity, 1.0 if auto_q else q_star, name)
     if auto_q:
@@ -204,7 +211,7 @@ def edge_of_chaos(
         why = _why_unstable(cfg, spec)
         if strict:
             raise ValueError(f"unstable configuration: {why}")
-        warnings.warn(f"unstable configuration: {why}", EdgeOfChaosWarning, stacklevel=2)
+        warnings.warn(f"unstable configuration: {why}", EdgeOfChaosWarning, stacklevel=3)
     return cfg
 
 
@@ -324,7 +331,10 @@ def safe_clip(act, sparsity, q_star=1.0, tol=1e-5, rtol=1e-9, m_max=None):
         raise ValueError(f"safe_clip needs a clipped activation ('crelu' or 'cst'), got {act!r}")
     sparsity, q_star = _check_common(sparsity, q_star, name)
     check_positive("tol", tol)
-    return _safe_clip(name, sparsity, q_star, tol, rtol, m_max)[0]
+    try:
+        return _safe_clip(name, sparsity, q_star, tol, rtol, m_max)[0]
+    except _ScanError as e:
+        raise ValueError(f"{name} at sparsity={sparsity!r}, q_star={q_star:g}: {e}") from None
 
 
 def _safe_clip(name, sparsity, q_star, tol=1e-5, rtol=1e-9, m_max=None):
@@ -353,7 +363,12 @@ def _safe_clip(name, sparsity, q_star, tol=1e-5, rtol=1e-9, m_max=None):
         if ok:
             return m, fps
         m *= 1 - tol
-    raise RuntimeError(f"could not certify a safe clipping level for {name} near m = {crit:.6g}")
+    raise ValueError(
+        f"no certifiably safe clipping level for {name} at sparsity={sparsity:g}, "
+        f"q_star={q_star:g}: the fixed points near the critical m = {crit:.6g} could not be "
+        "separated from q*; choose another sparsity, or pass m as a number (checked, with a "
+        "warning when unstable)"
+    )
 
 
 def _config(name, sparsity, q_star, m):

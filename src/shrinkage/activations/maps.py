@@ -275,6 +275,10 @@ def fixed_points(act, sigma_w, sigma_b, tau=0.0, m=None, q_max=None, rtol=1e-9):
     return out
 
 
+class _ScanError(ValueError):
+    """The certified scan for fixed points gave up (bad input for this precision)."""
+
+
 def _default_q_max(spec, w2, b2, m):
     """sup V for a bounded activation (no fixed point above it); 1e4 for unbounded ones."""
     if spec.clipped:
@@ -305,7 +309,11 @@ def _scan(F, q_lo, q_max, lip, rtol):
         fm = F(mid)
         evals += mid.size
         if evals > 5_000_000:
-            raise RuntimeError("fixed-point scan did not converge; raise rtol")
+            raise _ScanError(
+                f"the fixed points of V on [{q_lo:.3g}, {q_max:.3g}] could not be separated to "
+                f"rtol={rtol:g} in 5e6 evaluations (V hugs the diagonal over a long range): "
+                "pass a larger rtol, or choose a less extreme configuration"
+            )
         lo, hi = np.concatenate([lo, mid]), np.concatenate([mid, hi])
         flo, fhi = np.concatenate([flo, fm]), np.concatenate([fm, fhi])
     return finals

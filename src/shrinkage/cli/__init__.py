@@ -9,6 +9,12 @@
 Each module of this package defines ``register(subparsers)``; its handlers receive the
 parsed ``argparse.Namespace``. The command line sits on top of everything else: it is the
 only place that chooses a matplotlib backend (the library draws through the object API).
+
+Errors: every refusal is one line, ``shrinkage: error: ...``, exit status 2, never a
+traceback: bad options (argparse's own messages included), a ValueError from the library,
+a file that cannot be read or written. ``--out`` is checked before any work (a folder by
+default; a command whose ``--out`` is a file says so with ``set_defaults(out_file=SUFFIXES)``).
+Ctrl-C prints one line and exits 130 (the long commands keep a checkpoint: ``--resume``).
 """
 
 from __future__ import annotations
@@ -19,14 +25,22 @@ import sys
 import matplotlib
 
 from .. import __version__
+from .._io import check_writable_dir, check_writable_file
 from . import activations, codes, report, thresholds, weights
 
 # Sub-command modules, in the order of the help text.
 _COMMANDS = (thresholds, weights, codes, activations, report)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the command's one-line error format (no usage dump)."""
+
+    def error(self, message):
+        self.exit(2, f"shrinkage: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="shrinkage",
         description="Sparse weights, codes and activations from one family of thresholding ops.",
     )
@@ -37,16 +51,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_out(args) -> None:
+    """``--out`` checked before any work: a writable folder (or file, see the module doc)."""
+    out = getattr(args, "out", None)
+    if out is None:
+        return
+    suffixes = getattr(args, "out_file", None)
+    if suffixes is not None:
+        check_writable_file(out, "--out", suffixes)
+    else:
+        check_writable_dir(out, "--out")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     matplotlib.use("Agg")  # files only, no window: the command's choice, not the library's
     try:
+        check_out(args)
         result = args.func(args)
-    except ValueError as e:  # bad input: say what and exit 2, no traceback
-        print(f"shrinkage: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        why = f": {e}" if str(e) else ""
+        print(f"\nshrinkage: interrupted{why}", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as e:  # bad input, unreadable or unwritable files
+        print(f"shrinkage: error: {_message(e)}", file=sys.stderr)
         return 2
     return int(result or 0)
+
+
+def _message(e: Exception) -> str:
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.strerror}: {e.filename!r}"
+    return str(e)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -90,6 +90,7 @@ def register(sub) -> None:
 
     tr = s.add_parser("train", help="train one edge-of-chaos network on MNIST")
     ActivationsRecipe.add_arguments(tr, defaults={"out": "runs/activations_train"})
+    tr.add_argument("--resume", action="store_true", help="continue the run kept in --out")
     tr.set_defaults(func=_train)
 
     rep = s.add_parser(
@@ -206,7 +207,7 @@ def _theory(args) -> int:
 
 
 def _train(args) -> int:
-    res = train_run(ActivationsRecipe.from_args(args).check())
+    res = train_run(ActivationsRecipe.from_args(args).check(), resume=args.resume)
     for line in describe(res):
         print(line)
     print(f"wrote {Path(args.out) / 'result.json'} and {Path(args.out) / 'train.png'}")

@@ -26,6 +26,9 @@ def register(sub) -> None:
     learn_p = s.add_parser("learn", help="learn one dictionary on whitened natural-image patches")
     LearnRecipe.add_arguments(learn_p, defaults={"threads": 1})
     learn_p.add_argument("--out", default="runs/codes_learn", help="output folder")
+    learn_p.add_argument(
+        "--resume", action="store_true", help="continue the interrupted run kept in --out"
+    )
     learn_p.set_defaults(func=_learn)
 
     cmp = s.add_parser("compare", help="error vs sparsity of several penalties, lam swept")
@@ -37,7 +40,7 @@ def register(sub) -> None:
 def _learn(args) -> int:
     recipe = LearnRecipe.from_args(args).check()
     out = Path(args.out)
-    res = learn(recipe, progress=True)
+    res = learn(recipe, progress=True, out=out, resume=args.resume)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", recipe.to_dict())
     with atomic_path(out / "dictionary.npy") as tmp:

@@ -17,30 +17,15 @@ The options are generated from the fields of
 
 from __future__ import annotations
 
+import sys
+
 from ..experiments.finetune import FinetuneConfig, finetune
+from ..experiments.recipe import comma_list
 from ..experiments.weights import TrainConfig, sweep, train_run
 from ..weights import format_effective_macs
 
 # A sweep's grid replaces these fields of the recipe.
 _GRID = ("model", "method", "sparsity", "seed", "out")
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise ValueError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _names(text: str) -> list[str]:
-    return [m.strip() for m in text.split(",") if m.strip()]
 
 
 def register(sub) -> None:
@@ -49,17 +34,22 @@ def register(sub) -> None:
 
     t = s.add_parser("train", help="train one sparse model on MNIST")
     TrainConfig.add_arguments(t, defaults={"out": "runs/weights"})
+    t.add_argument(
+        "--resume", action="store_true", help="continue the interrupted run kept in --out"
+    )
     t.set_defaults(func=_train)
 
     w = s.add_parser("sweep", help="accuracy vs sparsity / MACs over methods, sparsities, seeds")
-    w.add_argument("--model", default="lenet5", help="comma-separated model names")
+    names, numbers, ints = comma_list(str), comma_list(float), comma_list(int)
+    w.add_argument("--model", type=names, default=("lenet5",), help="comma-separated names")
     w.add_argument(
         "--methods",
-        default="st3,st3sigma,gmp,hard_ste,soft_nograd",
+        type=names,
+        default=("st3", "st3sigma", "gmp", "hard_ste", "soft_nograd"),
         help="comma-separated; prox_ste:<penalty> allowed",
     )
-    w.add_argument("--sparsities", default="0.9,0.95,0.98,0.99,0.995")
-    w.add_argument("--seeds", default="0,1")
+    w.add_argument("--sparsities", type=numbers, default=(0.9, 0.95, 0.98, 0.99, 0.995))
+    w.add_argument("--seeds", type=ints, default=(0, 1))
     w.add_argument("--out", default="runs/weights_sweep", help="output folder")
     TrainConfig.add_arguments(w, skip=_GRID)
     w.set_defaults(func=_sweep)
@@ -68,11 +58,12 @@ def register(sub) -> None:
         "finetune", help="prune a trained dense model to a sparsity during a short fine-tune"
     )
     FinetuneConfig.add_arguments(f, defaults={"out": "runs/finetune"})
+    f.add_argument("--resume", action="store_true", help="continue the run kept in --out")
     f.set_defaults(func=_finetune)
 
 
 def _train(args) -> int:
-    res = train_run(TrainConfig.from_args(args).check())
+    res = train_run(TrainConfig.from_args(args).check(), resume=args.resume)
     print(res["report_table"])
     print("MACs with zero weights and zero activations skipped (test set, per image):")
     print(format_effective_macs(res["effective_macs"]))
@@ -80,25 +71,33 @@ def _train(args) -> int:
         f"test accuracy {100 * res['test_acc']:.2f}% at sparsity {res['sparsity']:.4f}; "
         f"wrote {args.out}/(history.json, result.json, report.txt, model.pt, curves.png)"
     )
+    if res["empty_layers"]:
+        print(
+            f"warning: layer(s) {', '.join(res['empty_layers'])} have no weight left: the "
+            "network is disconnected (pass a gentler schedule or --min-density)",
+            file=sys.stderr,
+        )
+    if res["diverged"]:
+        loss = res["diverged_loss"]
+        print(
+            f"shrinkage: error: training diverged at step {res['diverged_at_step']} (loss "
+            + ("not finite" if loss is None else f"{loss:.3g}")
+            + f"); the results above are of the model before it: lower --lr (got {args.lr:g})",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
 def _sweep(args) -> int:
     base = TrainConfig.from_args(args, skip=_GRID).check()
-    rows = sweep(
-        base,
-        _names(args.model),
-        _names(args.methods),
-        _floats(args.sparsities),
-        _ints(args.seeds),
-        args.out,
-    )
+    rows = sweep(base, args.model, args.methods, args.sparsities, args.seeds, args.out)
     print(f"{len(rows)} runs summarised in {args.out}/sweep.csv and {args.out}/*_acc_vs_*.png")
     return 0
 
 
 def _finetune(args) -> int:
-    res = finetune(FinetuneConfig.from_args(args).check())
+    res = finetune(FinetuneConfig.from_args(args).check(), resume=args.resume)
     print(res["report_table"])
     print("fine-tune epoch  test acc  sparsity")
     for c in res["curve"]:

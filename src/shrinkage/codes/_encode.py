@@ -11,11 +11,14 @@ torch working-set FISTA (``_fast``) where that kernel cannot run.
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
 from .._checks import check_choice, check_int_at_least, check_nonnegative, check_positive
 from ..thresholds import PENALTIES, get_penalty, prox
@@ -23,6 +26,7 @@ from . import _cd
 from ._fast import _times_gram, solve_l1_working_set
 
 SOLVERS = ("cd", "fista", "ista")
+_HALF = (torch.float16, torch.bfloat16)
 CONVEX = ("l1",)
 _GRAM_MAX_ATOMS = 4096  # above this G = D D^T costs more memory than it saves time
 _SAFETY = 1.01  # power iteration underestimates ||D||_2; keep step strictly below 1/L
@@ -68,6 +72,12 @@ def check_dictionary(D, n_features: int | None = None):
         raise ValueError(
             f"D has {len(zero)} zero atom(s) (rows {zero[:5].tolist()}...); every atom needs a "
             "non-zero norm (renormalise or re-initialise them)"
+        )
+    sq = norms * norms
+    if not bool((sq > 0).all() and torch.isfinite(sq).all()):
+        raise ValueError(
+            f"D's atom norms run from {float(norms.min()):.3g} to {float(norms.max()):.3g}: "
+            f"their squares under- or overflow {D.dtype}; rescale D (or use float64)"
         )
     if n_features is not None and D.shape[1] != n_features:
         raise ValueError(
@@ -150,11 +160,24 @@ def _needs_step(penalty, D, kw):
     return solver != "cd" or not _cd.usable(D)
 
 
+def safe_step(D) -> float:
+    """The default step ``1 / (1.01 ||D||_2^2)``; ValueError when ``||D||_2^2`` is 0 or not
+    finite in D's dtype (atoms too small or too large to be squared in it)."""
+    L = lipschitz(D)
+    if not (0.0 < L < math.inf):
+        raise ValueError(
+            f"||D||_2^2 = {L:g} in {D.dtype}: the atoms are too small or too large to square in "
+            "this dtype; rescale D (its rows are normalised anyway) or use float64"
+        )
+    return 1.0 / (_SAFETY * L)
+
+
 def _resolve_step(D, step):
     if step is None:
-        L = lipschitz(D)
-        return 1.0 / (_SAFETY * L)
+        return safe_step(D)
     check_positive("step", step)
+    if not math.isfinite(float(step)):
+        raise ValueError(f"step must be finite, got step={step!r}")
     return float(step)
 
 
@@ -543,7 +566,8 @@ def encode(
 
     Returns
     -------
-    codes : (n_samples, n_atoms), numpy when X is numpy. With ``return_info`` a pair
+    codes : (n_samples, n_atoms), numpy when X is numpy, in X's dtype (float16 and
+        bfloat16 are solved in float32). With ``return_info`` a pair
         ``(codes, info)``, info a dict with ``n_iter`` (largest over rows),
         ``n_iter_per_sample``, ``objective`` (mean energy), ``converged`` (all rows),
         ``converged_fraction`` and ``step``.
@@ -552,7 +576,14 @@ def encode(
     ------
     ValueError
         On a bad argument (unknown penalty or solver, negative lam, shapes that do not
-        match, NaN or inf in X or D, options that do not go together), before any work.
+        match, NaN or inf in X or D, options that do not go together), before any work;
+        when a row's energy ends non-finite (a ``step`` above ``1/||D||_2^2``, or X and D
+        out of range) instead of returning it.
+
+    Warns
+    -----
+    ConvergenceWarning
+        scikit-learn's, when rows stopped at ``max_iter`` before ``tol``.
 
     Examples
     --------
@@ -565,6 +596,9 @@ def encode(
     )
     was_numpy = not isinstance(X, torch.Tensor)
     Xt = _to_tensor(X, "X")
+    out_dtype = Xt.dtype
+    if Xt.dtype in _HALF:  # the solvers work in float32; the codes come back in X's dtype
+        Xt = Xt.float()
     Dt = _to_tensor(D, "D", dtype=Xt.dtype, device=Xt.device)
     norms = check_dictionary(Dt)
     _check_X(Xt, Dt.shape[1])
@@ -588,6 +622,12 @@ def encode(
     )
     Z0 = _check_init(init, Xt, Dt)
     codes, info = run_plan(plan, Xt, Dt, Z0, return_info)
+    if codes.dtype != out_dtype:
+        codes = codes.to(out_dtype)
+        if not bool(torch.isfinite(codes).all()):
+            raise ValueError(
+                f"the codes exceed the range of {out_dtype} (X's dtype); encode X in float32"
+            )
     out = codes.cpu().numpy() if was_numpy else codes
     if not return_info:
         return out
@@ -630,13 +670,14 @@ def run_plan(plan: EncodePlan, X, D, Z0=None, return_info: bool = False):
         iters += winfo["n_iter_per_sample"]
     use_cd = plan.solver == "cd"
     # CD returns each row's energy on the way: no second pass over the codes for the info.
-    energies = torch.empty(n, dtype=torch.float64) if use_cd and return_info else None
+    energies = torch.empty(n, dtype=torch.float64) if use_cd else None
     codes, conv = _run_batches(plan, X, D, Z0, iters, energies)
-    if not return_info:
-        return codes, None
     if energies is None:
         with torch.no_grad():
             energies = _energy(X, X - codes @ D, codes, plan.penalty, plan.lam, plan.params)
+    _check_outcome(plan, D, codes, energies, conv)
+    if not return_info:
+        return codes, None
     return codes, {
         "n_iter": int(iters.max()) if n else 0,
         "n_iter_per_sample": iters,
@@ -647,10 +688,34 @@ def run_plan(plan: EncodePlan, X, D, Z0=None, return_info: bool = False):
     }
 
 
+def _check_outcome(plan: EncodePlan, D, codes, energies, conv) -> None:
+    """Nothing silent: a row whose energy is not finite diverged (ValueError, with the step);
+    rows that stopped at max_iter give a ConvergenceWarning."""
+    finite = torch.isfinite(energies).to(conv.device) & torch.isfinite(codes).all(dim=1)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        L = lipschitz(D)
+        safe = 1.0 / (_SAFETY * L) if 0.0 < L < math.inf else float("nan")
+        step = "coordinate descent" if plan.step is None else f"step={plan.step:.4g}"
+        raise ValueError(
+            f"encode diverged: {bad} of {len(finite)} row(s) ended with a non-finite energy "
+            f"({step}; the default step 1/(1.01 ||D||_2^2) is {safe:.4g}); take a step "
+            "<= 1/||D||_2^2 (step=None), or rescale X and D"
+        )
+    if not bool(conv.all()):
+        left = int((~conv).sum())
+        warnings.warn(
+            f"encode: {left} of {len(conv)} row(s) did not converge in max_iter="
+            f"{plan.max_iter} iterations (tol={plan.tol:g}); raise max_iter or tol",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
+
+
 def _run_batches(plan: EncodePlan, X, D, Z0, iters, energies):
     """Every batch through every lam stage; ``iters`` and ``energies`` filled in place."""
     n = X.shape[0]
-    bs = n if plan.batch_size is None else plan.batch_size
+    bs = max(n, 1) if plan.batch_size is None else plan.batch_size
     codes = torch.empty(n, D.shape[0], dtype=X.dtype, device=X.device)
     conv = torch.zeros(n, dtype=torch.bool, device=X.device)
     with torch.no_grad():
@@ -672,9 +737,7 @@ def _run_batches(plan: EncodePlan, X, D, Z0, iters, energies):
 def _stage(plan: EncodePlan, xb, D, G, lam, zb, energies, start):
     """One lam stage on one batch with the plan's solver; returns codes, iterations, flags."""
     if plan.solver == "cd":
-        res = _cd.solve_l1_cd(
-            xb, D, G, lam, plan.tol, plan.max_iter, zb, energy=energies is not None
-        )
+        res = _cd.solve_l1_cd(xb, D, G, lam, plan.tol, plan.max_iter, zb, energy=True)
         if energies is not None:
             energies[start : start + len(xb)] = res[3]  # the last stage's (lam's) stays
         return res[:3]
@@ -705,6 +768,6 @@ def encode_batches(batches: Iterable, D, penalty: str = "l1", lam: float = 0.1, 
     Dt = _to_tensor(D, "D")
     check_dictionary(Dt)
     if kw.get("step") is None and _needs_step(penalty, Dt, kw):
-        kw["step"] = 1.0 / (_SAFETY * lipschitz(Dt))
+        kw["step"] = safe_step(Dt)
     for xb in batches:
         yield encode(xb, D, penalty, lam, **kw)

@@ -14,16 +14,17 @@ dictionary is the one a single process gets on the concatenated batches.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from tqdm.auto import tqdm
 
 from .._checks import check_choice, check_int_at_least, check_nonnegative, check_positive
 from ..thresholds import get_penalty
 from . import _cd
 from ._encode import (
-    _SAFETY,
     _check_X,
     _energy,
     _needs_step,
@@ -31,7 +32,7 @@ from ._encode import (
     _to_tensor,
     check_dictionary,
     encode,
-    lipschitz,
+    safe_step,
 )
 
 UPDATES = ("gradient", "bcd")
@@ -39,7 +40,13 @@ UPDATES = ("gradient", "bcd")
 
 @dataclass
 class LearnState:
-    """Everything needed to continue learning: the dictionary and the running statistics."""
+    """Everything needed to continue learning: the dictionary and the running statistics.
+
+    While :func:`learn_dictionary` runs, ``epoch``, ``batch``, ``order`` and ``rng`` say
+    where it is (the next batch, the epoch's sample order, the generator's state); a copy
+    saved then (``on_batch``) continues batch for batch when given back as ``state``, and
+    ends as the uninterrupted call would. A finished call clears them (``rng`` None): the
+    state then starts a new pass (``partial_fit``)."""
 
     D: torch.Tensor
     step: int = 0  # dictionary updates done
@@ -48,6 +55,10 @@ class LearnState:
     usage: torch.Tensor | None = None  # activations per atom since the last resampling
     seen: int = 0  # samples since the last resampling
     history: list = field(default_factory=list)  # mean energy per batch
+    epoch: int = 0
+    batch: int = 0
+    order: torch.Tensor | None = None
+    rng: torch.Tensor | None = None
 
 
 def _dist():
@@ -149,8 +160,12 @@ def learn_step(
     encode_kw = dict(encode_kw or {})
     D = state.D
     if encode_kw.get("step") is None and _needs_step(penalty, D, encode_kw):
-        encode_kw["step"] = 1.0 / (_SAFETY * lipschitz(D))
-    Z = encode(xb, D, penalty, lam, **encode_kw)
+        encode_kw["step"] = safe_step(D)
+    with warnings.catch_warnings():
+        # Each batch's codes stop at max_iter by design (the next batch refines them): not a
+        # warning per batch; the learning itself is what reports on its convergence.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        Z = encode(xb, D, penalty, lam, **encode_kw)
     R = xb - Z @ D
     pen_kw = {k: v for k, v in encode_kw.items() if k in get_penalty(penalty).params}
     p = _penalty_params(penalty, D.norm(dim=1), pen_kw)
@@ -241,6 +256,7 @@ def learn_dictionary(
     tol: float = 1e-3,
     progress: bool = False,
     state: LearnState | None = None,
+    on_batch=None,
     **encode_kw,
 ):
     """Learn a (n_atoms, n_features) unit-norm dictionary for the rows of X.
@@ -250,6 +266,8 @@ def learn_dictionary(
     same dictionary). ``init``: ``"random"``, ``"data"`` or an (n_atoms, n_features) array.
     ``resample_every``: every that many batches, atoms active in fewer than ``min_usage`` of
     the samples are re-initialised from the batch's highest-residual samples.
+    ``on_batch(state)``, if given, is called after every batch (a checkpoint hook: a copy
+    of that state, given back as ``state``, resumes the call where it was).
     Returns a :class:`LearnState` (``.D``, ``.step``, ``.history``).
 
     >>> X = torch.randn(64, 8, dtype=torch.float64)
@@ -270,9 +288,13 @@ def learn_dictionary(
     n = Xt.shape[0]
     n_batches = _batches_per_epoch(n, batch_size)
     gen = torch.Generator().manual_seed(int(random_state) + 7919 * rank)
+    resuming = state.rng is not None  # a state saved within a call: go on from there
+    if resuming:
+        gen.set_state(state.rng)
     bar = None
     if progress and rank == 0:
-        bar = tqdm(total=n_epochs * n_batches, desc=f"learn {penalty}", unit="batch")
+        done = state.epoch * n_batches + state.batch if resuming else 0
+        bar = tqdm(total=n_epochs * n_batches, initial=done, desc=f"learn {penalty}", unit="batch")
     step_kw = dict(
         update=update,
         lr=lr,
@@ -283,16 +305,26 @@ def learn_dictionary(
         encode_kw={"max_iter": max_iter, "tol": tol, **encode_kw},
     )
     with torch.no_grad():
-        for _ in range(n_epochs):
-            order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
-            for b in range(n_batches):
+        for epoch in range(state.epoch if resuming else 0, n_epochs):
+            if resuming and state.order is not None:  # the epoch that was in progress
+                order, start = state.order, state.batch
+            else:
+                order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
+                start = 0
+            resuming = False
+            for b in range(start, n_batches):
                 rows = order[b * batch_size : (b + 1) * batch_size].to(Xt.device)
                 e = learn_step(state, Xt[rows], penalty, lam, **step_kw)
+                state.epoch, state.batch, state.order = epoch, b + 1, order
+                state.rng = gen.get_state()
+                if on_batch is not None:
+                    on_batch(state)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(energy=f"{e:.4g}")
     if bar is not None:
         bar.close()
+    state.epoch, state.batch, state.order, state.rng = 0, 0, None, None  # finished
     return state
 
 

@@ -67,6 +67,8 @@ def natural_images(names=None) -> list[np.ndarray]:
     >>> [im.shape for im in imgs]
     [(512, 512), (427, 640)]
     """
+    if isinstance(names, str):  # one name, not its letters
+        names = (names,)
     names = NATURAL_IMAGES if names is None else tuple(names)
     for n in names:
         check_choice("image name", n, NATURAL_IMAGES)
@@ -107,11 +109,28 @@ def read_olshausen_mat(path) -> list[np.ndarray]:
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 
 
+def _read_one(f: Path, suffix: str) -> list[np.ndarray]:
+    """The images of one file; ValueError naming the file when it cannot be read."""
+    try:
+        if suffix in (".imc", ".iml"):
+            return [read_vanhateren(f)]
+        if suffix == ".mat":
+            return read_olshausen_mat(f)
+        return [to_gray(skimage.io.imread(f))]
+    except ValueError as e:
+        if str(f) in str(e):
+            raise
+        raise ValueError(f"{f}: cannot read the image: {e}") from None
+    except Exception as e:  # the decoders raise OSError, SyntaxError, KeyError, ...
+        raise ValueError(f"{f}: cannot read the image ({type(e).__name__}: {e})") from None
+
+
 def load_images(path) -> list[np.ndarray]:
     """Images from a file or folder: PNG/JPEG/TIFF, van Hateren ``.imc``/``.iml``, ``.mat``.
 
     Photos are converted to grayscale in [0, 1]; van Hateren images keep their raw 16-bit
-    values as float64 (scale them yourself or let :func:`patches` normalise them).
+    values as float64 (scale them yourself or let :func:`patches` normalise them). A file
+    that cannot be decoded is a ValueError naming it.
 
     >>> # load_images("vanhateren_imc/")  -> list of (1024, 1536) arrays
     """
@@ -122,12 +141,8 @@ def load_images(path) -> list[np.ndarray]:
     out: list[np.ndarray] = []
     for f in files:
         suffix = f.suffix.lower()
-        if suffix in (".imc", ".iml"):
-            out.append(read_vanhateren(f))
-        elif suffix == ".mat":
-            out.extend(read_olshausen_mat(f))
-        elif suffix in _IMAGE_SUFFIXES:
-            out.append(to_gray(skimage.io.imread(f)))
+        if suffix in (".imc", ".iml", ".mat", *_IMAGE_SUFFIXES):
+            out.extend(_read_one(f, suffix))
         elif path.is_file():
             raise ValueError(
                 f"{f}: unknown image format {suffix!r}; known: .png .jpg .jpeg .tif .tiff .bmp "

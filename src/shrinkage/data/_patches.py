@@ -47,7 +47,10 @@ def zca_matrix(X, eps: float = 1e-2) -> np.ndarray:
     cov = X.T @ X / len(X)
     s, U = np.linalg.eigh(cov)
     s = np.clip(s, 0.0, None)
-    return (U / np.sqrt(s + eps * s.mean())) @ U.T
+    reg = eps * s.mean()
+    if not reg > 0:  # no variance at all (constant images): nothing to whiten, stay finite
+        reg = eps
+    return (U / np.sqrt(s + reg)) @ U.T
 
 
 def _crop(images, size, n, rng, border):
@@ -104,6 +107,19 @@ def patches(
     images = list(images) if not isinstance(images, np.ndarray) or images.ndim == 3 else [images]
     if not images:
         raise ValueError("images is empty: pass at least one 2-D image")
+    for i, im in enumerate(images):
+        a = np.asarray(im)
+        if a.ndim != 2 or a.size == 0:
+            raise ValueError(f"images[{i}] must be a non-empty 2-D image, got shape {a.shape}")
+        if a.dtype != bool and (not np.issubdtype(a.dtype, np.number) or not np.isfinite(a).all()):
+            raise ValueError(
+                f"images[{i}] must be finite numbers, got "
+                + (
+                    f"dtype {a.dtype}"
+                    if not np.issubdtype(a.dtype, np.number)
+                    else f"{int((~np.isfinite(a)).sum())} NaN or inf pixel(s)"
+                )
+            )
     rng = np.random.default_rng(seed)
     if whiten == "olshausen":
         prepared = [whiten_olshausen(im, f0) * np.sqrt(variance) for im in images]

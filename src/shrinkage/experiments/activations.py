@@ -190,7 +190,13 @@ def _m_value(m):
 
 
 # ---- one run ------------------------------------------------------------------------------
-def train_run(recipe: ActivationsRecipe | str | None = None, sparsity=None, **changes) -> dict:
+def train_run(
+    recipe: ActivationsRecipe | str | None = None,
+    sparsity=None,
+    *,
+    resume: bool | None = None,
+    **changes,
+) -> dict:
     """Train one edge-of-chaos network on MNIST and measure accuracy and activation sparsity.
 
     Parameters
@@ -200,6 +206,10 @@ def train_run(recipe: ActivationsRecipe | str | None = None, sparsity=None, **ch
         the rest, on top of the defaults).
     sparsity : float, optional
         The target fraction of zeros, when ``recipe`` is a name.
+    resume : bool, optional
+        What to do with the checkpoint of an interrupted run in ``out`` (see
+        :func:`shrinkage.experiments.loop.fit`): True continues it (bitwise as if never
+        stopped), False refuses to overwrite it, None continues one of the same recipe.
     **changes
         Fields of :class:`ActivationsRecipe` to change.
 
@@ -236,7 +246,7 @@ def train_run(recipe: ActivationsRecipe | str | None = None, sparsity=None, **ch
         _check_out(recipe.out)
     cfg, warning_text = recipe.config()
     with num_threads(recipe.threads):
-        res = _train(recipe, cfg)
+        res = _train(recipe, cfg, resume)
     res["warnings"] = warning_text
     return _write(res, recipe)
 
@@ -322,7 +332,7 @@ def _controlled(recipe, cfg):
     return recipe.control > 0 and cfg.tau > 0
 
 
-def _train(recipe, cfg) -> dict:
+def _train(recipe, cfg, resume=None) -> dict:
     torch.manual_seed(recipe.seed)
     dev = torch.device(recipe.device or "cpu")
     xtr, ytr, xte, yte = _images(recipe, dev)
@@ -373,6 +383,7 @@ def _train(recipe, cfg) -> dict:
         out=recipe.out,
         state={"grads": grads, **({"control": ctl} if ctl else {})},
         key=_key(recipe),
+        resume=resume,
     )
     if ctl:
         ctl.remove()

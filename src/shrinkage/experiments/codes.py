@@ -13,6 +13,7 @@ The recipes' defaults are the command line's (``shrinkage codes learn|compare``)
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +24,9 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from .._checks import check_choice, check_int_at_least
-from .._io import atomic_path, save_figure, write_json
+from .._io import atomic_path, check_writable_dir, save_figure, write_json
 from ..codes import (
+    LearnState,
     active_fraction,
     atom_usage,
     encode,
@@ -35,6 +37,7 @@ from ..codes import (
 )
 from ..data import natural_images, patches
 from ..thresholds import PENALTIES, lam_for_threshold
+from .checkpoint import Checkpoint, CheckpointError, interrupt_guard
 from .loop import num_threads
 from .recipe import Recipe
 
@@ -98,6 +101,8 @@ def _check_common(r) -> None:
     for name in ("n_patches", "n_test", "size", "n_epochs", "batch_size"):
         check_int_at_least(name, getattr(r, name), 1)
     check_int_at_least("continuation", r.continuation, 0)
+    if r.threads is not None:
+        check_int_at_least("threads", r.threads, 1)
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,8 @@ def learn(
     data=None,
     progress: bool = False,
     dtype=torch.float32,
+    out=None,
+    resume: bool | None = None,
     **changes,
 ) -> dict:
     """Learn one dictionary on whitened patches; returns ``{"D", "metrics", "fits", "tuning",
@@ -186,22 +193,93 @@ def learn(
     ``relax``: every l0 encoding (learning, held-out codes, tuning) starts from the codes of
     its exact relaxation CEL0 (:data:`RELAXATIONS`) instead of from zero. ``threads``
     applies inside the call only.
+
+    With ``out``, ``out/checkpoint.pt`` keeps the learning as it goes (every
+    :data:`~shrinkage.experiments.checkpoint.EVERY_SECONDS`, and when learning ends; removed
+    when the call returns); ``resume`` says whether to continue the run found there (see
+    :class:`~shrinkage.experiments.checkpoint.Checkpoint`): the resumed dictionary is
+    bitwise the uninterrupted one. The first Ctrl-C stops after the current batch.
     """
     r = _recipe(LearnRecipe, recipe, changes)
+    ckpt = None
+    if out is not None:
+        check_writable_dir(out)
+        key = {**r.to_dict(), "dtype": str(dtype), "own_data": data is not None}
+        ckpt = Checkpoint(out, {k: v for k, v in key.items() if k not in _NOT_LEARNING}, resume)
     with num_threads(r.threads):
-        return _learn(r, data, progress, dtype)
+        res = _learn(r, data, progress, dtype, ckpt)
+    if ckpt is not None:
+        ckpt.remove()
+    return res
 
 
-def _learn(r: LearnRecipe, data, progress, dtype) -> dict:
-    penalty, lam = r.penalty, r.lam
-    Xtr, Xte = data if data is not None else load_patches(r.n_patches, r.n_test, r.size, r.seed)
-    Xtr_t = torch.as_tensor(np.asarray(Xtr), dtype=dtype)
-    warm = {"relaxation": RELAXATIONS[penalty]} if r.relax and penalty in RELAXATIONS else {}
-    st = learn_dictionary(
+# Recipe fields that do not change the learned dictionary (not in the checkpoint's key).
+_NOT_LEARNING = ("analyse", "threads", "continuation")
+
+
+def _learn_state(saved, n: int, n_features: int, r: LearnRecipe, path) -> LearnState:
+    """The LearnState of a checkpoint, checked against this run (CheckpointError if not)."""
+    try:
+        st = LearnState(**saved)
+        D = st.D
+        if not isinstance(D, torch.Tensor) or D.shape != (r.n_atoms, n_features):
+            raise ValueError(f"D must be ({r.n_atoms}, {n_features})")
+        if not bool(torch.isfinite(D).all()):
+            raise ValueError("D is not finite")
+        for name in ("step", "seen", "epoch", "batch"):
+            v = getattr(st, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+        if (
+            not isinstance(st.rng, torch.Tensor)
+            or st.rng.dtype != torch.uint8
+            or st.epoch > r.n_epochs
+        ):
+            raise ValueError("no position to resume from")
+        if st.order is not None and (
+            st.order.dtype != torch.int64
+            or st.order.shape != (n,)
+            or not torch.equal(st.order.sort().values, torch.arange(n))
+        ):
+            raise ValueError(f"order must be a permutation of the {n} training rows")
+        k = r.n_atoms
+        for name, shape in (("A", (k, k)), ("B", (k, n_features)), ("usage", (k,))):
+            t = getattr(st, name)
+            if t is None:
+                continue
+            if not isinstance(t, torch.Tensor) or t.shape != shape or t.dtype != D.dtype:
+                raise ValueError(f"{name} must be a {D.dtype} tensor of shape {shape}")
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{name} is not finite")
+        if (st.A is None) != (st.B is None) or (r.update == "bcd" and st.step > 0 and st.A is None):
+            raise ValueError("A and B must both be there once a bcd update was made")
+        if st.step > 0 and st.usage is None:
+            raise ValueError("usage must be there once an update was made")
+        hist = st.history
+        if not isinstance(hist, list) or len(hist) != st.step:
+            raise ValueError("history must hold one energy per dictionary update")
+        if not all(isinstance(e, float) and math.isfinite(e) for e in hist):
+            raise ValueError("history must hold finite energies")
+        n_batches = max(n // r.batch_size, 1)
+        if st.batch > n_batches or (st.order is None and st.batch):
+            raise ValueError(f"batch {st.batch} is not a position in an epoch")
+        torch.Generator().set_state(st.rng)
+    except (TypeError, ValueError, RuntimeError, AttributeError) as e:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} does not fit this run: {type(e).__name__}: {e}"
+        ) from None
+    return st
+
+
+_FINISHED = torch.Generator().get_state()  # a position after the last batch
+
+
+def _learn_dictionary(r: LearnRecipe, Xtr_t, warm, progress, state, on_batch):
+    return learn_dictionary(
         Xtr_t,
         r.n_atoms,
-        penalty,
-        lam,
+        r.penalty,
+        r.lam,
         n_epochs=r.n_epochs,
         batch_size=r.batch_size,
         lr=r.lr,
@@ -212,8 +290,33 @@ def _learn(r: LearnRecipe, data, progress, dtype) -> dict:
         max_iter=r.max_iter,
         tol=r.tol,
         progress=progress,
+        state=state,
+        on_batch=on_batch,
         **warm,
     )
+
+
+def _learn(r: LearnRecipe, data, progress, dtype, ckpt=None) -> dict:
+    penalty, lam = r.penalty, r.lam
+    Xtr, Xte = data if data is not None else load_patches(r.n_patches, r.n_test, r.size, r.seed)
+    Xtr_t = torch.as_tensor(np.asarray(Xtr), dtype=dtype)
+    warm = {"relaxation": RELAXATIONS[penalty]} if r.relax and penalty in RELAXATIONS else {}
+    saved = ckpt.load() if ckpt is not None else None
+    state = None if saved is None else _learn_state(saved, *Xtr_t.shape, r, ckpt.path)
+    with interrupt_guard(enabled=ckpt is not None) as guard:
+
+        def on_batch(st):
+            if ckpt is not None and (ckpt.due() or guard.requested):
+                ckpt.save(dataclasses.asdict(st))
+            if guard.requested:
+                raise KeyboardInterrupt(
+                    f"checkpoint {str(ckpt.path)!r} keeps {st.step} dictionary updates; rerun "
+                    "with --resume (resume=True) to continue"
+                )
+
+        st = _learn_dictionary(r, Xtr_t, warm, progress, state, on_batch)
+    if ckpt is not None:  # the learning is kept while the evaluation runs
+        ckpt.save(dataclasses.asdict(st) | {"epoch": r.n_epochs, "rng": _FINISHED})
     D = st.D.double().numpy()
     metrics = evaluate(
         np.asarray(Xte, dtype=np.float64),
@@ -277,6 +380,8 @@ def compare(
     ...               n_patches=300, n_test=100, size=8, analyse=False)  # doctest: +SKIP
     """
     r = _recipe(CompareRecipe, recipe, changes)
+    if out is not None:
+        check_writable_dir(out)  # before the sweep, not after it
     with num_threads(r.threads):
         Xtr, Xte = load_patches(r.n_patches, r.n_test, r.size, r.seed)
         rows, dicts = _sweep(r, Xtr, Xte, progress)

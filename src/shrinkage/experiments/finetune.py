@@ -135,7 +135,7 @@ def load_dense(model: str, checkpoint, depth: int = 20, width: int = 300) -> tor
     return net
 
 
-def finetune(config: FinetuneConfig | dict, data=None) -> dict:
+def finetune(config: FinetuneConfig | dict, data=None, resume: bool | None = None) -> dict:
     """Fine-tune a trained dense model while pruning it to ``sparsity``; returns the result.
 
     Parameters
@@ -144,6 +144,9 @@ def finetune(config: FinetuneConfig | dict, data=None) -> dict:
         The recipe (a dict is turned into one).
     data : tuple of tensors, optional
         ``(x_train, y_train, x_test, y_test)`` replaces MNIST (tests use tiny sets).
+    resume : bool, optional
+        What to do with the checkpoint of an interrupted fine-tune in ``out`` (see
+        :func:`shrinkage.experiments.loop.fit`).
 
     Returns
     -------
@@ -165,7 +168,7 @@ def finetune(config: FinetuneConfig | dict, data=None) -> dict:
     cfg.check()
     model = load_dense(cfg.model, cfg.checkpoint)  # a bad checkpoint fails before any work
     with num_threads(cfg.threads):
-        return _finetune(cfg, model, data)
+        return _finetune(cfg, model, data, resume)
 
 
 class _Curve:
@@ -196,7 +199,7 @@ class _Curve:
         self.points = list(state["points"])
 
 
-def _finetune(cfg: FinetuneConfig, model, data) -> dict:
+def _finetune(cfg: FinetuneConfig, model, data, resume=None) -> dict:
     out = Path(cfg.out) if cfg.out else None
     if out is not None:
         write_json(out / "config.json", cfg.to_dict())
@@ -250,6 +253,7 @@ def _finetune(cfg: FinetuneConfig, model, data) -> dict:
         out=out,
         state={"scheduler": lr_sched, "sparsifier": sp, "curve": curve},
         key=cfg.replace(progress=True, threads=None).to_dict(),
+        resume=resume,
     )
     report = flops(model, in_shape, pruned=sp.layer_names)
     sp.squash()

@@ -37,15 +37,21 @@ __all__ = ["Recipe", "comma_list"]
 
 
 def comma_list(kind):
-    """An argparse type: ``"a,b"`` -> a tuple of ``kind`` (blank items dropped)."""
+    """An argparse type: ``"a,b"`` -> a tuple of ``kind`` (blank items dropped; at least one
+    value)."""
 
     def parse(text: str) -> tuple:
         try:
-            return tuple(kind(t.strip()) for t in text.split(",") if t.strip())
+            values = tuple(kind(t.strip()) for t in text.split(",") if t.strip())
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"expected comma-separated {kind.__name__} values, got {text!r}"
             ) from None
+        if not values:
+            raise argparse.ArgumentTypeError(
+                f"expected at least one {kind.__name__} value, got {text!r}"
+            )
+        return values
 
     parse.__name__ = f"comma-separated {kind.__name__}"
     return parse

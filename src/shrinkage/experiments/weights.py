@@ -16,6 +16,7 @@ The cubic schedule runs from ``prune_start`` to ``prune_end`` (fractions of all 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import time
@@ -28,7 +29,7 @@ from torch.nn.utils import parametrize
 
 from .. import models
 from .._checks import check_choice, check_int_at_least, check_open_unit, check_positive
-from .._io import save_torch, write_json, write_text
+from .._io import check_writable_dir, save_torch, write_json, write_text
 from ..activations import EoCConfig, edge_of_chaos, init_, safe_clip
 from ..data import mnist
 from ..models.mlp import ScaleInput
@@ -115,6 +116,9 @@ class TrainConfig(Recipe):
     prune_start: float = field(default=0.02, metadata=_h("fraction of all steps"))
     prune_end: float = field(default=0.5, metadata=_h("fraction of all steps"))
     scope: str = field(default="global", metadata=_h("global | layer"))
+    min_density: float = field(
+        default=0.0, metadata=_h("floor on each layer's density (no layer pruned away)")
+    )
     activation: str | None = field(
         default=None,
         metadata=_h(
@@ -128,7 +132,7 @@ class TrainConfig(Recipe):
     depth: int = field(default=20, metadata=_h("hidden layers of --model mlp"))
     width: int = field(default=300, metadata=_h("width of --model mlp"))
     optimizer: str = field(default="sgd", metadata=_h("sgd (Nesterov) | adam"))
-    penalty: str = field(default="l1", metadata=_h("prox_ste operator"))
+    penalty: str = field(default="l1", metadata=_h("prox_ste operator (method prox_ste only)"))
     penalty_params: dict = field(default_factory=dict, metadata={"cli": False})
     subset: int | None = field(default=None, metadata=_h("use only the first N train images"))
     test_subset: int | None = field(default=None, metadata=_h("use only N test images"))
@@ -146,6 +150,12 @@ class TrainConfig(Recipe):
         check_positive("lr", self.lr)
         check_choice("schedule", self.schedule, _SCHEDULES)
         check_choice("optimizer", self.optimizer, _OPTIMIZERS)
+        check_open_unit("min_density", self.min_density, closed_low=True)
+        if self.method != "prox_ste" and (self.penalty != "l1" or self.penalty_params):
+            raise ValueError(
+                f"penalty only applies to method prox_ste (it would be ignored), got "
+                f"penalty={self.penalty!r} with method={self.method!r}"
+            )
         check_int_at_least("depth", self.depth, 1)
         check_int_at_least("width", self.width, 1)
         parse_activation(self.activation, self.m_scale)  # fails early on a bad spec
@@ -208,8 +218,9 @@ def _sparsifier(cfg: TrainConfig, model, total: int):
         method=cfg.method,
         schedule=_schedule(cfg, total),
         scope=cfg.scope,
-        penalty=cfg.penalty,
+        penalty=cfg.penalty if cfg.method == "prox_ste" else None,
         penalty_params=cfg.penalty_params or None,
+        min_density=cfg.min_density,
     )
 
 
@@ -226,23 +237,33 @@ def _optimizer(cfg: TrainConfig, model):
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
 
 
-def train_run(config: TrainConfig | dict, data=None) -> dict:
+def train_run(config: TrainConfig | dict, data=None, resume: bool | None = None) -> dict:
     """Train one model with one method; returns the result dict (also ``out/result.json``).
 
     ``data`` = ``(x_train, y_train, x_test, y_test)`` tensors replaces MNIST (tests use tiny
     synthetic sets). With ``out`` set, writes ``config.json``, ``history.json`` (after every
     epoch), ``report.txt`` / ``result.json``, ``model.pt`` (the squashed state_dict, loadable
-    by the plain architecture) and ``curves.png``; an interrupted run resumes from
-    ``checkpoint.pt`` (removed once the result is written). ``threads`` applies inside the
-    call only.
+    by the plain architecture) and ``curves.png``, and keeps ``checkpoint.pt`` as it goes
+    (removed once the result is written): ``resume`` says whether to continue the run found
+    there (see :func:`shrinkage.experiments.loop.fit`; a resumed run ends bitwise identical
+    to an uninterrupted one). ``threads`` applies inside the call only.
+
+    A run whose loss stops being finite, or exceeds 1000 times its first loss, stops there:
+    ``result["diverged"]`` is True and ``diverged_at_step`` says when (the command exits 1).
     """
     cfg = TrainConfig(**config) if isinstance(config, dict) else config
     cfg.check()
+    if cfg.out:
+        check_writable_dir(cfg.out)
     with num_threads(cfg.threads):
-        return _train(cfg, data)
+        return _train(cfg, data, resume)
 
 
-def _train(cfg: TrainConfig, data) -> dict:
+# A loss this many times the first one is a run that blew up (lr too large), not training.
+DIVERGE_FACTOR = 1e3
+
+
+def _train(cfg: TrainConfig, data, resume) -> dict:
     out = Path(cfg.out) if cfg.out else None
     if out is not None:
         write_json(out / "config.json", cfg.to_dict())
@@ -288,6 +309,9 @@ def _train(cfg: TrainConfig, data) -> dict:
         out=out,
         state={"scheduler": lr_sched, **({"sparsifier": sp} if sp is not None else {})},
         key=cfg.replace(progress=True, threads=None).to_dict(),
+        resume=resume,
+        stop_on_nonfinite=True,
+        diverge_factor=DIVERGE_FACTOR,
     )
     return _finish(cfg, model, sp, act_cfg, run, (xt, yt), in_shape, out)
 
@@ -306,6 +330,7 @@ def _finish(cfg, model, sp, act_cfg, run, test, in_shape, out) -> dict:
     xt, yt = test
     history = run.history
     report = flops(model, in_shape, pruned=sp.layer_names if sp else None)
+    empty_layers = list(sp.empty_layers) if sp is not None else []
     if sp is not None:
         sp.squash()
     acc_squashed = evaluate(model, xt, yt)
@@ -313,6 +338,10 @@ def _finish(cfg, model, sp, act_cfg, run, test, in_shape, out) -> dict:
     eff = effective_macs(model, [(xt[i : i + 1000],) for i in range(0, len(xt), 1000)])
     result = {
         "config": cfg.to_dict(),
+        "diverged": run.diverged_at is not None,
+        "diverged_at_step": run.diverged_at,
+        "diverged_loss": run.diverged_loss,
+        "empty_layers": empty_layers,  # pruned to density 0: the network is disconnected
         "test_acc": history[-1]["test_acc"],
         "test_acc_squashed": acc_squashed,
         "sparsity": history[-1]["sparsity"],
@@ -354,6 +383,7 @@ CSV_FIELDS = (
     "sparsity",
     "seed",
     "epochs",
+    "diverged",
     "test_acc",
     "actual_sparsity",
     "params",
@@ -364,14 +394,38 @@ CSV_FIELDS = (
 )
 
 
+# Fields that do not change a run's numbers: never compared, never in the CSV.
+_NOT_RECIPE = ("out", "progress", "threads")
+# The recipe: every other field of TrainConfig (the grid's are columns above already).
+RECIPE_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(TrainConfig)
+    if f.name not in _NOT_RECIPE and f.name not in CSV_FIELDS
+)
+
+
+def recipe_of(config: dict) -> dict:
+    """The fields of a run's config that decide its numbers (all but out, progress, threads),
+    with TrainConfig's defaults for fields an older result does not have."""
+    full = {**TrainConfig().to_dict(), **config}
+    return {k: v for k, v in full.items() if k not in _NOT_RECIPE}
+
+
+def _recipe_diff(want: dict, have: dict) -> str:
+    keys = [k for k in want if want[k] != have.get(k)]
+    return ", ".join(f"{k} {want[k]!r} here, {have.get(k)!r} there" for k in keys[:6])
+
+
 def _row(res: dict) -> dict:
-    c = res["config"]
+    c = recipe_of(res["config"])
+    recipe = {k: json.dumps(c[k]) if isinstance(c[k], dict) else c[k] for k in RECIPE_FIELDS}
     return {
         "model": c["model"],
         "method": c["method"] if c["method"] != "prox_ste" else f"prox_ste:{c['penalty']}",
         "sparsity": c["sparsity"],
         "seed": c["seed"],
         "epochs": c["epochs"],
+        "diverged": bool(res.get("diverged", False)),
         "test_acc": res["test_acc"],
         "actual_sparsity": res["sparsity"],
         "params": res["params"],
@@ -379,6 +433,7 @@ def _row(res: dict) -> dict:
         "dense_macs": res["dense_macs"],
         "sparse_macs": res["sparse_macs"],
         "seconds": res["seconds"],
+        **recipe,
     }
 
 
@@ -398,14 +453,17 @@ def sweep(
 ) -> list[dict]:
     """Train every (model, method, sparsity, seed) with the same recipe ``base``.
 
-    Runs whose ``result.json`` already exists under ``out`` are not redone (an interrupted
-    sweep resumes). ``out/sweep.csv`` and the plots ``out/<model>_acc_vs_sparsity.png`` /
-    ``out/<model>_acc_vs_macs.png`` summarise every finished run found under ``out`` (so
-    sweeps with different grids can share a folder). ``method`` may be ``prox_ste:<penalty>``.
-    Returns the CSV rows.
+    A run whose folder under ``out`` already holds a result of the same whole config is not
+    redone, and one that was interrupted resumes from its checkpoint (an interrupted sweep
+    goes on where it stopped). A run folder made with another recipe is never reused nor
+    overwritten: the sweep refuses to start, naming the run and the fields that differ.
+    ``out/sweep.csv`` (one row per run, its recipe in the last columns) and the plots
+    ``out/<model>_acc_vs_sparsity.png`` / ``out/<model>_acc_vs_macs.png`` summarise every
+    finished run under ``out`` (so sweeps with different grids, same recipe, can share a
+    folder). ``method`` may be ``prox_ste:<penalty>``. Returns the CSV rows.
     """
     base = TrainConfig(**base) if isinstance(base, dict) else base
-    out = Path(out)
+    out = check_writable_dir(out)
     specs = []
     for model in models:
         check_choice("model", model, MODELS)
@@ -416,20 +474,49 @@ def sweep(
                 check_open_unit("sparsity", s, closed_low=True)
                 for seed in seeds:
                     specs.append((model, meth, pen or "l1", float(s), int(seed)))
-    for i, (model, meth, pen, s, seed) in enumerate(specs, 1):
+    runs = []
+    for model, meth, pen, s, seed in specs:
         run_dir = out / run_name(model, meth, s, seed, pen)
-        if (run_dir / "result.json").is_file():
-            continue
         cfg = base.replace(
             model=model, method=meth, penalty=pen, sparsity=s, seed=seed, out=str(run_dir)
-        )
-        res = train_run(cfg, data=data)
+        ).check()
+        runs.append((run_dir, cfg, _previous(run_dir, cfg)))
+    for i, (run_dir, cfg, done) in enumerate(runs, 1):
+        if done:
+            continue
+        res = train_run(cfg, data=data, resume=True)
         print(
             f"[{i}/{len(specs)}] {run_dir.name}: test acc {100 * res['test_acc']:.2f}% "
-            f"sparsity {res['sparsity']:.4f} ({res['seconds']:.0f}s)",
+            f"sparsity {res['sparsity']:.4f} ({res['seconds']:.0f}s)"
+            + (f", DIVERGED at step {res['diverged_at_step']}" if res["diverged"] else ""),
             flush=True,
         )
     return summarize(out)
+
+
+def _previous(run_dir: Path, cfg: TrainConfig) -> bool:
+    """Whether ``run_dir`` holds a finished run of ``cfg``; ValueError when it holds a run
+    (finished or not) of another recipe."""
+    for name in ("result.json", "config.json"):
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        try:
+            saved = json.loads(path.read_text())
+        except ValueError:
+            raise ValueError(
+                f"{path} is not valid JSON; remove the run folder to redo it"
+            ) from None
+        saved = saved.get("config", saved) if name == "result.json" else saved
+        want, have = recipe_of(cfg.to_dict()), recipe_of(saved)
+        if want != have:
+            raise ValueError(
+                f"{run_dir} holds a run of another recipe ({_recipe_diff(want, have)}); "
+                "choose another output folder or remove that run"
+            )
+        if name == "result.json":
+            return True
+    return False
 
 
 def summarize(out) -> list[dict]:
@@ -440,7 +527,7 @@ def summarize(out) -> list[dict]:
         rows.append(_row(json.loads(p.read_text())))
     rows.sort(key=lambda r: (r["model"], r["method"], r["sparsity"], r["seed"]))
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS + RECIPE_FIELDS)
     w.writeheader()
     w.writerows(rows)
     write_text(out / "sweep.csv", buf.getvalue())

@@ -6,12 +6,12 @@ from __future__ import annotations
 import platform
 import shlex
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import __version__
+from .._io import check_writable_dir
 from ._document import Figure, Section, Table, render_html, render_markdown, write_report
 from ._sections import SCALES, SECTIONS
 
@@ -44,7 +44,7 @@ def run_report(
     for name in sections:
         if name not in SECTIONS:
             raise ValueError(f"unknown section {name!r}; known: {', '.join(SECTIONS)}")
-    out = Path(out)
+    out = check_writable_dir(out)
     t0 = time.perf_counter()
     done = []
     for name in sections:

@@ -24,10 +24,45 @@ def _params(pen, params: dict, ref: torch.Tensor | None, step=None) -> dict:
     return out
 
 
+def _tensor_in(x):
+    """(float tensor, was_numpy) of the input of prox / penalty: integer and bool tensors
+    become the default float dtype; NaN or inf is a ValueError (an operator must not turn
+    it into a number, nor hand it on silently)."""
+    t, was_numpy = as_tensor(x)
+    if not t.is_floating_point():
+        if t.is_complex():
+            raise TypeError(f"x must be a real tensor, got dtype {t.dtype}")
+        t = t.to(torch.get_default_dtype())
+    if t.numel() and not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(f"x contains {bad} NaN or inf value(s); the operators need finite input")
+    return t, was_numpy
+
+
 def _check_lam_step(lam, step):
     check_nonnegative("lam", lam)
+    _check_finite_number("lam", lam)
     if step is not None:
         check_positive("step", step)
+        _check_finite_number("step", step)
+
+
+def _check_finite_number(name, value) -> None:
+    v = value.detach() if isinstance(value, torch.Tensor) else value
+    finite = bool(torch.isfinite(torch.as_tensor(v, dtype=torch.float64)).all())
+    if not finite:
+        raise ValueError(f"{name} must be finite, got {name}={value!r}")
+
+
+def _finite_out(out, what: str):
+    """Raise ValueError when a result overflowed its dtype (the input was finite)."""
+    t = torch.as_tensor(out) if not isinstance(out, torch.Tensor) else out
+    if t.numel() and not bool(torch.isfinite(t).all()):
+        raise ValueError(
+            f"{what} overflows {getattr(t, 'dtype', 'float')} for these arguments; compute in "
+            "a wider dtype (float64) or with smaller values"
+        )
+    return out
 
 
 def prox(name: str, x, lam, step: float = 1.0, **params):
@@ -41,8 +76,15 @@ def prox(name: str, x, lam, step: float = 1.0, **params):
     x : torch tensor (any float dtype/device; output follows it) or numpy array.
     lam : penalty weight >= 0, scalar or broadcastable to ``x``.
     step : step size > 0 (the gradient step of a proximal-gradient method).
-    params : ``a`` for ``cel0`` (atom norm; needs ``a**2 * step < 1``), ``gamma`` for
-        ``mcp`` (> step) and ``scad`` (> 1 + step).
+    params : ``a`` for ``cel0`` (atom norm; needs ``a**2 * step < 1``, so the default
+        ``a=1`` needs ``step < 1``), ``gamma`` for ``mcp`` (> step) and ``scad`` (> 1 + step).
+
+    Raises
+    ------
+    ValueError
+        NaN or inf in ``x`` (every penalty alike), a negative or non-finite ``lam``, a step
+        <= 0 or not finite, parameters that do not suit the step (naming the bound), a
+        result that overflows ``x``'s dtype.
 
     Examples
     --------
@@ -52,10 +94,10 @@ def prox(name: str, x, lam, step: float = 1.0, **params):
     """
     pen = _get(name)
     _check_lam_step(lam, step)
-    t, was_numpy = as_tensor(x)
+    t, was_numpy = _tensor_in(x)
     p = _params(pen, params, t, step=step)
     out = pen.prox(t, like(lam, t), float(step), **p)
-    return back(out, was_numpy)
+    return back(_finite_out(out, f"prox of {name!r}"), was_numpy)
 
 
 def penalty(name: str, x, lam, **params):
@@ -67,9 +109,9 @@ def penalty(name: str, x, lam, **params):
     """
     pen = _get(name)
     _check_lam_step(lam, None)
-    t, was_numpy = as_tensor(x)
+    t, was_numpy = _tensor_in(x)
     p = _params(pen, params, t)
-    return back(pen.value(t, like(lam, t), **p), was_numpy)
+    return back(_finite_out(pen.value(t, like(lam, t), **p), f"penalty {name!r}"), was_numpy)
 
 
 def threshold(name: str, lam, step: float = 1.0, **params):
@@ -84,7 +126,7 @@ def threshold(name: str, lam, step: float = 1.0, **params):
     pen = _get(name)
     _check_lam_step(lam, step)
     p = _params(pen, params, None, step=step)
-    return pen.threshold(lam, float(step), **p)
+    return _finite_out(pen.threshold(lam, float(step), **p), f"threshold of {name!r}")
 
 
 def lam_for_threshold(name: str, thr, step: float = 1.0, **params):
@@ -97,9 +139,11 @@ def lam_for_threshold(name: str, thr, step: float = 1.0, **params):
     """
     pen = _get(name)
     check_nonnegative("thr", thr)
+    _check_finite_number("thr", thr)
     check_positive("step", step)
+    _check_finite_number("step", step)
     p = _params(pen, params, None, step=step)
-    return pen.lam_for(thr, float(step), **p)
+    return _finite_out(pen.lam_for(thr, float(step), **p), f"lam for {name!r}")
 
 
 def describe(name: str) -> str:

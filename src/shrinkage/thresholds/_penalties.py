@@ -65,10 +65,17 @@ def _l0_value(u, lam):
     return lam * (u != 0).to(u.dtype)
 
 
+def _zero_below(keep, val, x):
+    """``val`` where ``keep``, else 0; a NaN of ``x`` stays NaN (as in l1's soft threshold):
+    a NaN input is never hidden behind a zero."""
+    nan = torch.isnan(x)
+    return torch.where(nan, x, torch.where(keep, val, torch.zeros_like(x)))
+
+
 def _l0_prox(x, lam, step):
     thr = (2.0 * step * lam) ** 0.5
     # Tie |x| = sqrt(2 t): both 0 and x minimise; 0 is returned (the sparser one).
-    return torch.where(x.abs() > thr, x, torch.zeros_like(x))
+    return _zero_below(x.abs() > thr, x, x)
 
 
 # -- l1/2 -------------------------------------------------------------------------------
@@ -80,16 +87,24 @@ def _lhalf_threshold(lam, step):
     return _C_HALF * (2.0 * step * lam) ** (2.0 / 3.0)
 
 
+def _wide(x):
+    """float16 / bfloat16 computed in float32: the closed forms' powers and trigonometry
+    overflow or lose their way in 11 (8) bits."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def _lhalf_prox(x, lam, step):
     L = 2.0 * step * lam  # Xu et al. write (u - x)^2 + L |u|^(1/2)
-    ax = x.abs()
+    w = _wide(x)
+    ax = w.abs()
     thr = _lhalf_threshold(lam, step)
     keep = ax > thr
     safe = torch.where(keep, ax, torch.full_like(ax, 1.0) + thr)
     arg = (L / 8.0) * (safe / 3.0) ** -1.5
     phi = torch.arccos(torch.clamp(arg, -1.0, 1.0))
     val = (2.0 / 3.0) * safe * (1.0 + torch.cos(2.0 * math.pi / 3.0 - (2.0 / 3.0) * phi))
-    return torch.where(keep, _sign(x) * val, torch.zeros_like(x))
+    val = torch.minimum(val, safe)  # a prox shrinks: |prox(x)| <= |x|, rounding included
+    return _zero_below(keep, _sign(w) * val, w).to(x.dtype)
 
 
 def _lhalf_lam_for(thr, step):
@@ -108,19 +123,26 @@ def _l23_threshold(lam, step):
 
 def _l23_prox(x, lam, step):
     L = 2.0 * step * lam
-    ax = x.abs()
+    if not isinstance(L, torch.Tensor) and L == 0:
+        return x.clone()  # no penalty: the identity (the closed form divides by L)
+    w = _wide(x)
+    ax = w.abs()
     thr = _l23_threshold(lam, step)
     keep = ax > thr
     safe = torch.where(keep, ax, torch.full_like(ax, 1.0) + thr)
-    # Root of the quartic v^4 - |x| v + L/3 = 0 with u = v^3, in hyperbolic form.
-    c = torch.clamp(27.0 * safe**2 / 16.0 * L**-1.5, min=1.0)
-    theta = torch.arccosh(c)
+    # Root of the quartic v^4 - |x| v + L/3 = 0 with u = v^3, in hyperbolic form:
+    # theta = arccosh(c), c = 27 x^2 / (16 L^1.5), taken in logs (x^2 overflows float32
+    # from |x| ~ 2e19) and as log(2c) once c is large.
+    log_l = torch.log(L) if isinstance(L, torch.Tensor) else math.log(L) if L > 0 else 0.0
+    log_c = torch.clamp(math.log(27.0 / 16.0) + 2.0 * torch.log(safe) - 1.5 * log_l, min=0.0)
+    small = torch.arccosh(torch.exp(torch.clamp(log_c, max=20.0)))
+    theta = torch.where(log_c > 20.0, log_c + math.log(2.0), small)
     ph = (2.0 / math.sqrt(3.0)) * L**0.25 * torch.cosh(theta / 3.0).sqrt()
     inner = torch.clamp(2.0 * safe / ph - ph**2, min=0.0)
-    val = ((ph + inner.sqrt()) / 2.0) ** 3
-    out = torch.where(keep, _sign(x) * val, torch.zeros_like(x))
+    val = torch.minimum(((ph + inner.sqrt()) / 2.0) ** 3, safe)  # |prox(x)| <= |x|
+    out = _zero_below(keep, _sign(w) * val, w)
     # lam = 0 means no penalty: the identity (the formula above is 0 * inf there).
-    return torch.where(torch.as_tensor(L > 0, device=x.device), out, x)
+    return torch.where(torch.as_tensor(L > 0, device=x.device), out, w).to(x.dtype)
 
 
 def _l23_lam_for(thr, step):
@@ -146,10 +168,12 @@ def _cel0_check(p, step):
     if step is not None:
         a2s = torch.as_tensor(p["a"], dtype=torch.float64) ** 2 * float(step)
         if bool((a2s >= 1).any()):
+            a_max = float(torch.as_tensor(p["a"], dtype=torch.float64).max())
             raise ValueError(
-                f"cel0 needs a**2 * step < 1, got max a**2 * step = {float(a2s.max()):g} "
-                f"(a={p['a'] if not isinstance(p['a'], torch.Tensor) else 'tensor'}, "
-                f"step={step}); take a smaller step"
+                f"cel0 needs a**2 * step < 1 (a is the atom norm), got a**2 * step = "
+                f"{float(a2s.max()):g} with a={a_max:g}{' (largest)' if a2s.numel() > 1 else ''}"
+                f" and step={float(step):g}: pass a < {float(step) ** -0.5:.6g} (e.g. "
+                f"a={0.9 * float(step) ** -0.5:.3g}) or step < {a_max**-2:.6g}"
             )
 
 

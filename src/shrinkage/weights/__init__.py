@@ -22,12 +22,13 @@ from ._flops import FlopsReport, flops
 from ._ops import channel_gamma, kth_smallest, kth_threshold, prox_weight, st3_weight
 from ._schedules import Constant, Cubic, Linear, Schedule
 from ._sparse_modules import SparseConv2d, SparseLinear
-from ._sparsifier import METHODS, PRUNABLE, SparseWeight, Sparsifier
+from ._sparsifier import METHODS, PRUNABLE, PrunedLayerWarning, SparseWeight, Sparsifier
 from .effective import effective_macs, format_effective_macs
 
 __all__ = [
     "Sparsifier",
     "SparseWeight",
+    "PrunedLayerWarning",
     "METHODS",
     "PRUNABLE",
     "Schedule",

@@ -19,6 +19,8 @@ __all__ = ["bytes_per_call"]
 def _supported(kernel: str, out_f: int, in_f: int, device, dtype) -> bool:
     if kernel == "dense":
         return True
+    if device.type == "cpu" and dtype not in (torch.float32, torch.float64):
+        return False  # torch's CPU sparse kernels have no float16 / bfloat16, nor do ours
     if kernel in _C_KERNELS:
         if device.type != "cpu" or dtype not in (torch.float32, torch.float64):
             return False

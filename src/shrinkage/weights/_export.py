@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -63,6 +63,7 @@ from ._sparse_modules import (
     KERNELS,
     SparseConv2d,
     SparseLinear,
+    check_extra_state,
     weight_sparsity,
 )
 
@@ -304,11 +305,24 @@ def load_exported(model: nn.Module, state_dict: dict) -> nn.Module:
     """Rebuild an exported model from a dense skeleton and an exported ``state_dict()``.
 
     Each Linear of the copy of ``model`` whose key ``<name>._extra_state`` is in
-    ``state_dict`` becomes a :class:`SparseLinear`; then the state dict is loaded
-    (strictly). The skeleton's weight values do not matter.
+    ``state_dict`` becomes a :class:`SparseLinear` (a Conv2d with ``<name>.matrix._extra_state``
+    a :class:`SparseConv2d`); then the state dict is loaded (strictly). The skeleton's weight
+    values do not matter.
+
+    Every sparse layer is checked once, here, whatever kernel it will run on: sizes, dtypes,
+    row pointers, column indices in range and increasing within rows, finite values (a
+    corrupted checkpoint raises ValueError instead of reading out of bounds later).
+
+    Raises
+    ------
+    ValueError
+        ``model`` is not a module, ``state_dict`` is not a mapping, or does not fit the
+        skeleton, or holds an invalid sparse layer.
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
     out = copy.deepcopy(model)
     for name, mod in list(out.named_modules()):
         if not name:
@@ -316,14 +330,46 @@ def load_exported(model: nn.Module, state_dict: dict) -> nn.Module:
         device = next(iter(mod.parameters()), next(iter(mod.buffers()), torch.empty(0))).device
         conv = state_dict.get(f"{name}._extra_state")
         mat = state_dict.get(f"{name}.matrix._extra_state")
-        if isinstance(mod, nn.Conv2d | SparseConv2d) and mat is not None and conv is not None:
-            matrix = SparseLinear(mat["in"], mat["out"], mat["kernel"])
-            _set_submodule(out, name, SparseConv2d(conv["conv"], matrix).to(device))
-        elif isinstance(mod, nn.Linear | SparseLinear) and conv is not None:
-            new = SparseLinear(conv["in"], conv["out"], conv["kernel"]).to(device)
-            _set_submodule(out, name, new)
-    out.load_state_dict(state_dict)
+        try:
+            if isinstance(mod, nn.Conv2d | SparseConv2d) and mat is not None and conv is not None:
+                matrix = _empty_sparse(mat, f"{name}.matrix", state_dict)
+                new_conv = SparseConv2d(_conv_args(conv), matrix)
+                _set_submodule(out, name, new_conv.to(device))
+            elif isinstance(mod, nn.Linear | SparseLinear) and conv is not None:
+                _set_submodule(out, name, _empty_sparse(conv, name, state_dict).to(device))
+        except ValueError as e:
+            raise ValueError(f"layer {name!r}: {e}") from None
+    try:
+        out.load_state_dict(state_dict)
+    except RuntimeError as e:  # missing / unexpected keys, shape mismatches
+        raise ValueError(f"state_dict does not fit the skeleton: {e}") from None
+    for name, mod in out.named_modules():
+        if isinstance(mod, SparseConv2d | SparseLinear):
+            try:
+                mod.validate()
+            except ValueError as e:
+                raise ValueError(f"layer {name!r}: {e}") from None
     return out
+
+
+def _empty_sparse(extra, name, state_dict) -> SparseLinear:
+    """An empty SparseLinear for an extra state, its sizes checked against the row pointers
+    before anything is allocated from them."""
+    kernel, in_f, out_f = check_extra_state(extra)
+    crow = state_dict.get(f"{name}.crow_indices")
+    rows = out_f // 4 if kernel == "torch_bsr" else out_f
+    if not isinstance(crow, torch.Tensor) or crow.shape != (rows + 1,):
+        raise ValueError(
+            f"{name}.crow_indices must be a tensor of shape ({rows + 1},) for out_features="
+            f"{out_f}, got {getattr(crow, 'shape', type(crow).__name__)}"
+        )
+    return SparseLinear(in_f, out_f, kernel)
+
+
+def _conv_args(extra) -> dict:
+    if not isinstance(extra, dict) or not isinstance(extra.get("conv"), dict):
+        raise ValueError(f"sparse conv state must be a dict with 'conv', got {extra!r}")
+    return extra["conv"]
 
 
 def kernel_summary(model: nn.Module) -> list[dict]:

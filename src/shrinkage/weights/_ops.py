@@ -15,7 +15,14 @@ from torch import nn
 from ..thresholds import get_penalty
 from ..thresholds.cores import soft
 
-__all__ = ["kth_threshold", "kth_smallest", "channel_gamma", "st3_weight", "prox_weight"]
+__all__ = [
+    "kth_threshold",
+    "kth_smallest",
+    "exact_threshold",
+    "channel_gamma",
+    "st3_weight",
+    "prox_weight",
+]
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 """Module types whose ``weight`` is pruned."""
@@ -42,6 +49,36 @@ def kth_threshold(scores: torch.Tensor, sparsity: float, empty: float = 0.0) -> 
     if k == 0:
         return torch.full((), empty, dtype=flat.dtype, device=flat.device)
     return kth_smallest(flat, k)
+
+
+def exact_threshold(flat: torch.Tensor, k: int, empty: float = 0.0):
+    """``(theta, ties)`` such that pruning the entries with ``score <= theta`` plus those of
+    the bool mask ``ties`` prunes exactly ``k`` of the 1-d ``flat`` scores.
+
+    Without a tie at the k-th smallest score, theta is that score and ties is None (the
+    usual case, as :func:`kth_threshold`). With ties straddling it, theta is the largest
+    score below the tied value (``empty`` if none) and ``ties`` marks the first tied entries,
+    by position, that complete the count: all-equal scores at k = n/2 prune half, not all.
+
+    >>> t, ties = exact_threshold(torch.tensor([0.5, 0.1, 0.5, 0.5]), 2)
+    >>> round(float(t), 6), ties.tolist()
+    (0.1, [True, False, False, False])
+    """
+    if k <= 0:
+        return torch.full((), empty, dtype=flat.dtype, device=flat.device), None
+    theta = kth_smallest(flat, k)
+    if int((flat <= theta).sum()) == k:
+        return theta, None
+    below = flat < theta
+    n_below = int(below.sum())
+    if n_below:
+        lower = flat[below].max()
+    elif empty < float(theta):
+        lower = torch.full((), empty, dtype=flat.dtype, device=flat.device)
+    else:  # nothing lies below the tied value: no threshold can separate them
+        return theta, None
+    tied = flat == theta
+    return lower, tied & (torch.cumsum(tied, 0) <= k - n_below)
 
 
 _BRACKET_MIN = 1 << 16  # below this size a plain selection is already cheap

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+import zlib
 
 import torch
 from torch import nn
@@ -78,6 +79,7 @@ class SparseLinear(nn.Module):
         self.register_buffer("bias", None)
         self._torch_cache: tuple | None = None
         self._c_cache: tuple | None = None
+        self._valid: tuple | None = None  # the buffers last validated (identities)
 
     # -- construction ---------------------------------------------------------------
     @classmethod
@@ -140,11 +142,9 @@ class SparseLinear(nn.Module):
 
     @property
     def nnz(self) -> int:
-        return (
-            int(self.crow_indices[-1])
-            if self.kernel != "torch_bsr"
-            else int(torch.count_nonzero(self.values))
-        )
+        if self.kernel == "torch_bsr":
+            return int(torch.count_nonzero(self.values))
+        return int(self.values.shape[0]) if self.values.dim() else 0
 
     @property
     def sparsity(self) -> float:
@@ -158,6 +158,7 @@ class SparseLinear(nn.Module):
         return col
 
     def _torch_matrix(self) -> torch.Tensor:
+        self.validate()
         key = (
             self.values.data_ptr(),
             self.values.device,
@@ -194,6 +195,7 @@ class SparseLinear(nn.Module):
 
     def _c_fn(self, x2: torch.Tensor):
         """The compiled function for this call, or None to use torch's kernels."""
+        self.validate()
         bufs = self._buffers
         val = bufs["values"]
         if not x2.is_cpu or x2.dtype != val.dtype:
@@ -222,7 +224,6 @@ class SparseLinear(nn.Module):
         if fn is None:
             _warn_fallback(self.kernel, f"no compiled kernel for {val.dtype}")
             return None
-        self._check_csr(bits)
         self._c_cache = (
             val,
             bufs["crow_indices"],
@@ -233,33 +234,41 @@ class SparseLinear(nn.Module):
         )
         return fn
 
-    def _check_csr(self, bits: int) -> None:
-        """Raise ValueError unless the buffers are a valid CSR matrix for the C kernel.
+    def _buffer_key(self) -> tuple:
+        b = self._buffers
+        return (
+            b["crow_indices"],
+            b["col_indices"],
+            b["values"],
+            b["bias"],
+            self.kernel,
+            self.in_features,
+            self.out_features,
+        )
 
-        The kernel trusts its arrays; a malformed checkpoint must fail here, not read
-        out of bounds. Runs once per set of buffers.
+    def validate(self) -> None:
+        """Raise ValueError unless the buffers are a valid sparse matrix for ``kernel``.
+
+        Every kernel trusts its arrays (torch's CSR kernels read out of bounds, or return
+        garbage, on a malformed matrix, like the C ones): shapes, lengths, dtypes, devices,
+        row pointers starting at 0 and never decreasing, column indices in range and
+        strictly increasing within a row, finite values. Checked once per set of buffers
+        (at load, and before the first product after any buffer changed).
         """
-        crow, col, val, bias = self.crow_indices, self.col_indices, self.values, self.bias
-        want_col = torch.int32 if bits == 32 else torch.int16
-        problems = []
-        if crow.dtype != torch.int32 or crow.shape != (self.out_features + 1,):
-            problems.append(f"crow_indices must be int32 of length {self.out_features + 1}")
-        elif int(crow[0]) != 0 or bool((crow[1:] < crow[:-1]).any()):
-            problems.append("crow_indices must start at 0 and never decrease")
-        elif int(crow[-1]) != col.numel() or col.numel() != val.numel() or val.dim() != 1:
-            problems.append("crow_indices[-1], col_indices and values must agree on nnz")
-        if col.dtype != want_col:
-            problems.append(f"col_indices must be {want_col} for kernel {self.kernel!r}")
-        elif col.numel() and not (
-            0 <= int(self._col_int32().min()) and int(self._col_int32().max()) < self.in_features
-        ):
-            problems.append(f"col_indices must lie in [0, {self.in_features})")
-        if bias is not None and (bias.shape != (self.out_features,) or bias.dtype != val.dtype):
-            problems.append(f"bias must be ({self.out_features},) of dtype {val.dtype}")
-        if not all(t.is_contiguous() for t in (crow, col, val)):
-            problems.append("buffers must be contiguous")
+        key = self._buffer_key()
+        done = getattr(self, "_valid", None)  # pickles of older versions have none
+        if done is not None and all(a is b for a, b in zip(done, key)):
+            return
+        problems = _csr_problems(self)
         if problems:
-            raise ValueError(f"invalid sparse layer {self.extra_repr()}: " + "; ".join(problems))
+            raise ValueError(f"invalid sparse layer ({self._describe()}): " + "; ".join(problems))
+        self._valid = key
+
+    def _describe(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"kernel={self.kernel!r}"
+        )
 
     def _forward2d(self, x2: torch.Tensor) -> torch.Tensor:
         fn = self._c_fn(x2)
@@ -301,39 +310,81 @@ class SparseLinear(nn.Module):
 
     # -- state ----------------------------------------------------------------------
     def get_extra_state(self):
-        return {"kernel": self.kernel, "in": self.in_features, "out": self.out_features}
+        return {
+            "kernel": self.kernel,
+            "in": self.in_features,
+            "out": self.out_features,
+            "crc32": self.checksum(),
+        }
+
+    def checksum(self) -> int:
+        """CRC-32 of the kernel, the sizes and every buffer's bytes: saved with the state dict
+        and checked at load, so a damaged checkpoint (a flipped bit in the values) is refused
+        instead of computing with it."""
+        crc = zlib.crc32(f"{self.kernel}:{self.in_features}:{self.out_features}".encode())
+        for t in (self.crow_indices, self.col_indices, self.values, self.bias):
+            if t is None:
+                crc = zlib.crc32(b"none", crc)
+                continue
+            t = t.detach().cpu().contiguous()
+            crc = zlib.crc32(f"{t.dtype}{tuple(t.shape)}".encode(), crc)
+            crc = zlib.crc32(t.view(-1).view(torch.uint8).numpy().tobytes(), crc)
+        return crc
 
     def set_extra_state(self, state) -> None:
-        _checks.check_choice("kernel", state["kernel"], KERNELS[1:])
-        self.kernel = state["kernel"]
-        self.in_features, self.out_features = int(state["in"]), int(state["out"])
+        kernel, in_f, out_f = check_extra_state(state)
+        self.kernel = kernel
+        self.in_features, self.out_features = in_f, out_f
+        self._expected_crc = state.get("crc32")
         self._torch_cache = None
         self._c_cache = None
+        self._valid = None
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, *rest):
         # The number of non-zeros (and the index dtype) come from the checkpoint:
         # reshape the buffers to match before the usual copy.
         for name in ("crow_indices", "col_indices", "values", "bias"):
             incoming = state_dict.get(prefix + name)
             if incoming is not None:
+                if not isinstance(incoming, torch.Tensor):
+                    raise ValueError(
+                        f"{prefix}{name} must be a tensor, got {type(incoming).__name__}"
+                    )
                 device = self.crow_indices.device
                 self._buffers[name] = torch.empty_like(incoming, device=device)
         self._torch_cache = None
         self._c_cache = None
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._valid = None
+        n_missing = len(missing)
+        self._expected_crc = None
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, *rest)
+        if len(missing) == n_missing:  # everything there: the matrix must be valid now
+            try:
+                self.validate()
+                self._verify_checksum()
+            except ValueError as e:
+                raise ValueError(f"layer {prefix.rstrip('.')!r}: {e}") from None
+
+    def _verify_checksum(self) -> None:
+        want = getattr(self, "_expected_crc", None)
+        self._expected_crc = None
+        if want is not None and want != self.checksum():
+            raise ValueError(
+                "the buffers do not match the checksum saved with them: the checkpoint was "
+                "damaged or altered (to load altered values on purpose, drop 'crc32' from "
+                "the layer's _extra_state)"
+            )
 
     def __getstate__(self):
         state = self.__dict__.copy()
         # caches hold a torch sparse copy and raw pointers: rebuilt on first use
         state["_torch_cache"] = None
         state["_c_cache"] = None
+        state["_valid"] = None
         return state
 
     def extra_repr(self) -> str:
-        return (
-            f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"kernel={self.kernel!r}, nnz={self.nnz}, bias={self.bias is not None}"
-        )
+        return f"{self._describe()}, nnz={self.nnz}, bias={self.bias is not None}"
 
 
 class SparseConv2d(nn.Module):
@@ -347,13 +398,38 @@ class SparseConv2d(nn.Module):
 
     def __init__(self, conv_args: dict, matrix: SparseLinear):
         super().__init__()
-        self.in_channels = int(conv_args["in_channels"])
-        self.out_channels = int(conv_args["out_channels"])
-        self.kernel_size = tuple(conv_args["kernel_size"])
-        self.stride = tuple(conv_args["stride"])
-        self.padding = tuple(conv_args["padding"])
-        self.dilation = tuple(conv_args["dilation"])
+        self._set_conv(conv_args)
         self.matrix = matrix
+
+    def _set_conv(self, c) -> None:
+        if not isinstance(c, dict) or not set(_CONV_ARGS) <= set(c):
+            raise ValueError(f"sparse conv state must be a dict with {_CONV_ARGS}, got {c!r}")
+        for k in ("in_channels", "out_channels"):
+            if isinstance(c[k], bool) or not isinstance(c[k], int) or not 0 < c[k] < _MAX_FEATURES:
+                raise ValueError(f"sparse conv {k} must be an integer >= 1, got {c[k]!r}")
+        pairs = {}
+        for k, low in (("kernel_size", 1), ("stride", 1), ("padding", 0), ("dilation", 1)):
+            v = tuple(c[k]) if isinstance(c[k], list | tuple) else ()
+            if len(v) != 2 or not all(
+                isinstance(i, int) and not isinstance(i, bool) and low <= i < 1 << 16 for i in v
+            ):
+                raise ValueError(f"sparse conv {k} must be 2 integers >= {low}, got {c[k]!r}")
+            pairs[k] = v
+        self.in_channels, self.out_channels = c["in_channels"], c["out_channels"]
+        self.kernel_size, self.stride = pairs["kernel_size"], pairs["stride"]
+        self.padding, self.dilation = pairs["padding"], pairs["dilation"]
+
+    def validate(self) -> None:
+        """Raise ValueError unless the convolution's sizes fit its matrix (and the matrix is
+        valid, see :meth:`SparseLinear.validate`)."""
+        m = self.matrix
+        want = (self.out_channels, self.in_channels * self.kernel_size[0] * self.kernel_size[1])
+        if (m.out_features, m.in_features) != want:
+            raise ValueError(
+                f"sparse conv {self.extra_repr()} needs a {want[0]}x{want[1]} matrix, got "
+                f"{m.out_features}x{m.in_features}"
+            )
+        m.validate()
 
     @staticmethod
     def supports(conv: nn.Module) -> bool:
@@ -418,6 +494,7 @@ class SparseConv2d(nn.Module):
             raise ValueError(
                 f"input must be (N, {self.in_channels}, H, W), got shape {tuple(x.shape)}"
             )
+        self.validate()
         n = x.shape[0]
         ho, wo = self._out_hw(x.shape[2], x.shape[3])
         cols = nn.functional.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
@@ -457,10 +534,9 @@ class SparseConv2d(nn.Module):
         }
 
     def set_extra_state(self, state) -> None:
-        c = state["conv"]
-        self.in_channels, self.out_channels = int(c["in_channels"]), int(c["out_channels"])
-        for k in ("kernel_size", "stride", "padding", "dilation"):
-            setattr(self, k, tuple(c[k]))
+        if not isinstance(state, dict) or "conv" not in state:
+            raise ValueError(f"sparse conv state must be a dict with 'conv', got {state!r}")
+        self._set_conv(state["conv"])
 
     def extra_repr(self) -> str:
         return (
@@ -472,3 +548,89 @@ class SparseConv2d(nn.Module):
 def weight_sparsity(weight: torch.Tensor) -> float:
     """Fraction of exact zeros."""
     return 1.0 - int(torch.count_nonzero(weight)) / max(1, weight.numel())
+
+
+_MAX_FEATURES = 1 << 31  # int32 row pointers and column indices
+_CONV_ARGS = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation")
+
+
+def check_extra_state(state) -> tuple[str, int, int]:
+    """(kernel, in_features, out_features) of a :class:`SparseLinear` extra state, or
+    ValueError: a checkpoint's sizes decide allocations, so they are checked first."""
+    if not isinstance(state, dict) or not {"kernel", "in", "out"} <= set(state):
+        raise ValueError(f"sparse layer state must be a dict with kernel, in, out; got {state!r}")
+    crc = state.get("crc32")
+    if crc is not None and (isinstance(crc, bool) or not isinstance(crc, int)):
+        raise ValueError(f"sparse layer state 'crc32' must be an integer, got {crc!r}")
+    kernel = state["kernel"]
+    _checks.check_choice("kernel", kernel, KERNELS[1:])
+    sizes = []
+    for key in ("in", "out"):
+        v = state[key]
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < _MAX_FEATURES:
+            raise ValueError(
+                f"sparse layer state {key!r} must be an integer in [0, 2**31), got {v!r}"
+            )
+        sizes.append(int(v))
+    in_f, out_f = sizes
+    if kernel == "c_csr_u16" and in_f > _U16_MAX_COLS:
+        raise ValueError(f"kernel 'c_csr_u16' needs in_features <= {_U16_MAX_COLS}, got {in_f}")
+    if kernel == "torch_bsr" and (in_f % _BLOCK or out_f % _BLOCK):
+        raise ValueError(
+            f"kernel 'torch_bsr' needs both sizes divisible by {_BLOCK}, got {out_f}x{in_f}"
+        )
+    return kernel, in_f, out_f
+
+
+def _csr_problems(m: SparseLinear) -> list[str]:
+    """What is wrong with a sparse layer's buffers (empty when nothing)."""
+    crow, col, val, bias = m.crow_indices, m.col_indices, m.values, m.bias
+    tensors = {"crow_indices": crow, "col_indices": col, "values": val, "bias": bias}
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor) and not (name == "bias" and t is None):
+            return [f"{name} must be a tensor, got {type(t).__name__}"]
+    bsr = m.kernel == "torch_bsr"
+    rows = m.out_features // _BLOCK if bsr else m.out_features
+    cols = m.in_features // _BLOCK if bsr else m.in_features
+    want_col = torch.int16 if m.kernel == "c_csr_u16" else torch.int32
+    problems = []
+    if crow.dtype != torch.int32 or crow.shape != (rows + 1,):
+        problems.append(f"crow_indices must be int32 of shape ({rows + 1},)")
+    if col.dtype != want_col or col.dim() != 1:
+        problems.append(f"col_indices must be 1-D {want_col} for kernel {m.kernel!r}")
+    if not val.is_floating_point() or val.dim() != (3 if bsr else 1):
+        problems.append("values must be a floating-point tensor of " + ("3" if bsr else "1") + "-D")
+    elif bsr and tuple(val.shape[1:]) != (_BLOCK, _BLOCK):
+        problems.append(f"values must be (blocks, {_BLOCK}, {_BLOCK})")
+    if bias is not None and (bias.shape != (m.out_features,) or bias.dtype != val.dtype):
+        problems.append(f"bias must be ({m.out_features},) of dtype {val.dtype}")
+    devices = {t.device for t in tensors.values() if t is not None}
+    if len(devices) > 1:
+        problems.append(f"buffers must share one device, got {sorted(map(str, devices))}")
+    if problems:
+        return problems
+    if not all(t.is_contiguous() for t in (crow, col, val)):
+        problems.append("buffers must be contiguous")
+    nnz = val.shape[0]
+    if int(crow[0]) != 0 or bool((crow[1:] < crow[:-1]).any()):
+        problems.append("crow_indices must start at 0 and never decrease")
+    elif int(crow[-1]) != nnz or col.numel() != nnz:
+        problems.append(
+            f"crow_indices[-1] ({int(crow[-1])}), col_indices ({col.numel()}) and values "
+            f"({nnz}) must agree on the number of non-zeros"
+        )
+    elif nnz:
+        c = col.to(torch.int64) & 0xFFFF if col.dtype == torch.int16 else col.to(torch.int64)
+        if int(c.min()) < 0 or int(c.max()) >= cols:
+            problems.append(f"col_indices must lie in [0, {cols})")
+        else:
+            # strictly increasing within each row: a step down or a repeat starts a row only
+            starts = torch.zeros(nnz, dtype=torch.bool, device=c.device)
+            starts[crow[:-1][crow[:-1] < nnz].long()] = True
+            if bool(((c[1:] <= c[:-1]) & ~starts[1:]).any()):
+                problems.append("col_indices must increase strictly within each row")
+    if not bool(torch.isfinite(val).all()) or (
+        bias is not None and not bool(torch.isfinite(bias).all())
+    ):
+        problems.append("values and bias must be finite")
+    return problems

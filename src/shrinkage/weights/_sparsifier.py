@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import warnings
 from collections.abc import Callable, Iterable
 
 import torch
@@ -14,10 +15,21 @@ from .._checks import check_choice, check_open_unit
 from ..thresholds import PENALTIES, lam_for_threshold
 from ._flops import flops
 from ._methods import METHODS, RECORDS
-from ._ops import PRUNABLE, kth_threshold
+from ._ops import PRUNABLE, exact_threshold, n_pruned
 from ._schedules import Constant, Schedule, evaluate
 
-__all__ = ["Sparsifier", "METHODS", "PRUNABLE"]
+__all__ = ["Sparsifier", "METHODS", "PRUNABLE", "PrunedLayerWarning"]
+
+
+class PrunedLayerWarning(UserWarning):
+    """A pruned layer has no weight left: the network is disconnected."""
+
+
+def _split(flat_mask, scores):
+    """A mask over the concatenated scores, cut back into one per tensor (None stays None)."""
+    if flat_mask is None:
+        return [None] * len(scores)
+    return list(torch.split(flat_mask, [x.numel() for x in scores]))
 
 
 class SparseWeight(nn.Module):
@@ -39,9 +51,15 @@ class SparseWeight(nn.Module):
             self.register_buffer("mask", torch.ones_like(weight, dtype=torch.bool))
         else:
             self.mask = None
+        # Tied entries pruned to hit the scheduled count exactly (None: no tie at the
+        # threshold, the usual case). Kept in the Sparsifier's state, not the model's.
+        self.ties: torch.Tensor | None = None
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return RECORDS[self.method].forward(self, w)
+        out = RECORDS[self.method].forward(self, w)
+        if self.ties is not None:
+            out = out - (out * self.ties).detach()  # read as 0, gradient path unchanged
+        return out
 
     def extra_repr(self) -> str:
         extra = f", penalty={self.penalty!r}" if RECORDS[self.method].uses_penalty else ""
@@ -132,10 +150,22 @@ class Sparsifier:
     scope : ``"global"`` (one threshold over all pruned weights) or ``"layer"`` (each layer
         at the scheduled sparsity).
     include, exclude : module types or ``fnmatch`` name patterns (``"features.*"``).
-    penalty, penalty_params : the prox_ste operator and its parameters (``a`` for cel0,
-        ``gamma`` for mcp / scad); the prox step is 1.
+    penalty, penalty_params : the prox_ste operator (default l1) and its parameters (``a``
+        for cel0, ``gamma`` for mcp / scad); the prox step is 1. Refused with another method
+        (where they would be ignored).
     rescale : ST-3's per-channel rescale on/off (default: on for the soft methods and
         prox_ste, off for hard_ste and gmp).
+    min_density : a floor in [0, 1): every pruned tensor keeps at least this fraction of its
+        weights (at least one when > 0), its largest scores, whatever the global threshold
+        (the total sparsity then ends a little below the target). A layer pruned to density
+        0 disconnects the network: it is warned about (:class:`PrunedLayerWarning`, once
+        per layer) and listed by :attr:`empty_layers`.
+
+    Notes
+    -----
+    Exactly ``floor(s * n)`` weights are pruned at each step, ties at the threshold included
+    (broken by position: the first tied entries go), so all-equal weights at 0.5 end half
+    pruned, not all.
 
     Examples
     --------
@@ -155,9 +185,10 @@ class Sparsifier:
         scope: str = "global",
         include: Iterable | None = None,
         exclude: Iterable | None = None,
-        penalty: str = "l1",
+        penalty: str | None = None,
         penalty_params: dict | None = None,
         rescale: bool | None = None,
+        min_density: float = 0.0,
     ):
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -171,9 +202,14 @@ class Sparsifier:
                 f"schedule must be a Schedule or a callable step -> sparsity, got {schedule!r}"
             )
         self.schedule = schedule
-        self.penalty = check_choice("penalty", penalty, PENALTIES)
-        self.penalty_params = dict(penalty_params or {})
         self._m = RECORDS[method]
+        if penalty is not None and not self._m.uses_penalty:
+            raise ValueError(
+                f"penalty only applies to method='prox_ste' (it would be ignored), got "
+                f"penalty={penalty!r} with method={method!r}"
+            )
+        self.penalty = check_choice("penalty", "l1" if penalty is None else penalty, PENALTIES)
+        self.penalty_params = dict(penalty_params or {})
         if self._m.uses_penalty:
             lam_for_threshold(penalty, 1.0, step=1.0, **self.penalty_params)  # validates params
         elif self.penalty_params:
@@ -181,7 +217,10 @@ class Sparsifier:
                 f"penalty_params only apply to method='prox_ste', got method={method!r}"
             )
         self.rescale = self._m.rescale if rescale is None else bool(rescale)
+        self.min_density = check_open_unit("min_density", min_density, closed_low=True)
         evaluate(schedule, 0, self.sparsity)  # a schedule that is broken at step 0 fails now
+        self._warned_empty: set[str] = set()
+        self.empty_layers: list[str] = []
 
         self.model = model
         self._step = 0
@@ -287,13 +326,59 @@ class Sparsifier:
             # one reduction instead of an elementwise check; NaN/inf propagate into the sum
             if not bool(torch.isfinite(flat.sum())):
                 self._check_finite(scores)
-            theta = kth_threshold(flat, s, empty)
-            taus = [m.to_tau(theta, u) for u in self.units]
+            theta, ties = exact_threshold(flat, n_pruned(s, flat.numel()), empty)
+            thetas = [theta] * len(scores)
+            tie_list = _split(ties, scores)
         else:
             self._check_finite(scores)
-            taus = [m.to_tau(kth_threshold(x, s, empty), u) for x, u in zip(scores, self.units)]
-        for u, tau, sc in zip(self.units, taus, scores):
-            m.update(u, tau, sc)
+            pairs = [exact_threshold(x.reshape(-1), n_pruned(s, x.numel()), empty) for x in scores]
+            thetas, tie_list = [p[0] for p in pairs], [p[1] for p in pairs]
+        if self.min_density > 0:
+            thetas, tie_list = self._floor(scores, thetas, tie_list, empty)
+        for u, theta, sc, ties in zip(self.units, thetas, scores, tie_list):
+            m.update(u, m.to_tau(theta, u), sc)
+            if ties is not None:
+                ties = ties.reshape(sc.shape)
+                if m.sticky:  # gmp: the tied entries leave the mask for good
+                    u.pm.mask &= ~ties
+                    u.param.masked_fill_(ties, 0.0)
+                    ties = None
+            u.pm.ties = ties
+        self._note_empty(scores, thetas, tie_list)
+
+    def _floor(self, scores, thetas, tie_list, empty):
+        """Per-layer thresholds lowered so that each layer keeps ``min_density``."""
+        out_t, out_ties = [], []
+        for x, theta, ties in zip(scores, thetas, tie_list):
+            flat = x.reshape(-1)
+            most = flat.numel() - math.ceil(self.min_density * flat.numel() - 1e-9)
+            pruned = int((flat <= theta).sum()) + (0 if ties is None else int(ties.sum()))
+            if pruned > most:
+                theta, ties = exact_threshold(flat, most, empty)
+            out_t.append(theta)
+            out_ties.append(ties)
+        return out_t, out_ties
+
+    def _note_empty(self, scores, thetas, tie_list) -> None:
+        """Layers with no weight left (a disconnected network): listed, warned once each."""
+        empty = []
+        for u, x, theta, ties in zip(self.units, scores, thetas, tie_list):
+            kept = x > theta
+            if ties is not None:
+                kept &= ~ties.reshape(x.shape)
+            if not bool(kept.any()):
+                empty.append(u.name)
+        self.empty_layers = empty
+        new = [n for n in empty if n not in self._warned_empty]
+        if new:
+            self._warned_empty.update(new)
+            warnings.warn(
+                f"layer(s) {', '.join(map(repr, new))} pruned to density 0 at step "
+                f"{self._step} (sparsity {self.current_sparsity:g}): the network is "
+                "disconnected; pass min_density (e.g. 0.01) to keep a floor per layer",
+                PrunedLayerWarning,
+                stacklevel=5,  # _note_empty, _apply, no_grad's wrapper, step / __init__
+            )
 
     def step(self) -> float:
         """Advance one optimizer step: recompute thresholds (and gmp masks) at s(step).
@@ -340,6 +425,7 @@ class Sparsifier:
         return {
             "step": self._step,
             "sparsity": self.sparsity,
+            "min_density": self.min_density,
             "method": self.method,
             "scope": self.scope,
             "penalty": self.penalty,
@@ -347,24 +433,60 @@ class Sparsifier:
             "tau": [u.pm.tau.detach().clone() for u in self.units],
             "lam": [u.pm.lam.detach().clone() for u in self.units],
             "mask": [None if u.pm.mask is None else u.pm.mask.clone() for u in self.units],
+            "ties": [None if u.pm.ties is None else u.pm.ties.clone() for u in self.units],
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a :meth:`state_dict`; the configuration must match this Sparsifier's."""
-        for key in ("method", "scope", "penalty", "layers"):
+        """Restore a :meth:`state_dict`. Its configuration (method, scope, penalty, layers,
+        sparsity, min_density) must be this Sparsifier's and every entry well formed (one
+        finite threshold per layer, masks of the weights' shapes): ValueError otherwise,
+        and nothing is changed."""
+        if not isinstance(state, dict):
+            raise ValueError(f"sparsifier state must be a dict, got {type(state).__name__}")
+        for key in ("method", "scope", "penalty", "layers", "sparsity", "min_density"):
             mine = self.layer_names if key == "layers" else getattr(self, key)
-            if state.get(key) != mine:
+            theirs = state.get(key, 0.0 if key == "min_density" else None)
+            if theirs != mine:
                 raise ValueError(
-                    f"sparsifier state has {key}={state.get(key)!r}, this Sparsifier has {mine!r}"
+                    f"sparsifier state has {key}={theirs!r}, this Sparsifier has {mine!r}"
                 )
+        step = state.get("step")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"sparsifier state step must be an integer >= 0, got {step!r}")
+        n = len(self.units)
+        lists = {k: state.get(k) for k in ("tau", "lam", "mask")}
+        lists["ties"] = state.get("ties", [None] * n)
+        for key, values in lists.items():
+            if not isinstance(values, list | tuple) or len(values) != n:
+                got = len(values) if isinstance(values, list | tuple) else type(values).__name__
+                raise ValueError(f"sparsifier state {key!r} must hold {n} entries, got {got}")
+        for u, tau, lam, mask, ties in zip(self.units, *lists.values()):
+            for key, t in (("tau", tau), ("lam", lam)):
+                if not isinstance(t, torch.Tensor) or t.numel() != 1 or not bool(torch.isfinite(t)):
+                    raise ValueError(
+                        f"sparsifier state {key} of layer {u.name!r} must be one finite "
+                        f"number, got {t!r}"
+                    )
+            for key, t, need in (("mask", mask, u.pm.mask is not None), ("ties", ties, False)):
+                if t is None and not need:
+                    continue
+                if (
+                    not isinstance(t, torch.Tensor)
+                    or t.dtype != torch.bool
+                    or t.shape != u.param.shape
+                ):
+                    raise ValueError(
+                        f"sparsifier state {key} of layer {u.name!r} must be a bool tensor of "
+                        f"shape {tuple(u.param.shape)}, got {getattr(t, 'shape', t)!r}"
+                    )
         with torch.no_grad():
-            for u, tau, lam, mask in zip(self.units, state["tau"], state["lam"], state["mask"]):
-                u.pm.tau.copy_(tau)
-                u.pm.lam.copy_(lam)
+            for u, tau, lam, mask, ties in zip(self.units, *lists.values()):
+                u.pm.tau.copy_(tau.reshape(()))
+                u.pm.lam.copy_(lam.reshape(()))
                 if u.pm.mask is not None:
                     u.pm.mask.copy_(mask)
-        self._step = int(state["step"])
-        self.sparsity = float(state["sparsity"])
+                u.pm.ties = None if ties is None else ties.to(u.param.device).clone()
+        self._step = step
         self.current_sparsity = evaluate(self.schedule, self._step, self.sparsity)
 
     # -- the end -----------------------------------------------------------------------
