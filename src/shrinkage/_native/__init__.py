@@ -61,11 +61,15 @@ class Library:
     source: str
     abi: int
     libs: tuple[str, ...] = ()
+    cflags: tuple[str, ...] = ()  # compiler options of this library only
 
 
 LIBRARIES = {
     "codes": Library("lasso_cd.c", abi=3, libs=("-lm",)),  # l1 CD encoder, BCD update
     "spmm": Library("spmm.c", abi=3),  # CSR x dense kernels of exported layers
+    # the sparsifier's step: exact thresholds, ST-3's forward (no FMA contraction, so that each
+    # entry is rounded as torch's separate operations round it), gmp's mask
+    "prune": Library("prune.c", abi=1, cflags=("-ffp-contract=off",)),
 }
 
 # Tried in order: tuned for this CPU first, then generic.
@@ -113,12 +117,20 @@ def _sources_digest() -> bytes:
 
 
 def build(
-    name: str, source: str, cc: str, flags: Sequence[str], abi: int, libs: Sequence[str] = ()
+    name: str,
+    source: str,
+    cc: str,
+    flags: Sequence[str],
+    abi: int,
+    libs: Sequence[str] = (),
+    cflags: Sequence[str] = (),
 ) -> Path:
     """Compile ``SOURCE_DIR/source`` into ``cache_dir()/<name>-<hash>.so`` unless it is
     there already, with ``-DSHRINKAGE_ABI=<abi>``.
 
-    ``libs`` are linker arguments (``-lm``) put after the source file."""
+    ``libs`` are linker arguments (``-lm``) put after the source file; ``cflags`` compiler
+    options of this library added to ``flags``."""
+    flags = [*flags, *cflags]
     defines = [f"-DSHRINKAGE_ABI={int(abi)}", f"-I{SOURCE_DIR}"]
     key = hashlib.sha256(
         _sources_digest()
@@ -171,6 +183,7 @@ class NativeLibrary:
         self.wrap, self.what, self.fallback = wrap, what, fallback
         self.flag_sets = flag_sets
         self.libs = spec.libs
+        self.cflags = spec.cflags
         self._lock = threading.Lock()
         self._tried = False
         self._handle = None
@@ -188,7 +201,7 @@ class NativeLibrary:
         for flags in self.flag_sets():
             flags = list(flags)
             try:
-                path = build(self.name, self.source, cc, flags, self.abi, self.libs)
+                path = build(self.name, self.source, cc, flags, self.abi, self.libs, self.cflags)
                 lib = ctypes.CDLL(str(path))
                 if getattr(lib, f"shrinkage_{self.name}_abi")() != self.abi:
                     raise RuntimeError(f"{path} has a different ABI")
@@ -236,7 +249,7 @@ def build_all(strict: bool = False) -> dict[str, Path]:
         for flags in FLAG_SETS:
             flags = [*flags, *WARNINGS] if strict else list(flags)
             try:
-                path = build(name, spec.source, cc, flags, spec.abi, spec.libs)
+                path = build(name, spec.source, cc, flags, spec.abi, spec.libs, spec.cflags)
                 if getattr(ctypes.CDLL(str(path)), f"shrinkage_{name}_abi")() != spec.abi:
                     raise RuntimeError(f"{path} has a different ABI")
                 out[name] = path
@@ -263,7 +276,12 @@ def info() -> dict:
         "flag_sets": [list(f) for f in FLAG_SETS],
         "no_compile": os.environ.get("SHRINKAGE_NO_COMPILE", "") not in ("", "0"),
         "libraries": {
-            name: {"source": spec.source, "abi": spec.abi, "libs": list(spec.libs)}
+            name: {
+                "source": spec.source,
+                "abi": spec.abi,
+                "libs": list(spec.libs),
+                "cflags": list(spec.cflags),
+            }
             for name, spec in LIBRARIES.items()
         },
     }

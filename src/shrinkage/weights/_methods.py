@@ -16,6 +16,7 @@ import torch
 
 from ..thresholds import get_penalty, straight_through
 from ..thresholds.cores import soft
+from . import _prune
 from ._ops import channel_gamma, prox_weight, st3_weight
 
 _ste_soft = straight_through(st3_weight)
@@ -24,6 +25,8 @@ _ste_prox = straight_through(prox_weight)
 
 # -- forward transforms: (parametrization, raw weight) -> the weight the forward pass sees ----
 def _soft_ste(pm, w):
+    if _prune.usable(w):  # two passes instead of a dozen tensor operations
+        return _prune.st3_forward(w, pm.tau, pm.rescale)
     return _ste_soft(w, pm.tau, pm.rescale)
 
 
@@ -45,7 +48,10 @@ def _soft_autograd(pm, w):
 
 
 def _masked(pm, w):
-    return w * pm.mask  # sticky mask, ordinary autograd: pruned entries get no gradient
+    mask = pm.mask
+    if _prune.usable(w) and mask.is_contiguous() and mask.shape == w.shape:
+        return _prune.masked(w, mask)  # the same values, one pass each way
+    return w * mask  # sticky mask, ordinary autograd: pruned entries get no gradient
 
 
 # -- scores: (unit, |w|) -> the scores whose quantile is the threshold ----------------------
@@ -59,6 +65,21 @@ def _sigma_scaled(unit, a):
 
 def _unpruned_magnitude(unit, a):
     return torch.where(unit.pm.mask, a, torch.full_like(a, -1.0))  # pruned stay pruned
+
+
+# -- the same scores written into a preallocated buffer (no allocation per step) -----------
+def _magnitude_into(unit, w, out):
+    torch.abs(w, out=out)
+
+
+def _sigma_scaled_into(unit, w, out):
+    torch.abs(w, out=out)
+    out.mul_(unit.sqrt_s)
+
+
+def _unpruned_magnitude_into(unit, w, out):
+    torch.abs(w, out=out)
+    out.masked_fill_(torch.logical_not(unit.pm.mask, out=unit.scratch_mask()), -1.0)
 
 
 # -- thresholds: score threshold -> the unit's magnitude threshold --------------------------
@@ -89,8 +110,13 @@ def _set_tau_and_l0_lam(unit, tau, scores):
 
 def _grow_mask(unit, tau, scores):
     pm = unit.pm
-    pm.mask.copy_(scores > tau)
-    unit.param.masked_fill_(~pm.mask, 0.0)  # pruned raw weights are exactly 0, for good
+    if scores is None:  # the compiled step: scores made on the fly, one pass, no temporaries
+        _prune.gmp_update(unit.param.data, pm.mask, float(tau))
+        pm.tau.zero_()
+        return
+    torch.gt(scores, tau, out=pm.mask)
+    # pruned raw weights are exactly 0, for good
+    unit.param.masked_fill_(torch.logical_not(pm.mask, out=unit.scratch_mask()), 0.0)
     pm.tau.zero_()
 
 
@@ -104,8 +130,12 @@ class Method:
     rescale: bool  # ST-3's per-channel rescale by default
     update: Callable = _set_tau  # (unit, tau, scores): the unit's buffers for threshold tau
     scores: Callable = _magnitude  # (unit, |w|) -> scores
+    scores_into: Callable = _magnitude_into  # (unit, w, out): the same scores, written to out
     to_tau: Callable = _same  # (score threshold, unit) -> magnitude threshold
     sticky: bool = False  # a mask that only grows (pruned weights never come back)
+    # the scores as the compiled step makes them: "magnitude" |w|, "sigma" |w| sqrt(S_l),
+    # "unpruned" |w| inside the mask and -1 outside; None: that step does not apply
+    compiled_scores: str | None = "magnitude"
     uses_penalty: bool = False  # takes Sparsifier(penalty=..., penalty_params=...)
 
 
@@ -119,6 +149,8 @@ RECORDS: dict[str, Method] = {
             "straight-through",
             rescale=True,
             scores=_sigma_scaled,
+            scores_into=_sigma_scaled_into,
+            compiled_scores="sigma",
             to_tau=_sigma_unscaled,
         ),
         Method("hard_ste", _hard_ste, "straight-through", False, update=_set_tau_and_l0_lam),
@@ -130,6 +162,8 @@ RECORDS: dict[str, Method] = {
             rescale=False,
             update=_grow_mask,
             scores=_unpruned_magnitude,
+            scores_into=_unpruned_magnitude_into,
+            compiled_scores="unpruned",
             sticky=True,
         ),
         Method(

@@ -51,7 +51,7 @@ def kth_threshold(scores: torch.Tensor, sparsity: float, empty: float = 0.0) -> 
     return kth_smallest(flat, k)
 
 
-def exact_threshold(flat: torch.Tensor, k: int, empty: float = 0.0):
+def exact_threshold(flat: torch.Tensor, k: int, empty: float = 0.0, search=None):
     """``(theta, ties)`` such that pruning the entries with ``score <= theta`` plus those of
     the bool mask ``ties`` prunes exactly ``k`` of the 1-d ``flat`` scores.
 
@@ -63,11 +63,19 @@ def exact_threshold(flat: torch.Tensor, k: int, empty: float = 0.0):
     >>> t, ties = exact_threshold(torch.tensor([0.5, 0.1, 0.5, 0.5]), 2)
     >>> round(float(t), 6), ties.tolist()
     (0.1, [True, False, False, False])
+
+    ``search``: a :class:`~shrinkage.weights._prune.KthSearch` that finds the k-th smallest
+    score and the count at or below it from its previous answer (the same values, cheaper
+    when called at every training step on slowly moving scores).
     """
     if k <= 0:
         return torch.full((), empty, dtype=flat.dtype, device=flat.device), None
-    theta = kth_smallest(flat, k)
-    if int((flat <= theta).sum()) == k:
+    if search is not None:
+        theta, n_le = search(flat, k)
+    else:
+        theta = kth_smallest(flat, k)
+        n_le = int((flat <= theta).sum())
+    if n_le == k:
         return theta, None
     below = flat < theta
     n_below = int(below.sum())

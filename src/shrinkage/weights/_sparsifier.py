@@ -13,12 +13,17 @@ from torch.nn.utils import parametrize
 
 from .._checks import check_choice, check_open_unit
 from ..thresholds import PENALTIES, lam_for_threshold
+from . import _prune
 from ._flops import flops
 from ._methods import METHODS, RECORDS
 from ._ops import PRUNABLE, exact_threshold, n_pruned
+from ._prune import KthSearch
 from ._schedules import Constant, Schedule, evaluate
 
 __all__ = ["Sparsifier", "METHODS", "PRUNABLE", "PrunedLayerWarning"]
+
+
+_EMPTY_BUF = {dt: torch.empty(1, dtype=dt) for dt in (torch.float32, torch.float64)}
 
 
 class PrunedLayerWarning(UserWarning):
@@ -83,6 +88,15 @@ class _Unit:
         self.orders: list[list[str]] = []  # each holder's parameter order before registration
         # sigma scoring: S_l = sum of the weight's dimensions (C_out + C_in + k_h + k_w)
         self.sqrt_s = math.sqrt(sum(param.shape))
+        self._mask_buf: torch.Tensor | None = None
+
+    def scratch_mask(self) -> torch.Tensor:
+        """A bool tensor shaped like the weight, reused from step to step (gmp's complement)."""
+        b = self._mask_buf
+        p = self.param
+        if b is None or b.shape != p.shape or b.device != p.device:
+            b = self._mask_buf = torch.empty(p.shape, dtype=torch.bool, device=p.device)
+        return b
 
     def holders(self) -> list[tuple[str, nn.Module, str]]:
         return [(n, m, "weight") for n, m in self.modules] + self.readers
@@ -314,28 +328,50 @@ class Sparsifier:
     def _scores(self, u: _Unit) -> torch.Tensor:
         return self._m.scores(u, u.param.detach().abs())
 
+    def _score_buffer(self) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+        """(flat, views): every unit's scores written into one buffer kept from step to step
+        (one extra copy of the pruned weights; no allocation, no concatenation per step),
+        or None when the weights do not share a dtype and device (then fresh tensors)."""
+        params = [u.param for u in self.units]
+        like = params[0]
+        if any(p.dtype != like.dtype or p.device != like.device for p in params):
+            return None
+        buf = getattr(self, "_flat", None)
+        total = sum(p.numel() for p in params)
+        if (
+            buf is None
+            or buf.numel() != total
+            or buf.dtype != like.dtype
+            or buf.device != like.device
+        ):
+            buf = self._flat = torch.empty(total, dtype=like.dtype, device=like.device)
+        views, start = [], 0
+        for u, p in zip(self.units, params):
+            v = buf[start : start + p.numel()].view(p.shape)
+            self._m.scores_into(u, p.detach(), v)
+            views.append(v)
+            start += p.numel()
+        return buf, views
+
+    def _searches(self, n: int) -> list[KthSearch]:
+        """The threshold searches (one per threshold), kept between steps: each starts from
+        its previous answer (a hint for speed; the threshold is exact whatever it is)."""
+        found = getattr(self, "_search_list", None)
+        if found is None or len(found) != n:
+            found = self._search_list = [KthSearch() for _ in range(n)]
+        return found
+
     @torch.no_grad()
     def _apply(self) -> None:
         s = evaluate(self.schedule, self._step, self.sparsity)
         self.current_sparsity = s
-        scores = [self._scores(u) for u in self.units]
         m = self._m
-        empty = -0.5 if m.sticky else 0.0  # below every score of a kept weight
-        if self.scope == "global":
-            flat = torch.cat([x.reshape(-1) for x in scores])
-            # one reduction instead of an elementwise check; NaN/inf propagate into the sum
-            if not bool(torch.isfinite(flat.sum())):
-                self._check_finite(scores)
-            theta, ties = exact_threshold(flat, n_pruned(s, flat.numel()), empty)
-            thetas = [theta] * len(scores)
-            tie_list = _split(ties, scores)
-        else:
-            self._check_finite(scores)
-            pairs = [exact_threshold(x.reshape(-1), n_pruned(s, x.numel()), empty) for x in scores]
-            thetas, tie_list = [p[0] for p in pairs], [p[1] for p in pairs]
-        if self.min_density > 0:
-            thetas, tie_list = self._floor(scores, thetas, tie_list, empty)
-        for u, theta, sc, ties in zip(self.units, thetas, scores, tie_list):
+        found = self._thresholds_compiled(s) if self._compiled_ready() else None
+        if found is None:
+            found = self._thresholds(s)
+        thetas, tie_list, scores, kept_any = found
+        for i, (u, theta, ties) in enumerate(zip(self.units, thetas, tie_list)):
+            sc = None if scores is None else scores[i]
             m.update(u, m.to_tau(theta, u), sc)
             if ties is not None:
                 ties = ties.reshape(sc.shape)
@@ -344,7 +380,100 @@ class Sparsifier:
                     u.param.masked_fill_(ties, 0.0)
                     ties = None
             u.pm.ties = ties
-        self._note_empty(scores, thetas, tie_list)
+        self._note_empty(kept_any)
+
+    def _thresholds(self, s):
+        """(thetas, ties, scores, kept_any) with torch operations: any device and dtype."""
+        m = self._m
+        packed = self._score_buffer()
+        if packed is None:
+            scores = [self._scores(u) for u in self.units]
+            flat = None
+        else:
+            flat, scores = packed
+        empty = -0.5 if m.sticky else 0.0  # below every score of a kept weight
+        if self.scope == "global":
+            if flat is None:
+                flat = torch.cat([x.reshape(-1) for x in scores])
+            # one reduction instead of an elementwise check; NaN/inf propagate into the sum
+            if not bool(torch.isfinite(flat.sum())):
+                self._check_finite(scores)
+            search = self._searches(1)[0]
+            theta, ties = exact_threshold(flat, n_pruned(s, flat.numel()), empty, search)
+            thetas = [theta] * len(scores)
+            tie_list = _split(ties, scores)
+        else:
+            self._check_finite(scores)
+            searches = self._searches(len(scores))
+            pairs = [
+                exact_threshold(x.reshape(-1), n_pruned(s, x.numel()), empty, se)
+                for x, se in zip(scores, searches)
+            ]
+            thetas, tie_list = [p[0] for p in pairs], [p[1] for p in pairs]
+        if self.min_density > 0:
+            thetas, tie_list = self._floor(scores, thetas, tie_list, empty)
+        kept_any = []
+        for x, theta, ties in zip(scores, thetas, tie_list):
+            if ties is None:  # something is kept iff the largest score is above theta
+                kept_any.append(x.numel() > 0 and bool(x.amax() > theta))
+            else:
+                kept_any.append(bool(((x > theta) & ~ties.reshape(x.shape)).any()))
+        return thetas, tie_list, scores, kept_any
+
+    def _compiled_ready(self) -> bool:
+        """Whether the compiled step applies: a method with compiled scores, no floor, every
+        weight a CPU float32/float64 contiguous tensor of one dtype, the kernels built."""
+        if self._m.compiled_scores is None or self.min_density > 0:
+            return False
+        dtype = self.units[0].param.dtype
+        for u in self.units:
+            p = u.param
+            if p.dtype != dtype or not _prune.usable(p):
+                return False
+            if u.pm.mask is not None and not u.pm.mask.is_contiguous():
+                return False
+        return True
+
+    def _thresholds_compiled(self, s):
+        """The same thresholds in one C pass over the weights (scores made on the fly, no
+        buffer), from the previous step's threshold; None sends the step to
+        :meth:`_thresholds` (a non-finite weight, to be named; ties at the threshold)."""
+        m = self._m
+        kind = m.compiled_scores
+        units = self.units
+        scales = [u.sqrt_s if kind == "sigma" else 1.0 for u in units]
+        masks = [u.pm.mask if kind == "unpruned" else None for u in units]
+        empty = -0.5 if m.sticky else 0.0
+        groups = (
+            [list(range(len(units)))]
+            if self.scope == "global"
+            else [[i] for i in range(len(units))]
+        )
+        searches = self._searches(len(groups))
+        thetas: list = [None] * len(units)
+        smax: list = [None] * len(units)
+        like = units[0].param
+        try:
+            for group, search in zip(groups, searches):
+                src = _prune.WeightScores(
+                    [units[i].param for i in group],
+                    [scales[i] for i in group],
+                    [masks[i] for i in group],
+                )
+                k = n_pruned(s, src.numel)
+                if k <= 0:
+                    src.scan([], math.inf, math.inf, math.nan, False, _EMPTY_BUF[like.dtype])
+                    theta = torch.full((), empty, dtype=like.dtype, device=like.device)
+                else:
+                    theta, n_le = search(src, k)
+                    if n_le != k:  # ties at the threshold: the exact tie-break of _thresholds
+                        return None
+                for i, sm in zip(group, src.smax):
+                    thetas[i], smax[i] = theta, sm
+        except _prune.NonFiniteScores:
+            return None  # _thresholds names the layer
+        kept_any = [sm > float(t) for sm, t in zip(smax, thetas)]
+        return thetas, [None] * len(units), None, kept_any
 
     def _floor(self, scores, thetas, tie_list, empty):
         """Per-layer thresholds lowered so that each layer keeps ``min_density``."""
@@ -359,15 +488,9 @@ class Sparsifier:
             out_ties.append(ties)
         return out_t, out_ties
 
-    def _note_empty(self, scores, thetas, tie_list) -> None:
+    def _note_empty(self, kept_any) -> None:
         """Layers with no weight left (a disconnected network): listed, warned once each."""
-        empty = []
-        for u, x, theta, ties in zip(self.units, scores, thetas, tie_list):
-            kept = x > theta
-            if ties is not None:
-                kept &= ~ties.reshape(x.shape)
-            if not bool(kept.any()):
-                empty.append(u.name)
+        empty = [u.name for u, kept in zip(self.units, kept_any) if not kept]
         self.empty_layers = empty
         new = [n for n in empty if n not in self._warned_empty]
         if new:
