@@ -20,6 +20,7 @@ def _main(name):
 
 def test_every_benchmark_is_covered():
     assert {p.stem for p in BENCH.glob("*.py")} == {
+        "activation_inference",
         "activations_probe",
         "activations_speed",
         "codes_l0",
@@ -29,6 +30,18 @@ def test_every_benchmark_is_covered():
         "weights_finetune",
         "weights_overhead",
     }
+
+
+def test_activation_inference(tmp_path):
+    out = tmp_path / "r.json"
+    assert _main("activation_inference")(["--quick", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert [r["batch"] for r in res["rows"]] == [1, 1, 16, 1]
+    for r in res["rows"]:
+        assert r["act_x_dense"] > 0 and 0 < r["share_of_bw_bound"]["act"]
+        assert 0.5 < r["activation_zeros_mean"] < 1.0
+    if res["trained"] is not None:  # MNIST is bundled; the exported model predicts the same
+        assert res["trained"]["agreement"] >= 0.99
 
 
 def test_activations_probe(tmp_path):
@@ -76,8 +89,10 @@ def test_sparse_inference(tmp_path):
 
 def test_weights_overhead(tmp_path):
     res = _main("weights_overhead")(["--quick", "--json", str(tmp_path / "r.json")])
-    assert [r["model"] for r in res] == ["lenet5", "resnet_small"]
+    assert [r["model"] for r in res] == ["lenet_300_100", "lenet5", "resnet_small", "transformer"]
     assert all(r["ratio_to_dense"]["dense"] == 1.0 for r in res)
+    variants = {"dense", "st3", "st3sigma", "gmp", "torch_prune"}
+    assert all(set(r["ms_in_hook"]) == variants for r in res)
 
 
 def test_weights_finetune(tmp_path):

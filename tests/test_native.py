@@ -12,7 +12,7 @@ from shrinkage._native.__main__ import main
 def test_info_lists_every_library_and_its_source(capsys):
     assert main(["--info"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert set(info["libraries"]) == set(_native.LIBRARIES) == {"codes", "spmm", "prune"}
+    assert set(info["libraries"]) == set(_native.LIBRARIES) == {"codes", "spmm", "actmm", "prune"}
     for lib in info["libraries"].values():
         assert (_native.SOURCE_DIR / lib["source"]).is_file()
     assert (_native.SOURCE_DIR / "pool.h").is_file()

@@ -67,6 +67,7 @@ class Library:
 LIBRARIES = {
     "codes": Library("lasso_cd.c", abi=3, libs=("-lm",)),  # l1 CD encoder, BCD update
     "spmm": Library("spmm.c", abi=3),  # CSR x dense kernels of exported layers
+    "actmm": Library("actmm.c", abi=1),  # exported layer stacks skipping zero activations
     # the sparsifier's step: exact thresholds, ST-3's forward (no FMA contraction, so that each
     # entry is rounded as torch's separate operations round it), gmp's mask
     "prune": Library("prune.c", abi=1, cflags=("-ffp-contract=off",)),

@@ -57,6 +57,7 @@ import torch
 from torch import nn
 
 from .. import _checks
+from ._act_chain import ACT_KERNELS, ActivationChain, check_chain_state
 from ._autotune import _check_candidates, _supported, _time_modules, bytes_per_call
 from ._sparse_modules import (
     DEFAULT_CANDIDATES,
@@ -69,6 +70,8 @@ from ._sparse_modules import (
 
 __all__ = [
     "KERNELS",
+    "ACT_KERNELS",
+    "ActivationChain",
     "DEFAULT_CANDIDATES",
     "SparseLinear",
     "SparseConv2d",
@@ -130,6 +133,7 @@ def export(
     rounds: int = 7,
     return_timings: bool = False,
     example_input=None,
+    activations: bool = False,
 ):
     """Copy of ``model`` whose sparse-enough Linear layers run on the fastest sparse kernel.
 
@@ -146,12 +150,29 @@ def export(
     all on torch CSR and against dense, and the fastest is kept. The input ``model``
     is not modified. Outputs equal the dense model's up to float rounding.
 
+    With ``activations=True`` zero activations are skipped too: each ``Linear ->
+    activation`` of an ``nn.Sequential`` (``nn.ReLU`` or a thresholding module of
+    :mod:`shrinkage.thresholds`) is also timed on activation-and-weight-sparse kernels
+    that visit only the non-zero entries of its input (:class:`ActivationChain`: dense
+    ``W^T`` or CSC weights, the activation fused), on its input in one forward pass of
+    ``example_input`` (required: real data, since activation sparsity depends on it);
+    consecutive layers on those kernels run as one chain, one call into C. The whole
+    model is timed against dense and against the weight-sparse-only choice, and its output
+    on ``example_input`` is checked against the dense model's (RuntimeError if it
+    differs). See :mod:`shrinkage.weights._act_export`.
+
     Returns the exported model, or ``(model, timings)`` with ``return_timings``:
     ``{layer name: {"sparsity": s, "kernel": chosen, "ms": {kernel: median ms}}}``.
     """
     ms, batch_size, rounds, cands, forced = _check_export(
         model, min_sparsity, batch_size, rounds, candidates
     )
+    if activations:
+        from ._act_export import export_activations
+
+        return export_activations(
+            model, ms, batch_size, cands, rounds, example_input, return_timings
+        )
     out = copy.deepcopy(model)
     conv_shapes = {} if example_input is None else _conv_input_shapes(out, example_input)
     report: dict[str, dict] = {}
@@ -283,13 +304,17 @@ def _best_whole_model(model, chosen, report, example_input, batch_size, rounds):
 
 
 def densify(model: nn.Module) -> nn.Module:
-    """Copy of an exported model with every :class:`SparseLinear` back to ``nn.Linear``."""
+    """Copy of an exported model with every :class:`SparseLinear` back to ``nn.Linear`` (and
+    every :class:`ActivationChain` back to its Linear and activation modules)."""
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     out = copy.deepcopy(model)
     inner = _conv_matrices(out)
     for name, mod in list(out.named_modules()):
-        if isinstance(mod, SparseConv2d):
+        if isinstance(mod, ActivationChain):
+            for mname, new in mod.to_modules():
+                _set_submodule(out, mname, new)
+        elif isinstance(mod, SparseConv2d):
             _set_submodule(out, name, mod.to_conv())
         elif isinstance(mod, SparseLinear) and name not in inner:
             _set_submodule(out, name, mod.to_linear())
@@ -331,7 +356,9 @@ def load_exported(model: nn.Module, state_dict: dict) -> nn.Module:
         conv = state_dict.get(f"{name}._extra_state")
         mat = state_dict.get(f"{name}.matrix._extra_state")
         try:
-            if isinstance(mod, nn.Conv2d | SparseConv2d) and mat is not None and conv is not None:
+            if isinstance(conv, dict) and "chain" in conv:
+                _place_chain(out, name, mod, conv, device)
+            elif isinstance(mod, nn.Conv2d | SparseConv2d) and mat is not None and conv is not None:
                 matrix = _empty_sparse(mat, f"{name}.matrix", state_dict)
                 new_conv = SparseConv2d(_conv_args(conv), matrix)
                 _set_submodule(out, name, new_conv.to(device))
@@ -344,12 +371,41 @@ def load_exported(model: nn.Module, state_dict: dict) -> nn.Module:
     except RuntimeError as e:  # missing / unexpected keys, shape mismatches
         raise ValueError(f"state_dict does not fit the skeleton: {e}") from None
     for name, mod in out.named_modules():
-        if isinstance(mod, SparseConv2d | SparseLinear):
+        if isinstance(mod, SparseConv2d | SparseLinear | ActivationChain):
             try:
                 mod.validate()
             except ValueError as e:
                 raise ValueError(f"layer {name!r}: {e}") from None
     return out
+
+
+def _place_chain(model, name, mod, extra, device) -> None:
+    """An empty ActivationChain at ``name`` (its first Linear in the skeleton), the modules
+    it stands for replaced by nn.Identity; names and sizes checked against the skeleton."""
+    specs, names, acts = check_chain_state(extra)
+    if names[0] != name:
+        raise ValueError(f"activation chain state names {names[0]!r} first, found at {name!r}")
+    for lname, spec in zip(names, specs):
+        try:
+            lin = model.get_submodule(lname)
+        except AttributeError:
+            raise ValueError(f"activation chain layer {lname!r} is not in the skeleton") from None
+        if isinstance(lin, nn.Linear) and (lin.in_features, lin.out_features) != (
+            spec["in"],
+            spec["out"],
+        ):
+            raise ValueError(
+                f"activation chain layer {lname!r} is {spec['out']}x{spec['in']}, the "
+                f"skeleton's Linear {lin.out_features}x{lin.in_features}"
+            )
+    chain = ActivationChain(specs, names, acts).to(device)
+    _set_submodule(model, name, chain)
+    for other in chain.covers:
+        try:
+            model.get_submodule(other)
+        except AttributeError:
+            raise ValueError(f"activation chain module {other!r} is not in the skeleton") from None
+        _set_submodule(model, other, nn.Identity())
 
 
 def _empty_sparse(extra, name, state_dict) -> SparseLinear:
@@ -380,6 +436,19 @@ def kernel_summary(model: nn.Module) -> list[dict]:
     rows = []
     inner = _conv_matrices(model)
     for name, mod in model.named_modules():
+        if isinstance(mod, ActivationChain):
+            for i, (lname, spec) in enumerate(zip(mod.names, mod.specs)):
+                nnz = mod.layer_nnz(i)
+                size = spec["in"] * spec["out"]
+                rows.append(
+                    {
+                        "name": lname,
+                        "shape": (spec["out"], spec["in"]),
+                        "sparsity": 1.0 - nnz / max(1, size),
+                        "kernel": spec["kernel"],
+                    }
+                )
+            continue
         if isinstance(mod, SparseConv2d | SparseLinear) and name not in inner:
             m = mod.matrix if isinstance(mod, SparseConv2d) else mod
             shape, s, kernel = (m.out_features, m.in_features), m.sparsity, m.kernel
