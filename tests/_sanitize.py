@@ -4,14 +4,16 @@
     LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \\
         python -m tests._sanitize [--fuzz-cases N]
 
-Both libraries are built with ``-fsanitize=address,undefined`` into a fresh cache and driven
+Every library is built with ``-fsanitize=address,undefined`` into a fresh cache and driven
 through the library's own Python paths: the CSR kernels of exported layers on edge shapes
 (empty rows, no non-zero, one column, 16-bit columns up to 65535, batches that do and do not
 fill a vector, the thread pool) and on every damaged checkpoint of the fuzzer that
 ``load_exported`` accepts; the l1 coordinate-descent encoder (packed and unpacked active
 sets, warm starts, duplicated atoms, capped iterations, lam 0 and huge) and the dictionary
-update. Any sanitizer report aborts the process (non-zero exit, the report on stderr); each
-result is also compared with a dense float64 reference. Prints one summary line.
+update; the sparsifier's step (thresholds, ST-3's forward, gmp's passes); the
+activation-skipping chains on edge shapes. Any sanitizer report aborts the process
+(non-zero exit, the report on stderr); each result is also compared with a reference.
+Prints one summary line.
 """
 
 from __future__ import annotations
@@ -29,15 +31,19 @@ SANITIZE += ["-fno-sanitize-recover=undefined", "-pthread"]
 def _sanitized_builds():
     from shrinkage import _native
     from shrinkage.codes import _cd
-    from shrinkage.weights import _kernels
+    from shrinkage.weights import _act_chain, _kernels, _prune
 
     _native.FLAG_SETS = (SANITIZE,)
     _kernels._FLAG_SETS = (SANITIZE,)
     _kernels._reset()
-    _cd._LIB.reset()
+    for lib in (_cd._LIB, _prune._LIB, _act_chain._LIB):
+        lib.reset()
     spmm, codes = _kernels.load(), _cd.load()
-    if spmm is None or codes is None:
-        raise SystemExit(f"sanitized builds failed: {_kernels._LIB.error} {_cd._LIB.error}")
+    prune, act = _prune.load(), _act_chain.load()
+    if spmm is None or codes is None or prune is None or act is None:
+        errors = [x._LIB.error for x in (_kernels, _cd, _prune, _act_chain)]
+        raise SystemExit(f"sanitized builds failed: {errors}")
+    assert all("-fsanitize=address,undefined" in x.flags for x in (codes, prune, act))
     assert "-fsanitize=address,undefined" in spmm.flags
     return spmm
 
@@ -78,6 +84,99 @@ def spmm_cases(rng: torch.Generator) -> int:
         torch.testing.assert_close(lin(x), x @ w.t(), rtol=1e-5, atol=1e-5)
     torch.set_num_threads(1)
     return n + 1
+
+
+def prune_cases(rng: torch.Generator) -> int:
+    """The sparsifier's C passes: thresholds on drifting, tied, masked scores (edges, second
+    passes, the buffer's cap), ST-3's forward and gmp's passes on edge shapes."""
+    from shrinkage.weights import _prune
+
+    n = 0
+    for dtype in (torch.float32, torch.float64):
+        ws = [torch.randn(s, generator=rng, dtype=dtype) for s in ((70, 90), (1, 1), (0, 3))]
+        masks = [torch.rand(w.shape, generator=rng) > 0.5 for w in ws]
+        for use_masks, scales in ((False, [1.0, 1.0, 1.0]), (False, [2.5, 1.0, 3.0]), (True, None)):
+            search = _prune.KthSearch()
+            for step in range(12):
+                for w in ws:
+                    w.add_(0.01 * torch.randn(w.shape, generator=rng, dtype=dtype))
+                if step == 6:
+                    ws[0].mul_(5.0)
+                if step == 8:
+                    ws[0][:20] = 0.5
+                src = _prune.WeightScores(
+                    ws, scales or [1.0] * 3, masks if use_masks else [None] * 3
+                )
+                flat = src.materialize()
+                k = [1, flat.numel(), flat.numel() // 2, int((flat < 0).sum()) or 1][step % 4]
+                v, n_le = search(src, k)
+                assert float(v) == float(torch.kthvalue(flat, k).values)
+                assert n_le == int((flat <= v).sum())
+                n += 1
+        for shape in ((1, 1), (3, 17), (40, 2, 3, 3)):
+            w = torch.randn(shape, generator=rng, dtype=dtype)
+            for tau in (0.0, 0.5, 100.0):
+                for rescale in (False, True):
+                    for threads in (1, 3):
+                        torch.set_num_threads(threads)
+                        got = _prune.st3_forward(w, torch.tensor(tau, dtype=dtype), rescale)
+                        assert bool(torch.isfinite(got).all())
+                        n += 1
+            m = torch.rand(shape, generator=rng) > 0.3
+            assert torch.equal(_prune.masked(w, m), w * m)
+            _prune.gmp_update(w, m, 0.2)
+            n += 1
+    torch.set_num_threads(1)
+    return n
+
+
+def chain_cases(rng: torch.Generator) -> int:
+    """Activation chains on edge shapes: width 1, empty rows and columns, no non-zero weight,
+    all-zero and dense inputs, batches 1 to 17, the thread pool."""
+    from torch import nn
+
+    from shrinkage.thresholds import CST, CReLU
+    from shrinkage.weights._act_chain import ACT_KERNELS, ActivationChain
+
+    n = 0
+    for dtype in (torch.float32, torch.float64):
+        for dims in ((1, 1), (5, 1, 7), (30, 40, 3), (65, 9, 70, 2)):
+            for density in (0.0, 0.1, 1.0):
+                lins = []
+                for i in range(len(dims) - 1):
+                    lin = nn.Linear(dims[i], dims[i + 1]).to(dtype)
+                    with torch.no_grad():
+                        lin.weight.mul_(torch.rand(lin.weight.shape, generator=rng) < density)
+                        if min(lin.weight.shape) > 2:
+                            lin.weight[1] = 0
+                            lin.weight[:, 2] = 0
+                    lins.append(lin)
+                acts = [CReLU(0.1, 1.0) if i % 2 else CST(0.1, 0.5) for i in range(len(lins))]
+                acts[-1] = None
+                for k in ACT_KERNELS:
+                    chain = ActivationChain.from_layers(
+                        lins,
+                        acts,
+                        [k] * len(lins),
+                        [f"l{i}" for i in range(len(lins))],
+                        [None if a is None else f"a{i}" for i, a in enumerate(acts)],
+                    )
+                    for batch in (1, 2, 17):
+                        for zeros in (1.0, 0.5, 0.0):
+                            x = torch.randn(batch, dims[0], generator=rng, dtype=dtype)
+                            x = x * (torch.rand(x.shape, generator=rng) >= zeros)
+                            for threads in (1, 3):
+                                torch.set_num_threads(threads)
+                                with torch.no_grad():
+                                    y = chain(x)
+                                ref = x
+                                for lin, a in zip(lins, acts):
+                                    ref = lin(ref)
+                                    ref = ref if a is None else a(ref)
+                                torch.testing.assert_close(y, ref, rtol=1e-4, atol=1e-4)
+                                n += 1
+    torch.set_num_threads(1)
+    return n
 
 
 def fuzzed_exports(cases: int) -> tuple[int, int]:
@@ -156,9 +255,12 @@ def main(argv=None) -> int:
     k = spmm_cases(rng)
     ran, accepted = fuzzed_exports(args.fuzz_cases)
     c = codes_cases(rng)
+    p = prune_cases(rng)
+    a = chain_cases(rng)
     print(
         f"sanitized ({' '.join(spmm.flags)}): {k} CSR kernel cases, {ran} fuzzed checkpoints "
-        f"({accepted} accepted and run), {c} encoder / dictionary-update cases: no report"
+        f"({accepted} accepted and run), {c} encoder / dictionary-update cases, {p} sparsifier "
+        f"step cases, {a} activation-chain cases: no report"
     )
     return 0
 

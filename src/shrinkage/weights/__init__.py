@@ -10,13 +10,15 @@
   :class:`Constant`;
 - :func:`flops` / :class:`FlopsReport`: dense and sparse multiply-accumulates of any model;
 - pure functions :func:`kth_threshold`, :func:`channel_gamma`, :func:`st3_weight`;
-- :func:`export`: sparse-enough layers onto measured-fastest sparse kernels (real speed);
+- :func:`export`: sparse-enough layers onto measured-fastest sparse kernels (real speed;
+  ``activations=True`` also skips zero activations: :class:`ActivationChain`);
   :func:`densify`, :func:`load_exported`, :class:`SparseLinear`, :class:`SparseConv2d`;
 - :func:`effective_macs`: MACs left when zero weights *and* zero activations are skipped;
 - the MNIST experiments behind ``shrinkage weights train|sweep`` are in
   :mod:`shrinkage.experiments.weights`.
 """
 
+from ._act_chain import ActivationChain
 from ._export import densify, export, load_exported
 from ._flops import FlopsReport, flops
 from ._ops import channel_gamma, kth_smallest, kth_threshold, prox_weight, st3_weight
@@ -47,6 +49,7 @@ __all__ = [
     "load_exported",
     "SparseLinear",
     "SparseConv2d",
+    "ActivationChain",
     "effective_macs",
     "format_effective_macs",
 ]
