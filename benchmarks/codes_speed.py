@@ -14,6 +14,15 @@
    dictionaries (encoded by the same encoder) and the time ratio.
 3. Streaming memory: ``encode_batches`` over a generator of patch batches, peak resident
    memory (ru_maxrss of a child process) at two stream lengths.
+4. Against SPAMS (the field's reference C++ library; the optional ``bench`` extra,
+   ``spams-bin``; skipped with a message when it is not installed): ``encode`` against
+   ``spams.lasso`` on learned and random dictionaries of ``--spams-atoms`` atoms (and the
+   1024-atom one of 1.), sparse and dense codes, float32 and float64 (targets: >= 2x in
+   every regime); ``learn_dictionary`` against ``spams.trainDL`` at 256 and 1024 atoms, one
+   and two threads, both one pass over the same patches, and ours again on the first
+   ``--spams-fractions`` of them (target: SPAMS's held-out error at equal sparsity, its
+   dictionary re-encoded at our active fraction, in at most a third of its time).
+   ``--skip spams-encode`` / ``spams-learn`` leave out one half.
 
     python benchmarks/codes_speed.py --threads 1 --out runs/codes/bench.json
 """
@@ -228,6 +237,221 @@ def bench_learn(args, Xtr, Xte, lam):
     }, D
 
 
+def _spams():
+    """The SPAMS module, or None with the reason printed (the optional ``bench`` extra)."""
+    try:
+        import spams
+    except ImportError as e:
+        print(
+            f"SPAMS rows skipped: spams is not installed ({e}); "
+            "pip install 'shrinkage[bench]' (spams-bin) to measure against it"
+        )
+        return None
+    return spams
+
+
+def _unit_rows(rng, k, f):
+    D = rng.standard_normal((k, f))
+    return D / np.linalg.norm(D, axis=1, keepdims=True)
+
+
+def bench_spams_encode(args, spams, X, dictionaries):
+    """``encode`` (l1, the compiled CD) against SPAMS ``lasso`` (LARS, mode 2: the same
+    energy 1/2 ||x - D a||^2 + lam ||a||_1, D column-wise) on the same patches: every
+    dictionary given, sparse codes (``--lam``) and dense ones (``--lam`` / 10), float32 and
+    float64; interleaved rounds, best time of each; the objective gap between the two."""
+    from shrinkage.codes import active_fraction, encode, objective
+
+    rows = []
+    for dname, D in dictionaries.items():
+        for regime, lam in (("sparse", args.lam), ("dense", args.lam / 10)):
+            for dtype in (np.float32, np.float64):
+                Xf = np.asfortranarray(X.T.astype(dtype))
+                Df = np.asfortranarray(D.T.astype(dtype))
+                Xt = torch.as_tensor(X.astype(dtype))
+                Dt = torch.as_tensor(D.astype(dtype))
+
+                def ours(Xt=Xt, Dt=Dt, lam=lam):
+                    return encode(Xt, Dt, "l1", lam, tol=args.tol, max_iter=2000)
+
+                def theirs(Xf=Xf, Df=Df, lam=lam):
+                    return spams.lasso(Xf, D=Df, lambda1=lam, mode=2, numThreads=args.threads)
+
+                ours()
+                theirs()
+                t_ours = t_spams = float("inf")
+                for _ in range(args.repeats):
+                    dt, Z = _best(ours, 2)
+                    t_ours = min(t_ours, dt)
+                    dt, A = _best(theirs, 1)
+                    t_spams = min(t_spams, dt)
+                Zo = Z.double().numpy()
+                Zs = np.asarray(A.T.todense(), dtype=np.float64)
+                oo = float(objective(X, D, Zo, "l1", lam))
+                osp = float(objective(X, D, Zs, "l1", lam))
+                row = {
+                    "dictionary": dname,
+                    "atoms": len(D),
+                    "codes": regime,
+                    "lam": lam,
+                    "dtype": np.dtype(dtype).name,
+                    "samples": len(X),
+                    "ours_s": t_ours,
+                    "spams_s": t_spams,
+                    "speedup": t_spams / t_ours,
+                    "gap_vs_spams": (oo - osp) / abs(osp),
+                    "active": active_fraction(Zo),
+                }
+                rows.append(row)
+                print(
+                    f"encode {dname} ({len(D)} atoms), {regime} codes (lam {lam:g}, active "
+                    f"{row['active']:.3f}), {row['dtype']}: ours {t_ours:.4f} s, SPAMS lasso "
+                    f"{t_spams:.4f} s: {row['speedup']:.1f}x; objective gap "
+                    f"{row['gap_vs_spams']:+.1e}",
+                    flush=True,
+                )
+    return rows
+
+
+def bench_spams_learn(args, spams, Xtr, Xte, lam):
+    """``learn_dictionary`` (bcd, one epoch) against SPAMS ``trainDL`` (the same number of
+    256-sample mini-batches, mode 2: the l1 penalty) at 256 and 1024 atoms, 1 and 2
+    threads; both dictionaries' held-out relative error and active fraction with the same
+    encoder at the same lam, then SPAMS's dictionary again at the lam that gives it our
+    held-out active fraction (equal sparsity: bisection on log lam), and the time ratio."""
+    from shrinkage.codes import active_fraction, encode, learn_dictionary, relative_error
+
+    def held_out(D, lam=lam):
+        Z = encode(torch.as_tensor(Xte), torch.as_tensor(D), "l1", lam, tol=1e-4, max_iter=2000)
+        return relative_error(Xte, D, Z), active_fraction(Z)
+
+    def at_active(D, target, steps=12):
+        """Held-out error, active fraction and lam where D's codes have ``target`` active
+        (the active fraction falls as lam grows: bisection on log lam within lam x/ 16)."""
+        lo, hi = np.log(lam / 16), np.log(lam * 16)
+        best = None
+        for _ in range(steps):
+            mid = (lo + hi) / 2
+            e, a = held_out(D, float(np.exp(mid)))
+            if best is None or abs(a - target) < abs(best[1] - target):
+                best = (e, a, float(np.exp(mid)))
+            lo, hi = (mid, hi) if a > target else (lo, mid)
+        return best
+
+    rows = []
+    Xf = np.asfortranarray(Xtr.T)
+    Xtr32 = torch.as_tensor(Xtr, dtype=torch.float32)
+    batches = max(1, len(Xtr) // 256)
+    for k in args.spams_atoms:
+        for threads in args.spams_threads:
+            torch.set_num_threads(threads)
+
+            def ours(k=k, X=Xtr32):
+                return learn_dictionary(
+                    X,
+                    k,
+                    "l1",
+                    lam,
+                    n_epochs=1,
+                    batch_size=256,
+                    update="bcd",
+                    init="data",
+                    max_iter=args.learn_max_iter,
+                    tol=args.learn_tol,
+                    random_state=0,
+                )
+
+            def theirs(k=k, threads=threads):
+                return spams.trainDL(
+                    Xf,
+                    K=k,
+                    lambda1=lam,
+                    mode=2,
+                    iter=batches,
+                    batchsize=256,
+                    numThreads=threads,
+                    verbose=False,
+                )
+
+            t1, st = _best(ours, 1)
+            ts, Ds = _best(theirs, 1)
+            t2, st = _best(ours, 1)
+            t_ours = min(t1, t2)
+            eo, ao = held_out(st.D.double().numpy())
+            Dsp = np.ascontiguousarray(Ds.T, dtype=np.float64)
+            es, as_ = held_out(Dsp)
+            eq_e, eq_a, eq_lam = at_active(Dsp, ao)
+            row = {
+                "atoms": k,
+                "threads": threads,
+                "n_train": len(Xtr),
+                "batches": batches,
+                "ours_s": t_ours,
+                "spams_s": ts,
+                "time_ratio": ts / t_ours,
+                "ours_rel_error": eo,
+                "spams_rel_error": es,
+                "ours_active": ao,
+                "spams_active": as_,
+                "spams_rel_error_equal_sparsity": eq_e,
+                "spams_active_equal_sparsity": eq_a,
+                "spams_lam_equal_sparsity": eq_lam,
+                "error_ratio_equal_sparsity": eo / eq_e,
+            }
+            # Time to SPAMS's error: ours on the first fraction of the same patches (one
+            # pass, fewer batches), SPAMS's dictionary re-encoded at each one's sparsity.
+            row["prefixes"] = []
+            for frac in sorted(args.spams_fractions):
+                n = max(256, int(len(Xtr) * frac))
+                tf, sf = _best(lambda n=n: ours(X=Xtr32[:n]), 1)
+                ef, af = held_out(sf.D.double().numpy())
+                tgt, tgt_a, _ = at_active(Dsp, af)
+                row["prefixes"].append(
+                    {
+                        "fraction": frac,
+                        "batches": max(1, n // 256),
+                        "ours_s": tf,
+                        "ours_rel_error": ef,
+                        "ours_active": af,
+                        "spams_rel_error_equal_sparsity": tgt,
+                        "spams_active_equal_sparsity": tgt_a,
+                        "reached": ef <= tgt,
+                        "time_ratio": ts / tf,
+                    }
+                )
+            full = {"fraction": 1.0, "ours_s": t_ours, "reached": eo <= eq_e}
+            first = next((p for p in row["prefixes"] + [full] if p["reached"]), None)
+            row["spams_error_reached_at_fraction"] = None if first is None else first["fraction"]
+            row["time_ratio_to_spams_error"] = None if first is None else ts / first["ours_s"]
+            rows.append(row)
+            print(
+                f"learn {k} atoms, {threads} thread(s), {batches} batches of 256: ours {t_ours:.2f}"
+                f" s (error {eo:.4f}, active {ao:.4f}), SPAMS trainDL {ts:.2f} s (error {es:.4f},"
+                f" active {as_:.4f}; at active {eq_a:.4f}, lam {eq_lam:.3g}: error {eq_e:.4f}):"
+                f" {ts / t_ours:.1f}x less time, error ratio at equal sparsity {eo / eq_e:.3f}",
+                flush=True,
+            )
+            for p in row["prefixes"]:
+                print(
+                    f"  ours on {p['fraction']:g} of the patches ({p['batches']} batches): "
+                    f"{p['ours_s']:.2f} s, error {p['ours_rel_error']:.4f} at active "
+                    f"{p['ours_active']:.4f} vs SPAMS's {p['spams_rel_error_equal_sparsity']:.4f}"
+                    f" there: {'reached' if p['reached'] else 'not reached'}, "
+                    f"{p['time_ratio']:.1f}x less time",
+                    flush=True,
+                )
+            if first is None:
+                print("  SPAMS's held-out error at equal sparsity not reached", flush=True)
+            else:
+                print(
+                    f"  SPAMS's held-out error at equal sparsity reached on {first['fraction']:g}"
+                    f" of the patches: {row['time_ratio_to_spams_error']:.1f}x less time",
+                    flush=True,
+                )
+    torch.set_num_threads(args.threads)
+    return rows
+
+
 def stream_child(n, batch, atoms):
     """Encode n patches streamed in batches; print the peak resident memory (MiB)."""
     from shrinkage.codes import active_fraction, encode_batches
@@ -300,7 +524,22 @@ def main(argv=None):
     ap.add_argument("--stream-batch", type=int, default=10_000)
     ap.add_argument("--stream-atoms", type=int, default=256)
     ap.add_argument("--stream-child", type=int, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--skip", nargs="*", default=[], choices=["encode", "learn", "stream"])
+    ap.add_argument("--spams-samples", type=int, default=2000, help="rows encoded vs SPAMS")
+    ap.add_argument("--spams-atoms", type=int, nargs="*", default=[256, 1024])
+    ap.add_argument("--spams-threads", type=int, nargs="*", default=[1, 2])
+    ap.add_argument(
+        "--spams-fractions",
+        type=float,
+        nargs="*",
+        default=[0.125, 0.25, 0.5],
+        help="ours also learns on these first fractions of the patches: time to SPAMS's error",
+    )
+    ap.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["encode", "learn", "stream", "spams", "spams-encode", "spams-learn"],
+    )
     ap.add_argument("--out", default=None, help="JSON file for the numbers")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke run")
     args = ap.parse_args(argv)
@@ -308,6 +547,8 @@ def main(argv=None):
         args.samples, args.atoms, args.repeats, args.lars_samples = 100, 64, 1, 50
         args.learn_train, args.learn_atoms = 600, 32
         args.stream_n, args.stream_batch, args.stream_atoms = [2000], 1000, 32
+        args.spams_samples, args.spams_atoms, args.spams_threads = 100, [32], [1]
+        args.spams_fractions = [0.5]
     if args.stream_child is not None:
         stream_child(args.stream_child, args.stream_batch, args.stream_atoms)
         return 0
@@ -342,9 +583,40 @@ def main(argv=None):
             max_iter=100,
             tol=1e-2,
         )
-        print(f"(1024-atom dictionary learned in {time.perf_counter() - t:.1f} s, not timed)")
+        dt = time.perf_counter() - t
+        print(f"({args.atoms}-atom dictionary learned in {dt:.1f} s, not timed)")
         D = st.D.double().numpy()
         report["encode"] = bench_encode(args, Xenc, D, args.lam)
+    if "spams" not in args.skip:
+        spams = _spams()
+        if spams is None:
+            report["spams"] = {"skipped": "spams not installed"}
+        else:
+            rng = np.random.default_rng(1)
+            dicts = {}
+            if "encode" not in args.skip:
+                dicts[f"learned {len(D)}"] = D
+            for k in [] if "spams-encode" in args.skip else args.spams_atoms:
+                if k not in (len(d) for d in dicts.values()):
+                    st = learn_dictionary(
+                        torch.as_tensor(Xtr[:8192], dtype=torch.float32),
+                        k,
+                        "l1",
+                        args.lam,
+                        batch_size=256,
+                        update="bcd",
+                        init="data",
+                        max_iter=100,
+                        tol=1e-2,
+                    )
+                    dicts[f"learned {k}"] = st.D.double().numpy()
+                dicts[f"random {k}"] = _unit_rows(rng, k, X.shape[1])
+            Xs = Xenc[: args.spams_samples]
+            report["spams"] = {}
+            if "spams-encode" not in args.skip:
+                report["spams"]["encode"] = bench_spams_encode(args, spams, Xs, dicts)
+            if "spams-learn" not in args.skip:
+                report["spams"]["learn"] = bench_spams_learn(args, spams, Xtr, Xte, args.lam)
     if "stream" not in args.skip:
         report["stream"] = bench_stream(args)
     if args.out:

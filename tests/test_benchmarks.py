@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,7 +70,31 @@ def test_codes_speed(tmp_path):
         _main("codes_speed")(["--quick", "--threads", "1", "--out", str(tmp_path / "r.json")]) == 0
     )
     res = json.loads((tmp_path / "r.json").read_text())
-    assert {"learn", "encode", "stream"} <= set(res)
+    assert {"learn", "encode", "stream", "spams"} <= set(res)
+    if "skipped" not in res["spams"]:  # spams-bin installed (the bench extra)
+        rows = res["spams"]["encode"]
+        assert {(r["codes"], r["dtype"]) for r in rows} == {
+            (c, d) for c in ("sparse", "dense") for d in ("float32", "float64")
+        }
+        assert all(abs(r["gap_vs_spams"]) < 1e-2 for r in rows)  # the same problem solved
+        (learn,) = res["spams"]["learn"]
+        assert learn["atoms"] == 32 and learn["threads"] == 1
+        # SPAMS's dictionary re-encoded at our held-out sparsity (bisection on lam)
+        assert learn["spams_active_equal_sparsity"] == pytest.approx(learn["ours_active"], rel=0.1)
+        (half,) = learn["prefixes"]  # ours on half the patches: time to SPAMS's error
+        assert half["fraction"] == 0.5 and half["batches"] == 1
+        assert half["reached"] == (half["ours_rel_error"] <= half["spams_rel_error_equal_sparsity"])
+        assert learn["spams_error_reached_at_fraction"] in (None, 0.5, 1.0)
+
+
+def test_codes_speed_without_spams(tmp_path, monkeypatch, capsys):
+    """The optional bench extra absent: a message and a skipped entry, not a failure."""
+    monkeypatch.setitem(sys.modules, "spams", None)  # import spams raises ImportError
+    argv = ["--quick", "--threads", "1", "--skip", "learn", "encode", "stream"]
+    assert _main("codes_speed")([*argv, "--out", str(tmp_path / "r.json")]) == 0
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["spams"] == {"skipped": "spams not installed"}
+    assert "SPAMS rows skipped: spams is not installed" in capsys.readouterr().out
 
 
 def test_onnx_speed(tmp_path):
