@@ -36,6 +36,8 @@ def test_recovers_planted_dictionary(update, penalty, found):
         lr=2.0,
         random_state=1,
         init="data",
+        learn_tol=0,  # the update rules alone, over a fixed number of passes
+        resample_every=0,
     )
     D = st.D.numpy()
     np.testing.assert_allclose(np.linalg.norm(D, axis=1), 1.0, atol=1e-12)

@@ -86,11 +86,17 @@ def learn(
     threads=None,
     continuation=0,
     relax=True,
+    learn_tol=0.0,
+    max_no_improvement=3,
+    monitor=0,
 ) -> dict:
     """Learn one dictionary on whitened patches; returns ``{"D", "metrics", "fits", "tuning",
     "summary"}`` (``fits``/``tuning`` only with ``analyse``). ``data``: optional (train, test).
     ``relax``: every l0 encoding (learning, held-out codes, tuning) starts from the codes of
     its exact relaxation CEL0 (:data:`RELAXATIONS`) instead of from zero.
+    ``learn_tol > 0``: stop before ``n_epochs`` once converged (:func:`learn_dictionary`),
+    judged on the first ``monitor`` training patches when ``monitor > 0``; 0: exactly
+    ``n_epochs`` passes.
     """
     check_choice("penalty", penalty, PENALTIES)
     if threads:
@@ -113,6 +119,9 @@ def learn(
         max_iter=max_iter,
         tol=tol,
         progress=progress,
+        learn_tol=learn_tol,
+        max_no_improvement=max_no_improvement,
+        monitor=Xtr_t[:monitor] if monitor else None,
         **warm,
     )
     D = st.D.double().numpy()
@@ -135,6 +144,9 @@ def learn(
         continuation=continuation,
         relaxed=bool(warm),
         batches=st.step,
+        epochs_run=st.epochs,
+        converged=st.converged,
+        resampled_atoms=st.n_resampled,
         train_energy_last=st.history[-1],
     )
     out = {"D": D, "metrics": metrics, "history": st.history}
