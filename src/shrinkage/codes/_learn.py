@@ -14,10 +14,11 @@ dictionary is the one a single process gets on the concatenated batches.
 
 The window of the ``"bcd"`` statistics adapts by Kesten's rule (Kesten 1958, "Accelerated
 stochastic approximation"): it holds ``W = 1 + c`` batches (at most 10; ``forget=k`` fixes
-it at k instead), where c counts the steps at which two successive dictionary updates
-pointed against each other (``<dD_t, dD_{t-1}> < 0``). While the atoms travel, successive
-updates agree and the statistics stay fresh (codes of an older dictionary would hold the
-atoms back); once the updates only jitter, the window grows and averages the jitter away.
+it at k instead), where c counts how often the dictionary's displacement over a block of 5
+updates pointed against that over the previous block (``<dD_b, dD_{b-1}> < 0``). While the
+atoms travel, successive displacements agree and the statistics stay fresh (codes of an
+older dictionary would hold the atoms back); once the atoms only jitter, the window grows
+and averages the jitter away.
 
 Stopping, checked after each pass over an array (or each ``partial_fit`` of a stream): the
 objective is the mean energy of the samples of that window (each taken when its
@@ -56,6 +57,7 @@ from ._encode import (
 )
 
 UPDATES = ("gradient", "bcd")
+_BLOCK = 5  # dictionary updates per displacement compared by Kesten's rule
 _MAX_FORGET = 10  # default longest window of the bcd statistics, in batches
 _DUPLICATE_COS = 0.95  # |cos| at which the less used of two atoms is resampled
 _AUTO_RESAMPLE = 50  # batches between resamplings when an epoch is longer
@@ -75,7 +77,9 @@ class LearnState:
     since_resample: int = 0  # batches since the last resampling
     history: list = field(default_factory=list)  # mean energy per batch
     kesten: int = 0  # sign-change count that sets the window of the statistics
-    last_delta: torch.Tensor | None = None  # previous dictionary update (for kesten)
+    last_delta: torch.Tensor | None = None  # previous block's displacement (for kesten)
+    block_start: torch.Tensor | None = None  # dictionary at the start of this block
+    block_len: int = 0  # updates in this block
     n_resampled: int = 0  # atoms resampled so far
     window_energy: float = 0.0  # energy summed since the last check
     window_count: int = 0  # samples since the last check
@@ -249,7 +253,6 @@ def _step(
     energy = _energy(xb, R, Z, penalty, float(lam), p).sum()
     m = torch.tensor(float(len(xb)), dtype=D.dtype, device=D.device)
     used = (Z != 0).to(D.dtype).sum(0)
-    D_before = D.clone() if update == "bcd" else None
     if update == "gradient":
         G = Z.T @ R
         _allreduce(G, m, energy, used)
@@ -271,12 +274,20 @@ def _step(
         state.B.mul_(beta).add_(BZ / mb)
         _bcd_sweep(D, state.A, state.B)
     D.copy_(_normalise(D))
-    if D_before is not None and forget is None:
-        delta = D - D_before
-        if state.last_delta is not None:
-            against = float((delta * state.last_delta).sum()) < 0
-            state.kesten = min(state.kesten + against, _MAX_FORGET - 1)
-        state.last_delta = delta
+    if update == "bcd" and forget is None:
+        # Kesten's rule on the displacements of blocks of _BLOCK updates: single updates
+        # flip direction by noise alone long before the atoms have arrived.
+        if state.block_start is None:
+            state.block_start = D.clone()
+        state.block_len += 1
+        if state.block_len >= _BLOCK:
+            delta = D - state.block_start
+            if state.last_delta is not None:
+                against = float((delta * state.last_delta).sum()) < 0
+                state.kesten = min(state.kesten + against, _MAX_FORGET - 1)
+            state.last_delta = delta
+            state.block_start = D.clone()
+            state.block_len = 0
     state.usage = used if state.usage is None else state.usage + used
     state.seen += int(m)
     state.step += 1
@@ -573,6 +584,7 @@ def warn_if_capped(state, n_epochs, learn_tol, dict_tol, max_no_improvement, sta
 def _new_stage(state):
     """Keep D and the counts; forget what belonged to the codes of the previous penalty."""
     state.A = state.B = state.last_delta = state.check_D = state.best = None
+    state.block_start, state.block_len = None, 0
     state.kesten = state.no_improvement = 0
     state.window_energy, state.window_count = 0.0, 0
     state.converged = False
