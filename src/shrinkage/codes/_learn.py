@@ -20,13 +20,13 @@ atoms travel, successive displacements agree and the statistics stay fresh (code
 older dictionary would hold the atoms back); once the atoms only jitter, the window grows
 and averages the jitter away.
 
-Stopping, checked after each pass over an array (or each ``partial_fit`` of a stream): the
-objective is the mean energy of the samples of that window (each taken when its
-batch was encoded), or of a fixed ``monitor`` batch; learning has converged when for
-``max_no_improvement`` checks in a row it did not fall below its best by more than
-``learn_tol`` (relative), or when the dictionary moved by at most ``dict_tol`` (relative
-Frobenius norm) since the last check. ``n_epochs`` caps the passes; reaching the cap first
-raises sklearn's ``ConvergenceWarning``.
+Stopping, checked after each pass over an array (after as many passes as make 10 updates
+on a small one), or after each ``partial_fit`` of a stream: the objective is the mean
+energy of the samples since the last check (each taken when its batch was encoded), or of
+a fixed ``monitor`` batch; learning has converged when for ``max_no_improvement`` checks in
+a row it did not fall below its best by more than ``learn_tol`` (relative), or when the
+dictionary moved by at most ``dict_tol`` (relative Frobenius norm) since the last check.
+``n_epochs`` caps the passes; reaching the cap first raises sklearn's ``ConvergenceWarning``.
 
 Dead atoms (used by fewer than ``min_usage`` of the samples since the last resampling) and
 near-duplicates (``|cos| >= 0.95`` to a more used atom) are replaced, every
@@ -61,6 +61,7 @@ _BLOCK = 5  # dictionary updates per displacement compared by Kesten's rule
 _MAX_FORGET = 10  # default longest window of the bcd statistics, in batches
 _DUPLICATE_COS = 0.95  # |cos| at which the less used of two atoms is resampled
 _AUTO_RESAMPLE = 50  # batches between resamplings when an epoch is longer
+_MIN_CHECK_STEPS = 10  # fewest dictionary updates between two convergence checks
 
 
 @dataclass
@@ -357,7 +358,6 @@ def check_convergence(
         state.no_improvement += 1
     state.best = objective if state.best is None else min(state.best, objective)
     state.check_D = D.detach().clone()
-    state.epochs += 1
     state.converged = bool(
         (learn_tol > 0 and state.no_improvement >= max_no_improvement)
         or (dict_tol > 0 and change is not None and change <= dict_tol)
@@ -429,6 +429,7 @@ def learn_dictionary(
     state: LearnState | None = None,
     warn: bool = True,
     init_epochs: int | None = None,
+    check_every: int | None = None,
     **encode_kw,
 ):
     """Learn a (n_atoms, n_features) unit-norm dictionary for the rows of X, stopping when
@@ -469,6 +470,8 @@ def learn_dictionary(
     state : a :class:`LearnState` to continue from (its convergence bookkeeping too).
     warn : warn when the cap is reached first.
     init_epochs : cap on the passes of the l1 stage of ``init="l1"`` (default ``n_epochs``).
+    check_every : passes between two convergence checks; None: 1, or as many as make 10
+        updates when a pass makes fewer.
 
     Returns
     -------
@@ -501,6 +504,8 @@ def learn_dictionary(
         forget = check_int_at_least("forget", forget, 1)
     if init_epochs is not None:
         init_epochs = check_int_at_least("init_epochs", init_epochs, 1)
+    if check_every is not None:
+        check_every = check_int_at_least("check_every", check_every, 1)
     if isinstance(init, str):
         check_choice("init", init, INITS)
     Xt = _to_tensor(X, "X")
@@ -509,9 +514,10 @@ def learn_dictionary(
     _check_X(Xt, Xt.shape[1])
     if monitor is not None:
         monitor = _to_tensor(monitor, "monitor", dtype=Xt.dtype, device=Xt.device)
-        if monitor.ndim != 2 or monitor.shape[0] < 1:
+        if monitor.ndim != 2 or monitor.shape[0] < 1 or monitor.shape[1] != Xt.shape[1]:
             raise ValueError(
-                f"monitor must be 2-D (n_rows >= 1, n_features), got shape {tuple(monitor.shape)}"
+                f"monitor must be 2-D (n_rows >= 1, n_features = {Xt.shape[1]}) like X, got "
+                f"shape {tuple(monitor.shape)}"
             )
         _check_X(monitor, Xt.shape[1])
     rank, _ = _dist()
@@ -532,6 +538,7 @@ def learn_dictionary(
         forget=forget,
         shuffle=shuffle,
         progress=progress and rank == 0,
+        check_every=check_every,
     )
     if state is None:
         staged = isinstance(init, str) and init == "l1" and penalty != "l1"
@@ -612,6 +619,7 @@ def _run(
     forget,
     shuffle,
     progress,
+    check_every,
 ):
     """Passes over Xt until converged or ``n_epochs`` passes; updates ``state`` in place."""
     rank, world = _dist()
@@ -630,8 +638,11 @@ def _run(
 
         bar = tqdm(total=n_epochs * n_batches, desc=f"learn {penalty}", unit="batch")
     state.converged = False
+    # A check spans at least _MIN_CHECK_STEPS updates: on a small data set a single pass
+    # is too short for the objective to move by more than its noise.
+    per_check = check_every or max(1, -(-_MIN_CHECK_STEPS // n_batches))
     with torch.no_grad():
-        for _ in range(n_epochs):
+        for epoch in range(n_epochs):
             order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
             for b in range(n_batches):
                 rows = order[b * batch_size : (b + 1) * batch_size].to(Xt.device)
@@ -652,6 +663,9 @@ def _run(
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(energy=f"{e:.4g}", resampled=state.n_resampled)
+            state.epochs += 1
+            if (epoch + 1) % per_check:
+                continue
             obj = None
             if monitor is not None:
                 obj = monitor_objective(state, monitor, penalty, lam, encode_kw)

@@ -165,7 +165,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
             raise ValueError(f"monitor must have {X.shape[1]} features like X, got shape {M.shape}")
         return self._tensor(M)
 
-    def _learn(self, X, monitor, *, n_epochs, state, warn, init_epochs=None):
+    def _learn(self, X, monitor, *, n_epochs, state, warn, init_epochs=None, check_every=None):
         return learn_dictionary(
             self._tensor(X),
             self.n_atoms,
@@ -190,6 +190,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
             state=state,
             warn=warn,
             init_epochs=init_epochs,
+            check_every=check_every,
         )
 
     def _finish(self, state, X):
@@ -237,7 +238,9 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         if not first:
             state = self._state
             state.D = state.D.to(self._tensor(X).dtype)
-        state = self._learn(X, M, n_epochs=1, state=state, warn=False, init_epochs=self.n_epochs)
+        state = self._learn(
+            X, M, n_epochs=1, state=state, warn=False, init_epochs=self.n_epochs, check_every=1
+        )
         return self._finish(state, X)
 
     def transform(self, X):
