@@ -108,3 +108,31 @@ def test_l0_codes_come_from_the_cel0_relaxation_unless_told_otherwise(tmp_path):
         assert relaxed == {"l0": not flag, "l1": False}
         energies[bool(flag)] = next(r["objective"] for r in res["rows"] if r["penalty"] == "l0")
     assert energies[False] < energies[True]
+
+
+def test_learn_stops_on_convergence_and_reports_it(tmp_path):
+    """--learn-tol turns --epochs into a cap: the run stops once converged (judged on
+    --monitor fixed patches) and metrics.json says how many passes ran and how many atoms
+    were resampled."""
+    out = tmp_path / "conv"
+    argv = ["codes", "learn", "--penalty", "l1", "--lam", "0.3", "--atoms", "8"]
+    argv += ["--patches", "600", "--test", "64", "--size", "6", "--epochs", "100"]
+    argv += ["--learn-tol", "1e-3", "--monitor", "200", "--no-analysis", "--out", str(out)]
+    assert _run(argv) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["converged"] is True and 4 <= m["epochs_run"] < 100
+    assert m["batches"] == m["epochs_run"] * (600 // 256)
+    assert m["resampled_atoms"] >= 0
+
+
+def test_bad_stopping_options_are_refused_before_work(tmp_path, monkeypatch):
+    import pytest
+
+    from shrinkage.codes import experiments
+
+    monkeypatch.setattr(experiments, "load_patches", lambda *a, **k: pytest.fail("work"))
+    for flag, value in (("--learn-tol", "-1"), ("--max-no-improvement", "0"), ("--monitor", "-5")):
+        for action in ("learn", "compare"):
+            argv = ["codes", action, flag, value, "--out", str(tmp_path / "bad")]
+            with pytest.raises(ValueError, match=flag):
+                _run(argv)

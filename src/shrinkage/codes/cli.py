@@ -24,6 +24,39 @@ def _strs(s):
 _NO_RELAX = "l0 codes by hard thresholding from zero, not from their CEL0 relaxation"
 
 
+def _stopping_args(p) -> None:
+    p.add_argument(
+        "--learn-tol",
+        type=float,
+        default=0.0,
+        help="stop before --epochs once --max-no-improvement passes in a row lowered the "
+        "objective by at most this (relative); 0 (default): exactly --epochs passes",
+    )
+    p.add_argument("--max-no-improvement", type=int, default=3, help="see --learn-tol")
+    p.add_argument(
+        "--monitor",
+        type=int,
+        default=0,
+        help="judge convergence on the energy of this many fixed training patches "
+        "(default 0: each pass's mean energy)",
+    )
+
+
+def _check_stopping_args(args) -> None:
+    from .._checks import check_int_at_least, check_nonnegative
+
+    check_int_at_least("--epochs", args.epochs, 1)
+    check_nonnegative("--learn-tol", args.learn_tol)
+    check_int_at_least("--max-no-improvement", args.max_no_improvement, 1)
+    check_int_at_least("--monitor", args.monitor, 0)
+
+
+def _stopping_kw(args) -> dict:
+    return dict(
+        learn_tol=args.learn_tol, max_no_improvement=args.max_no_improvement, monitor=args.monitor
+    )
+
+
 def register(sub) -> None:
     p = sub.add_parser("codes", help="sparse coding and dictionary learning beyond l1")
     s = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -35,7 +68,10 @@ def register(sub) -> None:
     learn.add_argument("--patches", type=int, default=100_000, help="training patches")
     learn.add_argument("--test", type=int, default=2000, help="held-out patches (default 2000)")
     learn.add_argument("--size", type=int, default=16, help="patch side in pixels (default 16)")
-    learn.add_argument("--epochs", type=int, default=1, help="passes over the patches")
+    learn.add_argument(
+        "--epochs", type=int, default=1, help="passes over the patches (the cap with --learn-tol)"
+    )
+    _stopping_args(learn)
     learn.add_argument("--batch-size", type=int, default=256)
     learn.add_argument("--lr", type=float, default=1.0, help="gradient-update step (default 1)")
     learn.add_argument("--update", default="bcd", choices=("bcd", "gradient"))
@@ -57,7 +93,8 @@ def register(sub) -> None:
     cmp.add_argument("--patches", type=int, default=20000)
     cmp.add_argument("--test", type=int, default=2000)
     cmp.add_argument("--size", type=int, default=16)
-    cmp.add_argument("--epochs", type=int, default=1)
+    cmp.add_argument("--epochs", type=int, default=1, help="passes (the cap with --learn-tol)")
+    _stopping_args(cmp)
     cmp.add_argument("--batch-size", type=int, default=256)
     cmp.add_argument("--update", default="bcd", choices=("bcd", "gradient"))
     cmp.add_argument("--seed", type=int, default=0)
@@ -79,6 +116,7 @@ def _learn(args) -> int:
     from . import v1
     from .experiments import learn
 
+    _check_stopping_args(args)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     res = learn(
@@ -96,6 +134,7 @@ def _learn(args) -> int:
         analyse=not args.no_analysis,
         relax=not args.no_relax,
         progress=True,
+        **_stopping_kw(args),
     )
     out.mkdir(parents=True, exist_ok=True)
     from .._io import atomic_path
@@ -118,6 +157,11 @@ def _learn(args) -> int:
     )
     write_json(out / "metrics.json", metrics)
     print(
+        f"{metrics['epochs_run']} passes ("
+        + ("converged" if metrics["converged"] else "not converged, stopped at --epochs")
+        + f"), {metrics['resampled_atoms']} atoms resampled"
+    )
+    print(
         f"relative error {metrics['relative_error']:.4f}, active fraction "
         f"{metrics['active_fraction']:.4f}"
         + (
@@ -136,6 +180,7 @@ def _compare(args) -> int:
 
     from .experiments import compare
 
+    _check_stopping_args(args)
     torch.set_num_threads(args.threads)
     res = compare(
         _strs(args.penalties),
@@ -153,6 +198,7 @@ def _compare(args) -> int:
         analyse=not args.no_analysis,
         progress=True,
         out=args.out,
+        **_stopping_kw(args),
     )
     for m in res["matched"]:
         print(m)

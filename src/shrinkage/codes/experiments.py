@@ -190,6 +190,9 @@ def compare(
     out=None,
     continuation=0,
     relax=True,
+    learn_tol=0.0,
+    max_no_improvement=3,
+    monitor=0,
 ) -> dict:
     """For each penalty and dictionary size, one dictionary per lam of a sweep (lam from a
     common zeroing ``threshold``, see :func:`lam_from_threshold`); returns rows of held-out
@@ -225,6 +228,9 @@ def compare(
                     data=(Xtr, Xte),
                     continuation=continuation,
                     relax=relax,
+                    learn_tol=learn_tol,
+                    max_no_improvement=max_no_improvement,
+                    monitor=monitor,
                 )
                 rows.append(dict(res["metrics"], threshold=thr))
                 dicts[(pen, k, thr)] = res["D"]
@@ -289,6 +295,8 @@ def compare(
             seed=seed,
             continuation=continuation,
             relax=relax,
+            learn_tol=learn_tol,
+            max_no_improvement=max_no_improvement,
         ),
     }
     if out is not None:
