@@ -136,3 +136,11 @@ def test_bad_stopping_options_are_refused_before_work(tmp_path, monkeypatch):
             argv = ["codes", action, flag, value, "--out", str(tmp_path / "bad")]
             with pytest.raises(ValueError, match=flag):
                 _run(argv)
+
+
+def test_sweep_command_refuses_bad_sizes_before_work(tmp_path):
+    import pytest
+
+    with pytest.raises(ValueError, match="atoms"):
+        _run(["codes", "sweep", "--atoms", "0,64", "--out", str(tmp_path / "s")])
+    assert not (tmp_path / "s").exists()

@@ -2,6 +2,7 @@
 
 shrinkage codes learn --penalty cel0 --atoms 512 --lam 0.27 --patches 100000 --out runs/x
 shrinkage codes compare --penalties l1,l0,l1/2,cel0 --atoms 256,512 --out runs/cmp
+shrinkage codes sweep --atoms 64,128,256 --patches 50000 --out runs/sweep   (resumable)
 """
 
 from __future__ import annotations
@@ -107,6 +108,36 @@ def register(sub) -> None:
     cmp.add_argument("--out", default="runs/codes_compare")
     cmp.set_defaults(func=_compare)
 
+    sw = s.add_parser(
+        "sweep", help="overcompleteness sweep on streamed patches (resumable, one run per file)"
+    )
+    sw.add_argument("--penalties", default="l1,l0,l1/2,cel0")
+    sw.add_argument("--atoms", default="64,128,256,512,1024", help="comma-separated sizes")
+    sw.add_argument("--thresholds", default="0.35,0.5,0.7,1.0", help="common zeroing thresholds")
+    sw.add_argument("--patches", type=int, default=200_000, help="training patches per run")
+    sw.add_argument("--chunk", type=int, default=10_000, help="patches per streamed chunk")
+    sw.add_argument("--images", default=None, help="folder or file of images (default: bundled)")
+    sw.add_argument("--test", type=int, default=2000, help="held-out patches")
+    sw.add_argument("--size", type=int, default=16)
+    sw.add_argument("--batch-size", type=int, default=256)
+    sw.add_argument("--seed", type=int, default=0)
+    sw.add_argument("--threads", type=int, default=1)
+    sw.add_argument("--no-relax", action="store_true", help=_NO_RELAX)
+    sw.add_argument(
+        "--analyse-max", type=int, default=64, help="atoms per run given Gabor fits and types"
+    )
+    sw.add_argument(
+        "--learn-tol",
+        type=float,
+        default=0.0,
+        help="stop a run once --max-no-improvement chunks in a row lowered the monitor's "
+        "energy by at most this (relative); 0: all --patches",
+    )
+    sw.add_argument("--max-no-improvement", type=int, default=3)
+    sw.add_argument("--monitor", type=int, default=2000, help="monitor patches (--learn-tol)")
+    sw.add_argument("--out", default="runs/codes_sweep", help="output (and resume) folder")
+    sw.set_defaults(func=_sweep)
+
 
 def _learn(args) -> int:
     import numpy as np
@@ -202,5 +233,35 @@ def _compare(args) -> int:
     )
     for m in res["matched"]:
         print(m)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _sweep(args) -> int:
+    import torch
+
+    from .sweep import sweep
+
+    torch.set_num_threads(args.threads)
+    res = sweep(
+        args.out,
+        _strs(args.penalties),
+        _ints(args.atoms),
+        _floats(args.thresholds),
+        n_patches=args.patches,
+        chunk=args.chunk,
+        n_test=args.test,
+        n_monitor=args.monitor,
+        size=args.size,
+        images=args.images,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        relax=not args.no_relax,
+        learn_tol=args.learn_tol,
+        max_no_improvement=args.max_no_improvement,
+        analyse_max=args.analyse_max,
+    )
+    for u in res["units"]:
+        print(u)
     print(f"wrote {args.out}")
     return 0

@@ -427,6 +427,16 @@ def fit_dog(atom, shape=None) -> dict:
     def resid(p):
         return model(p).ravel() - t
 
+    def jac(p):
+        cx, cy, a1, s1, a2, s2, _ = p
+        dx, dy = x - cx, y - cy
+        r2 = dx**2 + dy**2
+        g1 = np.exp(-r2 / (2 * s1**2))
+        g2 = np.exp(-r2 / (2 * s2**2))
+        k = a1 * g1 / s1**2 - a2 * g2 / s2**2
+        cols = (k * dx, k * dy, g1, a1 * g1 * r2 / s1**3, -g2, -a2 * g2 * r2 / s2**3)
+        return np.stack([c.ravel() for c in cols] + [np.ones(t.size)], axis=1)
+
     best = None
     amp = float(img[iy, ix])
     lo = [-0.5 * w, -0.5 * h, -np.inf, 0.3, -np.inf, 0.3, -np.inf]
@@ -434,10 +444,10 @@ def fit_dog(atom, shape=None) -> dict:
     for cx, cy in ((float(ix), float(iy)), (x0, y0)):
         for s1 in (1.2, 2.5):
             p0 = [cx, cy, amp, s1, 0.3 * amp, 2.5 * s1, 0.0]
-            r = least_squares(resid, p0, bounds=(lo, hi), method="trf", max_nfev=60)
+            r = least_squares(resid, p0, jac=jac, bounds=(lo, hi), method="trf", max_nfev=40)
             if best is None or r.cost < best.cost:
                 best = r
-    best = least_squares(resid, best.x, bounds=(lo, hi), method="trf", max_nfev=300)
+    best = least_squares(resid, best.x, jac=jac, bounds=(lo, hi), method="trf", max_nfev=200)
     cx, cy, a1, s1, a2, s2, c = best.x
     return {
         "x0": cx,
