@@ -144,3 +144,16 @@ def test_sweep_command_refuses_bad_sizes_before_work(tmp_path):
     with pytest.raises(ValueError, match="atoms"):
         _run(["codes", "sweep", "--atoms", "0,64", "--out", str(tmp_path / "s")])
     assert not (tmp_path / "s").exists()
+
+
+def test_compare_reports_gabor_parameters_and_atom_types(tmp_path):
+    out = tmp_path / "ca"
+    argv = ["codes", "compare", "--penalties", "l1,cel0", "--atoms", "3", "--thresholds"]
+    argv += ["0.5", "--patches", "300", "--test", "50", "--size", "6", "--out", str(out)]
+    assert _run(argv) == 0
+    rows = [r for r in csv.DictReader(open(out / "compare.csv")) if r.get("type_gabor")]
+    assert {r["penalty"] for r in rows} == {"l1", "cel0"}
+    for r in rows:
+        fr = [float(r[f"type_{t}"]) for t in ("gabor", "blob", "low-frequency", "unstructured")]
+        assert abs(sum(fr) - 1) < 1e-9 and all(f * 3 == round(f * 3) for f in fr)
+    assert (out / "gabor_params.png").stat().st_size > 1000

@@ -276,7 +276,9 @@ def compare(
                     D, pen, r["lam"], norm=norm, max_iter=300, tol=1e-3, **warm
                 )
                 summ = v1.summary(fits, tuning)
+                types = v1.classify_atoms(D, fits=fits)["fractions"]
                 r.update({f"v1_{a}": b for a, b in summ.items()})
+                r.update({f"type_{a}": b for a, b in types.items()})
                 analyses[(pen, k, r["threshold"])] = (fits, tuning)
     result = {
         "rows": rows,
@@ -334,6 +336,7 @@ def write_outputs(result, dicts, analyses, out: Path):
             v1.plot_tuning(tuning, out / f"tuning_{tag}.png")
         v1.plot_nxny(chosen, out / "nxny.png")
         v1.plot_orientation_hist(chosen, out / "orientations.png")
+        v1.plot_gabor_params(chosen, out / "gabor_params.png")
 
 
 def plot_tradeoff(rows, path):
