@@ -435,7 +435,15 @@ def _plots(out, rows, pens, sizes, levels, units):
     save_figure(fig, out / "tradeoff_by_atoms.png", dpi=110)
     plt.close(fig)
 
-    mid = levels[len(levels) // 2] if levels else None
+    # The sparsity level that the most (penalty, size) sweeps cover.
+    def cover(s):
+        return sum(error_at_sparsity(rows, p, k, s) is not None for p in pens for k in sizes)
+
+    mid = (
+        max(levels, key=lambda s: (cover(s), -abs(s - levels[len(levels) // 2])))
+        if levels
+        else None
+    )
     if mid is not None:
         fig, ax = plt.subplots(figsize=(4.4, 3.4))
         for pen in pens:
@@ -445,7 +453,8 @@ def _plots(out, rows, pens, sizes, levels, units):
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=4, label=pen)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("atoms")
-        ax.set_ylabel(f"held-out relative error at {mid:g} non-zeros/patch")
+        ax.set_ylabel("held-out relative error")
+        ax.set_title(f"at {mid:g} non-zeros per patch", fontsize=9)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
         fig.tight_layout()
