@@ -52,5 +52,5 @@ def test_partial_fit_continues_and_improves():
 
 def test_float32_preserved():
     X = _data().astype(np.float32)
-    sc = SparseCoding(4, n_epochs=1, random_state=0).fit(X)
+    sc = SparseCoding(4, n_epochs=1, learn_tol=0, random_state=0).fit(X)
     assert sc.components_.dtype == np.float32 and sc.transform(X).dtype == np.float32

@@ -77,6 +77,7 @@ def test_two_process_gloo_matches_single_process(tmp_path):
             tol=1e-8,
             max_iter=500,
             batch_size=b,
+            learn_tol=0,
         )
         for u in ("gradient", "bcd")
     }
