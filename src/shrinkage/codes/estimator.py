@@ -49,7 +49,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    n_atoms : dictionary size.
+    n_atoms : dictionary size. The options after ``lam`` are keyword-only.
     penalty, lam, solver, relaxation : as in :func:`shrinkage.codes.encode` (e.g.
         ``penalty="l0", relaxation="cel0"``: l0 codes from their exact CEL0 relaxation).
     batch_size : samples per dictionary update.
@@ -87,6 +87,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         n_atoms=64,
         penalty="l1",
         lam=0.1,
+        *,
         solver=None,
         relaxation=None,
         batch_size=256,
