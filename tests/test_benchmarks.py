@@ -22,6 +22,7 @@ def test_every_benchmark_is_covered():
     assert {p.stem for p in BENCH.glob("*.py")} == {
         "activations_probe",
         "activations_speed",
+        "activations_width",
         "codes_convergence",
         "codes_l0",
         "codes_speed",
@@ -37,6 +38,22 @@ def test_activations_probe(tmp_path):
     res = json.loads((tmp_path / "r.json").read_text())
     assert len(res["correlations"]) == 5 and len(res["probes"]) == 2 and len(res["gain"]) == 2
     assert all(0.0 <= r["test_acc"] <= 1.0 for r in res["probes"])
+
+
+def test_activations_width(tmp_path):
+    _main("activations_width")(["--quick", "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "width.json").read_text())
+    assert len(rows) == 6 and (tmp_path / "width.png").stat().st_size > 0
+    by = {(r["activation"], r["width"]): r for r in rows}
+    for act in ("relu", "crelu", "cst"):
+        # the finite-width theory: the gradient spread falls as the width grows
+        assert by[(act, 32)]["predicted_log_gain_sd"] < by[(act, 16)]["predicted_log_gain_sd"]
+    for act in ("crelu", "cst"):
+        assert abs(by[(act, 32)]["test_sparsity"] - 0.85) < 0.1  # a few steps of control
+    # a second call with the same recipe reads every run back instead of training again
+    stamp = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/result.json")}
+    _main("activations_width")(["--quick", "--out", str(tmp_path)])
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/result.json")} == stamp
 
 
 def test_activations_speed(tmp_path):
