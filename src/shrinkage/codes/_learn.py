@@ -369,6 +369,25 @@ def check_convergence(
     return state.converged
 
 
+def _step_options(update, lr, lr_decay, resample_every, min_usage, forget) -> dict:
+    """:func:`learn_step`'s options for every update of a call, checked."""
+    check_choice("update", update, UPDATES)
+    check_positive("lr", lr)
+    if lr_decay is not None:
+        check_positive("lr_decay", lr_decay)
+    _check_resampling(resample_every, min_usage)
+    if forget is not None:
+        forget = check_int_at_least("forget", forget, 1)
+    return dict(
+        update=update,
+        lr=lr,
+        lr_decay=lr_decay,
+        resample_every=resample_every,
+        min_usage=min_usage,
+        forget=forget,
+    )
+
+
 def _check_stopping(learn_tol, dict_tol, max_no_improvement):
     check_nonnegative("learn_tol", learn_tol)
     check_nonnegative("dict_tol", dict_tol)
@@ -542,18 +561,13 @@ def learn_dictionary(
     (torch.Size([4, 8]), True)
     """
     check_choice("penalty", penalty, PENALTIES)
-    check_choice("update", update, UPDATES)
+    # What each dictionary update does (learn_step), then how the passes run (_run).
+    step = _step_options(update, lr, lr_decay, resample_every, min_usage, forget)
     n_atoms = check_int_at_least("n_atoms", n_atoms, 1)
     n_epochs = check_int_at_least("n_epochs", n_epochs, 1)
     batch_size = check_int_at_least("batch_size", batch_size, 1)
-    check_positive("lr", lr)
-    if lr_decay is not None:
-        check_positive("lr_decay", lr_decay)
     check_nonnegative("lam", lam)
     max_no_improvement = _check_stopping(learn_tol, dict_tol, max_no_improvement)
-    _check_resampling(resample_every, min_usage)
-    if forget is not None:
-        forget = check_int_at_least("forget", forget, 1)
     if init_epochs is not None:
         init_epochs = check_int_at_least("init_epochs", init_epochs, 1)
     if check_every is not None:
@@ -568,20 +582,15 @@ def learn_dictionary(
     run = dict(
         n_epochs=n_epochs,
         batch_size=batch_size,
-        update=update,
-        lr=lr,
-        lr_decay=lr_decay,
         learn_tol=learn_tol,
         dict_tol=dict_tol,
         max_no_improvement=max_no_improvement,
         monitor=monitor,
-        resample_every=resample_every,
-        min_usage=min_usage,
-        forget=forget,
         shuffle=shuffle,
         progress=progress and rank == 0,
         check_every=check_every,
         on_batch=on_batch,
+        step=step,
     )
     if state is None:
         staged = isinstance(init, str) and init == "l1" and penalty != "l1"
@@ -590,18 +599,15 @@ def learn_dictionary(
     check_dictionary(state.D, Xt.shape[1])
     # A state saved within the l1 stage of init="l1" goes on with that stage.
     if state.stage == "l1":
-        kw1 = {
-            k: v
-            for k, v in encode_kw.items()
-            if k != "relaxation" and k not in get_penalty(penalty).params
-        }
-        if kw1.get("solver") == "cd":
-            kw1.pop("solver")
-        run1 = dict(run, n_epochs=init_epochs or n_epochs)
-        _run(Xt, state, "l1", _l1_lam(penalty, lam, encode_kw), random_state + 1, kw1, **run1)
-        for c in state.checks:
-            c["stage"] = "l1"
-        _new_stage(state)
+        _l1_stage(
+            Xt,
+            state,
+            penalty,
+            lam,
+            random_state,
+            encode_kw,
+            dict(run, n_epochs=init_epochs or n_epochs),
+        )
     _run(Xt, state, penalty, lam, random_state, encode_kw, **run)
     if warn:
         warn_if_capped(state, n_epochs, learn_tol, dict_tol, max_no_improvement)
@@ -619,6 +625,22 @@ def warn_if_capped(state, n_epochs, learn_tol, dict_tol, max_no_improvement, sta
             ConvergenceWarning,
             stacklevel=stacklevel + 1,
         )
+
+
+def _l1_stage(Xt, state, penalty, lam, random_state, encode_kw, run):
+    """The first stage of ``init="l1"``: learn with l1 codes at the zeroing threshold of
+    ``penalty`` at ``lam`` (``run``: :func:`_run`'s options), then start the penalty's stage."""
+    kw1 = {
+        k: v
+        for k, v in encode_kw.items()
+        if k != "relaxation" and k not in get_penalty(penalty).params
+    }
+    if kw1.get("solver") == "cd":
+        kw1.pop("solver")
+    _run(Xt, state, "l1", _l1_lam(penalty, lam, encode_kw), random_state + 1, kw1, **run)
+    for c in state.checks:
+        c["stage"] = "l1"
+    _new_stage(state)
 
 
 def _new_stage(state):
@@ -641,28 +663,24 @@ def _run(
     *,
     n_epochs,
     batch_size,
-    update,
-    lr,
-    lr_decay,
     learn_tol,
     dict_tol,
     max_no_improvement,
     monitor,
-    resample_every,
-    min_usage,
-    forget,
     shuffle,
     progress,
     check_every,
     on_batch,
+    step,
 ):
     """Passes over Xt until converged or ``n_epochs`` passes; updates ``state`` in place
-    (from the position it holds when it was saved within a call)."""
+    (from the position it holds when it was saved within a call). ``step``: the options of
+    :func:`learn_step` (``resample_every`` None: once per pass, at most every 50 batches)."""
     rank, _ = _dist()
     n = Xt.shape[0]
     n_batches = _batches_per_epoch(n, batch_size)
-    if resample_every is None:
-        resample_every = min(n_batches, _AUTO_RESAMPLE)
+    if step["resample_every"] is None:
+        step = dict(step, resample_every=min(n_batches, _AUTO_RESAMPLE))
     gen = torch.Generator().manual_seed(int(seed) + 7919 * rank)
     resuming = state.rng is not None  # a state saved within a call: go on from there
     if resuming:
@@ -674,16 +692,7 @@ def _run(
         done = state.epoch * n_batches + state.batch if resuming else 0
         bar = tqdm(total=n_epochs * n_batches, initial=done, desc=f"learn {penalty}", unit="batch")
     per_check = checks_per_pass(n_batches, check_every)
-    step_kw = dict(
-        update=update,
-        lr=lr,
-        lr_decay=lr_decay,
-        resample_every=resample_every,
-        min_usage=min_usage,
-        forget=forget,
-        gen=gen,
-        encode_kw=encode_kw,
-    )
+    step_kw = dict(step, gen=gen, encode_kw=encode_kw)
     with torch.no_grad():
         for epoch in range(state.epoch if resuming else 0, n_epochs):
             if resuming and state.order is not None:  # the pass that was in progress

@@ -109,6 +109,30 @@ def _canonical(p):
     return [x0, y0, th, f, phi, abs(sx), abs(sy), amp]
 
 
+def _fit_target(atom, shape, what):
+    """``(img, x, y, target, ss)``: the atom as an image, its pixel coordinates, its values
+    flattened and their sum of squares about the mean (ValueError when 0: nothing to fit)."""
+    img = _as_image(atom, shape)
+    h, w = img.shape
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    target = img.ravel()
+    ss = float(((target - target.mean()) ** 2).sum())
+    if ss == 0:
+        raise ValueError(f"atom is constant; {what} needs some structure")
+    return img, x, y, target, ss
+
+
+def _best_fit(resid, jac, starts, lo, hi, *, short, refine):
+    """Bounded least squares: short fits (``short`` evaluations) from every start, then the
+    best one refined (``refine`` evaluations)."""
+    best = None
+    for p0 in starts:
+        r = least_squares(resid, p0, jac=jac, bounds=(lo, hi), method="trf", max_nfev=short)
+        if best is None or r.cost < best.cost:
+            best = r
+    return least_squares(resid, best.x, jac=jac, bounds=(lo, hi), method="trf", max_nfev=refine)
+
+
 def fit_gabor(atom, shape=None) -> dict:
     """Least-squares 2-D Gabor fit of one atom (scipy.optimize.least_squares, several starts
     from the atom's spectrum); returns the parameters, ``nx``, ``ny`` and ``r2``.
@@ -118,13 +142,8 @@ def fit_gabor(atom, shape=None) -> dict:
     >>> round(float(fit["theta"]), 3), round(fit["r2"], 4)
     (0.6, 1.0)
     """
-    img = _as_image(atom, shape)
+    img, x, y, target, ss = _fit_target(atom, shape, "a Gabor fit")
     h, w = img.shape
-    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
-    target = img.ravel()
-    ss = float(((target - target.mean()) ** 2).sum())
-    if ss == 0:
-        raise ValueError("atom is constant; a Gabor fit needs some structure")
     big = 2.0 * max(h, w)
     lo = [-0.5 * w, -0.5 * h, -np.inf, 0.0, -np.inf, 0.3, 0.3, -np.inf]
     hi = [1.5 * w, 1.5 * h, np.inf, 0.5, np.inf, big, big, np.inf]
@@ -160,14 +179,8 @@ def fit_gabor(atom, shape=None) -> dict:
         )
         return np.stack([cc.ravel() for cc in cols], axis=1)
 
-    # Short fits from every start, then the best one refined.
-    best = None
-    for g0 in _initial_guesses(img):
-        g0 = np.clip(g0, np.array(lo) + 1e-9, np.array(hi) - 1e-9)
-        r = least_squares(resid, g0, jac=jac, bounds=(lo, hi), method="trf", max_nfev=25)
-        if best is None or r.cost < best.cost:
-            best = r
-    best = least_squares(resid, best.x, jac=jac, bounds=(lo, hi), method="trf", max_nfev=300)
+    starts = (np.clip(g0, np.array(lo) + 1e-9, np.array(hi) - 1e-9) for g0 in _initial_guesses(img))
+    best = _best_fit(resid, jac, starts, lo, hi, short=25, refine=300)
     p = _canonical(list(best.x))
     out = dict(zip(GABOR_PARAMS, p))
     out["r2"] = 1.0 - 2.0 * float(best.cost) / ss
@@ -394,13 +407,8 @@ def fit_dog(atom, shape=None) -> dict:
     >>> round(fit_dog(a)["r2"], 4)
     1.0
     """
-    img = _as_image(atom, shape)
+    img, x, y, t, ss = _fit_target(atom, shape, "a fit")
     h, w = img.shape
-    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
-    t = img.ravel()
-    ss = float(((t - t.mean()) ** 2).sum())
-    if ss == 0:
-        raise ValueError("atom is constant; a fit needs some structure")
     e = img**2
     tot = e.sum()
     x0 = float((e * x).sum() / tot)
@@ -427,17 +435,15 @@ def fit_dog(atom, shape=None) -> dict:
         cols = (k * dx, k * dy, g1, a1 * g1 * r2 / s1**3, -g2, -a2 * g2 * r2 / s2**3)
         return np.stack([c.ravel() for c in cols] + [np.ones(t.size)], axis=1)
 
-    best = None
     amp = float(img[iy, ix])
     lo = [-0.5 * w, -0.5 * h, -np.inf, 0.3, -np.inf, 0.3, -np.inf]
     hi = [1.5 * w, 1.5 * h, np.inf, big, np.inf, big, np.inf]
-    for cx, cy in ((float(ix), float(iy)), (x0, y0)):
-        for s1 in (1.2, 2.5):
-            p0 = [cx, cy, amp, s1, 0.3 * amp, 2.5 * s1, 0.0]
-            r = least_squares(resid, p0, jac=jac, bounds=(lo, hi), method="trf", max_nfev=40)
-            if best is None or r.cost < best.cost:
-                best = r
-    best = least_squares(resid, best.x, jac=jac, bounds=(lo, hi), method="trf", max_nfev=200)
+    starts = (
+        [cx, cy, amp, s1, 0.3 * amp, 2.5 * s1, 0.0]
+        for cx, cy in ((float(ix), float(iy)), (x0, y0))
+        for s1 in (1.2, 2.5)
+    )
+    best = _best_fit(resid, jac, starts, lo, hi, short=40, refine=200)
     cx, cy, a1, s1, a2, s2, c = best.x
     return {
         "x0": cx,

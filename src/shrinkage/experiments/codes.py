@@ -121,9 +121,14 @@ def _check_common(r) -> None:
     for name in ("n_patches", "n_test", "size", "n_epochs", "batch_size"):
         check_int_at_least(name, getattr(r, name), 1)
     check_int_at_least("continuation", r.continuation, 0)
+    check_int_at_least("monitor", r.monitor, 0)
+    _check_stopping(r)
+
+
+def _check_stopping(r) -> None:
+    """A recipe's stopping rule (``learn_tol``, ``max_no_improvement``) and ``threads``."""
     check_nonnegative("learn_tol", r.learn_tol)
     check_int_at_least("max_no_improvement", r.max_no_improvement, 1)
-    check_int_at_least("monitor", r.monitor, 0)
     if r.threads is not None:
         check_int_at_least("threads", r.threads, 1)
 
@@ -195,6 +200,7 @@ class CompareRecipe(Recipe):
 
 
 def _recipe(cls, recipe, changes):
+    """``recipe`` (None: ``cls()``) with ``changes`` to its fields, checked."""
     if recipe is None:
         recipe = cls()
     if not isinstance(recipe, cls):
@@ -258,96 +264,116 @@ def _learn_state(saved, n: int, n_features: int, r: LearnRecipe, path) -> LearnS
     counts: passes done, updates, samples since the last resampling and since the last
     convergence check, the Kesten block, and which tensors exist yet."""
     try:
-        if not isinstance(saved, dict) or set(saved) != _STATE_FIELDS:
-            have = set(saved) if isinstance(saved, dict) else set()
-            raise ValueError(
-                f"the state's entries differ (missing {sorted(_STATE_FIELDS - have)}, "
-                f"unknown {sorted(have - _STATE_FIELDS)})"
-            )
-        st = LearnState(**saved)
-        D = st.D
-        if not isinstance(D, torch.Tensor) or D.shape != (r.n_atoms, n_features):
-            raise ValueError(f"D must be ({r.n_atoms}, {n_features})")
-        if not bool(torch.isfinite(D).all()):
-            raise ValueError("D is not finite")
-        for name in _INT_FIELDS:
-            v = getattr(st, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
-        if not isinstance(st.converged, bool) or st.stage is not None:
-            raise ValueError("converged must be a bool and stage None (no l1 stage here)")
-        if not isinstance(st.window_energy, float) or not math.isfinite(st.window_energy):
-            raise ValueError("window_energy must be a finite float")
-        if (
-            not isinstance(st.rng, torch.Tensor)
-            or st.rng.dtype != torch.uint8
-            or st.epoch > r.n_epochs
-        ):
-            raise ValueError("no position to resume from")
-        if st.order is not None and (
-            st.order.dtype != torch.int64
-            or st.order.shape != (n,)
-            or not torch.equal(st.order.sort().values, torch.arange(n))
-        ):
-            raise ValueError(f"order must be a permutation of the {n} training rows")
-        bcd = r.update == "bcd"
-        k = r.n_atoms
-        for name, shape, there in (
-            ("A", (k, k), bcd and st.step > 0),
-            ("B", (k, n_features), bcd and st.step > 0),
-            ("usage", (k,), st.step > 0),
-            ("block_start", (k, n_features), bcd and st.step > 0),
-            ("last_delta", (k, n_features), bcd and st.step >= _BLOCK),
-            ("check_D", (k, n_features), bool(st.checks)),
-        ):
-            t = getattr(st, name)
-            if not there:
-                if t is not None:
-                    raise ValueError(f"{name} must be None at this position")
-                continue
-            if not isinstance(t, torch.Tensor) or t.shape != shape or t.dtype != D.dtype:
-                raise ValueError(f"{name} must be a {D.dtype} tensor of shape {shape}")
-            if not bool(torch.isfinite(t).all()):
-                raise ValueError(f"{name} is not finite")
-        hist = st.history
-        if not isinstance(hist, list) or len(hist) != st.step:
-            raise ValueError("history must hold one energy per dictionary update")
-        if not all(isinstance(e, float) and math.isfinite(e) for e in hist):
-            raise ValueError("history must hold finite energies")
-        n_batches = max(n // r.batch_size, 1)
-        rows = min(r.batch_size, n)
-        if st.order is None:  # learning finished (the state kept while evaluating)
-            if st.batch or st.epoch != r.n_epochs or st.epochs > r.n_epochs:
-                raise ValueError("a finished state has no batch position")
-            if not (st.converged or st.epochs == r.n_epochs):
-                raise ValueError("learning ended before the cap without converging")
-            passes_done = st.epochs
-            if st.step != st.epochs * n_batches:
-                raise ValueError(f"step must be {st.epochs} x {n_batches} batches")
-        else:
-            if not 1 <= st.batch <= n_batches or st.epochs != st.epoch or st.converged:
-                raise ValueError(f"batch {st.batch} of pass {st.epoch} is not a position")
-            passes_done = st.epoch
-            if st.step != st.epoch * n_batches + st.batch:
-                raise ValueError(f"step must be {st.epoch} x {n_batches} + {st.batch}")
-        _check_checks(st, passes_done, n_batches)
-        last = st.checks[-1]["steps"] if st.checks else 0
-        if st.window_count != (st.step - last) * rows:
-            raise ValueError("window_count must count the samples since the last check")
-        if st.since_resample != st.step % _RESAMPLE_EVERY or st.seen != st.since_resample * rows:
-            raise ValueError("since_resample and seen must count since the last resampling")
-        if st.n_resampled > (st.step // _RESAMPLE_EVERY) * k:
-            raise ValueError("n_resampled exceeds the atoms that could have been resampled")
-        blocks = st.step // _BLOCK if bcd else 0
-        kesten_max = min(max(blocks - 1, 0), _MAX_WINDOW - 1)
-        if st.block_len != (st.step % _BLOCK if bcd else 0) or st.kesten > kesten_max:
-            raise ValueError("block_len and kesten must follow the updates made")
+        st = _saved_state(saved)
+        _check_scalars(st, r, n, n_features)
+        _check_tensors(st, r, n_features)
+        _check_position(st, r, n)
         torch.Generator().set_state(st.rng)
     except (TypeError, ValueError, RuntimeError, AttributeError, KeyError) as e:
         raise CheckpointError(
             f"checkpoint {str(path)!r} does not fit this run: {type(e).__name__}: {e}"
         ) from None
     return st
+
+
+def _saved_state(saved) -> LearnState:
+    """The LearnState of a saved dict that has exactly its fields."""
+    if not isinstance(saved, dict) or set(saved) != _STATE_FIELDS:
+        have = set(saved) if isinstance(saved, dict) else set()
+        raise ValueError(
+            f"the state's entries differ (missing {sorted(_STATE_FIELDS - have)}, "
+            f"unknown {sorted(have - _STATE_FIELDS)})"
+        )
+    return LearnState(**saved)
+
+
+def _check_scalars(st: LearnState, r: LearnRecipe, n: int, n_features: int) -> None:
+    """The dictionary, the counts, the flags, the generator and the sample order."""
+    D = st.D
+    if not isinstance(D, torch.Tensor) or D.shape != (r.n_atoms, n_features):
+        raise ValueError(f"D must be ({r.n_atoms}, {n_features})")
+    if not bool(torch.isfinite(D).all()):
+        raise ValueError("D is not finite")
+    for name in _INT_FIELDS:
+        v = getattr(st, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+    if not isinstance(st.converged, bool) or st.stage is not None:
+        raise ValueError("converged must be a bool and stage None (no l1 stage here)")
+    if not isinstance(st.window_energy, float) or not math.isfinite(st.window_energy):
+        raise ValueError("window_energy must be a finite float")
+    if not isinstance(st.rng, torch.Tensor) or st.rng.dtype != torch.uint8 or st.epoch > r.n_epochs:
+        raise ValueError("no position to resume from")
+    if st.order is not None and (
+        st.order.dtype != torch.int64
+        or st.order.shape != (n,)
+        or not torch.equal(st.order.sort().values, torch.arange(n))
+    ):
+        raise ValueError(f"order must be a permutation of the {n} training rows")
+
+
+def _check_tensors(st: LearnState, r: LearnRecipe, n_features: int) -> None:
+    """The running statistics that exist at this position (finite, shaped like D), and
+    the energy history."""
+    D = st.D
+    bcd = r.update == "bcd"
+    k = r.n_atoms
+    for name, shape, there in (
+        ("A", (k, k), bcd and st.step > 0),
+        ("B", (k, n_features), bcd and st.step > 0),
+        ("usage", (k,), st.step > 0),
+        ("block_start", (k, n_features), bcd and st.step > 0),
+        ("last_delta", (k, n_features), bcd and st.step >= _BLOCK),
+        ("check_D", (k, n_features), bool(st.checks)),
+    ):
+        t = getattr(st, name)
+        if not there:
+            if t is not None:
+                raise ValueError(f"{name} must be None at this position")
+            continue
+        if not isinstance(t, torch.Tensor) or t.shape != shape or t.dtype != D.dtype:
+            raise ValueError(f"{name} must be a {D.dtype} tensor of shape {shape}")
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} is not finite")
+    hist = st.history
+    if not isinstance(hist, list) or len(hist) != st.step:
+        raise ValueError("history must hold one energy per dictionary update")
+    if not all(isinstance(e, float) and math.isfinite(e) for e in hist):
+        raise ValueError("history must hold finite energies")
+
+
+def _check_position(st: LearnState, r: LearnRecipe, n: int) -> None:
+    """The counts that the position (pass, batch) fixes: updates, checks, samples since
+    the last check and resampling, resampled atoms, the Kesten block."""
+    n_batches = max(n // r.batch_size, 1)
+    rows = min(r.batch_size, n)
+    if st.order is None:  # learning finished (the state kept while evaluating)
+        if st.batch or st.epoch != r.n_epochs or st.epochs > r.n_epochs:
+            raise ValueError("a finished state has no batch position")
+        if not (st.converged or st.epochs == r.n_epochs):
+            raise ValueError("learning ended before the cap without converging")
+        passes_done = st.epochs
+        if st.step != st.epochs * n_batches:
+            raise ValueError(f"step must be {st.epochs} x {n_batches} batches")
+    else:
+        if not 1 <= st.batch <= n_batches or st.epochs != st.epoch or st.converged:
+            raise ValueError(f"batch {st.batch} of pass {st.epoch} is not a position")
+        passes_done = st.epoch
+        if st.step != st.epoch * n_batches + st.batch:
+            raise ValueError(f"step must be {st.epoch} x {n_batches} + {st.batch}")
+    _check_checks(st, passes_done, n_batches)
+    last = st.checks[-1]["steps"] if st.checks else 0
+    if st.window_count != (st.step - last) * rows:
+        raise ValueError("window_count must count the samples since the last check")
+    if st.since_resample != st.step % _RESAMPLE_EVERY or st.seen != st.since_resample * rows:
+        raise ValueError("since_resample and seen must count since the last resampling")
+    if st.n_resampled > (st.step // _RESAMPLE_EVERY) * r.n_atoms:
+        raise ValueError("n_resampled exceeds the atoms that could have been resampled")
+    bcd = r.update == "bcd"
+    blocks = st.step // _BLOCK if bcd else 0
+    kesten_max = min(max(blocks - 1, 0), _MAX_WINDOW - 1)
+    if st.block_len != (st.step % _BLOCK if bcd else 0) or st.kesten > kesten_max:
+        raise ValueError("block_len and kesten must follow the updates made")
 
 
 def _check_checks(st: LearnState, passes_done: int, n_batches: int) -> None:
@@ -519,10 +545,8 @@ def compare(
         Xtr, Xte = load_patches(r.n_patches, r.n_test, r.size, r.seed)
         rows, dicts = _sweep(r, Xtr, Xte, progress)
         if error_levels is None:
-            errs = [row["relative_error"] for row in rows]
-            lo, hi = np.percentile(errs, 25), np.percentile(errs, 75)
-            error_levels = sorted({round(float(v), 3) for v in np.linspace(lo, hi, 3)})
-        matched = _matched(r, rows, error_levels)
+            error_levels = _error_levels(rows)
+        matched = _matched(rows, r.penalties, r.atoms, error_levels)
         analyses = _analyse(r, rows, dicts, Xte, error_levels, progress) if r.analyse else {}
     result = {
         "rows": rows,
@@ -534,6 +558,21 @@ def compare(
         write_outputs(result, dicts, analyses, Path(out))
     result["dictionaries"] = dicts
     return result
+
+
+# The fields of a CompareRecipe that each of its points passes on to its LearnRecipe (the
+# others: the point itself, the data and the analyses).
+_PASSED_ON = (
+    "n_epochs",
+    "learn_tol",
+    "max_no_improvement",
+    "monitor",
+    "batch_size",
+    "update",
+    "seed",
+    "continuation",
+    "relax",
+)
 
 
 def _sweep(r: CompareRecipe, Xtr, Xte, progress):
@@ -548,17 +587,9 @@ def _sweep(r: CompareRecipe, Xtr, Xte, progress):
                     penalty=pen,
                     lam=float(lam_from_threshold(pen, thr)),
                     n_atoms=k,
-                    n_epochs=r.n_epochs,
-                    learn_tol=r.learn_tol,
-                    max_no_improvement=r.max_no_improvement,
-                    monitor=r.monitor,
-                    batch_size=r.batch_size,
-                    update=r.update,
-                    seed=r.seed,
                     analyse=False,
                     data=(Xtr, Xte),
-                    continuation=r.continuation,
-                    relax=r.relax,
+                    **{name: getattr(r, name) for name in _PASSED_ON},
                 )
                 rows.append(dict(res["metrics"], threshold=thr))
                 dicts[(pen, k, thr)] = res["D"]
@@ -574,17 +605,28 @@ def _sweep(r: CompareRecipe, Xtr, Xte, progress):
     return rows, dicts
 
 
-def _matched(r: CompareRecipe, rows, error_levels) -> list[dict]:
-    """Each penalty's active fraction at each error level, and l1's over it."""
+def _curve(rows, penalty, n_atoms) -> list[dict]:
+    """The rows of one penalty and dictionary size (its lam sweep)."""
+    return [row for row in rows if row["penalty"] == penalty and row["n_atoms"] == n_atoms]
+
+
+def _error_levels(rows) -> list[float]:
+    """Three relative errors from the first to the third quartile of the rows'."""
+    errs = [row["relative_error"] for row in rows]
+    lo, hi = np.percentile(errs, 25), np.percentile(errs, 75)
+    return sorted({round(float(v), 3) for v in np.linspace(lo, hi, 3)})
+
+
+def _matched(rows, penalties, sizes, error_levels) -> list[dict]:
+    """Each penalty's active fraction at each error level and size, and l1's over it."""
     matched = []
-    for k in r.atoms:
+    for k in sizes:
         for e in error_levels:
             entry = {"n_atoms": k, "relative_error": e}
-            for pen in r.penalties:
-                curve = [row for row in rows if row["penalty"] == pen and row["n_atoms"] == k]
-                entry[pen] = _interp_af(curve, e)
+            for pen in penalties:
+                entry[pen] = _interp_af(_curve(rows, pen, k), e)
             base = entry.get("l1")
-            for pen in r.penalties:
+            for pen in penalties:
                 if pen != "l1" and base and entry.get(pen):
                     entry[f"l1_over_{pen}"] = base / entry[pen]
             matched.append(entry)
@@ -600,8 +642,7 @@ def _analyse(r: CompareRecipe, rows, dicts, Xte, error_levels, progress) -> dict
     norm = float(np.linalg.norm(Xte, axis=1).mean())
     for k in r.atoms:
         for pen in r.penalties:
-            cand = [row for row in rows if row["penalty"] == pen and row["n_atoms"] == k]
-            row = min(cand, key=lambda c: abs(c["relative_error"] - mid))
+            row = min(_curve(rows, pen, k), key=lambda c: abs(c["relative_error"] - mid))
             D = dicts[(pen, k, row["threshold"])]
             fits = v1.fit_gabors(D, progress=progress)
             warm = {"relaxation": RELAXATIONS[pen]} if r.relax and pen in RELAXATIONS else {}
@@ -621,11 +662,7 @@ def write_outputs(result, dicts, analyses, out: Path):
     grids, Ringach scatter and orientation histogram."""
     out.mkdir(parents=True, exist_ok=True)
     rows = result["rows"]
-    keys = sorted({k for r in rows for k in r})
-    with atomic_path(out / "compare.csv") as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
+    _write_csv(out / "compare.csv", rows)
     write_json(out / "compare.json", {k: v for k, v in result.items() if k != "dictionaries"})
     plot_tradeoff(rows, out / "tradeoff.png")
     for (pen, k, thr), D in dicts.items():
@@ -646,21 +683,37 @@ def write_outputs(result, dicts, analyses, out: Path):
         v1.plot_gabor_params(chosen, out / "gabor_params.png")
 
 
+def _write_csv(path, rows) -> None:
+    """The rows as CSV, one column per key any row has (sorted)."""
+    keys = sorted({k for r in rows for k in r})
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _plot_tradeoff(ax, rows, penalty, n_atoms, label) -> None:
+    """One lam sweep's held-out relative error against its active fraction (%)."""
+    pts = sorted(
+        (r["active_fraction"], r["relative_error"]) for r in _curve(rows, penalty, n_atoms)
+    )
+    ax.plot([100 * p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, label=label)
+
+
+def _tradeoff_axes(ax) -> None:
+    ax.set_xscale("log")
+    ax.set_xlabel("active fraction (%)")
+    ax.grid(alpha=0.3)
+
+
 def plot_tradeoff(rows, path):
     fig = Figure(figsize=(5, 3.6))
     ax = fig.subplots()
     for pen, k in sorted({(r["penalty"], r["n_atoms"]) for r in rows}):
-        pts = sorted(
-            (r["active_fraction"], r["relative_error"])
-            for r in rows
-            if r["penalty"] == pen and r["n_atoms"] == k
-        )
-        ax.plot([p[0] * 100 for p in pts], [p[1] for p in pts], "o-", ms=3, label=f"{pen}, {k}")
-    ax.set_xscale("log")
-    ax.set_xlabel("active fraction (%)")
+        _plot_tradeoff(ax, rows, pen, k, label=f"{pen}, {k}")
+    _tradeoff_axes(ax)
     ax.set_ylabel("held-out relative error")
     ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
     return path

@@ -24,7 +24,6 @@ The recipe (:class:`SweepRecipe`) holds the command line's defaults.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -41,7 +40,19 @@ from .._io import atomic_path, check_writable_dir, save_figure, write_json
 from ..codes import LearnState, init_dictionary, learn_dictionary, v1
 from ..data import natural_images, patch_stream
 from ..thresholds import PENALTIES
-from .codes import RELAXATIONS, _interp_af, evaluate, lam_from_threshold
+from .codes import (
+    RELAXATIONS,
+    _check_stopping,
+    _curve,
+    _error_levels,
+    _matched,
+    _plot_tradeoff,
+    _recipe,
+    _tradeoff_axes,
+    _write_csv,
+    evaluate,
+    lam_from_threshold,
+)
 from .loop import num_threads
 from .recipe import Recipe
 
@@ -109,11 +120,8 @@ class SweepRecipe(Recipe):
             check_int_at_least(name, getattr(self, name), 1)
         check_int_at_least("n_monitor", self.n_monitor, 0)
         check_int_at_least("size", self.size, 2)
-        check_nonnegative("learn_tol", self.learn_tol)
-        check_int_at_least("max_no_improvement", self.max_no_improvement, 1)
         check_int_at_least("analyse_max", self.analyse_max, 0)
-        if self.threads is not None:
-            check_int_at_least("threads", self.threads, 1)
+        _check_stopping(self)
         if self.images is not None and not Path(self.images).exists():
             raise FileNotFoundError(f"images={str(self.images)!r} does not exist")
         return self
@@ -141,12 +149,43 @@ def run_one(out: Path, r: SweepRecipe, penalty: str, n_atoms: int, threshold: fl
     lam = float(lam_from_threshold(penalty, threshold))
     warm = {"relaxation": RELAXATIONS[penalty]} if r.relax and penalty in RELAXATIONS else {}
     Xte, M = data
+    t0 = time.perf_counter()
+    state, seen = _learn_streamed(r, penalty, n_atoms, lam, warm, M)
+    seconds = time.perf_counter() - t0
+    D = state.D.double().numpy()
+    metrics = evaluate(Xte, D, penalty, lam, max_iter=1000, tol=1e-4, **warm)
+    res = dict(
+        metrics,
+        penalty=penalty,
+        n_atoms=n_atoms,
+        threshold=threshold,
+        lam=lam,
+        patches_seen=seen,
+        chunks=state.epochs,
+        batches=state.step,
+        converged=state.converged,
+        resampled_atoms=state.n_resampled,
+        learn_seconds=seconds,
+        relaxed=bool(warm),
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "D.npy") as tmp:
+        np.save(tmp, D)
+    if r.analyse_max:
+        res.update(_analyse_subset(r, D, folder))
+    write_json(done, res)
+    return res
+
+
+def _learn_streamed(r: SweepRecipe, penalty, n_atoms, lam, warm, M):
+    """One dictionary learned by a pass over each streamed chunk (until ``n_patches`` were
+    seen or, with ``learn_tol``, it converged on the monitor rows ``M``); returns its
+    LearnState and the patches seen."""
     Mt = torch.as_tensor(M, dtype=torch.float32)
     n_chunks = max(1, math.ceil(r.n_patches / r.chunk))
     stream = patch_stream(
         _source(r.images), size=r.size, batch_size=r.chunk, n_batches=n_chunks, seed=r.seed + 1
     )
-    t0 = time.perf_counter()
     state = None
     seen = 0
     for xb in stream:
@@ -173,40 +212,24 @@ def run_one(out: Path, r: SweepRecipe, penalty: str, n_atoms: int, threshold: fl
         seen += len(xb)
         if state.converged:
             break
-    seconds = time.perf_counter() - t0
-    D = state.D.double().numpy()
-    metrics = evaluate(Xte, D, penalty, lam, max_iter=1000, tol=1e-4, **warm)
-    res = dict(
-        metrics,
-        penalty=penalty,
-        n_atoms=n_atoms,
-        threshold=threshold,
-        lam=lam,
-        patches_seen=seen,
-        chunks=state.epochs,
-        batches=state.step,
-        converged=state.converged,
-        resampled_atoms=state.n_resampled,
-        learn_seconds=seconds,
-        relaxed=bool(warm),
+    return state, seen
+
+
+def _analyse_subset(r: SweepRecipe, D, folder) -> dict:
+    """Gabor fits and atom types of at most ``analyse_max`` random atoms of D (written to
+    ``folder/gabor.npz``); returns the result's entries about them."""
+    n_atoms = len(D)
+    rng = np.random.default_rng(r.seed)
+    idx = np.sort(rng.permutation(n_atoms)[: min(r.analyse_max, n_atoms)])
+    fits = v1.fit_gabors(D[idx])
+    types = v1.classify_atoms(D[idx], fits=fits)
+    with atomic_path(folder / "gabor.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, atoms=idx, types=types["type"], **fits)
+    return dict(
+        {f"type_{t}": v for t, v in types["fractions"].items()},
+        gabor_fraction=float((fits["r2"] >= 0.8).mean()),
+        analysed_atoms=len(idx),
     )
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / "D.npy") as tmp:
-        np.save(tmp, D)
-    if r.analyse_max:
-        rng = np.random.default_rng(r.seed)
-        idx = np.sort(rng.permutation(n_atoms)[: min(r.analyse_max, n_atoms)])
-        fits = v1.fit_gabors(D[idx])
-        types = v1.classify_atoms(D[idx], fits=fits)
-        with atomic_path(folder / "gabor.npz") as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, atoms=idx, types=types["type"], **fits)
-        res.update(
-            {f"type_{t}": v for t, v in types["fractions"].items()},
-            gabor_fraction=float((fits["r2"] >= 0.8).mean()),
-            analysed_atoms=len(idx),
-        )
-    write_json(done, res)
-    return res
 
 
 def sweep(
@@ -236,13 +259,7 @@ def sweep(
     """
     if "images" in changes and isinstance(changes["images"], Path):
         changes["images"] = str(changes["images"])
-    if recipe is None:
-        recipe = SweepRecipe()
-    if not isinstance(recipe, SweepRecipe):
-        raise ValueError(
-            f"recipe must be a SweepRecipe (pass its fields as keywords), got {recipe!r}"
-        )
-    r = recipe.replace(**changes).check()
+    r = _recipe(SweepRecipe, recipe, changes)
     out = Path(out)
     check_writable_dir(out)
     config = {k: v for k, v in r.to_dict().items() if k not in _RUN_SET}
@@ -296,7 +313,7 @@ def error_at_sparsity(rows, penalty, n_atoms, nonzeros):
     """Held-out relative error of ``penalty`` with ``n_atoms`` atoms at ``nonzeros`` active
     coefficients per patch, interpolated along its lam sweep (log non-zeros); None when the
     sweep does not bracket it."""
-    sel = [r for r in rows if r["penalty"] == penalty and r["n_atoms"] == n_atoms]
+    sel = _curve(rows, penalty, n_atoms)
     return _interp_log(
         [r["nonzeros_per_patch"] for r in sel], [r["relative_error"] for r in sel], nonzeros
     )
@@ -336,61 +353,15 @@ def summarise(out, plots: bool = True) -> dict:
         raise ValueError(f"no finished runs under {out / 'runs'}")
     pens = sorted({r["penalty"] for r in rows}, key=lambda p: (p != "l1", p))
     sizes = sorted({r["n_atoms"] for r in rows})
-    keys = sorted({k for r in rows for k in r})
-    with atomic_path(out / "sweep.csv") as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
+    _write_csv(out / "sweep.csv", rows)
     # Sparsity levels every penalty's sweep covers at every size, where possible.
     nz = [r["nonzeros_per_patch"] for r in rows if r["nonzeros_per_patch"] > 0]
     levels = sorted({round(float(v), 2) for v in np.geomspace(min(nz), max(nz), 7)[1:-1]})
-    units, ratio = [], []
-    for pen in pens:
-        if pen == "l1":
-            continue
-        for k in sizes:
-            for s in levels:
-                need, bound = atoms_to_match(rows, pen, k, s)
-                if need is not None:
-                    units.append(
-                        dict(
-                            penalty=pen,
-                            n_atoms=k,
-                            nonzeros=s,
-                            l1_atoms=need,
-                            bound=bound,
-                            units_ratio=need / k,
-                        )
-                    )
-                e_pen = error_at_sparsity(rows, pen, k, s)
-                e_l1 = error_at_sparsity(rows, "l1", k, s)
-                if e_pen and e_l1:
-                    ratio.append(
-                        dict(
-                            penalty=pen,
-                            n_atoms=k,
-                            nonzeros=s,
-                            error_l1=e_l1,
-                            error=e_pen,
-                            l1_over=e_l1 / e_pen,
-                        )
-                    )
-    errs = [r["relative_error"] for r in rows]
-    elevels = sorted({round(float(v), 3) for v in np.linspace(*np.percentile(errs, [25, 75]), 3)})
-    matched = []
-    for k in sizes:
-        for e in elevels:
-            entry = {"n_atoms": k, "relative_error": e}
-            for pen in pens:
-                curve = [r for r in rows if r["penalty"] == pen and r["n_atoms"] == k]
-                entry[pen] = _interp_af(curve, e)
-            for pen in pens:
-                if pen != "l1" and entry.get("l1") and entry.get(pen):
-                    entry[f"l1_over_{pen}"] = entry["l1"] / entry[pen]
-            matched.append(entry)
+    units, ratio = _against_l1(rows, pens, sizes, levels)
+    elevels = _error_levels(rows)
     result = {
         "rows": rows,
-        "matched": matched,
+        "matched": _matched(rows, pens, sizes, elevels),
         "units": units,
         "error_ratio": ratio,
         "sparsity_levels": levels,
@@ -402,89 +373,113 @@ def summarise(out, plots: bool = True) -> dict:
     return result
 
 
+def _against_l1(rows, pens, sizes, levels):
+    """For each penalty but l1, size and sparsity level: the atoms l1 needs to match its
+    error (``units``) and l1's error over its (``error_ratio``)."""
+    units, ratio = [], []
+    for pen in pens:
+        if pen == "l1":
+            continue
+        for k in sizes:
+            for s in levels:
+                point = {"penalty": pen, "n_atoms": k, "nonzeros": s}
+                need, bound = atoms_to_match(rows, pen, k, s)
+                if need is not None:
+                    units.append(dict(point, l1_atoms=need, bound=bound, units_ratio=need / k))
+                e_pen = error_at_sparsity(rows, pen, k, s)
+                e_l1 = error_at_sparsity(rows, "l1", k, s)
+                if e_pen and e_l1:
+                    ratio.append(dict(point, error_l1=e_l1, error=e_pen, l1_over=e_l1 / e_pen))
+    return units, ratio
+
+
 def _plots(out, rows, pens, sizes, levels, units):
     """The sweep's figures, through matplotlib's object API."""
+    _plot_tradeoff_by_atoms(out, rows, pens, sizes)
+    _plot_error_vs_atoms(out, rows, pens, sizes, levels)
+    if units:
+        _plot_units_ratio(out, units, levels)
+    _plot_largest_size(out, rows, pens, max(sizes))
+
+
+def _plot_tradeoff_by_atoms(out, rows, pens, sizes):
     n = len(sizes)
     fig = Figure(figsize=(3.6 * n, 3.2))
     axes = fig.subplots(1, n, squeeze=False, sharey=True)
     for ax, k in zip(axes.ravel(), sizes):
         for pen in pens:
-            pts = sorted(
-                (r["active_fraction"], r["relative_error"])
-                for r in rows
-                if r["penalty"] == pen and r["n_atoms"] == k
-            )
-            ax.plot([100 * p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, label=pen)
-        ax.set_xscale("log")
+            _plot_tradeoff(ax, rows, pen, k, label=pen)
+        _tradeoff_axes(ax)
         ax.set_title(f"{k} atoms", fontsize=9)
-        ax.set_xlabel("active fraction (%)")
-        ax.grid(alpha=0.3)
     axes.ravel()[0].set_ylabel("held-out relative error")
     axes.ravel()[-1].legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, out / "tradeoff_by_atoms.png", dpi=110)
 
-    # The sparsity level that the most (penalty, size) sweeps cover.
+
+def _plot_error_vs_atoms(out, rows, pens, sizes, levels):
+    """The error against the size at the sparsity level that the most (penalty, size)
+    sweeps cover."""
+
     def cover(s):
         return sum(error_at_sparsity(rows, p, k, s) is not None for p in pens for k in sizes)
 
-    mid = (
-        max(levels, key=lambda s: (cover(s), -abs(s - levels[len(levels) // 2])))
-        if levels
-        else None
-    )
-    if mid is not None:
-        fig = Figure(figsize=(4.4, 3.4))
-        ax = fig.subplots()
-        for pen in pens:
-            pts = [(k, error_at_sparsity(rows, pen, k, mid)) for k in sizes]
-            pts = [(k, e) for k, e in pts if e is not None]
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=4, label=pen)
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("atoms")
-        ax.set_ylabel("held-out relative error")
-        ax.set_title(f"at {mid:g} non-zeros per patch", fontsize=9)
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        save_figure(fig, out / "error_vs_atoms.png", dpi=110)
+    if not levels:
+        return
+    mid = max(levels, key=lambda s: (cover(s), -abs(s - levels[len(levels) // 2])))
+    fig = Figure(figsize=(4.4, 3.4))
+    ax = fig.subplots()
+    for pen in pens:
+        pts = [(k, error_at_sparsity(rows, pen, k, mid)) for k in sizes]
+        pts = [(k, e) for k, e in pts if e is not None]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=4, label=pen)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("atoms")
+    ax.set_ylabel("held-out relative error")
+    ax.set_title(f"at {mid:g} non-zeros per patch", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, out / "error_vs_atoms.png", dpi=110)
 
-    if units:
-        fig = Figure(figsize=(4.6, 3.4))
-        ax = fig.subplots()
-        for pen in sorted({u["penalty"] for u in units}):
-            for s in levels:
-                us = [u for u in units if u["penalty"] == pen and u["nonzeros"] == s]
-                if not us:
-                    continue
-                xs = [u["n_atoms"] for u in us]
-                ys = [u["units_ratio"] for u in us]
-                line = ax.plot(xs, ys, "o-", ms=3, label=f"{pen}, {s:g} nz")[0]
-                for u in us:
-                    if u["bound"] == ">":
-                        ax.annotate(
-                            "^",
-                            (u["n_atoms"], u["units_ratio"]),
-                            color=line.get_color(),
-                            ha="center",
-                            va="bottom",
-                            fontsize=8,
-                        )
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("atoms of the penalty's dictionary")
-        ax.set_ylabel("atoms l1 needs / atoms (equal error)")
-        ax.set_title("^: at least (l1's largest size is not enough)", fontsize=7)
-        ax.legend(fontsize=6)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        save_figure(fig, out / "units_ratio.png", dpi=110)
 
-    # Gabor parameters and atom types of the largest size, from the analysed subsets.
-    k = max(sizes)
+def _plot_units_ratio(out, units, levels):
+    fig = Figure(figsize=(4.6, 3.4))
+    ax = fig.subplots()
+    for pen in sorted({u["penalty"] for u in units}):
+        for s in levels:
+            us = [u for u in units if u["penalty"] == pen and u["nonzeros"] == s]
+            if not us:
+                continue
+            xs = [u["n_atoms"] for u in us]
+            ys = [u["units_ratio"] for u in us]
+            line = ax.plot(xs, ys, "o-", ms=3, label=f"{pen}, {s:g} nz")[0]
+            for u in us:
+                if u["bound"] == ">":
+                    ax.annotate(
+                        "^",
+                        (u["n_atoms"], u["units_ratio"]),
+                        color=line.get_color(),
+                        ha="center",
+                        va="bottom",
+                        fontsize=8,
+                    )
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("atoms of the penalty's dictionary")
+    ax.set_ylabel("atoms l1 needs / atoms (equal error)")
+    ax.set_title("^: at least (l1's largest size is not enough)", fontsize=7)
+    ax.legend(fontsize=6)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, out / "units_ratio.png", dpi=110)
+
+
+def _plot_largest_size(out, rows, pens, k):
+    """Gabor parameters and atom types of the largest size ``k``, from the analysed subsets."""
     fits_by_pen, types = {}, {}
     for pen in pens:
-        sel = [r for r in rows if r["penalty"] == pen and r["n_atoms"] == k]
+        sel = _curve(rows, pen, k)
         if not sel or "analysed_atoms" not in sel[0]:
             continue
         types[pen] = [
