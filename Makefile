@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.docs-installed
 
-.PHONY: setup demo test test-fast fuzz lint docs clean
+.PHONY: setup demo test test-fast fuzz lint docs docs-check clean
 
 setup: $(STAMP)
 
@@ -44,8 +44,8 @@ fuzz: $(STAMP)
 	tests/test_native_sanitizers.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs/check_site.py
+	$(BIN)/ruff format --check src tests benchmarks docs/check_site.py
 	$(BIN)/lint-imports --no-cache
 
 # The site (guide + API reference from the docstrings) in runs/site; a warning fails the build.
@@ -55,6 +55,12 @@ $(DOCS_STAMP): $(STAMP)
 
 docs: $(DOCS_STAMP)
 	$(BIN)/mkdocs build --strict
+
+# The built site in headless Chromium (apt-get install chromium): every page renders, no
+# broken link, image or anchor; a screenshot of the landing page in runs/site-check/.
+docs-check: docs
+	$(BIN)/python docs/check_site.py runs/site --screenshot runs/site-check/landing.png \
+	--json runs/site-check/check.json
 
 clean:
 	rm -rf runs .pytest_cache

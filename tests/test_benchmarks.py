@@ -24,6 +24,8 @@ def test_every_benchmark_is_covered():
         "activation_inference",
         "activations_probe",
         "activations_speed",
+        "activations_width",
+        "codes_convergence",
         "codes_l0",
         "codes_speed",
         "onnx_speed",
@@ -52,11 +54,37 @@ def test_activations_probe(tmp_path):
     assert all(0.0 <= r["test_acc"] <= 1.0 for r in res["probes"])
 
 
+def test_activations_width(tmp_path):
+    _main("activations_width")(["--quick", "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "width.json").read_text())
+    assert len(rows) == 6 and (tmp_path / "width.png").stat().st_size > 0
+    by = {(r["activation"], r["width"]): r for r in rows}
+    for act in ("relu", "crelu", "cst"):
+        # the finite-width theory: the gradient spread falls as the width grows
+        assert by[(act, 32)]["predicted_log_gain_sd"] < by[(act, 16)]["predicted_log_gain_sd"]
+    for act in ("crelu", "cst"):
+        assert abs(by[(act, 32)]["test_sparsity"] - 0.85) < 0.1  # a few steps of control
+    # a second call with the same recipe reads every run back instead of training again
+    stamp = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/result.json")}
+    _main("activations_width")(["--quick", "--out", str(tmp_path)])
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/result.json")} == stamp
+
+
 def test_activations_speed(tmp_path):
     _main("activations_speed")(["--quick", "--out", str(tmp_path / "r.json")])
     res = json.loads((tmp_path / "r.json").read_text())
     assert all(r["quad_max_rel_err"] < 1e-6 for r in res["moments"])
     assert {r["activation"] for r in res["edge_of_chaos"]} == {"crelu", "cst"}
+
+
+def test_codes_convergence(tmp_path):
+    argv = ["--quick", "--threads", "1", "--out", str(tmp_path / "r.json")]
+    summary = _main("codes_convergence")(argv)
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert set(summary) == {"l1", "cel0", "minibatch"} == set(res["summary"])
+    ours = [r for r in res["rows"] if r["learner"] == "SparseCoding"]
+    assert {r["penalty"] for r in ours} == {"l1", "cel0"}
+    assert all(0.0 <= r["found"] <= 1.0 and r["steps"] >= r["passes"] >= 1 for r in ours)
 
 
 def test_codes_l0(tmp_path):

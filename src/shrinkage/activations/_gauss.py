@@ -179,71 +179,65 @@ def _odd_kinks(tau, m):
     return [-x for x in k] + k
 
 
+# The thresholding activations come in two families, one-sided (relu) and odd (soft
+# threshold), whose Gaussian moments have closed forms in (tau, m): the kinks, the formulas
+# and sup |g'| of each family.
+_FAMILIES = {
+    False: (_half_kinks, _cf_half, _der_half, _cond_half, 1.0),
+    True: (_odd_kinks, _cf_odd, _der_odd, _cond_odd, 2.0),
+}
+
+
+def _unclipped(kinks, closed, derivs, cond, has_tau):
+    """A family's functions at m = inf, and at tau = 0 for an activation without threshold."""
+
+    def at(tau):
+        return tau if has_tau else 0.0
+
+    return (
+        kinks if has_tau else (lambda tau, m: kinks(0.0, None)),
+        lambda q, tau, m: closed(q, at(tau), np.inf),
+        lambda q, tau, m: derivs(q, at(tau), np.inf),
+        lambda mu, sd, tau, m, d: cond(mu, sd, at(tau), np.inf, d),
+    )
+
+
+def _thresholding(name, core, cls, *, odd, clipped=False, has_tau=True) -> _Spec:
+    """The spec of a thresholding activation of the ``odd`` (or one-sided) family, from its
+    tensor core ``core(x, tau[, m])`` and its module class ``cls``."""
+    kinks, closed, derivs, cond, bound = _FAMILIES[odd]
+    if clipped:
+        phi, module = core, (lambda tau, m: cls(tau=tau, m=m))
+    elif has_tau:
+        phi, module = (lambda x, tau, m: core(x, tau)), (lambda tau, m: cls(tau=tau))
+    else:
+        phi, module = (lambda x, tau, m: core(x, 0.0)), (lambda tau, m: cls(tau=0.0))
+    if not clipped:
+        kinks, closed, derivs, cond = _unclipped(kinks, closed, derivs, cond, has_tau)
+    return _Spec(
+        name,
+        phi,
+        module,
+        has_tau=has_tau,
+        clipped=clipped,
+        odd=odd,
+        kinks=kinks,
+        closed=closed,
+        derivs=derivs,
+        cond=cond,
+        deriv_bound=bound,
+    )
+
+
 _SPECS = {
-    "relu": _Spec(
-        "relu",
-        lambda x, tau, m: cores.shifted_relu(x, 0.0),
-        lambda tau, m: ShiftedReLU(tau=0.0),
-        has_tau=False,
-        clipped=False,
-        odd=False,
-        kinks=lambda tau, m: [0.0],
-        closed=lambda q, tau, m: _cf_half(q, 0.0, np.inf),
-        derivs=lambda q, tau, m: _der_half(q, 0.0, np.inf),
-        cond=lambda mu, sd, tau, m, d: _cond_half(mu, sd, 0.0, np.inf, d),
-        deriv_bound=1.0,
+    "relu": _thresholding("relu", cores.shifted_relu, ShiftedReLU, odd=False, has_tau=False),
+    "shifted_relu": _thresholding("shifted_relu", cores.shifted_relu, ShiftedReLU, odd=False),
+    "soft_threshold": _thresholding("soft_threshold", cores.soft, SoftThreshold, odd=True),
+    "clipped_relu": _thresholding(
+        "clipped_relu", cores.clipped_relu, CReLU, odd=False, clipped=True
     ),
-    "shifted_relu": _Spec(
-        "shifted_relu",
-        lambda x, tau, m: cores.shifted_relu(x, tau),
-        lambda tau, m: ShiftedReLU(tau=tau),
-        has_tau=True,
-        clipped=False,
-        odd=False,
-        kinks=_half_kinks,
-        closed=lambda q, tau, m: _cf_half(q, tau, np.inf),
-        derivs=lambda q, tau, m: _der_half(q, tau, np.inf),
-        cond=lambda mu, sd, tau, m, d: _cond_half(mu, sd, tau, np.inf, d),
-        deriv_bound=1.0,
-    ),
-    "soft_threshold": _Spec(
-        "soft_threshold",
-        lambda x, tau, m: cores.soft(x, tau),
-        lambda tau, m: SoftThreshold(tau=tau),
-        has_tau=True,
-        clipped=False,
-        odd=True,
-        kinks=_odd_kinks,
-        closed=lambda q, tau, m: _cf_odd(q, tau, np.inf),
-        derivs=lambda q, tau, m: _der_odd(q, tau, np.inf),
-        cond=lambda mu, sd, tau, m, d: _cond_odd(mu, sd, tau, np.inf, d),
-        deriv_bound=2.0,
-    ),
-    "clipped_relu": _Spec(
-        "clipped_relu",
-        cores.clipped_relu,
-        lambda tau, m: CReLU(tau=tau, m=m),
-        has_tau=True,
-        clipped=True,
-        odd=False,
-        kinks=_half_kinks,
-        closed=_cf_half,
-        derivs=_der_half,
-        cond=_cond_half,
-        deriv_bound=1.0,
-    ),
-    "clipped_soft_threshold": _Spec(
-        "clipped_soft_threshold",
-        cores.clipped_soft_threshold,
-        lambda tau, m: CST(tau=tau, m=m),
-        has_tau=True,
-        clipped=True,
-        odd=True,
-        kinks=_odd_kinks,
-        closed=_cf_odd,
-        derivs=_der_odd,
-        cond=_cond_odd,
-        deriv_bound=2.0,
+    "clipped_soft_threshold": _thresholding(
+        "clipped_soft_threshold", cores.clipped_soft_threshold, CST, odd=True, clipped=True
     ),
     "tanh": _Spec(
         "tanh",
@@ -396,17 +390,7 @@ def _quad_all(spec, q, tau, m, n=64):
     shape = np.shape(q)
     qf = np.atleast_1d(q).ravel()
     z, w = _nodes(qf, kinks, n=n)
-    x = np.sqrt(qf)[:, None] * z
-    phi = _phi_np(spec, tau, m, x)
-    dphi = _phi_np(spec, tau, m, x, deriv=True)
-    p2 = phi**2
-    out = (
-        (w * phi).sum(1),
-        (w * p2).sum(1),
-        (w * dphi**2).sum(1),
-        (w * p2 * (z**2 - 1)).sum(1) / (2 * qf),
-        (w * p2 * (z**4 - 6 * z**2 + 3)).sum(1) / (4 * qf**2),
-    )
+    out = _moments(spec, tau, m, qf, z, w)
     return tuple(o.reshape(shape) for o in out)
 
 
@@ -415,19 +399,25 @@ def _hermite_all(spec, q, tau, m, n=200):
     zq, wq = np.polynomial.hermite_e.hermegauss(n)
     wq = wq / math.sqrt(2 * math.pi)
     shape = np.shape(q)
-    qf = np.atleast_1d(q).ravel()[:, None]
-    x = np.sqrt(qf) * zq
+    qf = np.atleast_1d(q).ravel()
+    out = _moments(spec, tau, m, qf, zq, wq)
+    return tuple(o.reshape(shape) for o in out)
+
+
+def _moments(spec, tau, m, q, z, w):
+    """E phi, E phi^2, E phi'^2, g', g'' at the variances ``q`` (n,) from standard normal
+    quadrature nodes ``z`` and weights ``w``: one set per variance (n, k) or shared (k,)."""
+    x = np.sqrt(q)[:, None] * z
     phi = _phi_np(spec, tau, m, x)
     dphi = _phi_np(spec, tau, m, x, deriv=True)
     p2 = phi**2
-    out = (
-        (wq * phi).sum(1),
-        (wq * p2).sum(1),
-        (wq * dphi**2).sum(1),
-        (wq * p2 * (zq**2 - 1)).sum(1) / (2 * qf[:, 0]),
-        (wq * p2 * (zq**4 - 6 * zq**2 + 3)).sum(1) / (4 * qf[:, 0] ** 2),
+    return (
+        (w * phi).sum(1),
+        (w * p2).sum(1),
+        (w * dphi**2).sum(1),
+        (w * p2 * (z**2 - 1)).sum(1) / (2 * q),
+        (w * p2 * (z**4 - 6 * z**2 + 3)).sum(1) / (4 * q**2),
     )
-    return tuple(o.reshape(shape) for o in out)
 
 
 def _adaptive_all(spec, q, tau, m, rtol=1e-10):

@@ -23,7 +23,7 @@ from sklearn.exceptions import ConvergenceWarning
 from .._checks import check_choice, check_int_at_least, check_nonnegative, check_positive
 from ..thresholds import PENALTIES, get_penalty, prox
 from . import _cd
-from ._fast import _times_gram, solve_l1_working_set
+from ._fast import _retire, _times_gram, _worth_shrinking, solve_l1_working_set
 
 SOLVERS = ("cd", "fista", "ista")
 _HALF = (torch.float16, torch.bfloat16)
@@ -313,13 +313,10 @@ def _solve(X, D, name, lam, step, p, solver, monotone, max_iter, tol, Z0, G=None
         first = done & ~pending
         if bool(first.any()):
             # A row's result is fixed when it converges, so it never depends on the others.
-            out[idx[first]] = Z[first]
-            iters[idx[first]] = k
+            _retire(first, idx, Z, k, out, iters)
             conv[idx[first]] = True
             pending |= done
-            npend = int(pending.sum())
-            # Shrinking the working set copies every array: do it only once it pays off.
-            if npend == len(idx) or npend >= max(8, len(idx) // 8):
+            if _worth_shrinking(int(pending.sum()), len(idx), share=8):
                 keep = ~pending
                 if not bool(keep.any()):
                     return out, iters, conv

@@ -61,6 +61,19 @@ def _times_gram(Z, G):
     )
 
 
+def _retire(rows, idx, Z, k, out, iters) -> None:
+    """The working-set ``rows`` that finished at iteration ``k``: their codes and iteration
+    counts written to their places (``idx``) in ``out`` and ``iters``."""
+    out[idx[rows]] = Z[rows]
+    iters[idx[rows]] = k
+
+
+def _worth_shrinking(n_finished, n, share) -> bool:
+    """Whether to drop the finished rows from a working set of ``n`` (it copies every array):
+    when all are finished, or at least 8 and ``1/share`` of them."""
+    return n_finished == n or n_finished >= max(8, n // share)
+
+
 def _fista_sub(Gs, bs, zs, lam, step, tol, budget):
     """FISTA with gradient restart on each row's subproblem min 1/2 z Gs z - bs z + lam|z|_1.
 
@@ -97,12 +110,10 @@ def _fista_sub(Gs, bs, zs, lam, step, tol, budget):
         done = (d.norm(dim=1) <= tol * zn.norm(dim=1).clamp_min(1e-12)) | (budget <= k)
         fresh = done & ~finished
         if bool(fresh.any()):
-            out[idx[fresh]] = z[fresh]
-            iters[idx[fresh]] = k
+            _retire(fresh, idx, z, k, out, iters)
             finished |= done
-            nfin = int(finished.sum())
             # Dropping finished rows copies the (n, K, K) blocks: only once it pays off.
-            if nfin == len(idx) or nfin >= max(8, len(idx) // 4):
+            if _worth_shrinking(int(finished.sum()), len(idx), share=4):
                 keep = ~finished
                 if not bool(keep.any()):
                     return out, iters
