@@ -360,6 +360,7 @@ def bench_spams_learn(args, spams, Xtr, Xte, lam):
                     max_iter=args.learn_max_iter,
                     tol=args.learn_tol,
                     random_state=0,
+                    learn_tol=0,  # exactly one pass, as trainDL's
                 )
 
             def theirs(k=k, threads=threads):
@@ -611,6 +612,8 @@ def main(argv=None):
                         init="data",
                         max_iter=100,
                         tol=1e-2,
+                        n_epochs=1,
+                        learn_tol=0,
                     )
                     dicts[f"learned {k}"] = st.D.double().numpy()
                 dicts[f"random {k}"] = _unit_rows(rng, k, X.shape[1])

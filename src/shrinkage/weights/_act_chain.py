@@ -459,6 +459,15 @@ class ActivationChain(nn.Module):
 def check_chain_state(state) -> tuple[list[dict], list[str], list]:
     """(specs, names, acts) of a chain's extra state, or ValueError naming what is wrong:
     a checkpoint's sizes decide allocations, so they are checked first."""
+    layers, names, acts = _check_chain_lists(state)
+    specs = []
+    for i, s in enumerate(layers):
+        specs.append(_check_layer_spec(i, s, specs[-1]["out"] if specs else None, acts[i]))
+    return specs, list(names), list(acts)
+
+
+def _check_chain_lists(state) -> tuple[list, list, list]:
+    """The state's layers, names and acts lists (and its crc32), or ValueError."""
     if not isinstance(state, dict):
         raise ValueError(f"activation chain state must be a dict, got {type(state).__name__}")
     layers, names, acts = state.get("layers"), state.get("names"), state.get("acts")
@@ -477,67 +486,65 @@ def check_chain_state(state) -> tuple[list[dict], list[str], list]:
     crc = state.get("crc32")
     if crc is not None and (isinstance(crc, bool) or not isinstance(crc, int)):
         raise ValueError(f"activation chain 'crc32' must be an integer, got {crc!r}")
-    specs = []
-    for i, s in enumerate(layers):
-        if not isinstance(s, dict) or not {"kernel", "in", "out", "act", "tau", "m", "bias"} <= set(
-            s
-        ):
-            raise ValueError(
-                f"activation chain layer {i} must be a dict of kernel, in, out, act, "
-                f"tau, m, bias; got {s!r}"
-            )
-        kernel, act = s["kernel"], s["act"]
-        if kernel not in ACT_KERNELS:
-            raise ValueError(f"layer {i}: kernel must be one of {ACT_KERNELS}, got {kernel!r}")
-        if act not in ACTIVATIONS:
-            raise ValueError(f"layer {i}: act must be one of {ACTIVATIONS}, got {act!r}")
-        for key in ("in", "out"):
-            v = s[key]
-            if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < _MAX_FEATURES:
-                raise ValueError(f"layer {i}: {key!r} must be an integer in [1, 2**31), got {v!r}")
-        tau, m = s["tau"], s["m"]
-        if (
-            isinstance(tau, bool)
-            or not isinstance(tau, int | float)
-            or not (math.isfinite(tau) and tau >= 0)
-        ):
-            raise ValueError(f"layer {i}: tau must be a finite number >= 0, got {tau!r}")
-        if act in _CLIPPED:
-            if (
-                isinstance(m, bool)
-                or not isinstance(m, int | float)
-                or not (math.isfinite(m) and m > 0)
-            ):
-                raise ValueError(f"layer {i}: m must be a finite number > 0 for {act}, got {m!r}")
-            m = float(m)
-        elif m is not None:
-            raise ValueError(f"layer {i}: m must be None for {act}, got {m!r}")
-        if not isinstance(s["bias"], bool):
-            raise ValueError(f"layer {i}: bias must be True or False, got {s['bias']!r}")
-        if kernel == "act_csc_u16" and s["out"] > _U16_MAX_ROWS:
-            raise ValueError(f"layer {i}: kernel 'act_csc_u16' needs out <= {_U16_MAX_ROWS}")
-        if specs and specs[-1]["out"] != s["in"]:
-            raise ValueError(
-                f"layer {i}: in={s['in']} does not match the previous layer's out="
-                f"{specs[-1]['out']}"
-            )
-        if (act != "none") != (acts[i] is not None):
-            raise ValueError(
-                f"layer {i}: act {act!r} and its module name {acts[i]!r} must both be given "
-                "or both be absent"
-            )
-        specs.append(
-            {
-                "kernel": kernel,
-                "in": s["in"],
-                "out": s["out"],
-                "act": act,
-                "tau": float(tau),
-                "m": m,
-                "bias": s["bias"],
-            }
+    return layers, names, acts
+
+
+def _check_layer_spec(i: int, s, prev_out: int | None, act_name) -> dict:
+    """Layer i's spec from a checkpoint (sizes, kernel, activation and its parameters,
+    bias flag, agreement with the previous layer and with its module name), or ValueError."""
+    if not isinstance(s, dict) or not {"kernel", "in", "out", "act", "tau", "m", "bias"} <= set(s):
+        raise ValueError(
+            f"activation chain layer {i} must be a dict of kernel, in, out, act, "
+            f"tau, m, bias; got {s!r}"
         )
-    return specs, list(names), list(acts)
+    kernel, act = s["kernel"], s["act"]
+    if kernel not in ACT_KERNELS:
+        raise ValueError(f"layer {i}: kernel must be one of {ACT_KERNELS}, got {kernel!r}")
+    if act not in ACTIVATIONS:
+        raise ValueError(f"layer {i}: act must be one of {ACTIVATIONS}, got {act!r}")
+    for key in ("in", "out"):
+        v = s[key]
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < _MAX_FEATURES:
+            raise ValueError(f"layer {i}: {key!r} must be an integer in [1, 2**31), got {v!r}")
+    tau, m = s["tau"], s["m"]
+    if (
+        isinstance(tau, bool)
+        or not isinstance(tau, int | float)
+        or not (math.isfinite(tau) and tau >= 0)
+    ):
+        raise ValueError(f"layer {i}: tau must be a finite number >= 0, got {tau!r}")
+    if act in _CLIPPED:
+        if (
+            isinstance(m, bool)
+            or not isinstance(m, int | float)
+            or not (math.isfinite(m) and m > 0)
+        ):
+            raise ValueError(f"layer {i}: m must be a finite number > 0 for {act}, got {m!r}")
+        m = float(m)
+    elif m is not None:
+        raise ValueError(f"layer {i}: m must be None for {act}, got {m!r}")
+    if not isinstance(s["bias"], bool):
+        raise ValueError(f"layer {i}: bias must be True or False, got {s['bias']!r}")
+    if kernel == "act_csc_u16" and s["out"] > _U16_MAX_ROWS:
+        raise ValueError(f"layer {i}: kernel 'act_csc_u16' needs out <= {_U16_MAX_ROWS}")
+    if prev_out is not None and prev_out != s["in"]:
+        raise ValueError(
+            f"layer {i}: in={s['in']} does not match the previous layer's out={prev_out}"
+        )
+    if (act != "none") != (act_name is not None):
+        raise ValueError(
+            f"layer {i}: act {act!r} and its module name {act_name!r} must both be given "
+            "or both be absent"
+        )
+    return {
+        "kernel": kernel,
+        "in": s["in"],
+        "out": s["out"],
+        "act": act,
+        "tau": float(tau),
+        "m": m,
+        "bias": s["bias"],
+    }
 
 
 def chain_problems(chain: ActivationChain) -> list[str]:
@@ -566,47 +573,54 @@ def chain_problems(chain: ActivationChain) -> list[str]:
             elif not bool(torch.isfinite(b).all()):
                 problems.append(f"{where}: bias must be finite")
         if s["kernel"] == "act_dense":
-            if w.shape != (s["in"], s["out"]):
-                problems.append(f"{where}: w{i} must be W^T of shape ({s['in']}, {s['out']})")
-            elif not w.is_contiguous():
-                problems.append(f"{where}: w{i} must be contiguous")
-            elif not bool(torch.isfinite(w).all()):
-                problems.append(f"{where}: values must be finite")
-            continue
-        p, r = chain._buffers.get(f"p{i}"), chain._buffers.get(f"r{i}")
-        want_r = torch.int16 if s["kernel"] == "act_csc_u16" else torch.int32
-        if not isinstance(p, torch.Tensor) or p.dtype != torch.int32 or p.shape != (s["in"] + 1,):
-            problems.append(f"{where}: p{i} must be int32 of shape ({s['in'] + 1},)")
-            continue
-        if not isinstance(r, torch.Tensor) or r.dtype != want_r or r.dim() != 1:
-            problems.append(f"{where}: r{i} must be 1-D {want_r} for {s['kernel']!r}")
-            continue
-        devices.update((p.device, r.device))
-        if w.dim() != 1 or not all(t.is_contiguous() for t in (p, r, w)):
-            problems.append(f"{where}: CSC buffers must be contiguous, values 1-D")
-            continue
-        nnz = w.shape[0]
-        if int(p[0]) != 0 or bool((p[1:] < p[:-1]).any()):
-            problems.append(f"{where}: column offsets must start at 0 and never decrease")
-            continue
-        if int(p[-1]) != nnz or r.numel() != nnz:
-            problems.append(
-                f"{where}: column offsets end ({int(p[-1])}), rows ({r.numel()}) and values "
-                f"({nnz}) must agree on the number of non-zeros"
-            )
-            continue
-        if nnz:
-            rr = r.to(torch.int64) & 0xFFFF if r.dtype == torch.int16 else r.to(torch.int64)
-            if int(rr.min()) < 0 or int(rr.max()) >= s["out"]:
-                problems.append(f"{where}: rows must lie in [0, {s['out']})")
-                continue
-            starts = torch.zeros(nnz, dtype=torch.bool)
-            starts[p[:-1][p[:-1] < nnz].long()] = True
-            if bool(((rr[1:] <= rr[:-1]) & ~starts[1:]).any()):
-                problems.append(f"{where}: rows must increase strictly within each column")
-                continue
-            if not bool(torch.isfinite(w).all()):
-                problems.append(f"{where}: values must be finite")
+            problems += _dense_problems(where, i, s, w)
+        else:
+            problems += _csc_problems(chain, where, i, s, w, devices)
     if len(devices) > 1:
         problems.append(f"buffers must share one device, got {sorted(map(str, devices))}")
     return problems
+
+
+def _dense_problems(where: str, i: int, s: dict, w: torch.Tensor) -> list[str]:
+    """The first thing wrong with a dense layer's W^T (shape, layout, finite values)."""
+    if w.shape != (s["in"], s["out"]):
+        return [f"{where}: w{i} must be W^T of shape ({s['in']}, {s['out']})"]
+    if not w.is_contiguous():
+        return [f"{where}: w{i} must be contiguous"]
+    if not bool(torch.isfinite(w).all()):
+        return [f"{where}: values must be finite"]
+    return []
+
+
+def _csc_problems(chain, where: str, i: int, s: dict, w: torch.Tensor, devices: set) -> list[str]:
+    """The first thing wrong with a CSC layer's buffers (dtypes, shapes, offsets, rows in
+    range and increasing within a column, finite values); their devices join ``devices``."""
+    p, r = chain._buffers.get(f"p{i}"), chain._buffers.get(f"r{i}")
+    want_r = torch.int16 if s["kernel"] == "act_csc_u16" else torch.int32
+    if not isinstance(p, torch.Tensor) or p.dtype != torch.int32 or p.shape != (s["in"] + 1,):
+        return [f"{where}: p{i} must be int32 of shape ({s['in'] + 1},)"]
+    if not isinstance(r, torch.Tensor) or r.dtype != want_r or r.dim() != 1:
+        return [f"{where}: r{i} must be 1-D {want_r} for {s['kernel']!r}"]
+    devices.update((p.device, r.device))
+    if w.dim() != 1 or not all(t.is_contiguous() for t in (p, r, w)):
+        return [f"{where}: CSC buffers must be contiguous, values 1-D"]
+    nnz = w.shape[0]
+    if int(p[0]) != 0 or bool((p[1:] < p[:-1]).any()):
+        return [f"{where}: column offsets must start at 0 and never decrease"]
+    if int(p[-1]) != nnz or r.numel() != nnz:
+        return [
+            f"{where}: column offsets end ({int(p[-1])}), rows ({r.numel()}) and values "
+            f"({nnz}) must agree on the number of non-zeros"
+        ]
+    if not nnz:
+        return []
+    rr = r.to(torch.int64) & 0xFFFF if r.dtype == torch.int16 else r.to(torch.int64)
+    if int(rr.min()) < 0 or int(rr.max()) >= s["out"]:
+        return [f"{where}: rows must lie in [0, {s['out']})"]
+    starts = torch.zeros(nnz, dtype=torch.bool)
+    starts[p[:-1][p[:-1] < nnz].long()] = True
+    if bool(((rr[1:] <= rr[:-1]) & ~starts[1:]).any()):
+        return [f"{where}: rows must increase strictly within each column"]
+    if not bool(torch.isfinite(w).all()):
+        return [f"{where}: values must be finite"]
+    return []
