@@ -91,7 +91,8 @@ int64_t shrinkage_scan_##SFX(const T *w, int64_t n, double scale, const uint8_t 
     T mx0 = *smax;                                                                      \
     IT mx;                                                                              \
     memcpy(&mx, &mx0, sizeof mx);                                                       \
-    if (mx0 < 0) mx = (IT)1 << (8 * sizeof(IT) - 1); /* below every bit pattern >= 0 */ \
+    if (mx0 < 0) /* the smallest IT, below every bit pattern >= 0 (no signed shift) */  \
+        mx = -(IT)1 - (IT)(((uint64_t)1 << (8 * sizeof(IT) - 1)) - 1);                  \
     T sb[BLOCK];                                                                        \
     uint8_t flags[BLOCK + 8] = {0}; /* a short last group reads stale bytes: not used */ \
     for (int j0 = 0; j0 < (m > 0 ? m : 1); j0 += 4) {                                   \
