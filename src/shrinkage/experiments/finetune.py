@@ -255,6 +255,12 @@ def _finetune(cfg: FinetuneConfig, model, data, resume=None) -> dict:
         key=cfg.replace(progress=True, threads=None).to_dict(),
         resume=resume,
     )
+    return _finish(cfg, model, sp, curve, run, (xt, yt), in_shape, out)
+
+
+def _finish(cfg, model, sp, curve, run, test, in_shape, out) -> dict:
+    """Count the MACs, squash, evaluate the plain model and write the run's files."""
+    xt, yt = test
     report = flops(model, in_shape, pruned=sp.layer_names)
     sp.squash()
     result = {
