@@ -22,7 +22,6 @@ PACKAGES = (
 PENDING = {
     "shrinkage.weights",
     "shrinkage.codes",
-    "shrinkage.activations",
     "shrinkage.data",
 }
 
