@@ -57,7 +57,7 @@ def _moments_on(cfg, q, n=64):
 
 
 def fluctuation_moments(cfg, q=None) -> dict:
-    """E[phi^2], E[phi^4], E[phi'^2], E[phi'^4] at X ~ N(0, q) (default q*), float64.
+    """E[phi^2], E[phi^4], E[phi'^2], E[phi'^4] at X ~ N(0, q) (default ``q*``), float64.
 
     Piecewise Gauss-Legendre split at the kinks of phi (exact to ~1e-12 for the named
     activations); ``cfg`` is an :class:`~shrinkage.activations.EoCConfig`. These are the
@@ -110,7 +110,7 @@ class FiniteWidth:
         Number of layers L.
     q_mean : numpy.ndarray
         (depth,) mean over networks of the conditional pre-activation variance v^l of one
-        input (v^1 = q* exactly when the input is scaled for it).
+        input (v^1 = ``q*`` exactly when the input is scaled for it).
     q_sd : numpy.ndarray
         (depth,) its standard deviation over networks (0 at layer 1).
     log_gain_mean : float
@@ -119,10 +119,10 @@ class FiniteWidth:
     log_gain_sd : float
         Its standard deviation: the spread :func:`clip_for_depth` minimises.
     per_layer_noise : float
-        r / N at q*, the relative variance of the per-layer gradient factor, with
+        r / N at ``q*``, the relative variance of the per-layer gradient factor, with
         r = 3 E[phi'^4] / E[phi'^2]^2 - 1 (3 / p - 1 for a 0/1 derivative).
     kappa : float
-        d ln chi_1 / d ln q at q*.
+        d ln chi_1 / d ln q at ``q*``.
 
     Attributes
     ----------
@@ -170,7 +170,7 @@ def finite_width(cfg, width: int, depth: int, grid: int = 300) -> FiniteWidth:
 
     The variance chain is propagated as a density on a grid of ``grid`` points with the
     Gaussian (central-limit) transition N(V(v), s^2(v)), s^2(v) = sigma_w^4 Var[phi^2] / N, from
-    v^1 = q* (the input is scaled so); no linearisation, so the near-tangent V of a clipping
+    v^1 = ``q*`` (the input is scaled so); no linearisation, so the near-tangent V of a clipping
     level close to the safe one is followed too. The log gain ln(|g^1|^2 / |g^L|^2) adds, per
     layer 1 .. L-1, ln chi_1(v^l) - r(v^l) / (2N) (the Jensen term of the gradient noise) plus
     an independent noise of variance r(v^l) / N; its mean and variance come from forward
@@ -202,7 +202,7 @@ def finite_width(cfg, width: int, depth: int, grid: int = 300) -> FiniteWidth:
     Examples
     --------
     At width 300 and depth 50 the variance of CReLU's last layer spreads by about 0.15
-    around q* = 1:
+    around ``q*`` = 1:
 
     >>> from shrinkage.activations import edge_of_chaos
     >>> fw = finite_width(edge_of_chaos("crelu", 0.85, m=1.3), width=300, depth=50)

@@ -36,7 +36,7 @@ def variance_map(act, q, sigma_w, sigma_b, tau=0.0, m=None, method="auto"):
     """The variance map V(q) = sigma_w^2 E[phi(sqrt(q) z)^2] + sigma_b^2, z ~ N(0, 1).
 
     The pre-activation variance of the next layer of a wide random network, given variance
-    q in this one (Poole et al. 2016); its fixed points q* = V(q*) are the variances a deep
+    q in this one (Poole et al. 2016); its fixed points ``q*`` = V(``q*``) are the variances a deep
     network settles at.
 
     Parameters
@@ -98,8 +98,8 @@ def dV_dq(act, q, sigma_w, sigma_b=0.0, tau=0.0, m=None, method="auto"):
     """V'(q) = sigma_w^2 E[phi'^2 + phi phi''] = sigma_w^2 E[phi^2 (z^2 - 1)] / (2q).
 
     For CReLU: sigma_w^2 (Phi(b) - Phi(a) - (b - a) p(b)), a = tau/sqrt q, b = (tau+m)/sqrt q.
-    The second form needs no derivative of phi, so kinks cost nothing. V'(q*) < 1 makes the
-    fixed point q* attracting.
+    The second form needs no derivative of phi, so kinks cost nothing. V'(``q*``) < 1 makes the
+    fixed point ``q*`` attracting.
 
     Parameters
     ----------
@@ -163,7 +163,7 @@ def d2V_dq2(act, q, sigma_w, sigma_b=0.0, tau=0.0, m=None, method="auto"):
     """V''(q) = sigma_w^2 E[phi^2 (z^4 - 6 z^2 + 3)] / (4 q^2).
 
     Unclipped shifted ReLU: sigma_w^2 a p(a) / (2q) > 0 for tau > 0 (the instability: at the
-    edge of chaos V'(q*) = 1, so V > q just above q* and the variance drifts away; Price et
+    edge of chaos V'(``q*``) = 1, so V > q just above ``q*`` and the variance drifts away; Price et
     al., ICLR 2024).
 
     Parameters
@@ -223,7 +223,7 @@ def d2V_dq2(act, q, sigma_w, sigma_b=0.0, tau=0.0, m=None, method="auto"):
 
 
 def chi(act, q_star, sigma_w, tau=0.0, m=None, method="auto"):
-    """chi = C'(1) = sigma_w^2 E[phi'(sqrt(q*) z)^2]; the edge of chaos is chi = 1.
+    """chi = C'(1) = sigma_w^2 E[phi'(sqrt(``q*``) z)^2]; the edge of chaos is chi = 1.
 
     The slope of the correlation map at rho = 1 (Schoenholz et al. 2017): chi < 1 is the
     ordered phase (nearby inputs merge with depth), chi > 1 the chaotic one (they separate);
@@ -239,7 +239,7 @@ def chi(act, q_star, sigma_w, tau=0.0, m=None, method="auto"):
         ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
         it is not smooth makes its quadrature exact).
     q_star : float, array_like or torch.Tensor
-        Fixed-point variance(s) q* > 0; vectorised.
+        Fixed-point variance(s) ``q*`` > 0; vectorised.
     sigma_w : float
         Weight scale > 0.
     tau : float, optional
@@ -323,9 +323,9 @@ def _cross(spec, q, rho, tau, m, deriv=False, n2=64):
 
 
 def correlation_map(act, rho, q_star, sigma_w, sigma_b, tau=0.0, m=None):
-    """C(rho) = (sigma_w^2 E[phi(u1) phi(u2)] + sigma_b^2) / q*, u1, u2 ~ N(0, q*) with
+    """C(rho) = (sigma_w^2 E[phi(u1) phi(u2)] + sigma_b^2) / ``q*``, u1, u2 ~ N(0, ``q*``) with
     correlation rho. A one-dimensional integral with the inner Gaussian expectation in closed
-    form (2-D quadrature for callables); exactly V(q*)/q* at rho = 1.
+    form (2-D quadrature for callables); exactly V(``q*``)/``q*`` at rho = 1.
 
     Parameters
     ----------
@@ -339,7 +339,7 @@ def correlation_map(act, rho, q_star, sigma_w, sigma_b, tau=0.0, m=None):
     rho : float, array_like or torch.Tensor
         Input correlation(s) in [-1, 1]; vectorised.
     q_star : float
-        The variance q* > 0 of both inputs (a fixed point of V for the map to be iterated).
+        The variance ``q*`` > 0 of both inputs (a fixed point of V for the map to be iterated).
     sigma_w : float
         Weight scale > 0 (weights N(0, sigma_w^2 / N)).
     sigma_b : float
@@ -473,8 +473,8 @@ def depth_scales(act, q_star, sigma_w, sigma_b, tau=0.0, m=None):
     """Depth scales (xi_q, xi_c) over which the variance and the correlation reach their
     fixed points (Schoenholz et al. 2017).
 
-    xi_q = -1 / ln V'(q*), xi_c = -1 / ln chi_c(c*), chi_c = sigma_w^2 E[phi'(u1) phi'(u2)]
-    at the stable correlation c* (c* = 1 unless chi > 1, the chaotic phase, where c* < 1
+    xi_q = -1 / ln V'(``q*``), xi_c = -1 / ln chi_c(``c*``), chi_c = sigma_w^2 E[phi'(u1) phi'(u2)]
+    at the stable correlation ``c*`` (``c*`` = 1 unless chi > 1, the chaotic phase, where ``c*`` < 1
     solves C(c) = c); inf where the rate is 1 (no exponential approach: signals travel
     arbitrarily deep).
 
@@ -488,7 +488,7 @@ def depth_scales(act, q_star, sigma_w, sigma_b, tau=0.0, m=None):
         ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
         it is not smooth makes its quadrature exact).
     q_star : float
-        The fixed-point variance q* > 0.
+        The fixed-point variance ``q*`` > 0.
     sigma_w : float
         Weight scale > 0 (weights N(0, sigma_w^2 / N)).
     sigma_b : float
@@ -516,7 +516,7 @@ def depth_scales(act, q_star, sigma_w, sigma_b, tau=0.0, m=None):
     >>> depth_scales("relu", 1.0, 2**0.5, 0.0)
     (inf, inf)
 
-    Clipping makes q* attracting, with a finite xi_q; the correlation stays critical
+    Clipping makes ``q*`` attracting, with a finite xi_q; the correlation stays critical
     (chi = 1):
 
     >>> import math
@@ -641,7 +641,7 @@ def fixed_points(act, sigma_w, sigma_b, tau=0.0, m=None, q_max=None, rtol=1e-9):
 
     Examples
     --------
-    A clipping level m = 2, above the safe one, gives CST two fixed points besides q* = 1:
+    A clipping level m = 2, above the safe one, gives CST two fixed points besides ``q*`` = 1:
 
     >>> from shrinkage.activations import edge_of_chaos
     >>> c = edge_of_chaos("cst", 0.85, m=2.0, strict=False)  # too large an m: warns

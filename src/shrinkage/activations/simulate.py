@@ -24,9 +24,9 @@ def simulate(
     """Finite-width networks at the config ``cfg``: per-layer q^l, rho^l and fraction of zeros.
 
     Inputs (``n_inputs`` of dimension ``width``, pairwise correlation ``rho0``) are scaled to
-    mean square ``cfg.input_mean_square`` so that q^1 = q*, exactly as :func:`shrinkage.models.mlp`
-    scales data. Layer l: h^l = W^l phi(h^{l-1}) + b^l, W ~ N(0, sigma_w^2 / width),
-    b ~ N(0, sigma_b^2), drawn afresh for each of ``n_nets`` networks.
+    mean square ``cfg.input_mean_square`` so that q^1 = ``q*``, exactly as
+    :func:`shrinkage.models.mlp` scales data. Layer l: h^l = W^l phi(h^{l-1}) + b^l, W ~ N(0,
+    sigma_w^2 / width), b ~ N(0, sigma_b^2), drawn afresh for each of ``n_nets`` networks.
 
     A layer whose variance overflows sets ``q`` to inf from there on.
 
@@ -123,7 +123,7 @@ def simulate_gain(
     cfg, depth: int, width: int, n_nets: int = 40, seed: int = 0, chunk: int = 20
 ) -> dict:
     """Random finite-width networks at ``cfg`` (weights drawn afresh per layer, one input
-    scaled so that v^1 = q*): the conditional variance v^L = sigma_w^2 |phi^{L-1}|^2 / N +
+    scaled so that v^1 = ``q*``): the conditional variance v^L = sigma_w^2 |phi^{L-1}|^2 / N +
     sigma_b^2 of the last layer and ln(|g^1| / |g^L|), a random gradient at the last hidden
     layer back-propagated through the same weights (autograd through ``cfg.module()``).
 
