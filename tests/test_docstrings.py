@@ -24,7 +24,6 @@ PENDING = {
     "shrinkage.weights",
     "shrinkage.codes",
     "shrinkage.activations",
-    "shrinkage.data",
     "shrinkage.models",
 }
 
