@@ -22,7 +22,6 @@ PACKAGES = (
 PENDING = {
     "shrinkage.thresholds",
     "shrinkage.weights",
-    "shrinkage.codes",
     "shrinkage.activations",
     "shrinkage.models",
 }
