@@ -267,7 +267,9 @@ ACTIVATION_NAMES = tuple(_SPECS) + tuple(ALIASES)
 
 
 def _callable_spec(fn) -> _Spec:
-    name = getattr(fn, "__name__", type(fn).__name__)
+    # never the bare function name: a user's function called "relu" or "tanh" must not pick
+    # up the closed forms or the bounds of the built-in activation of that name
+    name = f"<callable {getattr(fn, '__name__', type(fn).__name__)}>"
     return _Spec(
         name,
         lambda x, tau, m: fn(x),

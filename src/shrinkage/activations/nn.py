@@ -26,8 +26,9 @@ def init_(module: nn.Module, cfg, readout: nn.Module | None = None) -> nn.Module
     cfg : EoCConfig
         Supplies ``sigma_w`` and ``sigma_b``.
     readout : torch.nn.Module or None, optional
-        Not used: every layer, a readout included, is initialised from ``cfg``.
-        Default None.
+        The network's last (classifier) layer, a submodule of ``module``: its weight is
+        drawn from ``cfg`` like the others, its bias set to zero (a random readout bias only
+        shifts the logits; the models of :mod:`shrinkage.models` do the same). Default None.
 
     Returns
     -------
@@ -44,7 +45,12 @@ def init_(module: nn.Module, cfg, readout: nn.Module | None = None) -> nn.Module
     >>> abs(float(lin.weight.detach().std()) * 300**0.5 / cfg.sigma_w - 1) < 0.02
     True
     """
-    return gaussian_init_(module, cfg.sigma_w, cfg.sigma_b)
+    if readout is not None and not any(readout is m for m in module.modules()):
+        raise ValueError(f"readout={readout!r} is not a submodule of module")
+    gaussian_init_(module, cfg.sigma_w, cfg.sigma_b)
+    if readout is not None and getattr(readout, "bias", None) is not None:
+        nn.init.zeros_(readout.bias)
+    return module
 
 
 _ACT_TYPES = (Thresholding, nn.ReLU, nn.Tanh, Erf, _Lambda, nn.Hardtanh, nn.Softshrink)

@@ -82,7 +82,8 @@ def snr_db(X, D, codes) -> float:
     Returns
     -------
     float
-        The signal-to-noise ratio in dB; ``math.inf`` when the reconstruction is exact.
+        The signal-to-noise ratio in dB; ``math.inf`` when the reconstruction is exact,
+        ``-math.inf`` when X is all zeros and the reconstruction is not.
 
     Raises
     ------
@@ -106,6 +107,8 @@ def snr_db(X, D, codes) -> float:
     sig = float((Xt**2).sum())
     if err == 0:
         return math.inf
+    if sig == 0:
+        return -math.inf  # all-zero signals, a non-zero reconstruction: no signal at all
     return 10.0 * math.log10(sig / err)
 
 

@@ -59,6 +59,11 @@ class _ReLUAtEdgeOfChaos:
 
 def _resolve(activation, sparsity):
     """-> (factory for one activation module, cfg or None)."""
+    if sparsity is not None and not isinstance(activation, str):
+        raise ValueError(
+            f"sparsity={sparsity!r} with activation={activation!r}: the sparsity comes with "
+            "the activation (an edge-of-chaos config carries its own); leave sparsity=None"
+        )
     if isinstance(activation, str):
         if activation != "relu" or sparsity is not None:
             raise ValueError(
