@@ -10,9 +10,9 @@ the dense model. Writes under ``--out``: ``tune/`` and ``final/`` (one
 paired differences to st3 per seed, the MACs each method needs to stay within 0.5 point of
 dense, the tuning grid) and ``<model>_acc_vs_macs.png``.
 
-    python benchmarks/weights_competitors.py --preset reduced --threads 1 --out runs/competitors_reduced
-    python benchmarks/weights_competitors.py --preset full --threads 1 --out runs/competitors_full
-    python benchmarks/weights_competitors.py --quick --out runs/competitors_quick   # smoke run
+    python benchmarks/weights_competitors.py --preset reduced --threads 1 --out runs/comp_reduced
+    python benchmarks/weights_competitors.py --preset full --threads 1 --out runs/comp_full
+    python benchmarks/weights_competitors.py --quick --out runs/comp_quick   # smoke run
 
 Finished runs are reused (an interrupted call resumes); each stage prints what it does.
 """
@@ -20,7 +20,6 @@ Finished runs are reused (an interrupted call resumes); each stage prints what i
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -115,9 +114,7 @@ def summary(rows: list[dict]) -> dict:
                 "sd": float(np.std(acc, ddof=1)) if len(acc) > 1 else None,
                 "sparse_macs": float(np.mean([float(r["sparse_macs"]) for r in hit])),
                 "st3_minus": [
-                    ref[int(r["seed"])] - 100 * r["test_acc"]
-                    for r in hit
-                    if int(r["seed"]) in ref
+                    ref[int(r["seed"])] - 100 * r["test_acc"] for r in hit if int(r["seed"]) in ref
                 ],
             }
     out["cells"] = cells
@@ -242,9 +239,7 @@ def main(argv=None) -> int:
             sparsities, seeds = sparsities[:1], seeds[:1]
         base = TrainConfig(model=model, epochs=tune_epochs, **common)
         tuned = tune(model, methods, list(args.lrs), base, out)
-        rows = final(
-            model, methods, sparsities, seeds, tuned, base.replace(epochs=epochs), out
-        )
+        rows = final(model, methods, sparsities, seeds, tuned, base.replace(epochs=epochs), out)
         summ = summary(rows)
         plot(model, summ, out / f"{model}_acc_vs_macs.png")
         report["models"][model] = {"tuned": tuned, "summary": summ, "epochs": epochs}

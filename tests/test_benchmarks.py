@@ -26,6 +26,7 @@ def test_every_benchmark_is_covered():
         "codes_speed",
         "onnx_speed",
         "sparse_inference",
+        "weights_competitors",
         "weights_finetune",
         "weights_overhead",
     }
@@ -78,6 +79,26 @@ def test_weights_overhead(tmp_path):
     res = _main("weights_overhead")(["--quick", "--json", str(tmp_path / "r.json")])
     assert [r["model"] for r in res] == ["lenet5", "resnet_small"]
     assert all(r["ratio_to_dense"]["dense"] == 1.0 for r in res)
+
+
+def test_weights_competitors(tmp_path):
+    argv = ["--quick", "--methods", "st3,rigl", "--lrs", "0.05,0.1", "--threads", "1"]
+    assert _main("weights_competitors")([*argv, "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "competitors.json").read_text())["models"]["lenet_300_100"]
+    assert set(res["tuned"]) == {"st3", "rigl", "dense"}
+    for m, t in res["tuned"].items():  # the chosen lr is the best on the validation images
+        assert t["val_acc"][str(t["lr"])] == max(t["val_acc"].values()), m
+    cells = res["summary"]["cells"]
+    assert set(cells) == {"st3@0.98", "rigl@0.98"} and cells["rigl@0.98"]["st3_minus"]
+    assert (tmp_path / "lenet_300_100_acc_vs_macs.png").stat().st_size > 1000
+    table = (tmp_path / "competitors_table.md").read_text()
+    assert "| st3 |" in table and "Tuning (validation accuracy %" in table
+    config = json.loads(
+        (
+            tmp_path / "tune/lenet_300_100/lr0.1/lenet_300_100_st3_s0.99_seed0/config.json"
+        ).read_text()
+    )
+    assert config["eval_split"] == "val" and config["lr"] == 0.1
 
 
 def test_weights_finetune(tmp_path):
