@@ -4,11 +4,13 @@ Issue 15. For each model: tune one learning rate per method on MNIST's held-out 
 images (the last 10k of the 60k training images; the test images are not read), at one
 sparsity and a shorter budget; then train every method at every sparsity and seed with its
 learning rate and the one recipe of :class:`~shrinkage.experiments.weights.TrainConfig`, plus
-the dense model. Writes under ``--out``: ``tune/`` and ``final/`` (one
-``shrinkage weights sweep`` folder per model, with ``sweep.csv`` and its plots),
-``competitors.json``, ``competitors_table.md`` (accuracy mean and standard deviation, the
-paired differences to st3 per seed, the MACs each method needs to stay within 0.5 point of
-dense, the tuning grid) and ``<model>_acc_vs_macs.png``.
+the dense model, plus ``--layer-scope`` methods (default st3) with ``scope="layer"`` (row
+``st3/layer``, the lr tuned for st3): the layer-wise threshold spreads sparsity, hence MACs,
+differently. Writes under ``--out``: ``tune/`` and ``final/`` (``shrinkage weights sweep``
+folders, with ``sweep.csv`` and its plots) and per model ``<model>_summary.json``,
+``<model>_table.md`` (accuracy mean and standard deviation, the paired differences to st3 per
+seed, the MACs each method needs to stay within 0.5 point of dense, the tuning grid) and
+``<model>_acc_vs_macs.png``; calls for different ``--models`` can share ``--out``.
 
     python benchmarks/weights_competitors.py --preset reduced --threads 1 --out runs/comp_reduced
     python benchmarks/weights_competitors.py --preset full --threads 1 --out runs/comp_full
@@ -70,15 +72,24 @@ def tune(model, methods, lrs, base: TrainConfig, out: Path, data=None) -> dict:
     }
 
 
-def final(model, methods, sparsities, seeds, lrs: dict, base, out: Path, data=None) -> list:
-    """Every method at every sparsity and seed with its tuned lr (test accuracy), and dense."""
+def final(
+    model, methods, sparsities, seeds, lrs: dict, base, out: Path, layer=(), data=None
+) -> list:
+    """Every method at every sparsity and seed with its tuned lr (test accuracy), dense, and
+    the ``layer`` methods with scope="layer" (rows named ``<method>/layer``)."""
     folder = out / "final" / model
     for m in methods:
         print(f"final {model} {m} lr {lrs[m]['lr']:g}", flush=True)
         sweep(base.replace(lr=lrs[m]["lr"]), [model], [m], sparsities, seeds, folder, data=data)
     print(f"final {model} dense lr {lrs['dense']['lr']:g}", flush=True)
     sweep(base.replace(lr=lrs["dense"]["lr"]), [model], ["dense"], [0.0], seeds, folder, data)
-    return summarize(folder)
+    rows = summarize(folder)
+    for m in (m for m in layer if m in methods):
+        print(f"final {model} {m} scope layer lr {lrs[m]['lr']:g}", flush=True)
+        cfg = base.replace(lr=lrs[m]["lr"], scope="layer")
+        for r in sweep(cfg, [model], [m], sparsities, seeds, out / "final" / f"{model}_layer"):
+            rows.append({**r, "method": f"{r['method']}/layer"})
+    return rows
 
 
 def _cells(rows, method, s):
@@ -93,7 +104,8 @@ def summary(rows: list[dict]) -> dict:
     paired differences st3 - method (same seed); the dense model; the least MACs within 0.5
     point of the dense mean."""
     dense = [100 * r["test_acc"] for r in rows if r["method"] == "dense"]
-    methods = [m for m in ALL if any(r["method"] == m for r in rows)]
+    order = [x for m in ALL for x in (m, f"{m}/layer")]
+    methods = [m for m in order if any(r["method"] == m for r in rows)]
     sps = sorted({float(r["sparsity"]) for r in rows if r["method"] != "dense"})
     out = {"dense": {"acc": dense, "mean": float(np.mean(dense)) if dense else None}}
     out["dense_macs"] = rows[0]["dense_macs"] if rows else None
@@ -153,7 +165,8 @@ def table(model: str, summ: dict, tuned: dict) -> str:
             sd = f" ± {c['sd']:.2f}" if c["sd"] is not None else ""
             seeds = f" ({'/'.join(f'{a:.2f}' for a in c['acc'])})" if len(c["acc"]) > 1 else ""
             row.append(f"{c['mean']:.2f}{sd}{seeds} ({c['sparse_macs'] / 1e3:.1f}k)")
-        lines.append(f"| {m} | {tuned[m]['lr']:g} | " + " | ".join(row) + " |")
+        lr = tuned[m.split("/")[0]]["lr"]
+        lines.append(f"| {m} | {lr:g} | " + " | ".join(row) + " |")
     lines += ["", "st3 minus method, points, per seed (positive: st3 better):", ""]
     lines += ["| method | " + " | ".join(f"s = {s:g}" for s in sps) + " |"]
     lines += ["|" + " --- |" * (len(sps) + 1)]
@@ -179,7 +192,7 @@ def table(model: str, summ: dict, tuned: dict) -> str:
     lines += ["", f"Tuning (validation accuracy %, s = {TUNE_SPARSITY:g}, dense at 0):", ""]
     lines += ["| method | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " | chosen |"]
     lines += ["|" + " --- |" * (len(lrs) + 2)]
-    for m in [*methods, "dense"]:
+    for m in [*(m for m in methods if "/" not in m), "dense"]:
         accs = tuned[m]["val_acc"]
         cells_ = [f"{100 * accs[lr]:.2f}" if lr in accs else "" for lr in lrs]
         lines.append(f"| {m} | " + " | ".join(cells_) + f" | {tuned[m]['lr']:g} |")
@@ -219,6 +232,12 @@ def main(argv=None) -> int:
     p.add_argument("--models", type=comma_list(str), help="only these models of the preset")
     p.add_argument("--methods", type=comma_list(str), help="only these methods")
     p.add_argument("--lrs", type=comma_list(float), default=LRS, help="the tuning grid")
+    p.add_argument(
+        "--layer-scope",
+        type=comma_list(str),
+        default=("st3",),
+        help="methods also run with scope='layer' (their tuned lr)",
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default="runs/competitors")
     args = p.parse_args(argv)
@@ -229,7 +248,6 @@ def main(argv=None) -> int:
     if args.quick:
         common.update(QUICK)
         epochs = tune_epochs = 1
-    report = {"preset": args.preset, "quick": args.quick, "models": {}}
     texts = []
     for model, (methods, sparsities, seeds) in preset["models"].items():
         if args.models and model not in args.models:
@@ -239,13 +257,14 @@ def main(argv=None) -> int:
             sparsities, seeds = sparsities[:1], seeds[:1]
         base = TrainConfig(model=model, epochs=tune_epochs, **common)
         tuned = tune(model, methods, list(args.lrs), base, out)
-        rows = final(model, methods, sparsities, seeds, tuned, base.replace(epochs=epochs), out)
+        final_cfg = base.replace(epochs=epochs)
+        rows = final(model, methods, sparsities, seeds, tuned, final_cfg, out, args.layer_scope)
         summ = summary(rows)
         plot(model, summ, out / f"{model}_acc_vs_macs.png")
-        report["models"][model] = {"tuned": tuned, "summary": summ, "epochs": epochs}
+        report = {"preset": args.preset, "quick": args.quick, "epochs": epochs}
+        write_json(out / f"{model}_summary.json", {**report, "tuned": tuned, "summary": summ})
         texts.append(table(model, summ, tuned))
-    write_json(out / "competitors.json", report)
-    write_text(out / "competitors_table.md", "\n\n".join(texts) + "\n")
+        write_text(out / f"{model}_table.md", texts[-1] + "\n")
     print("\n\n".join(texts))
     return 0
 

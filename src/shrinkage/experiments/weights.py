@@ -535,7 +535,8 @@ def sweep(
             continue
         res = train_run(cfg, data=data, resume=True)
         print(
-            f"[{i}/{len(specs)}] {run_dir.name}: test acc {100 * res['test_acc']:.2f}% "
+            f"[{i}/{len(specs)}] {run_dir.name}: {res['eval_split']} acc "
+            f"{100 * res['test_acc']:.2f}% "
             f"sparsity {res['sparsity']:.4f} ({res['seconds']:.0f}s)"
             + (f", DIVERGED at step {res['diverged_at_step']}" if res["diverged"] else ""),
             flush=True,
