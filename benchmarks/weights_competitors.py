@@ -4,12 +4,14 @@ Issue 15. For each model: tune one learning rate per method on MNIST's held-out 
 images (the last 10k of the 60k training images; the test images are not read), at one
 sparsity and a shorter budget; then train every method at every sparsity and seed with its
 learning rate and the one recipe of :class:`~shrinkage.experiments.weights.TrainConfig`, plus
-the dense model, plus ``--layer-scope`` methods (default st3) with ``scope="layer"`` (row
-``st3/layer``, the lr tuned for st3): the layer-wise threshold spreads sparsity, hence MACs,
-differently. Writes under ``--out``: ``tune/`` and ``final/`` (``shrinkage weights sweep``
-folders, with ``sweep.csv`` and its plots) and per model ``<model>_summary.json``,
-``<model>_table.md`` (accuracy mean and standard deviation, the paired differences to st3 per
-seed, the MACs each method needs to stay within 0.5 point of dense, the tuning grid) and
+the dense model, plus variants of one method with one recipe field changed (``--variants``,
+e.g. ``st3:scope=layer``: the layer-wise threshold spreads sparsity, hence MACs, differently;
+``st3:rescale=off`` and ``st3:schedule=constant``: two of ST-3's ingredients taken out; row
+``st3/scope=layer``, run with the lr tuned for st3, at the preset's variant sparsities).
+Writes under ``--out``: ``tune/`` and ``final/`` (``shrinkage weights sweep`` folders, with
+``sweep.csv`` and its plots) and per model ``<model>_summary.json``, ``<model>_table.md``
+(accuracy mean and standard deviation, the paired differences to st3 per seed, the MACs each
+method needs to stay within 0.5 point of dense, the tuning grid) and
 ``<model>_acc_vs_macs.png``; calls for different ``--models`` can share ``--out``.
 
     python benchmarks/weights_competitors.py --preset reduced --threads 1 --out runs/comp_reduced
@@ -33,11 +35,12 @@ from shrinkage.experiments.weights import TrainConfig, summarize, sweep
 
 ALL = ("st3", "st3sigma", "hard_ste", "soft_nograd", "gmp", "str", "rigl")
 PRESETS = {
-    # about 25 minutes of one core: LeNet-300-100 only, one seed, short schedules
+    # about 45 minutes of one core: LeNet-300-100 only, one seed, short schedules
     "reduced": {
         "models": {"lenet_300_100": (ALL, (0.98, 0.995), (0,))},
         "epochs": 8,
         "tune_epochs": 3,
+        "variant_sparsities": (0.995,),
     },
     # the issue's comparison: 20 epochs, 3 seeds (LeNet-5: 5 methods, 2 seeds)
     "full": {
@@ -47,8 +50,10 @@ PRESETS = {
         },
         "epochs": 20,
         "tune_epochs": 8,
+        "variant_sparsities": None,  # every sparsity of the model
     },
 }
+VARIANTS = ("st3:scope=layer", "st3:rescale=off", "st3:schedule=constant")
 TUNE_SPARSITY = 0.99
 LRS = (0.025, 0.05, 0.1, 0.2)
 QUICK = {"subset": 512, "test_subset": 200, "max_batches": 4, "batch_size": 64}
@@ -72,11 +77,21 @@ def tune(model, methods, lrs, base: TrainConfig, out: Path, data=None) -> dict:
     }
 
 
+def parse_variant(spec: str) -> tuple[str, str, str]:
+    """``"st3:scope=layer"`` -> ``("st3", "scope", "layer")``."""
+    method, _, change = spec.partition(":")
+    key, _, value = change.partition("=")
+    if method not in ALL or not key or not value:
+        raise ValueError(f"a variant is METHOD:FIELD=VALUE with METHOD in {ALL}, got {spec!r}")
+    return method, key, value
+
+
 def final(
-    model, methods, sparsities, seeds, lrs: dict, base, out: Path, layer=(), data=None
+    model, methods, sparsities, seeds, lrs: dict, base, out: Path, variants=(), data=None
 ) -> list:
     """Every method at every sparsity and seed with its tuned lr (test accuracy), dense, and
-    the ``layer`` methods with scope="layer" (rows named ``<method>/layer``)."""
+    the ``variants`` ``(method, field, value, sparsities)`` (rows ``<method>/<field>=<value>``,
+    the method's lr)."""
     folder = out / "final" / model
     for m in methods:
         print(f"final {model} {m} lr {lrs[m]['lr']:g}", flush=True)
@@ -84,11 +99,14 @@ def final(
     print(f"final {model} dense lr {lrs['dense']['lr']:g}", flush=True)
     sweep(base.replace(lr=lrs["dense"]["lr"]), [model], ["dense"], [0.0], seeds, folder, data)
     rows = summarize(folder)
-    for m in (m for m in layer if m in methods):
-        print(f"final {model} {m} scope layer lr {lrs[m]['lr']:g}", flush=True)
-        cfg = base.replace(lr=lrs[m]["lr"], scope="layer")
-        for r in sweep(cfg, [model], [m], sparsities, seeds, out / "final" / f"{model}_layer"):
-            rows.append({**r, "method": f"{r['method']}/layer"})
+    for m, key, value, sps in variants:
+        if m not in methods:
+            continue
+        print(f"final {model} {m} {key}={value} lr {lrs[m]['lr']:g}", flush=True)
+        cfg = base.replace(lr=lrs[m]["lr"], **{key: type(getattr(base, key))(value)})
+        where = out / "final" / f"{model}_{key}={value}"
+        for r in sweep(cfg, [model], [m], sps, seeds, where, data=data):
+            rows.append({**r, "method": f"{m}/{key}={value}"})
     return rows
 
 
@@ -104,8 +122,9 @@ def summary(rows: list[dict]) -> dict:
     paired differences st3 - method (same seed); the dense model; the least MACs within 0.5
     point of the dense mean."""
     dense = [100 * r["test_acc"] for r in rows if r["method"] == "dense"]
-    order = [x for m in ALL for x in (m, f"{m}/layer")]
-    methods = [m for m in order if any(r["method"] == m for r in rows)]
+    names = list(dict.fromkeys(r["method"] for r in rows))
+    order = [x for m in ALL for x in (m, *sorted(n for n in names if n.startswith(m + "/")))]
+    methods = [m for m in order if m in names]
     sps = sorted({float(r["sparsity"]) for r in rows if r["method"] != "dense"})
     out = {"dense": {"acc": dense, "mean": float(np.mean(dense)) if dense else None}}
     out["dense_macs"] = rows[0]["dense_macs"] if rows else None
@@ -233,10 +252,10 @@ def main(argv=None) -> int:
     p.add_argument("--methods", type=comma_list(str), help="only these methods")
     p.add_argument("--lrs", type=comma_list(float), default=LRS, help="the tuning grid")
     p.add_argument(
-        "--layer-scope",
+        "--variants",
         type=comma_list(str),
-        default=("st3",),
-        help="methods also run with scope='layer' (their tuned lr)",
+        default=VARIANTS,
+        help="METHOD:FIELD=VALUE runs, with the method's tuned lr (a field of TrainConfig)",
     )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default="runs/competitors")
@@ -258,7 +277,11 @@ def main(argv=None) -> int:
         base = TrainConfig(model=model, epochs=tune_epochs, **common)
         tuned = tune(model, methods, list(args.lrs), base, out)
         final_cfg = base.replace(epochs=epochs)
-        rows = final(model, methods, sparsities, seeds, tuned, final_cfg, out, args.layer_scope)
+        vsps = preset["variant_sparsities"] or sparsities
+        if args.quick:
+            vsps = sparsities
+        variants = [(*parse_variant(v), vsps) for v in args.variants]
+        rows = final(model, methods, sparsities, seeds, tuned, final_cfg, out, variants)
         summ = summary(rows)
         plot(model, summ, out / f"{model}_acc_vs_macs.png")
         report = {"preset": args.preset, "quick": args.quick, "epochs": epochs}

@@ -83,14 +83,15 @@ def test_weights_overhead(tmp_path):
 
 def test_weights_competitors(tmp_path):
     argv = ["--quick", "--methods", "st3,rigl", "--lrs", "0.05,0.1", "--threads", "1"]
+    argv += ["--variants", "st3:scope=layer"]
     assert _main("weights_competitors")([*argv, "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "lenet_300_100_summary.json").read_text())
     assert set(res["tuned"]) == {"st3", "rigl", "dense"}
     for m, t in res["tuned"].items():  # the chosen lr is the best on the validation images
         assert t["val_acc"][str(t["lr"])] == max(t["val_acc"].values()), m
     cells = res["summary"]["cells"]
-    assert set(cells) == {"st3@0.98", "st3/layer@0.98", "rigl@0.98"}
-    assert cells["rigl@0.98"]["st3_minus"] and cells["st3/layer@0.98"]["st3_minus"]
+    assert set(cells) == {"st3@0.98", "st3/scope=layer@0.98", "rigl@0.98"}
+    assert cells["rigl@0.98"]["st3_minus"] and cells["st3/scope=layer@0.98"]["st3_minus"]
     assert (tmp_path / "lenet_300_100_acc_vs_macs.png").stat().st_size > 1000
     table = (tmp_path / "lenet_300_100_table.md").read_text()
     assert "| st3 |" in table and "Tuning (validation accuracy %" in table

@@ -230,6 +230,23 @@ def test_options_that_would_be_ignored_are_refused():
     with pytest.raises(ValueError, match="penalty only applies to method prox_ste"):
         TrainConfig(method="st3", penalty="l1/2").check()
     TrainConfig(method="prox_ste", penalty="l1/2").check()
+    with pytest.raises(ValueError, match="rescale 'on' does not apply to method 'rigl'"):
+        TrainConfig(method="rigl", rescale="on").check()
+
+
+def test_rescale_off_reaches_the_sparsifier(monkeypatch):
+    """--rescale off: st3 without its per-channel rescale (the ablation), on only when asked."""
+    import shrinkage.experiments.weights as ew
+
+    seen = []
+    real = ew.Sparsifier
+    monkeypatch.setattr(
+        ew, "Sparsifier", lambda *a, **k: seen.append(k["rescale"]) or real(*a, **k)
+    )
+    cfg = TrainConfig(model="lenet_300_100", sparsity=0.5, epochs=1, batch_size=64, progress=False)
+    for value in ("off", "on", "default"):
+        train_run(cfg.replace(rescale=value), data=_data(n=64, nt=32))
+    assert seen == [False, True, None]
 
 
 def test_a_disconnected_network_says_so(tmp_path):

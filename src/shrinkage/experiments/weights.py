@@ -122,6 +122,10 @@ class TrainConfig(Recipe):
     prune_start: float = field(default=0.02, metadata=_h("fraction of all steps"))
     prune_end: float = field(default=0.5, metadata=_h("fraction of all steps"))
     scope: str = field(default="global", metadata=_h("global | layer (not rigl)"))
+    rescale: str = field(
+        default="default",
+        metadata=_h("ST-3's per-channel rescale: default (the method's) | on | off"),
+    )
     rigl_distribution: str = field(
         default="erk", metadata=_h("rigl's layer densities: erk | uniform")
     )
@@ -172,6 +176,12 @@ class TrainConfig(Recipe):
         check_choice("schedule", self.schedule, _SCHEDULES)
         check_choice("optimizer", self.optimizer, _OPTIMIZERS)
         check_choice("eval_split", self.eval_split, _EVAL_SPLITS)
+        check_choice("rescale", self.rescale, ("default", "on", "off"))
+        if self.rescale != "default" and self.method in ("gmp", "rigl", "dense"):
+            raise ValueError(
+                f"rescale {self.rescale!r} does not apply to method {self.method!r} (no "
+                "threshold to compensate); leave rescale at 'default'"
+            )
         check_choice("rigl_distribution", self.rigl_distribution, ("erk", "uniform"))
         check_int_at_least("rigl_every", self.rigl_every, 1)
         if not 0.0 < self.rigl_drop <= 1.0:
@@ -268,6 +278,7 @@ def _sparsifier(cfg: TrainConfig, model, total: int):
         penalty=cfg.penalty if cfg.method == "prox_ste" else None,
         penalty_params=cfg.penalty_params or None,
         min_density=cfg.min_density,
+        rescale={"default": None, "on": True, "off": False}[cfg.rescale],
     )
 
 

@@ -61,6 +61,23 @@ def layer_densities(shapes, density: float, distribution: str = "erk") -> list[f
     ``"uniform"``: every layer at ``density``. ``"erk"`` (Erdos-Renyi-Kernel, Evci et al. 2020):
     ``d_l = eps * sum(shape_l) / prod(shape_l)``, with eps set by the total; a layer whose
     ``d_l`` would exceed 1 is made dense and eps recomputed over the others, until none does.
+    ``Sparsifier(method="rigl")`` keeps these densities (counts rounded so that the total is
+    exact, :func:`layer_counts`).
+
+    Parameters
+    ----------
+    shapes : the weight shapes, e.g. ``[m.weight.shape for m in layers]``.
+    density : the overall fraction of weights kept, in (0, 1].
+    distribution : ``"erk"`` or ``"uniform"``.
+
+    Returns
+    -------
+    list of float, one density in (0, 1] per shape.
+
+    Raises
+    ------
+    ValueError
+        an unknown distribution or a density outside (0, 1].
 
     >>> [round(d, 4) for d in layer_densities([(300, 784), (100, 300), (10, 100)], 0.1)]
     [0.0796, 0.2302, 1.0]

@@ -61,8 +61,8 @@ def decay_rate(s, tau, sizes) -> float:
     """The controller's decay rate (module docstring) from the layers' parameters ``s``, their
     projected thresholds ``tau`` (floats) and sizes.
 
-    >>> round(decay_rate([-4.0], [1 / (1 + math.exp(2.0))], [10]), 6)   # s* = -2: 0.5 / 20
-    0.025
+    >>> round(decay_rate([-4.0], [1 / (1 + math.exp(3.6))], [10]), 6)  # s* = -3.6: 0.1 / 5
+    0.02
     """
     total = 0.0
     for s_l, tau_l, n in zip(s, tau, sizes):
