@@ -55,7 +55,7 @@ PRESETS = {
 }
 VARIANTS = ("st3:scope=layer", "st3:rescale=off", "st3:schedule=constant")
 TUNE_SPARSITY = 0.99
-LRS = (0.025, 0.05, 0.1, 0.2, 0.4)
+LRS = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8)
 QUICK = {"subset": 512, "test_subset": 200, "max_batches": 4, "batch_size": 64}
 
 

@@ -368,6 +368,7 @@ def _train(cfg: TrainConfig, data, resume) -> dict:
         out=out,
         state={"scheduler": lr_sched, **({"sparsifier": sp} if sp is not None else {})},
         key=cfg.replace(progress=True, threads=None).to_dict(),
+        key_defaults=TrainConfig().to_dict(),  # a checkpoint from before a field existed
         resume=resume,
         stop_on_nonfinite=True,
         diverge_factor=DIVERGE_FACTOR,
