@@ -44,6 +44,8 @@ def start(args):
         update="bcd",
         init="data",
         resample_every=50,
+        n_epochs=1,
+        learn_tol=0,
     )
     D, Xte = st.D.double().numpy(), np.asarray(Xte, dtype=np.float64)
     rows = []

@@ -22,6 +22,7 @@ def test_every_benchmark_is_covered():
     assert {p.stem for p in BENCH.glob("*.py")} == {
         "activations_probe",
         "activations_speed",
+        "codes_convergence",
         "codes_l0",
         "codes_speed",
         "onnx_speed",
@@ -44,6 +45,16 @@ def test_activations_speed(tmp_path):
     res = json.loads((tmp_path / "r.json").read_text())
     assert all(r["quad_max_rel_err"] < 1e-6 for r in res["moments"])
     assert {r["activation"] for r in res["edge_of_chaos"]} == {"crelu", "cst"}
+
+
+def test_codes_convergence(tmp_path):
+    argv = ["--quick", "--threads", "1", "--out", str(tmp_path / "r.json")]
+    summary = _main("codes_convergence")(argv)
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert set(summary) == {"l1", "cel0", "minibatch"} == set(res["summary"])
+    ours = [r for r in res["rows"] if r["learner"] == "SparseCoding"]
+    assert {r["penalty"] for r in ours} == {"l1", "cel0"}
+    assert all(0.0 <= r["found"] <= 1.0 and r["steps"] >= r["passes"] >= 1 for r in ours)
 
 
 def test_codes_l0(tmp_path):

@@ -58,6 +58,7 @@ def test_atomic_write_has_the_usual_file_mode(tmp_path):
 _OUT_COMMANDS = {
     "codes learn": (["codes", "learn"], "shrinkage.cli.codes", "learn"),
     "codes compare": (["codes", "compare"], "shrinkage.cli.codes", "compare"),
+    "codes sweep": (["codes", "sweep"], "shrinkage.cli.codes", "sweep"),
     "activations train": (
         ["activations", "train", "--activation", "crelu", "--sparsity", "0.85"],
         "shrinkage.cli.activations",
@@ -122,6 +123,8 @@ def test_an_unwritable_out_folder_is_refused(tmp_path, capsys):
         (["weights", "sweep", "--sparsities", ","], "argument --sparsities: expected at least"),
         (["codes", "learn", "--threads", "0"], "threads must be an integer >= 1"),
         (["codes", "compare", "--threads", "0"], "threads must be an integer >= 1"),
+        (["codes", "sweep", "--atoms", "0,64"], "atoms must be an integer >= 1"),
+        (["codes", "learn", "--learn-tol", "-1"], "learn_tol must be >= 0"),
         (["weights", "train", "--threads", "0"], "threads must be an integer >= 1"),
         (["thresholds", "plot", "--out", "ops"], "--out='ops' needs a file extension among"),
         (["weights", "train", "--no-such-option"], "unrecognized arguments: --no-such-option"),

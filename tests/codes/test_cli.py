@@ -147,3 +147,95 @@ def test_learn_resumes_bitwise_after_an_interruption(tmp_path, monkeypatch):
     resumed = learn(data=data, out=tmp_path / "b", resume=True, **kw)
     assert np.array_equal(resumed["D"], whole["D"]) and resumed["history"] == whole["history"]
     assert resumed["metrics"] == whole["metrics"]
+
+
+@pytest.mark.parametrize("die_at", [19, 56, None])
+def test_learn_that_stops_on_convergence_resumes_bitwise(tmp_path, monkeypatch, die_at):
+    """With --learn-tol the run ends on convergence (10 of at most 60 passes here); killed
+    at the end of a pass before its convergence check (step 18), after a resampling (step
+    55), or while the learned dictionary is evaluated (None), --resume ends with the
+    uninterrupted run's dictionary, energies and metrics (passes, converged, resampled)."""
+    from shrinkage.codes import _learn as learn_mod
+    from shrinkage.experiments import checkpoint, codes
+    from shrinkage.experiments.codes import learn, load_patches
+
+    monkeypatch.setattr(checkpoint, "EVERY_SECONDS", 0.0)
+    data = load_patches(600, 100, size=8, seed=0)
+    kw = dict(penalty="l1", lam=0.3, n_atoms=16, n_epochs=60, batch_size=64, analyse=False)
+    kw.update(learn_tol=1e-2, monitor=100)
+    whole = learn(data=data, out=tmp_path / "a", **kw)
+    assert whole["metrics"]["converged"] and whole["metrics"]["epochs_run"] == 10
+    if die_at is None:
+        real = codes.evaluate
+
+        def dies(*a, **k):
+            monkeypatch.setattr(codes, "evaluate", real)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(codes, "evaluate", dies)
+    else:
+        real, calls = learn_mod.learn_step, []
+
+        def dies(*a, **k):
+            calls.append(1)
+            if len(calls) == die_at:
+                raise KeyboardInterrupt
+            return real(*a, **k)
+
+        monkeypatch.setattr(learn_mod, "learn_step", dies)
+    with pytest.raises(KeyboardInterrupt):
+        learn(data=data, out=tmp_path / "b", **kw)
+    monkeypatch.undo()
+    monkeypatch.setattr(checkpoint, "EVERY_SECONDS", 0.0)
+    assert (tmp_path / "b" / "checkpoint.pt").is_file()
+    resumed = learn(data=data, out=tmp_path / "b", resume=True, **kw)
+    assert np.array_equal(resumed["D"], whole["D"]) and resumed["history"] == whole["history"]
+    assert resumed["metrics"] == whole["metrics"]
+
+
+@pytest.mark.slow
+def test_learn_stops_on_convergence_and_reports_it(tmp_path):
+    """--learn-tol turns --epochs into a cap: the run stops once converged (judged on
+    --monitor fixed patches) and metrics.json says how many passes ran and how many atoms
+    were resampled."""
+    out = tmp_path / "conv"
+    argv = ["codes", "learn", "--penalty", "l1", "--lam", "0.3", "--atoms", "8"]
+    argv += ["--patches", "600", "--test", "64", "--size", "6", "--epochs", "100"]
+    argv += ["--learn-tol", "1e-3", "--monitor", "200", "--no-analysis", "--out", str(out)]
+    assert _run(argv) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["converged"] is True and 4 <= m["epochs_run"] < 100
+    assert m["batches"] == m["epochs_run"] * (600 // 256)
+    assert m["resampled_atoms"] >= 0
+
+
+def test_bad_stopping_options_are_refused_before_work(tmp_path, monkeypatch):
+    from shrinkage.experiments import codes
+
+    monkeypatch.setattr(codes, "load_patches", lambda *a, **k: pytest.fail("work"))
+    for flag, value in (("--learn-tol", "-1"), ("--max-no-improvement", "0"), ("--monitor", "-5")):
+        for action in ("learn", "compare"):
+            argv = ["codes", action, flag, value, "--out", str(tmp_path / "bad")]
+            # the recipe's field, as the library call names it
+            with pytest.raises(ValueError, match=flag[2:].replace("-", "_")):
+                _run(argv)
+
+
+def test_sweep_command_refuses_bad_sizes_before_work(tmp_path):
+    with pytest.raises(ValueError, match="atoms"):
+        _run(["codes", "sweep", "--atoms", "0,64", "--out", str(tmp_path / "s")])
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+def test_compare_reports_gabor_parameters_and_atom_types(tmp_path):
+    out = tmp_path / "ca"
+    argv = ["codes", "compare", "--penalties", "l1,cel0", "--atoms", "3", "--thresholds"]
+    argv += ["0.5", "--patches", "300", "--test", "50", "--size", "6", "--out", str(out)]
+    assert _run(argv) == 0
+    rows = [r for r in csv.DictReader(open(out / "compare.csv")) if r.get("type_gabor")]
+    assert {r["penalty"] for r in rows} == {"l1", "cel0"}
+    for r in rows:
+        fr = [float(r[f"type_{t}"]) for t in ("gabor", "blob", "low-frequency", "unstructured")]
+        assert abs(sum(fr) - 1) < 1e-9 and all(f * 3 == round(f * 3) for f in fr)
+    assert (out / "gabor_params.png").stat().st_size > 1000

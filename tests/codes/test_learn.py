@@ -36,6 +36,8 @@ def test_recovers_planted_dictionary(update, penalty, found):
         lr=2.0,
         random_state=1,
         init="data",
+        learn_tol=0,  # the update rules alone, over a fixed number of passes
+        resample_every=0,
     )
     D = st.D.numpy()
     np.testing.assert_allclose(np.linalg.norm(D, axis=1), 1.0, atol=1e-12)
@@ -76,6 +78,7 @@ def test_two_process_gloo_matches_single_process(tmp_path):
             tol=1e-8,
             max_iter=500,
             batch_size=b,
+            learn_tol=0,
         )
         for u in ("gradient", "bcd")
     }

@@ -10,6 +10,7 @@ import pytest
 from shrinkage.cli import codes as codes_cli
 from shrinkage.codes import SparseCoding, learn_dictionary
 from shrinkage.experiments.codes import CompareRecipe, LearnRecipe, compare, learn
+from shrinkage.experiments.codes_sweep import SweepRecipe
 
 
 def _parsed(argv):
@@ -18,7 +19,9 @@ def _parsed(argv):
     return p.parse_args(argv)
 
 
-@pytest.mark.parametrize("action,recipe", [("learn", LearnRecipe), ("compare", CompareRecipe)])
+@pytest.mark.parametrize(
+    "action,recipe", [("learn", LearnRecipe), ("compare", CompareRecipe), ("sweep", SweepRecipe)]
+)
 def test_codes_command_defaults_are_the_recipe(action, recipe):
     """`codes learn` once said --atoms 512 --patches 100000 while the function it called said
     256 and 20000: now both read one recipe (threads: one unless asked, on the command line)."""

@@ -1,10 +1,13 @@
-"""``shrinkage codes learn|compare``: dictionaries on natural-image patches, and the sweep.
+"""``shrinkage codes learn|compare|sweep``: dictionaries on natural-image patches, and the
+sweeps.
 
 shrinkage codes learn --penalty cel0 --atoms 512 --lam 0.27 --patches 100000 --out runs/x
 shrinkage codes compare --penalties l1,l0,l1/2,cel0 --atoms 256,512 --out runs/cmp
+shrinkage codes sweep --atoms 64,128,256 --patches 50000 --out runs/sweep   (resumable)
 
-The options are generated from :class:`~shrinkage.experiments.codes.LearnRecipe` and
-:class:`~shrinkage.experiments.codes.CompareRecipe`, whose defaults they take (one torch
+The options are generated from :class:`~shrinkage.experiments.codes.LearnRecipe`,
+:class:`~shrinkage.experiments.codes.CompareRecipe` and
+:class:`~shrinkage.experiments.codes_sweep.SweepRecipe`, whose defaults they take (one torch
 thread unless ``--threads`` says otherwise).
 """
 
@@ -17,6 +20,7 @@ import numpy as np
 from .._io import atomic_path, write_json
 from ..codes import v1
 from ..experiments.codes import CompareRecipe, LearnRecipe, compare, learn
+from ..experiments.codes_sweep import SweepRecipe, sweep
 
 
 def register(sub) -> None:
@@ -35,6 +39,13 @@ def register(sub) -> None:
     CompareRecipe.add_arguments(cmp, defaults={"threads": 1})
     cmp.add_argument("--out", default="runs/codes_compare")
     cmp.set_defaults(func=_compare)
+
+    sw = s.add_parser(
+        "sweep", help="overcompleteness sweep on streamed patches (resumable, one run per file)"
+    )
+    SweepRecipe.add_arguments(sw, defaults={"threads": 1})
+    sw.add_argument("--out", default="runs/codes_sweep", help="output (and resume) folder")
+    sw.set_defaults(func=_sweep)
 
 
 def _learn(args) -> int:
@@ -60,6 +71,10 @@ def _learn(args) -> int:
         title=f"{recipe.penalty}, lam={recipe.lam:g}",
     )
     write_json(out / "metrics.json", metrics)
+    ran = f"{metrics['epochs_run']} passes"
+    if recipe.learn_tol > 0:
+        ran += " (converged)" if metrics["converged"] else " (not converged: stopped at --epochs)"
+    print(f"{ran}, {metrics['resampled_atoms']} atoms resampled")
     print(
         f"relative error {metrics['relative_error']:.4f}, active fraction "
         f"{metrics['active_fraction']:.4f}"
@@ -78,5 +93,13 @@ def _compare(args) -> int:
     res = compare(CompareRecipe.from_args(args).check(), progress=True, out=args.out)
     for m in res["matched"]:
         print(m)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _sweep(args) -> int:
+    res = sweep(args.out, SweepRecipe.from_args(args).check(), progress=True)
+    for u in res["units"]:
+        print(u)
     print(f"wrote {args.out}")
     return 0

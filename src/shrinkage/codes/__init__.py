@@ -4,6 +4,7 @@
 - :func:`objective` -- the energy 1/2 ||x - r D||^2 + sum G(r)
 - :class:`SparseCoding` -- scikit-learn estimator learning a dictionary
 - metrics: :func:`relative_error`, :func:`snr_db`, :func:`active_fraction`, :func:`atom_usage`
+- :func:`planted_problem`, :func:`atom_recovery` -- known dictionaries, and finding them
 - :mod:`shrinkage.codes.v1` -- Gabor fits, grating orientation tuning, plots
 """
 
@@ -11,6 +12,7 @@ from ._encode import SOLVERS, encode, encode_batches, lipschitz, objective
 from ._learn import UPDATES, LearnState, init_dictionary, learn_dictionary
 from .estimator import SparseCoding
 from .metrics import active_fraction, atom_usage, relative_error, snr_db
+from .synthetic import atom_recovery, matched_cosines, planted_problem
 
 __all__ = [
     "SOLVERS",
@@ -27,4 +29,7 @@ __all__ = [
     "snr_db",
     "active_fraction",
     "atom_usage",
+    "planted_problem",
+    "atom_recovery",
+    "matched_cosines",
 ]

@@ -4,12 +4,38 @@ For each mini-batch: codes from :func:`encode` with D fixed, then one dictionary
 
 - ``"gradient"``: D <- D + lr_t mean_batch(r^T (x - r D)) (the averaged, not summed, gradient
   of the energy; Olshausen & Field 1997, Rentzeperis et al. 2023), lr_t = lr / (1 + t / decay);
-- ``"bcd"``: one block-coordinate sweep on the running statistics A = sum r^T r,
-  B = sum r^T x (online dictionary learning, Mairal et al. 2009),
+- ``"bcd"``: one block-coordinate sweep on the running statistics A = mean r^T r,
+  B = mean r^T x, averaged over a window of recent batches (online dictionary learning,
+  Mairal et al. 2009),
 
 then every atom is renormalised to unit norm. Under ``torch.distributed`` each process
 encodes its own shard and the batch sums (gradient or A, B, counts) are all-reduced, so the
 dictionary is the one a single process gets on the concatenated batches.
+
+The window of the ``"bcd"`` statistics adapts by Kesten's rule (Kesten 1958, "Accelerated
+stochastic approximation"): it holds ``W = 1 + c`` batches (at most 10; ``forget=k`` fixes
+it at k instead), where c counts how often the dictionary's displacement over a block of 5
+updates pointed against that over the previous block (``<dD_b, dD_{b-1}> < 0``). While the
+atoms travel, successive displacements agree and the statistics stay fresh (codes of an
+older dictionary would hold the atoms back); once the atoms only jitter, the window grows
+and averages the jitter away.
+
+Stopping, checked after each pass over an array (after as many passes as make 10 updates
+on a small one), or after each ``partial_fit`` of a stream: the objective is the mean
+energy of the samples since the last check (each taken when its batch was encoded), or of
+a fixed ``monitor`` batch; learning has converged when for ``max_no_improvement`` checks in
+a row it did not fall below its best by more than ``learn_tol`` (relative), or when the
+dictionary moved by at most ``dict_tol`` (relative Frobenius norm) since the last check.
+``n_epochs`` caps the passes; reaching the cap first raises sklearn's ``ConvergenceWarning``.
+
+Dead atoms (used by fewer than ``min_usage`` of the samples since the last resampling) and
+near-duplicates (``|cos| >= 0.95`` to a more used atom) are replaced, every
+``resample_every`` batches, by the residuals of the worst reconstructed samples of the
+batch (normalised), and their statistics are cleared.
+
+Everything the loop needs to go on lives in :class:`LearnState` (position, sample order and
+generator included), so a copy taken after any batch (``on_batch``) and given back as
+``state`` ends bitwise as the uninterrupted call would.
 """
 
 from __future__ import annotations
@@ -22,7 +48,7 @@ from sklearn.exceptions import ConvergenceWarning
 from tqdm.auto import tqdm
 
 from .._checks import check_choice, check_int_at_least, check_nonnegative, check_positive
-from ..thresholds import get_penalty
+from ..thresholds import PENALTIES, get_penalty, threshold
 from . import _cd
 from ._encode import (
     _check_X,
@@ -36,17 +62,24 @@ from ._encode import (
 )
 
 UPDATES = ("gradient", "bcd")
+_BLOCK = 5  # dictionary updates per displacement compared by Kesten's rule
+_MAX_FORGET = 10  # default longest window of the bcd statistics, in batches
+_DUPLICATE_COS = 0.95  # |cos| at which the less used of two atoms is resampled
+_AUTO_RESAMPLE = 50  # batches between resamplings when an epoch is longer
+_MIN_CHECK_STEPS = 10  # fewest dictionary updates between two convergence checks
 
 
 @dataclass
 class LearnState:
-    """Everything needed to continue learning: the dictionary and the running statistics.
+    """Everything needed to continue learning: the dictionary, the running statistics and
+    the convergence bookkeeping.
 
-    While :func:`learn_dictionary` runs, ``epoch``, ``batch``, ``order`` and ``rng`` say
-    where it is (the next batch, the epoch's sample order, the generator's state); a copy
-    saved then (``on_batch``) continues batch for batch when given back as ``state``, and
-    ends as the uninterrupted call would. A finished call clears them (``rng`` None): the
-    state then starts a new pass (``partial_fit``)."""
+    While :func:`learn_dictionary` runs, ``stage``, ``epoch``, ``batch``, ``order`` and
+    ``rng`` say where it is (the l1 stage of ``init="l1"`` or not, the pass of the stage, the
+    next batch, the pass's sample order, the generator's state); a copy saved then
+    (``on_batch``) continues batch for batch when given back as ``state``, and ends as the
+    uninterrupted call would. A finished call clears them (``rng`` None): the state then
+    starts a new pass (``partial_fit``). ``epochs`` counts the passes completed in all."""
 
     D: torch.Tensor
     step: int = 0  # dictionary updates done
@@ -54,11 +87,26 @@ class LearnState:
     B: torch.Tensor | None = None
     usage: torch.Tensor | None = None  # activations per atom since the last resampling
     seen: int = 0  # samples since the last resampling
+    since_resample: int = 0  # batches since the last resampling
     history: list = field(default_factory=list)  # mean energy per batch
-    epoch: int = 0
-    batch: int = 0
-    order: torch.Tensor | None = None
-    rng: torch.Tensor | None = None
+    kesten: int = 0  # sign-change count that sets the window of the statistics
+    last_delta: torch.Tensor | None = None  # previous block's displacement (for kesten)
+    block_start: torch.Tensor | None = None  # dictionary at the start of this block
+    block_len: int = 0  # updates in this block
+    n_resampled: int = 0  # atoms resampled so far
+    window_energy: float = 0.0  # energy summed since the last check
+    window_count: int = 0  # samples since the last check
+    epochs: int = 0  # completed passes (or stream checks)
+    best: float | None = None  # lowest objective seen at a check
+    no_improvement: int = 0  # checks in a row without improvement
+    check_D: torch.Tensor | None = None  # dictionary at the last check
+    checks: list = field(default_factory=list)  # one dict per check
+    converged: bool = False
+    stage: str | None = None  # "l1" during the l1 stage of init="l1"
+    epoch: int = 0  # pass of the current stage in progress
+    batch: int = 0  # batches of that pass done
+    order: torch.Tensor | None = None  # that pass's sample order
+    rng: torch.Tensor | None = None  # the generator's state after the last batch
 
 
 def _dist():
@@ -121,12 +169,31 @@ def _bcd_sweep(D, A, B):
     return D
 
 
-def _resample(D, X, R, usage, seen, min_usage, gen):
-    """Replace atoms used in fewer than ``min_usage`` of the samples by the rows of X with
-    the largest residuals (normalised). Returns the number replaced."""
+def _duplicates(D, usage):
+    """Indices of atoms with ``|cos| >= _DUPLICATE_COS`` to an atom used at least as often
+    (ties: the higher index goes)."""
+    C = (D @ D.T).abs()
+    C.fill_diagonal_(0.0)
+    close = C >= _DUPLICATE_COS
+    if not bool(close.any()):
+        return torch.zeros(0, dtype=torch.long, device=D.device)
+    u = usage.to(D.dtype)
+    idx = torch.arange(len(D), device=D.device)
+    # j goes when some i close to it is used more, or as much with a lower index.
+    beats = (u[:, None] > u[None, :]) | ((u[:, None] == u[None, :]) & (idx[:, None] < idx[None, :]))
+    return torch.nonzero((close & beats).any(0)).flatten()
+
+
+def _resample(D, X, R, usage, seen, min_usage, gen, duplicates=True):
+    """Replace dead atoms (used in fewer than ``min_usage`` of ``seen`` samples) and, with
+    ``duplicates``, the less used atom of every near-duplicate pair by the residuals of the
+    rows of X reconstructed worst (normalised, slightly jittered). Returns the indices
+    replaced."""
     dead = torch.nonzero(usage < min_usage * max(seen, 1)).flatten()
+    if duplicates:
+        dead = torch.unique(torch.cat([dead, _duplicates(D, usage)]))
     if len(dead) == 0 or len(X) == 0:
-        return 0
+        return dead[:0]
     err = (R * R).sum(1)
     k = min(len(dead), len(X))
     top = torch.topk(err, k).indices
@@ -135,7 +202,7 @@ def _resample(D, X, R, usage, seen, min_usage, gen):
         new.shape, generator=gen, dtype=new.dtype
     ).to(new.device)
     D[dead[:k]] = _normalise(new)
-    return k
+    return dead[:k]
 
 
 def learn_step(
@@ -149,13 +216,17 @@ def learn_step(
     lr_decay: float | None = None,
     resample_every: int = 0,
     min_usage: float = 0.0,
-    forget: int = 10,
+    forget: int | None = None,
     gen: torch.Generator | None = None,
     encode_kw: dict | None = None,
 ) -> float:
     """One mini-batch: encode ``xb`` on the current D, update D in place; returns mean energy.
 
-    Under torch.distributed, ``xb`` is this process's share of the global batch.
+    ``forget`` (``"bcd"``): the statistics cover the last ``forget`` batches or so
+    (exponential window); None: the adaptive window of the module docstring, at most
+    ``_MAX_FORGET`` batches. Every ``resample_every`` batches dead and duplicate atoms are
+    resampled (their indices counted in ``state.n_resampled``). Under torch.distributed,
+    ``xb`` is this process's share of the global batch.
     """
     encode_kw = dict(encode_kw or {})
     D = state.D
@@ -183,8 +254,9 @@ def learn_step(
         _allreduce(AZ, BZ, m, energy, used)
         mb = float(m)
         # Codes from an early dictionary mislead later sweeps: average the statistics over
-        # the last ``forget`` batches or so (exponential window; Mairal et al. 2009, 3.4).
-        beta = 1.0 - 1.0 / min(state.step + 1, forget)
+        # a window of recent batches only (exponential; Mairal et al. 2009, 3.4).
+        window = 1 + state.kesten if forget is None else forget
+        beta = 1.0 - 1.0 / min(state.step + 1, window)
         if state.A is None:
             state.A = torch.zeros_like(AZ)
             state.B = torch.zeros_like(BZ)
@@ -192,18 +264,134 @@ def learn_step(
         state.B.mul_(beta).add_(BZ / mb)
         _bcd_sweep(D, state.A, state.B)
     D.copy_(_normalise(D))
+    if update == "bcd" and forget is None:
+        _kesten(state, D)
     state.usage = used if state.usage is None else state.usage + used
     state.seen += int(m)
     state.step += 1
-    if resample_every and state.step % resample_every == 0:
+    state.since_resample += 1
+    if resample_every and state.since_resample >= resample_every:
         g = gen if gen is not None else torch.Generator().manual_seed(state.step)
-        _resample(D, xb, R, state.usage, state.seen, min_usage, g)
+        idx = _resample(D, xb, R, state.usage, state.seen, min_usage, g)
         _broadcast(D)  # rank 0's choice of replacements wins
+        state.n_resampled += len(idx)  # usage is all-reduced: every rank picks the same atoms
+        if len(idx) and state.A is not None:
+            # The statistics of a replaced atom belong to the old one.
+            state.A[idx] = 0.0
+            state.A[:, idx] = 0.0
+            state.B[idx] = 0.0
         state.usage = torch.zeros_like(state.usage)
         state.seen = 0
+        state.since_resample = 0
     mean_e = float(energy / m.clamp_min(1.0))
+    state.window_energy += float(energy)
+    state.window_count += int(m)
     state.history.append(mean_e)
     return mean_e
+
+
+def _kesten(state, D):
+    """Kesten's rule on the displacements of blocks of _BLOCK updates: single updates flip
+    direction by noise alone long before the atoms have arrived."""
+    if state.block_start is None:
+        state.block_start = D.clone()
+    state.block_len += 1
+    if state.block_len >= _BLOCK:
+        delta = D - state.block_start
+        if state.last_delta is not None:
+            against = float((delta * state.last_delta).sum()) < 0
+            state.kesten = min(state.kesten + against, _MAX_FORGET - 1)
+        state.last_delta = delta
+        state.block_start = D.clone()
+        state.block_len = 0
+
+
+def monitor_objective(state, monitor, penalty, lam, encode_kw) -> float:
+    """Mean energy of the ``monitor`` rows on the current dictionary (all processes' rows
+    under torch.distributed)."""
+    encode_kw = dict(encode_kw or {})
+    D = state.D
+    if encode_kw.get("step") is None and _needs_step(penalty, D, encode_kw):
+        encode_kw["step"] = safe_step(D)
+    with warnings.catch_warnings():  # the learning's encoder settings, as in learn_step
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        Z = encode(monitor, D, penalty, lam, **encode_kw)
+    pen_kw = {k: v for k, v in encode_kw.items() if k in get_penalty(penalty).params}
+    p = _penalty_params(penalty, D.norm(dim=1), pen_kw)
+    e = _energy(monitor, monitor - Z @ D, Z, penalty, float(lam), p).sum().reshape(1)
+    m = torch.tensor([float(len(monitor))], dtype=e.dtype, device=e.device)
+    _allreduce(e, m)
+    return float(e / m.clamp_min(1.0))
+
+
+def check_convergence(
+    state: LearnState,
+    objective: float | None = None,
+    *,
+    learn_tol: float = 1e-3,
+    dict_tol: float = 0.0,
+    max_no_improvement: int = 3,
+) -> bool:
+    """One convergence check; sets and returns ``state.converged``.
+
+    ``objective``: the value to test (default: mean energy of the samples encoded since the
+    last check). Improvement means ``best - objective > learn_tol * |objective|`` with
+    ``best`` the lowest value of the earlier checks; converged after ``max_no_improvement``
+    checks in a row without one (``learn_tol > 0``), or when
+    ``||D - D_last||_F / ||D_last||_F <= dict_tol`` (``dict_tol > 0``).
+    """
+    if objective is None:
+        objective = state.window_energy / max(state.window_count, 1)
+    D = state.D
+    change = None
+    if state.check_D is not None:
+        change = float((D - state.check_D).norm() / state.check_D.norm().clamp_min(1e-12))
+    if state.best is None or state.best - objective > learn_tol * abs(objective):
+        state.no_improvement = 0
+    else:
+        state.no_improvement += 1
+    state.best = objective if state.best is None else min(state.best, objective)
+    state.check_D = D.detach().clone()
+    state.converged = bool(
+        (learn_tol > 0 and state.no_improvement >= max_no_improvement)
+        or (dict_tol > 0 and change is not None and change <= dict_tol)
+    )
+    state.checks.append(
+        {
+            "objective": float(objective),
+            "dict_change": change,
+            "steps": state.step,
+            "resampled": state.n_resampled,
+            "window": 1 + state.kesten,
+        }
+    )
+    state.window_energy, state.window_count = 0.0, 0
+    return state.converged
+
+
+def _check_stopping(learn_tol, dict_tol, max_no_improvement):
+    check_nonnegative("learn_tol", learn_tol)
+    check_nonnegative("dict_tol", dict_tol)
+    return check_int_at_least("max_no_improvement", max_no_improvement, 1)
+
+
+def _check_resampling(resample_every, min_usage):
+    if resample_every is not None:
+        check_int_at_least("resample_every", resample_every, 0)
+    check_nonnegative("min_usage", min_usage)
+    if not min_usage < 1:
+        raise ValueError(f"min_usage must be in [0, 1), got min_usage={min_usage!r}")
+
+
+INITS = ("data", "random", "l1")
+
+
+def _l1_lam(penalty, lam, encode_kw):
+    """l1 weight with the same zeroing threshold as ``penalty`` at ``lam`` (unit atoms)."""
+    params = {k: v for k, v in encode_kw.items() if k in get_penalty(penalty).params}
+    params.pop("a", None)
+    name = "l0" if penalty == "cel0" else penalty  # CEL0 with a = 1 zeroes as l0 does
+    return float(threshold(name, lam, 1.0, **params))
 
 
 def _checked_X(X):
@@ -214,10 +402,25 @@ def _checked_X(X):
     return Xt
 
 
+def _checked_monitor(monitor, Xt):
+    if monitor is None:
+        return None
+    monitor = _to_tensor(monitor, "monitor", dtype=Xt.dtype, device=Xt.device)
+    if monitor.ndim != 2 or monitor.shape[0] < 1 or monitor.shape[1] != Xt.shape[1]:
+        raise ValueError(
+            f"monitor must be 2-D (n_rows >= 1, n_features = {Xt.shape[1]}) like X, got "
+            f"shape {tuple(monitor.shape)}"
+        )
+    _check_X(monitor, Xt.shape[1])
+    return monitor
+
+
 def _initial(Xt, n_atoms, init, random_state):
-    """The starting dictionary: ``init`` by name, or the given array normalised."""
+    """The starting dictionary: ``init`` by name (``"l1"`` starts as ``"data"``), or the
+    given array normalised."""
     if isinstance(init, str):
-        D = init_dictionary(n_atoms, Xt.shape[1], Xt, init, random_state, Xt.dtype)
+        first = "data" if init == "l1" else init
+        D = init_dictionary(n_atoms, Xt.shape[1], Xt, first, random_state, Xt.dtype)
     else:
         D = _normalise(_to_tensor(init, "init", dtype=Xt.dtype).clone())
         if D.shape != (n_atoms, Xt.shape[1]):
@@ -236,20 +439,32 @@ def _batches_per_epoch(n, batch_size) -> int:
     return int(nb)
 
 
+def checks_per_pass(n_batches: int, check_every: int | None = None) -> int:
+    """Passes between two convergence checks: ``check_every``, or as many as make
+    ``_MIN_CHECK_STEPS`` updates (on a small data set a single pass is too short for the
+    objective to move by more than its noise)."""
+    return check_every or max(1, -(-_MIN_CHECK_STEPS // n_batches))
+
+
 def learn_dictionary(
     X,
     n_atoms: int,
     penalty: str = "l1",
     lam: float = 0.1,
     *,
-    n_epochs: int = 1,
+    n_epochs: int = 100,
     batch_size: int = 256,
     lr: float = 1.0,
     lr_decay: float | None = None,
     update: str = "bcd",
-    init="random",
-    resample_every: int = 0,
+    init="l1",
+    learn_tol: float = 1e-3,
+    dict_tol: float = 0.0,
+    max_no_improvement: int = 3,
+    monitor=None,
+    resample_every: int | None = None,
     min_usage: float = 1e-3,
+    forget: int | None = None,
     shuffle: bool = True,
     random_state: int = 0,
     max_iter: int = 200,
@@ -257,56 +472,221 @@ def learn_dictionary(
     progress: bool = False,
     state: LearnState | None = None,
     on_batch=None,
+    warn: bool = True,
+    init_epochs: int | None = None,
+    check_every: int | None = None,
     **encode_kw,
 ):
-    """Learn a (n_atoms, n_features) unit-norm dictionary for the rows of X.
+    """Learn a (n_atoms, n_features) unit-norm dictionary for the rows of X, stopping when
+    it has converged.
 
-    ``n_epochs`` passes in mini-batches of ``batch_size`` (per process under
+    Passes over X in shuffled mini-batches of ``batch_size`` (per process under
     torch.distributed; each process passes its own shard and every process ends with the
-    same dictionary). ``init``: ``"random"``, ``"data"`` or an (n_atoms, n_features) array.
-    ``resample_every``: every that many batches, atoms active in fewer than ``min_usage`` of
-    the samples are re-initialised from the batch's highest-residual samples.
-    ``on_batch(state)``, if given, is called after every batch (a checkpoint hook: a copy
-    of that state, given back as ``state``, resumes the call where it was).
-    Returns a :class:`LearnState` (``.D``, ``.step``, ``.history``).
+    same dictionary) until the convergence rule of the module docstring holds after a pass,
+    at most ``n_epochs`` passes.
 
+    Parameters
+    ----------
+    X : (n_samples, n_features) array or tensor.
+    n_atoms, penalty, lam : dictionary size, penalty and its weight (as in :func:`encode`).
+    n_epochs : cap on the passes over X (per stage, see ``init``); reaching it before
+        convergence warns (``ConvergenceWarning``) unless ``learn_tol`` and ``dict_tol`` are
+        both 0 (then exactly ``n_epochs`` passes are run).
+    learn_tol, max_no_improvement : converged when ``max_no_improvement`` passes in a row
+        did not lower the best objective by more than ``learn_tol`` (relative). The
+        objective is the pass's mean energy, or that of ``monitor`` when given.
+    dict_tol : converged when a pass moved the dictionary by at most this much (relative
+        Frobenius norm); 0: not used.
+    monitor : optional (m, n_features) rows whose energy is the objective (noise-free).
+    update : ``"bcd"`` (block-coordinate sweeps on windowed statistics) or ``"gradient"``
+        (averaged gradient step ``lr``, decayed by ``lr_decay``).
+    init : ``"l1"`` (default): for a penalty other than l1, first learn with l1 codes at the
+        same zeroing threshold (a convex coding problem: fast, and far less prone to poor
+        local minima, where one atom covers two true ones) from random rows of X, until
+        converged, then go on with the penalty; for l1 the same as ``"data"``.
+        ``"data"``: random rows of X; ``"random"``: Gaussian; or an (n_atoms, n_features)
+        array.
+    resample_every : batches between resamplings of dead and duplicate atoms; None: once
+        per pass or every 50 batches, whichever comes first; 0: never.
+    min_usage : an atom used by fewer than this fraction of the samples since the last
+        resampling is dead.
+    forget : ``"bcd"`` window in batches; None: adaptive (module docstring).
+    max_iter, tol, encode_kw : encoder settings while learning (:func:`encode`).
+    state : a :class:`LearnState` to continue from (its convergence bookkeeping too); one
+        saved within a call (by ``on_batch``) resumes that call where it was.
+    on_batch : called with the state after every batch (a checkpoint hook: a copy of that
+        state, given back as ``state`` with the same arguments, ends bitwise as this call).
+    warn : warn when the cap is reached first.
+    init_epochs : cap on the passes of the l1 stage of ``init="l1"`` (default ``n_epochs``).
+    check_every : passes between two convergence checks; None: 1, or as many as make 10
+        updates when a pass makes fewer.
+
+    Returns
+    -------
+    LearnState : ``.D``, ``.step`` (updates), ``.epochs`` (passes), ``.converged``,
+    ``.n_resampled``, ``.history`` (energy per batch), ``.checks`` (one dict per check).
+
+    Raises
+    ------
+    ValueError : for a bad option (named), before any work.
+
+    Warns
+    -----
+    ConvergenceWarning : when ``n_epochs`` passes ended learning before the stopping rule.
+
+    Examples
+    --------
     >>> X = torch.randn(64, 8, dtype=torch.float64)
-    >>> learn_dictionary(X, 4, "l1", 0.1, batch_size=32).D.shape
-    torch.Size([4, 8])
+    >>> st = learn_dictionary(X, 4, "l1", 0.1, batch_size=32)
+    >>> st.D.shape, st.converged
+    (torch.Size([4, 8]), True)
     """
+    check_choice("penalty", penalty, PENALTIES)
     check_choice("update", update, UPDATES)
     n_atoms = check_int_at_least("n_atoms", n_atoms, 1)
     n_epochs = check_int_at_least("n_epochs", n_epochs, 1)
     batch_size = check_int_at_least("batch_size", batch_size, 1)
     check_positive("lr", lr)
+    if lr_decay is not None:
+        check_positive("lr_decay", lr_decay)
     check_nonnegative("lam", lam)
+    max_no_improvement = _check_stopping(learn_tol, dict_tol, max_no_improvement)
+    _check_resampling(resample_every, min_usage)
+    if forget is not None:
+        forget = check_int_at_least("forget", forget, 1)
+    if init_epochs is not None:
+        init_epochs = check_int_at_least("init_epochs", init_epochs, 1)
+    if check_every is not None:
+        check_every = check_int_at_least("check_every", check_every, 1)
+    if isinstance(init, str):
+        check_choice("init", init, INITS)
     Xt = _checked_X(X)
+    monitor = _checked_monitor(monitor, Xt)
     rank, _ = _dist()
+    encode_kw.setdefault("max_iter", max_iter)
+    encode_kw.setdefault("tol", tol)
+    run = dict(
+        n_epochs=n_epochs,
+        batch_size=batch_size,
+        update=update,
+        lr=lr,
+        lr_decay=lr_decay,
+        learn_tol=learn_tol,
+        dict_tol=dict_tol,
+        max_no_improvement=max_no_improvement,
+        monitor=monitor,
+        resample_every=resample_every,
+        min_usage=min_usage,
+        forget=forget,
+        shuffle=shuffle,
+        progress=progress and rank == 0,
+        check_every=check_every,
+        on_batch=on_batch,
+    )
     if state is None:
-        state = LearnState(D=_broadcast(_initial(Xt, n_atoms, init, random_state)))
+        staged = isinstance(init, str) and init == "l1" and penalty != "l1"
+        D = _initial(Xt, n_atoms, init, random_state)
+        state = LearnState(D=_broadcast(D), stage="l1" if staged else None)
     check_dictionary(state.D, Xt.shape[1])
+    # A state saved within the l1 stage of init="l1" goes on with that stage.
+    if state.stage == "l1":
+        kw1 = {
+            k: v
+            for k, v in encode_kw.items()
+            if k != "relaxation" and k not in get_penalty(penalty).params
+        }
+        if kw1.get("solver") == "cd":
+            kw1.pop("solver")
+        run1 = dict(run, n_epochs=init_epochs or n_epochs)
+        _run(Xt, state, "l1", _l1_lam(penalty, lam, encode_kw), random_state + 1, kw1, **run1)
+        for c in state.checks:
+            c["stage"] = "l1"
+        _new_stage(state)
+    _run(Xt, state, penalty, lam, random_state, encode_kw, **run)
+    if warn:
+        warn_if_capped(state, n_epochs, learn_tol, dict_tol, max_no_improvement)
+    return state
+
+
+def warn_if_capped(state, n_epochs, learn_tol, dict_tol, max_no_improvement, stacklevel=2):
+    """sklearn's ``ConvergenceWarning`` when the cap, not the stopping rule, ended learning
+    (nothing when both tolerances are 0: a fixed number of passes was asked for)."""
+    if (learn_tol > 0 or dict_tol > 0) and not state.converged:
+        warnings.warn(
+            f"dictionary learning stopped at the cap n_epochs={n_epochs} before converging "
+            f"(learn_tol={learn_tol:g}, dict_tol={dict_tol:g}, max_no_improvement="
+            f"{max_no_improvement}); raise n_epochs or loosen the tolerance",
+            ConvergenceWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+def _new_stage(state):
+    """Keep D and the counts; forget what belonged to the codes of the previous penalty."""
+    state.A = state.B = state.last_delta = state.check_D = state.best = None
+    state.block_start, state.block_len = None, 0
+    state.kesten = state.no_improvement = 0
+    state.window_energy, state.window_count = 0.0, 0
+    state.converged = False
+    state.stage = None
+
+
+def _run(
+    Xt,
+    state,
+    penalty,
+    lam,
+    seed,
+    encode_kw,
+    *,
+    n_epochs,
+    batch_size,
+    update,
+    lr,
+    lr_decay,
+    learn_tol,
+    dict_tol,
+    max_no_improvement,
+    monitor,
+    resample_every,
+    min_usage,
+    forget,
+    shuffle,
+    progress,
+    check_every,
+    on_batch,
+):
+    """Passes over Xt until converged or ``n_epochs`` passes; updates ``state`` in place
+    (from the position it holds when it was saved within a call)."""
+    rank, _ = _dist()
     n = Xt.shape[0]
     n_batches = _batches_per_epoch(n, batch_size)
-    gen = torch.Generator().manual_seed(int(random_state) + 7919 * rank)
+    if resample_every is None:
+        resample_every = min(n_batches, _AUTO_RESAMPLE)
+    gen = torch.Generator().manual_seed(int(seed) + 7919 * rank)
     resuming = state.rng is not None  # a state saved within a call: go on from there
     if resuming:
         gen.set_state(state.rng)
+    else:
+        state.converged = False
     bar = None
-    if progress and rank == 0:
+    if progress:
         done = state.epoch * n_batches + state.batch if resuming else 0
         bar = tqdm(total=n_epochs * n_batches, initial=done, desc=f"learn {penalty}", unit="batch")
+    per_check = checks_per_pass(n_batches, check_every)
     step_kw = dict(
         update=update,
         lr=lr,
         lr_decay=lr_decay,
         resample_every=resample_every,
         min_usage=min_usage,
+        forget=forget,
         gen=gen,
-        encode_kw={"max_iter": max_iter, "tol": tol, **encode_kw},
+        encode_kw=encode_kw,
     )
     with torch.no_grad():
         for epoch in range(state.epoch if resuming else 0, n_epochs):
-            if resuming and state.order is not None:  # the epoch that was in progress
+            if resuming and state.order is not None:  # the pass that was in progress
                 order, start = state.order, state.batch
             else:
                 order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
@@ -321,11 +701,35 @@ def learn_dictionary(
                     on_batch(state)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(energy=f"{e:.4g}")
+                    bar.set_postfix(energy=f"{e:.4g}", resampled=state.n_resampled)
+            state.epochs += 1
+            if (epoch + 1) % per_check:
+                continue
+            obj = None
+            if monitor is not None:
+                obj = monitor_objective(state, monitor, penalty, lam, encode_kw)
+            check_convergence(
+                state,
+                obj,
+                learn_tol=learn_tol,
+                dict_tol=dict_tol,
+                max_no_improvement=max_no_improvement,
+            )
+            if state.converged:
+                break
     if bar is not None:
         bar.close()
     state.epoch, state.batch, state.order, state.rng = 0, 0, None, None  # finished
     return state
 
 
-__all__ = ["learn_dictionary", "learn_step", "init_dictionary", "LearnState", "UPDATES"]
+__all__ = [
+    "learn_dictionary",
+    "learn_step",
+    "check_convergence",
+    "monitor_objective",
+    "init_dictionary",
+    "LearnState",
+    "UPDATES",
+    "INITS",
+]

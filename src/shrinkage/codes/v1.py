@@ -378,6 +378,219 @@ def plot_tuning(tuning: dict, path, units=None, n=8):
     return path
 
 
+# -- atom types ("varying functionalities") ---------------------------------------------
+ATOM_TYPES = ("gabor", "blob", "low-frequency", "unstructured")
+
+
+def fit_dog(atom, shape=None) -> dict:
+    """Least-squares isotropic difference of Gaussians plus offset,
+    ``a1 exp(-r^2 / 2 s1^2) - a2 exp(-r^2 / 2 s2^2) + c`` with ``r`` the distance to
+    (x0, y0) (a centre-surround or blob receptive field: Rodieck 1965, Enroth-Cugell &
+    Robson 1966); returns the parameters and ``r2``.
+
+    >>> y, x = np.mgrid[0:16, 0:16]
+    >>> r2 = (x - 7.3) ** 2 + (y - 8.1) ** 2
+    >>> a = np.exp(-r2 / 4.5) - 0.4 * np.exp(-r2 / 18)
+    >>> round(fit_dog(a)["r2"], 4)
+    1.0
+    """
+    img = _as_image(atom, shape)
+    h, w = img.shape
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    t = img.ravel()
+    ss = float(((t - t.mean()) ** 2).sum())
+    if ss == 0:
+        raise ValueError("atom is constant; a fit needs some structure")
+    e = img**2
+    tot = e.sum()
+    x0 = float((e * x).sum() / tot)
+    y0 = float((e * y).sum() / tot)
+    # Start at the extremum nearest the energy centroid (the centre of a blob).
+    iy, ix = np.unravel_index(np.argmax(np.abs(img)), img.shape)
+    big = 2.0 * max(h, w)
+
+    def model(p):
+        cx, cy, a1, s1, a2, s2, c = p
+        r2 = (x - cx) ** 2 + (y - cy) ** 2
+        return a1 * np.exp(-r2 / (2 * s1**2)) - a2 * np.exp(-r2 / (2 * s2**2)) + c
+
+    def resid(p):
+        return model(p).ravel() - t
+
+    def jac(p):
+        cx, cy, a1, s1, a2, s2, _ = p
+        dx, dy = x - cx, y - cy
+        r2 = dx**2 + dy**2
+        g1 = np.exp(-r2 / (2 * s1**2))
+        g2 = np.exp(-r2 / (2 * s2**2))
+        k = a1 * g1 / s1**2 - a2 * g2 / s2**2
+        cols = (k * dx, k * dy, g1, a1 * g1 * r2 / s1**3, -g2, -a2 * g2 * r2 / s2**3)
+        return np.stack([c.ravel() for c in cols] + [np.ones(t.size)], axis=1)
+
+    best = None
+    amp = float(img[iy, ix])
+    lo = [-0.5 * w, -0.5 * h, -np.inf, 0.3, -np.inf, 0.3, -np.inf]
+    hi = [1.5 * w, 1.5 * h, np.inf, big, np.inf, big, np.inf]
+    for cx, cy in ((float(ix), float(iy)), (x0, y0)):
+        for s1 in (1.2, 2.5):
+            p0 = [cx, cy, amp, s1, 0.3 * amp, 2.5 * s1, 0.0]
+            r = least_squares(resid, p0, jac=jac, bounds=(lo, hi), method="trf", max_nfev=40)
+            if best is None or r.cost < best.cost:
+                best = r
+    best = least_squares(resid, best.x, jac=jac, bounds=(lo, hi), method="trf", max_nfev=200)
+    cx, cy, a1, s1, a2, s2, c = best.x
+    return {
+        "x0": cx,
+        "y0": cy,
+        "a1": a1,
+        "s1": s1,
+        "a2": a2,
+        "s2": s2,
+        "c": c,
+        "r2": 1.0 - 2.0 * float(best.cost) / ss,
+    }
+
+
+def spectral_features(atom, shape=None) -> dict:
+    """Power-spectrum summary of an atom (4x zero-padded FFT, mean removed): peak and mean
+    spatial frequency (cycles/pixel), and orientedness ``|sum P e^{2 i phi}| / sum P``
+    (1: all power along one orientation, as a Gabor's; 0: isotropic, as a blob's), and the
+    spatial spread ``sqrt(sum e r^2 / sum e)`` of its energy e around its centroid
+    (pixels)."""
+    img = _as_image(atom, shape)
+    img = img - img.mean()
+    h, w = img.shape
+    pad = 4
+    P = np.abs(np.fft.fft2(img, s=(pad * h, pad * w))) ** 2
+    fy = np.fft.fftfreq(pad * h)[:, None] * np.ones((1, pad * w))
+    fx = np.fft.fftfreq(pad * w)[None, :] * np.ones((pad * h, 1))
+    f = np.hypot(fx, fy)
+    P[0, 0] = 0.0
+    tot = P.sum() or 1.0
+    i = int(np.argmax(P))
+    phi = np.arctan2(fy, fx)
+    e = img**2
+    et = e.sum() or 1.0
+    yy, xx = np.mgrid[0:h, 0:w]
+    cx, cy = (e * xx).sum() / et, (e * yy).sum() / et
+    return {
+        "f_peak": float(f.flat[i]),
+        "f_mean": float((P * f).sum() / tot),
+        "orientedness": float(np.abs((P * np.exp(2j * phi)).sum()) / tot),
+        "spread": float(np.sqrt((e * ((xx - cx) ** 2 + (yy - cy) ** 2)).sum() / et)),
+    }
+
+
+def classify_atom(atom, shape=None, r2_min=0.7, gabor_fit=None) -> tuple[str, dict]:
+    """Type of one atom, from fits a test can check on synthetic atoms (see
+    :func:`classify_atoms` for the rule); returns (type, features)."""
+    img = _as_image(atom, shape)
+    side = max(img.shape)
+    sp = spectral_features(img)
+    g = gabor_fit if gabor_fit is not None else fit_gabor(img)
+    d = fit_dog(img)
+    feats = dict(sp, r2_gabor=g["r2"], r2_dog=d["r2"], f_gabor=g["f"], nx=g["nx"], ny=g["ny"])
+    smooth = sp["f_peak"] <= 1.5 / side and sp["f_mean"] <= 2.5 / side
+    if smooth and sp["spread"] >= 0.35 * side:
+        kind = "low-frequency"
+    elif g["r2"] >= r2_min and sp["orientedness"] >= 0.4 and g["f"] * side >= 1.0:
+        kind = "gabor"
+    elif d["r2"] >= r2_min and sp["orientedness"] < 0.4:
+        kind = "blob"
+    else:
+        kind = "unstructured"
+    return kind, feats
+
+
+def classify_atoms(D, shape=None, r2_min=0.7, fits=None, progress=False) -> dict:
+    """Classify every atom of D as ``"gabor"`` (oriented Gabor or edge), ``"blob"``
+    (centre-surround or blob), ``"low-frequency"`` or ``"unstructured"``, in this order:
+
+    - low-frequency: the peak of its power spectrum at most 1.5 and its mean at most 2.5
+      cycles per patch width, and its energy spread (:func:`spectral_features`) at least
+      0.35 patch widths (smooth and extended; a uniform spread is 0.41);
+    - gabor: Gabor fit (:func:`fit_gabor`) ``R^2 >= r2_min``, orientedness of the power
+      spectrum ``>= 0.4`` and at least one carrier cycle per patch width;
+    - blob: difference-of-Gaussians fit (:func:`fit_dog`) ``R^2 >= r2_min`` and an
+      isotropic spectrum (orientedness ``< 0.4``);
+    - unstructured: the rest.
+
+    ``fits``: Gabor fits from :func:`fit_gabors` to reuse. Returns ``{"type": array of
+    str, "fractions": {type: fraction}, "features": {name: array}}``.
+    """
+    D = np.asarray(D, dtype=np.float64)
+    it = range(len(D))
+    if progress:
+        it = tqdm(it, desc="atom types", unit="atom")
+    kinds, feats = [], []
+    for i in it:
+        g = None if fits is None else {k: float(fits[k][i]) for k in ("r2", "f", "nx", "ny")}
+        k, f = classify_atom(D[i], shape, r2_min, g)
+        kinds.append(k)
+        feats.append(f)
+    kinds = np.array(kinds)
+    return {
+        "type": kinds,
+        "fractions": {t: float((kinds == t).mean()) if len(kinds) else 0.0 for t in ATOM_TYPES},
+        "features": {k: np.array([f[k] for f in feats]) for k in (feats[0] if feats else {})},
+    }
+
+
+def plot_gabor_params(fits_by_name: dict, path, r2_min=0.8):
+    """Distributions of the Gabor parameters of the well-fit atoms (``R^2 >= r2_min``), one
+    line per dictionary: spatial frequency (cycles/pixel), orientation of the bars (deg),
+    n_x and n_y (Ringach 2002); the legend gives each dictionary's fraction well fit."""
+    fig, axes = _fig(1, 4, figsize=(13, 3))
+    specs = (
+        ("f", np.linspace(0, 0.5, 21), "spatial frequency (cycles/pixel)"),
+        ("theta", np.linspace(0, 180, 13), "orientation of the bars (deg)"),
+        ("nx", np.linspace(0, 1.5, 16), "$n_x = \\sigma_x f$"),
+        ("ny", np.linspace(0, 1.5, 16), "$n_y = \\sigma_y f$"),
+    )
+    for name, fits in fits_by_name.items():
+        good = np.asarray(fits["r2"]) >= r2_min
+        for ax, (key, bins, label) in zip(axes, specs):
+            v = np.asarray(fits[key])[good]
+            if key == "theta":
+                v = (np.degrees(v) + 90.0) % 180.0
+            v = np.clip(v, bins[0], bins[-1])
+            ax.hist(
+                v,
+                bins=bins,
+                histtype="step",
+                lw=1.3,
+                density=True,
+                label=f"{name} ({good.mean():.0%} fit)",
+            )
+            ax.set_xlabel(label)
+    axes[0].set_ylabel("density")
+    axes[-1].legend(fontsize=6)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    return path
+
+
+def plot_type_fractions(points: dict, path, xlabel="active fraction (%)"):
+    """Fraction of each atom type against the code's sparsity, one panel per penalty.
+    ``points``: ``{penalty: [(active_fraction, {type: fraction}), ...]}``."""
+    n = max(len(points), 1)
+    fig, axes = _fig(1, n, figsize=(3.4 * n, 3), squeeze=False)
+    for ax, (pen, pts) in zip(axes.ravel(), points.items()):
+        pts = sorted(pts, key=lambda p: p[0])
+        xs = [100 * p[0] for p in pts]
+        for t in ATOM_TYPES:
+            ax.plot(xs, [p[1].get(t, 0.0) for p in pts], "o-", ms=3, label=t)
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1)
+        ax.set_title(pen, fontsize=9)
+        ax.set_xlabel(xlabel)
+    axes.ravel()[0].set_ylabel("fraction of atoms")
+    axes.ravel()[-1].legend(fontsize=6)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    return path
+
+
 __all__ = [
     "GABOR_PARAMS",
     "gabor",
@@ -391,4 +604,11 @@ __all__ = [
     "plot_nxny",
     "plot_orientation_hist",
     "plot_tuning",
+    "ATOM_TYPES",
+    "fit_dog",
+    "spectral_features",
+    "classify_atom",
+    "classify_atoms",
+    "plot_gabor_params",
+    "plot_type_fractions",
 ]

@@ -1,9 +1,18 @@
 """Data that works offline: MNIST, the natural images that scikit-image and scikit-learn ship,
 loaders for the formats users bring, and whitened patches."""
 
-from ._images import NATURAL_IMAGES, load_images, natural_images, read_vanhateren, to_gray
+from ._images import (
+    NATURAL_IMAGES,
+    image_files,
+    load_images,
+    natural_images,
+    read_image,
+    read_vanhateren,
+    to_gray,
+)
 from ._mnist import mnist, read_idx
 from ._patches import olshausen_filter, patches, whiten_olshausen, zca_matrix
+from ._stream import patch_stream
 
 __all__ = [
     "mnist",
@@ -11,6 +20,9 @@ __all__ = [
     "NATURAL_IMAGES",
     "natural_images",
     "load_images",
+    "image_files",
+    "read_image",
+    "patch_stream",
     "read_vanhateren",
     "to_gray",
     "patches",

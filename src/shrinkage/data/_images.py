@@ -107,10 +107,34 @@ def read_olshausen_mat(path) -> list[np.ndarray]:
 
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+_KNOWN_SUFFIXES = _IMAGE_SUFFIXES | {".imc", ".iml", ".mat"}
 
 
-def _read_one(f: Path, suffix: str) -> list[np.ndarray]:
-    """The images of one file; ValueError naming the file when it cannot be read."""
+def image_files(path) -> list[Path]:
+    """The image files a :func:`load_images` call would read, sorted, without reading them."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"path={str(path)!r} does not exist")
+    if not path.is_dir():
+        _check_suffix(path)
+        return [path]
+    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _KNOWN_SUFFIXES)
+
+
+def _check_suffix(f: Path) -> None:
+    if f.suffix.lower() not in _KNOWN_SUFFIXES:
+        raise ValueError(
+            f"{f}: unknown image format {f.suffix.lower()!r}; known: .png .jpg .jpeg .tif "
+            ".tiff .bmp .imc .iml .mat"
+        )
+
+
+def read_image(f) -> list[np.ndarray]:
+    """The image(s) of one file (a ``.mat`` may hold several), as :func:`load_images`; a
+    file of an unknown format or one that cannot be decoded is a ValueError naming it."""
+    f = Path(f)
+    _check_suffix(f)
+    suffix = f.suffix.lower()
     try:
         if suffix in (".imc", ".iml"):
             return [read_vanhateren(f)]
@@ -130,24 +154,16 @@ def load_images(path) -> list[np.ndarray]:
 
     Photos are converted to grayscale in [0, 1]; van Hateren images keep their raw 16-bit
     values as float64 (scale them yourself or let :func:`patches` normalise them). A file
-    that cannot be decoded is a ValueError naming it.
+    that cannot be decoded is a ValueError naming it; files of other formats in a folder are
+    skipped. For folders larger than memory, stream them with
+    :func:`shrinkage.data.patch_stream`.
 
     >>> # load_images("vanhateren_imc/")  -> list of (1024, 1536) arrays
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"path={str(path)!r} does not exist")
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    files = image_files(path)
     out: list[np.ndarray] = []
     for f in files:
-        suffix = f.suffix.lower()
-        if suffix in (".imc", ".iml", ".mat", *_IMAGE_SUFFIXES):
-            out.extend(_read_one(f, suffix))
-        elif path.is_file():
-            raise ValueError(
-                f"{f}: unknown image format {suffix!r}; known: .png .jpg .jpeg .tif .tiff .bmp "
-                ".imc .iml .mat"
-            )
+        out.extend(read_image(f))
     if not out:
         warnings.warn(f"no images found in {path}", stacklevel=2)
     return out

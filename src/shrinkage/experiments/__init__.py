@@ -6,6 +6,8 @@
   fine-tune (``FinetuneConfig``, ``finetune``);
 - :mod:`shrinkage.experiments.codes` -- dictionaries on natural-image patches (``learn``,
   ``compare``);
+- :mod:`shrinkage.experiments.codes_sweep` -- the overcompleteness sweep on streamed patches
+  (``sweep``, resumable run by run);
 - :mod:`shrinkage.experiments.activations` -- deep edge-of-chaos networks on MNIST
   (``train_run``, ``reproduce``).
 

@@ -2,11 +2,14 @@
 
 - :func:`load_patches` -- whitened natural-image patches, train and held-out split;
 - :func:`learn` -- one dictionary, its held-out metrics, Gabor fits and grating tuning
-  (recipe :class:`LearnRecipe`);
+  (recipe :class:`LearnRecipe`); ``n_epochs`` passes, or with ``learn_tol > 0`` until
+  converged (``n_epochs`` the cap; :func:`shrinkage.codes.learn_dictionary`);
 - :func:`compare` -- for each penalty and dictionary size a sweep of lam, one dictionary per
   point; relative error vs active fraction on held-out patches and, at matched error levels,
-  the active fraction each penalty needs (recipe :class:`CompareRecipe`).
+  the active fraction each penalty needs, and each analysed dictionary's atom types (recipe
+  :class:`CompareRecipe`).
 
+The overcompleteness sweep on streamed patches is :mod:`shrinkage.experiments.codes_sweep`.
 The recipes' defaults are the command line's (``shrinkage codes learn|compare``).
 """
 
@@ -23,7 +26,7 @@ import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from .._checks import check_choice, check_int_at_least
+from .._checks import check_choice, check_int_at_least, check_nonnegative
 from .._io import atomic_path, check_writable_dir, save_figure, write_json
 from ..codes import (
     LearnState,
@@ -88,7 +91,24 @@ def _h(text: str, **extra) -> dict:
 _NO_RELAX = "l0 codes by hard thresholding from zero, not from their CEL0 relaxation"
 _TEST = field(default=2000, metadata=_h("held-out patches", flag="--test"))
 _SIZE = field(default=16, metadata=_h("patch side in pixels"))
-_EPOCHS = field(default=1, metadata=_h("passes over the patches", flag="--epochs"))
+_EPOCHS = field(
+    default=1, metadata=_h("passes over the patches (the cap with --learn-tol)", flag="--epochs")
+)
+_LEARN_TOL = field(
+    default=0.0,
+    metadata=_h(
+        "stop before --epochs once --max-no-improvement passes in a row lowered the objective "
+        "by at most this (relative); 0: exactly --epochs passes"
+    ),
+)
+_NO_IMPROVEMENT = field(default=3, metadata=_h("see --learn-tol"))
+_MONITOR = field(
+    default=0,
+    metadata=_h(
+        "judge convergence on the energy of this many fixed training patches (0: each "
+        "pass's mean energy)"
+    ),
+)
 _UPDATE = field(default="bcd", metadata=_h("bcd | gradient"))
 _CONTINUATION = field(default=0, metadata=_h("lam-continuation stages for held-out codes"))
 _RELAX = field(default=True, metadata=_h(_NO_RELAX, flag="--no-relax"))
@@ -101,6 +121,9 @@ def _check_common(r) -> None:
     for name in ("n_patches", "n_test", "size", "n_epochs", "batch_size"):
         check_int_at_least(name, getattr(r, name), 1)
     check_int_at_least("continuation", r.continuation, 0)
+    check_nonnegative("learn_tol", r.learn_tol)
+    check_int_at_least("max_no_improvement", r.max_no_improvement, 1)
+    check_int_at_least("monitor", r.monitor, 0)
     if r.threads is not None:
         check_int_at_least("threads", r.threads, 1)
 
@@ -116,6 +139,9 @@ class LearnRecipe(Recipe):
     n_test: int = _TEST
     size: int = _SIZE
     n_epochs: int = _EPOCHS
+    learn_tol: float = _LEARN_TOL
+    max_no_improvement: int = _NO_IMPROVEMENT
+    monitor: int = _MONITOR
     batch_size: int = 256
     lr: float = field(default=1.0, metadata=_h("gradient-update step"))
     update: str = _UPDATE
@@ -148,6 +174,9 @@ class CompareRecipe(Recipe):
     n_test: int = _TEST
     size: int = _SIZE
     n_epochs: int = _EPOCHS
+    learn_tol: float = _LEARN_TOL
+    max_no_improvement: int = _NO_IMPROVEMENT
+    monitor: int = _MONITOR
     batch_size: int = 256
     update: str = _UPDATE
     seed: int = 0
@@ -192,7 +221,11 @@ def learn(
     (``learn(penalty="l1", lam=0.1, n_atoms=64)``). ``data``: optional (train, test) patches.
     ``relax``: every l0 encoding (learning, held-out codes, tuning) starts from the codes of
     its exact relaxation CEL0 (:data:`RELAXATIONS`) instead of from zero. ``threads``
-    applies inside the call only.
+    applies inside the call only. ``learn_tol > 0``: stop before ``n_epochs`` once converged
+    (:func:`~shrinkage.codes.learn_dictionary`), judged on the first ``monitor`` training
+    patches when ``monitor > 0``; 0 (the default): exactly ``n_epochs`` passes. The metrics
+    say how many passes ran (``epochs_run``), whether the stopping rule ended them
+    (``converged``) and how many atoms were resampled (``resampled_atoms``).
 
     With ``out``, ``out/checkpoint.pt`` keeps the learning as it goes (every
     :data:`~shrinkage.experiments.checkpoint.EVERY_SECONDS`, and when learning ends; removed
@@ -218,18 +251,33 @@ _NOT_LEARNING = ("analyse", "threads", "continuation")
 
 
 def _learn_state(saved, n: int, n_features: int, r: LearnRecipe, path) -> LearnState:
-    """The LearnState of a checkpoint, checked against this run (CheckpointError if not)."""
+    """The LearnState of a checkpoint, checked against this run (CheckpointError if not).
+
+    The run is one :func:`learn_dictionary` call from scratch (``init="data"``, adaptive
+    window, resampling every :data:`_RESAMPLE_EVERY` batches), so its position fixes the
+    counts: passes done, updates, samples since the last resampling and since the last
+    convergence check, the Kesten block, and which tensors exist yet."""
     try:
+        if not isinstance(saved, dict) or set(saved) != _STATE_FIELDS:
+            have = set(saved) if isinstance(saved, dict) else set()
+            raise ValueError(
+                f"the state's entries differ (missing {sorted(_STATE_FIELDS - have)}, "
+                f"unknown {sorted(have - _STATE_FIELDS)})"
+            )
         st = LearnState(**saved)
         D = st.D
         if not isinstance(D, torch.Tensor) or D.shape != (r.n_atoms, n_features):
             raise ValueError(f"D must be ({r.n_atoms}, {n_features})")
         if not bool(torch.isfinite(D).all()):
             raise ValueError("D is not finite")
-        for name in ("step", "seen", "epoch", "batch"):
+        for name in _INT_FIELDS:
             v = getattr(st, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+        if not isinstance(st.converged, bool) or st.stage is not None:
+            raise ValueError("converged must be a bool and stage None (no l1 stage here)")
+        if not isinstance(st.window_energy, float) or not math.isfinite(st.window_energy):
+            raise ValueError("window_energy must be a finite float")
         if (
             not isinstance(st.rng, torch.Tensor)
             or st.rng.dtype != torch.uint8
@@ -242,34 +290,113 @@ def _learn_state(saved, n: int, n_features: int, r: LearnRecipe, path) -> LearnS
             or not torch.equal(st.order.sort().values, torch.arange(n))
         ):
             raise ValueError(f"order must be a permutation of the {n} training rows")
+        bcd = r.update == "bcd"
         k = r.n_atoms
-        for name, shape in (("A", (k, k)), ("B", (k, n_features)), ("usage", (k,))):
+        for name, shape, there in (
+            ("A", (k, k), bcd and st.step > 0),
+            ("B", (k, n_features), bcd and st.step > 0),
+            ("usage", (k,), st.step > 0),
+            ("block_start", (k, n_features), bcd and st.step > 0),
+            ("last_delta", (k, n_features), bcd and st.step >= _BLOCK),
+            ("check_D", (k, n_features), bool(st.checks)),
+        ):
             t = getattr(st, name)
-            if t is None:
+            if not there:
+                if t is not None:
+                    raise ValueError(f"{name} must be None at this position")
                 continue
             if not isinstance(t, torch.Tensor) or t.shape != shape or t.dtype != D.dtype:
                 raise ValueError(f"{name} must be a {D.dtype} tensor of shape {shape}")
             if not bool(torch.isfinite(t).all()):
                 raise ValueError(f"{name} is not finite")
-        if (st.A is None) != (st.B is None) or (r.update == "bcd" and st.step > 0 and st.A is None):
-            raise ValueError("A and B must both be there once a bcd update was made")
-        if st.step > 0 and st.usage is None:
-            raise ValueError("usage must be there once an update was made")
         hist = st.history
         if not isinstance(hist, list) or len(hist) != st.step:
             raise ValueError("history must hold one energy per dictionary update")
         if not all(isinstance(e, float) and math.isfinite(e) for e in hist):
             raise ValueError("history must hold finite energies")
         n_batches = max(n // r.batch_size, 1)
-        if st.batch > n_batches or (st.order is None and st.batch):
-            raise ValueError(f"batch {st.batch} is not a position in an epoch")
+        rows = min(r.batch_size, n)
+        if st.order is None:  # learning finished (the state kept while evaluating)
+            if st.batch or st.epoch != r.n_epochs or st.epochs > r.n_epochs:
+                raise ValueError("a finished state has no batch position")
+            if not (st.converged or st.epochs == r.n_epochs):
+                raise ValueError("learning ended before the cap without converging")
+            passes_done = st.epochs
+            if st.step != st.epochs * n_batches:
+                raise ValueError(f"step must be {st.epochs} x {n_batches} batches")
+        else:
+            if not 1 <= st.batch <= n_batches or st.epochs != st.epoch or st.converged:
+                raise ValueError(f"batch {st.batch} of pass {st.epoch} is not a position")
+            passes_done = st.epoch
+            if st.step != st.epoch * n_batches + st.batch:
+                raise ValueError(f"step must be {st.epoch} x {n_batches} + {st.batch}")
+        _check_checks(st, passes_done, n_batches)
+        last = st.checks[-1]["steps"] if st.checks else 0
+        if st.window_count != (st.step - last) * rows:
+            raise ValueError("window_count must count the samples since the last check")
+        if st.since_resample != st.step % _RESAMPLE_EVERY or st.seen != st.since_resample * rows:
+            raise ValueError("since_resample and seen must count since the last resampling")
+        if st.n_resampled > (st.step // _RESAMPLE_EVERY) * k:
+            raise ValueError("n_resampled exceeds the atoms that could have been resampled")
+        blocks = st.step // _BLOCK if bcd else 0
+        kesten_max = min(max(blocks - 1, 0), _MAX_WINDOW - 1)
+        if st.block_len != (st.step % _BLOCK if bcd else 0) or st.kesten > kesten_max:
+            raise ValueError("block_len and kesten must follow the updates made")
         torch.Generator().set_state(st.rng)
-    except (TypeError, ValueError, RuntimeError, AttributeError) as e:
+    except (TypeError, ValueError, RuntimeError, AttributeError, KeyError) as e:
         raise CheckpointError(
             f"checkpoint {str(path)!r} does not fit this run: {type(e).__name__}: {e}"
         ) from None
     return st
 
+
+def _check_checks(st: LearnState, passes_done: int, n_batches: int) -> None:
+    """The convergence checks so far: one record per check, at the end of a pass."""
+    if not isinstance(st.checks, list) or len(st.checks) > passes_done:
+        raise ValueError("checks must be a list of at most one record per pass done")
+    steps = 0
+    for i, c in enumerate(st.checks):
+        if not isinstance(c, dict) or set(c) != _CHECK_KEYS:
+            raise ValueError(f"checks[{i}] must have the entries {sorted(_CHECK_KEYS)}")
+        obj, change = c["objective"], c["dict_change"]
+        if not isinstance(obj, float) or not math.isfinite(obj):
+            raise ValueError(f"checks[{i}]: objective must be a finite float")
+        if (change is None) != (i == 0) or not (
+            change is None or (isinstance(change, float) and 0 <= change < math.inf)
+        ):
+            raise ValueError(f"checks[{i}]: dict_change must be a float >= 0 (None first)")
+        for name in ("steps", "resampled", "window"):
+            if isinstance(c[name], bool) or not isinstance(c[name], int) or c[name] < 0:
+                raise ValueError(f"checks[{i}]: {name} must be an integer >= 0")
+        if c["steps"] <= steps or c["steps"] % n_batches or c["steps"] > st.step:
+            raise ValueError(f"checks[{i}]: steps must grow by whole passes")
+        steps = c["steps"]
+    has = bool(st.checks)
+    if (st.best is not None) != has or st.no_improvement > len(st.checks):
+        raise ValueError("best and no_improvement must follow the checks made")
+    if has and (not isinstance(st.best, float) or not math.isfinite(st.best)):
+        raise ValueError("best must be a finite float")
+
+
+_STATE_FIELDS = {f.name for f in dataclasses.fields(LearnState)}
+_INT_FIELDS = (
+    "step",
+    "seen",
+    "since_resample",
+    "epoch",
+    "batch",
+    "epochs",
+    "kesten",
+    "block_len",
+    "n_resampled",
+    "window_count",
+    "no_improvement",
+)
+_CHECK_KEYS = {"objective", "dict_change", "steps", "resampled", "window"}
+_RESAMPLE_EVERY = 50  # batches between resamplings of dead and duplicate atoms
+# The adaptive window of shrinkage.codes.learn_dictionary: blocks of 5 updates, at most 10
+# batches.
+_BLOCK, _MAX_WINDOW = 5, 10
 
 _FINISHED = torch.Generator().get_state()  # a position after the last batch
 
@@ -281,11 +408,14 @@ def _learn_dictionary(r: LearnRecipe, Xtr_t, warm, progress, state, on_batch):
         r.penalty,
         r.lam,
         n_epochs=r.n_epochs,
+        learn_tol=r.learn_tol,
+        max_no_improvement=r.max_no_improvement,
+        monitor=Xtr_t[: r.monitor] if r.monitor else None,
         batch_size=r.batch_size,
         lr=r.lr,
         update=r.update,
         init="data",
-        resample_every=50,
+        resample_every=_RESAMPLE_EVERY,
         random_state=r.seed,
         max_iter=r.max_iter,
         tol=r.tol,
@@ -337,6 +467,9 @@ def _learn(r: LearnRecipe, data, progress, dtype, ckpt=None) -> dict:
         continuation=r.continuation,
         relaxed=bool(warm),
         batches=st.step,
+        epochs_run=st.epochs,
+        converged=st.converged,
+        resampled_atoms=st.n_resampled,
         train_energy_last=st.history[-1],
     )
     out = {"D": D, "metrics": metrics, "history": st.history}
@@ -416,6 +549,9 @@ def _sweep(r: CompareRecipe, Xtr, Xte, progress):
                     lam=float(lam_from_threshold(pen, thr)),
                     n_atoms=k,
                     n_epochs=r.n_epochs,
+                    learn_tol=r.learn_tol,
+                    max_no_improvement=r.max_no_improvement,
+                    monitor=r.monitor,
                     batch_size=r.batch_size,
                     update=r.update,
                     seed=r.seed,
@@ -457,7 +593,8 @@ def _matched(r: CompareRecipe, rows, error_levels) -> list[dict]:
 
 def _analyse(r: CompareRecipe, rows, dicts, Xte, error_levels, progress) -> dict:
     """V1 analyses on one dictionary per (penalty, size): the one nearest the middle error
-    (its row gains the ``v1_*`` summary)."""
+    (its row gains the ``v1_*`` summary and the ``type_*`` fractions of
+    :func:`~shrinkage.codes.v1.classify_atoms`)."""
     analyses = {}
     mid = error_levels[len(error_levels) // 2]
     norm = float(np.linalg.norm(Xte, axis=1).mean())
@@ -472,7 +609,9 @@ def _analyse(r: CompareRecipe, rows, dicts, Xte, error_levels, progress) -> dict
                 D, pen, row["lam"], norm=norm, max_iter=300, tol=1e-3, **warm
             )
             summ = v1.summary(fits, tuning)
+            types = v1.classify_atoms(D, fits=fits)["fractions"]
             row.update({f"v1_{a}": b for a, b in summ.items()})
+            row.update({f"type_{a}": b for a, b in types.items()})
             analyses[(pen, k, row["threshold"])] = (fits, tuning)
     return analyses
 
@@ -504,6 +643,7 @@ def write_outputs(result, dicts, analyses, out: Path):
             v1.plot_tuning(tuning, out / f"tuning_{tag}.png")
         v1.plot_nxny(chosen, out / "nxny.png")
         v1.plot_orientation_hist(chosen, out / "orientations.png")
+        v1.plot_gabor_params(chosen, out / "gabor_params.png")
 
 
 def plot_tradeoff(rows, path):

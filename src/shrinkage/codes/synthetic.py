@@ -1,0 +1,91 @@
+"""Planted sparse-coding problems: signals made of a few atoms of a known dictionary.
+
+The test bed of dictionary learning (Aharon, Elad & Bruckstein 2006, K-SVD; scikit-learn's
+``make_sparse_coded_signal``): does learning find the atoms the data were made of? Measured
+by :func:`atom_recovery`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._checks import check_int_at_least, check_nonnegative
+
+
+def planted_problem(
+    n_samples: int = 3000,
+    n_atoms: int = 40,
+    n_features: int = 16,
+    n_active: int = 3,
+    noise: float = 0.01,
+    amplitude=(1.0, 2.0),
+    seed: int = 0,
+):
+    """Signals ``x = z D + noise`` with a random unit-norm dictionary D (rows Gaussian, then
+    normalised) and codes z with exactly ``n_active`` non-zeros per row, at atoms drawn
+    uniformly without replacement, of random sign and magnitude uniform in ``amplitude``;
+    noise is Gaussian with standard deviation ``noise`` per feature.
+
+    Returns ``(X, D, Z)``: (n_samples, n_features), (n_atoms, n_features), (n_samples,
+    n_atoms) float64 arrays.
+
+    Examples
+    --------
+    >>> X, D, Z = planted_problem(100, 8, 6, 2, seed=1)
+    >>> X.shape, D.shape, int((Z != 0).sum(1).max())
+    ((100, 6), (8, 6), 2)
+    """
+    n_samples = check_int_at_least("n_samples", n_samples, 1)
+    n_atoms = check_int_at_least("n_atoms", n_atoms, 1)
+    n_features = check_int_at_least("n_features", n_features, 1)
+    n_active = check_int_at_least("n_active", n_active, 0)
+    if n_active > n_atoms:
+        raise ValueError(f"n_active must be <= n_atoms = {n_atoms}, got n_active={n_active}")
+    check_nonnegative("noise", noise)
+    lo, hi = (float(a) for a in amplitude)
+    if not 0 <= lo <= hi:
+        raise ValueError(f"amplitude must be (low, high) with 0 <= low <= high, got {amplitude}")
+    rng = np.random.default_rng(seed)
+    D = rng.standard_normal((n_atoms, n_features))
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    Z = np.zeros((n_samples, n_atoms))
+    idx = np.argsort(rng.random((n_samples, n_atoms)), axis=1)[:, :n_active]
+    vals = rng.choice([-1.0, 1.0], (n_samples, n_active)) * rng.uniform(
+        lo, hi, (n_samples, n_active)
+    )
+    np.put_along_axis(Z, idx, vals, axis=1)
+    X = Z @ D + noise * rng.standard_normal((n_samples, n_features))
+    return X, D, Z
+
+
+def matched_cosines(D_true, D) -> np.ndarray:
+    """For each true atom, the largest ``|cos|`` with a learned atom (sign and order free)."""
+    A = np.asarray(D_true, dtype=np.float64)
+    B = np.asarray(D, dtype=np.float64)
+    if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[1]:
+        raise ValueError(
+            f"D_true and D must be (n_atoms, n_features) with the same n_features, got "
+            f"{A.shape} and {B.shape}"
+        )
+    na = np.linalg.norm(A, axis=1, keepdims=True)
+    nb = np.linalg.norm(B, axis=1, keepdims=True)
+    if (na == 0).any() or (nb == 0).any():
+        raise ValueError("a zero atom has no direction: every atom needs a non-zero norm")
+    return np.abs((A / na) @ (B / nb).T).max(axis=1)
+
+
+def atom_recovery(D_true, D, cos: float = 0.95) -> float:
+    """Fraction of the true atoms that some learned atom matches with ``|cos| >= cos``.
+
+    Examples
+    --------
+    >>> D = np.eye(3)
+    >>> atom_recovery(D, -D[[2, 0, 1]]), atom_recovery(D, D[:2])
+    (1.0, 0.6666666666666666)
+    """
+    if not 0 < cos <= 1:
+        raise ValueError(f"cos must be in (0, 1], got cos={cos!r}")
+    return float((matched_cosines(D_true, D) >= cos).mean())
+
+
+__all__ = ["planted_problem", "matched_cosines", "atom_recovery"]
