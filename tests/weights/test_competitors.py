@@ -11,6 +11,7 @@ from torch import nn
 
 from shrinkage.weights import Constant, Cubic, Sparsifier
 from shrinkage.weights._rigl import drop_fraction, drop_grow, layer_counts, layer_densities
+from shrinkage.weights._sparsifier import FROZEN_STEPS
 from shrinkage.weights._str import D_MAX, HORIZON
 
 
@@ -156,11 +157,32 @@ def test_str_warns_when_the_optimizer_does_not_hold_its_thresholds():
     sp = Sparsifier(model, 0.5, method="str")
     opt = torch.optim.SGD(weights, lr=0.1)
     with pytest.warns(UserWarning, match="threshold_parameters"):
-        for t in range(3):
+        for t in range(FROZEN_STEPS + 1):
             x, y = _batch(t)
             opt.zero_grad()
             nn.functional.cross_entropy(model(x), y).backward()
             opt.step()
+            sp.step()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_str_no_frozen_warning_when_updates_fall_below_float_resolution(dtype):
+    """The end of a cosine schedule: lr so small that s does not change at all for many steps
+    (nor at the first steps): the optimizer does hold s, so no warning."""
+    model = _mlp(dtype=dtype)
+    sp = Sparsifier(model, 0.5, method="str")
+    opt = torch.optim.SGD(model.parameters(), lr=1e-30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for t in range(3 * FROZEN_STEPS):
+            opt.param_groups[0]["lr"] = 0.1 if FROZEN_STEPS // 2 <= t < FROZEN_STEPS else 1e-30
+            x, y = _batch(t, dtype=dtype)
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            s_before = [p.detach().clone() for p in sp.threshold_parameters()]
+            opt.step()
+            if t == 0 or t == 2 * FROZEN_STEPS:  # really below resolution, at the start and end
+                assert all(torch.equal(p, q) for p, q in zip(sp.threshold_parameters(), s_before))
             sp.step()
 
 

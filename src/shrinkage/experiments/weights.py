@@ -223,9 +223,11 @@ def _schedule(cfg: TrainConfig, total: int):
     return Constant(start)
 
 
-def _data(cfg: TrainConfig):
+def _data(cfg, split: str = "test"):
+    """MNIST's 50k training images and the ``split`` ("test" or "val") to report on; ``cfg``
+    gives ``subset`` / ``test_subset`` (a TrainConfig or a FinetuneConfig)."""
     x, y = mnist("train")
-    xt, yt = mnist(cfg.eval_split)
+    xt, yt = mnist(split)
     if cfg.subset:
         x, y = x[: cfg.subset], y[: cfg.subset]
     if cfg.test_subset:
@@ -325,7 +327,7 @@ def _train(cfg: TrainConfig, data, resume) -> dict:
     out = Path(cfg.out) if cfg.out else None
     if out is not None:
         write_json(out / "config.json", cfg.to_dict())
-    x, y, xt, yt = data if data is not None else _data(cfg)
+    x, y, xt, yt = data if data is not None else _data(cfg, cfg.eval_split)
     torch.manual_seed(cfg.seed)
     act_cfg = parse_activation(cfg.activation, cfg.m_scale)
     model = build_model(cfg.model, act_cfg, cfg.depth, cfg.width)

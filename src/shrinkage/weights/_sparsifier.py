@@ -23,6 +23,10 @@ from ._str import decay_rate
 __all__ = ["Sparsifier", "METHODS", "PRUNABLE", "PrunedLayerWarning"]
 
 
+# str: steps with gradients and no move of any threshold before the frozen-threshold warning
+FROZEN_STEPS = 10
+
+
 def _mean_over_ranks(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """The mean over the ranks of a torch.distributed group (one all_reduce of all tensors
     together), or the tensors themselves outside one."""
@@ -208,9 +212,10 @@ class Sparsifier:
         and prox_ste, off for hard_ste and str; gmp and rigl have none to turn on).
     method_params : options of ``str`` and ``rigl`` (refused with another method):
 
-        - str: ``s_init`` (-8.0, the initial s_l), ``decay`` (1e-4, the decay rate of s_l
-          at step 0), ``control`` (True; False keeps the decay fixed, STR's own rule, and
-          leaves the target to the projection alone);
+        - str: ``s_init`` (-8.0, the initial s_l), ``control`` (True: a controller sets the
+          decay rate of s_l at every step; False keeps it fixed, STR's own rule, and leaves
+          the target to the projection alone), ``decay`` (0.0, that fixed rate per step in
+          [0, 1); only with ``control=False``, refused otherwise);
         - rigl: ``update_end`` (required: the step from which the mask is frozen; RigL uses
           75 % of training), ``update_every`` (100), ``drop_fraction`` (0.3),
           ``distribution`` (``"erk"`` or ``"uniform"``), ``seed`` (0, the initial random mask;
@@ -303,7 +308,8 @@ class Sparsifier:
         self._decay = self.method_params.get("decay", 0.0)
         self.learned_sparsity: float | None = None  # str: the sparsity of its own thresholds
         self._s_after: list[torch.Tensor] | None = None  # str: s as step() left it
-        self._warned_frozen = False
+        self._frozen_checked = False  # str: the optimizer holds s (checked until it moves)
+        self._frozen_steps = 0
 
         self.model = model
         self._step = 0
@@ -476,18 +482,25 @@ class Sparsifier:
     def _decay_thresholds(self) -> None:
         """s_l <- (1 - d) s_l: decoupled weight decay, towards 0, i.e. a higher threshold."""
         params = self.threshold_parameters()
-        if self._s_after is not None and not self._warned_frozen:
+        if self._s_after is not None and not self._frozen_checked:
+            # One update can be below float resolution (a small lr times sigmoid'(s) at s=-8,
+            # the end of a cosine schedule), so the check waits for FROZEN_STEPS steps with
+            # gradients and no move at all, and stops at the first move.
             moved = any(not torch.equal(p, q) for p, q in zip(params, self._s_after))
             learning = any(p.grad is not None and bool((p.grad != 0).any()) for p in params)
-            if learning and not moved:
-                self._warned_frozen = True
-                warnings.warn(
-                    "str's thresholds got gradients but the optimizer did not move them: "
-                    "build the optimizer after the Sparsifier, or add "
-                    "sp.threshold_parameters() to it (with weight_decay=0)",
-                    UserWarning,
-                    stacklevel=4,
-                )
+            if moved:
+                self._frozen_checked = True
+            elif learning:
+                self._frozen_steps += 1
+                if self._frozen_steps >= FROZEN_STEPS:
+                    self._frozen_checked = True
+                    warnings.warn(
+                        f"str's thresholds got gradients for {FROZEN_STEPS} steps but the "
+                        "optimizer never moved them: build the optimizer after the Sparsifier, "
+                        "or add sp.threshold_parameters() to it (with weight_decay=0)",
+                        UserWarning,
+                        stacklevel=4,
+                    )
         for p in params:
             p.mul_(1.0 - self._decay)
         self._s_after = [p.detach().clone() for p in params]
