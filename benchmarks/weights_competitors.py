@@ -144,6 +144,8 @@ def summary(rows: list[dict]) -> dict:
                 "mean": float(np.mean(acc)),
                 "sd": float(np.std(acc, ddof=1)) if len(acc) > 1 else None,
                 "sparse_macs": float(np.mean([float(r["sparse_macs"]) for r in hit])),
+                # seeds whose loss blew up (the accuracy is where training stopped)
+                "diverged": [int(r["seed"]) for r in hit if str(r.get("diverged")) == "True"],
                 "st3_minus": [
                     ref[int(r["seed"])] - 100 * r["test_acc"] for r in hit if int(r["seed"]) in ref
                 ],
@@ -154,7 +156,10 @@ def summary(rows: list[dict]) -> dict:
         ok = [
             c["sparse_macs"]
             for c in cells.values()
-            if c["method"] == m and dense and c["mean"] >= out["dense"]["mean"] - 0.5
+            if c["method"] == m
+            and dense
+            and not c["diverged"]
+            and c["mean"] >= out["dense"]["mean"] - 0.5
         ]
         budget[m] = min(ok) if ok else None
     out["macs_within_half_point"] = budget
@@ -183,7 +188,8 @@ def table(model: str, summ: dict, tuned: dict) -> str:
                 continue
             sd = f" ± {c['sd']:.2f}" if c["sd"] is not None else ""
             seeds = f" ({'/'.join(f'{a:.2f}' for a in c['acc'])})" if len(c["acc"]) > 1 else ""
-            row.append(f"{c['mean']:.2f}{sd}{seeds} ({c['sparse_macs'] / 1e3:.1f}k)")
+            bad = f", diverged: seed {'/'.join(map(str, c['diverged']))}" if c["diverged"] else ""
+            row.append(f"{c['mean']:.2f}{sd}{seeds} ({c['sparse_macs'] / 1e3:.1f}k{bad})")
         lr = tuned[m.split("/")[0]]["lr"]
         lines.append(f"| {m} | {lr:g} | " + " | ".join(row) + " |")
     lines += ["", "st3 minus method, points, per seed (positive: st3 better):", ""]

@@ -114,6 +114,29 @@ def test_weights_competitors(tmp_path):
     assert config["eval_split"] == "val" and config["lr"] == 0.1
 
 
+def test_weights_competitors_marks_diverged_runs():
+    """A run whose loss blew up keeps its (stopped) accuracy in the table, says so, and never
+    counts as within 0.5 point of dense."""
+    spec = importlib.util.spec_from_file_location("bench_wc", BENCH / "weights_competitors.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def row(method, s, acc, diverged=False):
+        return {"method": method, "sparsity": s, "seed": 0, "test_acc": acc, "diverged": diverged,
+                "sparse_macs": 100 * (1 - s), "dense_macs": 100}  # fmt: skip
+
+    rows = [row("dense", 0.0, 0.98), row("st3", 0.5, 0.979), row("gmp", 0.5, 0.979, "True")]
+    summ = mod.summary(rows)
+    assert (
+        summ["cells"]["gmp@0.5"]["diverged"] == [0] and summ["cells"]["st3@0.5"]["diverged"] == []
+    )
+    assert summ["macs_within_half_point"] == {"st3": 50.0, "gmp": None}
+    tuned = {m: {"lr": 0.1, "val_acc": {0.1: 0.9}} for m in ("st3", "gmp", "dense")}
+    table = mod.table("m", summ, tuned)
+    assert "| gmp | 0.1 | 97.90 (0.1k, diverged: seed 0) |" in table
+    assert "| st3 | 0.1 | 97.90 (0.1k) |" in table
+
+
 def test_weights_finetune(tmp_path):
     argv = ["--quick", "--models", "lenet_300_100", "--methods", "st3,oneshot"]
     assert _main("weights_finetune")([*argv, "--sparsities", "0.9", "--out", str(tmp_path)]) == 0
