@@ -394,6 +394,10 @@ def test_resume_is_bitwise_exact(method):
 
 
 def test_bad_method_params_name_themselves():
+    with pytest.raises(
+        ValueError, match="method_params must be a dict of options or None, got list"
+    ):
+        Sparsifier(_mlp(), 0.5, method="str", method_params=[("s_init", -4.0)])
     with pytest.raises(ValueError, match="method_params only apply to methods 'str', 'rigl'"):
         Sparsifier(_mlp(), 0.5, method_params={"s_init": -3.0})
     with pytest.raises(ValueError, match="unknown method_params 'alpha'"):

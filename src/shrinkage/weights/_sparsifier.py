@@ -326,6 +326,11 @@ class Sparsifier:
 
     def _method_params(self, given) -> dict:
         defaults = self._m.params
+        if given is not None and not isinstance(given, dict):
+            raise ValueError(
+                f"method_params must be a dict of options or None, got {type(given).__name__} "
+                f"{given!r}"
+            )
         given = dict(given or {})
         if given and not defaults:
             with_params = ", ".join(repr(k) for k, r in RECORDS.items() if r.params)
