@@ -39,8 +39,9 @@ from .weights import MODELS, _data, build_model, evaluate
 
 __all__ = ["FinetuneConfig", "finetune", "load_dense", "FINETUNE_METHODS"]
 
-FINETUNE_METHODS = (*METHODS, "oneshot")
-"""Pruning during the fine-tune: any Sparsifier method, or ``oneshot`` magnitude pruning."""
+FINETUNE_METHODS = (*(m for m in METHODS if m != "rigl"), "oneshot")
+"""Pruning during the fine-tune: any Sparsifier method but ``rigl`` (sparse from the first step,
+on a random mask: nothing to fine-tune from), or ``oneshot`` magnitude pruning."""
 
 
 def _h(text: str, **extra) -> dict:
