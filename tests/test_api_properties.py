@@ -234,7 +234,10 @@ def test_sparsifier_keeps_weights_finite_and_shaped_or_refuses(
 ):
     model, _, dtype = built
     shapes = [m.weight.shape for m in model]
-    kw = {"penalty_params": {"a": 0.5}} if method == "prox_ste" else {}
+    kw = {
+        "prox_ste": {"penalty_params": {"a": 0.5}},
+        "rigl": {"method_params": {"update_end": 1000}},  # no mask update within 3 steps
+    }.get(method, {})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a layer pruned away warns
         try:

@@ -30,6 +30,7 @@ def test_every_benchmark_is_covered():
         "codes_speed",
         "onnx_speed",
         "sparse_inference",
+        "weights_competitors",
         "weights_finetune",
         "weights_overhead",
     }
@@ -146,6 +147,51 @@ def test_weights_overhead(tmp_path):
     assert all(r["ratio_to_dense"]["dense"] == 1.0 for r in res)
     variants = {"dense", "st3", "st3sigma", "gmp", "torch_prune"}
     assert all(set(r["ms_in_hook"]) == variants for r in res)
+
+
+def test_weights_competitors(tmp_path):
+    argv = ["--quick", "--methods", "st3,rigl", "--lrs", "0.05,0.1", "--threads", "1"]
+    argv += ["--variants", "st3:scope=layer"]
+    assert _main("weights_competitors")([*argv, "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "lenet_300_100_summary.json").read_text())
+    assert set(res["tuned"]) == {"st3", "rigl", "dense"}
+    for m, t in res["tuned"].items():  # the chosen lr is the best on the validation images
+        assert t["val_acc"][str(t["lr"])] == max(t["val_acc"].values()), m
+    cells = res["summary"]["cells"]
+    assert set(cells) == {"st3@0.98", "st3/scope=layer@0.98", "rigl@0.98"}
+    assert cells["rigl@0.98"]["st3_minus"] and cells["st3/scope=layer@0.98"]["st3_minus"]
+    assert (tmp_path / "lenet_300_100_acc_vs_macs.png").stat().st_size > 1000
+    table = (tmp_path / "lenet_300_100_table.md").read_text()
+    assert "| st3 |" in table and "Tuning (validation accuracy %" in table
+    config = json.loads(
+        (
+            tmp_path / "tune/lenet_300_100/lr0.1/lenet_300_100_st3_s0.99_seed0/config.json"
+        ).read_text()
+    )
+    assert config["eval_split"] == "val" and config["lr"] == 0.1
+
+
+def test_weights_competitors_marks_diverged_runs():
+    """A run whose loss blew up keeps its (stopped) accuracy in the table, says so, and never
+    counts as within 0.5 point of dense."""
+    spec = importlib.util.spec_from_file_location("bench_wc", BENCH / "weights_competitors.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def row(method, s, acc, diverged=False):
+        return {"method": method, "sparsity": s, "seed": 0, "test_acc": acc, "diverged": diverged,
+                "sparse_macs": 100 * (1 - s), "dense_macs": 100}  # fmt: skip
+
+    rows = [row("dense", 0.0, 0.98), row("st3", 0.5, 0.979), row("gmp", 0.5, 0.979, "True")]
+    summ = mod.summary(rows)
+    assert (
+        summ["cells"]["gmp@0.5"]["diverged"] == [0] and summ["cells"]["st3@0.5"]["diverged"] == []
+    )
+    assert summ["macs_within_half_point"] == {"st3": 50.0, "gmp": None}
+    tuned = {m: {"lr": 0.1, "val_acc": {0.1: 0.9}} for m in ("st3", "gmp", "dense")}
+    table = mod.table("m", summ, tuned)
+    assert "| gmp | 0.1 | 97.90 (0.1k, diverged: seed 0) |" in table
+    assert "| st3 | 0.1 | 97.90 (0.1k) |" in table
 
 
 def test_weights_finetune(tmp_path):

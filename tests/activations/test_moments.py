@@ -169,3 +169,13 @@ def test_bad_inputs_name_the_argument():
         moments("relu", np.array([1.0, -1.0]))
     with pytest.raises(ValueError, match="takes no threshold"):
         moments("relu", 1.0, tau=0.5)
+
+
+def test_a_callable_named_like_a_builtin_activation_is_not_taken_for_it():
+    def relu(x):  # not a ReLU at all
+        return 2 * x
+
+    with pytest.raises(ValueError, match="known only for"):
+        zero_fraction(relu, 1.0)
+    # its moments come from quadrature of the function itself, not ReLU's closed forms
+    assert abs(moments(relu, 1.0)[1] - 4.0) < 1e-6

@@ -104,3 +104,12 @@ def test_bad_simulation_arguments():
             simulate(cfg, **kw)
     with pytest.raises(ValueError, match="no activation layers"):
         ActivationSparsity(nn.Linear(2, 2))
+
+
+def test_init_zeroes_the_readout_bias_and_checks_it_belongs():
+    cfg = edge_of_chaos("crelu", 0.85)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 3))
+    init_(net, cfg, readout=net[1])
+    assert torch.count_nonzero(net[1].bias) == 0 and torch.count_nonzero(net[0].bias) == 8
+    with pytest.raises(ValueError, match="not a submodule"):
+        init_(net, cfg, readout=torch.nn.Linear(8, 3))

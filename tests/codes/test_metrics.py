@@ -34,3 +34,10 @@ def test_edge_cases():
     Z = np.array([[0.0, 0.0], [1.0, 2.0]])
     assert relative_error(X, D, Z) == 0.0  # the zero row is skipped, the other is exact
     assert snr_db(X, D, Z) == math.inf
+
+
+def test_snr_of_all_zero_signals_is_minus_infinity_not_a_crash():
+    X = np.zeros((3, 2))
+    D = np.eye(2)
+    assert snr_db(X, D, np.ones((3, 2))) == -math.inf
+    assert snr_db(X, D, np.zeros((3, 2))) == math.inf

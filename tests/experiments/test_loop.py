@@ -212,3 +212,18 @@ def test_divergence_stops_the_run_and_says_where():
     )
     assert res.diverged_at is not None and res.diverged_at < 30 and res.steps == res.diverged_at
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_checkpoint_from_before_a_setting_existed_resumes_at_its_default(tmp_path):
+    """A recipe field added later (rigl_every, rescale, ...): a checkpoint whose key lacks it
+    resumes when the run uses the field's default, and is another run's otherwise."""
+    from shrinkage.experiments.checkpoint import Checkpoint, CheckpointError
+
+    Checkpoint(tmp_path, {"lr": 0.1}).save({"step": 3})
+    now = {"lr": 0.1, "rescale": "default"}
+    defaults = {"rescale": "default", "epochs": 20}
+    assert Checkpoint(tmp_path, now, resume=True, defaults=defaults).load() == {"step": 3}
+    with pytest.raises(CheckpointError, match="rescale: 'off' now, 'default' there"):
+        Checkpoint(tmp_path, {**now, "rescale": "off"}, resume=True, defaults=defaults).load()
+    with pytest.raises(CheckpointError, match="rescale: 'default' now, None there"):
+        Checkpoint(tmp_path, now, resume=True).load()  # without defaults: as before

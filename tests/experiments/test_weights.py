@@ -230,6 +230,23 @@ def test_options_that_would_be_ignored_are_refused():
     with pytest.raises(ValueError, match="penalty only applies to method prox_ste"):
         TrainConfig(method="st3", penalty="l1/2").check()
     TrainConfig(method="prox_ste", penalty="l1/2").check()
+    with pytest.raises(ValueError, match="rescale 'on' does not apply to method 'rigl'"):
+        TrainConfig(method="rigl", rescale="on").check()
+
+
+def test_rescale_off_reaches_the_sparsifier(monkeypatch):
+    """--rescale off: st3 without its per-channel rescale (the ablation), on only when asked."""
+    import shrinkage.experiments.weights as ew
+
+    seen = []
+    real = ew.Sparsifier
+    monkeypatch.setattr(
+        ew, "Sparsifier", lambda *a, **k: seen.append(k["rescale"]) or real(*a, **k)
+    )
+    cfg = TrainConfig(model="lenet_300_100", sparsity=0.5, epochs=1, batch_size=64, progress=False)
+    for value in ("off", "on", "default"):
+        train_run(cfg.replace(rescale=value), data=_data(n=64, nt=32))
+    assert seen == [False, True, None]
 
 
 def test_a_disconnected_network_says_so(tmp_path):
@@ -250,3 +267,51 @@ def test_a_disconnected_network_says_so(tmp_path):
     assert res["empty_layers"]
     res = train_run(cfg.replace(min_density=0.01), data=data)
     assert res["empty_layers"] == []
+
+
+@pytest.mark.slow
+def test_cli_sweep_runs_str_and_rigl_at_the_exact_sparsity(tmp_path, monkeypatch):
+    """`weights sweep --methods str,rigl`: both train under the sweep's one recipe; str ends at
+    exactly floor(s N) zeros, rigl's masks hold exactly the complement (a connection grown
+    where the gradient keeps being 0, from a dead unit, may still be 0)."""
+    import shrinkage.cli.weights as cli_weights
+
+    data = _data(n=256, nt=64)
+    real = cli_weights.sweep
+    monkeypatch.setattr(cli_weights, "sweep", lambda *a: real(*a, data=data))
+    argv = ["weights", "sweep", "--model", "lenet_300_100", "--methods", "str,rigl"]
+    argv += ["--sparsities", "0.95", "--seeds", "0", "--epochs", "2", "--batch-size", "32"]
+    argv += ["--rigl-every", "3", "--no-progress", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    with open(tmp_path / "sweep.csv") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"str", "rigl"}
+    zeros = {m: int(r["params"]) - int(r["nonzero"]) for m, r in rows.items()}
+    assert zeros["str"] == int(0.95 * 266_200)
+    assert 0 <= zeros["rigl"] - int(0.95 * 266_200) < 100
+    assert rows["rigl"]["rigl_every"] == "3"
+    res = json.loads((tmp_path / "lenet_300_100_str_s0.95_seed0" / "result.json").read_text())
+    assert 0.0 <= res["history"][-1]["learned_sparsity"] <= 1.0
+    res = json.loads((tmp_path / "lenet_300_100_rigl_s0.95_seed0" / "result.json").read_text())
+    assert res["test_acc"] > 0.2  # learns something (chance: 0.1)
+
+
+def test_eval_split_val_never_reads_the_test_images(monkeypatch):
+    """Tuning runs (eval_split='val') measure on MNIST's held-out validation images."""
+    import shrinkage.experiments.weights as ew
+
+    asked = []
+
+    def fake_mnist(split):
+        asked.append(split)
+        x, y, xt, yt = _data(n=128, nt=64)
+        return (x, y) if split == "train" else (xt, yt)
+
+    monkeypatch.setattr(ew, "mnist", fake_mnist)
+    cfg = TrainConfig(model="lenet_300_100", sparsity=0.5, epochs=1, batch_size=64, progress=False)
+    res = train_run(cfg.replace(eval_split="val"))
+    assert asked == ["train", "val"] and res["eval_split"] == "val"
+    with pytest.raises(ValueError, match="unknown eval_split 'train'"):
+        cfg.replace(eval_split="train").check()
+    with pytest.raises(ValueError, match="scope 'layer' does not apply to rigl"):
+        cfg.replace(method="rigl", scope="layer").check()

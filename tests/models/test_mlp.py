@@ -100,3 +100,12 @@ def test_bad_inputs():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         mlp(2, 4, cfg)  # a stable config does not warn
+
+
+def test_sparsity_with_a_config_or_a_factory_is_refused_not_dropped():
+    cfg = edge_of_chaos("crelu", 0.85)
+    for act in (cfg, torch.nn.ReLU):
+        with pytest.raises(ValueError, match="sparsity=0.9"):
+            mlp(3, 8, act, sparsity=0.9)
+        with pytest.raises(ValueError, match="sparsity=0.9"):
+            deep_cnn(3, 4, act, sparsity=0.9)

@@ -39,6 +39,8 @@ def _raw(mod):
 def _kw(method, penalty="l1"):
     if method == "prox_ste":
         return {"penalty": penalty, "penalty_params": _PARAMS.get(penalty)}
+    if method == "rigl":
+        return {"method_params": {"update_end": 1000}}
     return {}
 
 
@@ -358,10 +360,10 @@ def test_flops_on_any_model_restores_train_mode_and_bn_stats():
 @pytest.mark.parametrize("method", METHODS)
 def test_squash_keeps_outputs_and_gives_plain_state_dict(method):
     model = _net()
+    ids = sorted(id(p) for p in model.parameters())  # str's thresholds leave with squash
     sp = Sparsifier(model, 0.8, method=method, **_kw(method, "l1/2"))
     x = _x()
     y = model(x)
-    ids = sorted(id(p) for p in model.parameters())
     out = sp.squash()
     assert out is model and torch.equal(model(x), y)
     assert sorted(id(p) for p in model.parameters()) == ids
@@ -478,8 +480,10 @@ def test_constant_schedule_default_and_callable_schedule():
 
 # -- ties, vanishing layers, state that does not fit (issue 10) -------------------------------
 @pytest.mark.filterwarnings("ignore::shrinkage.weights.PrunedLayerWarning")  # st3sigma
-@pytest.mark.parametrize("scope", ["global", "layer"])
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(
+    "method, scope",
+    [(m, s) for m in METHODS for s in ("global", "layer") if (m, s) != ("rigl", "layer")],
+)
 def test_ties_still_prune_exactly_the_scheduled_fraction(method, scope):
     """All-equal weights at 0.5: half pruned (the first ones), not all of them; the kept half
     stays non-zero and the count survives a state_dict round trip."""

@@ -1,4 +1,6 @@
-"""DistributedDataParallel: 2 gloo processes on 127.0.0.1 end with identical masks and weights."""
+"""DistributedDataParallel: 2 gloo processes on 127.0.0.1 end with identical masks and weights
+(st3, str whose thresholds are DDP parameters, rigl whose dense gradients are averaged over the
+ranks before it grows): one group runs the three methods in turn."""
 
 import pytest
 import torch
@@ -11,11 +13,25 @@ from tests._gloo import run_gloo
 pytestmark = pytest.mark.slow  # two gloo processes
 
 
-def _worker(rank, world, method, folder):
+_KW = {
+    "st3": {"schedule": Cubic(start=0, end=4)},
+    "str": {"schedule": Cubic(start=0, end=4)},
+    "rigl": {"method_params": {"update_end": 6, "update_every": 2}},  # updates at 2 and 4
+}
+
+
+def _worker(rank, world, methods, folder):
+    for method in methods:
+        _run(rank, world, method, folder)
+
+
+def _run(rank, world, method, folder):
     torch.manual_seed(0)  # same initial model on both ranks
     model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 4))
-    sp = Sparsifier(model, 0.8, method=method, schedule=Cubic(start=0, end=4))
-    ddp = nn.parallel.DistributedDataParallel(model)
+    sp = Sparsifier(model, 0.8, method=method, **_KW[method])
+    initial = [u.pm.mask.clone() for u in sp.units] if method == "rigl" else None
+    # no buffer broadcast: the masks must agree by themselves, not by rank 0 overwriting them
+    ddp = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
     opt = torch.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
     g = torch.Generator().manual_seed(100 + rank)  # different data on each rank
     for _ in range(6):
@@ -32,16 +48,21 @@ def _worker(rank, world, method, folder):
     raws = [torch.zeros_like(raw) for _ in range(world)]
     dist.all_gather(raws, raw)
     if rank == 0:
-        torch.save({"eff": effs, "raw": raws}, f"{folder}/gathered.pt")
+        final = [u.pm.mask.clone() for u in sp.units] if method == "rigl" else None
+        torch.save({"eff": effs, "raw": raws, "masks": (initial, final)}, f"{folder}/{method}.pt")
 
 
 def test_ddp_two_processes_agree(tmp_path):
     """After 6 steps with different data per rank: same effective weights, masks, raw weights,
-    and the scheduled sparsity."""
-    run_gloo(_worker, "st3", str(tmp_path))
-    got = torch.load(tmp_path / "gathered.pt")
-    (e0, e1), (r0, r1) = got["eff"], got["raw"]
-    assert torch.equal(e0, e1)
-    assert torch.equal(e0 != 0, e1 != 0)
-    assert torch.equal(r0, r1)
-    assert abs((1.0 - float((e0 != 0).float().mean())) - 0.8) < 0.01
+    and the scheduled sparsity, for each method."""
+    methods = ("st3", "str", "rigl")
+    run_gloo(_worker, methods, str(tmp_path))
+    for method in methods:
+        got = torch.load(tmp_path / f"{method}.pt")
+        (e0, e1), (r0, r1) = got["eff"], got["raw"]
+        assert torch.equal(e0, e1), method
+        assert torch.equal(e0 != 0, e1 != 0), method
+        assert torch.equal(r0, r1), method
+        assert abs((1.0 - float((e0 != 0).float().mean())) - 0.8) < 0.01, method
+    initial, final = torch.load(tmp_path / "rigl.pt")["masks"]
+    assert any(not torch.equal(a, b) for a, b in zip(initial, final))  # rigl did update

@@ -9,10 +9,10 @@ Large-width Gaussian-process maps for any activation, in float64 and vectorised 
 - :func:`variance_map`, :func:`dV_dq`, :func:`d2V_dq2`, :func:`chi`, :func:`correlation_map`,
   :func:`propagate`, :func:`depth_scales`, :func:`fixed_points` (certified scan);
 - :func:`edge_of_chaos` -> :class:`EoCConfig` (tau, sigma_w, sigma_b for a target sparsity, with
-  the diagnosis), :func:`safe_clip` (largest m keeping q* the unique attracting fixed point),
+  the diagnosis), :func:`safe_clip` (largest m keeping ``q*`` the unique attracting fixed point),
   :func:`clip_for_depth` (the m a network of a given depth and width trains best with:
   ``edge_of_chaos(..., m="auto", depth=, width=)``), :func:`q_star_scan` (the maps as
-  functions of q*, with m scaled or fixed);
+  functions of ``q*``, with m scaled or fixed);
 - finite width: :func:`finite_width` (the exact variance chain and the spread of the gradient
   over depth at width N), :func:`width_for_depth`, :func:`fluctuation_moments`;
 - :class:`SparsityControl` (thresholds held at the target sparsity while training);

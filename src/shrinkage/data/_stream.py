@@ -32,6 +32,44 @@ def patch_stream(
     folder of thousands of van Hateren images streams as easily as the bundled photos.
     ``n_batches=None`` streams forever. Deterministic for a given ``seed``.
 
+    Parameters
+    ----------
+    source : str, os.PathLike, numpy.ndarray or iterable of array_like
+        A folder or file of images (read lazily by :func:`read_image`, as
+        :func:`image_files` lists them), or images already in memory: one 2-D array, a
+        stack (n, H, W) or a list of 2-D arrays.
+    size : int, default 16
+        Side of the square patches, >= 2.
+    batch_size : int, default 10000
+        Patches per batch, >= 1.
+    n_batches : int, optional
+        Number of batches (>= 1); default (None): no end.
+    images_per_batch : int, default 8
+        Images read and whitened for each batch (>= 1; all of them when there are fewer).
+    whiten : {"olshausen", "zca", None}, default "olshausen"
+        Whitening, as in :func:`patches`.
+    seed : int, numpy.random.Generator or None, default 0
+        Seed of the image order and of each batch's crops.
+    **patch_kw
+        Further options of :func:`patches`: ``f0``, ``variance``, ``zca_eps``.
+
+    Returns
+    -------
+    Iterator of numpy.ndarray
+        Batches of shape (batch_size, size * size), float64, rows of mean 0. The arguments
+        are checked when the stream is made; an image too small for a patch is found when
+        its batch is drawn.
+
+    Raises
+    ------
+    ValueError
+        When ``size``, ``batch_size``, ``n_batches`` or ``images_per_batch`` is not an
+        integer in range, ``whiten`` is unknown, a folder holds no image file, ``source`` is
+        empty, or ``source`` is a file of an unknown format; while iterating, the errors of
+        :func:`read_image` and :func:`patches`.
+    FileNotFoundError
+        When ``source`` is a path that does not exist.
+
     Examples
     --------
     >>> from shrinkage.data import natural_images
@@ -39,6 +77,14 @@ def patch_stream(
     ...                       n_batches=2, images_per_batch=1)
     >>> [b.shape for b in stream]
     [(100, 64), (100, 64)]
+
+    The same seed gives the same stream:
+
+    >>> imgs = np.random.default_rng(0).random((3, 40, 40))
+    >>> a = list(patch_stream(imgs, size=4, batch_size=5, n_batches=3, seed=1))
+    >>> b = list(patch_stream(imgs, size=4, batch_size=5, n_batches=3, seed=1))
+    >>> all((x == y).all() for x, y in zip(a, b))
+    True
     """
     size = check_int_at_least("size", size, 2)
     batch_size = check_int_at_least("batch_size", batch_size, 1)

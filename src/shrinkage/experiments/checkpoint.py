@@ -102,11 +102,20 @@ def _diff(want, have) -> str:
 class Checkpoint:
     """The checkpoint of one run in ``folder/checkpoint.pt`` (see the module docstring)."""
 
-    def __init__(self, folder, key, resume: bool | None = None, every: float | None = None):
+    def __init__(
+        self,
+        folder,
+        key,
+        resume: bool | None = None,
+        every: float | None = None,
+        defaults: dict | None = None,
+    ):
         if resume not in (None, True, False):
             raise ValueError(f"resume must be True, False or None, got {resume!r}")
         self.path = Path(folder) / CHECKPOINT
         self.key = key
+        # the values of settings an older checkpoint's key lacks (fields added since)
+        self.defaults = defaults or {}
         self.resume = resume
         self.every = EVERY_SECONDS if every is None else float(every)
         self._last = time.monotonic()
@@ -122,6 +131,8 @@ class Checkpoint:
                 "(resume=True) to continue it, or remove it to start afresh"
             )
         key, payload = load_checkpoint(self.path)
+        if isinstance(key, dict) and isinstance(self.key, dict):
+            key = {**{k: v for k, v in self.defaults.items() if k in self.key}, **key}
         if key != self.key:
             if self.resume:
                 why = _diff(self.key, key)

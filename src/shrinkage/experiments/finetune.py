@@ -39,8 +39,9 @@ from .weights import MODELS, _data, build_model, evaluate
 
 __all__ = ["FinetuneConfig", "finetune", "load_dense", "FINETUNE_METHODS"]
 
-FINETUNE_METHODS = (*METHODS, "oneshot")
-"""Pruning during the fine-tune: any Sparsifier method, or ``oneshot`` magnitude pruning."""
+FINETUNE_METHODS = (*(m for m in METHODS if m != "rigl"), "oneshot")
+"""Pruning during the fine-tune: any Sparsifier method but ``rigl`` (sparse from the first step,
+on a random mask: nothing to fine-tune from), or ``oneshot`` magnitude pruning."""
 
 
 def _h(text: str, **extra) -> dict:
@@ -255,6 +256,12 @@ def _finetune(cfg: FinetuneConfig, model, data, resume=None) -> dict:
         key=cfg.replace(progress=True, threads=None).to_dict(),
         resume=resume,
     )
+    return _finish(cfg, model, sp, curve, run, (xt, yt), in_shape, out)
+
+
+def _finish(cfg, model, sp, curve, run, test, in_shape, out) -> dict:
+    """Count the MACs, squash, evaluate the plain model and write the run's files."""
+    xt, yt = test
     report = flops(model, in_shape, pruned=sp.layer_names)
     sp.squash()
     result = {

@@ -98,6 +98,7 @@ def fit(
     out=None,
     state: dict | None = None,
     key=None,
+    key_defaults: dict | None = None,
     resume: bool | None = None,
     checkpoint_every: float | None = None,
 ) -> FitResult:
@@ -120,7 +121,8 @@ def fit(
     optimizer, the ``state`` objects (anything with ``state_dict`` and ``load_state_dict``),
     the generators, the position in the epoch and the history. A later call with the same
     ``key`` (the run's configuration) resumes from it and ends bitwise identical to an
-    uninterrupted run; ``resume`` says what to do with a checkpoint found there (see
+    uninterrupted run (``key_defaults``: the values of settings that a key written before they
+    existed lacks); ``resume`` says what to do with a checkpoint found there (see
     :class:`~shrinkage.experiments.checkpoint.Checkpoint`). The first Ctrl-C stops at the
     next step boundary after a checkpoint (KeyboardInterrupt says where it is).
     """
@@ -128,7 +130,9 @@ def fit(
         check_writable_dir(out)
     gen = torch.Generator().manual_seed(seed)
     objects = {"model": model, "optimizer": optimizer, **(state or {})}
-    ckpt = Checkpoint(out, key, resume, checkpoint_every) if out is not None else None
+    ckpt = None
+    if out is not None:
+        ckpt = Checkpoint(out, key, resume, checkpoint_every, defaults=key_defaults)
     run = _fresh()
     saved = ckpt.load() if ckpt is not None else None
     if saved is not None:

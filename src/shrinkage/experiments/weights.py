@@ -9,8 +9,13 @@ Both are plain functions so the CLI and the cross-pillar report call the same co
 
 Recipe (the same for every method): SGD with Nesterov momentum 0.9, cosine learning-rate
 decay, weight decay on weights (raw ones, pruned included, as in ST-3; none on biases),
-gradient-norm clip 3.0, batch 128, 50k training images, accuracy on the 10k test images.
-The cubic schedule runs from ``prune_start`` to ``prune_end`` (fractions of all steps).
+gradient-norm clip 3.0, batch 128, 50k training images, accuracy on the 10k test images
+(``eval_split="val"``: on the 10k validation images held out of MNIST's training set instead,
+for tuning; the test images are then not read). The cubic schedule runs from ``prune_start``
+to ``prune_end`` (fractions of all steps). ``str`` follows the same schedule (its decay
+controller tracks it). ``rigl`` is sparse from the first step: the schedule and ``scope`` do not
+apply; its masks change every ``rigl_every`` steps until ``rigl_end`` of training, with drop
+fraction ``rigl_drop`` and layer densities ``rigl_distribution``.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ __all__ = ["TrainConfig", "train_run", "sweep", "MODELS", "build_model"]
 MODELS = ("lenet5", "lenet_300_100", "resnet_small", "mlp")
 _OPTIMIZERS = ("sgd", "adam")
 _SCHEDULES = ("cubic", "linear", "constant")
+_EVAL_SPLITS = ("test", "val")
 
 
 def parse_activation(spec: str | None, m_scale: float = 0.7):
@@ -115,7 +121,19 @@ class TrainConfig(Recipe):
     schedule: str = field(default="cubic", metadata=_h(" | ".join(_SCHEDULES)))
     prune_start: float = field(default=0.02, metadata=_h("fraction of all steps"))
     prune_end: float = field(default=0.5, metadata=_h("fraction of all steps"))
-    scope: str = field(default="global", metadata=_h("global | layer"))
+    scope: str = field(default="global", metadata=_h("global | layer (not rigl)"))
+    rescale: str = field(
+        default="default",
+        metadata=_h("ST-3's per-channel rescale: default (the method's) | on | off"),
+    )
+    rigl_distribution: str = field(
+        default="erk", metadata=_h("rigl's layer densities: erk | uniform")
+    )
+    rigl_every: int = field(default=100, metadata=_h("steps between rigl's mask updates"))
+    rigl_drop: float = field(default=0.3, metadata=_h("rigl's initial drop fraction"))
+    rigl_end: float = field(
+        default=0.75, metadata=_h("fraction of all steps after which rigl's masks are frozen")
+    )
     min_density: float = field(
         default=0.0, metadata=_h("floor on each layer's density (no layer pruned away)")
     )
@@ -136,6 +154,13 @@ class TrainConfig(Recipe):
     penalty_params: dict = field(default_factory=dict, metadata={"cli": False})
     subset: int | None = field(default=None, metadata=_h("use only the first N train images"))
     test_subset: int | None = field(default=None, metadata=_h("use only N test images"))
+    eval_split: str = field(
+        default="test",
+        metadata=_h(
+            "test | val: report accuracy on the 10k validation images held out of MNIST's "
+            "training set (for tuning; the test images are not read)"
+        ),
+    )
     max_batches: int | None = field(default=None, metadata=_h("cap on batches per epoch"))
     threads: int | None = field(default=None, metadata=_h("torch CPU threads"))
     progress: bool = field(default=True, metadata=_h("no progress bar", flag="--no-progress"))
@@ -150,6 +175,24 @@ class TrainConfig(Recipe):
         check_positive("lr", self.lr)
         check_choice("schedule", self.schedule, _SCHEDULES)
         check_choice("optimizer", self.optimizer, _OPTIMIZERS)
+        check_choice("eval_split", self.eval_split, _EVAL_SPLITS)
+        check_choice("rescale", self.rescale, ("default", "on", "off"))
+        if self.rescale != "default" and self.method in ("gmp", "rigl", "dense"):
+            raise ValueError(
+                f"rescale {self.rescale!r} does not apply to method {self.method!r} (no "
+                "threshold to compensate); leave rescale at 'default'"
+            )
+        check_choice("rigl_distribution", self.rigl_distribution, ("erk", "uniform"))
+        check_int_at_least("rigl_every", self.rigl_every, 1)
+        if not 0.0 < self.rigl_drop <= 1.0:
+            raise ValueError(f"rigl_drop must be in (0, 1], got rigl_drop={self.rigl_drop!r}")
+        if not 0.0 < self.rigl_end <= 1.0:
+            raise ValueError(f"rigl_end must be in (0, 1], got rigl_end={self.rigl_end!r}")
+        if self.method == "rigl" and self.scope != "global":
+            raise ValueError(
+                f"scope {self.scope!r} does not apply to rigl (its layer densities are "
+                "rigl_distribution: erk | uniform); leave scope at 'global'"
+            )
         check_open_unit("min_density", self.min_density, closed_low=True)
         if self.method != "prox_ste" and (self.penalty != "l1" or self.penalty_params):
             raise ValueError(
@@ -180,9 +223,11 @@ def _schedule(cfg: TrainConfig, total: int):
     return Constant(start)
 
 
-def _data(cfg: TrainConfig):
+def _data(cfg, split: str = "test"):
+    """MNIST's 50k training images and the ``split`` ("test" or "val") to report on; ``cfg``
+    gives ``subset`` / ``test_subset`` (a TrainConfig or a FinetuneConfig)."""
     x, y = mnist("train")
-    xt, yt = mnist("test")
+    xt, yt = mnist(split)
     if cfg.subset:
         x, y = x[: cfg.subset], y[: cfg.subset]
     if cfg.test_subset:
@@ -212,6 +257,20 @@ def _sparse_state(model, sp) -> float:
 def _sparsifier(cfg: TrainConfig, model, total: int):
     if cfg.method == "dense":
         return None
+    if cfg.method == "rigl":
+        return Sparsifier(
+            model,
+            cfg.sparsity,
+            method="rigl",
+            min_density=cfg.min_density,
+            method_params={
+                "update_end": max(1, int(round(cfg.rigl_end * total))),
+                "update_every": cfg.rigl_every,
+                "drop_fraction": cfg.rigl_drop,
+                "distribution": cfg.rigl_distribution,
+                "seed": cfg.seed,
+            },
+        )
     return Sparsifier(
         model,
         cfg.sparsity,
@@ -221,6 +280,7 @@ def _sparsifier(cfg: TrainConfig, model, total: int):
         penalty=cfg.penalty if cfg.method == "prox_ste" else None,
         penalty_params=cfg.penalty_params or None,
         min_density=cfg.min_density,
+        rescale={"default": None, "on": True, "off": False}[cfg.rescale],
     )
 
 
@@ -267,7 +327,7 @@ def _train(cfg: TrainConfig, data, resume) -> dict:
     out = Path(cfg.out) if cfg.out else None
     if out is not None:
         write_json(out / "config.json", cfg.to_dict())
-    x, y, xt, yt = data if data is not None else _data(cfg)
+    x, y, xt, yt = data if data is not None else _data(cfg, cfg.eval_split)
     torch.manual_seed(cfg.seed)
     act_cfg = parse_activation(cfg.activation, cfg.m_scale)
     model = build_model(cfg.model, act_cfg, cfg.depth, cfg.width)
@@ -289,6 +349,7 @@ def _train(cfg: TrainConfig, data, resume) -> dict:
             "sparsity": _sparse_state(model, sp),
             "dense_macs": rep.dense_macs,
             "sparse_macs": rep.sparse_macs,
+            **({"learned_sparsity": sp.learned_sparsity} if cfg.method == "str" else {}),
         }
 
     run = fit(
@@ -309,6 +370,7 @@ def _train(cfg: TrainConfig, data, resume) -> dict:
         out=out,
         state={"scheduler": lr_sched, **({"sparsifier": sp} if sp is not None else {})},
         key=cfg.replace(progress=True, threads=None).to_dict(),
+        key_defaults=TrainConfig().to_dict(),  # a checkpoint from before a field existed
         resume=resume,
         stop_on_nonfinite=True,
         diverge_factor=DIVERGE_FACTOR,
@@ -342,6 +404,7 @@ def _finish(cfg, model, sp, act_cfg, run, test, in_shape, out) -> dict:
         "diverged_at_step": run.diverged_at,
         "diverged_loss": run.diverged_loss,
         "empty_layers": empty_layers,  # pruned to density 0: the network is disconnected
+        "eval_split": cfg.eval_split,  # test_acc is measured on this split
         "test_acc": history[-1]["test_acc"],
         "test_acc_squashed": acc_squashed,
         "sparsity": history[-1]["sparsity"],
@@ -486,7 +549,8 @@ def sweep(
             continue
         res = train_run(cfg, data=data, resume=True)
         print(
-            f"[{i}/{len(specs)}] {run_dir.name}: test acc {100 * res['test_acc']:.2f}% "
+            f"[{i}/{len(specs)}] {run_dir.name}: {res['eval_split']} acc "
+            f"{100 * res['test_acc']:.2f}% "
             f"sparsity {res['sparsity']:.4f} ({res['seconds']:.0f}s)"
             + (f", DIVERGED at step {res['diverged_at_step']}" if res["diverged"] else ""),
             flush=True,

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .._checks import check_choice, check_open_unit
-from ..weights import METHODS, Cubic, Schedule, Sparsifier
+from ..weights import METHODS, Constant, Cubic, Schedule, Sparsifier
 
 SIDECAR = "shrinkage_sparsifier.pt"
 """File holding the Sparsifier's state in a Hugging Face checkpoint folder."""
@@ -43,7 +43,15 @@ class SparsifierSpec:
                 "schedule must be a Schedule, a callable step -> sparsity or None (cubic over "
                 f"the first half of training), got {schedule!r}"
             )
-        allowed = ("scope", "include", "exclude", "penalty", "penalty_params", "rescale")
+        allowed = (
+            "scope",
+            "include",
+            "exclude",
+            "penalty",
+            "penalty_params",
+            "rescale",
+            "method_params",
+        )
         for k in kwargs:
             if k not in allowed:
                 raise ValueError(f"unknown Sparsifier argument {k!r}; known: {', '.join(allowed)}")
@@ -54,6 +62,18 @@ class SparsifierSpec:
 
     def build(self, model: nn.Module, total_steps: int | None) -> Sparsifier:
         schedule = self.schedule
+        kwargs = dict(self.kwargs)
+        if self.method == "rigl":  # static sparsity; masks updated over 75 % of training
+            params = dict(kwargs.get("method_params") or {})
+            if "update_end" not in params:
+                if not total_steps or total_steps < 1:
+                    raise ValueError(
+                        "rigl's default update_end (75 % of training) needs the number of "
+                        "training steps; pass method_params={'update_end': ...}"
+                    )
+                params["update_end"] = max(1, int(round(0.75 * total_steps)))
+            kwargs["method_params"] = params
+            return Sparsifier(model, self.sparsity, "rigl", schedule or Constant(), **kwargs)
         if schedule is None:
             if not total_steps or total_steps < 1:
                 raise ValueError(
@@ -61,7 +81,7 @@ class SparsifierSpec:
                     "number of training steps; pass schedule=shrinkage.weights.Cubic(start, end)"
                 )
             schedule = Cubic(0, max(1, total_steps // 2))
-        return Sparsifier(model, self.sparsity, self.method, schedule, **self.kwargs)
+        return Sparsifier(model, self.sparsity, self.method, schedule, **kwargs)
 
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v!r}" for k, v in self.kwargs.items())

@@ -48,7 +48,9 @@ class SparsifierCallback(transformers.TrainerCallback):
     schedule : in optimizer steps; default ``Cubic(0, max_steps // 2)`` (the target reached
         half-way, then held while thresholds keep being recomputed).
     **kwargs : ``scope``, ``include``, ``exclude``, ``penalty``, ``penalty_params``,
-        ``rescale``, passed to the Sparsifier.
+        ``rescale``, ``method_params``, passed to the Sparsifier (rigl: schedule
+        ``Constant()`` and ``update_end`` at 75 % of ``max_steps`` unless given; str is
+        refused: its thresholds would miss the Trainer's optimizer).
 
     Raises
     ------
@@ -67,6 +69,12 @@ class SparsifierCallback(transformers.TrainerCallback):
 
     def __init__(self, sparsity: float, method: str = "st3", schedule=None, **kwargs):
         self.spec = SparsifierSpec(sparsity, method, schedule, **kwargs)
+        if self.spec.method == "str":
+            raise ValueError(
+                "method 'str' learns new threshold parameters, but the Trainer makes its "
+                "optimizer before on_train_begin builds the Sparsifier, so they would never "
+                "learn; use another method here, or STR in your own loop / with Lightning"
+            )
         self.sparsifier = None
         self._keys: PlainKeys | None = None
         self._model = None

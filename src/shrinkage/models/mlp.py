@@ -59,6 +59,11 @@ class _ReLUAtEdgeOfChaos:
 
 def _resolve(activation, sparsity):
     """-> (factory for one activation module, cfg or None)."""
+    if sparsity is not None and not isinstance(activation, str):
+        raise ValueError(
+            f"sparsity={sparsity!r} with activation={activation!r}: the sparsity comes with "
+            "the activation (an edge-of-chaos config carries its own); leave sparsity=None"
+        )
     if isinstance(activation, str):
         if activation != "relu" or sparsity is not None:
             raise ValueError(
@@ -112,13 +117,64 @@ def mlp(
 ) -> nn.Sequential:
     """A deep MLP: [ScaleInput], Flatten, depth x (Linear, activation), Linear readout.
 
-    ``activation``: an edge-of-chaos config (an :class:`~shrinkage.activations.EoCConfig`, or
-    any object with ``module()``, ``sigma_w``, ``sigma_b`` and ``input_mean_square``: the
-    network is initialised from it and its inputs scaled so q^1 = q*), ``"relu"`` (ReLU at its
-    edge of chaos), or a module factory such as ``nn.ReLU`` (PyTorch's default init, no input
-    scaling).
+    With an edge-of-chaos config every weight is drawn N(0, sigma_w^2 / fan_in), every bias
+    N(0, sigma_b^2) and the readout bias set to 0; :class:`ScaleInput` rescales each sample
+    to the mean square ``input_mean_square``, so the first pre-activations already have
+    variance q* = sigma_w^2 E[x^2] + sigma_b^2 (Price et al., ICLR 2024). Without one the
+    net keeps PyTorch's default initialisation and its inputs are left as they are.
 
-    >>> net = mlp(100, 300, edge_of_chaos("cst", sparsity=0.85))  # doctest: +SKIP
+    Parameters
+    ----------
+    depth : int
+        Number of hidden layers (Linear + activation), >= 1.
+    width : int
+        Units per hidden layer, >= 1.
+    activation : EoCConfig, str or callable, optional
+        An edge-of-chaos config (an :class:`~shrinkage.activations.EoCConfig`, or any object
+        with ``module()``, ``sigma_w``, ``sigma_b`` and ``input_mean_square``: the network is
+        initialised from it and its inputs scaled so q^1 = q*); ``"relu"`` (ReLU at its edge
+        of chaos, He et al. 2015: sigma_w^2 = 2, sigma_b = 0); or a zero-argument module
+        factory such as ``nn.ReLU`` (PyTorch's default init, no input scaling). Each hidden
+        layer gets its own module. Default ``"relu"``.
+    sparsity : None, optional
+        Not a way to choose the sparsity: any value other than None with a name raises, with
+        a message pointing to :func:`shrinkage.activations.edge_of_chaos`. Default None.
+    in_features : int, optional
+        Input features after flattening, >= 1. Default 784 (28 x 28 MNIST).
+    num_classes : int, optional
+        Size of the readout, >= 1. Default 10.
+    scale_input : bool, optional
+        Put a :class:`ScaleInput` first when ``activation`` is a config (no effect
+        otherwise). Default True.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        The network, mapping (N, ...) inputs with ``in_features`` values per sample to
+        (N, ``num_classes``) logits.
+
+    Raises
+    ------
+    ValueError
+        If ``depth``, ``width``, ``in_features`` or ``num_classes`` is not an integer >= 1;
+        ``activation`` is a name other than ``"relu"`` or comes with a ``sparsity``; it is
+        a module instance (each layer needs its own) or neither a config nor callable.
+
+    Examples
+    --------
+    At the edge of chaos for 85% sparse clipped soft thresholds, the first pre-activations
+    have mean square q* = 1 and about 85% of the first layer's outputs are exactly 0 (up to
+    the sampling error of 300 random units):
+
+    >>> import torch
+    >>> from shrinkage.activations import edge_of_chaos
+    >>> _ = torch.manual_seed(0)
+    >>> net = mlp(10, 300, edge_of_chaos("cst", sparsity=0.85))
+    >>> x = torch.rand(256, 1, 28, 28)
+    >>> with torch.no_grad():
+    ...     h, a = net[:3](x), net[:4](x)
+    >>> abs(float(h.pow(2).mean()) - 1.0) < 0.2, abs(float((a == 0).float().mean()) - 0.85) < 0.03
+    (True, True)
     """
     depth = check_int_at_least("depth", depth)
     width = check_int_at_least("width", width)
@@ -147,7 +203,54 @@ def deep_cnn(
     """A plain deep CNN for 28 x 28 inputs: depth x (Conv kxk 'same', activation), global
     average pool, Linear readout; initialised like :func:`mlp`.
 
-    >>> net = deep_cnn(50, 32, edge_of_chaos("crelu", sparsity=0.7))  # doctest: +SKIP
+    With an edge-of-chaos config: [ScaleInput], then every conv weight N(0, sigma_w^2 /
+    fan_in) (fan_in = channels x k x k), every bias N(0, sigma_b^2), the readout bias 0.
+
+    Parameters
+    ----------
+    depth : int
+        Number of conv layers (Conv + activation), >= 1.
+    channels : int
+        Channels of every conv layer, >= 1.
+    activation : EoCConfig, str or callable, optional
+        As in :func:`mlp`: an edge-of-chaos config, ``"relu"``, or a zero-argument module
+        factory. Default ``"relu"``.
+    sparsity : None, optional
+        As in :func:`mlp`: only there to refuse a name with a sparsity. Default None.
+    in_channels : int, optional
+        Channels of the input images, >= 1. Default 1.
+    num_classes : int, optional
+        Size of the readout, >= 1. Default 10.
+    kernel_size : int, optional
+        Side of the square kernels, >= 1; padding ``kernel_size // 2`` keeps the spatial
+        size for odd sizes. Default 3.
+    scale_input : bool, optional
+        Put a :class:`ScaleInput` first when ``activation`` is a config. Default True.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        The network, mapping (N, ``in_channels``, H, W) images to (N, ``num_classes``) logits.
+
+    Raises
+    ------
+    ValueError
+        If ``depth``, ``channels``, ``in_channels``, ``kernel_size`` or ``num_classes`` is
+        not an integer >= 1, or ``activation`` is refused as in :func:`mlp`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from shrinkage.activations import edge_of_chaos
+    >>> cfg = edge_of_chaos("crelu", sparsity=0.7)
+    >>> net = deep_cnn(8, 16, cfg)
+    >>> sum(isinstance(m, torch.nn.Conv2d) for m in net), type(net[0]).__name__
+    (8, 'ScaleInput')
+
+    The second conv has fan_in 16 x 3 x 3 = 144, so its weights have std sigma_w / 12:
+
+    >>> abs(float(net[3].weight.detach().std()) * 12 / cfg.sigma_w - 1) < 0.05
+    True
     """
     depth = check_int_at_least("depth", depth)
     channels = check_int_at_least("channels", channels)

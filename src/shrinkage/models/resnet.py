@@ -52,9 +52,48 @@ def resnet_small(
 ) -> nn.Sequential:
     """Small ResNet for (N, in_channels, 28, 28) inputs.
 
+    Stem conv 3x3 to ``widths[0]`` channels, BatchNorm, activation; then one stage per
+    width, each ``blocks`` BasicBlocks (conv3x3-BN-act-conv3x3-BN plus shortcut, then act;
+    He et al., CVPR 2016), the first block of every later stage with stride 2 and a 1x1
+    conv-BN shortcut; global average pool; Linear readout.
+
+    Parameters
+    ----------
+    widths : sequence of int, optional
+        Channels of each stage (one stage per entry), each >= 1. Default (16, 32, 64).
+    blocks : int, optional
+        BasicBlocks per stage, >= 1. Default 1.
+    in_channels : int, optional
+        Channels of the input images. Default 1.
+    num_classes : int, optional
+        Size of the output layer. Default 10.
+    activation : callable or None, optional
+        Zero-argument factory returning an ``nn.Module``, called for every activation
+        (each gets its own module). Default None, meaning ``nn.ReLU``.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        The network, mapping (N, ``in_channels``, H, W) inputs to (N, ``num_classes``)
+        logits (any H, W the strides allow; sized for 28 x 28).
+
+    Raises
+    ------
+    ValueError
+        If ``widths`` is empty or has an entry < 1, ``blocks`` is not an integer >= 1, or
+        ``activation`` returns something that is not an ``nn.Module``.
+
+    Examples
+    --------
     >>> import torch
     >>> resnet_small()(torch.zeros(2, 1, 28, 28)).shape
     torch.Size([2, 10])
+
+    Two blocks per stage: the stem, two convs per block and the two stride-2 shortcuts:
+
+    >>> net = resnet_small(widths=(8, 16, 32), blocks=2)
+    >>> sum(isinstance(m, torch.nn.Conv2d) for m in net.modules())
+    15
     """
     if len(widths) < 1 or any(int(w) < 1 for w in widths):
         raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths!r}")

@@ -48,8 +48,30 @@ def _apply(core, x, tau, m=None):
 
 
 def shifted_relu(x, tau):
-    """max(0, x - tau).
+    """Shifted ReLU: ``max(0, x - tau)``, a ReLU whose threshold is moved from 0 to tau.
 
+    Parameters
+    ----------
+    x : torch.Tensor or numpy.ndarray
+        Input; a tensor keeps its dtype and device, a numpy array gives a numpy array back
+        (integer arrays are computed in float64).
+    tau : float or array_like
+        Threshold >= 0, a scalar or broadcastable to ``x``.
+
+    Returns
+    -------
+    torch.Tensor or numpy.ndarray
+        ``max(0, x - tau)`` elementwise, same shape and type as ``x``.
+
+    Raises
+    ------
+    ValueError
+        If ``tau`` is negative or NaN.
+    TypeError
+        If ``x`` is not a tensor or numpy array.
+
+    Examples
+    --------
     >>> shifted_relu(torch.tensor([-1.0, 0.5, 2.0]), 1.0)
     tensor([0., 0., 1.])
     """
@@ -57,17 +79,75 @@ def shifted_relu(x, tau):
 
 
 def soft_threshold(x, tau):
-    """sign(x) max(|x| - tau, 0), the prox of tau |.| (the same definition as ``prox("l1")``).
+    """Soft threshold: ``sign(x) max(|x| - tau, 0)``.
 
+    The prox of ``tau |.|`` (the same definition as ``prox("l1", x, lam=tau)``): magnitudes
+    up to tau become 0, larger ones shrink by tau.
+
+    Parameters
+    ----------
+    x : torch.Tensor or numpy.ndarray
+        Input; a tensor keeps its dtype and device, a numpy array gives a numpy array back
+        (integer arrays are computed in float64).
+    tau : float or array_like
+        Threshold >= 0, a scalar or broadcastable to ``x``.
+
+    Returns
+    -------
+    torch.Tensor or numpy.ndarray
+        ``sign(x) max(|x| - tau, 0)`` elementwise, same shape and type as ``x``.
+
+    Raises
+    ------
+    ValueError
+        If ``tau`` is negative or NaN.
+    TypeError
+        If ``x`` is not a tensor or numpy array.
+
+    Examples
+    --------
     >>> soft_threshold(torch.tensor([-2.0, 0.5, 3.0]), 1.0)
     tensor([-1.,  0.,  2.])
+
+    numpy in, numpy out:
+
+    >>> import numpy as np
+    >>> soft_threshold(np.array([-2.0, 0.5, 3.0]), 1.0)
+    array([-1.,  0.,  2.])
     """
     return _apply(_soft, x, tau)
 
 
 def clipped_relu(x, tau, m):
-    """min(max(x - tau, 0), m).
+    """Clipped ReLU: ``min(max(x - tau, 0), m)``.
 
+    A shifted ReLU whose output is capped at m; the cap is what keeps the edge-of-chaos
+    initialisation stable (Price et al., ICLR 2024).
+
+    Parameters
+    ----------
+    x : torch.Tensor or numpy.ndarray
+        Input; a tensor keeps its dtype and device, a numpy array gives a numpy array back
+        (integer arrays are computed in float64).
+    tau : float or array_like
+        Threshold >= 0, a scalar or broadcastable to ``x``.
+    m : float or array_like
+        Clipping magnitude > 0, a scalar or broadcastable to ``x``.
+
+    Returns
+    -------
+    torch.Tensor or numpy.ndarray
+        ``min(max(x - tau, 0), m)`` elementwise, in [0, m], same shape and type as ``x``.
+
+    Raises
+    ------
+    ValueError
+        If ``tau`` is negative or NaN, or ``m`` is not > 0.
+    TypeError
+        If ``x`` is not a tensor or numpy array.
+
+    Examples
+    --------
     >>> clipped_relu(torch.tensor([-1.0, 1.5, 9.0]), 1.0, 2.0)
     tensor([0.0000, 0.5000, 2.0000])
     """
@@ -75,8 +155,35 @@ def clipped_relu(x, tau, m):
 
 
 def clipped_soft_threshold(x, tau, m):
-    """sign(x) min(max(|x| - tau, 0), m).
+    """Clipped soft threshold: ``sign(x) min(max(|x| - tau, 0), m)``.
 
+    A soft threshold whose output magnitude is capped at m (Price et al., ICLR 2024).
+
+    Parameters
+    ----------
+    x : torch.Tensor or numpy.ndarray
+        Input; a tensor keeps its dtype and device, a numpy array gives a numpy array back
+        (integer arrays are computed in float64).
+    tau : float or array_like
+        Threshold >= 0, a scalar or broadcastable to ``x``.
+    m : float or array_like
+        Clipping magnitude > 0, a scalar or broadcastable to ``x``.
+
+    Returns
+    -------
+    torch.Tensor or numpy.ndarray
+        ``sign(x) min(max(|x| - tau, 0), m)`` elementwise, in [-m, m], same shape and type
+        as ``x``.
+
+    Raises
+    ------
+    ValueError
+        If ``tau`` is negative or NaN, or ``m`` is not > 0.
+    TypeError
+        If ``x`` is not a tensor or numpy array.
+
+    Examples
+    --------
     >>> clipped_soft_threshold(torch.tensor([-9.0, 0.5, 1.5]), 1.0, 2.0)
     tensor([-2.0000,  0.0000,  0.5000])
     """
@@ -92,9 +199,51 @@ ACTIVATIONS = {
 
 
 class Thresholding(nn.Module):
-    """Base of the thresholding activation modules: a threshold ``tau`` (buffer, or parameter
-    with ``learnable_tau``) and, for the clipped ones, a magnitude ``m``; a subclass only
-    defines ``_core(x, tau)``. ``isinstance(mod, Thresholding)`` finds them in a model."""
+    """Base of the thresholding activation modules.
+
+    Holds a threshold ``tau`` (a buffer, or a parameter with ``learnable_tau``) and, for the
+    clipped ones, a magnitude ``m``; a subclass only defines ``_core(x, tau)``.
+    ``isinstance(mod, Thresholding)`` finds them in a model. In ``forward`` a learnable tau
+    is clamped at 0, since the optimiser may push it below.
+
+    Parameters
+    ----------
+    tau : float, optional
+        Threshold >= 0. Default 0.0.
+    m : float or None, optional
+        Clipping magnitude > 0: required by the clipped modules (:class:`CReLU`,
+        :class:`CST`), refused by the others. Default None.
+    learnable_tau : bool, optional
+        Make ``tau`` an ``nn.Parameter`` trained with the model instead of a fixed buffer.
+        Default False.
+
+    Attributes
+    ----------
+    tau : torch.Tensor
+        0-d threshold: a buffer, or an ``nn.Parameter`` when ``learnable_tau``.
+    m : float or None
+        The clipping magnitude (None for the unclipped modules).
+    learnable_tau : bool
+        Whether ``tau`` is a parameter.
+
+    Raises
+    ------
+    ValueError
+        If ``tau`` is negative or NaN; a clipped module gets no ``m`` or ``m`` not > 0; an
+        unclipped module gets an ``m``.
+
+    Examples
+    --------
+    Every thresholding module is a ``Thresholding``; a learnable tau is a parameter:
+
+    >>> act = SoftThreshold(tau=0.5, learnable_tau=True)
+    >>> isinstance(act, Thresholding), [name for name, _ in act.named_parameters()]
+    (True, ['tau'])
+    >>> CReLU(tau=0.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: CReLU needs a clipping magnitude m > 0, got m=None
+    """
 
     _clipped = False
 
@@ -133,10 +282,36 @@ class Thresholding(nn.Module):
 
 
 class ShiftedReLU(Thresholding):
-    """Module form of :func:`shifted_relu`.
+    """Module form of :func:`shifted_relu`: ``max(0, x - tau)``.
 
-    >>> ShiftedReLU(tau=0.5)
+    Parameters
+    ----------
+    tau : float, optional
+        Threshold >= 0. Default 0.0.
+    m : None, optional
+        Must be None (no clipping); kept for a signature common to all thresholding modules.
+    learnable_tau : bool, optional
+        Train ``tau`` as an ``nn.Parameter`` (clamped at 0 in ``forward``). Default False.
+
+    Attributes
+    ----------
+    tau : torch.Tensor
+        0-d threshold (buffer, or parameter with ``learnable_tau``).
+    m : None
+        The clipping magnitude (always None).
+
+    Raises
+    ------
+    ValueError
+        If ``tau`` is negative or NaN, or ``m`` is given.
+
+    Examples
+    --------
+    >>> act = ShiftedReLU(tau=0.5)
+    >>> act
     ShiftedReLU(tau=0.5)
+    >>> act(torch.tensor([-1.0, 0.5, 2.0]))
+    tensor([0.0000, 0.0000, 1.5000])
     """
 
     def _core(self, x, tau):
@@ -144,10 +319,36 @@ class ShiftedReLU(Thresholding):
 
 
 class SoftThreshold(Thresholding):
-    """Module form of :func:`soft_threshold`.
+    """Module form of :func:`soft_threshold`: ``sign(x) max(|x| - tau, 0)``.
 
-    >>> SoftThreshold(tau=0.5)
+    Parameters
+    ----------
+    tau : float, optional
+        Threshold >= 0. Default 0.0.
+    m : None, optional
+        Must be None (no clipping); kept for a signature common to all thresholding modules.
+    learnable_tau : bool, optional
+        Train ``tau`` as an ``nn.Parameter`` (clamped at 0 in ``forward``). Default False.
+
+    Attributes
+    ----------
+    tau : torch.Tensor
+        0-d threshold (buffer, or parameter with ``learnable_tau``).
+    m : None
+        The clipping magnitude (always None).
+
+    Raises
+    ------
+    ValueError
+        If ``tau`` is negative or NaN, or ``m`` is given.
+
+    Examples
+    --------
+    >>> act = SoftThreshold(tau=0.5)
+    >>> act
     SoftThreshold(tau=0.5)
+    >>> act(torch.tensor([-2.0, 0.25, 1.0]))
+    tensor([-1.5000,  0.0000,  0.5000])
     """
 
     def _core(self, x, tau):
@@ -155,10 +356,36 @@ class SoftThreshold(Thresholding):
 
 
 class CReLU(Thresholding):
-    """Module form of :func:`clipped_relu`.
+    """Module form of :func:`clipped_relu`: ``min(max(x - tau, 0), m)``.
 
-    >>> CReLU(tau=0.5, m=1.5)
+    Parameters
+    ----------
+    tau : float, optional
+        Threshold >= 0. Default 0.0.
+    m : float
+        Clipping magnitude > 0 (required).
+    learnable_tau : bool, optional
+        Train ``tau`` as an ``nn.Parameter`` (clamped at 0 in ``forward``). Default False.
+
+    Attributes
+    ----------
+    tau : torch.Tensor
+        0-d threshold (buffer, or parameter with ``learnable_tau``).
+    m : float
+        The clipping magnitude.
+
+    Raises
+    ------
+    ValueError
+        If ``tau`` is negative or NaN, or ``m`` is missing or not > 0.
+
+    Examples
+    --------
+    >>> act = CReLU(tau=0.5, m=1.5)
+    >>> act
     CReLU(tau=0.5, m=1.5)
+    >>> act(torch.tensor([-1.0, 1.0, 9.0]))
+    tensor([0.0000, 0.5000, 1.5000])
     """
 
     _clipped = True
@@ -168,10 +395,36 @@ class CReLU(Thresholding):
 
 
 class CST(Thresholding):
-    """Module form of :func:`clipped_soft_threshold`.
+    """Module form of :func:`clipped_soft_threshold`: ``sign(x) min(max(|x| - tau, 0), m)``.
 
-    >>> CST(tau=0.5, m=1.2)
+    Parameters
+    ----------
+    tau : float, optional
+        Threshold >= 0. Default 0.0.
+    m : float
+        Clipping magnitude > 0 (required).
+    learnable_tau : bool, optional
+        Train ``tau`` as an ``nn.Parameter`` (clamped at 0 in ``forward``). Default False.
+
+    Attributes
+    ----------
+    tau : torch.Tensor
+        0-d threshold (buffer, or parameter with ``learnable_tau``).
+    m : float
+        The clipping magnitude.
+
+    Raises
+    ------
+    ValueError
+        If ``tau`` is negative or NaN, or ``m`` is missing or not > 0.
+
+    Examples
+    --------
+    >>> act = CST(tau=0.5, m=1.2)
+    >>> act
     CST(tau=0.5, m=1.2)
+    >>> act(torch.tensor([-9.0, 0.25, 1.0]))
+    tensor([-1.2000,  0.0000,  0.5000])
     """
 
     _clipped = True

@@ -72,25 +72,48 @@ def prox(name: str, x, lam, step: float = 1.0, **params):
 
     Parameters
     ----------
-    name : one of :data:`PENALTIES`.
-    x : torch tensor (any float dtype/device; output follows it) or numpy array.
-    lam : penalty weight >= 0, scalar or broadcastable to ``x``.
-    step : step size > 0 (the gradient step of a proximal-gradient method).
-    params : ``a`` for ``cel0`` (atom norm; needs ``a**2 * step < 1``, so the default
-        ``a=1`` needs ``step < 1``), ``gamma`` for ``mcp`` (> step) and ``scad`` (> 1 + step).
+    name : str
+        One of :data:`PENALTIES`.
+    x : torch.Tensor or numpy.ndarray
+        Input; a tensor keeps its float dtype and device (integer and bool tensors become the
+        default float dtype), a numpy array gives a numpy array back.
+    lam : float or array_like
+        Penalty weight >= 0, a scalar or broadcastable to ``x``.
+    step : float, optional
+        Step size > 0 (the gradient step of a proximal-gradient method). Default 1.0.
+    **params
+        ``a`` for ``cel0`` (atom norm > 0, default 1; needs ``a**2 * step < 1``, so the
+        default ``a=1`` needs ``step < 1``), ``gamma`` for ``mcp`` (> step, default 3) and
+        ``scad`` (> 1 + step, default 3.7). The other penalties take none.
+
+    Returns
+    -------
+    torch.Tensor or numpy.ndarray
+        ``prox(x)``, elementwise, same shape and type as ``x``; exactly 0 where
+        ``|x| <= threshold(name, lam, step)``.
 
     Raises
     ------
     ValueError
-        NaN or inf in ``x`` (every penalty alike), a negative or non-finite ``lam``, a step
-        <= 0 or not finite, parameters that do not suit the step (naming the bound), a
-        result that overflows ``x``'s dtype.
+        An unknown ``name`` or parameter; NaN or inf in ``x`` (every penalty alike); a
+        negative or non-finite ``lam``; a step <= 0 or not finite; parameters that do not
+        suit the step (naming the bound); a result that overflows ``x``'s dtype.
+    TypeError
+        ``x`` is not a tensor or numpy array, or is complex.
 
     Examples
     --------
     >>> import torch
     >>> prox("l1", torch.tensor([-2.0, 0.5, 3.0]), lam=1.0)
     tensor([-1.,  0.,  2.])
+
+    Hard thresholding (l0) keeps what it does not zero; firm thresholding (mcp) shrinks
+    less than l1 and leaves ``|x| > gamma lam`` unchanged:
+
+    >>> prox("l0", torch.tensor([-2.0, 0.5, 3.0]), lam=1.0)
+    tensor([-2.,  0.,  3.])
+    >>> prox("mcp", torch.tensor([-2.0, 0.5, 3.0]), lam=1.0, step=0.5)
+    tensor([-1.8000,  0.0000,  3.0000])
     """
     pen = _get(name)
     _check_lam_step(lam, step)
@@ -101,11 +124,47 @@ def prox(name: str, x, lam, step: float = 1.0, **params):
 
 
 def penalty(name: str, x, lam, **params):
-    """Elementwise penalty value G(x) (lam included), same shape as ``x``.
+    """Elementwise penalty value G(x), lam included.
 
+    For instance ``lam |x|`` for ``"l1"``, ``lam [x != 0]`` for ``"l0"``,
+    ``lam |x|^(1/2)`` for ``"l1/2"``; :func:`describe` gives each formula.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`PENALTIES`.
+    x : torch.Tensor or numpy.ndarray
+        Where to evaluate G; a tensor keeps its float dtype and device, a numpy array gives
+        a numpy array back.
+    lam : float or array_like
+        Penalty weight >= 0, a scalar or broadcastable to ``x``.
+    **params
+        The penalty's parameters (``a`` for ``cel0``, ``gamma`` for ``mcp`` and ``scad``),
+        as in :func:`prox`; no step is involved, so only ``a > 0`` is checked.
+
+    Returns
+    -------
+    torch.Tensor or numpy.ndarray
+        G(x) elementwise, same shape and type as ``x``.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``name`` or parameter, ``a <= 0`` for ``cel0``, NaN or inf in ``x``, a
+        negative or non-finite ``lam``, a result that overflows ``x``'s dtype.
+    TypeError
+        ``x`` is not a tensor or numpy array, or is complex.
+
+    Examples
+    --------
     >>> import numpy as np
     >>> penalty("l0", np.array([0.0, -0.3, 2.0]), lam=0.5)
     array([0. , 0.5, 0.5])
+
+    SCAD is l1 up to lam and constant, (gamma + 1) lam^2 / 2, beyond gamma lam:
+
+    >>> penalty("scad", np.array([0.5, 5.0]), lam=1.0)
+    array([0.5 , 2.35])
     """
     pen = _get(name)
     _check_lam_step(lam, None)
@@ -117,11 +176,43 @@ def penalty(name: str, x, lam, **params):
 def threshold(name: str, lam, step: float = 1.0, **params):
     """Magnitude at or below which ``prox(name, x, lam, step)`` is exactly 0.
 
-    l1: step lam; l0: sqrt(2 step lam); l1/2: 54^(1/3)/4 (2 step lam)^(2/3);
-    l2/3: 2/3 (3 (2 step lam)^3)^(1/4); cel0: sqrt(2 lam) a step; mcp, scad: step lam.
+    l1: step lam; l0: sqrt(2 step lam); l1/2: 54^(1/3)/4 (2 step lam)^(2/3) (Xu et al.
+    2012); l2/3: 2/3 (3 (2 step lam)^3)^(1/4) (Cao, Sun & Xu 2013); cel0: sqrt(2 lam) a step;
+    mcp, scad: step lam.
 
+    Parameters
+    ----------
+    name : str
+        One of :data:`PENALTIES`.
+    lam : float
+        Penalty weight >= 0 (finite).
+    step : float, optional
+        Step size > 0 (finite). Default 1.0.
+    **params
+        The penalty's parameters, as in :func:`prox` (checked against ``step``).
+
+    Returns
+    -------
+    float
+        The threshold (a tensor if ``lam`` or a parameter is one).
+
+    Raises
+    ------
+    ValueError
+        An unknown ``name`` or parameter, a negative or non-finite ``lam``, a step <= 0 or
+        not finite, parameters that do not suit the step, a result that overflows.
+
+    Examples
+    --------
     >>> threshold("l0", 0.5)
     1.0
+
+    Everything up to the threshold is zeroed, and nothing above it:
+
+    >>> import torch
+    >>> t = threshold("l1/2", 1.0)
+    >>> prox("l1/2", torch.tensor([t, 1.01 * t], dtype=torch.float64), 1.0).ne(0).tolist()
+    [False, True]
     """
     pen = _get(name)
     _check_lam_step(lam, step)
@@ -134,8 +225,35 @@ def lam_for_threshold(name: str, thr, step: float = 1.0, **params):
 
     Used by the weights pillar to turn a target sparsity (a magnitude quantile) into lam.
 
+    Parameters
+    ----------
+    name : str
+        One of :data:`PENALTIES`.
+    thr : float
+        The wanted threshold, >= 0 and finite.
+    step : float, optional
+        Step size > 0 (finite). Default 1.0.
+    **params
+        The penalty's parameters, as in :func:`prox` (checked against ``step``).
+
+    Returns
+    -------
+    float
+        ``lam`` such that ``threshold(name, lam, step, **params) == thr`` (up to rounding).
+
+    Raises
+    ------
+    ValueError
+        An unknown ``name`` or parameter, a negative or non-finite ``thr``, a step <= 0 or
+        not finite, parameters that do not suit the step, a result that overflows.
+
+    Examples
+    --------
     >>> lam_for_threshold("l1", 0.3, step=0.5)
     0.6
+    >>> lam = lam_for_threshold("l2/3", 0.8, step=0.5)
+    >>> round(threshold("l2/3", lam, step=0.5), 12)
+    0.8
     """
     pen = _get(name)
     check_nonnegative("thr", thr)
@@ -147,7 +265,31 @@ def lam_for_threshold(name: str, thr, step: float = 1.0, **params):
 
 
 def describe(name: str) -> str:
-    """One line on a penalty: its formula and its parameters with their defaults."""
+    """One line on a penalty: its formula and its parameters with their defaults.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`PENALTIES`.
+
+    Returns
+    -------
+    str
+        ``"<name>: <doc>"``, followed by ``" [param=default, ...]"`` when the penalty has
+        parameters.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a registered penalty.
+
+    Examples
+    --------
+    >>> describe("l1")
+    'l1: lam |u|; prox: soft threshold at t = step lam'
+    >>> describe("mcp")
+    'mcp: minimax concave penalty; prox: firm threshold (needs gamma > step) [gamma=3.0]'
+    """
     pen = _get(name)
     extra = ", ".join(f"{k}={v}" for k, v in pen.params.items())
     return f"{pen.name}: {pen.doc}" + (f" [{extra}]" if extra else "")

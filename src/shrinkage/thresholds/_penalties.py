@@ -23,14 +23,51 @@ _C_HALF = 54.0 ** (1.0 / 3.0) / 4.0  # half-threshold constant (Xu et al. 2012)
 
 @dataclass(frozen=True)
 class Penalty:
-    """One member of the family.
+    """One member of the family: a penalty G and its proximal operator, defined once.
 
-    ``value(u, lam, **p)``, ``prox(x, lam, step, **p)``, ``threshold(lam, step, **p)``
-    (largest magnitude mapped to exactly 0) and ``lam_for(thr, step, **p)`` (its inverse),
-    written on tensors (``u``, ``x``) and floats or broadcastable tensors (``lam``, ``p``).
-    ``params`` maps each parameter name to its default; ``check(p, step)``, if given, raises
-    ``ValueError`` when the parameters ``p`` do not suit ``step`` (``step`` is None when no
-    step is involved).
+    Four callables describe it, written on tensors (``u``, ``x``) and on floats or
+    broadcastable tensors (``lam``, ``step`` and the extra parameters ``p``):
+    ``value(u, lam, **p)`` is G(u), lam included; ``prox(x, lam, step, **p)`` is
+    ``argmin_u 1/2 (u - x)^2 + step * G(u)``; ``threshold(lam, step, **p)`` is the largest
+    magnitude the prox maps to exactly 0; ``lam_for(thr, step, **p)`` is its inverse in lam.
+    The public functions (:func:`prox`, :func:`penalty`, ...) check the arguments and then
+    call these, so the callables themselves need no checks. The dataclass is frozen: each
+    parameter below is also a read-only attribute of the same name.
+
+    Parameters
+    ----------
+    name : str
+        Name the penalty is registered and looked up under (non-empty).
+    value : callable
+        ``value(u, lam, **p) -> tensor``, the elementwise penalty G(u).
+    prox : callable
+        ``prox(x, lam, step, **p) -> tensor``, the elementwise proximal operator.
+    threshold : callable
+        ``threshold(lam, step, **p) -> float``, the zeroing threshold of ``prox``.
+    lam_for : callable
+        ``lam_for(thr, step, **p) -> float``, the inverse of ``threshold`` in ``lam``.
+    params : dict, optional
+        Each extra parameter's name mapped to its default (e.g. ``{"gamma": 3.0}``);
+        default ``{}``, no extra parameter. Any other keyword is refused by :func:`prox`.
+    doc : str, optional
+        One line on the formula, shown by :func:`describe`; default ``""``.
+    check : callable or None, optional
+        ``check(p, step)``: raises ``ValueError`` when the parameters ``p`` (all of them,
+        defaults filled in) do not suit ``step``; ``step`` is None where no step is
+        involved (:func:`penalty`). Default None, no check.
+
+    Examples
+    --------
+    The built-in l1 penalty, used directly (no argument checks at this level):
+
+    >>> import torch
+    >>> l1 = get_penalty("l1")
+    >>> l1.name, l1.params
+    ('l1', {})
+    >>> l1.prox(torch.tensor([-2.0, 0.5]), 1.0, 1.0)
+    tensor([-1.,  0.])
+    >>> l1.lam_for(l1.threshold(0.3, 2.0), 2.0)
+    0.3
     """
 
     name: str
@@ -331,10 +368,32 @@ PENALTIES: Sequence[str] = _Names()
 
 
 def get_penalty(name: str) -> Penalty:
-    """The registered :class:`Penalty` called ``name``.
+    """Look up the registered :class:`Penalty` called ``name``.
 
+    Parameters
+    ----------
+    name : str
+        A registered name: one of :data:`PENALTIES` (``"l1"``, ``"l0"``, ``"l1/2"``,
+        ``"l2/3"``, ``"cel0"``, ``"mcp"``, ``"scad"`` and any added by
+        :func:`register_penalty`).
+
+    Returns
+    -------
+    Penalty
+        The registered record itself (not a copy).
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a registered name (or not a str); the message lists the known
+        names.
+
+    Examples
+    --------
     >>> get_penalty("l1").threshold(0.5, 2.0)
     1.0
+    >>> get_penalty("scad").params
+    {'gamma': 3.7}
     """
     pen = _REGISTRY.get(name) if isinstance(name, str) else None
     if pen is None:
@@ -343,12 +402,35 @@ def get_penalty(name: str) -> Penalty:
 
 
 def register_penalty(penalty: Penalty, *, replace: bool = False) -> Penalty:
-    """Add ``penalty`` to the family under ``penalty.name``; returns it.
+    """Add ``penalty`` to the family under ``penalty.name``.
 
     From then on :func:`prox`, :func:`penalty`, :func:`threshold`, the weights pillar
     (``Sparsifier(method="prox_ste", penalty=name)``), the codes pillar (``encode``,
     dictionary learning) and the operator plots accept the name. A name already taken is
-    refused unless ``replace=True``.
+    refused unless ``replace=True``, so a typo cannot silently shadow a built-in penalty.
+
+    Parameters
+    ----------
+    penalty : Penalty
+        The definition to register; its ``value``, ``prox``, ``threshold`` and ``lam_for``
+        must be callable.
+    replace : bool, optional
+        Allow replacing a penalty already registered under the same name. Default False.
+
+    Returns
+    -------
+    Penalty
+        ``penalty`` itself.
+
+    Raises
+    ------
+    ValueError
+        If ``penalty`` is not a :class:`Penalty`, its name is not a non-empty str, one of
+        its four functions is not callable, or the name is taken and ``replace`` is False.
+
+    Examples
+    --------
+    A penalty 2 lam |u|, whose prox is a soft threshold at 2 step lam:
 
     >>> import torch
     >>> double_l1 = Penalty(
@@ -361,6 +443,9 @@ def register_penalty(penalty: Penalty, *, replace: bool = False) -> Penalty:
     >>> _ = register_penalty(double_l1)
     >>> "double_l1" in PENALTIES
     True
+    >>> from shrinkage.thresholds import prox
+    >>> prox("double_l1", torch.tensor([-3.0, 1.0, 5.0]), lam=1.0)
+    tensor([-1.,  0.,  3.])
     >>> _ = unregister_penalty("double_l1")
     """
     if not isinstance(penalty, Penalty):
@@ -379,5 +464,33 @@ def register_penalty(penalty: Penalty, *, replace: bool = False) -> Penalty:
 
 
 def unregister_penalty(name: str) -> Penalty:
-    """Remove a registered penalty (the built-in ones included); returns it."""
+    """Remove a registered penalty (the built-in ones included).
+
+    Parameters
+    ----------
+    name : str
+        A registered name, one of :data:`PENALTIES`.
+
+    Returns
+    -------
+    Penalty
+        The removed record, so it can be registered again with :func:`register_penalty`.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a registered name.
+
+    Examples
+    --------
+    A copy of l1 under another name, added and removed again (the built-in penalties are
+    left alone, so their order in :data:`PENALTIES` stays as it is):
+
+    >>> import dataclasses
+    >>> _ = register_penalty(dataclasses.replace(get_penalty("l1"), name="lasso"))
+    >>> unregister_penalty("lasso").name
+    'lasso'
+    >>> "lasso" in PENALTIES
+    False
+    """
     return _REGISTRY.pop(get_penalty(name).name)

@@ -8,15 +8,35 @@ import torch
 
 
 def straight_through(fn):
-    """Wrap ``fn`` so that the forward pass is ``fn(x, ...)`` and the gradient w.r.t. ``x`` is
-    the upstream gradient unchanged: ``x + (fn(x, ...) - x).detach()``.
+    """Wrap ``fn`` as a straight-through operator: forward ``fn``, backward the identity.
 
-    This is how ST-3 lets pruned raw weights keep learning (Vanderschueren & De Vleeschouwer,
-    WACV 2023; Bengio et al. 2013).
+    The wrapped function returns ``x + (fn(x, ...) - x).detach()``: its value is
+    ``fn(x, ...)`` and its gradient w.r.t. ``x`` is the upstream gradient unchanged.
+    ``fn`` itself runs under ``torch.no_grad()``, so it needs no gradient of its own (a
+    threshold has a zero or undefined one). This is how ST-3 lets pruned raw weights keep
+    learning (Vanderschueren & De Vleeschouwer, WACV 2023; Bengio et al. 2013).
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(x, *args, **kwargs) -> torch.Tensor`` with the shape of ``x``, for instance
+        ``lambda v: prox("l1", v, lam)``.
+
+    Returns
+    -------
+    callable
+        ``wrapped(x, *args, **kwargs)``, with ``fn``'s name and docstring; it raises
+        ``TypeError`` when ``x`` is not a ``torch.Tensor``.
+
+    Examples
+    --------
+    The forward pass zeroes the small weight, yet both weights get the full gradient:
 
     >>> from shrinkage.thresholds import prox
     >>> w = torch.tensor([0.2, -1.5], requires_grad=True)
     >>> st = straight_through(lambda v: prox("l1", v, 0.5))
+    >>> st(w)
+    tensor([ 0., -1.], grad_fn=<AddBackward0>)
     >>> st(w).sum().backward(); w.grad
     tensor([1., 1.])
     """

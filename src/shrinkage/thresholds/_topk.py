@@ -11,10 +11,42 @@ from ._array import as_tensor, back
 def top_k(x, k: int, dim: int = -1):
     """Keep the ``k`` largest magnitudes along ``dim``, zero the rest (ties: lowest index kept).
 
-    The projection onto {u : ||u||_0 <= k} along each slice.
+    The projection onto {u : ||u||_0 <= k} along each slice: the l0-constrained
+    counterpart of the l0 prox (a fixed count instead of a fixed threshold).
 
+    Parameters
+    ----------
+    x : torch.Tensor or numpy.ndarray
+        Input; a tensor keeps its dtype and device, a numpy array gives a numpy array back.
+    k : int
+        How many entries to keep per slice, ``0 <= k <= x.shape[dim]``.
+    dim : int, optional
+        The dimension along which to select. Default -1 (the last).
+
+    Returns
+    -------
+    torch.Tensor or numpy.ndarray
+        Same shape and type as ``x``: the ``k`` entries of largest magnitude in each slice
+        along ``dim``, their values unchanged, every other entry 0 (a copy of ``x`` when ``k``
+        is the full size).
+
+    Raises
+    ------
+    ValueError
+        If ``k`` is not an integer >= 0, or is larger than ``x.shape[dim]``.
+    TypeError
+        If ``x`` is not a tensor or numpy array.
+
+    Examples
+    --------
     >>> top_k(torch.tensor([[0.1, -3.0, 2.0]]), 1)
     tensor([[ 0., -3.,  0.]])
+
+    Along columns, one entry kept in each:
+
+    >>> top_k(torch.tensor([[1.0, 4.0], [-2.0, 3.0]]), 1, dim=0)
+    tensor([[ 0.,  4.],
+            [-2.,  0.]])
     """
     t, was_numpy = as_tensor(x)
     n = t.shape[dim] if t.ndim else 1

@@ -9,7 +9,8 @@
 - :class:`Sparsifier` (methods in :data:`METHODS`), schedules :class:`Cubic`, :class:`Linear`,
   :class:`Constant`;
 - :func:`flops` / :class:`FlopsReport`: dense and sparse multiply-accumulates of any model;
-- pure functions :func:`kth_threshold`, :func:`channel_gamma`, :func:`st3_weight`;
+- pure functions :func:`kth_threshold`, :func:`channel_gamma`, :func:`st3_weight`,
+  :func:`layer_densities` (RigL's ERK / uniform layer densities);
 - :func:`export`: sparse-enough layers onto measured-fastest sparse kernels (real speed;
   ``activations=True`` also skips zero activations: :class:`ActivationChain`);
   :func:`densify`, :func:`load_exported`, :class:`SparseLinear`, :class:`SparseConv2d`;
@@ -22,6 +23,7 @@ from ._act_chain import ActivationChain
 from ._export import densify, export, load_exported
 from ._flops import FlopsReport, flops
 from ._ops import channel_gamma, kth_smallest, kth_threshold, prox_weight, st3_weight
+from ._rigl import layer_densities
 from ._schedules import Constant, Cubic, Linear, Schedule
 from ._sparse_modules import SparseConv2d, SparseLinear
 from ._sparsifier import METHODS, PRUNABLE, PrunedLayerWarning, SparseWeight, Sparsifier
@@ -44,6 +46,7 @@ __all__ = [
     "channel_gamma",
     "st3_weight",
     "prox_weight",
+    "layer_densities",
     "export",
     "densify",
     "load_exported",

@@ -5,12 +5,17 @@ the forward pass sees (the parametrization's transform, which also fixes the gra
 straight-through, or ordinary autograd through a mask), how a threshold becomes the unit's
 buffers, and whether ST-3's per-channel rescale is on by default. Adding a method is adding
 one record to :data:`RECORDS`; :class:`~shrinkage.weights.Sparsifier` reads nothing else.
+
+Two records go beyond "a threshold from a quantile of the scores": ``str`` learns one
+threshold parameter per layer (``learned``; the quantile is then a projection onto the
+scheduled sparsity, see :mod:`._str`), and ``rigl`` replaces the quantile by its own
+drop / grow update of a mask (``dynamic``, see :mod:`._rigl`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -18,6 +23,8 @@ from ..thresholds import get_penalty, straight_through
 from ..thresholds.cores import soft
 from . import _prune
 from ._ops import channel_gamma, prox_weight, st3_weight
+from ._rigl import check_rigl_params
+from ._str import STR_DEFAULTS, check_str_params
 
 _ste_soft = straight_through(st3_weight)
 _ste_prox = straight_through(prox_weight)
@@ -54,6 +61,25 @@ def _masked(pm, w):
     return w * mask  # sticky mask, ordinary autograd: pruned entries get no gradient
 
 
+def _str_soft(pm, w):
+    # (|w| - g) - shift, in the order the scores are computed: an entry at the projected
+    # threshold gives exactly 0, so the count is exact. Ordinary autograd: kept weights get
+    # dL/dw_hat, pruned ones nothing, s gets -g'(s) sum_kept sign(w) dL/dw_hat.
+    out = torch.sign(w) * torch.relu((w.abs() - torch.sigmoid(pm.s)) - pm.shift)
+    if pm.rescale:
+        with torch.no_grad():
+            g = channel_gamma(w, out != 0)
+        out = out * g
+    return out
+
+
+def _rigl_masked(pm, w):
+    out = w * pm.mask  # ordinary autograd: inactive entries get no gradient ...
+    if pm.capture and out.requires_grad:
+        out.register_hook(pm.store_dense_grad)  # ... but on update steps dL/dw_hat is kept
+    return out
+
+
 # -- scores: (unit, |w|) -> the scores whose quantile is the threshold ----------------------
 def _magnitude(unit, a):
     return a
@@ -65,6 +91,10 @@ def _sigma_scaled(unit, a):
 
 def _unpruned_magnitude(unit, a):
     return torch.where(unit.pm.mask, a, torch.full_like(a, -1.0))  # pruned stay pruned
+
+
+def _str_margin(unit, a):
+    return a - torch.sigmoid(unit.pm.s.detach())  # how far above STR's own threshold
 
 
 # -- the same scores written into a preallocated buffer (no allocation per step) -----------
@@ -108,6 +138,15 @@ def _set_tau_and_l0_lam(unit, tau, scores):
     _set_tau(unit, tau, scores, "l0")
 
 
+def _set_str_shift(unit, theta, scores):
+    """The projection: every layer's threshold shifted by theta (its margin quantile), never
+    below 0 (no pruning means tau = 0, not a negative threshold that inflates weights)."""
+    pm = unit.pm
+    g = torch.sigmoid(pm.s.detach())
+    pm.shift.copy_(torch.maximum(theta, -g))
+    pm.tau.copy_(g + pm.shift)
+
+
 def _grow_mask(unit, tau, scores):
     pm = unit.pm
     if scores is None:  # the compiled step: scores made on the fly, one pass, no temporaries
@@ -130,13 +169,21 @@ class Method:
     rescale: bool  # ST-3's per-channel rescale by default
     update: Callable = _set_tau  # (unit, tau, scores): the unit's buffers for threshold tau
     scores: Callable = _magnitude  # (unit, |w|) -> scores
-    scores_into: Callable = _magnitude_into  # (unit, w, out): the same scores, written to out
+    # (unit, w, out): the same scores, written to out; None: fresh tensors from ``scores``
+    scores_into: Callable | None = _magnitude_into
     to_tau: Callable = _same  # (score threshold, unit) -> magnitude threshold
     sticky: bool = False  # a mask that only grows (pruned weights never come back)
     # the scores as the compiled step makes them: "magnitude" |w|, "sigma" |w| sqrt(S_l),
     # "unpruned" |w| inside the mask and -1 outside; None: that step does not apply
     compiled_scores: str | None = "magnitude"
     uses_penalty: bool = False  # takes Sparsifier(penalty=..., penalty_params=...)
+    mask: bool = False  # keeps a bool mask buffer (sticky methods, rigl)
+    rescale_applies: bool = True  # False: the forward has no per-channel rescale to turn on
+    empty: float = 0.0  # a score threshold below every score (nothing pruned)
+    learned: bool = False  # one learned threshold parameter s per layer (str)
+    dynamic: bool = False  # its own mask update replaces the quantile threshold (rigl)
+    params: dict = field(default_factory=dict)  # Sparsifier(method_params=...) and defaults
+    check_params: Callable = dict  # the method_params, checked
 
 
 RECORDS: dict[str, Method] = {
@@ -165,6 +212,8 @@ RECORDS: dict[str, Method] = {
             scores_into=_unpruned_magnitude_into,
             compiled_scores="unpruned",
             sticky=True,
+            mask=True,
+            empty=-0.5,
         ),
         Method(
             "prox_ste",
@@ -173,6 +222,39 @@ RECORDS: dict[str, Method] = {
             rescale=True,
             update=_set_tau_and_lam,
             uses_penalty=True,
+        ),
+        Method(
+            "str",
+            _str_soft,
+            "masked",
+            rescale=False,
+            update=_set_str_shift,
+            scores=_str_margin,
+            scores_into=None,  # its margins: fresh tensors, torch's search
+            compiled_scores=None,
+            empty=-1.0,  # margins are > -sigmoid(s) > -1
+            learned=True,
+            params=dict(STR_DEFAULTS),
+            check_params=check_str_params,
+        ),
+        Method(
+            "rigl",
+            _rigl_masked,
+            "masked (dense on update steps)",
+            rescale=False,
+            mask=True,
+            rescale_applies=False,
+            dynamic=True,  # no threshold: neither score path applies
+            scores_into=None,
+            compiled_scores=None,
+            params={
+                "update_end": None,  # required: the step from which the topology is frozen
+                "update_every": 100,
+                "drop_fraction": 0.3,
+                "distribution": "erk",
+                "seed": 0,
+            },
+            check_params=check_rigl_params,
         ),
     )
 }

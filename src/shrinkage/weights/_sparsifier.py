@@ -18,12 +18,30 @@ from ._flops import flops
 from ._methods import METHODS, RECORDS
 from ._ops import PRUNABLE, exact_threshold, n_pruned
 from ._prune import KthSearch
+from ._rigl import drop_fraction, drop_grow, layer_counts
 from ._schedules import Constant, Schedule, evaluate
+from ._str import decay_rate
 
 __all__ = ["Sparsifier", "METHODS", "PRUNABLE", "PrunedLayerWarning"]
 
 
 _EMPTY_BUF = {dt: torch.empty(1, dtype=dt) for dt in (torch.float32, torch.float64)}
+
+# str: steps with gradients and no move of any threshold before the frozen-threshold warning
+FROZEN_STEPS = 10
+
+
+def _mean_over_ranks(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The mean over the ranks of a torch.distributed group (one all_reduce of all tensors
+    together), or the tensors themselves outside one."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return tensors
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    parts = torch.split(flat, [t.numel() for t in tensors])
+    return [x.reshape(t.shape) for x, t in zip(parts, tensors)]
 
 
 class PrunedLayerWarning(UserWarning):
@@ -44,21 +62,42 @@ class SparseWeight(nn.Module):
     (sticky mask, gmp) are set by :meth:`Sparsifier.step`; they are constants for autograd.
     """
 
-    def __init__(self, weight: torch.Tensor, method: str, rescale: bool, penalty: str, params):
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        method: str,
+        rescale: bool,
+        penalty: str,
+        params,
+        s_init: float | None = None,
+    ):
         super().__init__()
         self.method = method
         self.rescale = rescale
         self.penalty = penalty
         self.params = dict(params)
+        rec = RECORDS[method]
         self.register_buffer("tau", torch.zeros((), dtype=weight.dtype, device=weight.device))
         self.register_buffer("lam", torch.zeros((), dtype=weight.dtype, device=weight.device))
-        if RECORDS[method].sticky:
+        if rec.mask:
             self.register_buffer("mask", torch.ones_like(weight, dtype=torch.bool))
         else:
             self.mask = None
+        if rec.learned:  # STR: the layer's threshold sigmoid(s), learned, and the projection
+            self.s = nn.Parameter(
+                torch.full((), float(s_init), dtype=weight.dtype, device=weight.device)
+            )
+            self.register_buffer("shift", torch.zeros((), dtype=weight.dtype, device=weight.device))
         # Tied entries pruned to hit the scheduled count exactly (None: no tie at the
         # threshold, the usual case). Kept in the Sparsifier's state, not the model's.
         self.ties: torch.Tensor | None = None
+        # RigL: on an update step the backward keeps dL/dw_hat here (summed over uses).
+        self.capture = False
+        self.dense_grad: torch.Tensor | None = None
+
+    def store_dense_grad(self, grad: torch.Tensor) -> None:
+        g = grad.detach()
+        self.dense_grad = g.clone() if self.dense_grad is None else self.dense_grad + g
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         out = RECORDS[self.method].forward(self, w)
@@ -153,6 +192,20 @@ class Sparsifier:
     - ``prox_ste``: ``prox(penalty, w, lam)`` for any penalty in
       :data:`~shrinkage.thresholds.PENALTIES`, lam set each step by ``lam_for_threshold`` so
       that exactly the scheduled fraction is zero; straight-through; rescale by default.
+    - ``str``: STR (Kusupati et al., ICML 2020): one learned parameter s_l per layer, forward
+      ``sign(w) * relu(|w| - sigmoid(s_l))``, ordinary autograd (s_l learns; pruned weights get
+      no gradient); its sparsity comes from a decay of s_l towards 0, whose rate a controller
+      sets so that STR's own thresholds follow the schedule (:mod:`._str`); one common shift of
+      all thresholds (a projection, usually small) then makes the count exact. The s_l are
+      parameters of the model: build the optimizer after the Sparsifier, or add
+      :meth:`threshold_parameters`, with no weight decay of its own.
+    - ``rigl``: RigL (Evci et al., ICML 2020): static sparsity from step 0 on a random mask
+      (per-layer densities ERK or uniform), every ``update_every`` steps until ``update_end``
+      each layer drops ``floor(f(t) * n_active)`` active weights of smallest magnitude and
+      grows as many of largest dense-gradient magnitude (new ones start at 0), ``f(t) =
+      drop_fraction / 2 * (1 + cos(pi t / update_end))``. The dense gradient dL/dw_hat is kept
+      only in the backward pass before an update step (averaged over DDP ranks); between
+      updates inactive weights get no gradient and are held at exactly 0.
 
     Parameters
     ----------
@@ -162,13 +215,24 @@ class Sparsifier:
     schedule : :class:`Cubic`, :class:`Linear`, :class:`Constant` (default: ``Constant()``,
         the final sparsity at once) or a callable ``step -> sparsity``.
     scope : ``"global"`` (one threshold over all pruned weights) or ``"layer"`` (each layer
-        at the scheduled sparsity).
+        at the scheduled sparsity). rigl takes ``"global"`` only: exactly floor(s N) weights
+        pruned in all, spread over layers by ``method_params["distribution"]``.
     include, exclude : module types or ``fnmatch`` name patterns (``"features.*"``).
     penalty, penalty_params : the prox_ste operator (default l1) and its parameters (``a``
         for cel0, ``gamma`` for mcp / scad); the prox step is 1. Refused with another method
         (where they would be ignored).
-    rescale : ST-3's per-channel rescale on/off (default: on for the soft methods and
-        prox_ste, off for hard_ste and gmp).
+    rescale : ST-3's per-channel rescale on/off (default: on for st3, st3sigma, soft_nograd
+        and prox_ste, off for hard_ste and str; gmp and rigl have none to turn on).
+    method_params : options of ``str`` and ``rigl`` (refused with another method):
+
+        - str: ``s_init`` (-8.0, the initial s_l), ``control`` (True: a controller sets the
+          decay rate of s_l at every step; False keeps it fixed, STR's own rule, and leaves
+          the target to the projection alone), ``decay`` (0.0, that fixed rate per step in
+          [0, 1); only with ``control=False``, refused otherwise);
+        - rigl: ``update_end`` (required: the step from which the mask is frozen; RigL uses
+          75 % of training), ``update_every`` (100), ``drop_fraction`` (0.3),
+          ``distribution`` (``"erk"`` or ``"uniform"``), ``seed`` (0, the initial random mask;
+          the same on every DDP rank).
     min_density : a floor in [0, 1): every pruned tensor keeps at least this fraction of its
         weights (at least one when > 0), its largest scores, whatever the global threshold
         (the total sparsity then ends a little below the target). A layer pruned to density
@@ -179,7 +243,7 @@ class Sparsifier:
     -----
     Exactly ``floor(s * n)`` weights are pruned at each step, ties at the threshold included
     (broken by position: the first tied entries go), so all-equal weights at 0.5 end half
-    pruned, not all.
+    pruned, not all. rigl needs the schedule ``Constant()`` (static sparsity is the method).
 
     Examples
     --------
@@ -203,6 +267,7 @@ class Sparsifier:
         penalty_params: dict | None = None,
         rescale: bool | None = None,
         min_density: float = 0.0,
+        method_params: dict | None = None,
     ):
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -230,11 +295,34 @@ class Sparsifier:
             raise ValueError(
                 f"penalty_params only apply to method='prox_ste', got method={method!r}"
             )
+        if rescale and not self._m.rescale_applies:
+            raise ValueError(
+                f"rescale=True does not apply to method={method!r} (its forward weight is "
+                "w * mask, there is no threshold to compensate); leave rescale unset"
+            )
         self.rescale = self._m.rescale if rescale is None else bool(rescale)
+        self.method_params = self._method_params(method_params)
+        if self._m.dynamic:
+            if scope != "global":
+                raise ValueError(
+                    f"rigl spreads its density over layers by method_params['distribution'] "
+                    f"('erk' or 'uniform'); scope must stay 'global', got scope={scope!r}"
+                )
+            if not (isinstance(schedule, Constant) and schedule.start == 0):
+                raise ValueError(
+                    "rigl trains at the final sparsity from step 0 (static sparse training); "
+                    f"schedule must be None or Constant(), got {schedule!r}"
+                )
         self.min_density = check_open_unit("min_density", min_density, closed_low=True)
         evaluate(schedule, 0, self.sparsity)  # a schedule that is broken at step 0 fails now
         self._warned_empty: set[str] = set()
         self.empty_layers: list[str] = []
+        # str: the decay controller's state (ln d units) and the decay rate of the next step
+        self._decay = self.method_params.get("decay", 0.0)
+        self.learned_sparsity: float | None = None  # str: the sparsity of its own thresholds
+        self._s_after: list[torch.Tensor] | None = None  # str: s as step() left it
+        self._frozen_checked = False  # str: the optimizer holds s (checked until it moves)
+        self._frozen_steps = 0
 
         self.model = model
         self._step = 0
@@ -245,7 +333,30 @@ class Sparsifier:
             for _, mod, attr in u.holders():
                 u.orders.append(list(mod._parameters))
                 parametrize.register_parametrization(mod, attr, u.pm)
+        if self._m.dynamic:
+            self._rigl_init(min_density)
         self._apply()
+
+    def _method_params(self, given) -> dict:
+        defaults = self._m.params
+        if given is not None and not isinstance(given, dict):
+            raise ValueError(
+                f"method_params must be a dict of options or None, got {type(given).__name__} "
+                f"{given!r}"
+            )
+        given = dict(given or {})
+        if given and not defaults:
+            with_params = ", ".join(repr(k) for k, r in RECORDS.items() if r.params)
+            raise ValueError(
+                f"method_params only apply to methods {with_params}, got method={self.method!r}"
+            )
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise ValueError(
+                f"unknown method_params {', '.join(map(repr, unknown))} for method "
+                f"{self.method!r}; known: {', '.join(map(repr, defaults))}"
+            )
+        return self._m.check_params({**defaults, **given}) if defaults else {}
 
     # -- selection ---------------------------------------------------------------------
     def _collect(self, model, include, exclude) -> list[_Unit]:
@@ -286,7 +397,14 @@ class Sparsifier:
         for key in order:
             mods = groups[key]
             w = mods[0][1].weight
-            pm = SparseWeight(w, self.method, self.rescale, self.penalty, self.penalty_params)
+            pm = SparseWeight(
+                w,
+                self.method,
+                self.rescale,
+                self.penalty,
+                self.penalty_params,
+                self.method_params.get("s_init"),
+            )
             units.append(_Unit(mods[0][0], w, mods, pm))
         self._find_readers(model, units)
         return units
@@ -331,9 +449,12 @@ class Sparsifier:
     def _score_buffer(self) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
         """(flat, views): every unit's scores written into one buffer kept from step to step
         (one extra copy of the pruned weights; no allocation, no concatenation per step),
-        or None when the weights do not share a dtype and device (then fresh tensors)."""
+        or None when the weights do not share a dtype and device or the method has no such
+        scores (then fresh tensors)."""
         params = [u.param for u in self.units]
         like = params[0]
+        if self._m.scores_into is None:
+            return None
         if any(p.dtype != like.dtype or p.device != like.device for p in params):
             return None
         buf = getattr(self, "_flat", None)
@@ -366,6 +487,9 @@ class Sparsifier:
         s = evaluate(self.schedule, self._step, self.sparsity)
         self.current_sparsity = s
         m = self._m
+        if m.dynamic:
+            self._rigl_step()
+            return
         found = self._thresholds_compiled(s) if self._compiled_ready() else None
         if found is None:
             found = self._thresholds(s)
@@ -381,6 +505,8 @@ class Sparsifier:
                     ties = None
             u.pm.ties = ties
         self._note_empty(kept_any)
+        if m.learned:
+            self._control(scores, s)
 
     def _thresholds(self, s):
         """(thetas, ties, scores, kept_any) with torch operations: any device and dtype."""
@@ -391,7 +517,7 @@ class Sparsifier:
             flat = None
         else:
             flat, scores = packed
-        empty = -0.5 if m.sticky else 0.0  # below every score of a kept weight
+        empty = m.empty  # below every score of a kept weight
         if self.scope == "global":
             if flat is None:
                 flat = torch.cat([x.reshape(-1) for x in scores])
@@ -443,7 +569,7 @@ class Sparsifier:
         units = self.units
         scales = [u.sqrt_s if kind == "sigma" else 1.0 for u in units]
         masks = [u.pm.mask if kind == "unpruned" else None for u in units]
-        empty = -0.5 if m.sticky else 0.0
+        empty = m.empty
         groups = (
             [list(range(len(units)))]
             if self.scope == "global"
@@ -475,6 +601,101 @@ class Sparsifier:
         kept_any = [sm > float(t) for sm, t in zip(smax, thetas)]
         return thetas, [None] * len(units), None, kept_any
 
+    # -- str: the decay of the learned thresholds and its controller -------------------------
+    def _control(self, margins, s: float) -> None:
+        """The sparsity of STR's own thresholds (margin <= 0 pruned), and the decay rate of
+        the next step (:func:`~shrinkage.weights._str.decay_rate`)."""
+        n = sum(x.numel() for x in margins)
+        self.learned_sparsity = 1.0 - sum(int((x > 0).sum()) for x in margins) / n
+        if self.method_params["control"]:
+            self._decay = decay_rate(
+                [float(u.pm.s) for u in self.units],
+                [float(u.pm.tau) for u in self.units],
+                [x.numel() for x in margins],
+            )
+
+    @torch.no_grad()
+    def _decay_thresholds(self) -> None:
+        """s_l <- (1 - d) s_l: decoupled weight decay, towards 0, i.e. a higher threshold."""
+        params = self.threshold_parameters()
+        if self._s_after is not None and not self._frozen_checked:
+            # One update can be below float resolution (a small lr times sigmoid'(s) at s=-8,
+            # the end of a cosine schedule), so the check waits for FROZEN_STEPS steps with
+            # gradients and no move at all, and stops at the first move.
+            moved = any(not torch.equal(p, q) for p, q in zip(params, self._s_after))
+            learning = any(p.grad is not None and bool((p.grad != 0).any()) for p in params)
+            if moved:
+                self._frozen_checked = True
+            elif learning:
+                self._frozen_steps += 1
+                if self._frozen_steps >= FROZEN_STEPS:
+                    self._frozen_checked = True
+                    warnings.warn(
+                        f"str's thresholds got gradients for {FROZEN_STEPS} steps but the "
+                        "optimizer never moved them: build the optimizer after the Sparsifier, "
+                        "or add sp.threshold_parameters() to it (with weight_decay=0)",
+                        UserWarning,
+                        stacklevel=4,
+                    )
+        for p in params:
+            p.mul_(1.0 - self._decay)
+        self._s_after = [p.detach().clone() for p in params]
+
+    def threshold_parameters(self) -> list[nn.Parameter]:
+        """The Sparsifier's own learned parameters: STR's s_l, one per pruned tensor (they
+        live in the model, so ``model.parameters()`` lists them too); empty for the other
+        methods. Give them to the optimizer without weight decay: their decay is the
+        Sparsifier's (see :mod:`shrinkage.weights._str`)."""
+        return [u.pm.s for u in self.units] if self._m.learned else []
+
+    # -- rigl: a random mask at the layer densities, then drop / grow -------------------------
+    @torch.no_grad()
+    def _rigl_init(self, min_density: float) -> None:
+        p = self.method_params
+        shapes = [tuple(u.param.shape) for u in self.units]
+        counts = layer_counts(shapes, self.sparsity, p["distribution"])
+        if min_density > 0:
+            counts = [
+                max(c, math.ceil(min_density * u.param.numel() - 1e-9))
+                for c, u in zip(counts, self.units)
+            ]
+        gen = torch.Generator().manual_seed(p["seed"])  # CPU: the same mask on every device
+        for u, c in zip(self.units, counts):
+            u.n_keep = c
+            keep = torch.randperm(u.param.numel(), generator=gen)[:c].to(u.param.device)
+            mask = torch.zeros(u.param.numel(), dtype=torch.bool, device=u.param.device)
+            mask[keep] = True
+            u.pm.mask.copy_(mask.reshape(u.param.shape))
+
+    def _rigl_update_at(self, step: int) -> bool:
+        p = self.method_params
+        return step > 0 and step % p["update_every"] == 0 and step < p["update_end"]
+
+    def _rigl_step(self) -> None:
+        """At an update step, drop / grow every layer that has room (a dense layer has none);
+        at every step hold inactive raw weights at 0 (the optimizer's momentum may move
+        them), and arm the gradient capture if the next step updates."""
+        p = self.method_params
+        update = self._rigl_update_at(self._step)
+        if update:
+            missing = [u.name for u in self.units if u.pm.dense_grad is None]
+            if missing:
+                raise RuntimeError(
+                    f"rigl updates its mask at step {self._step} from the dense gradient, but "
+                    f"layer(s) {', '.join(map(repr, missing))} got none: call loss.backward() "
+                    "(and opt.step()) before every sp.step()"
+                )
+            grads = _mean_over_ranks([u.pm.dense_grad for u in self.units])
+            frac = drop_fraction(self._step, p["drop_fraction"], p["update_end"])
+            for u, g in zip(self.units, grads):
+                if u.n_keep < u.param.numel():
+                    drop_grow(u.param, u.pm.mask, g, math.floor(frac * u.n_keep))
+        for u in self.units:
+            u.param.masked_fill_(~u.pm.mask, 0.0)
+            u.pm.dense_grad = None
+            u.pm.capture = self._rigl_update_at(self._step + 1)
+        self._warn_empty([bool(u.pm.mask.any()) for u in self.units])
+
     def _floor(self, scores, thetas, tie_list, empty):
         """Per-layer thresholds lowered so that each layer keeps ``min_density``."""
         out_t, out_ties = [], []
@@ -488,9 +709,12 @@ class Sparsifier:
             out_ties.append(ties)
         return out_t, out_ties
 
-    def _note_empty(self, kept_any) -> None:
+    def _note_empty(self, kept_any: list[bool]) -> None:
         """Layers with no weight left (a disconnected network): listed, warned once each."""
-        empty = [u.name for u, kept in zip(self.units, kept_any) if not kept]
+        self._warn_empty(kept_any)
+
+    def _warn_empty(self, alive: list[bool]) -> None:
+        empty = [u.name for u, a in zip(self.units, alive) if not a]
         self.empty_layers = empty
         new = [n for n in empty if n not in self._warned_empty]
         if new:
@@ -500,7 +724,7 @@ class Sparsifier:
                 f"{self._step} (sparsity {self.current_sparsity:g}): the network is "
                 "disconnected; pass min_density (e.g. 0.01) to keep a floor per layer",
                 PrunedLayerWarning,
-                stacklevel=5,  # _note_empty, _apply, no_grad's wrapper, step / __init__
+                stacklevel=6,  # _warn_empty, _note_empty*, _apply, no_grad, step / __init__
             )
 
     def step(self) -> float:
@@ -510,6 +734,8 @@ class Sparsifier:
         if self._squashed:
             raise RuntimeError("this Sparsifier was squashed; its model is a plain dense model now")
         self._step += 1
+        if self._m.learned:
+            self._decay_thresholds()
         self._apply()
         return self.current_sparsity
 
@@ -557,7 +783,19 @@ class Sparsifier:
             "lam": [u.pm.lam.detach().clone() for u in self.units],
             "mask": [None if u.pm.mask is None else u.pm.mask.clone() for u in self.units],
             "ties": [None if u.pm.ties is None else u.pm.ties.clone() for u in self.units],
+            **self._extra_state(),
         }
+
+    def _extra_state(self) -> dict:
+        """What str and rigl add (nothing for the other methods, whose states stay as they
+        were): the method's options, STR's thresholds and its controller."""
+        if not self.method_params:
+            return {}
+        extra: dict = {"method_params": dict(self.method_params)}
+        if self._m.learned:
+            extra["s"] = [p.detach().clone() for p in self.threshold_parameters()]
+            extra["controller"] = {"decay": self._decay}
+        return extra
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict`. Its configuration (method, scope, penalty, layers,
@@ -566,13 +804,20 @@ class Sparsifier:
         and nothing is changed."""
         if not isinstance(state, dict):
             raise ValueError(f"sparsifier state must be a dict, got {type(state).__name__}")
+        absent = {"min_density": 0.0, "method_params": {}}
         for key in ("method", "scope", "penalty", "layers", "sparsity", "min_density"):
             mine = self.layer_names if key == "layers" else getattr(self, key)
-            theirs = state.get(key, 0.0 if key == "min_density" else None)
+            theirs = state.get(key, absent.get(key))
             if theirs != mine:
                 raise ValueError(
                     f"sparsifier state has {key}={theirs!r}, this Sparsifier has {mine!r}"
                 )
+        if state.get("method_params", {}) != self.method_params:
+            raise ValueError(
+                f"sparsifier state has method_params={state.get('method_params', {})!r}, this "
+                f"Sparsifier has {self.method_params!r}"
+            )
+        learned = self._check_learned_state(state)
         step = state.get("step")
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise ValueError(f"sparsifier state step must be an integer >= 0, got {step!r}")
@@ -609,8 +854,38 @@ class Sparsifier:
                 if u.pm.mask is not None:
                     u.pm.mask.copy_(mask)
                 u.pm.ties = None if ties is None else ties.to(u.param.device).clone()
+                u.pm.dense_grad = None
+            if learned is not None:
+                values, ctl = learned
+                for p, v in zip(self.threshold_parameters(), values):
+                    p.copy_(v.reshape(()))
+                self._decay = float(ctl["decay"])
+                self._s_after = [p.detach().clone() for p in self.threshold_parameters()]
         self._step = step
         self.current_sparsity = evaluate(self.schedule, self._step, self.sparsity)
+        if self._m.dynamic:
+            for u in self.units:
+                u.pm.capture = self._rigl_update_at(step + 1)
+
+    def _check_learned_state(self, state: dict):
+        """STR's part of a state: ``(thresholds, controller)``, checked; None for the others."""
+        if not self._m.learned:
+            return None
+        values, ctl = state.get("s"), state.get("controller")
+        n = len(self.units)
+        if not isinstance(values, list | tuple) or len(values) != n:
+            raise ValueError(f"sparsifier state 's' must hold {n} thresholds, got {values!r}")
+        for u, v in zip(self.units, values):
+            if not isinstance(v, torch.Tensor) or v.numel() != 1 or not bool(torch.isfinite(v)):
+                raise ValueError(
+                    f"sparsifier state s of layer {u.name!r} must be one finite number, got {v!r}"
+                )
+        d = ctl.get("decay") if isinstance(ctl, dict) else None
+        if isinstance(d, bool) or not isinstance(d, float | int) or not 0 <= d < 1:
+            raise ValueError(
+                f"sparsifier state 'controller' must hold a decay rate in [0, 1), got {ctl!r}"
+            )
+        return values, ctl
 
     # -- the end -----------------------------------------------------------------------
     @torch.no_grad()
