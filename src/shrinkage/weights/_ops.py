@@ -8,6 +8,7 @@ rescale of ST-3 and the choice of the threshold that hits a target sparsity exac
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -49,8 +50,7 @@ def kth_threshold(scores: torch.Tensor, sparsity: float, empty: float = 0.0) -> 
         Scores of any shape (flattened), e.g. ``|w|``; finite.
     sparsity : float
         Fraction to prune, in [0, 1]; ``k = floor(sparsity * n)`` (with a 1e-6 guard, so
-        ``0.99 * 100`` counts 99), capped at ``n``. Not checked: a negative value makes
-        ``k < 0``, which torch refuses (``RuntimeError``).
+        ``0.99 * 100`` counts 99), capped at ``n``.
     empty : float, default 0.0
         The threshold returned when ``k == 0``: a value below every score keeps everything.
 
@@ -58,6 +58,11 @@ def kth_threshold(scores: torch.Tensor, sparsity: float, empty: float = 0.0) -> 
     -------
     torch.Tensor
         0-d tensor of ``scores``' dtype and device: the k-th smallest score, or ``empty``.
+
+    Raises
+    ------
+    ValueError
+        ``sparsity`` outside [0, 1] or not a number.
 
     Examples
     --------
@@ -70,6 +75,10 @@ def kth_threshold(scores: torch.Tensor, sparsity: float, empty: float = 0.0) -> 
     >>> float(kth_threshold(s, 0.1, empty=-1.0))  # k = 0: nothing pruned
     -1.0
     """
+    if isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real) or not (
+        0.0 <= sparsity <= 1.0
+    ):
+        raise ValueError(f"sparsity must be a number in [0, 1], got sparsity={sparsity!r}")
     flat = scores.reshape(-1)
     k = n_pruned(sparsity, flat.numel())
     if k == 0:
@@ -134,9 +143,8 @@ def kth_smallest(flat: torch.Tensor, k: int) -> torch.Tensor:
 
     Raises
     ------
-    RuntimeError
-        From ``torch.kthvalue`` when ``k`` is out of ``[1, flat.numel()]`` (not checked
-        here).
+    ValueError
+        ``flat`` not 1-d, or ``k`` not an integer in ``[1, flat.numel()]``.
 
     Examples
     --------
@@ -149,6 +157,10 @@ def kth_smallest(flat: torch.Tensor, k: int) -> torch.Tensor:
     True
     """
     n = flat.numel()
+    if flat.dim() != 1:
+        raise ValueError(f"flat must be 1-d, got shape {tuple(flat.shape)}")
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n:
+        raise ValueError(f"k must be an integer in [1, {n}] (flat.numel()), got k={k!r}")
     if n < _BRACKET_MIN:
         return torch.kthvalue(flat, k).values
     stride = max(1, n // 8192)
