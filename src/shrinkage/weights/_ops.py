@@ -75,8 +75,10 @@ def kth_threshold(scores: torch.Tensor, sparsity: float, empty: float = 0.0) -> 
     >>> float(kth_threshold(s, 0.1, empty=-1.0))  # k = 0: nothing pruned
     -1.0
     """
-    if isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real) or not (
-        0.0 <= sparsity <= 1.0
+    if (
+        isinstance(sparsity, bool)
+        or not isinstance(sparsity, numbers.Real)
+        or not (0.0 <= sparsity <= 1.0)
     ):
         raise ValueError(f"sparsity must be a number in [0, 1], got sparsity={sparsity!r}")
     flat = scores.reshape(-1)

@@ -409,7 +409,8 @@ class Sparsifier:
         self.penalty = check_choice("penalty", "l1" if penalty is None else penalty, PENALTIES)
         self.penalty_params = dict(penalty_params or {})
         if self._m.uses_penalty:
-            lam_for_threshold(self.penalty, 1.0, step=1.0, **self.penalty_params)  # validates params
+            # validates the penalty parameters before any work
+            lam_for_threshold(self.penalty, 1.0, step=1.0, **self.penalty_params)
         elif self.penalty_params:
             raise ValueError(
                 f"penalty_params only apply to method='prox_ste', got method={method!r}"
