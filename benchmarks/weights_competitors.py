@@ -16,6 +16,8 @@ method needs to stay within 0.5 point of dense, the tuning grid) and
 
     python benchmarks/weights_competitors.py --preset reduced --threads 1 --out runs/comp_reduced
     python benchmarks/weights_competitors.py --preset full --threads 1 --out runs/comp_full
+    python benchmarks/weights_competitors.py --preset reduced --seeds 0,1,2 --threads 1 \
+        --out runs/comp_reduced   # three seeds
     python benchmarks/weights_competitors.py --quick --out runs/comp_quick   # smoke run
 
 Finished runs are reused (an interrupted call resumes); each stage prints what it does.
@@ -263,6 +265,9 @@ def main(argv=None) -> int:
         default=VARIANTS,
         help="METHOD:FIELD=VALUE runs, with the method's tuned lr (a field of TrainConfig)",
     )
+    p.add_argument(
+        "--seeds", type=comma_list(int), help="these seeds instead of the preset's (e.g. 0,1,2)"
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default="runs/competitors")
     args = p.parse_args(argv)
@@ -278,6 +283,8 @@ def main(argv=None) -> int:
         if args.models and model not in args.models:
             continue
         methods = [m for m in methods if not args.methods or m in args.methods]
+        if args.seeds:
+            seeds = tuple(args.seeds)
         if args.quick:
             sparsities, seeds = sparsities[:1], seeds[:1]
         base = TrainConfig(model=model, epochs=tune_epochs, **common)

@@ -567,3 +567,27 @@ def test_penalty_with_a_method_that_ignores_it_is_refused():
     with pytest.raises(ValueError, match="penalty only applies to method='prox_ste'"):
         Sparsifier(_net(), 0.5, method="st3", penalty="l0")
     assert Sparsifier(_net(), 0.5, method="prox_ste", penalty="l0").penalty == "l0"
+
+
+def test_prox_ste_defaults_to_l1():
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 2))
+    sp = Sparsifier(model, 0.5, method="prox_ste")
+    assert sp.penalty == "l1"
+    sp.step()
+    assert abs(sp.density() - 0.5) < 1e-9
+
+
+@pytest.mark.parametrize("sparsity", [-0.1, 1.5, float("nan"), "0.5", True])
+def test_kth_threshold_refuses_a_sparsity_outside_the_unit_interval(sparsity):
+    from shrinkage.weights import kth_threshold
+
+    with pytest.raises(ValueError, match="sparsity"):
+        kth_threshold(torch.rand(10), sparsity)
+
+
+@pytest.mark.parametrize("k", [0, 11, 2.0, -1])
+def test_kth_smallest_refuses_a_rank_out_of_range(k):
+    from shrinkage.weights import kth_smallest
+
+    with pytest.raises(ValueError, match="k must be"):
+        kth_smallest(torch.rand(10), k)

@@ -9,8 +9,9 @@
 - :class:`Sparsifier` (methods in :data:`METHODS`), schedules :class:`Cubic`, :class:`Linear`,
   :class:`Constant`;
 - :func:`flops` / :class:`FlopsReport`: dense and sparse multiply-accumulates of any model;
-- pure functions :func:`kth_threshold`, :func:`channel_gamma`, :func:`st3_weight`,
-  :func:`layer_densities` (RigL's ERK / uniform layer densities);
+- pure functions :func:`kth_threshold`, :func:`kth_smallest`, :func:`channel_gamma`,
+  :func:`st3_weight`, :func:`prox_weight`, :func:`layer_densities` (RigL's ERK / uniform layer
+  densities);
 - :func:`export`: sparse-enough layers onto measured-fastest sparse kernels (real speed;
   ``activations=True`` also skips zero activations: :class:`ActivationChain`);
   :func:`densify`, :func:`load_exported`, :class:`SparseLinear`, :class:`SparseConv2d`;

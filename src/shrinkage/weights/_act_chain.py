@@ -153,8 +153,29 @@ class ActivationChain(nn.Module):
     values for ``"act_csc_*"``), ``p{i}`` (CSC column offsets, int32, in + 1) and ``r{i}``
     (CSC rows: int32, or int16 holding the uint16 row), ``b{i}`` (bias or None). The kernel
     names, sizes, activations and the names of the modules the chain stands for are extra
-    state, with a CRC-32 of everything.
+    state, with a CRC-32 of everything. Built by :func:`~shrinkage.weights.export` with
+    ``activations=True`` (or :meth:`from_layers`), restored by
+    :func:`~shrinkage.weights.load_exported`; not usually made by hand.
 
+    Parameters
+    ----------
+    specs : list of dict
+        One per layer: ``kernel`` (``"act_dense"``, ``"act_csc_i32"`` or
+        ``"act_csc_u16"``), ``in`` and ``out`` sizes, ``act`` (the fused activation's name,
+        ``"none"`` for none), its ``tau`` and ``m``, and ``bias`` (whether the layer has one).
+        The buffers are empty until filled (:meth:`from_layers`, or a state dict).
+    names : list of str
+        The Linear modules' names in the model (the state dict's keys).
+    acts : list of str or None
+        The activation modules' names in the model, None where a layer has none.
+
+    Raises
+    ------
+    ValueError
+        A spec that is not one of the above (checked before anything is allocated).
+
+    Examples
+    --------
     >>> lin1, lin2 = nn.Linear(6, 5), nn.Linear(5, 2)
     >>> chain = ActivationChain.from_layers(
     ...     [lin1, lin2], [nn.ReLU(), None], ["act_csc_u16", "act_dense"], ["0", "2"], ["1", None])

@@ -161,8 +161,73 @@ def export(
     on ``example_input`` is checked against the dense model's (RuntimeError if it
     differs). See :mod:`shrinkage.weights._act_export`.
 
-    Returns the exported model, or ``(model, timings)`` with ``return_timings``:
-    ``{layer name: {"sparsity": s, "kernel": chosen, "ms": {kernel: median ms}}}``.
+    Layers inside an ``nn.MultiheadAttention`` stay dense (it reads its ``out_proj``
+    weight directly). The kernels are listed in the module :mod:`shrinkage.weights._export`
+    (``KERNELS``): torch CSR with int64 or int32 indices, a compiled C CSR kernel with
+    int32 or 16-bit column indices, torch block-CSR.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model (e.g. a :meth:`Sparsifier.squash`-ed one); not modified.
+    min_sparsity : float, default 0.8
+        Share of exact zeros, in [0, 1], from which a layer is considered for a sparse
+        kernel.
+    batch_size : int, default 1
+        Rows (images for a conv) of the random probe input each kernel is timed on, >= 1:
+        the batch size the model will serve.
+    candidates : str or iterable of str, default DEFAULT_CANDIDATES
+        Kernel names from ``KERNELS`` (``"dense"``, ``"torch_csr"``, ``"torch_csr_i32"``,
+        ``"c_csr_i32"``, ``"c_csr_u16"``, ``"torch_bsr"``); the default is every one but
+        ``"torch_bsr"``. Unsupported ones (a C kernel on a GPU, a size the kernel cannot
+        index) are skipped; ``"dense"`` is always in the race. Exactly one name forces
+        that kernel on every eligible layer, without timing.
+    rounds : int, default 7
+        Interleaved timing rounds (at least), >= 1.
+    return_timings : bool, default False
+        Also return the per-layer report.
+    example_input : torch.Tensor or tuple, optional
+        One input of the model (a tuple is unpacked into the call): records the Conv2d
+        input sizes, so convolutions can go sparse, and enables the whole-model check.
+        Required with ``activations=True`` (real data: activation sparsity depends on it).
+    activations : bool, default False
+        Also time activation-and-weight-sparse kernels (:class:`ActivationChain`) on each
+        ``Linear -> activation`` of an ``nn.Sequential``, and check the whole model's output
+        on ``example_input`` against the dense model's.
+
+    Returns
+    -------
+    torch.nn.Module or (torch.nn.Module, dict)
+        The exported model, or ``(model, timings)`` with ``return_timings``:
+        ``{layer name: {"sparsity": s, "kernel": chosen, "ms": {kernel: median ms}}}``
+        (``ms`` empty for a forced kernel or an ineligible layer; ``whole_model_ms`` added
+        by the whole-model check).
+
+    Raises
+    ------
+    RuntimeError
+        With ``activations=True``: the exported model's output on ``example_input``
+        differs from the dense model's.
+    ValueError
+        ``model`` is not a module; ``min_sparsity`` is not a number in [0, 1];
+        ``batch_size`` or ``rounds`` is not an integer >= 1; ``candidates`` is empty or
+        names an unknown kernel; the one forced kernel cannot run an eligible layer here
+        (its size, dtype or device); ``activations=True`` without ``example_input``.
+
+    Examples
+    --------
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> with torch.no_grad():
+    ...     _ = net[0].weight.mul_(torch.rand(8, 16) > 0.9)  # about 90% zeros
+    >>> fast, info = export(net, candidates="torch_csr", return_timings=True)
+    >>> type(fast[0]).__name__, info["0"]["kernel"], info["2"]["kernel"]
+    ('SparseLinear', 'torch_csr', 'dense')
+    >>> fast[0].nnz == int(torch.count_nonzero(net[0].weight))
+    True
+    >>> x = torch.randn(5, 16)
+    >>> torch.allclose(fast(x), net(x), atol=1e-6)
+    True
     """
     ms, batch_size, rounds, cands, forced = _check_export(
         model, min_sparsity, batch_size, rounds, candidates
@@ -304,8 +369,37 @@ def _best_whole_model(model, chosen, report, example_input, batch_size, rounds):
 
 
 def densify(model: nn.Module) -> nn.Module:
-    """Copy of an exported model with every :class:`SparseLinear` back to ``nn.Linear`` (and
-    every :class:`ActivationChain` back to its Linear and activation modules)."""
+    """Copy of an exported model with every :class:`SparseLinear` back to ``nn.Linear``.
+
+    Every :class:`SparseConv2d` goes back to ``nn.Conv2d`` as well, and every
+    :class:`ActivationChain` back to its Linear and activation modules; other modules are
+    copied as they are. The result's state dict is one any dense copy of the architecture
+    loads.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        An exported model (from :func:`export` or :func:`load_exported`); not modified.
+
+    Returns
+    -------
+    torch.nn.Module
+        A plain dense copy, same devices and dtypes, the same weights (zeros included).
+
+    Raises
+    ------
+    ValueError
+        ``model`` is not a module.
+
+    Examples
+    --------
+    >>> net = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 2))
+    >>> with torch.no_grad():
+    ...     _ = net[0].weight[:, 1:].zero_()
+    >>> back = densify(export(net, candidates="torch_csr"))
+    >>> type(back[0]).__name__, torch.equal(back[0].weight, net[0].weight)
+    ('Linear', True)
+    """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     out = copy.deepcopy(model)
@@ -338,11 +432,40 @@ def load_exported(model: nn.Module, state_dict: dict) -> nn.Module:
     row pointers, column indices in range and increasing within rows, finite values (a
     corrupted checkpoint raises ValueError instead of reading out of bounds later).
 
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A dense skeleton of the architecture (a fresh instance of the model class); not
+        modified.
+    state_dict : Mapping
+        ``exported.state_dict()`` of an exported model (e.g. read back with
+        ``torch.load``).
+
+    Returns
+    -------
+    torch.nn.Module
+        The exported model, on the skeleton's devices.
+
     Raises
     ------
     ValueError
         ``model`` is not a module, ``state_dict`` is not a mapping, or does not fit the
-        skeleton, or holds an invalid sparse layer.
+        skeleton, or holds an invalid sparse layer (including one whose buffers do not
+        match the checksum saved with them).
+
+    Examples
+    --------
+    >>> make = lambda: nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 2))
+    >>> net = make()
+    >>> with torch.no_grad():
+    ...     _ = net[0].weight[:, 1:].zero_()
+    >>> fast = export(net, candidates="torch_csr")
+    >>> again = load_exported(make(), fast.state_dict())
+    >>> type(again[0]).__name__, again[0].kernel, again[0].nnz
+    ('SparseLinear', 'torch_csr', 4)
+    >>> x = torch.randn(3, 6)
+    >>> torch.equal(again(x), fast(x))
+    True
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")

@@ -8,6 +8,7 @@ rescale of ST-3 and the choice of the threshold that hits a target sparsity exac
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -39,11 +40,47 @@ def kth_threshold(scores: torch.Tensor, sparsity: float, empty: float = 0.0) -> 
     """The ``k = floor(sparsity * n)``-th smallest score (0-d tensor), by selection, not a sort.
 
     Entries with ``score > threshold`` are kept, so exactly ``k`` entries are pruned when the
-    scores have no ties. With ``k == 0`` returns ``empty`` (nothing pruned).
+    scores have no ties (with ties, :class:`Sparsifier` completes the count by position).
+    With ``k == 0`` returns ``empty`` (nothing pruned). The selection is
+    :func:`kth_smallest`.
 
-    >>> round(float(kth_threshold(torch.tensor([0.3, 0.1, 0.2, 0.4]), 0.5)), 6)
-    0.2
+    Parameters
+    ----------
+    scores : torch.Tensor
+        Scores of any shape (flattened), e.g. ``|w|``; finite.
+    sparsity : float
+        Fraction to prune, in [0, 1]; ``k = floor(sparsity * n)`` (with a 1e-6 guard, so
+        ``0.99 * 100`` counts 99), capped at ``n``.
+    empty : float, default 0.0
+        The threshold returned when ``k == 0``: a value below every score keeps everything.
+
+    Returns
+    -------
+    torch.Tensor
+        0-d tensor of ``scores``' dtype and device: the k-th smallest score, or ``empty``.
+
+    Raises
+    ------
+    ValueError
+        ``sparsity`` outside [0, 1] or not a number.
+
+    Examples
+    --------
+    Half of four scores: the threshold is the 2nd smallest, and exactly two lie above it.
+
+    >>> s = torch.tensor([0.3, 0.1, 0.2, 0.4])
+    >>> t = kth_threshold(s, 0.5)
+    >>> round(float(t), 6), int((s > t).sum())
+    (0.2, 2)
+    >>> float(kth_threshold(s, 0.1, empty=-1.0))  # k = 0: nothing pruned
+    -1.0
     """
+    if (
+        isinstance(sparsity, bool)
+        or not isinstance(sparsity, numbers.Real)
+        or not (0.0 <= sparsity <= 1.0)
+    ):
+        raise ValueError(f"sparsity must be a number in [0, 1], got sparsity={sparsity!r}")
     flat = scores.reshape(-1)
     k = n_pruned(sparsity, flat.numel())
     if k == 0:
@@ -95,16 +132,45 @@ _BRACKET_MIN = 1 << 16  # below this size a plain selection is already cheap
 def kth_smallest(flat: torch.Tensor, k: int) -> torch.Tensor:
     """Exact k-th smallest entry (1-based) of a 1-d tensor, as ``torch.kthvalue(flat, k)``.
 
-    Large inputs are first narrowed to a bracket [lo, hi] read off a strided sample (no RNG,
-    so every DDP rank and every resumed run agrees); if the k-th value provably lies inside
-    (count below lo < k <= count up to hi), only the bracket is selected from, else the whole
-    tensor. torch's CPU quickselect over all entries costs ~10-40 ms for LeNet-5's 430k
-    weights, the bracketed one a few passes over memory.
+    Large inputs (2**16 entries or more) are first narrowed to a bracket [lo, hi] read off a
+    strided sample (no RNG, so every DDP rank and every resumed run agrees); if the k-th
+    value provably lies inside (count below lo < k <= count up to hi), only the bracket is
+    selected from, else the whole tensor. torch's CPU quickselect over all entries costs
+    ~10-40 ms for LeNet-5's 430k weights, the bracketed one a few passes over memory.
+    The result is the same either way.
 
-    >>> float(kth_smallest(torch.arange(100000.0).flip(0), 7))
+    Parameters
+    ----------
+    flat : torch.Tensor
+        1-d tensor of finite values.
+    k : int
+        Rank, 1-based: ``1 <= k <= flat.numel()``.
+
+    Returns
+    -------
+    torch.Tensor
+        0-d tensor: the k-th smallest entry of ``flat``.
+
+    Raises
+    ------
+    ValueError
+        ``flat`` not 1-d, or ``k`` not an integer in ``[1, flat.numel()]``.
+
+    Examples
+    --------
+    The bracketed path (100 000 entries) agrees with ``torch.kthvalue``:
+
+    >>> x = torch.arange(100000.0).flip(0)
+    >>> float(kth_smallest(x, 7))
     6.0
+    >>> bool(kth_smallest(x, 54321) == torch.kthvalue(x, 54321).values)
+    True
     """
     n = flat.numel()
+    if flat.dim() != 1:
+        raise ValueError(f"flat must be 1-d, got shape {tuple(flat.shape)}")
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n:
+        raise ValueError(f"k must be an integer in [1, {n}] (flat.numel()), got k={k!r}")
     if n < _BRACKET_MIN:
         return torch.kthvalue(flat, k).values
     stride = max(1, n // 8192)
@@ -122,12 +188,38 @@ def kth_smallest(flat: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def channel_gamma(w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """ST-3 per-output-channel rescale, broadcastable to ``w``::
+    """ST-3 per-output-channel rescale, broadcastable to ``w``.
+
+    With the means over every dimension but the first (the output channel c):
 
         rho_c = (mean_c(|w| * mask) + 1e-6) / (mean_c(|w|) + 1e-6),  gamma_c = 1.01 / (rho_c + 0.01)
 
     (Vanderschueren & De Vleeschouwer, WACV 2023). ``rho_c`` is the share of channel c's
-    l1 mass that the mask keeps; gamma_c is about 1 / rho_c, capped near 101.
+    l1 mass that the mask keeps; gamma_c is about 1 / rho_c, capped near 101 (a channel
+    with nothing kept).
+
+    Parameters
+    ----------
+    w : torch.Tensor
+        Weight, ``(C_out, ...)`` (a Linear's ``(out, in)``, a conv's
+        ``(C_out, C_in, k_h, k_w)``), at least 1-d.
+    mask : torch.Tensor
+        Bool (or 0/1) tensor of ``w``'s shape: the entries kept.
+
+    Returns
+    -------
+    torch.Tensor
+        ``gamma`` of shape ``(C_out, 1, ..., 1)``, broadcastable to ``w``.
+
+    Examples
+    --------
+    A channel that keeps everything gets gamma = 1; one that keeps a quarter of its l1
+    mass gets about 4 (1.01 / 0.26):
+
+    >>> w = torch.tensor([[1.0, -1.0], [3.0, 1.0]])
+    >>> g = channel_gamma(w, torch.tensor([[True, True], [False, True]]))
+    >>> g.shape, [round(v, 3) for v in g.flatten().tolist()]
+    (torch.Size([2, 1]), [1.0, 3.885])
     """
     dims = tuple(range(1, w.dim()))
     aw = w.abs()
@@ -139,8 +231,36 @@ def channel_gamma(w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def st3_weight(w: torch.Tensor, tau: torch.Tensor, rescale: bool = True) -> torch.Tensor:
     """ST-3 forward weight ``gamma_c * sign(w) * max(|w| - tau, 0)`` (soft threshold = prox of l1).
 
-    >>> st3_weight(torch.tensor([[1.0, -0.25, 3.0]]), torch.tensor(0.5), rescale=False)
+    The weight the forward pass of :class:`Sparsifier` ``method="st3"`` sees
+    (Vanderschueren & De Vleeschouwer, WACV 2023): the soft threshold of the raw weight,
+    times the per-channel rescale :func:`channel_gamma` of the mask ``|w| > tau``, which
+    restores each output channel's l1 mass lost to the shrinkage.
+
+    Parameters
+    ----------
+    w : torch.Tensor
+        Raw weight, ``(C_out, ...)``.
+    tau : torch.Tensor or float
+        Magnitude threshold, >= 0 (not checked); a 0-d tensor or anything broadcastable.
+    rescale : bool, default True
+        Multiply by ``gamma_c`` (ST-3's rescale); False gives the plain soft threshold.
+
+    Returns
+    -------
+    torch.Tensor
+        The thresholded weight, ``w``'s shape; zero exactly where ``|w| <= tau``.
+
+    Examples
+    --------
+    >>> w = torch.tensor([[1.0, -0.25, 3.0]])
+    >>> st3_weight(w, torch.tensor(0.5), rescale=False)
     tensor([[0.5000, -0.0000, 2.5000]])
+
+    With the rescale, the channel keeps 4/4.25 of its l1 mass, so gamma is about 1.06:
+
+    >>> out = st3_weight(w, torch.tensor(0.5))
+    >>> [round(v, 4) for v in (out / st3_weight(w, 0.5, rescale=False))[0, [0, 2]].tolist()]
+    [1.0618, 1.0618]
     """
     out = soft(w, tau)
     if rescale:
@@ -156,9 +276,54 @@ def prox_weight(
     params: dict,
     rescale: bool = False,
 ) -> torch.Tensor:
-    """``prox(penalty, w, lam, step=1)`` with ``lam = lam_for_threshold(penalty, tau)``; entries
-    with ``|w| <= tau`` are set to 0 explicitly, so rounding in lam never changes the count.
-    Optional ST-3 rescale."""
+    """``prox(penalty, w, lam, step=1)`` with entries ``|w| <= tau`` set to 0 explicitly.
+
+    The forward weight of :class:`Sparsifier` ``method="prox_ste"`` (and of ``"hard_ste"``,
+    with ``penalty="l0"``): ``lam`` is meant to be ``lam_for_threshold(penalty, tau)``, the
+    penalty weight whose prox zeroes exactly ``|w| <= tau``; the explicit mask makes sure
+    rounding in lam never changes the count of zeros. Optional ST-3 rescale
+    (:func:`channel_gamma` of the mask).
+
+    Parameters
+    ----------
+    w : torch.Tensor
+        Raw weight, ``(C_out, ...)``.
+    tau : torch.Tensor or float
+        Magnitude threshold: entries with ``|w| <= tau`` are 0.
+    lam : torch.Tensor or float
+        Penalty weight of the prox (step 1), >= 0.
+    penalty : str
+        One of :data:`~shrinkage.thresholds.PENALTIES`.
+    params : dict
+        The penalty's parameters (``a`` for cel0, ``gamma`` for mcp / scad), over its
+        defaults; ``{}`` for none.
+    rescale : bool, default False
+        Multiply by ST-3's per-channel ``gamma_c``.
+
+    Returns
+    -------
+    torch.Tensor
+        The thresholded weight, ``w``'s shape.
+
+    Raises
+    ------
+    ValueError
+        ``penalty`` is not a registered name.
+    TypeError
+        ``params`` names a parameter the penalty's prox does not take.
+
+    Examples
+    --------
+    l1 at lam = tau is the soft threshold; l0 (hard threshold) keeps the survivors as they
+    are:
+
+    >>> from shrinkage.thresholds import lam_for_threshold
+    >>> w = torch.tensor([0.3, -0.1, 0.2, 0.4])
+    >>> prox_weight(w, 0.2, lam_for_threshold("l1", 0.2), "l1", {})
+    tensor([0.1000, -0.0000, 0.0000, 0.2000])
+    >>> prox_weight(w, 0.2, lam_for_threshold("l0", 0.2), "l0", {})
+    tensor([0.3000, 0.0000, 0.0000, 0.4000])
+    """
     mask = w.abs() > tau
     pen = get_penalty(penalty)
     out = pen.prox(w, lam, 1.0, **{**pen.params, **params}) * mask

@@ -66,21 +66,35 @@ def layer_densities(shapes, density: float, distribution: str = "erk") -> list[f
 
     Parameters
     ----------
-    shapes : the weight shapes, e.g. ``[m.weight.shape for m in layers]``.
-    density : the overall fraction of weights kept, in (0, 1].
-    distribution : ``"erk"`` or ``"uniform"``.
+    shapes : sequence of tuple of int
+        The weight shapes, e.g. ``[m.weight.shape for m in layers]``.
+    density : float
+        The overall fraction of weights kept, in (0, 1].
+    distribution : {"erk", "uniform"}, default "erk"
+        How the kept weights are spread over the layers.
 
     Returns
     -------
-    list of float, one density in (0, 1] per shape.
+    list of float
+        One density in (0, 1] per shape.
 
     Raises
     ------
     ValueError
-        an unknown distribution or a density outside (0, 1].
+        An unknown distribution or a density outside (0, 1].
 
-    >>> [round(d, 4) for d in layer_densities([(300, 784), (100, 300), (10, 100)], 0.1)]
+    Examples
+    --------
+    LeNet-300-100 at 10 % density: ERK keeps the small output layer dense and the large
+    first layer sparsest, with the size-weighted mean exactly 0.1:
+
+    >>> shapes = [(300, 784), (100, 300), (10, 100)]
+    >>> d = layer_densities(shapes, 0.1)
+    >>> [round(x, 4) for x in d]
     [0.0796, 0.2302, 1.0]
+    >>> sizes = [a * b for a, b in shapes]
+    >>> round(sum(x * n for x, n in zip(d, sizes)) / sum(sizes), 12)
+    0.1
     """
     check_choice("distribution", distribution, DISTRIBUTIONS)
     density = float(density)

@@ -15,9 +15,51 @@ __all__ = ["Schedule", "Cubic", "Linear", "Constant"]
 
 
 class Schedule:
-    """Base class: ``schedule(step, final) -> sparsity`` in ``[0, final]``-ish (see subclasses)."""
+    """Base class of the sparsity schedules: ``schedule(step, final) -> sparsity``.
+
+    A schedule is a pure function of the optimizer step: it holds only its configuration
+    (compared by value, shown by ``repr``), so a resumed run needs nothing but the step
+    counter. Subclasses implement ``__call__``; the value is in ``[0, final]``-ish (see the
+    subclasses), and :class:`Sparsifier` refuses any value outside [0, 1) with a
+    ValueError naming the schedule and the step. A plain callable ``step -> sparsity``
+    can be given to :class:`Sparsifier` instead of a Schedule. The base class takes no
+    constructor argument; a call takes the step and the final sparsity (see
+    :meth:`__call__`).
+
+    Examples
+    --------
+    A subclass is one ``__call__``; equality and ``repr`` come from its attributes:
+
+    >>> class Halfway(Schedule):
+    ...     def __init__(self, at):
+    ...         self.at = at
+    ...     def __call__(self, step, final):
+    ...         return final if step >= self.at else final / 2
+    >>> h = Halfway(at=10)
+    >>> h(3, final=0.8), h(10, final=0.8), h == Halfway(10), h
+    (0.4, 0.8, True, Halfway(at=10))
+    """
 
     def __call__(self, step: int, final: float) -> float:  # pragma: no cover - abstract
+        """The target sparsity at ``step``.
+
+        Parameters
+        ----------
+        step : int
+            The optimizer step, >= 0: :attr:`Sparsifier.step_count`.
+        final : float
+            The :class:`Sparsifier`'s target sparsity, in [0, 1).
+
+        Returns
+        -------
+        float
+            The sparsity in force at ``step``, in [0, 1).
+
+        Raises
+        ------
+        NotImplementedError
+            On the base class: subclasses implement it.
+        """
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -40,7 +82,9 @@ def _check_window(start, end) -> tuple[int, int]:
 
 
 class Cubic(Schedule):
-    """Cubic sparsity ramp (Zhu & Gupta 2017, "To prune, or not to prune"), as ST-3 uses it::
+    """Cubic sparsity ramp (Zhu & Gupta 2017, "To prune, or not to prune"), as ST-3 uses it.
+
+    At optimizer step t:
 
         s(t) = initial                                               t < start
         s(t) = final + (initial - final) * (1 - (t - start) / (end - start))^3
@@ -48,8 +92,37 @@ class Cubic(Schedule):
 
     Pruning is fast at first and slows as the target nears.
 
-    >>> round(Cubic(start=0, end=10)(5, final=0.8), 6)
+    Parameters
+    ----------
+    start : int
+        First step of the ramp, >= 0; ``initial`` before it.
+    end : int
+        Step at which ``final`` is reached, > ``start``.
+    initial : float, default 0.0
+        Sparsity before ``start``, in [0, 1).
+
+    Attributes
+    ----------
+    start, end : int
+        The ramp's window.
+    initial : float
+        The sparsity before it.
+
+    Raises
+    ------
+    ValueError
+        ``start`` or ``end`` is not an integer >= 0, ``end <= start``, or ``initial`` is
+        not in [0, 1).
+
+    Examples
+    --------
+    Halfway through the ramp, seven eighths of the way is done (1 - 0.5**3):
+
+    >>> cubic = Cubic(start=0, end=10)
+    >>> round(cubic(5, final=0.8), 6)
     0.7
+    >>> cubic(0, final=0.8), cubic(10, final=0.8), cubic(99, final=0.8)
+    (0.0, 0.8, 0.8)
     """
 
     def __init__(self, start: int, end: int, initial: float = 0.0):
@@ -66,13 +139,41 @@ class Cubic(Schedule):
 
 
 class Linear(Schedule):
-    """Linear ramp::
+    """Linear sparsity ramp from ``initial`` at ``start`` to ``final`` at ``end``.
+
+    At optimizer step t:
 
         s(t) = initial + (final - initial) * clamp((t - start) / (end - start), 0, 1)
 
+    Parameters
+    ----------
+    start : int
+        First step of the ramp, >= 0; ``initial`` up to it.
+    end : int
+        Step at which ``final`` is reached, > ``start``.
+    initial : float, default 0.0
+        Sparsity up to ``start``, in [0, 1).
 
+    Attributes
+    ----------
+    start, end : int
+        The ramp's window.
+    initial : float
+        The sparsity before it.
+
+    Raises
+    ------
+    ValueError
+        ``start`` or ``end`` is not an integer >= 0, ``end <= start``, or ``initial`` is
+        not in [0, 1).
+
+    Examples
+    --------
     >>> Linear(start=0, end=10)(5, final=0.8)
     0.4
+    >>> ramp = Linear(start=10, end=20, initial=0.2)
+    >>> ramp(0, final=0.6), round(ramp(15, final=0.6), 6), ramp(30, final=0.6)
+    (0.2, 0.4, 0.6)
     """
 
     def __init__(self, start: int, end: int, initial: float = 0.0):
@@ -87,8 +188,30 @@ class Linear(Schedule):
 class Constant(Schedule):
     """The final sparsity from step ``start`` on, none before: ``s(t) = final * [t >= start]``.
 
+    :class:`Sparsifier`'s default schedule (``Constant()``: the final sparsity at once).
+
+    Parameters
+    ----------
+    start : int, default 0
+        First step with the final sparsity, >= 0.
+
+    Attributes
+    ----------
+    start : int
+        The same.
+
+    Raises
+    ------
+    ValueError
+        ``start`` is not an integer >= 0.
+
+    Examples
+    --------
     >>> Constant()(0, final=0.9)
     0.9
+    >>> late = Constant(start=100)
+    >>> late(99, final=0.9), late(100, final=0.9)
+    (0.0, 0.9)
     """
 
     def __init__(self, start: int = 0):

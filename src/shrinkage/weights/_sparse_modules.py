@@ -59,12 +59,58 @@ class SparseLinear(nn.Module):
     Buffers: ``crow_indices`` (int32, out+1), ``col_indices`` (int32, or int16 holding
     the uint16 column for ``c_csr_u16``), ``values`` (nnz, or (blocks, 4, 4) for
     ``torch_bsr``), ``bias`` (out,) or None. The kernel name and shape are extra state,
-    so a state dict carries everything needed to rebuild the layer.
+    so a state dict carries everything needed to rebuild the layer (with a CRC-32 of the
+    buffers, checked at load).
 
+    An inference module: the values are buffers, not parameters; gradients still reach
+    the input (a grad-requiring input takes the torch CSR path). The constructor makes an
+    empty matrix to load a state dict into; :meth:`from_linear` and :meth:`from_weight`
+    build one from a dense weight. A C-kernel layer given a batch returns its output as a
+    transposed view (strides ``(1, N)``); call ``.contiguous()`` before ``.view``.
+
+    Parameters
+    ----------
+    in_features : int
+        Input size (columns of ``W``).
+    out_features : int
+        Output size (rows of ``W``).
+    kernel : str, default "torch_csr"
+        One of ``KERNELS`` but ``"dense"``: ``"torch_csr"``, ``"torch_csr_i32"``,
+        ``"c_csr_i32"``, ``"c_csr_u16"`` (C kernels: CPU, float32 / float64, torch CSR
+        otherwise, with a warning), ``"torch_bsr"`` (4 x 4 blocks).
+
+    Attributes
+    ----------
+    in_features, out_features : int
+        The matrix's size.
+    kernel : str
+        The kernel the product runs on.
+    nnz : int
+        Stored non-zeros (property).
+    sparsity : float
+        ``1 - nnz / (in_features * out_features)`` (property).
+
+    Raises
+    ------
+    ValueError
+        An unknown kernel (or ``"dense"``). At call time: an input whose last dimension
+        is not ``in_features``, or buffers that are not a valid sparse matrix (see
+        :meth:`validate`).
+
+    Examples
+    --------
     >>> lin = nn.Linear(8, 3)
     >>> sl = SparseLinear.from_linear(lin, "torch_csr")
     >>> torch.allclose(sl(torch.ones(2, 8)), lin(torch.ones(2, 8)))
     True
+
+    Only the exact zeros are dropped:
+
+    >>> with torch.no_grad():
+    ...     _ = lin.weight[:, :6].zero_()
+    >>> sl = SparseLinear.from_linear(lin, "torch_csr_i32")
+    >>> sl.nnz, round(sl.sparsity, 4), torch.equal(sl.dense_weight(), lin.weight)
+    (6, 0.75, True)
     """
 
     def __init__(self, in_features: int, out_features: int, kernel: str = "torch_csr"):
@@ -84,7 +130,31 @@ class SparseLinear(nn.Module):
     # -- construction ---------------------------------------------------------------
     @classmethod
     def from_linear(cls, linear: nn.Linear, kernel: str) -> SparseLinear:
-        """Build from an ``nn.Linear`` (its current, possibly parametrized, weight)."""
+        """Build from an ``nn.Linear`` (its current, possibly parametrized, weight).
+
+        Parameters
+        ----------
+        linear : torch.nn.Linear
+            The layer; its weight's exact zeros are dropped, its bias copied.
+        kernel : str
+            One of ``KERNELS`` but ``"dense"``.
+
+        Returns
+        -------
+        SparseLinear
+            A layer computing the same outputs (up to float rounding).
+
+        Raises
+        ------
+        ValueError
+            As :meth:`from_weight`.
+
+        Examples
+        --------
+        >>> sl = SparseLinear.from_linear(nn.Linear(4, 4, bias=False), "torch_csr")
+        >>> sl.in_features, sl.out_features, sl.bias is None
+        (4, 4, True)
+        """
         with torch.no_grad():
             weight = linear.weight.detach()
             bias = None if linear.bias is None else linear.bias.detach().clone()
@@ -92,7 +162,38 @@ class SparseLinear(nn.Module):
 
     @classmethod
     def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None, kernel: str):
-        """Build from a dense ``(out, in)`` weight; its exact zeros are dropped."""
+        """Build from a dense ``(out, in)`` weight; its exact zeros are dropped.
+
+        Parameters
+        ----------
+        weight : torch.Tensor
+            2-d ``(out, in)`` floating-point weight (detached; its device and dtype kept).
+        bias : torch.Tensor or None
+            ``(out,)`` bias, or None.
+        kernel : str
+            One of ``KERNELS`` but ``"dense"``.
+
+        Returns
+        -------
+        SparseLinear
+            The layer ``x -> x @ weight.T + bias``.
+
+        Raises
+        ------
+        ValueError
+            ``weight`` is not 2-d; an unknown kernel; ``"c_csr_u16"`` with more than 65536
+            inputs; ``"torch_bsr"`` with a size not divisible by 4; 2**31 non-zeros or
+            more.
+
+        Examples
+        --------
+        >>> w = torch.tensor([[0.0, 2.0], [3.0, 0.0]])
+        >>> sl = SparseLinear.from_weight(w, None, "torch_csr")
+        >>> sl.crow_indices.tolist(), sl.col_indices.tolist(), sl.values.tolist()
+        ([0, 1, 2], [1, 0], [2.0, 3.0])
+        >>> sl(torch.tensor([[1.0, 1.0]]))
+        tensor([[2., 3.]])
+        """
         if weight.dim() != 2:
             raise ValueError(f"weight must be 2-D (out, in), got shape {tuple(weight.shape)}")
         out_f, in_f = weight.shape
@@ -123,7 +224,20 @@ class SparseLinear(nn.Module):
         return self
 
     def to_linear(self) -> nn.Linear:
-        """The equivalent dense ``nn.Linear`` (same device and dtype)."""
+        """The equivalent dense ``nn.Linear`` (same device and dtype).
+
+        Returns
+        -------
+        torch.nn.Linear
+            Its weight is the dense matrix (zeros included), its bias this layer's.
+
+        Examples
+        --------
+        >>> lin = nn.Linear(5, 2)
+        >>> back = SparseLinear.from_linear(lin, "torch_csr").to_linear()
+        >>> torch.equal(back.weight, lin.weight), torch.equal(back.bias, lin.bias)
+        (True, True)
+        """
         lin = nn.Linear(
             self.in_features,
             self.out_features,
@@ -393,7 +507,48 @@ class SparseConv2d(nn.Module):
     ``F.unfold`` lays each image out as (C*kh*kw, H'*W'), which is the (in, batch)
     layout of the C kernel: one call per image writes its (out, H'*W') output in place,
     already NCHW. The matrix is a :class:`SparseLinear` child (``.matrix``), so the
-    kernels, fallback and state handling are the Linear ones.
+    kernels, fallback and state handling are the Linear ones. Build one with
+    :meth:`from_conv`; the constructor is what :func:`load_exported` uses.
+
+    Parameters
+    ----------
+    conv_args : dict
+        ``in_channels``, ``out_channels`` (integers >= 1), ``kernel_size``, ``stride``,
+        ``dilation`` (pairs of integers >= 1) and ``padding`` (a pair of integers >= 0).
+    matrix : SparseLinear
+        The ``(out_channels, in_channels * kh * kw)`` weight matrix (checked at the
+        first call, see :meth:`validate`).
+
+    Attributes
+    ----------
+    in_channels, out_channels : int
+        As the ``nn.Conv2d``.
+    kernel_size, stride, padding, dilation : tuple of int
+        As the ``nn.Conv2d``, as pairs.
+    matrix : SparseLinear
+        The weight and bias.
+    kernel : str
+        The matrix's kernel (property).
+
+    Raises
+    ------
+    ValueError
+        ``conv_args`` is not such a dict. At call time: an input that is not
+        ``(N, in_channels, H, W)`` or ``(in_channels, H, W)``, or a matrix that does not
+        fit the sizes.
+
+    Examples
+    --------
+    >>> _ = torch.manual_seed(0)
+    >>> conv = nn.Conv2d(2, 3, 3, padding=1)
+    >>> with torch.no_grad():
+    ...     _ = conv.weight[:, 0].zero_()  # half of the weights
+    >>> sc = SparseConv2d.from_conv(conv, "torch_csr")
+    >>> sc.matrix.out_features, sc.matrix.in_features, sc.matrix.nnz
+    (3, 18, 27)
+    >>> x = torch.randn(2, 2, 5, 5)
+    >>> torch.allclose(sc(x), conv(x), atol=1e-6)
+    True
     """
 
     def __init__(self, conv_args: dict, matrix: SparseLinear):
@@ -442,6 +597,35 @@ class SparseConv2d(nn.Module):
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, kernel: str) -> SparseConv2d:
+        """Build from an ``nn.Conv2d`` (groups 1, zero padding, numeric padding).
+
+        Parameters
+        ----------
+        conv : torch.nn.Conv2d
+            The convolution; its weight's exact zeros are dropped, its bias copied.
+        kernel : str
+            One of ``KERNELS`` but ``"dense"``.
+
+        Returns
+        -------
+        SparseConv2d
+            A module computing the same outputs (up to float rounding).
+
+        Raises
+        ------
+        ValueError
+            ``conv`` is not such a convolution (grouped, another padding mode, a
+            ``"same"`` padding, a subclass), or the kernel cannot hold its matrix (see
+            :meth:`SparseLinear.from_weight`).
+
+        Examples
+        --------
+        >>> sc = SparseConv2d.from_conv(nn.Conv2d(1, 2, 3, stride=2), "torch_csr")
+        >>> sc.stride, sc.kernel, (sc.matrix.out_features, sc.matrix.in_features)
+        ((2, 2), 'torch_csr', (2, 9))
+        >>> SparseConv2d.supports(nn.Conv2d(2, 2, 3, groups=2))  # from_conv refuses it
+        False
+        """
         if not cls.supports(conv):
             raise ValueError(
                 "sparse conv needs an nn.Conv2d with groups=1, padding_mode='zeros' and "

@@ -45,7 +45,11 @@ def _mean_over_ranks(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 class PrunedLayerWarning(UserWarning):
-    """A pruned layer has no weight left: the network is disconnected."""
+    """A pruned layer has no weight left: the network is disconnected.
+
+    Issued by :class:`Sparsifier` (at construction or :meth:`Sparsifier.step`) once per
+    layer, the first time the layer's density falls to 0; ``min_density`` prevents it.
+    """
 
 
 def _split(flat_mask, scores):
@@ -60,6 +64,56 @@ class SparseWeight(nn.Module):
 
     Buffers ``tau`` (magnitude threshold), ``lam`` (penalty weight, prox_ste) and ``mask``
     (sticky mask, gmp) are set by :meth:`Sparsifier.step`; they are constants for autograd.
+    The transform (and with it the gradient path) is the method's record in
+    :mod:`shrinkage.weights._methods`: e.g. :func:`st3_weight` of the raw weight at ``tau``
+    with a straight-through gradient for ``"st3"``, ``w * mask`` for ``"gmp"``.
+    :class:`Sparsifier` builds and registers one per pruned tensor; there is no need to
+    make one by hand.
+
+    Parameters
+    ----------
+    weight : torch.Tensor
+        The raw weight (its shape, dtype and device size the buffers).
+    method : str
+        One of :data:`METHODS`.
+    rescale : bool
+        ST-3's per-channel rescale (:func:`channel_gamma`) on or off.
+    penalty : str
+        The prox_ste operator, one of :data:`~shrinkage.thresholds.PENALTIES` (read only
+        by ``method="prox_ste"``).
+    params : dict
+        The penalty's parameters (``{}`` for its defaults).
+
+    Attributes
+    ----------
+    tau : torch.Tensor
+        0-d buffer: magnitude threshold, entries with ``|w| <= tau`` read as 0 (0 for gmp,
+        whose mask does the pruning).
+    lam : torch.Tensor
+        0-d buffer: the penalty weight whose prox (step 1) zeroes exactly ``|w| <= tau``
+        (prox_ste and hard_ste; 0 otherwise).
+    mask : torch.Tensor or None
+        Bool buffer of the weight's shape for a sticky method (gmp): the entries kept,
+        which only shrinks; None otherwise.
+    ties : torch.Tensor or None
+        Bool mask of the entries tied at the threshold that are pruned to hit the scheduled
+        count exactly (None: no tie, the usual case); kept in the Sparsifier's state, not
+        the model's.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from shrinkage.weights import st3_weight
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    >>> sp = Sparsifier(model, sparsity=0.5, rescale=False)
+    >>> pm = model[0].parametrizations.weight[0]
+    >>> pm
+    SparseWeight(method='st3', rescale=False)
+    >>> raw = model[0].parametrizations.weight.original
+    >>> int((raw.abs() > pm.tau).sum())  # half of the 16 weights are above tau
+    8
+    >>> torch.equal(model[0].weight, st3_weight(raw, pm.tau, rescale=False))
+    True
     """
 
     def __init__(
@@ -209,21 +263,35 @@ class Sparsifier:
 
     Parameters
     ----------
-    model : the ``nn.Module`` to sparsify (modified in place).
-    sparsity : final fraction of pruned weights, in [0, 1).
-    method : one of :data:`METHODS`.
-    schedule : :class:`Cubic`, :class:`Linear`, :class:`Constant` (default: ``Constant()``,
-        the final sparsity at once) or a callable ``step -> sparsity``.
-    scope : ``"global"`` (one threshold over all pruned weights) or ``"layer"`` (each layer
-        at the scheduled sparsity). rigl takes ``"global"`` only: exactly floor(s N) weights
-        pruned in all, spread over layers by ``method_params["distribution"]``.
-    include, exclude : module types or ``fnmatch`` name patterns (``"features.*"``).
-    penalty, penalty_params : the prox_ste operator (default l1) and its parameters (``a``
-        for cel0, ``gamma`` for mcp / scad); the prox step is 1. Refused with another method
-        (where they would be ignored).
-    rescale : ST-3's per-channel rescale on/off (default: on for st3, st3sigma, soft_nograd
-        and prox_ste, off for hard_ste and str; gmp and rigl have none to turn on).
-    method_params : options of ``str`` and ``rigl`` (refused with another method):
+    model : torch.nn.Module
+        The model to sparsify (modified in place).
+    sparsity : float
+        Final fraction of pruned weights, in [0, 1).
+    method : str, default "st3"
+        One of :data:`METHODS` (above).
+    schedule : Schedule or callable, optional
+        :class:`Cubic`, :class:`Linear`, :class:`Constant` (default: ``Constant()``, the
+        final sparsity at once) or a callable ``step -> sparsity``; its values must lie in
+        [0, 1).
+    scope : {"global", "layer"}, default "global"
+        ``"global"``: one threshold over all pruned weights; ``"layer"``: each layer at the
+        scheduled sparsity. rigl takes ``"global"`` only: exactly floor(s N) weights pruned
+        in all, spread over layers by ``method_params["distribution"]``.
+    include, exclude : type, str or iterable of them, optional
+        Module types or ``fnmatch`` name patterns (``"features.*"``): only the matching
+        layers are pruned (include), the matching layers are left dense (exclude).
+        Included types must be prunable (:data:`PRUNABLE`).
+    penalty : str, optional
+        The prox_ste operator, one of :data:`~shrinkage.thresholds.PENALTIES` (default
+        l1). Refused with another method (where it would be ignored).
+    penalty_params : dict, optional
+        Its parameters (``a`` for cel0, ``gamma`` for mcp / scad); the prox step is 1, so
+        they must suit step 1. Refused with another method.
+    rescale : bool, optional
+        ST-3's per-channel rescale on/off (default: on for st3, st3sigma, soft_nograd and
+        prox_ste, off for hard_ste and str; gmp and rigl have none to turn on).
+    method_params : dict, optional
+        Options of ``str`` and ``rigl`` (refused with another method):
 
         - str: ``s_init`` (-8.0, the initial s_l), ``control`` (True: a controller sets the
           decay rate of s_l at every step; False keeps it fixed, STR's own rule, and leaves
@@ -233,11 +301,51 @@ class Sparsifier:
           75 % of training), ``update_every`` (100), ``drop_fraction`` (0.3),
           ``distribution`` (``"erk"`` or ``"uniform"``), ``seed`` (0, the initial random mask;
           the same on every DDP rank).
-    min_density : a floor in [0, 1): every pruned tensor keeps at least this fraction of its
+    min_density : float, default 0.0
+        A floor in [0, 1): every pruned tensor keeps at least this fraction of its
         weights (at least one when > 0), its largest scores, whatever the global threshold
         (the total sparsity then ends a little below the target). A layer pruned to density
         0 disconnects the network: it is warned about (:class:`PrunedLayerWarning`, once
         per layer) and listed by :attr:`empty_layers`.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The model, parametrized until :meth:`squash`.
+    sparsity, method, scope, schedule, min_density
+        As given (``schedule`` is ``Constant()`` when None was given).
+    penalty : str
+        The prox operator, ``"l1"`` when None was given.
+    penalty_params : dict
+        As given (``{}`` when None).
+    rescale : bool
+        As given, or the method's default.
+    current_sparsity : float
+        The target sparsity now in force: the schedule at :attr:`step_count`.
+    step_count : int
+        Number of :meth:`step` calls so far (property).
+    layer_names : list of str
+        The pruned layers, one name per unique weight tensor (property).
+    empty_layers : list of str
+        Layers with no weight left after the last step.
+
+    Raises
+    ------
+    ValueError
+        ``model`` is not a module; ``sparsity`` or ``min_density`` is not in [0, 1); an
+        unknown ``method``, ``scope`` or ``penalty``; ``schedule`` is not callable or its
+        value at step 0 is not in [0, 1); ``penalty`` or ``penalty_params`` given with a
+        method other than prox_ste, or parameters the penalty does not take or that do
+        not suit step 1 (mcp needs ``gamma > 1``); an ``include`` type that is not
+        prunable, an include / exclude entry that is neither a type nor a str; no prunable
+        layer left; a layer whose weight is already parametrized (sparsified twice); a
+        weight that is not a floating-point Parameter; a tied weight whose other layer is
+        left out, or read through another parametrization; a weight holding NaN or inf.
+
+    Warns
+    -----
+    PrunedLayerWarning
+        A layer is pruned to density 0 (once per layer, here or at :meth:`step`).
 
     Notes
     -----
@@ -252,6 +360,30 @@ class Sparsifier:
     >>> sp = Sparsifier(model, sparsity=0.5)
     >>> round(sp.density(), 3)
     0.5
+
+    Gradual magnitude pruning, each layer on its own, over three steps of a training loop
+    (an SGD step by hand), then the plain model:
+
+    >>> from shrinkage.weights import Linear
+    >>> _ = torch.manual_seed(0)
+    >>> model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 2))
+    >>> sp = Sparsifier(
+    ...     model, 0.75, method="gmp", schedule=Linear(start=0, end=3), scope="layer"
+    ... )
+    >>> for _ in range(3):
+    ...     model.zero_grad()
+    ...     model(torch.randn(4, 8)).square().sum().backward()
+    ...     with torch.no_grad():
+    ...         for p in model.parameters():
+    ...             p -= 0.1 * p.grad
+    ...     s = sp.step()
+    >>> s, sp.density()  # 48 of 64 and 12 of 16 weights pruned
+    (0.75, 0.25)
+    >>> {name: int(m.sum()) for name, m in sp.masks().items()}
+    {'0': 16, '1': 4}
+    >>> plain = sp.squash()
+    >>> type(plain[0].weight).__name__, sorted(plain.state_dict())
+    ('Parameter', ['0.bias', '0.weight', '1.bias', '1.weight'])
     """
 
     def __init__(
@@ -290,7 +422,8 @@ class Sparsifier:
         self.penalty = check_choice("penalty", "l1" if penalty is None else penalty, PENALTIES)
         self.penalty_params = dict(penalty_params or {})
         if self._m.uses_penalty:
-            lam_for_threshold(penalty, 1.0, step=1.0, **self.penalty_params)  # validates params
+            # validates the penalty parameters before any work
+            lam_for_threshold(self.penalty, 1.0, step=1.0, **self.penalty_params)
         elif self.penalty_params:
             raise ValueError(
                 f"penalty_params only apply to method='prox_ste', got method={method!r}"
@@ -730,7 +863,39 @@ class Sparsifier:
     def step(self) -> float:
         """Advance one optimizer step: recompute thresholds (and gmp masks) at s(step).
 
-        Returns the target sparsity now in force."""
+        Call it after each ``optimizer.step()``. The step counter goes up by one and the
+        threshold is recomputed from the raw weights at the schedule's sparsity for it
+        (exactly ``floor(s * n)`` weights pruned, see the class Notes).
+
+        Returns
+        -------
+        float
+            The target sparsity now in force (:attr:`current_sparsity`).
+
+        Raises
+        ------
+        RuntimeError
+            The Sparsifier was squashed (its model is plain and dense now).
+        ValueError
+            A weight holds NaN or inf (the threshold is undefined), or the schedule
+            returns a sparsity outside [0, 1).
+
+        Warns
+        -----
+        PrunedLayerWarning
+            A layer falls to density 0 for the first time.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from shrinkage.weights import Linear
+        >>> model = torch.nn.Sequential(torch.nn.Linear(10, 10))
+        >>> sp = Sparsifier(model, 0.8, schedule=Linear(start=0, end=4))
+        >>> [round(sp.step(), 6) for _ in range(5)]
+        [0.2, 0.4, 0.6, 0.8, 0.8]
+        >>> sp.step_count, round(sp.density(), 6)
+        (5, 0.2)
+        """
         if self._squashed:
             raise RuntimeError("this Sparsifier was squashed; its model is a plain dense model now")
         self._step += 1
@@ -751,26 +916,100 @@ class Sparsifier:
 
     @torch.no_grad()
     def effective_weights(self) -> dict[str, torch.Tensor]:
-        """Layer name -> the weight the forward pass sees (one entry per unique tensor)."""
+        """Layer name -> the weight the forward pass sees (one entry per unique tensor).
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            Detached copies, in :attr:`layer_names` order.
+        """
         return {u.name: u.modules[0][1].weight.detach().clone() for u in self.units}
 
     def masks(self) -> dict[str, torch.Tensor]:
-        """Layer name -> bool mask of the nonzero entries of the effective weight."""
+        """Layer name -> bool mask of the nonzero entries of the effective weight.
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            Bool tensors of the weights' shapes, in :attr:`layer_names` order.
+        """
         return {k: v != 0 for k, v in self.effective_weights().items()}
 
     def density(self) -> float:
-        """Fraction of nonzero effective weights over all pruned tensors (each counted once)."""
+        """Fraction of nonzero effective weights over all pruned tensors (each counted once).
+
+        Returns
+        -------
+        float
+            ``nonzero / total`` over the pruned tensors (layers left out by include /
+            exclude do not count), about ``1 - current_sparsity``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> model = torch.nn.Sequential(torch.nn.Linear(10, 10), torch.nn.Linear(10, 5))
+        >>> sp = Sparsifier(model, 0.9, exclude=["1"])
+        >>> sp.layer_names, sp.density()
+        (['0'], 0.1)
+        """
         eff = self.effective_weights().values()
         nz = sum(int(torch.count_nonzero(w)) for w in eff)
         return nz / sum(w.numel() for w in eff)
 
     def report(self, input_shape):
-        """Per-layer shape, density, dense and sparse MACs, totals (see :func:`flops`)."""
+        """Per-layer shape, density, dense and sparse MACs, totals (see :func:`flops`).
+
+        Parameters
+        ----------
+        input_shape : tuple of int
+            Shape of one input, batch dimension included (entries >= 1).
+
+        Returns
+        -------
+        FlopsReport
+            Every Conv / Linear layer of the model; the ones this Sparsifier prunes are
+            marked ``pruned``, the others ``(dense)`` in the table.
+
+        Raises
+        ------
+        ValueError
+            ``input_shape`` is empty or has an entry < 1.
+
+        Examples
+        --------
+        >>> import torch
+        >>> model = torch.nn.Sequential(torch.nn.Linear(10, 10), torch.nn.Linear(10, 5))
+        >>> rep = Sparsifier(model, 0.9, exclude=["1"]).report((1, 10))
+        >>> rep.dense_macs, rep.sparse_macs, [r["pruned"] for r in rep.layers]
+        (150, 60.0, [True, False])
+        """
         return flops(self.model, input_shape, pruned=self.layer_names)
 
     # -- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Step counter, configuration and per-layer thresholds / masks (plain tensors)."""
+        """Step counter, configuration and per-layer thresholds / masks (plain tensors).
+
+        Save it beside the model's and optimizer's state to resume a run; the schedule
+        itself is not saved (it is a pure function of the step).
+
+        Returns
+        -------
+        dict
+            ``step``, ``sparsity``, ``min_density``, ``method``, ``scope``, ``penalty``,
+            ``layers`` (names), and per layer, in that order: ``tau``, ``lam`` (0-d
+            tensors), ``mask`` (bool tensor or None), ``ties`` (bool tensor or None).
+
+        Examples
+        --------
+        >>> import torch
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+        >>> sp = Sparsifier(model, 0.5)
+        >>> sp.step()
+        0.5
+        >>> state = sp.state_dict()
+        >>> state["step"], state["method"], state["layers"], state["tau"][0].shape
+        (1, 'st3', ['0'], torch.Size([]))
+        """
         return {
             "step": self._step,
             "sparsity": self.sparsity,
@@ -798,10 +1037,44 @@ class Sparsifier:
         return extra
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a :meth:`state_dict`. Its configuration (method, scope, penalty, layers,
-        sparsity, min_density) must be this Sparsifier's and every entry well formed (one
-        finite threshold per layer, masks of the weights' shapes): ValueError otherwise,
-        and nothing is changed."""
+        """Restore a :meth:`state_dict`.
+
+        Its configuration (method, scope, penalty, layers, sparsity, min_density) must be
+        this Sparsifier's and every entry well formed (one finite threshold per layer,
+        masks of the weights' shapes): ValueError otherwise, and nothing is changed. The
+        step counter and the current sparsity follow the state; load the model's weights
+        as well (this restores the thresholds, not the weights).
+
+        Parameters
+        ----------
+        state : dict
+            A :meth:`state_dict` (a state saved before ``min_density`` existed counts as
+            ``min_density=0``, one without ``ties`` as no ties).
+
+        Raises
+        ------
+        ValueError
+            ``state`` is not a dict; its configuration differs from this Sparsifier's; its
+            step is not an integer >= 0; a per-layer list does not hold one entry per
+            layer; a threshold is not one finite number; a mask is not a bool tensor of the
+            weight's shape (or is missing for gmp).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from shrinkage.weights import Cubic
+        >>> make = lambda: torch.nn.Sequential(torch.nn.Linear(4, 4))
+        >>> sp = Sparsifier(make(), 0.5, schedule=Cubic(start=0, end=10))
+        >>> _ = [sp.step() for _ in range(5)]
+        >>> again = Sparsifier(make(), 0.5, schedule=Cubic(start=0, end=10))
+        >>> again.load_state_dict(sp.state_dict())
+        >>> again.step_count, again.current_sparsity == sp.current_sparsity
+        (5, True)
+        >>> Sparsifier(make(), 0.6).load_state_dict(sp.state_dict())
+        Traceback (most recent call last):
+        ...
+        ValueError: sparsifier state has sparsity=0.5, this Sparsifier has 0.6
+        """
         if not isinstance(state, dict):
             raise ValueError(f"sparsifier state must be a dict, got {type(state).__name__}")
         absent = {"min_density": 0.0, "method_params": {}}
@@ -894,7 +1167,30 @@ class Sparsifier:
 
         Parameters keep their identity, the outputs are unchanged (same values), and the
         state_dict keys are those of the unpruned model, so a model built without shrinkage
-        loads it.
+        loads it. Calling it again returns the model; :meth:`step` refuses to run after it.
+
+        Returns
+        -------
+        torch.nn.Module
+            The same model object, plain: its pruned weights hold exact zeros.
+
+        Examples
+        --------
+        >>> import torch
+        >>> _ = torch.manual_seed(0)
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 2))
+        >>> sp = Sparsifier(model, 0.5)
+        >>> x = torch.randn(3, 6)
+        >>> before = model(x)
+        >>> plain = sp.squash()
+        >>> plain is model, torch.equal(plain(x), before)
+        (True, True)
+        >>> int((plain[0].weight == 0).sum() + (plain[2].weight == 0).sum())  # half of 48
+        24
+        >>> fresh = nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 2))
+        >>> fresh.load_state_dict(plain.state_dict())
+        <All keys matched successfully>
         """
         if self._squashed:
             return self.model

@@ -52,17 +52,55 @@ def _pair_counts(module: nn.Module, a: torch.Tensor) -> tuple[float, float, floa
 def effective_macs(model: nn.Module, inputs, max_batches: int | None = None) -> dict:
     """Per-layer and total MACs per input, dense and with zero weights / activations skipped.
 
-    ``inputs``: a tensor batch or an iterable of batches (tensors or ``(x, y)`` pairs).
-    Returns ``{"layers": {name: {...}}, "total": {...}}`` where each entry has ``dense``,
-    ``weight_sparse`` (skip zero weights), ``activation_sparse`` (skip zero inputs),
-    ``both`` (skip either), the ratios to dense, and ``input_density`` (fraction of
-    non-zero inputs to the layer). Counts are means per input sample.
+    For a Linear layer ``y = W a`` the MACs left for one input are
+    ``sum_ij [W_ij != 0] [a_j != 0]``; for a convolution the same count over every output
+    position (``conv(indicator(a != 0), indicator(W != 0))`` summed, padding counted as
+    zero inputs). Dense counts every pair, weight-sparse every nonzero weight at every
+    position (the usual weight-sparse count, as :func:`flops`). Measured with forward
+    hooks on every Linear and Conv1d/2d/3d, the model in eval mode (its mode restored).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model, with at least one Linear or Conv layer.
+    inputs : torch.Tensor or iterable
+        A tensor batch or an iterable of batches (tensors or ``(x, y)`` pairs, e.g. a
+        ``DataLoader``); the first dimension is the batch.
+    max_batches : int, optional
+        Stop after this many batches (None: all).
+
+    Returns
+    -------
+    dict
+        ``{"layers": {name: {...}}, "total": {...}, "n_samples": n}`` where each entry has
+        ``dense``, ``weight_sparse`` (skip zero weights), ``activation_sparse`` (skip zero
+        inputs), ``both`` (skip either), the ratios to dense (``weight_sparse_ratio``,
+        ...), and, per layer, ``input_density`` (fraction of non-zero inputs to the
+        layer). Counts are means per input sample.
+
+    Raises
+    ------
+    ValueError
+        The model has no Linear or Conv layer, or ``inputs`` held no batch.
 
     Examples
     --------
     >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
     >>> effective_macs(net, torch.randn(8, 4))["total"]["dense"]
     18.0
+
+    An input with two zeros halves the first layer's work; a zero weight column on one of
+    the remaining inputs halves it again:
+
+    >>> x = torch.tensor([[1.0, 0.0, 0.0, 2.0]])
+    >>> first = effective_macs(net, x)["layers"]["0"]
+    >>> first["dense"], first["activation_sparse"], first["input_density"]
+    (12.0, 6.0, 0.5)
+    >>> with torch.no_grad():
+    ...     _ = net[0].weight[:, 0].zero_()
+    >>> first = effective_macs(net, x)["layers"]["0"]
+    >>> first["weight_sparse"], first["both"], first["both_ratio"]
+    (9.0, 3.0, 0.25)
     """
     layers = OrderedDict((n, m) for n, m in model.named_modules() if isinstance(m, _LAYERS))
     if not layers:
@@ -115,7 +153,34 @@ def effective_macs(model: nn.Module, inputs, max_batches: int | None = None) -> 
 
 
 def format_effective_macs(result: dict) -> str:
-    """A printable per-layer table of :func:`effective_macs`."""
+    """A printable per-layer table of :func:`effective_macs`.
+
+    Columns: input density, dense, weight-sparse, activation-sparse and both-sparse MACs
+    per input, and both / dense; one row per layer, then the total.
+
+    Parameters
+    ----------
+    result : dict
+        What :func:`effective_macs` returned.
+
+    Returns
+    -------
+    str
+        The table, a header line then one line per layer and one for the total.
+
+    Raises
+    ------
+    KeyError
+        ``result`` lacks an entry :func:`effective_macs` writes.
+
+    Examples
+    --------
+    >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    >>> table = format_effective_macs(effective_macs(net, torch.ones(1, 4)))
+    >>> lines = table.splitlines()
+    >>> len(lines), lines[1].split()[:3], lines[-1].split()[:2]
+    (4, ['0', '1.000', '12'], ['total', '18'])
+    """
     lines = [
         f"{'layer':<24}{'in dens.':>9}{'dense':>14}{'w-sparse':>14}{'a-sparse':>14}"
         f"{'both':>14}{'both/dense':>11}"
