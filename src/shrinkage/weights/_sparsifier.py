@@ -218,6 +218,20 @@ def _as_list(x) -> list:
     return list(x)
 
 
+def _check_static(scope, schedule) -> None:
+    """rigl's options: one global budget, at the final sparsity from step 0."""
+    if scope != "global":
+        raise ValueError(
+            f"rigl spreads its density over layers by method_params['distribution'] "
+            f"('erk' or 'uniform'); scope must stay 'global', got scope={scope!r}"
+        )
+    if not (isinstance(schedule, Constant) and schedule.start == 0):
+        raise ValueError(
+            "rigl trains at the final sparsity from step 0 (static sparse training); "
+            f"schedule must be None or Constant(), got {schedule!r}"
+        )
+
+
 class Sparsifier:
     """Make a model's Conv and Linear weights sparse during ordinary training.
 
@@ -414,20 +428,7 @@ class Sparsifier:
             )
         self.schedule = schedule
         self._m = RECORDS[method]
-        if penalty is not None and not self._m.uses_penalty:
-            raise ValueError(
-                f"penalty only applies to method='prox_ste' (it would be ignored), got "
-                f"penalty={penalty!r} with method={method!r}"
-            )
-        self.penalty = check_choice("penalty", "l1" if penalty is None else penalty, PENALTIES)
-        self.penalty_params = dict(penalty_params or {})
-        if self._m.uses_penalty:
-            # validates the penalty parameters before any work
-            lam_for_threshold(self.penalty, 1.0, step=1.0, **self.penalty_params)
-        elif self.penalty_params:
-            raise ValueError(
-                f"penalty_params only apply to method='prox_ste', got method={method!r}"
-            )
+        self._set_penalty(penalty, penalty_params)
         if rescale and not self._m.rescale_applies:
             raise ValueError(
                 f"rescale=True does not apply to method={method!r} (its forward weight is "
@@ -436,16 +437,7 @@ class Sparsifier:
         self.rescale = self._m.rescale if rescale is None else bool(rescale)
         self.method_params = self._method_params(method_params)
         if self._m.dynamic:
-            if scope != "global":
-                raise ValueError(
-                    f"rigl spreads its density over layers by method_params['distribution'] "
-                    f"('erk' or 'uniform'); scope must stay 'global', got scope={scope!r}"
-                )
-            if not (isinstance(schedule, Constant) and schedule.start == 0):
-                raise ValueError(
-                    "rigl trains at the final sparsity from step 0 (static sparse training); "
-                    f"schedule must be None or Constant(), got {schedule!r}"
-                )
+            _check_static(scope, schedule)
         self.min_density = check_open_unit("min_density", min_density, closed_low=True)
         evaluate(schedule, 0, self.sparsity)  # a schedule that is broken at step 0 fails now
         self._warned_empty: set[str] = set()
@@ -469,6 +461,23 @@ class Sparsifier:
         if self._m.dynamic:
             self._rigl_init(min_density)
         self._apply()
+
+    def _set_penalty(self, penalty, penalty_params) -> None:
+        """prox_ste's penalty (default l1) and its parameters, checked; refused elsewhere."""
+        if penalty is not None and not self._m.uses_penalty:
+            raise ValueError(
+                f"penalty only applies to method='prox_ste' (it would be ignored), got "
+                f"penalty={penalty!r} with method={self.method!r}"
+            )
+        self.penalty = check_choice("penalty", "l1" if penalty is None else penalty, PENALTIES)
+        self.penalty_params = dict(penalty_params or {})
+        if self._m.uses_penalty:
+            # validates the penalty parameters before any work
+            lam_for_threshold(self.penalty, 1.0, step=1.0, **self.penalty_params)
+        elif self.penalty_params:
+            raise ValueError(
+                f"penalty_params only apply to method='prox_ste', got method={self.method!r}"
+            )
 
     def _method_params(self, given) -> dict:
         defaults = self._m.params
@@ -1036,6 +1045,37 @@ class Sparsifier:
             extra["controller"] = {"decay": self._decay}
         return extra
 
+    def _check_layer_state(self, state: dict) -> dict:
+        """The per-layer lists of a saved state (tau, lam, mask, ties), checked against the
+        layers of this Sparsifier before anything is loaded."""
+        n = len(self.units)
+        lists = {k: state.get(k) for k in ("tau", "lam", "mask")}
+        lists["ties"] = state.get("ties", [None] * n)
+        for key, values in lists.items():
+            if not isinstance(values, list | tuple) or len(values) != n:
+                got = len(values) if isinstance(values, list | tuple) else type(values).__name__
+                raise ValueError(f"sparsifier state {key!r} must hold {n} entries, got {got}")
+        for u, tau, lam, mask, ties in zip(self.units, *lists.values()):
+            for key, t in (("tau", tau), ("lam", lam)):
+                if not isinstance(t, torch.Tensor) or t.numel() != 1 or not bool(torch.isfinite(t)):
+                    raise ValueError(
+                        f"sparsifier state {key} of layer {u.name!r} must be one finite "
+                        f"number, got {t!r}"
+                    )
+            for key, t, need in (("mask", mask, u.pm.mask is not None), ("ties", ties, False)):
+                if t is None and not need:
+                    continue
+                if (
+                    not isinstance(t, torch.Tensor)
+                    or t.dtype != torch.bool
+                    or t.shape != u.param.shape
+                ):
+                    raise ValueError(
+                        f"sparsifier state {key} of layer {u.name!r} must be a bool tensor of "
+                        f"shape {tuple(u.param.shape)}, got {getattr(t, 'shape', t)!r}"
+                    )
+        return lists
+
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict`.
 
@@ -1094,32 +1134,7 @@ class Sparsifier:
         step = state.get("step")
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise ValueError(f"sparsifier state step must be an integer >= 0, got {step!r}")
-        n = len(self.units)
-        lists = {k: state.get(k) for k in ("tau", "lam", "mask")}
-        lists["ties"] = state.get("ties", [None] * n)
-        for key, values in lists.items():
-            if not isinstance(values, list | tuple) or len(values) != n:
-                got = len(values) if isinstance(values, list | tuple) else type(values).__name__
-                raise ValueError(f"sparsifier state {key!r} must hold {n} entries, got {got}")
-        for u, tau, lam, mask, ties in zip(self.units, *lists.values()):
-            for key, t in (("tau", tau), ("lam", lam)):
-                if not isinstance(t, torch.Tensor) or t.numel() != 1 or not bool(torch.isfinite(t)):
-                    raise ValueError(
-                        f"sparsifier state {key} of layer {u.name!r} must be one finite "
-                        f"number, got {t!r}"
-                    )
-            for key, t, need in (("mask", mask, u.pm.mask is not None), ("ties", ties, False)):
-                if t is None and not need:
-                    continue
-                if (
-                    not isinstance(t, torch.Tensor)
-                    or t.dtype != torch.bool
-                    or t.shape != u.param.shape
-                ):
-                    raise ValueError(
-                        f"sparsifier state {key} of layer {u.name!r} must be a bool tensor of "
-                        f"shape {tuple(u.param.shape)}, got {getattr(t, 'shape', t)!r}"
-                    )
+        lists = self._check_layer_state(state)
         with torch.no_grad():
             for u, tau, lam, mask, ties in zip(self.units, *lists.values()):
                 u.pm.tau.copy_(tau.reshape(()))
