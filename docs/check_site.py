@@ -108,9 +108,17 @@ def _chromium(browser: str, *args: str, timeout: float = 60.0) -> subprocess.Com
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # the browser drops connections it no longer needs (a favicon, a page already
+        # rendered): not a problem of the site
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def _serve(site: Path):
     handler = functools.partial(_QuietHandler, directory=str(site))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _Server(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
