@@ -16,6 +16,7 @@ import argparse
 import functools
 import http.server
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -148,8 +149,13 @@ def check(site, browser=None, screenshot=None) -> dict:
         for page in pages:
             rel = page.relative_to(site).parent.as_posix()
             url = "/" if rel == "." else f"/{rel}/"
-            static = _parse(page.read_text(encoding="utf-8"))
+            html = page.read_text(encoding="utf-8")
+            static = _parse(html)
             parsed[page] = static
+            if re.search(r"<blockquote>\s*(<[^>]+>\s*)*&gt;&gt;&gt;", html):
+                problems.append(f"{url}: a doctest outside an Examples section renders as a quote")
+            if re.search(r":(func|class|meth|mod|data|attr):(<code>|`)", html):
+                problems.append(f"{url}: a Sphinx role (:func: ...) shows as text")
             if browser:
                 res = _chromium(browser, "--dump-dom", base + url.lstrip("/"))
                 dom = _parse(res.stdout)

@@ -2,16 +2,16 @@
 
 Subpackages:
 
-- :mod:`shrinkage.thresholds` -- the operators (prox, penalties, activations, straight-through)
-- :mod:`shrinkage.weights` -- sparse training (ST-3 and relatives), FLOPs, squash, export
-- :mod:`shrinkage.codes` -- sparse coding and dictionary learning beyond l1, V1 analyses
-- :mod:`shrinkage.activations` -- Gaussian-process maps, edge of chaos, safe clipping
-- :mod:`shrinkage.data` -- MNIST, natural images, patches
-- :mod:`shrinkage.models` -- LeNets, small ResNet, deep MLPs and CNNs
-- :mod:`shrinkage.experiments` -- the MNIST and natural-image runs (one training loop, recipes)
-- :mod:`shrinkage.integrations` -- Hugging Face and Lightning callbacks, ONNX export (each
+- ``shrinkage.thresholds`` -- the operators (prox, penalties, activations, straight-through)
+- ``shrinkage.weights`` -- sparse training (ST-3 and relatives), FLOPs, squash, export
+- ``shrinkage.codes`` -- sparse coding and dictionary learning beyond l1, V1 analyses
+- ``shrinkage.activations`` -- Gaussian-process maps, edge of chaos, safe clipping
+- ``shrinkage.data`` -- MNIST, natural images, patches
+- ``shrinkage.models`` -- LeNets, small ResNet, deep MLPs and CNNs
+- ``shrinkage.experiments`` -- the MNIST and natural-image runs (one training loop, recipes)
+- ``shrinkage.integrations`` -- Hugging Face and Lightning callbacks, ONNX export (each
   module needs its optional extra; importing ``shrinkage`` imports none of them)
-- :mod:`shrinkage.report`, :mod:`shrinkage.cli` -- the cross-pillar report and the command
+- ``shrinkage.report``, ``shrinkage.cli`` -- the cross-pillar report and the command
 
 Layers (checked by ``lint-imports``): thresholds <- weights, codes, activations, data, models
 (never importing each other) <- experiments, integrations (independent of each other) <- report

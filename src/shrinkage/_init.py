@@ -1,5 +1,5 @@
 """Gaussian initialisation from (sigma_w, sigma_b): shared by the activations pillar
-(:func:`shrinkage.activations.init_`) and the models (:mod:`shrinkage.models.mlp`), which may
+(``shrinkage.activations.init_``) and the models (``shrinkage.models.mlp``), which may
 not import each other."""
 
 from __future__ import annotations

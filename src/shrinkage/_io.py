@@ -45,6 +45,8 @@ def check_writable_dir(path, name: str = "out") -> Path:
     write into; nothing is created. Commands call it before any work, so that a bad output
     folder never costs a finished run.
 
+    Examples
+    --------
     >>> check_writable_dir("/dev/null/x")  # doctest: +IGNORE_EXCEPTION_DETAIL
     Traceback (most recent call last):
     ValueError: out='/dev/null/x' cannot be a folder: '/dev/null' is not a folder

@@ -3,7 +3,7 @@
 Each library is a ``.c`` file of this folder (package data, with the headers it includes:
 ``pool.h``, the work-claiming thread pool ``run_chunks(fn, ctx, n_chunks, n_threads)`` they
 share, and ``lasso_cd_impl.h``, a solver written once and instantiated per precision by the
-preprocessor). :data:`LIBRARIES` lists them. :class:`NativeLibrary` compiles one with the
+preprocessor). ``LIBRARIES`` lists them. ``NativeLibrary`` compiles one with the
 system C compiler (``$CC``, else gcc, cc or clang), ``-DSHRINKAGE_ABI=<abi>``, into a per-user
 cache folder
 (``$SHRINKAGE_CACHE/kernels``, else ``$XDG_CACHE_HOME/shrinkage/kernels``, else
@@ -55,7 +55,7 @@ WARNINGS = ("-Wall", "-Wextra", "-Werror")
 
 @dataclass(frozen=True)
 class Library:
-    """One C library: its source file in :data:`SOURCE_DIR`, its ABI number (the library's
+    """One C library: its source file in ``SOURCE_DIR``, its ABI number (the library's
     ``shrinkage_<name>_abi()`` returns it) and linker arguments."""
 
     source: str
@@ -112,7 +112,7 @@ def _cpu_tag() -> str:
 
 
 def _sources_digest() -> bytes:
-    """Every C source and header of :data:`SOURCE_DIR` (a header change rebuilds all)."""
+    """Every C source and header of ``SOURCE_DIR`` (a header change rebuilds all)."""
     files = sorted(SOURCE_DIR.glob("*.[ch]"))
     return b"".join(f.name.encode() + f.read_bytes() for f in files)
 
@@ -158,16 +158,16 @@ def build(
 
 
 class NativeLibrary:
-    """One C library, compiled and loaded once per process on the first :meth:`load`.
+    """One C library, compiled and loaded once per process on the first ``load``.
 
-    ``wrap(lib, path, flags)`` turns the ctypes handle into what :meth:`load` returns; the
+    ``wrap(lib, path, flags)`` turns the ctypes handle into what ``load`` returns; the
     library must export ``int shrinkage_<name>_abi(void)`` returning ``abi``.
     ``flag_sets`` (a callable, read at each build) lists the flag sets to try in order.
     ``libs``: linker arguments. ``what`` and ``fallback`` word the warning given when
     nothing builds.
 
     Usage: ``LIB = NativeLibrary("mylib", Handle, "compiled X", "torch's X")`` at import (the
-    name a key of :data:`LIBRARIES`), then ``h = LIB.load()`` where needed, with the torch
+    name a key of ``LIBRARIES``), then ``h = LIB.load()`` where needed, with the torch
     path when ``h is None``.
     """
 
@@ -238,8 +238,8 @@ class NativeLibrary:
 
 
 def build_all(strict: bool = False) -> dict[str, Path]:
-    """Build every library of :data:`LIBRARIES` now with the first flag set that works
-    (``strict``: each with :data:`WARNINGS` added); returns name -> path. Raises
+    """Build every library of ``LIBRARIES`` now with the first flag set that works
+    (``strict``: each with ``WARNINGS`` added); returns name -> path. Raises
     RuntimeError naming the library and the compiler's message when one does not build."""
     cc = compiler()
     if cc is None:

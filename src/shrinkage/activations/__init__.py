@@ -2,26 +2,28 @@
 
 Large-width Gaussian-process maps for any activation, in float64 and vectorised over q:
 
-- :func:`moments` (E[phi], E[phi^2], E[phi'^2] for X ~ N(0, q); closed forms for ``relu``,
+- ``moments`` (E[phi], E[phi^2], E[phi'^2] for X ~ N(0, q); closed forms for ``relu``,
   ``shifted_relu``, ``soft_threshold``, ``clipped_relu``/``crelu``,
   ``clipped_soft_threshold``/``cst``, ``erf``; quadrature for ``tanh`` and any callable),
-  :func:`zero_fraction`;
-- :func:`variance_map`, :func:`dV_dq`, :func:`d2V_dq2`, :func:`chi`, :func:`correlation_map`,
-  :func:`propagate`, :func:`depth_scales`, :func:`fixed_points` (certified scan);
-- :func:`edge_of_chaos` -> :class:`EoCConfig` (tau, sigma_w, sigma_b for a target sparsity, with
-  the diagnosis), :func:`safe_clip` (largest m keeping ``q*`` the unique attracting fixed point),
-  :func:`clip_for_depth` (the m a network of a given depth and width trains best with:
-  ``edge_of_chaos(..., m="auto", depth=, width=)``), :func:`q_star_scan` (the maps as
+  ``zero_fraction``;
+- ``variance_map``, ``dV_dq``, ``d2V_dq2``, ``chi``, ``correlation_map``,
+  ``propagate``, ``depth_scales``, ``fixed_points`` (certified scan);
+- ``edge_of_chaos`` -> ``EoCConfig`` (tau, sigma_w, sigma_b for a target sparsity, with
+  the diagnosis), ``safe_clip`` (largest m keeping ``q*`` the unique attracting fixed point),
+  ``clip_for_depth`` (the m a network of a given depth and width trains best with:
+  ``edge_of_chaos(..., m="auto", depth=, width=)``), ``q_star_scan`` (the maps as
   functions of ``q*``, with m scaled or fixed);
-- finite width: :func:`finite_width` (the exact variance chain and the spread of the gradient
-  over depth at width N), :func:`width_for_depth`, :func:`fluctuation_moments`;
-- :class:`SparsityControl` (thresholds held at the target sparsity while training);
-- :func:`init_`, :class:`ActivationSparsity`, :func:`simulate` (finite-width Monte Carlo);
-  models in :func:`shrinkage.models.mlp` / :func:`shrinkage.models.deep_cnn`; MNIST training in
-  :mod:`shrinkage.experiments.activations`; figures in :mod:`shrinkage.activations.plots`.
+- finite width: ``finite_width`` (the exact variance chain and the spread of the gradient
+  over depth at width N), ``width_for_depth``, ``fluctuation_moments``;
+- ``SparsityControl`` (thresholds held at the target sparsity while training);
+- ``init_``, ``ActivationSparsity``, ``simulate`` (finite-width Monte Carlo);
+  models in ``shrinkage.models.mlp`` / ``shrinkage.models.deep_cnn``; MNIST training in
+  ``shrinkage.experiments.activations``; figures in ``shrinkage.activations.plots``.
 
-The activation functions themselves live in :mod:`shrinkage.thresholds`.
+The activation functions themselves live in ``shrinkage.thresholds``.
 
+Examples
+--------
 >>> cfg = edge_of_chaos("cst", sparsity=0.85)   # m chosen safely
 >>> round(cfg.m, 3), cfg.stable
 (1.327, True)

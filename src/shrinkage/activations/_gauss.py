@@ -9,7 +9,7 @@ times He_2(z) / (2q), hence g^(k)(q) = E[phi(X)^2 He_2k(z)] / (2q)^k (He_2 = z^2
 He_4 = z^4 - 6 z^2 + 3). Quadrature uses that identity; the closed forms differentiate the
 formulas of Price et al. (ICLR 2024; the guide: ``docs/guide/activations.md``).
 
-One activation is one :class:`_Spec`: its torch core from :mod:`shrinkage.thresholds`, its
+One activation is one ``_Spec``: its torch core from ``shrinkage.thresholds``, its
 kinks, and (optionally) its closed forms. Adding an activation is adding one spec.
 """
 
@@ -482,10 +482,10 @@ def moments(act, q, tau=0.0, m=None, method="auto"):
     Parameters
     ----------
     act : str or callable
-        The activation phi: a name from :data:`ACTIVATION_NAMES` (``"relu"``,
+        The activation phi: a name from ``ACTIVATION_NAMES`` (``"relu"``,
         ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
         ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
-        of :mod:`shrinkage.thresholds` (its own tau and m are used, ``tau`` and ``m`` are
+        of ``shrinkage.thresholds`` (its own tau and m are used, ``tau`` and ``m`` are
         ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
         it is not smooth makes its quadrature exact).
     q : float, array_like or torch.Tensor
@@ -545,8 +545,8 @@ def zero_fraction(act, q, tau=0.0, m=None):
     Parameters
     ----------
     act : str or torch.nn.Module
-        A name from :data:`ACTIVATION_NAMES` or a thresholding module of
-        :mod:`shrinkage.thresholds` (its tau and m are used). A plain callable is refused.
+        A name from ``ACTIVATION_NAMES`` or a thresholding module of
+        ``shrinkage.thresholds`` (its tau and m are used). A plain callable is refused.
     q : float, array_like or torch.Tensor
         Variance(s) > 0 of the pre-activation X ~ N(0, q); the result is vectorised over q.
     tau : float, optional

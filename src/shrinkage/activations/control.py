@@ -37,13 +37,13 @@ def _spread(n: int, k: int, device) -> torch.Tensor:
 
 class SparsityControl:
     """Hold the fraction of zeros of every thresholding activation of ``model`` at
-    ``sparsity`` during training (optimizer-shaped: call :meth:`step` after each
+    ``sparsity`` during training (optimizer-shaped: call ``step`` after each
     ``optimizer.step()``).
 
     Parameters
     ----------
     model : nn.Module
-        Holds :class:`~shrinkage.thresholds.ShiftedReLU`, ``SoftThreshold``, ``CReLU`` or
+        Holds ``ShiftedReLU``, ``SoftThreshold``, ``CReLU`` or
         ``CST`` modules (with a fixed, not learnable, tau).
     sparsity : float
         Target fraction of zeros, in (0, 1).

@@ -8,7 +8,7 @@ Given phi, a target fraction of zeros s and a fixed point q* (Price et al., ICLR
 
 Unclipped shifted ReLU / soft threshold then have V'(q*) = 1 and V''(q*) > 0: q* is
 half-stable and finite-width noise above q* grows without bound. Clipping at m makes V'(q*) < 1,
-but too large an m creates a second pair of fixed points; :func:`safe_clip` finds the largest m
+but too large an m creates a second pair of fixed points; ``safe_clip`` finds the largest m
 for which q* is the only, globally attracting, fixed point.
 """
 
@@ -34,10 +34,10 @@ class EdgeOfChaosWarning(UserWarning):
 
 @dataclass(frozen=True)
 class EoCConfig:
-    """An edge-of-chaos initialisation and its diagnosis (see :func:`edge_of_chaos`).
+    """An edge-of-chaos initialisation and its diagnosis (see ``edge_of_chaos``).
 
-    Frozen; built by :func:`edge_of_chaos`, read by :func:`init_`,
-    :func:`shrinkage.models.mlp` and the finite-width functions. Each parameter is also an
+    Frozen; built by ``edge_of_chaos``, read by ``init_``,
+    ``shrinkage.models.mlp`` and the finite-width functions. Each parameter is also an
     attribute of the same name.
 
     Parameters
@@ -99,7 +99,7 @@ class EoCConfig:
     stable: bool = False
 
     def module(self):
-        """A fresh activation module from :mod:`shrinkage.thresholds` with this tau and m."""
+        """A fresh activation module from ``shrinkage.thresholds`` with this tau and m."""
         return _SPECS[self.activation].module(self.tau, self.m)
 
     @property
@@ -187,16 +187,16 @@ def edge_of_chaos(
 ):
     """Edge-of-chaos initialisation (tau, sigma_w, sigma_b) for a target fraction of zeros.
 
-    ``m``: ``"safe"`` (the largest stable clipping level, :func:`safe_clip`), ``"auto"`` (the
+    ``m``: ``"safe"`` (the largest stable clipping level, ``safe_clip``), ``"auto"`` (the
     level that a network of the given ``depth`` and ``width`` trains best with, by the
-    finite-width criterion of :func:`clip_for_depth`), a float, or None (only for unclipped
+    finite-width criterion of ``clip_for_depth``), a float, or None (only for unclipped
     activations, which ignore ``"safe"`` and ``"auto"``). ``q_star="auto"`` with a numeric
     ``m`` chooses ``q*`` instead: CReLU and CST depend on m and ``q*`` only through m /
     sqrt(``q*``), so this is the same rule seen from a fixed m, as in Dent & Tanner's larger-``q*``
-    initialisation (arXiv 2602.05779). Returns a frozen :class:`EoCConfig` with chi, V'(``q*``),
+    initialisation (arXiv 2602.05779). Returns a frozen ``EoCConfig`` with chi, V'(``q*``),
     V''(``q*``), every fixed point of V and whether ``q*`` is the unique attracting one. An unstable
     configuration (unclipped shifted ReLU / soft threshold, or m above the safe level) warns
-    with :class:`EdgeOfChaosWarning`, or raises ValueError with ``strict=True``.
+    with ``EdgeOfChaosWarning``, or raises ValueError with ``strict=True``.
 
     The three equations (Price et al., ICLR 2024): tau makes P(phi(sqrt(``q*``) z) = 0) equal
     ``sparsity`` (tau = Phi^-1(s) sqrt ``q*``, or Phi^-1((1 + s) / 2) sqrt ``q*`` for the soft
@@ -217,15 +217,15 @@ def edge_of_chaos(
         The fixed point ``q*`` > 0 (finite); ``"auto"`` (clipped activations with a numeric
         ``m``, and ``depth`` and ``width`` given) chooses it for that m. Default 1.0.
     m : "safe", "auto", float or None, optional
-        Clipping magnitude of CReLU and CST: ``"safe"`` (:func:`safe_clip`), ``"auto"``
-        (:func:`clip_for_depth`, needs ``depth`` and ``width``), or a number > 0. The
+        Clipping magnitude of CReLU and CST: ``"safe"`` (``safe_clip``), ``"auto"``
+        (``clip_for_depth``, needs ``depth`` and ``width``), or a number > 0. The
         unclipped activations take None (and ignore ``"safe"`` and ``"auto"``).
         Default ``"safe"``.
     strict : bool, optional
         Raise ValueError instead of warning when the configuration is unstable.
         Default False.
     rtol : float, optional
-        Relative tolerance of the fixed-point scan (:func:`fixed_points`). Default 1e-9.
+        Relative tolerance of the fixed-point scan (``fixed_points``). Default 1e-9.
     depth : int or None, optional
         Network depth (>= 2), for ``m="auto"`` and ``q_star="auto"``. Default None.
     width : int or None, optional
@@ -436,7 +436,7 @@ def safe_clip(act, sparsity, q_star=1.0, tol=1e-5, rtol=1e-9, m_max=None):
     ``q*`` is the only fixed point iff G(q) = (V(q) - q) / (q - ``q*``) < 0 on (sigma_b^2, sup V];
     the level where max G = 0 (a tangency: a new pair of fixed points is born) is found by Brent's
     method, then the result, lowered by ``tol`` relative, is confirmed by the certified scan of
-    :func:`fixed_points` (and lowered further until it is). V is non-decreasing for CReLU and
+    ``fixed_points`` (and lowered further until it is). V is non-decreasing for CReLU and
     CST (g' = Phi(b) - Phi(a) - (b - a) p(b) >= 0), so a unique fixed point attracts globally.
 
     Parameters
@@ -534,8 +534,8 @@ def _config(name, sparsity, q_star, m):
 def clip_for_depth(act, sparsity, depth, width, q_star=1.0, grid=12):
     """The clipping level for a target sparsity at a given depth and width: the m (at fixed
     ``q*``, equivalently mu = m / sqrt(``q*``)) that minimises the predicted spread of the gradient
-    across depth, sd ln(|g^1| / |g^L|) from :func:`finite_width`, among the levels at which
-    ``q*`` is the unique attracting fixed point (m < :func:`safe_clip`).
+    across depth, sd ln(|g^1| / |g^L|) from ``finite_width``, among the levels at which
+    ``q*`` is the unique attracting fixed point (m < ``safe_clip``).
 
     The criterion is the finite-width one: it weighs the flatter gain chi_1(q) and the
     stronger attraction of ``q*`` that a smaller m (a larger ``q*`` at fixed m) brings against the
@@ -561,14 +561,14 @@ def clip_for_depth(act, sparsity, depth, width, q_star=1.0, grid=12):
     Returns
     -------
     tuple
-        ``(m, fw)``: the clipping level (float, below :func:`safe_clip`) and the
-        :class:`FiniteWidth` prediction at it.
+        ``(m, fw)``: the clipping level (float, below ``safe_clip``) and the
+        ``FiniteWidth`` prediction at it.
 
     Raises
     ------
     ValueError
         ``depth`` < 2, ``width`` < 1 or ``grid`` < 3 (not integers included), and whatever
-        :func:`safe_clip` raises.
+        ``safe_clip`` raises.
 
     Examples
     --------

@@ -9,7 +9,7 @@ given v^l the N pre-activations are i.i.d. N(0, v^l), so
 
 Linearised about q* (d = v - q*), d' = V'(q*) d + V''(q*) d^2 / 2 + eta with
 Var eta = s^2 = sigma_w^4 (E phi^4 - (E phi^2)^2) / N: the mean and variance of d over depth
-follow in closed form (:func:`finite_width`). The backward pass under gradient independence
+follow in closed form (``finite_width``). The backward pass under gradient independence
 multiplies |g|^2 per layer by (sigma_w^2 / N) sum_i phi'(h_i)^2 zeta_i^2, whose mean is
 chi_1(v) = sigma_w^2 E[phi'(sqrt(v) z)^2] and whose relative variance is
 r / N = (3 E[phi'^4] / E[phi'^2]^2 - 1) / N: for a 0/1 derivative that is (3 / p - 1) / N with
@@ -18,12 +18,12 @@ gradient noise at the same width. With kappa = d ln chi_1 / d ln q at q*,
 
     ln(|g^1|^2 / |g^L|^2) ~ sum_l [kappa d^l / q* + eps_l],   Var eps_l = r / N,
 
-whose mean and variance :func:`finite_width` also returns. ``kappa`` is what a larger q* at
+whose mean and variance ``finite_width`` also returns. ``kappa`` is what a larger q* at
 fixed m changes (Dent & Tanner, arXiv 2602.05779): CReLU and CST are jointly homogeneous in
 (x, tau, m), so at the edge of chaos everything depends on q* and m only through
 mu = m / sqrt(q*); a smaller mu makes chi_1 flatter in q (smaller kappa) and V more strongly
 attracting (smaller V'(q*)), but leaves fewer units in the linear window (smaller p, more
-gradient noise). :func:`~shrinkage.activations.clip_for_depth` picks the mu that minimises
+gradient noise). ``clip_for_depth`` picks the mu that minimises
 the predicted spread sd ln(|g^1| / |g^L|) at a given depth and width, among the stable ones.
 The mean of that log gain carries an O(depth / N) bias from the forward-backward dependence
 that gradient independence ignores; its spread is what the tests check against networks.
@@ -60,14 +60,14 @@ def fluctuation_moments(cfg, q=None) -> dict:
     """E[phi^2], E[phi^4], E[phi'^2], E[phi'^4] at X ~ N(0, q) (default ``q*``), float64.
 
     Piecewise Gauss-Legendre split at the kinks of phi (exact to ~1e-12 for the named
-    activations); ``cfg`` is an :class:`~shrinkage.activations.EoCConfig`. These are the
+    activations); ``cfg`` is an ``EoCConfig``. These are the
     inputs of the finite-width noise: the forward variance chain fluctuates with
     Var[phi^2] = E phi^4 - (E phi^2)^2, the backward gain with E phi'^4 / (E phi'^2)^2.
 
     Parameters
     ----------
     cfg : EoCConfig
-        An edge-of-chaos configuration of a named activation (from :func:`edge_of_chaos`).
+        An edge-of-chaos configuration of a named activation (from ``edge_of_chaos``).
     q : float or None, optional
         The variance of X (> 0); None (default) for ``cfg.q_star``.
 
@@ -100,7 +100,7 @@ def fluctuation_moments(cfg, q=None) -> dict:
 class FiniteWidth:
     """Predicted finite-width statistics of an edge-of-chaos network (see the module docstring).
 
-    Returned by :func:`finite_width`; frozen, each parameter is also an attribute.
+    Returned by ``finite_width``; frozen, each parameter is also an attribute.
 
     Parameters
     ----------
@@ -117,7 +117,7 @@ class FiniteWidth:
         Mean of ln(|g^1| / |g^L|), the log ratio of the back-propagated gradient norms at
         the first and last hidden layers.
     log_gain_sd : float
-        Its standard deviation: the spread :func:`clip_for_depth` minimises.
+        Its standard deviation: the spread ``clip_for_depth`` minimises.
     per_layer_noise : float
         r / N at ``q*``, the relative variance of the per-layer gradient factor, with
         r = 3 E[phi'^4] / E[phi'^2]^2 - 1 (3 / p - 1 for a 0/1 derivative).
@@ -180,7 +180,7 @@ def finite_width(cfg, width: int, depth: int, grid: int = 300) -> FiniteWidth:
     Parameters
     ----------
     cfg : EoCConfig
-        An edge-of-chaos configuration of a named activation (from :func:`edge_of_chaos`).
+        An edge-of-chaos configuration of a named activation (from ``edge_of_chaos``).
     width : int
         Units per layer N, >= 1.
     depth : int
@@ -276,12 +276,12 @@ def width_for_depth(cfg, depth, target_sd=0.5, max_width=100_000):
     needs about (3 / p - 1) / 5 times ReLU's width at the same depth (four times at p = 0.15).
 
     Found by doubling from 64, then bisection to 1 % of the width, each step one
-    :func:`finite_width` prediction.
+    ``finite_width`` prediction.
 
     Parameters
     ----------
     cfg : EoCConfig
-        An edge-of-chaos configuration of a named activation (from :func:`edge_of_chaos`).
+        An edge-of-chaos configuration of a named activation (from ``edge_of_chaos``).
     depth : int
         Number of layers, >= 2.
     target_sd : float, optional

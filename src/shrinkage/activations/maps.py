@@ -42,10 +42,10 @@ def variance_map(act, q, sigma_w, sigma_b, tau=0.0, m=None, method="auto"):
     Parameters
     ----------
     act : str or callable
-        The activation phi: a name from :data:`ACTIVATION_NAMES` (``"relu"``,
+        The activation phi: a name from ``ACTIVATION_NAMES`` (``"relu"``,
         ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
         ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
-        of :mod:`shrinkage.thresholds` (its own tau and m are used, ``tau`` and ``m`` are
+        of ``shrinkage.thresholds`` (its own tau and m are used, ``tau`` and ``m`` are
         ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
         it is not smooth makes its quadrature exact).
     q : float, array_like or torch.Tensor
@@ -104,10 +104,10 @@ def dV_dq(act, q, sigma_w, sigma_b=0.0, tau=0.0, m=None, method="auto"):
     Parameters
     ----------
     act : str or callable
-        The activation phi: a name from :data:`ACTIVATION_NAMES` (``"relu"``,
+        The activation phi: a name from ``ACTIVATION_NAMES`` (``"relu"``,
         ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
         ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
-        of :mod:`shrinkage.thresholds` (its own tau and m are used, ``tau`` and ``m`` are
+        of ``shrinkage.thresholds`` (its own tau and m are used, ``tau`` and ``m`` are
         ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
         it is not smooth makes its quadrature exact).
     q : float, array_like or torch.Tensor
@@ -146,7 +146,7 @@ def dV_dq(act, q, sigma_w, sigma_b=0.0, tau=0.0, m=None, method="auto"):
     >>> round(dV_dq("shifted_relu", 1.0, sigma_w=1.0, tau=0.0), 12)
     0.5
 
-    It is the slope of :func:`variance_map` (a central difference agrees):
+    It is the slope of ``variance_map`` (a central difference agrees):
 
     >>> h = 1e-5
     >>> v = [variance_map("cst", q, 2.0, 0.5, tau=1.0, m=1.0) for q in (1 - h, 1 + h)]
@@ -169,10 +169,10 @@ def d2V_dq2(act, q, sigma_w, sigma_b=0.0, tau=0.0, m=None, method="auto"):
     Parameters
     ----------
     act : str or callable
-        The activation phi: a name from :data:`ACTIVATION_NAMES` (``"relu"``,
+        The activation phi: a name from ``ACTIVATION_NAMES`` (``"relu"``,
         ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
         ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
-        of :mod:`shrinkage.thresholds` (its own tau and m are used, ``tau`` and ``m`` are
+        of ``shrinkage.thresholds`` (its own tau and m are used, ``tau`` and ``m`` are
         ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
         it is not smooth makes its quadrature exact).
     q : float, array_like or torch.Tensor
@@ -232,10 +232,10 @@ def chi(act, q_star, sigma_w, tau=0.0, m=None, method="auto"):
     Parameters
     ----------
     act : str or callable
-        The activation phi: a name from :data:`ACTIVATION_NAMES` (``"relu"``,
+        The activation phi: a name from ``ACTIVATION_NAMES`` (``"relu"``,
         ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
         ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
-        of :mod:`shrinkage.thresholds` (its own tau and m are used, ``tau`` and ``m`` are
+        of ``shrinkage.thresholds`` (its own tau and m are used, ``tau`` and ``m`` are
         ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
         it is not smooth makes its quadrature exact).
     q_star : float, array_like or torch.Tensor
@@ -270,7 +270,7 @@ def chi(act, q_star, sigma_w, tau=0.0, m=None, method="auto"):
     >>> round(chi("relu", 1.0, sigma_w=2**0.5), 12)
     1.0
 
-    :func:`edge_of_chaos` chooses sigma_w so that chi = 1:
+    ``edge_of_chaos`` chooses sigma_w so that chi = 1:
 
     >>> from shrinkage.activations import edge_of_chaos
     >>> cfg = edge_of_chaos("cst", 0.85)
@@ -330,10 +330,10 @@ def correlation_map(act, rho, q_star, sigma_w, sigma_b, tau=0.0, m=None):
     Parameters
     ----------
     act : str or callable
-        The activation phi: a name from :data:`ACTIVATION_NAMES` (``"relu"``,
+        The activation phi: a name from ``ACTIVATION_NAMES`` (``"relu"``,
         ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
         ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
-        of :mod:`shrinkage.thresholds` (its own tau and m are used, ``tau`` and ``m`` are
+        of ``shrinkage.thresholds`` (its own tau and m are used, ``tau`` and ``m`` are
         ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
         it is not smooth makes its quadrature exact).
     rho : float, array_like or torch.Tensor
@@ -399,10 +399,10 @@ def propagate(act, q0, depth, sigma_w, sigma_b, tau=0.0, m=None, rho0=None):
     Parameters
     ----------
     act : str or callable
-        The activation phi: a name from :data:`ACTIVATION_NAMES` (``"relu"``,
+        The activation phi: a name from ``ACTIVATION_NAMES`` (``"relu"``,
         ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
         ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
-        of :mod:`shrinkage.thresholds` (its own tau and m are used, ``tau`` and ``m`` are
+        of ``shrinkage.thresholds`` (its own tau and m are used, ``tau`` and ``m`` are
         ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
         it is not smooth makes its quadrature exact).
     q0 : float
@@ -481,10 +481,10 @@ def depth_scales(act, q_star, sigma_w, sigma_b, tau=0.0, m=None):
     Parameters
     ----------
     act : str or callable
-        The activation phi: a name from :data:`ACTIVATION_NAMES` (``"relu"``,
+        The activation phi: a name from ``ACTIVATION_NAMES`` (``"relu"``,
         ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
         ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
-        of :mod:`shrinkage.thresholds` (its own tau and m are used, ``tau`` and ``m`` are
+        of ``shrinkage.thresholds`` (its own tau and m are used, ``tau`` and ``m`` are
         ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
         it is not smooth makes its quadrature exact).
     q_star : float
@@ -554,7 +554,7 @@ def depth_scales(act, q_star, sigma_w, sigma_b, tau=0.0, m=None):
 class FixedPoint:
     """A fixed point q = V(q) of the variance map, with its slope and kind.
 
-    Returned by :func:`fixed_points` and kept in :attr:`EoCConfig.fixed_points`; ``str``
+    Returned by ``fixed_points`` and kept in ``EoCConfig.fixed_points``; ``str``
     gives ``q=<q> (<kind>, V'=<slope>)``.
 
     Parameters
@@ -566,7 +566,7 @@ class FixedPoint:
     kind : str
         ``"stable"`` (V' < 1: nearby variances are drawn in), ``"unstable"`` (V' > 1),
         ``"half-stable"`` (V touches the diagonal without crossing), or, from
-        :func:`edge_of_chaos` for ReLU, ``"neutral (every q > 0 is a fixed point)"``.
+        ``edge_of_chaos`` for ReLU, ``"neutral (every q > 0 is a fixed point)"``.
 
     Examples
     --------
@@ -599,10 +599,10 @@ def fixed_points(act, sigma_w, sigma_b, tau=0.0, m=None, q_max=None, rtol=1e-9):
     Parameters
     ----------
     act : str or callable
-        The activation phi: a name from :data:`ACTIVATION_NAMES` (``"relu"``,
+        The activation phi: a name from ``ACTIVATION_NAMES`` (``"relu"``,
         ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
         ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
-        of :mod:`shrinkage.thresholds` (its own tau and m are used, ``tau`` and ``m`` are
+        of ``shrinkage.thresholds`` (its own tau and m are used, ``tau`` and ``m`` are
         ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
         it is not smooth makes its quadrature exact).
     sigma_w : float

@@ -13,7 +13,7 @@ from ._gauss import Erf, _Lambda
 def init_(module: nn.Module, cfg, readout: nn.Module | None = None) -> nn.Module:
     """Initialise every Linear / Conv weight as N(0, sigma_w^2 / fan_in) and bias N(0, sigma_b^2).
 
-    ``cfg`` is an :class:`EoCConfig` (or anything with ``sigma_w`` and ``sigma_b``). Returns the
+    ``cfg`` is an ``EoCConfig`` (or anything with ``sigma_w`` and ``sigma_b``). Returns the
     module (in place, like ``torch.nn.init``). fan_in is the number of inputs of one output
     unit (in_features, or in_channels x kernel size for a conv). Other layers, the
     activations' taus included, are left as they are.
@@ -28,7 +28,7 @@ def init_(module: nn.Module, cfg, readout: nn.Module | None = None) -> nn.Module
     readout : torch.nn.Module or None, optional
         The network's last (classifier) layer, a submodule of ``module``: its weight is
         drawn from ``cfg`` like the others, its bias set to zero (a random readout bias only
-        shifts the logits; the models of :mod:`shrinkage.models` do the same). Default None.
+        shifts the logits; the models of ``shrinkage.models`` do the same). Default None.
 
     Returns
     -------
@@ -64,15 +64,15 @@ class ActivationSparsity:
     """Forward hooks that count exact zeros at the output of every activation layer.
 
     ``per_layer`` is the fraction of exact zeros per activation module (in forward order) over
-    all batches seen since the last :meth:`reset`; ``mean`` averages the layers. The hooks
-    count only while attached: inside a ``with`` block, or between :meth:`attach` and
-    :meth:`remove`.
+    all batches seen since the last ``reset``; ``mean`` averages the layers. The hooks
+    count only while attached: inside a ``with`` block, or between ``attach`` and
+    ``remove``.
 
     Parameters
     ----------
     model : torch.nn.Module
         The network; its activation layers are the thresholding modules of
-        :mod:`shrinkage.thresholds` and ``nn.ReLU``, ``nn.Tanh``, ``nn.Hardtanh``,
+        ``shrinkage.thresholds`` and ``nn.ReLU``, ``nn.Tanh``, ``nn.Hardtanh``,
         ``nn.Softshrink`` (and the modules made for ``erf`` and callables).
     layers : iterable of torch.nn.Module or None, optional
         The modules to measure instead; None (default) finds them in ``model``.
@@ -166,7 +166,7 @@ def unit_census(model: nn.Module, x, batch: int = 1000) -> list[dict]:
     Parameters
     ----------
     model : torch.nn.Module
-        A network holding thresholding modules of :mod:`shrinkage.thresholds` (other
+        A network holding thresholding modules of ``shrinkage.thresholds`` (other
         activations are not counted).
     x : torch.Tensor
         The inputs, batch first.

@@ -168,8 +168,8 @@ def plot_q_star_scan(act, sparsity, q_stars, fixed_m, path, depth=50, width=300)
 
 
 def plot_finite_width(cfg, widths, depth, path, n_nets=40, seed=0):
-    """Finite-width prediction (:func:`finite_width`) against Monte Carlo on random networks
-    (:func:`simulate_gain`): the spread of v^L and of ln(|g^1| / |g^L|) against width."""
+    """Finite-width prediction (``finite_width``) against Monte Carlo on random networks
+    (``simulate_gain``): the spread of v^L and of ln(|g^1| / |g^L|) against width."""
     pred_q, pred_g, mc_q, mc_g = [], [], [], []
     for n in widths:
         fw = finite_width(cfg, n, depth)

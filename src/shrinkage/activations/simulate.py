@@ -25,7 +25,7 @@ def simulate(
 
     Inputs (``n_inputs`` of dimension ``width``, pairwise correlation ``rho0``) are scaled to
     mean square ``cfg.input_mean_square`` so that q^1 = ``q*``, exactly as
-    :func:`shrinkage.models.mlp` scales data. Layer l: h^l = W^l phi(h^{l-1}) + b^l, W ~ N(0,
+    ``shrinkage.models.mlp`` scales data. Layer l: h^l = W^l phi(h^{l-1}) + b^l, W ~ N(0,
     sigma_w^2 / width), b ~ N(0, sigma_b^2), drawn afresh for each of ``n_nets`` networks.
 
     A layer whose variance overflows sets ``q`` to inf from there on.
@@ -115,7 +115,7 @@ def simulate(
 
 def first_layer_rho(cfg, rho0: float) -> float:
     """Correlation of the first pre-activations for inputs of correlation rho0 scaled as in
-    :func:`simulate`: (sigma_w^2 E[phi^2] rho0 + sigma_b^2) / q*."""
+    ``simulate``: (sigma_w^2 E[phi^2] rho0 + sigma_b^2) / q*."""
     return (cfg.sigma_w**2 * cfg.input_mean_square * rho0 + cfg.sigma_b**2) / cfg.q_star
 
 
@@ -128,7 +128,7 @@ def simulate_gain(
     layer back-propagated through the same weights (autograd through ``cfg.module()``).
 
     Returns ``{"v_last": (n_nets,), "log_gain": (n_nets,)}`` (float64 arrays): what
-    :func:`~shrinkage.activations.finite_width` predicts the mean and spread of.
+    ``finite_width`` predicts the mean and spread of.
 
     Parameters
     ----------

@@ -2,7 +2,7 @@
 their maps and finite-width theory, and deep sparse networks trained on MNIST.
 
 The options of ``train``, ``reproduce`` and ``levers`` are generated from the fields of
-:class:`~shrinkage.experiments.activations.ActivationsRecipe`, whose defaults they take.
+``ActivationsRecipe``, whose defaults they take.
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ shrinkage codes learn --penalty cel0 --atoms 512 --lam 0.27 --patches 100000 --o
 shrinkage codes compare --penalties l1,l0,l1/2,cel0 --atoms 256,512 --out runs/cmp
 shrinkage codes sweep --atoms 64,128,256 --patches 50000 --out runs/sweep   (resumable)
 
-The options are generated from :class:`~shrinkage.experiments.codes.LearnRecipe`,
-:class:`~shrinkage.experiments.codes.CompareRecipe` and
-:class:`~shrinkage.experiments.codes_sweep.SweepRecipe`, whose defaults they take (one torch
+The options are generated from ``LearnRecipe``,
+``CompareRecipe`` and
+``SweepRecipe``, whose defaults they take (one torch
 thread unless ``--threads`` says otherwise).
 """
 

@@ -11,8 +11,8 @@ Examples::
         --sparsity 0.99 --epochs 2 --out runs/ft
 
 The options are generated from the fields of
-:class:`~shrinkage.experiments.weights.TrainConfig` (train, sweep) and
-:class:`~shrinkage.experiments.finetune.FinetuneConfig` (finetune), whose defaults they take.
+``TrainConfig`` (train, sweep) and
+``FinetuneConfig`` (finetune), whose defaults they take.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Sparse coding and dictionary learning beyond l1 (Rentzeperis et al. 2023), V1 analyses.
 
-- :func:`encode` -- batched FISTA / ISTA codes for every penalty of ``shrinkage.thresholds``
-- :func:`objective` -- the energy 1/2 ||x - r D||^2 + sum G(r)
-- :class:`SparseCoding` -- scikit-learn estimator learning a dictionary
-- metrics: :func:`relative_error`, :func:`snr_db`, :func:`active_fraction`, :func:`atom_usage`
-- :func:`planted_problem`, :func:`atom_recovery` -- known dictionaries, and finding them
-- :mod:`shrinkage.codes.v1` -- Gabor fits, grating orientation tuning, plots
+- ``encode`` -- batched FISTA / ISTA codes for every penalty of ``shrinkage.thresholds``
+- ``objective`` -- the energy 1/2 ||x - r D||^2 + sum G(r)
+- ``SparseCoding`` -- scikit-learn estimator learning a dictionary
+- metrics: ``relative_error``, ``snr_db``, ``active_fraction``, ``atom_usage``
+- ``planted_problem``, ``atom_recovery`` -- known dictionaries, and finding them
+- ``shrinkage.codes.v1`` -- Gabor fits, grating orientation tuning, plots
 """
 
 from ._encode import SOLVERS, encode, encode_batches, lipschitz, objective

@@ -6,11 +6,11 @@ Per row, ``min_z 1/2 ||x - z D||^2 + lam ||z||_1`` is solved from ``G = D D^T`` 
 2010) on a small working set per row, then an exact solve on the support and signs found,
 accepted when every other atom satisfies ``|c_j| <= lam (1 + min(tol, 1e-3))``: the codes
 are the lasso solution (up to that slack), not a tol-accurate one. The same library holds
-the block-coordinate dictionary update of ``_learn`` (:func:`bcd_sweep`). The C source is
-``shrinkage/_native/lasso_cd.c``, built at first use by :mod:`shrinkage._native`;
-:func:`solve_l1_cd` returns None where it cannot run (no compiler,
+the block-coordinate dictionary update of ``_learn`` (``bcd_sweep``). The C source is
+``shrinkage/_native/lasso_cd.c``, built at first use by ``shrinkage._native``;
+``solve_l1_cd`` returns None where it cannot run (no compiler,
 ``SHRINKAGE_NO_COMPILE=1``, a non-CPU tensor, another dtype) and callers use the torch FISTA
-paths (:mod:`shrinkage.codes._fast`).
+paths (``shrinkage.codes._fast``).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def load() -> _Kernel | None:
 
 
 def usable(X: torch.Tensor) -> bool:
-    """Whether :func:`solve_l1_cd` can run on X (CPU float32/float64) without building."""
+    """Whether ``solve_l1_cd`` can run on X (CPU float32/float64) without building."""
     return X.device.type == "cpu" and X.dtype in (torch.float32, torch.float64)
 
 
@@ -80,6 +80,8 @@ def solve_l1_cd(X, D, G, lam, tol, max_iter, Z0=None, energy=False):
     the kernel's own b and c at no extra pass over the codes. None when the kernel cannot
     run here.
 
+    Examples
+    --------
     >>> D = torch.eye(3, dtype=torch.float64); X = torch.tensor([[2.0, -0.5, 1.0]])
     >>> r = solve_l1_cd(X.double(), D, D @ D.T, 1.0, 1e-4, 100)
     >>> r is None or r[0].tolist() == [[1.0, 0.0, 0.0]]

@@ -105,7 +105,7 @@ def lipschitz(D, n_iter: int = 100, seed: int = 0) -> float:
     the sparse-coding energy, so ``1 / L`` is the largest safe step of proximal gradient
     (Beck & Teboulle 2009). Power iteration runs on ``D D^T`` or ``D^T D``, whichever is
     smaller, from a seeded random start, until the estimate changes by at most 1e-7
-    relative; it approaches L from below, which is why :func:`encode` steps by
+    relative; it approaches L from below, which is why ``encode`` steps by
     ``1 / (1.01 L)``.
 
     Parameters
@@ -221,7 +221,7 @@ def objective(X, D, codes, penalty: str = "l1", lam: float = 0.1, reduce: str = 
 
     CEL0 takes each atom's norm as ``a`` unless given.
 
-    The energy that :func:`encode` minimises row by row, with the penalty ``G`` of
+    The energy that ``encode`` minimises row by row, with the penalty ``G`` of
     ``shrinkage.thresholds`` (weight ``lam`` included): use it to compare codes found by
     different solvers or penalties on the same data.
 
@@ -421,9 +421,9 @@ def _check_cd(penalty, monotone, gram, working_set, n_atoms):
 
 @dataclass(frozen=True)
 class EncodePlan:
-    """What :func:`encode` resolved from its arguments before any work: the solver that runs
+    """What ``encode`` resolved from its arguments before any work: the solver that runs
     (``"cd"`` only where the compiled kernel does), the step, the penalty's parameters, the
-    safeguards and the lam stages. :func:`plan_encode` makes one; :func:`run_plan` runs it."""
+    safeguards and the lam stages. ``plan_encode`` makes one; ``run_plan`` runs it."""
 
     penalty: str
     lam: float
@@ -512,7 +512,7 @@ def plan_encode(
     batch_size=None,
     params=None,
 ) -> EncodePlan:
-    """Resolve :func:`encode`'s options for the checked tensors ``X`` and ``D`` (atom norms
+    """Resolve ``encode``'s options for the checked tensors ``X`` and ``D`` (atom norms
     ``norms``): every error is raised here, before any work."""
     solver = _pick_solver(penalty, solver, monotone, gram, working_set, D.shape[0])
     use_cd = False
@@ -577,7 +577,7 @@ def encode(
     """Sparse codes of the rows of X against D (coordinate descent or proximal gradient).
 
     Minimises, row by row, ``1/2 ||x - r D||^2 + sum_i G(r_i)`` with G from
-    :func:`shrinkage.thresholds.penalty` (``lam`` included). ``solver="cd"`` (l1 only, the
+    ``shrinkage.thresholds.penalty`` (``lam`` included). ``solver="cd"`` (l1 only, the
     default for l1): covariance coordinate descent on a working set per row with
     ``G = D D^T`` and ``b = x D^T`` (Friedman, Hastie & Tibshirani 2010), then an exact
     solve on the support and signs found, checked against every atom: the codes are the
@@ -692,7 +692,7 @@ def encode(
 
     l0 keeps the coefficients above ``sqrt(2 lam)`` unshrunk and zeroes the others; the
     report's objective is the energy of the codes, ``1/2 0.5^2 + 0.2 * 2 = 0.525``, as
-    :func:`objective` computes it:
+    ``objective`` computes it:
 
     >>> codes, info = encode(X, D, "l0", lam=0.2, return_info=True)
     >>> np.round(codes, 4) + 0.0, info["converged"], round(info["objective"], 6)
@@ -759,7 +759,7 @@ def _check_init(init, X, D):
 
 
 def run_plan(plan: EncodePlan, X, D, Z0=None, return_info: bool = False):
-    """Codes of the rows of the checked tensor ``X`` under ``plan`` (from :func:`plan_encode`),
+    """Codes of the rows of the checked tensor ``X`` under ``plan`` (from ``plan_encode``),
     warm-started at ``Z0`` or at the relaxation's codes; returns (codes, info or None)."""
     n = X.shape[0]
     iters = torch.zeros(n, dtype=torch.long, device=X.device)
@@ -874,7 +874,7 @@ def encode_batches(batches: Iterable, D, penalty: str = "l1", lam: float = 0.1, 
     Memory is bounded by one batch whatever the stream's length: nothing is accumulated.
     The step (power iteration) is computed once for the whole stream, where one is needed.
 
-    Each batch's codes are those :func:`encode` gives for it with the same arguments, so
+    Each batch's codes are those ``encode`` gives for it with the same arguments, so
     the concatenated stream equals ``encode`` on the concatenated batches (up to the
     step, shared here). Nothing runs until the first batch is asked for: the dictionary
     is checked then.
@@ -882,7 +882,7 @@ def encode_batches(batches: Iterable, D, penalty: str = "l1", lam: float = 0.1, 
     Parameters
     ----------
     batches : iterable of torch.Tensor or numpy.ndarray
-        (batch, n_features) arrays, e.g. :func:`shrinkage.data.patch_stream`.
+        (batch, n_features) arrays, e.g. ``shrinkage.data.patch_stream``.
     D : torch.Tensor or numpy.ndarray
         (n_atoms, n_features) dictionary.
     penalty : str, default "l1"
@@ -890,20 +890,20 @@ def encode_batches(batches: Iterable, D, penalty: str = "l1", lam: float = 0.1, 
     lam : float, default 0.1
         Penalty weight, >= 0.
     **kw
-        Further options of :func:`encode` (``solver``, ``max_iter``, ``tol``, ``step``,
+        Further options of ``encode`` (``solver``, ``max_iter``, ``tol``, ``step``,
         ``return_info``, ...).
 
     Yields
     ------
     numpy.ndarray or torch.Tensor
-        The (batch, n_atoms) codes of each batch, as :func:`encode` returns them (a pair
+        The (batch, n_atoms) codes of each batch, as ``encode`` returns them (a pair
         ``(codes, info)`` with ``return_info=True``).
 
     Raises
     ------
     ValueError
         When D is not a valid dictionary (not 2-D, a zero atom, NaN or inf), or as
-        :func:`encode` for a batch; raised when the first batch is asked for.
+        ``encode`` for a batch; raised when the first batch is asked for.
     TypeError
         When D or a batch is not a tensor, an array or a (nested) list.
 

@@ -1,6 +1,6 @@
 """Dictionary learning by alternating sparse coding and dictionary updates, data-parallel ready.
 
-For each mini-batch: codes from :func:`encode` with D fixed, then one dictionary update
+For each mini-batch: codes from ``encode`` with D fixed, then one dictionary update
 
 - ``"gradient"``: D <- D + lr_t mean_batch(r^T (x - r D)) (the averaged, not summed, gradient
   of the energy; Olshausen & Field 1997, Rentzeperis et al. 2023), lr_t = lr / (1 + t / decay);
@@ -33,7 +33,7 @@ near-duplicates (``|cos| >= 0.95`` to a more used atom) are replaced, every
 ``resample_every`` batches, by the residuals of the worst reconstructed samples of the
 batch (normalised), and their statistics are cleared.
 
-Everything the loop needs to go on lives in :class:`LearnState` (position, sample order and
+Everything the loop needs to go on lives in ``LearnState`` (position, sample order and
 generator included), so a copy taken after any batch (``on_batch``) and given back as
 ``state`` ends bitwise as the uninterrupted call would.
 """
@@ -74,14 +74,14 @@ class LearnState:
     """Everything needed to continue learning: the dictionary, the running statistics and
     the convergence bookkeeping.
 
-    While :func:`learn_dictionary` runs, ``stage``, ``epoch``, ``batch``, ``order`` and
+    While ``learn_dictionary`` runs, ``stage``, ``epoch``, ``batch``, ``order`` and
     ``rng`` say where it is (the l1 stage of ``init="l1"`` or not, the pass of the stage, the
     next batch, the pass's sample order, the generator's state); a copy saved then
     (``on_batch``) continues batch for batch when given back as ``state``, and ends as the
     uninterrupted call would. A finished call clears them (``rng`` None): the state then
     starts a new pass (``partial_fit``). ``epochs`` counts the passes completed in all.
 
-    Made by :func:`learn_dictionary` (which returns it); build one yourself only to start
+    Made by ``learn_dictionary`` (which returns it); build one yourself only to start
     from a given dictionary, ``LearnState(D=D0)``, every other field at its default.
 
     Parameters
@@ -489,7 +489,7 @@ def check_convergence(
 
 
 def _step_options(update, lr, lr_decay, resample_every, min_usage, forget) -> dict:
-    """:func:`learn_step`'s options for every update of a call, checked."""
+    """``learn_step``'s options for every update of a call, checked."""
     check_choice("update", update, UPDATES)
     check_positive("lr", lr)
     if lr_decay is not None:
@@ -623,7 +623,7 @@ def learn_dictionary(
     same dictionary) until the convergence rule of the module docstring holds after a pass,
     at most ``n_epochs`` passes.
 
-    Each batch is encoded on the current dictionary (:func:`encode`), then the dictionary
+    Each batch is encoded on the current dictionary (``encode``), then the dictionary
     is updated (``"bcd"``: a block-coordinate sweep on the running statistics, Mairal et
     al. 2009; ``"gradient"``: an averaged gradient step, Olshausen & Field 1997) and its
     atoms renormalised; the module docstring of ``shrinkage.codes._learn`` gives the
@@ -637,9 +637,9 @@ def learn_dictionary(
     n_atoms : int
         Dictionary size, >= 1.
     penalty : str, default "l1"
-        One of ``shrinkage.thresholds.PENALTIES`` (as in :func:`encode`).
+        One of ``shrinkage.thresholds.PENALTIES`` (as in ``encode``).
     lam : float, default 0.1
-        Penalty weight, >= 0 (as in :func:`encode`).
+        Penalty weight, >= 0 (as in ``encode``).
     n_epochs : int, default 100
         Cap on the passes over X (per stage, see ``init``); reaching it before
         convergence warns (``ConvergenceWarning``) unless ``learn_tol`` and ``dict_tol`` are
@@ -685,13 +685,13 @@ def learn_dictionary(
     random_state : int, default 0
         Seed of the initial atoms, the batch order and the resampling.
     max_iter : int, default 200
-        Encoder iterations per batch while learning (:func:`encode`).
+        Encoder iterations per batch while learning (``encode``).
     tol : float, default 1e-3
-        Encoder tolerance while learning (:func:`encode`).
+        Encoder tolerance while learning (``encode``).
     progress : bool, default False
         Show a tqdm progress bar (rank 0 only).
     state : LearnState, optional
-        A :class:`LearnState` to continue from (its convergence bookkeeping too); one
+        A ``LearnState`` to continue from (its convergence bookkeeping too); one
         saved within a call (by ``on_batch``) resumes that call where it was.
     on_batch : callable, optional
         Called with the state after every batch (a checkpoint hook: a copy of that
@@ -704,7 +704,7 @@ def learn_dictionary(
         Passes between two convergence checks; None: 1, or as many as make 10 updates
         when a pass makes fewer.
     **encode_kw
-        Further encoder settings while learning (options of :func:`encode`: ``solver``,
+        Further encoder settings while learning (options of ``encode``: ``solver``,
         ``relaxation``, penalty parameters, ...).
 
     Returns
@@ -815,7 +815,7 @@ def warn_if_capped(state, n_epochs, learn_tol, dict_tol, max_no_improvement, sta
 
 def _l1_stage(Xt, state, penalty, lam, random_state, encode_kw, run):
     """The first stage of ``init="l1"``: learn with l1 codes at the zeroing threshold of
-    ``penalty`` at ``lam`` (``run``: :func:`_run`'s options), then start the penalty's stage."""
+    ``penalty`` at ``lam`` (``run``: ``_run``'s options), then start the penalty's stage."""
     kw1 = {
         k: v
         for k, v in encode_kw.items()
@@ -861,7 +861,7 @@ def _run(
 ):
     """Passes over Xt until converged or ``n_epochs`` passes; updates ``state`` in place
     (from the position it holds when it was saved within a call). ``step``: the options of
-    :func:`learn_step` (``resample_every`` None: once per pass, at most every 50 batches)."""
+    ``learn_step`` (``resample_every`` None: once per pass, at most every 50 batches)."""
     rank, _ = _dist()
     n = Xt.shape[0]
     n_batches = _batches_per_epoch(n, batch_size)

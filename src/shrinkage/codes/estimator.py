@@ -1,4 +1,4 @@
-"""``SparseCoding``: a scikit-learn estimator over :func:`learn_dictionary` and :func:`encode`."""
+"""``SparseCoding``: a scikit-learn estimator over ``learn_dictionary`` and ``encode``."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
 
     Learns unit-norm atoms ``components_`` (n_atoms, n_features) minimising the mean of
     ``1/2 ||x - r D||^2 + sum_i G(r_i)`` over the rows x of X, alternating batched codes
-    (:func:`shrinkage.codes.encode`) and dictionary updates (``update="bcd"``:
+    (``shrinkage.codes.encode``) and dictionary updates (``update="bcd"``:
     block-coordinate sweeps on statistics averaged over an adaptive window of batches,
     Mairal et al. 2009; ``"gradient"``: averaged gradient step ``lr``). ``transform``
     returns the codes, ``inverse_transform`` ``codes @ components_``, ``score`` minus the
@@ -55,13 +55,13 @@ class SparseCoding(TransformerMixin, BaseEstimator):
     n_atoms : int, default 64
         Dictionary size, >= 1. The options after ``lam`` are keyword-only.
     penalty : str, default "l1"
-        One of ``shrinkage.thresholds.PENALTIES``, as in :func:`shrinkage.codes.encode`.
+        One of ``shrinkage.thresholds.PENALTIES``, as in ``shrinkage.codes.encode``.
     lam : float, default 0.1
-        Penalty weight, >= 0, as in :func:`shrinkage.codes.encode`.
+        Penalty weight, >= 0, as in ``shrinkage.codes.encode``.
     solver : {"cd", "fista", "ista"}, optional
-        Encoder, as in :func:`shrinkage.codes.encode` (None: its default).
+        Encoder, as in ``shrinkage.codes.encode`` (None: its default).
     relaxation : str, optional
-        As in :func:`shrinkage.codes.encode` (e.g. ``penalty="l0", relaxation="cel0"``: l0
+        As in ``shrinkage.codes.encode`` (e.g. ``penalty="l0", relaxation="cel0"``: l0
         codes from their exact CEL0 relaxation).
     batch_size : int, default 256
         Samples per dictionary update (at most the number of samples).
@@ -76,7 +76,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         ends, >= 0; 0: not used.
     init : {"l1", "data", "random"} or array_like, default "l1"
         ``"l1"`` (learn first with l1 codes at the same zeroing threshold, then with the
-        penalty; see :func:`learn_dictionary`), ``"data"``, ``"random"`` or an
+        penalty; see ``learn_dictionary``), ``"data"``, ``"random"`` or an
         (n_atoms, n_features) array.
     update : {"bcd", "gradient"}, default "bcd"
         Dictionary update rule.
@@ -124,7 +124,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
     >>> sc.components_.shape, sc.transform(X).shape, sc.converged_
     ((8, 16), (100, 8), True)
 
-    ``score`` is minus the mean energy of the codes (:func:`shrinkage.codes.objective`):
+    ``score`` is minus the mean energy of the codes (``shrinkage.codes.objective``):
 
     >>> from shrinkage.codes import objective
     >>> energy = objective(X, sc.components_, sc.transform(X), "cel0", 0.05)
@@ -345,7 +345,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
     def transform(self, X):
         """Codes (n_samples, n_atoms) of X on the learned dictionary.
 
-        The codes of :func:`shrinkage.codes.encode` with the estimator's penalty, ``lam``,
+        The codes of ``shrinkage.codes.encode`` with the estimator's penalty, ``lam``,
         ``solver`` and ``relaxation``, run to ``transform_max_iter`` and ``transform_tol``.
 
         Parameters

@@ -68,7 +68,7 @@ def snr_db(X, D, codes) -> float:
     """10 log10(sum ||x||^2 / sum ||x - r D||^2), in decibels (inf for a perfect fit).
 
     Signal and error energies are summed over all rows before the ratio (unlike
-    :func:`relative_error`, which averages per-row ratios), so large signals weigh more.
+    ``relative_error``, which averages per-row ratios), so large signals weigh more.
 
     Parameters
     ----------
@@ -158,7 +158,7 @@ def atom_usage(codes) -> np.ndarray:
     -------
     numpy.ndarray
         float64, shape (n_atoms,): for each atom the fraction of the rows where its
-        coefficient is non-zero. Its mean is :func:`active_fraction`.
+        coefficient is non-zero. Its mean is ``active_fraction``.
 
     Raises
     ------

@@ -2,7 +2,7 @@
 
 The test bed of dictionary learning (Aharon, Elad & Bruckstein 2006, K-SVD; scikit-learn's
 ``make_sparse_coded_signal``): does learning find the atoms the data were made of? Measured
-by :func:`atom_recovery`.
+by ``atom_recovery``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def planted_problem(
     n_atoms) float64 arrays.
 
     The generative model of the K-SVD experiments (Aharon, Elad & Bruckstein 2006); learning
-    a dictionary on X and comparing it with D (:func:`atom_recovery`) measures whether
+    a dictionary on X and comparing it with D (``atom_recovery``) measures whether
     learning finds the atoms the data were made of.
 
     Parameters
@@ -106,7 +106,7 @@ def matched_cosines(D_true, D) -> np.ndarray:
     Parameters
     ----------
     D_true : array_like
-        (n_true, n_features) reference atoms, e.g. the ``D`` of :func:`planted_problem`.
+        (n_true, n_features) reference atoms, e.g. the ``D`` of ``planted_problem``.
     D : array_like
         (n_atoms, n_features) learned atoms; their number may differ from ``n_true``.
 
@@ -160,13 +160,13 @@ def atom_recovery(D_true, D, cos: float = 0.95) -> float:
     Returns
     -------
     float
-        The fraction in [0, 1] of the rows of ``D_true`` whose :func:`matched_cosines`
+        The fraction in [0, 1] of the rows of ``D_true`` whose ``matched_cosines``
         value is at least ``cos``.
 
     Raises
     ------
     ValueError
-        When ``cos`` is not in (0, 1], or as :func:`matched_cosines` (shapes, zero atoms).
+        When ``cos`` is not in (0, 1], or as ``matched_cosines`` (shapes, zero atoms).
 
     Examples
     --------

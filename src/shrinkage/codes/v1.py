@@ -35,6 +35,8 @@ GABOR_PARAMS = ("x0", "y0", "theta", "f", "phi", "sx", "sy", "amp")
 def gabor(shape, x0, y0, theta, f, phi, sx, sy, amp=1.0) -> np.ndarray:
     """A 2-D Gabor of ``shape`` (rows, cols) with the parameters of the module docstring.
 
+    Examples
+    --------
     >>> g = gabor((16, 16), 7.5, 7.5, 0.0, 0.25, 0.0, 3.0, 3.0)
     >>> g.shape, round(float(g.max()), 3)
     ((16, 16), 0.688)
@@ -137,6 +139,8 @@ def fit_gabor(atom, shape=None) -> dict:
     """Least-squares 2-D Gabor fit of one atom (scipy.optimize.least_squares, several starts
     from the atom's spectrum); returns the parameters, ``nx``, ``ny`` and ``r2``.
 
+    Examples
+    --------
     >>> g = gabor((16, 16), 8.2, 6.9, 0.6, 0.2, 0.4, 2.5, 3.5)
     >>> fit = fit_gabor(g)
     >>> round(float(fit["theta"]), 3), round(fit["r2"], 4)
@@ -190,7 +194,7 @@ def fit_gabor(atom, shape=None) -> dict:
 
 
 def fit_gabors(D, shape=None, progress: bool = False) -> dict:
-    """:func:`fit_gabor` on every row of D; returns a dict of arrays (one entry per atom)
+    """``fit_gabor`` on every row of D; returns a dict of arrays (one entry per atom)
     with keys ``x0 y0 theta f phi sx sy amp r2 nx ny``."""
     D = np.asarray(D, dtype=np.float64)
     it = range(len(D))
@@ -401,6 +405,8 @@ def fit_dog(atom, shape=None) -> dict:
     (x0, y0) (a centre-surround or blob receptive field: Rodieck 1965, Enroth-Cugell &
     Robson 1966); returns the parameters and ``r2``.
 
+    Examples
+    --------
     >>> y, x = np.mgrid[0:16, 0:16]
     >>> r2 = (x - 7.3) ** 2 + (y - 8.1) ** 2
     >>> a = np.exp(-r2 / 4.5) - 0.4 * np.exp(-r2 / 18)
@@ -489,7 +495,7 @@ def spectral_features(atom, shape=None) -> dict:
 
 def classify_atom(atom, shape=None, r2_min=0.7, gabor_fit=None) -> tuple[str, dict]:
     """Type of one atom, from fits a test can check on synthetic atoms (see
-    :func:`classify_atoms` for the rule); returns (type, features)."""
+    ``classify_atoms`` for the rule); returns (type, features)."""
     img = _as_image(atom, shape)
     side = max(img.shape)
     sp = spectral_features(img)
@@ -513,15 +519,15 @@ def classify_atoms(D, shape=None, r2_min=0.7, fits=None, progress=False) -> dict
     (centre-surround or blob), ``"low-frequency"`` or ``"unstructured"``, in this order:
 
     - low-frequency: the peak of its power spectrum at most 1.5 and its mean at most 2.5
-      cycles per patch width, and its energy spread (:func:`spectral_features`) at least
+      cycles per patch width, and its energy spread (``spectral_features``) at least
       0.35 patch widths (smooth and extended; a uniform spread is 0.41);
-    - gabor: Gabor fit (:func:`fit_gabor`) ``R^2 >= r2_min``, orientedness of the power
+    - gabor: Gabor fit (``fit_gabor``) ``R^2 >= r2_min``, orientedness of the power
       spectrum ``>= 0.4`` and at least one carrier cycle per patch width;
-    - blob: difference-of-Gaussians fit (:func:`fit_dog`) ``R^2 >= r2_min`` and an
+    - blob: difference-of-Gaussians fit (``fit_dog``) ``R^2 >= r2_min`` and an
       isotropic spectrum (orientedness ``< 0.4``);
     - unstructured: the rest.
 
-    ``fits``: Gabor fits from :func:`fit_gabors` to reuse. Returns ``{"type": array of
+    ``fits``: Gabor fits from ``fit_gabors`` to reuse. Returns ``{"type": array of
     str, "fractions": {type: fraction}, "features": {name: array}}``.
     """
     D = np.asarray(D, dtype=np.float64)

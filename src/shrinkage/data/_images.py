@@ -92,7 +92,7 @@ def natural_images(names=None) -> list[np.ndarray]:
     """Grayscale float64 natural images shipped by scikit-image and scikit-learn.
 
     Natural scenes and textures only (no text, charts or synthetic images), read from the
-    packages' own files: nothing is downloaded. Each is converted by :func:`to_gray`.
+    packages' own files: nothing is downloaded. Each is converted by ``to_gray``.
 
     Parameters
     ----------
@@ -201,7 +201,7 @@ _KNOWN_SUFFIXES = _IMAGE_SUFFIXES | {".imc", ".iml", ".mat"}
 
 
 def image_files(path) -> list[Path]:
-    """The image files a :func:`load_images` call would read, sorted, without reading them.
+    """The image files a ``load_images`` call would read, sorted, without reading them.
 
     Parameters
     ----------
@@ -251,11 +251,11 @@ def _check_suffix(f: Path) -> None:
 
 
 def read_image(f) -> list[np.ndarray]:
-    """The image(s) of one file (a ``.mat`` may hold several), as :func:`load_images`; a
+    """The image(s) of one file (a ``.mat`` may hold several), as ``load_images``; a
     file of an unknown format or one that cannot be decoded is a ValueError naming it.
 
     Photos (PNG, JPEG, TIFF, BMP) are decoded by scikit-image and converted by
-    :func:`to_gray`; ``.imc``/``.iml`` files are read by :func:`read_vanhateren` (raw
+    ``to_gray``; ``.imc``/``.iml`` files are read by ``read_vanhateren`` (raw
     values); a ``.mat`` file yields the images of its ``IMAGES`` variable (H x W x n, as
     Olshausen's whitened ``IMAGES.mat``), or of its only variable.
 
@@ -312,15 +312,15 @@ def load_images(path) -> list[np.ndarray]:
     """Images from a file or folder: PNG/JPEG/TIFF, van Hateren ``.imc``/``.iml``, ``.mat``.
 
     Photos are converted to grayscale in [0, 1]; van Hateren images keep their raw 16-bit
-    values as float64 (scale them yourself or let :func:`patches` normalise them). A file
+    values as float64 (scale them yourself or let ``patches`` normalise them). A file
     that cannot be decoded is a ValueError naming it; files of other formats in a folder are
     skipped. For folders larger than memory, stream them with
-    :func:`shrinkage.data.patch_stream`.
+    ``shrinkage.data.patch_stream``.
 
     Parameters
     ----------
     path : str or os.PathLike
-        A folder (its image files in sorted order, as :func:`image_files` lists them) or
+        A folder (its image files in sorted order, as ``image_files`` lists them) or
         one image file. A folder of van Hateren ``.imc`` files, for instance, gives a list
         of (1024, 1536) arrays.
 

@@ -159,7 +159,7 @@ def mnist(split: str = "train", root=None):
     ------
     ValueError
         When ``split`` is not one of ``"train"``, ``"val"``, ``"test"``; or when an IDX
-        file found is not valid (see :func:`read_idx`).
+        file found is not valid (see ``read_idx``).
     FileNotFoundError
         When ``root`` (or ``$SHRINKAGE_DATA``) holds no IDX files for the split (the message
         names the folder and the files looked for), or when no source is given and

@@ -58,12 +58,12 @@ def olshausen_filter(shape, f0: float = 0.4) -> np.ndarray:
 
 
 def whiten_olshausen(image, f0: float = 0.4) -> np.ndarray:
-    """Whiten one image in the Fourier domain by :func:`olshausen_filter`, after z-scoring.
+    """Whiten one image in the Fourier domain by ``olshausen_filter``, after z-scoring.
 
     Returns a zero-mean, unit-variance float64 image.
 
     The image is z-scored, multiplied by the filter in the Fourier domain (a periodic
-    convolution: the borders wrap, which is why :func:`patches` crops away from them), and
+    convolution: the borders wrap, which is why ``patches`` crops away from them), and
     the result scaled to unit variance (Olshausen & Field 1997). A constant image gives
     zeros.
 
@@ -206,12 +206,12 @@ def patches(
         Seed of ``numpy.random.default_rng`` for the crops' images and positions.
     f0 : float, default 0.4
         ``"olshausen"``: cut-off of the filter, as a fraction of the Nyquist frequency (> 0);
-        see :func:`olshausen_filter`.
+        see ``olshausen_filter``.
     variance : float, default 0.1
         ``"olshausen"``: variance of each whitened image (> 0; checked for every
         ``whiten``).
     zca_eps : float, default 1e-2
-        ``"zca"``: regulariser of :func:`zca_matrix`.
+        ``"zca"``: regulariser of ``zca_matrix``.
 
     Returns
     -------

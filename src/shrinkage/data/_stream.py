@@ -23,20 +23,20 @@ def patch_stream(
     **patch_kw,
 ) -> Iterator[np.ndarray]:
     """Batches of ``batch_size`` random ``size`` x ``size`` patches (rows, as
-    :func:`shrinkage.data.patches`) drawn from a folder (or file, or list of 2-D arrays) of
+    ``shrinkage.data.patches``) drawn from a folder (or file, or list of 2-D arrays) of
     images of any size, reading only ``images_per_batch`` images per batch.
 
     Each batch comes from a fresh group of images, taken in a random order that covers the
     whole folder before any image repeats (then reshuffled); each image of the group is
-    whitened on its own as in :func:`patches`. Memory holds one group and one batch, so a
+    whitened on its own as in ``patches``. Memory holds one group and one batch, so a
     folder of thousands of van Hateren images streams as easily as the bundled photos.
     ``n_batches=None`` streams forever. Deterministic for a given ``seed``.
 
     Parameters
     ----------
     source : str, os.PathLike, numpy.ndarray or iterable of array_like
-        A folder or file of images (read lazily by :func:`read_image`, as
-        :func:`image_files` lists them), or images already in memory: one 2-D array, a
+        A folder or file of images (read lazily by ``read_image``, as
+        ``image_files`` lists them), or images already in memory: one 2-D array, a
         stack (n, H, W) or a list of 2-D arrays.
     size : int, default 16
         Side of the square patches, >= 2.
@@ -47,11 +47,11 @@ def patch_stream(
     images_per_batch : int, default 8
         Images read and whitened for each batch (>= 1; all of them when there are fewer).
     whiten : {"olshausen", "zca", None}, default "olshausen"
-        Whitening, as in :func:`patches`.
+        Whitening, as in ``patches``.
     seed : int, numpy.random.Generator or None, default 0
         Seed of the image order and of each batch's crops.
     **patch_kw
-        Further options of :func:`patches`: ``f0``, ``variance``, ``zca_eps``.
+        Further options of ``patches``: ``f0``, ``variance``, ``zca_eps``.
 
     Returns
     -------
@@ -66,7 +66,7 @@ def patch_stream(
         When ``size``, ``batch_size``, ``n_batches`` or ``images_per_batch`` is not an
         integer in range, ``whiten`` is unknown, a folder holds no image file, ``source`` is
         empty, or ``source`` is a file of an unknown format; while iterating, the errors of
-        :func:`read_image` and :func:`patches`.
+        ``read_image`` and ``patches``.
     FileNotFoundError
         When ``source`` is a path that does not exist.
 

@@ -1,7 +1,7 @@
-"""Deep sparse-activation networks trained on MNIST: one run (:func:`train_run`), the
-reproduction grid (:func:`reproduce`) and the lever study (:func:`lever_study`).
+"""Deep sparse-activation networks trained on MNIST: one run (``train_run``), the
+reproduction grid (``reproduce``) and the lever study (``lever_study``).
 
-Every run is one :class:`ActivationsRecipe` (a frozen dataclass; its fields are the command
+Every run is one ``ActivationsRecipe`` (a frozen dataclass; its fields are the command
 line's options and what ``config.json`` records)::
 
     from shrinkage.experiments.activations import ActivationsRecipe, train_run
@@ -9,12 +9,12 @@ line's options and what ``config.json`` records)::
     res["test_acc"], res["test_sparsity_per_layer"]
 
 The recipe (``docs/guide/activations.md`` has the study behind it): the edge-of-chaos
-initialisation with the clipping level of :func:`shrinkage.activations.clip_for_depth`
+initialisation with the clipping level of ``shrinkage.activations.clip_for_depth``
 (``m="auto"``: the level that minimises the predicted finite-width spread of the gradient over
 the network's depth), inputs scaled so that the first layer sits at q*, Adam at 3e-4 with a
 linear warm-up over a fifth of the first epoch and cosine decay, batch 128, gradient-norm clip
 1, and the thresholds held at the target sparsity during training by
-:class:`shrinkage.activations.SparsityControl` (``control``, the moving-average weight; 0
+``shrinkage.activations.SparsityControl`` (``control``, the moving-average weight; 0
 keeps them fixed, as in Price et al., ICLR 2024).
 """
 
@@ -208,10 +208,10 @@ def train_run(
         The target fraction of zeros, when ``recipe`` is a name.
     resume : bool, optional
         What to do with the checkpoint of an interrupted run in ``out`` (see
-        :func:`shrinkage.experiments.loop.fit`): True continues it (bitwise as if never
+        ``shrinkage.experiments.loop.fit``): True continues it (bitwise as if never
         stopped), False refuses to overwrite it, None continues one of the same recipe.
     **changes
-        Fields of :class:`ActivationsRecipe` to change.
+        Fields of ``ActivationsRecipe`` to change.
 
     Returns
     -------
@@ -689,7 +689,7 @@ def lever_study(out, base: ActivationsRecipe | None = None, levers=LEVERS, **cha
     """One change at a time from ``base`` (default: CReLU at 0.85, depth 50, width 300, 20,000
     training images, 2 epochs): accuracy, sparsity and the flags of each, written to
     ``out/levers.json`` and ``out/levers.md`` as each run ends (resumable like
-    :func:`reproduce`)."""
+    ``reproduce``)."""
     from ..activations import safe_clip
 
     base = (base or ActivationsRecipe(n_train=20_000, epochs=2.0)).replace(**changes)

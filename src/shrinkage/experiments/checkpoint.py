@@ -6,7 +6,7 @@ after the digest matched, so a file damaged on disk (a flipped bit, a truncated 
 refused with a ValueError naming it, never unpickled. ``key`` is the run's configuration:
 a checkpoint is resumed only by the run that wrote it.
 
-:class:`Checkpoint` is what a training loop holds (``shrinkage.experiments.loop.fit`` and
+``Checkpoint`` is what a training loop holds (``shrinkage.experiments.loop.fit`` and
 the dictionary learning of ``shrinkage.experiments.codes.learn`` use it):
 
 - ``resume=True`` (``--resume``): continue the run saved there, if any; a checkpoint of
@@ -17,7 +17,7 @@ the dictionary learning of ``shrinkage.experiments.codes.learn`` use it):
   afresh over one of another configuration.
 
 ``save(payload)`` writes now; ``due()`` says whether ``every`` seconds have passed since the
-last save. :func:`interrupt_guard` turns the first Ctrl-C into a request the loop honours at
+last save. ``interrupt_guard`` turns the first Ctrl-C into a request the loop honours at
 its next step boundary (after saving), so an interruption keeps every finished step.
 """
 
@@ -71,7 +71,7 @@ def save_checkpoint(path, key, payload) -> Path:
 
 
 def load_checkpoint(path) -> tuple[object, object]:
-    """``(key, payload)`` of a checkpoint written by :func:`save_checkpoint`; CheckpointError
+    """``(key, payload)`` of a checkpoint written by ``save_checkpoint``; CheckpointError
     when the file is damaged (its digest does not match) or not a checkpoint."""
     path = Path(path)
     raw = path.read_bytes()

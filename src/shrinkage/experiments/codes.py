@@ -1,15 +1,15 @@
 """Reusable experiments behind ``shrinkage codes learn|compare`` (small sizes run in seconds).
 
-- :func:`load_patches` -- whitened natural-image patches, train and held-out split;
-- :func:`learn` -- one dictionary, its held-out metrics, Gabor fits and grating tuning
-  (recipe :class:`LearnRecipe`); ``n_epochs`` passes, or with ``learn_tol > 0`` until
-  converged (``n_epochs`` the cap; :func:`shrinkage.codes.learn_dictionary`);
-- :func:`compare` -- for each penalty and dictionary size a sweep of lam, one dictionary per
+- ``load_patches`` -- whitened natural-image patches, train and held-out split;
+- ``learn`` -- one dictionary, its held-out metrics, Gabor fits and grating tuning
+  (recipe ``LearnRecipe``); ``n_epochs`` passes, or with ``learn_tol > 0`` until
+  converged (``n_epochs`` the cap; ``shrinkage.codes.learn_dictionary``);
+- ``compare`` -- for each penalty and dictionary size a sweep of lam, one dictionary per
   point; relative error vs active fraction on held-out patches and, at matched error levels,
   the active fraction each penalty needs, and each analysed dictionary's atom types (recipe
-  :class:`CompareRecipe`).
+  ``CompareRecipe``).
 
-The overcompleteness sweep on streamed patches is :mod:`shrinkage.experiments.codes_sweep`.
+The overcompleteness sweep on streamed patches is ``shrinkage.experiments.codes_sweep``.
 The recipes' defaults are the command line's (``shrinkage codes learn|compare``).
 """
 
@@ -135,7 +135,7 @@ def _check_stopping(r) -> None:
 
 @dataclass(frozen=True)
 class LearnRecipe(Recipe):
-    """One dictionary on whitened natural-image patches (:func:`learn`)."""
+    """One dictionary on whitened natural-image patches (``learn``)."""
 
     penalty: str = field(default="cel0", metadata=_h("l1, l0, l1/2, cel0, ..."))
     lam: float = field(default=0.27, metadata=_h("penalty weight"))
@@ -167,7 +167,7 @@ class LearnRecipe(Recipe):
 
 @dataclass(frozen=True)
 class CompareRecipe(Recipe):
-    """A lam sweep per penalty and dictionary size (:func:`compare`)."""
+    """A lam sweep per penalty and dictionary size (``compare``)."""
 
     penalties: tuple[str, ...] = field(default=("l1", "l0", "l1/2", "cel0"))
     atoms: tuple[int, ...] = field(default=(256,), metadata=_h("dictionary sizes"))
@@ -223,20 +223,20 @@ def learn(
     """Learn one dictionary on whitened patches; returns ``{"D", "metrics", "fits", "tuning",
     "summary"}`` (``fits``/``tuning`` only with ``analyse``).
 
-    ``recipe`` (default :class:`LearnRecipe`) with ``changes`` to its fields given as keywords
+    ``recipe`` (default ``LearnRecipe``) with ``changes`` to its fields given as keywords
     (``learn(penalty="l1", lam=0.1, n_atoms=64)``). ``data``: optional (train, test) patches.
     ``relax``: every l0 encoding (learning, held-out codes, tuning) starts from the codes of
-    its exact relaxation CEL0 (:data:`RELAXATIONS`) instead of from zero. ``threads``
+    its exact relaxation CEL0 (``RELAXATIONS``) instead of from zero. ``threads``
     applies inside the call only. ``learn_tol > 0``: stop before ``n_epochs`` once converged
-    (:func:`~shrinkage.codes.learn_dictionary`), judged on the first ``monitor`` training
+    (``learn_dictionary``), judged on the first ``monitor`` training
     patches when ``monitor > 0``; 0 (the default): exactly ``n_epochs`` passes. The metrics
     say how many passes ran (``epochs_run``), whether the stopping rule ended them
     (``converged``) and how many atoms were resampled (``resampled_atoms``).
 
     With ``out``, ``out/checkpoint.pt`` keeps the learning as it goes (every
-    :data:`~shrinkage.experiments.checkpoint.EVERY_SECONDS`, and when learning ends; removed
+    ``EVERY_SECONDS``, and when learning ends; removed
     when the call returns); ``resume`` says whether to continue the run found there (see
-    :class:`~shrinkage.experiments.checkpoint.Checkpoint`): the resumed dictionary is
+    ``Checkpoint``): the resumed dictionary is
     bitwise the uninterrupted one. The first Ctrl-C stops after the current batch.
     """
     r = _recipe(LearnRecipe, recipe, changes)
@@ -259,8 +259,8 @@ _NOT_LEARNING = ("analyse", "threads", "continuation")
 def _learn_state(saved, n: int, n_features: int, r: LearnRecipe, path) -> LearnState:
     """The LearnState of a checkpoint, checked against this run (CheckpointError if not).
 
-    The run is one :func:`learn_dictionary` call from scratch (``init="data"``, adaptive
-    window, resampling every :data:`_RESAMPLE_EVERY` batches), so its position fixes the
+    The run is one ``learn_dictionary`` call from scratch (``init="data"``, adaptive
+    window, resampling every ``_RESAMPLE_EVERY`` batches), so its position fixes the
     counts: passes done, updates, samples since the last resampling and since the last
     convergence check, the Kesten block, and which tensors exist yet."""
     try:
@@ -529,12 +529,14 @@ def compare(
     **changes,
 ) -> dict:
     """For each penalty and dictionary size, one dictionary per lam of a sweep (lam from a
-    common zeroing ``threshold``, see :func:`lam_from_threshold`); returns rows of held-out
+    common zeroing ``threshold``, see ``lam_from_threshold``); returns rows of held-out
     metrics and, for each error level, each penalty's interpolated active fraction and its
     ratio to l1. Writes CSV, JSON and PNGs under ``out`` when given.
 
-    ``recipe`` (default :class:`CompareRecipe`) with ``changes`` to its fields as keywords.
+    ``recipe`` (default ``CompareRecipe``) with ``changes`` to its fields as keywords.
 
+    Examples
+    --------
     >>> res = compare(penalties=("l1", "cel0"), atoms=(16,), thresholds=(0.3, 0.8),
     ...               n_patches=300, n_test=100, size=8, analyse=False)  # doctest: +SKIP
     """
@@ -636,7 +638,7 @@ def _matched(rows, penalties, sizes, error_levels) -> list[dict]:
 def _analyse(r: CompareRecipe, rows, dicts, Xte, error_levels, progress) -> dict:
     """V1 analyses on one dictionary per (penalty, size): the one nearest the middle error
     (its row gains the ``v1_*`` summary and the ``type_*`` fractions of
-    :func:`~shrinkage.codes.v1.classify_atoms`)."""
+    ``classify_atoms``)."""
     analyses = {}
     mid = error_levels[len(error_levels) // 2]
     norm = float(np.linalg.norm(Xte, axis=1).mean())

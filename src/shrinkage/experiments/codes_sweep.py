@@ -4,22 +4,22 @@ streamed from images (memory of one chunk), each run saved on its own so that an
 interrupted sweep resumes where it stopped.
 
 For every run ``(penalty, n_atoms, threshold)`` (lam from the common zeroing threshold, as
-in :func:`shrinkage.experiments.codes.compare`): the dictionary is learned by
-``partial_fit``-style passes over chunks of :func:`shrinkage.data.patch_stream` until
+in ``shrinkage.experiments.codes.compare``): the dictionary is learned by
+``partial_fit``-style passes over chunks of ``shrinkage.data.patch_stream`` until
 ``n_patches`` were seen or, with ``learn_tol > 0``, until the energy of a fixed monitor
 batch stops improving; then held-out relative error, active fraction and non-zeros per
 patch, and, on a random subset of ``analyse_max`` atoms, Gabor fits (Ringach's n_x, n_y,
-spatial frequency, orientation) and atom types (:func:`shrinkage.codes.v1.classify_atoms`).
+spatial frequency, orientation) and atom types (``shrinkage.codes.v1.classify_atoms``).
 Written to ``out/runs/<key>/`` (``D.npy``, ``result.json``, ``gabor.npz``) atomically; a
 finished run is never redone.
 
-Across runs (:func:`summarise`): the trade-off per size, the error against the number of
+Across runs (``summarise``): the trade-off per size, the error against the number of
 atoms at fixed sparsity, (a) the number of atoms l1 needs to match another penalty's
 held-out error at equal sparsity and its ratio to that penalty's size, (b) the error ratio
 l1 / penalty at fixed sparsity and size, the non-zeros ratio at equal error, Gabor
 parameter distributions and atom-type fractions against sparsity per penalty.
 
-The recipe (:class:`SweepRecipe`) holds the command line's defaults.
+The recipe (``SweepRecipe``) holds the command line's defaults.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def _h(text: str, **extra) -> dict:
 
 @dataclass(frozen=True)
 class SweepRecipe(Recipe):
-    """An overcompleteness sweep on streamed patches (:func:`sweep`)."""
+    """An overcompleteness sweep on streamed patches (``sweep``)."""
 
     penalties: tuple[str, ...] = field(default=("l1", "l0", "l1/2", "cel0"))
     atoms: tuple[int, ...] = field(default=(64, 128, 256, 512, 1024), metadata=_h("sizes"))
@@ -240,9 +240,9 @@ def sweep(
     plots: bool = True,
     **changes,
 ) -> dict:
-    """Run (or resume) the sweep into ``out``; returns :func:`summarise`'s result.
+    """Run (or resume) the sweep into ``out``; returns ``summarise``'s result.
 
-    ``recipe`` (default :class:`SweepRecipe`) with ``changes`` to its fields as keywords.
+    ``recipe`` (default ``SweepRecipe``) with ``changes`` to its fields as keywords.
     ``images``: a folder or file of images (van Hateren, PNG, ...) or None for the bundled
     photos; ``n_patches`` training patches per dictionary streamed in chunks of ``chunk``
     (the held-out and monitor patches come from a separate draw); ``learn_tol > 0`` stops a

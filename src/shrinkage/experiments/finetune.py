@@ -10,7 +10,7 @@ sparsity while fine-tuning it briefly, then hand back a plain dense-format model
 
 Methods (the same recipe for all, only the pruning differs):
 
-- ``st3`` (or any :data:`~shrinkage.weights.METHODS` entry): the Sparsifier from the trained
+- ``st3`` (or any ``METHODS`` entry): the Sparsifier from the trained
   weights, cubic schedule s(t) = s_f (1 - (1 - t / T)^3) from the first step to
   ``prune_end`` of the fine-tune, then held at s_f (thresholds still recomputed each step);
 - ``gmp``: gradual magnitude pruning with sticky masks on the same schedule (Zhu & Gupta 2017);
@@ -19,7 +19,7 @@ Methods (the same recipe for all, only the pruning differs):
 
 Recipe: SGD, Nesterov momentum 0.9, lr 0.01 with cosine decay to 0, weight decay 1e-4 on
 weights (raw ones, pruned included), none on biases, gradient-norm clip 3, batch 128. The
-steps are those of the shared loop :func:`shrinkage.experiments.loop.fit`.
+steps are those of the shared loop ``shrinkage.experiments.loop.fit``.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class FinetuneConfig(Recipe):
 
 
 def load_dense(model: str, checkpoint, depth: int = 20, width: int = 300) -> torch.nn.Module:
-    """Build ``model`` (a name of :data:`~shrinkage.experiments.weights.MODELS`) and load a
+    """Build ``model`` (a name of ``MODELS``) and load a
     state dict from ``checkpoint`` (``model.pt`` of ``shrinkage weights train``, or a dict
     holding it under ``"state_dict"`` / ``"model"``).
 
@@ -147,7 +147,7 @@ def finetune(config: FinetuneConfig | dict, data=None, resume: bool | None = Non
         ``(x_train, y_train, x_test, y_test)`` replaces MNIST (tests use tiny sets).
     resume : bool, optional
         What to do with the checkpoint of an interrupted fine-tune in ``out`` (see
-        :func:`shrinkage.experiments.loop.fit`).
+        ``shrinkage.experiments.loop.fit``).
 
     Returns
     -------

@@ -1,6 +1,6 @@
 """The one training loop of the MNIST experiments, and a thread-count context manager.
 
-:func:`fit` runs mini-batch training of a classifier with cross-entropy: a fresh permutation
+``fit`` runs mini-batch training of a classifier with cross-entropy: a fresh permutation
 per epoch from a seeded generator, optional gradient-norm clipping, a progress bar, callbacks
 before and after each optimizer step (a learning-rate rule, ``Sparsifier.step``), a record per
 epoch made by the caller's ``on_epoch`` (evaluation, the activation meter, FLOPs), and, with
@@ -34,6 +34,8 @@ def num_threads(n: int | None):
     (``None``: leave it as it is). Anything but None or an integer >= 1 is a ValueError
     (every command's ``--threads`` goes through here).
 
+    Examples
+    --------
     >>> with num_threads(1):
     ...     torch.get_num_threads()
     1
@@ -115,15 +117,15 @@ def fit(
     where.
 
     With ``out``, ``out/history.json`` is written after every epoch, and ``out/checkpoint.pt``
-    (:class:`~shrinkage.experiments.checkpoint.Checkpoint`, atomic, verified on reading) after
+    (``Checkpoint``, atomic, verified on reading) after
     every epoch and every ``checkpoint_every`` seconds (default
-    :data:`~shrinkage.experiments.checkpoint.EVERY_SECONDS`) within one: the model, the
+    ``EVERY_SECONDS``) within one: the model, the
     optimizer, the ``state`` objects (anything with ``state_dict`` and ``load_state_dict``),
     the generators, the position in the epoch and the history. A later call with the same
     ``key`` (the run's configuration) resumes from it and ends bitwise identical to an
     uninterrupted run (``key_defaults``: the values of settings that a key written before they
     existed lacks); ``resume`` says what to do with a checkpoint found there (see
-    :class:`~shrinkage.experiments.checkpoint.Checkpoint`). The first Ctrl-C stops at the
+    ``Checkpoint``). The first Ctrl-C stops at the
     next step boundary after a checkpoint (KeyboardInterrupt says where it is).
     """
     if out is not None:

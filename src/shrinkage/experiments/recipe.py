@@ -1,6 +1,6 @@
 """One recipe pattern for every experiment: a frozen dataclass whose fields are the run's settings.
 
-A recipe class derives from :class:`Recipe` and is a ``@dataclass(frozen=True)``. Each field
+A recipe class derives from ``Recipe`` and is a ``@dataclass(frozen=True)``. Each field
 holds its one default; its ``metadata`` may give ``help`` (the command-line help text),
 ``flag`` (the option's name when it is not ``--field-name``), ``required=True`` (the option
 must be given: a path the run cannot do without) and ``cli=False`` (not on the command
@@ -13,6 +13,8 @@ line). Then:
   ``Recipe.from_args(args)`` builds the recipe back from the parsed options, so a default
   exists in one place.
 
+Examples
+--------
 >>> from dataclasses import dataclass, field
 >>> @dataclass(frozen=True)
 ... class Toy(Recipe):

@@ -1,4 +1,4 @@
-"""The MNIST experiments: one training run (:func:`train_run`) and a grid of them (:func:`sweep`).
+"""The MNIST experiments: one training run (``train_run``) and a grid of them (``sweep``).
 
 Both are plain functions so the CLI and the cross-pillar report call the same code::
 
@@ -53,7 +53,7 @@ _EVAL_SPLITS = ("test", "val")
 
 def parse_activation(spec: str | None, m_scale: float = 0.7):
     """``None``/``"relu"`` -> None; ``"NAME:SPARSITY"`` (e.g. ``"cst:0.85"``) -> the
-    edge-of-chaos config of :func:`shrinkage.activations.edge_of_chaos`, clipped at
+    edge-of-chaos config of ``shrinkage.activations.edge_of_chaos``, clipped at
     ``m_scale`` times the largest safe level for the clipped activations.
 
     Below the safe level, not at it: right at it the variance map nearly touches the
@@ -80,11 +80,11 @@ def parse_activation(spec: str | None, m_scale: float = 0.7):
 
 
 def build_model(name: str, activation=None, depth: int = 20, width: int = 300):
-    """``lenet5`` | ``lenet_300_100`` | ``resnet_small`` | ``mlp`` from :mod:`shrinkage.models`.
+    """``lenet5`` | ``lenet_300_100`` | ``resnet_small`` | ``mlp`` from ``shrinkage.models``.
 
     ``activation``: ``None`` (ReLU: PyTorch's init, at its edge of chaos for ``mlp``), a
     module factory, or an edge-of-chaos
-    config (:func:`parse_activation`): every hidden activation becomes that sparse activation,
+    config (``parse_activation``): every hidden activation becomes that sparse activation,
     weights are initialised from it and inputs scaled so the first layer sits at q*.
     """
     check_choice("model", name, MODELS)
@@ -305,7 +305,7 @@ def train_run(config: TrainConfig | dict, data=None, resume: bool | None = None)
     epoch), ``report.txt`` / ``result.json``, ``model.pt`` (the squashed state_dict, loadable
     by the plain architecture) and ``curves.png``, and keeps ``checkpoint.pt`` as it goes
     (removed once the result is written): ``resume`` says whether to continue the run found
-    there (see :func:`shrinkage.experiments.loop.fit`; a resumed run ends bitwise identical
+    there (see ``shrinkage.experiments.loop.fit``; a resumed run ends bitwise identical
     to an uninterrupted one). ``threads`` applies inside the call only.
 
     A run whose loss stops being finite, or exceeds 1000 times its first loss, stops there:

@@ -4,11 +4,11 @@ Each integration is its own module and needs its optional extra; importing ``shr
 or this package imports none of them, and a missing extra is a one-line ImportError naming
 the ``pip install`` to run:
 
-- :mod:`shrinkage.integrations.hf` -- ``SparsifierCallback``, a ``transformers.TrainerCallback``
+- ``shrinkage.integrations.hf`` -- ``SparsifierCallback``, a ``transformers.TrainerCallback``
   (``pip install 'shrinkage[hf]'``);
-- :mod:`shrinkage.integrations.lightning` -- ``SparsifierCallback``, a ``lightning`` Callback
+- ``shrinkage.integrations.lightning`` -- ``SparsifierCallback``, a ``lightning`` Callback
   (``pip install 'shrinkage[lightning]'``);
-- :mod:`shrinkage.integrations.onnx` -- ``export_onnx`` for squashed models, checked with
+- ``shrinkage.integrations.onnx`` -- ``export_onnx`` for squashed models, checked with
   ONNX Runtime (``pip install 'shrinkage[onnx]'``).
 
 Both callbacks share one contract: the Sparsifier is built on the model when training

@@ -1,11 +1,13 @@
-"""Sparse weights inside a Hugging Face ``Trainer``: :class:`SparsifierCallback`.
+"""Sparse weights inside a Hugging Face ``Trainer``: ``SparsifierCallback``.
 
+Needs ``transformers`` (``pip install 'shrinkage[hf]'``).
+
+Examples
+--------
 >>> from shrinkage.integrations.hf import SparsifierCallback
 >>> cb = SparsifierCallback(sparsity=0.9, method="st3")   # cubic over the first half of training
 >>> # trainer = transformers.Trainer(model, args, train_dataset=ds, callbacks=[cb])
 >>> # trainer.train(); trainer.save_model("out")   # a plain checkpoint: from_pretrained loads it
-
-Needs ``transformers`` (``pip install 'shrinkage[hf]'``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ __all__ = ["SparsifierCallback", "SIDECAR"]
 class SparsifierCallback(transformers.TrainerCallback):
     """Make a model's Linear (and Conv) weights sparse while a ``transformers.Trainer`` trains.
 
-    - ``on_train_begin``: builds a :class:`~shrinkage.weights.Sparsifier` on the model (the
+    - ``on_train_begin``: builds a ``Sparsifier`` on the model (the
       same Parameters, so the Trainer's optimizer keeps working); when the Trainer resumes
       from a checkpoint, restores the Sparsifier's state from that checkpoint folder;
     - ``on_step_end`` (once per optimizer step, so after ``gradient_accumulation_steps``
@@ -44,7 +46,7 @@ class SparsifierCallback(transformers.TrainerCallback):
     ----------
     sparsity : final fraction of pruned weights, in [0, 1).
     method : a Sparsifier method (``"st3"``, ``"gmp"``, ...; see
-        :data:`shrinkage.weights.METHODS`).
+        ``shrinkage.weights.METHODS``).
     schedule : in optimizer steps; default ``Cubic(0, max_steps // 2)`` (the target reached
         half-way, then held while thresholds keep being recomputed).
     **kwargs : ``scope``, ``include``, ``exclude``, ``penalty``, ``penalty_params``,

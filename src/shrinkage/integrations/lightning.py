@@ -1,11 +1,13 @@
-"""Sparse weights inside a PyTorch Lightning ``Trainer``: :class:`SparsifierCallback`.
+"""Sparse weights inside a PyTorch Lightning ``Trainer``: ``SparsifierCallback``.
 
+Needs ``lightning`` (``pip install 'shrinkage[lightning]'``).
+
+Examples
+--------
 >>> from shrinkage.integrations.lightning import SparsifierCallback
 >>> cb = SparsifierCallback(sparsity=0.9, method="st3")   # cubic over the first half of training
 >>> # trainer = lightning.Trainer(max_epochs=3, callbacks=[cb]); trainer.fit(lit_module, loader)
 >>> # trainer.save_checkpoint("sparse.ckpt")    # plain: LitModule.load_from_checkpoint loads it
-
-Needs ``lightning`` (``pip install 'shrinkage[lightning]'``).
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ __all__ = ["SparsifierCallback"]
 class SparsifierCallback(_L.pytorch.Callback):
     """Make a LightningModule's Conv and Linear weights sparse while ``Trainer.fit`` runs.
 
-    Same contract as :class:`shrinkage.integrations.hf.SparsifierCallback`:
+    Same contract as ``shrinkage.integrations.hf.SparsifierCallback``:
 
-    - ``setup("fit")``: builds a :class:`~shrinkage.weights.Sparsifier` on the LightningModule
+    - ``setup("fit")``: builds a ``Sparsifier`` on the LightningModule
       (before Lightning restores a checkpoint and before ``configure_optimizers``; the
       Parameters are the same objects either way);
     - ``on_train_batch_end``: one ``sparsifier.step()`` per optimizer step, i.e. whenever

@@ -1,4 +1,4 @@
-"""ONNX export of a squashed sparse model: :func:`export_onnx`.
+"""ONNX export of a squashed sparse model: ``export_onnx``.
 
 The file is an ordinary dense ONNX model (the zeros are stored as zeros), with the sparsity
 recorded in its metadata, and it is checked with ONNX Runtime against the torch output
@@ -7,15 +7,17 @@ before it replaces anything at ``path``.
 Speed: ONNX Runtime runs Conv / Gemm / MatMul with dense kernels whatever the values, so a
 squashed model runs at the speed of the dense one there (measured in
 ``benchmarks/onnx_speed.py``); the zeros pay off in size after compression, and in speed
-only with sparse kernels such as :func:`shrinkage.weights.export`.
+only with sparse kernels such as ``shrinkage.weights.export``.
 
+Needs ``onnx`` and ``onnxruntime`` (``pip install 'shrinkage[onnx]'``).
+
+Examples
+--------
 >>> import torch
 >>> from shrinkage.integrations.onnx import export_onnx
 >>> net = torch.nn.Sequential(torch.nn.Linear(8, 4))
 >>> info = export_onnx(net, torch.randn(2, 8), "net.onnx")      # doctest: +SKIP
 >>> info["sparsity"], info["max_abs_diff"] < 1e-5                 # doctest: +SKIP
-
-Needs ``onnx`` and ``onnxruntime`` (``pip install 'shrinkage[onnx]'``).
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def export_onnx(
 
     Parameters
     ----------
-    model : a plain model (after :meth:`~shrinkage.weights.Sparsifier.squash`); exported in
+    model : a plain model (after ``squash``); exported in
         eval mode (its mode is restored).
     example_input : one input tensor (its batch dimension is left dynamic with
         ``dynamic_batch``).

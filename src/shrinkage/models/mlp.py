@@ -1,11 +1,11 @@
 """Deep fully connected and convolutional networks for the activations pillar.
 
-Built from an edge-of-chaos config (:func:`shrinkage.activations.edge_of_chaos`, or any object
+Built from an edge-of-chaos config (``shrinkage.activations.edge_of_chaos``, or any object
 with ``module()``, ``sigma_w``, ``sigma_b`` and ``input_mean_square``): every hidden layer gets
 its own activation module from ``config.module()`` and the weights are N(0, sigma_w^2 / fan_in),
 the biases N(0, sigma_b^2). The first layer only sits at the fixed point if the inputs are
 scaled for it: sigma_w^2 |x|^2 / N + sigma_b^2 = q* needs the mean square of x to be
-E[phi(sqrt(q*) z)^2]; :class:`ScaleInput` does this per sample.
+E[phi(sqrt(q*) z)^2]; ``ScaleInput`` does this per sample.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def mlp(
     """A deep MLP: [ScaleInput], Flatten, depth x (Linear, activation), Linear readout.
 
     With an edge-of-chaos config every weight is drawn N(0, sigma_w^2 / fan_in), every bias
-    N(0, sigma_b^2) and the readout bias set to 0; :class:`ScaleInput` rescales each sample
+    N(0, sigma_b^2) and the readout bias set to 0; ``ScaleInput`` rescales each sample
     to the mean square ``input_mean_square``, so the first pre-activations already have
     variance q* = sigma_w^2 E[x^2] + sigma_b^2 (Price et al., ICLR 2024). Without one the
     net keeps PyTorch's default initialisation and its inputs are left as they are.
@@ -130,7 +130,7 @@ def mlp(
     width : int
         Units per hidden layer, >= 1.
     activation : EoCConfig, str or callable, optional
-        An edge-of-chaos config (an :class:`~shrinkage.activations.EoCConfig`, or any object
+        An edge-of-chaos config (an ``EoCConfig``, or any object
         with ``module()``, ``sigma_w``, ``sigma_b`` and ``input_mean_square``: the network is
         initialised from it and its inputs scaled so q^1 = q*); ``"relu"`` (ReLU at its edge
         of chaos, He et al. 2015: sigma_w^2 = 2, sigma_b = 0); or a zero-argument module
@@ -138,13 +138,13 @@ def mlp(
         layer gets its own module. Default ``"relu"``.
     sparsity : None, optional
         Not a way to choose the sparsity: any value other than None with a name raises, with
-        a message pointing to :func:`shrinkage.activations.edge_of_chaos`. Default None.
+        a message pointing to ``shrinkage.activations.edge_of_chaos``. Default None.
     in_features : int, optional
         Input features after flattening, >= 1. Default 784 (28 x 28 MNIST).
     num_classes : int, optional
         Size of the readout, >= 1. Default 10.
     scale_input : bool, optional
-        Put a :class:`ScaleInput` first when ``activation`` is a config (no effect
+        Put a ``ScaleInput`` first when ``activation`` is a config (no effect
         otherwise). Default True.
 
     Returns
@@ -201,7 +201,7 @@ def deep_cnn(
     scale_input: bool = True,
 ) -> nn.Sequential:
     """A plain deep CNN for 28 x 28 inputs: depth x (Conv kxk 'same', activation), global
-    average pool, Linear readout; initialised like :func:`mlp`.
+    average pool, Linear readout; initialised like ``mlp``.
 
     With an edge-of-chaos config: [ScaleInput], then every conv weight N(0, sigma_w^2 /
     fan_in) (fan_in = channels x k x k), every bias N(0, sigma_b^2), the readout bias 0.
@@ -213,10 +213,10 @@ def deep_cnn(
     channels : int
         Channels of every conv layer, >= 1.
     activation : EoCConfig, str or callable, optional
-        As in :func:`mlp`: an edge-of-chaos config, ``"relu"``, or a zero-argument module
+        As in ``mlp``: an edge-of-chaos config, ``"relu"``, or a zero-argument module
         factory. Default ``"relu"``.
     sparsity : None, optional
-        As in :func:`mlp`: only there to refuse a name with a sparsity. Default None.
+        As in ``mlp``: only there to refuse a name with a sparsity. Default None.
     in_channels : int, optional
         Channels of the input images, >= 1. Default 1.
     num_classes : int, optional
@@ -225,7 +225,7 @@ def deep_cnn(
         Side of the square kernels, >= 1; padding ``kernel_size // 2`` keeps the spatial
         size for odd sizes. Default 3.
     scale_input : bool, optional
-        Put a :class:`ScaleInput` first when ``activation`` is a config. Default True.
+        Put a ``ScaleInput`` first when ``activation`` is a config. Default True.
 
     Returns
     -------
@@ -236,7 +236,7 @@ def deep_cnn(
     ------
     ValueError
         If ``depth``, ``channels``, ``in_channels``, ``kernel_size`` or ``num_classes`` is
-        not an integer >= 1, or ``activation`` is refused as in :func:`mlp`.
+        not an integer >= 1, or ``activation`` is refused as in ``mlp``.
 
     Examples
     --------

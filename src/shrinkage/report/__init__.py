@@ -1,5 +1,5 @@
 """The main job: one run across the three pillars, as HTML, Markdown and JSON
-(:func:`run_report`; the command is ``shrinkage report``, in :mod:`shrinkage.cli.report`)."""
+(``run_report``; the command is ``shrinkage report``, in ``shrinkage.cli.report``)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The three sections of ``shrinkage report``: each runs its pillar at demo scale (or tiny,
-with ``quick``) through the experiment functions of :mod:`shrinkage.experiments`, and returns
+with ``quick``) through the experiment functions of ``shrinkage.experiments``, and returns
 a Section."""
 
 from __future__ import annotations

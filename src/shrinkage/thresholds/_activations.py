@@ -211,8 +211,8 @@ class Thresholding(nn.Module):
     tau : float, optional
         Threshold >= 0. Default 0.0.
     m : float or None, optional
-        Clipping magnitude > 0: required by the clipped modules (:class:`CReLU`,
-        :class:`CST`), refused by the others. Default None.
+        Clipping magnitude > 0: required by the clipped modules (``CReLU``,
+        ``CST``), refused by the others. Default None.
     learnable_tau : bool, optional
         Make ``tau`` an ``nn.Parameter`` trained with the model instead of a fixed buffer.
         Default False.
@@ -282,7 +282,7 @@ class Thresholding(nn.Module):
 
 
 class ShiftedReLU(Thresholding):
-    """Module form of :func:`shifted_relu`: ``max(0, x - tau)``.
+    """Module form of ``shifted_relu``: ``max(0, x - tau)``.
 
     Parameters
     ----------
@@ -319,7 +319,7 @@ class ShiftedReLU(Thresholding):
 
 
 class SoftThreshold(Thresholding):
-    """Module form of :func:`soft_threshold`: ``sign(x) max(|x| - tau, 0)``.
+    """Module form of ``soft_threshold``: ``sign(x) max(|x| - tau, 0)``.
 
     Parameters
     ----------
@@ -356,7 +356,7 @@ class SoftThreshold(Thresholding):
 
 
 class CReLU(Thresholding):
-    """Module form of :func:`clipped_relu`: ``min(max(x - tau, 0), m)``.
+    """Module form of ``clipped_relu``: ``min(max(x - tau, 0), m)``.
 
     Parameters
     ----------
@@ -395,7 +395,7 @@ class CReLU(Thresholding):
 
 
 class CST(Thresholding):
-    """Module form of :func:`clipped_soft_threshold`: ``sign(x) min(max(|x| - tau, 0), m)``.
+    """Module form of ``clipped_soft_threshold``: ``sign(x) min(max(|x| - tau, 0), m)``.
 
     Parameters
     ----------

@@ -73,7 +73,7 @@ def prox(name: str, x, lam, step: float = 1.0, **params):
     Parameters
     ----------
     name : str
-        One of :data:`PENALTIES`.
+        One of ``PENALTIES``.
     x : torch.Tensor or numpy.ndarray
         Input; a tensor keeps its float dtype and device (integer and bool tensors become the
         default float dtype), a numpy array gives a numpy array back.
@@ -127,12 +127,12 @@ def penalty(name: str, x, lam, **params):
     """Elementwise penalty value G(x), lam included.
 
     For instance ``lam |x|`` for ``"l1"``, ``lam [x != 0]`` for ``"l0"``,
-    ``lam |x|^(1/2)`` for ``"l1/2"``; :func:`describe` gives each formula.
+    ``lam |x|^(1/2)`` for ``"l1/2"``; ``describe`` gives each formula.
 
     Parameters
     ----------
     name : str
-        One of :data:`PENALTIES`.
+        One of ``PENALTIES``.
     x : torch.Tensor or numpy.ndarray
         Where to evaluate G; a tensor keeps its float dtype and device, a numpy array gives
         a numpy array back.
@@ -140,7 +140,7 @@ def penalty(name: str, x, lam, **params):
         Penalty weight >= 0, a scalar or broadcastable to ``x``.
     **params
         The penalty's parameters (``a`` for ``cel0``, ``gamma`` for ``mcp`` and ``scad``),
-        as in :func:`prox`; no step is involved, so only ``a > 0`` is checked.
+        as in ``prox``; no step is involved, so only ``a > 0`` is checked.
 
     Returns
     -------
@@ -183,13 +183,13 @@ def threshold(name: str, lam, step: float = 1.0, **params):
     Parameters
     ----------
     name : str
-        One of :data:`PENALTIES`.
+        One of ``PENALTIES``.
     lam : float
         Penalty weight >= 0 (finite).
     step : float, optional
         Step size > 0 (finite). Default 1.0.
     **params
-        The penalty's parameters, as in :func:`prox` (checked against ``step``).
+        The penalty's parameters, as in ``prox`` (checked against ``step``).
 
     Returns
     -------
@@ -221,20 +221,20 @@ def threshold(name: str, lam, step: float = 1.0, **params):
 
 
 def lam_for_threshold(name: str, thr, step: float = 1.0, **params):
-    """Inverse of :func:`threshold`: the lam whose prox zeroes exactly magnitudes <= ``thr``.
+    """Inverse of ``threshold``: the lam whose prox zeroes exactly magnitudes <= ``thr``.
 
     Used by the weights pillar to turn a target sparsity (a magnitude quantile) into lam.
 
     Parameters
     ----------
     name : str
-        One of :data:`PENALTIES`.
+        One of ``PENALTIES``.
     thr : float
         The wanted threshold, >= 0 and finite.
     step : float, optional
         Step size > 0 (finite). Default 1.0.
     **params
-        The penalty's parameters, as in :func:`prox` (checked against ``step``).
+        The penalty's parameters, as in ``prox`` (checked against ``step``).
 
     Returns
     -------
@@ -270,7 +270,7 @@ def describe(name: str) -> str:
     Parameters
     ----------
     name : str
-        One of :data:`PENALTIES`.
+        One of ``PENALTIES``.
 
     Returns
     -------

@@ -4,8 +4,8 @@ Convention::
 
     prox(x) = argmin_u 1/2 (u - x)^2 + step * G(u)       (elementwise)
 
-G is the full penalty, lam included. Adding a penalty is one :class:`Penalty` given to
-:func:`register_penalty`; every pillar (and the operator plots) picks it up by name.
+G is the full penalty, lam included. Adding a penalty is one ``Penalty`` given to
+``register_penalty``; every pillar (and the operator plots) picks it up by name.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class Penalty:
     ``value(u, lam, **p)`` is G(u), lam included; ``prox(x, lam, step, **p)`` is
     ``argmin_u 1/2 (u - x)^2 + step * G(u)``; ``threshold(lam, step, **p)`` is the largest
     magnitude the prox maps to exactly 0; ``lam_for(thr, step, **p)`` is its inverse in lam.
-    The public functions (:func:`prox`, :func:`penalty`, ...) check the arguments and then
+    The public functions (``prox``, ``penalty``, ...) check the arguments and then
     call these, so the callables themselves need no checks. The dataclass is frozen: each
     parameter below is also a read-only attribute of the same name.
 
@@ -48,13 +48,13 @@ class Penalty:
         ``lam_for(thr, step, **p) -> float``, the inverse of ``threshold`` in ``lam``.
     params : dict, optional
         Each extra parameter's name mapped to its default (e.g. ``{"gamma": 3.0}``);
-        default ``{}``, no extra parameter. Any other keyword is refused by :func:`prox`.
+        default ``{}``, no extra parameter. Any other keyword is refused by ``prox``.
     doc : str, optional
-        One line on the formula, shown by :func:`describe`; default ``""``.
+        One line on the formula, shown by ``describe``; default ``""``.
     check : callable or None, optional
         ``check(p, step)``: raises ``ValueError`` when the parameters ``p`` (all of them,
         defaults filled in) do not suit ``step``; ``step`` is None where no step is
-        involved (:func:`penalty`). Default None, no check.
+        involved (``penalty``). Default None, no check.
 
     Examples
     --------
@@ -368,14 +368,14 @@ PENALTIES: Sequence[str] = _Names()
 
 
 def get_penalty(name: str) -> Penalty:
-    """Look up the registered :class:`Penalty` called ``name``.
+    """Look up the registered ``Penalty`` called ``name``.
 
     Parameters
     ----------
     name : str
-        A registered name: one of :data:`PENALTIES` (``"l1"``, ``"l0"``, ``"l1/2"``,
+        A registered name: one of ``PENALTIES`` (``"l1"``, ``"l0"``, ``"l1/2"``,
         ``"l2/3"``, ``"cel0"``, ``"mcp"``, ``"scad"`` and any added by
-        :func:`register_penalty`).
+        ``register_penalty``).
 
     Returns
     -------
@@ -404,7 +404,7 @@ def get_penalty(name: str) -> Penalty:
 def register_penalty(penalty: Penalty, *, replace: bool = False) -> Penalty:
     """Add ``penalty`` to the family under ``penalty.name``.
 
-    From then on :func:`prox`, :func:`penalty`, :func:`threshold`, the weights pillar
+    From then on ``prox``, ``penalty``, ``threshold``, the weights pillar
     (``Sparsifier(method="prox_ste", penalty=name)``), the codes pillar (``encode``,
     dictionary learning) and the operator plots accept the name. A name already taken is
     refused unless ``replace=True``, so a typo cannot silently shadow a built-in penalty.
@@ -425,7 +425,7 @@ def register_penalty(penalty: Penalty, *, replace: bool = False) -> Penalty:
     Raises
     ------
     ValueError
-        If ``penalty`` is not a :class:`Penalty`, its name is not a non-empty str, one of
+        If ``penalty`` is not a ``Penalty``, its name is not a non-empty str, one of
         its four functions is not callable, or the name is taken and ``replace`` is False.
 
     Examples
@@ -469,12 +469,12 @@ def unregister_penalty(name: str) -> Penalty:
     Parameters
     ----------
     name : str
-        A registered name, one of :data:`PENALTIES`.
+        A registered name, one of ``PENALTIES``.
 
     Returns
     -------
     Penalty
-        The removed record, so it can be registered again with :func:`register_penalty`.
+        The removed record, so it can be registered again with ``register_penalty``.
 
     Raises
     ------
@@ -484,7 +484,7 @@ def unregister_penalty(name: str) -> Penalty:
     Examples
     --------
     A copy of l1 under another name, added and removed again (the built-in penalties are
-    left alone, so their order in :data:`PENALTIES` stays as it is):
+    left alone, so their order in ``PENALTIES`` stays as it is):
 
     >>> import dataclasses
     >>> _ = register_penalty(dataclasses.replace(get_penalty("l1"), name="lasso"))

@@ -1,10 +1,12 @@
 """The tensor cores of the family, without argument checks: for the pillars' inner loops.
 
-Each is the single definition behind a checked public function (:func:`soft` behind
-``prox("l1")`` and :func:`~shrinkage.thresholds.soft_threshold`, the others behind the
+Each is the single definition behind a checked public function (``soft`` behind
+``prox("l1")`` and ``soft_threshold``, the others behind the
 activations of the same name). Tensors in, tensors out; ``t``, ``tau`` and ``m`` are floats or
 tensors broadcastable to ``x``, and are not validated here.
 
+Examples
+--------
 >>> import torch
 >>> soft(torch.tensor([-2.0, 0.5, 3.0]), 1.0)
 tensor([-1.,  0.,  2.])

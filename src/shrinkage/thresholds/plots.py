@@ -67,5 +67,5 @@ def operators_figure(lam: float = 1.0, tau: float = 1.0, m: float = 1.5) -> Figu
 
 
 def plot_operators(out, lam: float = 1.0, tau: float = 1.0, m: float = 1.5) -> Path:
-    """Write :func:`operators_figure` as a PNG at ``out`` (atomically); returns the path."""
+    """Write ``operators_figure`` as a PNG at ``out`` (atomically); returns the path."""
     return save_figure(operators_figure(lam, tau, m), out, dpi=110)

@@ -1,23 +1,25 @@
 """Sparse weights: ST-3 sparse training and its relatives on any PyTorch model.
 
+- ``Sparsifier`` (methods in ``METHODS``), schedules ``Cubic``, ``Linear``,
+  ``Constant``;
+- ``flops`` / ``FlopsReport``: dense and sparse multiply-accumulates of any model;
+- pure functions ``kth_threshold``, ``kth_smallest``, ``channel_gamma``,
+  ``st3_weight``, ``prox_weight``, ``layer_densities`` (RigL's ERK / uniform layer
+  densities);
+- ``export``: sparse-enough layers onto measured-fastest sparse kernels (real speed;
+  ``activations=True`` also skips zero activations: ``ActivationChain``);
+  ``densify``, ``load_exported``, ``SparseLinear``, ``SparseConv2d``;
+- ``effective_macs``: MACs left when zero weights *and* zero activations are skipped;
+- the MNIST experiments behind ``shrinkage weights train|sweep`` are in
+  ``shrinkage.experiments.weights``.
+
+Examples
+--------
 >>> import torch, shrinkage.weights as sw
 >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
 >>> sp = sw.Sparsifier(model, sparsity=0.9, method="st3", schedule=sw.Cubic(start=0, end=100))
 >>> # training loop: loss.backward(); opt.step(); sp.step()
 >>> dense = sp.squash()   # plain nn.Modules, zeros baked in
-
-- :class:`Sparsifier` (methods in :data:`METHODS`), schedules :class:`Cubic`, :class:`Linear`,
-  :class:`Constant`;
-- :func:`flops` / :class:`FlopsReport`: dense and sparse multiply-accumulates of any model;
-- pure functions :func:`kth_threshold`, :func:`kth_smallest`, :func:`channel_gamma`,
-  :func:`st3_weight`, :func:`prox_weight`, :func:`layer_densities` (RigL's ERK / uniform layer
-  densities);
-- :func:`export`: sparse-enough layers onto measured-fastest sparse kernels (real speed;
-  ``activations=True`` also skips zero activations: :class:`ActivationChain`);
-  :func:`densify`, :func:`load_exported`, :class:`SparseLinear`, :class:`SparseConv2d`;
-- :func:`effective_macs`: MACs left when zero weights *and* zero activations are skipped;
-- the MNIST experiments behind ``shrinkage weights train|sweep`` are in
-  :mod:`shrinkage.experiments.weights`.
 """
 
 from ._act_chain import ActivationChain

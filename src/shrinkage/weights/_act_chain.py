@@ -1,20 +1,20 @@
 """Exported layer stacks that skip zero activations as well as zero weights.
 
-:class:`ActivationChain` runs consecutive layers ``x_l = phi_l(W_l x_{l-1} + b_l)`` in one
+``ActivationChain`` runs consecutive layers ``x_l = phi_l(W_l x_{l-1} + b_l)`` in one
 call of a C kernel (``_native/actmm.c``): for each sample, only the non-zero entries of a
 layer's input are visited, each adding its column of ``W`` (stored column-wise: dense
 ``W^T`` for ``"act_dense"``, CSC with 16- or 32-bit rows for ``"act_csc_u16"`` /
 ``"act_csc_i32"``) into the output, whose activation is applied and whose non-zeros are
 listed for the next layer in the same pass. The activations are read from the model's
-modules: ``nn.ReLU`` and the thresholding modules of :mod:`shrinkage.thresholds`
-(:class:`~shrinkage.thresholds.ShiftedReLU`, :class:`~shrinkage.thresholds.SoftThreshold`,
-:class:`~shrinkage.thresholds.CReLU`, :class:`~shrinkage.thresholds.CST`: their ``tau``
+modules: ``nn.ReLU`` and the thresholding modules of ``shrinkage.thresholds``
+(``ShiftedReLU``, ``SoftThreshold``,
+``CReLU``, ``CST``: their ``tau``
 and ``m``).
 
 The chain sits where its first Linear was; the other modules it replaces (its
 activations and later Linears) become ``nn.Identity``, so the state dict keeps the model's
 structure: ``<first>._extra_state`` names the kernels, sizes, activations and the modules
-covered, and :func:`~shrinkage.weights.load_exported` rebuilds the chain from a dense
+covered, and ``load_exported`` rebuilds the chain from a dense
 skeleton. Without the compiled library (or on another device, or with a grad-requiring
 input) the chain computes the same function with torch operations.
 """
@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 ACT_KERNELS = ("act_dense", "act_csc_u16", "act_csc_i32")
-"""Kernels of :class:`ActivationChain` layers (dense ``W^T``; CSC, 16- or 32-bit rows)."""
+"""Kernels of ``ActivationChain`` layers (dense ``W^T``; CSC, 16- or 32-bit rows)."""
 
 ACTIVATIONS = ("none", "relu", "shifted_relu", "soft_threshold", "crelu", "cst")
 """Activations a chain fuses (their C codes are their positions)."""
@@ -153,9 +153,9 @@ class ActivationChain(nn.Module):
     values for ``"act_csc_*"``), ``p{i}`` (CSC column offsets, int32, in + 1) and ``r{i}``
     (CSC rows: int32, or int16 holding the uint16 row), ``b{i}`` (bias or None). The kernel
     names, sizes, activations and the names of the modules the chain stands for are extra
-    state, with a CRC-32 of everything. Built by :func:`~shrinkage.weights.export` with
-    ``activations=True`` (or :meth:`from_layers`), restored by
-    :func:`~shrinkage.weights.load_exported`; not usually made by hand.
+    state, with a CRC-32 of everything. Built by ``export`` with
+    ``activations=True`` (or ``from_layers``), restored by
+    ``load_exported``; not usually made by hand.
 
     Parameters
     ----------
@@ -163,7 +163,7 @@ class ActivationChain(nn.Module):
         One per layer: ``kernel`` (``"act_dense"``, ``"act_csc_i32"`` or
         ``"act_csc_u16"``), ``in`` and ``out`` sizes, ``act`` (the fused activation's name,
         ``"none"`` for none), its ``tau`` and ``m``, and ``bias`` (whether the layer has one).
-        The buffers are empty until filled (:meth:`from_layers`, or a state dict).
+        The buffers are empty until filled (``from_layers``, or a state dict).
     names : list of str
         The Linear modules' names in the model (the state dict's keys).
     acts : list of str or None
@@ -203,7 +203,7 @@ class ActivationChain(nn.Module):
     @classmethod
     def from_layers(cls, linears, activations, kernels, names, act_names) -> ActivationChain:
         """A chain of ``linears[i]`` followed by ``activations[i]`` (a module
-        :func:`activation_spec` accepts, or None) on ``kernels[i]``; ``names`` and
+        ``activation_spec`` accepts, or None) on ``kernels[i]``; ``names`` and
         ``act_names`` are the modules' names in the model (for the state dict)."""
         specs = []
         for lin, act, kernel in zip(linears, activations, kernels):
@@ -388,7 +388,7 @@ class ActivationChain(nn.Module):
 
     # -- checks and state ------------------------------------------------------------
     def validate(self) -> None:
-        """Raise ValueError unless every buffer fits its layer (see :func:`chain_problems`);
+        """Raise ValueError unless every buffer fits its layer (see ``chain_problems``);
         checked once per set of buffers."""
         key = tuple(self._buffers.values())
         done = getattr(self, "_valid", None)

@@ -3,15 +3,15 @@ weight-sparse and activation-and-weight-sparse kernels, measured on the model's 
 activations.
 
 Runs of ``Linear -> activation -> Linear -> ...`` in any ``nn.Sequential`` (activations
-that :func:`~shrinkage.weights._act_chain.activation_spec` accepts: ``nn.ReLU`` and the
+that ``activation_spec`` accepts: ``nn.ReLU`` and the
 thresholding modules) are the candidates. One forward pass of ``example_input`` records
 each Linear's input (how sparse it is depends on the data, so it must be real data); each
 Linear, with its activation, is then timed on ``batch_size`` of those rows under
 
 - ``"dense"``: the Linear and its activation as they are;
-- the weight-sparse kernels of :func:`~shrinkage.weights.export` (``SparseLinear``);
+- the weight-sparse kernels of ``export`` (``SparseLinear``);
 - ``"act_dense"`` / ``"act_csc_u16"`` / ``"act_csc_i32"``: a one-layer
-  :class:`~shrinkage.weights._act_chain.ActivationChain`, which visits only the non-zero
+  ``ActivationChain``, which visits only the non-zero
   inputs (the CSC kernels for layers with at least ``min_sparsity`` zero weights);
 
 and the fastest is kept. Consecutive layers on activation kernels become one chain (one

@@ -2,9 +2,9 @@
 
 ``export(model, min_sparsity=0.8, batch_size=1)`` returns a copy of ``model`` in
 which every ``nn.Linear`` whose weight has at least ``min_sparsity`` exact zeros is
-replaced by a :class:`SparseLinear` running the kernel that measured fastest on
+replaced by a ``SparseLinear`` running the kernel that measured fastest on
 ``batch_size`` rows, among ``candidates``; dense stays whenever it is faster.
-``nn.Conv2d`` layers get the same choice (as :class:`SparseConv2d`, im2col + the same
+``nn.Conv2d`` layers get the same choice (as ``SparseConv2d``, im2col + the same
 kernels) when an ``example_input`` gives their input size; every other layer is
 kept as it is, dense.
 
@@ -16,7 +16,7 @@ Kernels (``KERNELS``), for ``y = x W^T + b`` with ``W`` in CSR form:
 - ``"c_csr_i32"`` / ``"c_csr_u16"``: a small C kernel (row chunks of equal non-zeros
   shared by a work-claiming thread pool, vectorised over the batch) with int32 or
   16-bit column indices (8 or 6 bytes per non-zero); CPU, float32/float64; compiled at
-  first use by :mod:`shrinkage.weights._kernels`, torch CSR otherwise (with a warning).
+  first use by ``shrinkage.weights._kernels``, torch CSR otherwise (with a warning).
 - ``"torch_bsr"``: torch block-CSR with 4 x 4 blocks. Not a default candidate:
   unstructured pruning leaves most blocks with one non-zero, so it stores ~10x
   the values (measured in ``benchmarks/sparse_inference.py``).
@@ -28,12 +28,14 @@ strides ``(1, N)``): the next sparse layer reads it without a copy; call
 ``.contiguous()`` before ``.view``.
 
 Saving: ``torch.save(exported)`` pickles the whole model; its ``state_dict()`` holds
-the CSR arrays and the kernel name, and :func:`load_exported` rebuilds an exported
-model from a dense skeleton and that state dict. :func:`densify` returns the plain
+the CSR arrays and the kernel name, and ``load_exported`` rebuilds an exported
+model from a dense skeleton and that state dict. ``densify`` returns the plain
 dense model (a state dict any dense copy of the architecture loads).
 
 Example
 -------
+Examples
+--------
 >>> import torch
 >>> from torch import nn
 >>> net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 4))
@@ -141,9 +143,9 @@ def export(
     is timed under every supported kernel in ``candidates`` plus ``"dense"`` on a
     random ``(batch_size, in_features)`` input of the layer's dtype and device (median
     of single calls in interleaved rounds, at least ``rounds``) and replaced by
-    :class:`SparseLinear` with the fastest one, or kept dense when dense wins. Naming
+    ``SparseLinear`` with the fastest one, or kept dense when dense wins. Naming
     exactly one kernel forces it without timing. ``nn.Conv2d`` layers (groups 1, zero
-    padding) get the same choice as :class:`SparseConv2d` when ``example_input`` is
+    padding) get the same choice as ``SparseConv2d`` when ``example_input`` is
     given (one forward pass records their input sizes; timed with ``batch_size``
     images); without it they stay dense, like every other module. With
     ``example_input``, the whole model as chosen is then timed against the same layers
@@ -152,24 +154,24 @@ def export(
 
     With ``activations=True`` zero activations are skipped too: each ``Linear ->
     activation`` of an ``nn.Sequential`` (``nn.ReLU`` or a thresholding module of
-    :mod:`shrinkage.thresholds`) is also timed on activation-and-weight-sparse kernels
-    that visit only the non-zero entries of its input (:class:`ActivationChain`: dense
+    ``shrinkage.thresholds``) is also timed on activation-and-weight-sparse kernels
+    that visit only the non-zero entries of its input (``ActivationChain``: dense
     ``W^T`` or CSC weights, the activation fused), on its input in one forward pass of
     ``example_input`` (required: real data, since activation sparsity depends on it);
     consecutive layers on those kernels run as one chain, one call into C. The whole
     model is timed against dense and against the weight-sparse-only choice, and its output
     on ``example_input`` is checked against the dense model's (RuntimeError if it
-    differs). See :mod:`shrinkage.weights._act_export`.
+    differs). See ``shrinkage.weights._act_export``.
 
     Layers inside an ``nn.MultiheadAttention`` stay dense (it reads its ``out_proj``
-    weight directly). The kernels are listed in the module :mod:`shrinkage.weights._export`
+    weight directly). The kernels are listed in the module ``shrinkage.weights._export``
     (``KERNELS``): torch CSR with int64 or int32 indices, a compiled C CSR kernel with
     int32 or 16-bit column indices, torch block-CSR.
 
     Parameters
     ----------
     model : torch.nn.Module
-        The model (e.g. a :meth:`Sparsifier.squash`-ed one); not modified.
+        The model (e.g. a ``Sparsifier.squash``-ed one); not modified.
     min_sparsity : float, default 0.8
         Share of exact zeros, in [0, 1], from which a layer is considered for a sparse
         kernel.
@@ -191,7 +193,7 @@ def export(
         input sizes, so convolutions can go sparse, and enables the whole-model check.
         Required with ``activations=True`` (real data: activation sparsity depends on it).
     activations : bool, default False
-        Also time activation-and-weight-sparse kernels (:class:`ActivationChain`) on each
+        Also time activation-and-weight-sparse kernels (``ActivationChain``) on each
         ``Linear -> activation`` of an ``nn.Sequential``, and check the whole model's output
         on ``example_input`` against the dense model's.
 
@@ -369,17 +371,17 @@ def _best_whole_model(model, chosen, report, example_input, batch_size, rounds):
 
 
 def densify(model: nn.Module) -> nn.Module:
-    """Copy of an exported model with every :class:`SparseLinear` back to ``nn.Linear``.
+    """Copy of an exported model with every ``SparseLinear`` back to ``nn.Linear``.
 
-    Every :class:`SparseConv2d` goes back to ``nn.Conv2d`` as well, and every
-    :class:`ActivationChain` back to its Linear and activation modules; other modules are
+    Every ``SparseConv2d`` goes back to ``nn.Conv2d`` as well, and every
+    ``ActivationChain`` back to its Linear and activation modules; other modules are
     copied as they are. The result's state dict is one any dense copy of the architecture
     loads.
 
     Parameters
     ----------
     model : torch.nn.Module
-        An exported model (from :func:`export` or :func:`load_exported`); not modified.
+        An exported model (from ``export`` or ``load_exported``); not modified.
 
     Returns
     -------
@@ -424,8 +426,8 @@ def load_exported(model: nn.Module, state_dict: dict) -> nn.Module:
     """Rebuild an exported model from a dense skeleton and an exported ``state_dict()``.
 
     Each Linear of the copy of ``model`` whose key ``<name>._extra_state`` is in
-    ``state_dict`` becomes a :class:`SparseLinear` (a Conv2d with ``<name>.matrix._extra_state``
-    a :class:`SparseConv2d`); then the state dict is loaded (strictly). The skeleton's weight
+    ``state_dict`` becomes a ``SparseLinear`` (a Conv2d with ``<name>.matrix._extra_state``
+    a ``SparseConv2d``); then the state dict is loaded (strictly). The skeleton's weight
     values do not matter.
 
     Every sparse layer is checked once, here, whatever kernel it will run on: sizes, dtypes,

@@ -17,7 +17,7 @@ __all__ = ["flops", "FlopsReport"]
 
 @dataclass
 class FlopsReport:
-    """Per-layer rows and totals of :func:`flops`.
+    """Per-layer rows and totals of ``flops``.
 
     ``str(report)`` is a table, ``report.to_dict()`` a dict (rows and totals, with the
     ``speedup`` dense / sparse MACs).
@@ -135,7 +135,7 @@ def flops(model: nn.Module, input_shape, pruned: Iterable[str] | None = None) ->
     Parameters
     ----------
     model : torch.nn.Module
-        Any model; parametrized weights (a :class:`Sparsifier`'s) are read as the forward
+        Any model; parametrized weights (a ``Sparsifier``'s) are read as the forward
         pass sees them.
     input_shape : tuple of int
         Shape of one input, batch dimension included (``(1, 1, 28, 28)`` for one MNIST

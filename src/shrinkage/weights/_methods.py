@@ -1,15 +1,15 @@
-"""The sparse-training methods as data: one :class:`Method` record per method.
+"""The sparse-training methods as data: one ``Method`` record per method.
 
 A record says how the method scores weights (the threshold is a quantile of the scores), what
 the forward pass sees (the parametrization's transform, which also fixes the gradient path:
 straight-through, or ordinary autograd through a mask), how a threshold becomes the unit's
 buffers, and whether ST-3's per-channel rescale is on by default. Adding a method is adding
-one record to :data:`RECORDS`; :class:`~shrinkage.weights.Sparsifier` reads nothing else.
+one record to ``RECORDS``; ``Sparsifier`` reads nothing else.
 
 Two records go beyond "a threshold from a quantile of the scores": ``str`` learns one
 threshold parameter per layer (``learned``; the quantile is then a projection onto the
-scheduled sparsity, see :mod:`._str`), and ``rigl`` replaces the quantile by its own
-drop / grow update of a mask (``dynamic``, see :mod:`._rigl`).
+scheduled sparsity, see ``._str``), and ``rigl`` replaces the quantile by its own
+drop / grow update of a mask (``dynamic``, see ``._rigl``).
 """
 
 from __future__ import annotations
@@ -260,4 +260,4 @@ RECORDS: dict[str, Method] = {
 }
 
 METHODS: tuple[str, ...] = tuple(RECORDS)
-"""Sparse-training methods, see :class:`~shrinkage.weights.Sparsifier`."""
+"""Sparse-training methods, see ``Sparsifier``."""

@@ -1,6 +1,6 @@
 """Pure tensor functions behind the sparsifier: thresholds by k-th value, the ST-3 weight.
 
-Every operator comes from :mod:`shrinkage.thresholds` (soft threshold = prox of l1, hard
+Every operator comes from ``shrinkage.thresholds`` (soft threshold = prox of l1, hard
 threshold = prox of l0, any other prox from its registry); this file only adds the per-channel
 rescale of ST-3 and the choice of the threshold that hits a target sparsity exactly.
 """
@@ -40,9 +40,9 @@ def kth_threshold(scores: torch.Tensor, sparsity: float, empty: float = 0.0) -> 
     """The ``k = floor(sparsity * n)``-th smallest score (0-d tensor), by selection, not a sort.
 
     Entries with ``score > threshold`` are kept, so exactly ``k`` entries are pruned when the
-    scores have no ties (with ties, :class:`Sparsifier` completes the count by position).
+    scores have no ties (with ties, ``Sparsifier`` completes the count by position).
     With ``k == 0`` returns ``empty`` (nothing pruned). The selection is
-    :func:`kth_smallest`.
+    ``kth_smallest``.
 
     Parameters
     ----------
@@ -93,17 +93,20 @@ def exact_threshold(flat: torch.Tensor, k: int, empty: float = 0.0, search=None)
     the bool mask ``ties`` prunes exactly ``k`` of the 1-d ``flat`` scores.
 
     Without a tie at the k-th smallest score, theta is that score and ties is None (the
-    usual case, as :func:`kth_threshold`). With ties straddling it, theta is the largest
+    usual case, as ``kth_threshold``). With ties straddling it, theta is the largest
     score below the tied value (``empty`` if none) and ``ties`` marks the first tied entries,
     by position, that complete the count: all-equal scores at k = n/2 prune half, not all.
 
+
+    ``search``: a ``KthSearch`` that finds the k-th smallest
+    score and the count at or below it from its previous answer (the same values, cheaper
+    when called at every training step on slowly moving scores).
+
+    Examples
+    --------
     >>> t, ties = exact_threshold(torch.tensor([0.5, 0.1, 0.5, 0.5]), 2)
     >>> round(float(t), 6), ties.tolist()
     (0.1, [True, False, False, False])
-
-    ``search``: a :class:`~shrinkage.weights._prune.KthSearch` that finds the k-th smallest
-    score and the count at or below it from its previous answer (the same values, cheaper
-    when called at every training step on slowly moving scores).
     """
     if k <= 0:
         return torch.full((), empty, dtype=flat.dtype, device=flat.device), None
@@ -231,9 +234,9 @@ def channel_gamma(w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def st3_weight(w: torch.Tensor, tau: torch.Tensor, rescale: bool = True) -> torch.Tensor:
     """ST-3 forward weight ``gamma_c * sign(w) * max(|w| - tau, 0)`` (soft threshold = prox of l1).
 
-    The weight the forward pass of :class:`Sparsifier` ``method="st3"`` sees
+    The weight the forward pass of ``Sparsifier`` ``method="st3"`` sees
     (Vanderschueren & De Vleeschouwer, WACV 2023): the soft threshold of the raw weight,
-    times the per-channel rescale :func:`channel_gamma` of the mask ``|w| > tau``, which
+    times the per-channel rescale ``channel_gamma`` of the mask ``|w| > tau``, which
     restores each output channel's l1 mass lost to the shrinkage.
 
     Parameters
@@ -278,11 +281,11 @@ def prox_weight(
 ) -> torch.Tensor:
     """``prox(penalty, w, lam, step=1)`` with entries ``|w| <= tau`` set to 0 explicitly.
 
-    The forward weight of :class:`Sparsifier` ``method="prox_ste"`` (and of ``"hard_ste"``,
+    The forward weight of ``Sparsifier`` ``method="prox_ste"`` (and of ``"hard_ste"``,
     with ``penalty="l0"``): ``lam`` is meant to be ``lam_for_threshold(penalty, tau)``, the
     penalty weight whose prox zeroes exactly ``|w| <= tau``; the explicit mask makes sure
     rounding in lam never changes the count of zeros. Optional ST-3 rescale
-    (:func:`channel_gamma` of the mask).
+    (``channel_gamma`` of the mask).
 
     Parameters
     ----------
@@ -293,7 +296,7 @@ def prox_weight(
     lam : torch.Tensor or float
         Penalty weight of the prox (step 1), >= 0.
     penalty : str
-        One of :data:`~shrinkage.thresholds.PENALTIES`.
+        One of ``PENALTIES``.
     params : dict
         The penalty's parameters (``a`` for cel0, ``gamma`` for mcp / scad), over its
         defaults; ``{}`` for none.

@@ -1,7 +1,7 @@
 """The sparsifier's per-step work made cheap: the exact threshold, ST-3's forward weight and
 gmp's mask, each in one or two passes over the weights.
 
-The threshold. :class:`KthSearch` finds the k-th smallest score ``v`` (the value
+The threshold. ``KthSearch`` finds the k-th smallest score ``v`` (the value
 ``torch.kthvalue(scores, k)`` returns) and the number ``n_le`` of scores ``<= v``
 (``n_le > k`` means ties at ``v``). It remembers the last answer ``g`` and a width ``w``;
 the next call counts, in one pass, the scores below each of a few edges around ``g``
@@ -12,14 +12,14 @@ pruned scores, all -1), the scores equal to ``g`` are counted and not kept, so t
 answer ``g`` needs no selection at all. The first call takes ``g`` and ``w`` from a strided
 sample. Nothing is approximate: the edges only decide how much is read and selected from.
 
-The scores are read from a source: :class:`TensorScores` (a flat tensor of scores, torch
-operations: CUDA, other dtypes, no compiler) or :class:`WeightScores` (the weight tensors
+The scores are read from a source: ``TensorScores`` (a flat tensor of scores, torch
+operations: CUDA, other dtypes, no compiler) or ``WeightScores`` (the weight tensors
 themselves on CPU float32/float64, the scores ``|w| * scale`` or gmp's masked ``|w|``
 made on the fly by the C pass, with no buffer: ``_native/prune.c``, compiled at first
 use). Both also report the largest score of each tensor and whether one is not finite.
 
-ST-3's forward weight (:func:`st3_forward`), gmp's (:func:`masked`) and gmp's mask update
-(:func:`gmp_update`) are C passes too. ST-3's forward computes each entry with the same
+ST-3's forward weight (``st3_forward``), gmp's (``masked``) and gmp's mask update
+(``gmp_update``) are C passes too. ST-3's forward computes each entry with the same
 operations, in the same order, as the torch expression
 ``w + (gamma sign(w) max(|w| - tau, 0) - w)``: the same values but for the per-channel
 means behind gamma, summed in another order (they may differ from torch's in the last bit).
@@ -137,7 +137,7 @@ class _StraightThrough(torch.autograd.Function):
 
 def st3_forward(w: torch.Tensor, tau: torch.Tensor, rescale: bool) -> torch.Tensor:
     """``w + (st3_weight(w, tau, rescale) - w).detach()`` in two passes (see the module
-    docstring); ``w`` must pass :func:`usable`."""
+    docstring); ``w`` must pass ``usable``."""
     return _StraightThrough.apply(w, tau, rescale)
 
 
@@ -233,7 +233,7 @@ class WeightScores:
     tensor (``scale`` 1.0 reads ``|w|``), or with a mask (gmp) ``|w|`` where it is set and -1
     elsewhere. All CPU, contiguous, one dtype (float32 / float64). After each pass
     ``smax[i]`` is tensor i's largest score; a non-finite score raises
-    :class:`NonFiniteScores`."""
+    ``NonFiniteScores``."""
 
     use_c = True
 
@@ -311,11 +311,13 @@ class KthSearch:
 
     ``search(scores, k)`` -> ``(v, n_le)``: ``v`` a 0-d tensor equal to
     ``torch.kthvalue(all scores, k).values``, ``n_le`` the number of scores ``<= v``;
-    ``scores`` a 1-d tensor of finite scores, a :class:`TensorScores` or a
-    :class:`WeightScores`; ``1 <= k <=`` their number. One instance per sequence of related
+    ``scores`` a 1-d tensor of finite scores, a ``TensorScores`` or a
+    ``WeightScores``; ``1 <= k <=`` their number. One instance per sequence of related
     calls (one per threshold): it holds the last answer and a width, hints that make the
     next call cheap and never change its result.
 
+    Examples
+    --------
     >>> s = KthSearch()
     >>> x = torch.arange(100000.0).flip(0)
     >>> v, n_le = s(x, 7)

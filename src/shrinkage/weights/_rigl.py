@@ -5,7 +5,7 @@ ICML 2020) trains at a fixed sparsity from the first step. Every ``update_every`
 ``update_end``, each layer drops the ``k = floor(f(t) * n_active)`` active connections of
 smallest magnitude and grows the ``k`` inactive ones (just-dropped ones included) of largest
 dense-gradient magnitude, ``f(t) = alpha / 2 * (1 + cos(pi * t / update_end))``. Newly grown
-connections start at zero. The :class:`~shrinkage.weights.Sparsifier` calls these functions.
+connections start at zero. The ``Sparsifier`` calls these functions.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def layer_densities(shapes, density: float, distribution: str = "erk") -> list[f
     ``d_l = eps * sum(shape_l) / prod(shape_l)``, with eps set by the total; a layer whose
     ``d_l`` would exceed 1 is made dense and eps recomputed over the others, until none does.
     ``Sparsifier(method="rigl")`` keeps these densities (counts rounded so that the total is
-    exact, :func:`layer_counts`).
+    exact, ``layer_counts``).
 
     Parameters
     ----------
@@ -118,10 +118,12 @@ def layer_densities(shapes, density: float, distribution: str = "erk") -> list[f
 
 
 def layer_counts(shapes, sparsity: float, distribution: str = "erk") -> list[int]:
-    """Weights each layer keeps: the densities of :func:`layer_densities` at ``1 - sparsity``,
+    """Weights each layer keeps: the densities of ``layer_densities`` at ``1 - sparsity``,
     rounded so that exactly ``floor(sparsity * N)`` of all N weights are pruned (floors first,
     the remaining units to the largest fractional parts, ties to the earlier layer).
 
+    Examples
+    --------
     >>> layer_counts([(4, 10), (2, 4)], 0.5, "uniform")
     [20, 4]
     """
@@ -146,6 +148,8 @@ def layer_counts(shapes, sparsity: float, distribution: str = "erk") -> list[int
 def drop_fraction(step: int, alpha: float, end: int) -> float:
     """RigL's cosine-decayed fraction ``alpha / 2 * (1 + cos(pi * step / end))``; 0 from ``end``.
 
+    Examples
+    --------
     >>> [round(drop_fraction(t, 0.3, 100), 6) for t in (0, 50, 100)]
     [0.3, 0.15, 0.0]
     """

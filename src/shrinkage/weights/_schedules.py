@@ -1,8 +1,8 @@
 """Sparsity schedules: pure functions of the optimizer step.
 
-A :class:`Schedule` maps ``(step, final)`` to the target sparsity at that step; it holds no
+A ``Schedule`` maps ``(step, final)`` to the target sparsity at that step; it holds no
 state, so resuming only needs the step counter. Any plain callable ``step -> sparsity`` can be
-given to :class:`~shrinkage.weights.Sparsifier` instead.
+given to ``Sparsifier`` instead.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ class Schedule:
     A schedule is a pure function of the optimizer step: it holds only its configuration
     (compared by value, shown by ``repr``), so a resumed run needs nothing but the step
     counter. Subclasses implement ``__call__``; the value is in ``[0, final]``-ish (see the
-    subclasses), and :class:`Sparsifier` refuses any value outside [0, 1) with a
+    subclasses), and ``Sparsifier`` refuses any value outside [0, 1) with a
     ValueError naming the schedule and the step. A plain callable ``step -> sparsity``
-    can be given to :class:`Sparsifier` instead of a Schedule. The base class takes no
+    can be given to ``Sparsifier`` instead of a Schedule. The base class takes no
     constructor argument; a call takes the step and the final sparsity (see
-    :meth:`__call__`).
+    ``__call__``).
 
     Examples
     --------
@@ -46,9 +46,9 @@ class Schedule:
         Parameters
         ----------
         step : int
-            The optimizer step, >= 0: :attr:`Sparsifier.step_count`.
+            The optimizer step, >= 0: ``Sparsifier.step_count``.
         final : float
-            The :class:`Sparsifier`'s target sparsity, in [0, 1).
+            The ``Sparsifier``'s target sparsity, in [0, 1).
 
         Returns
         -------
@@ -188,7 +188,7 @@ class Linear(Schedule):
 class Constant(Schedule):
     """The final sparsity from step ``start`` on, none before: ``s(t) = final * [t >= start]``.
 
-    :class:`Sparsifier`'s default schedule (``Constant()``: the final sparsity at once).
+    ``Sparsifier``'s default schedule (``Constant()``: the final sparsity at once).
 
     Parameters
     ----------
@@ -222,7 +222,7 @@ class Constant(Schedule):
 
 
 def evaluate(schedule, step: int, final: float) -> float:
-    """Target sparsity at ``step`` from a :class:`Schedule` or a plain callable ``step -> s``."""
+    """Target sparsity at ``step`` from a ``Schedule`` or a plain callable ``step -> s``."""
     s = schedule(step, final) if isinstance(schedule, Schedule) else schedule(step)
     s = float(s)
     if math.isnan(s) or not 0.0 <= s < 1.0:

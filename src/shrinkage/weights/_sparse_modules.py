@@ -1,8 +1,8 @@
-"""The exported layers: :class:`SparseLinear` (``y = x W^T + b`` with ``W`` in CSR form on one
-of :data:`KERNELS`) and :class:`SparseConv2d` (im2col + a :class:`SparseLinear`).
+"""The exported layers: ``SparseLinear`` (``y = x W^T + b`` with ``W`` in CSR form on one
+of ``KERNELS``) and ``SparseConv2d`` (im2col + a ``SparseLinear``).
 
 Values are buffers, not parameters (inference modules); ``state_dict()`` holds the CSR arrays
-and the kernel name. See :mod:`shrinkage.weights._export` for the kernels and how a model is
+and the kernel name. See ``shrinkage.weights._export`` for the kernels and how a model is
 exported.
 """
 
@@ -64,7 +64,7 @@ class SparseLinear(nn.Module):
 
     An inference module: the values are buffers, not parameters; gradients still reach
     the input (a grad-requiring input takes the torch CSR path). The constructor makes an
-    empty matrix to load a state dict into; :meth:`from_linear` and :meth:`from_weight`
+    empty matrix to load a state dict into; ``from_linear`` and ``from_weight``
     build one from a dense weight. A C-kernel layer given a batch returns its output as a
     transposed view (strides ``(1, N)``); call ``.contiguous()`` before ``.view``.
 
@@ -95,7 +95,7 @@ class SparseLinear(nn.Module):
     ValueError
         An unknown kernel (or ``"dense"``). At call time: an input whose last dimension
         is not ``in_features``, or buffers that are not a valid sparse matrix (see
-        :meth:`validate`).
+        ``validate``).
 
     Examples
     --------
@@ -147,7 +147,7 @@ class SparseLinear(nn.Module):
         Raises
         ------
         ValueError
-            As :meth:`from_weight`.
+            As ``from_weight``.
 
         Examples
         --------
@@ -506,9 +506,9 @@ class SparseConv2d(nn.Module):
 
     ``F.unfold`` lays each image out as (C*kh*kw, H'*W'), which is the (in, batch)
     layout of the C kernel: one call per image writes its (out, H'*W') output in place,
-    already NCHW. The matrix is a :class:`SparseLinear` child (``.matrix``), so the
+    already NCHW. The matrix is a ``SparseLinear`` child (``.matrix``), so the
     kernels, fallback and state handling are the Linear ones. Build one with
-    :meth:`from_conv`; the constructor is what :func:`load_exported` uses.
+    ``from_conv``; the constructor is what ``load_exported`` uses.
 
     Parameters
     ----------
@@ -517,7 +517,7 @@ class SparseConv2d(nn.Module):
         ``dilation`` (pairs of integers >= 1) and ``padding`` (a pair of integers >= 0).
     matrix : SparseLinear
         The ``(out_channels, in_channels * kh * kw)`` weight matrix (checked at the
-        first call, see :meth:`validate`).
+        first call, see ``validate``).
 
     Attributes
     ----------
@@ -576,7 +576,7 @@ class SparseConv2d(nn.Module):
 
     def validate(self) -> None:
         """Raise ValueError unless the convolution's sizes fit its matrix (and the matrix is
-        valid, see :meth:`SparseLinear.validate`)."""
+        valid, see ``SparseLinear.validate``)."""
         m = self.matrix
         want = (self.out_channels, self.in_channels * self.kernel_size[0] * self.kernel_size[1])
         if (m.out_features, m.in_features) != want:
@@ -616,7 +616,7 @@ class SparseConv2d(nn.Module):
         ValueError
             ``conv`` is not such a convolution (grouped, another padding mode, a
             ``"same"`` padding, a subclass), or the kernel cannot hold its matrix (see
-            :meth:`SparseLinear.from_weight`).
+            ``SparseLinear.from_weight``).
 
         Examples
         --------
@@ -739,7 +739,7 @@ _CONV_ARGS = ("in_channels", "out_channels", "kernel_size", "stride", "padding",
 
 
 def check_extra_state(state) -> tuple[str, int, int]:
-    """(kernel, in_features, out_features) of a :class:`SparseLinear` extra state, or
+    """(kernel, in_features, out_features) of a ``SparseLinear`` extra state, or
     ValueError: a checkpoint's sizes decide allocations, so they are checked first."""
     if not isinstance(state, dict) or not {"kernel", "in", "out"} <= set(state):
         raise ValueError(f"sparse layer state must be a dict with kernel, in, out; got {state!r}")

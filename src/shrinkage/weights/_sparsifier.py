@@ -1,4 +1,4 @@
-"""The :class:`Sparsifier`: ST-3 and its relatives on any PyTorch model, via ``parametrize``."""
+"""The ``Sparsifier``: ST-3 and its relatives on any PyTorch model, via ``parametrize``."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def _mean_over_ranks(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 class PrunedLayerWarning(UserWarning):
     """A pruned layer has no weight left: the network is disconnected.
 
-    Issued by :class:`Sparsifier` (at construction or :meth:`Sparsifier.step`) once per
+    Issued by ``Sparsifier`` (at construction or ``Sparsifier.step``) once per
     layer, the first time the layer's density falls to 0; ``min_density`` prevents it.
     """
 
@@ -63,11 +63,11 @@ class SparseWeight(nn.Module):
     """Parametrization: raw weight -> the weight the forward pass sees.
 
     Buffers ``tau`` (magnitude threshold), ``lam`` (penalty weight, prox_ste) and ``mask``
-    (sticky mask, gmp) are set by :meth:`Sparsifier.step`; they are constants for autograd.
+    (sticky mask, gmp) are set by ``Sparsifier.step``; they are constants for autograd.
     The transform (and with it the gradient path) is the method's record in
-    :mod:`shrinkage.weights._methods`: e.g. :func:`st3_weight` of the raw weight at ``tau``
+    ``shrinkage.weights._methods``: e.g. ``st3_weight`` of the raw weight at ``tau``
     with a straight-through gradient for ``"st3"``, ``w * mask`` for ``"gmp"``.
-    :class:`Sparsifier` builds and registers one per pruned tensor; there is no need to
+    ``Sparsifier`` builds and registers one per pruned tensor; there is no need to
     make one by hand.
 
     Parameters
@@ -75,11 +75,11 @@ class SparseWeight(nn.Module):
     weight : torch.Tensor
         The raw weight (its shape, dtype and device size the buffers).
     method : str
-        One of :data:`METHODS`.
+        One of ``METHODS``.
     rescale : bool
-        ST-3's per-channel rescale (:func:`channel_gamma`) on or off.
+        ST-3's per-channel rescale (``channel_gamma``) on or off.
     penalty : str
-        The prox_ste operator, one of :data:`~shrinkage.thresholds.PENALTIES` (read only
+        The prox_ste operator, one of ``PENALTIES`` (read only
         by ``method="prox_ste"``).
     params : dict
         The penalty's parameters (``{}`` for its defaults).
@@ -235,18 +235,18 @@ def _check_static(scope, schedule) -> None:
 class Sparsifier:
     """Make a model's Conv and Linear weights sparse during ordinary training.
 
-    Registers a :mod:`torch.nn.utils.parametrize` parametrization on the ``weight`` of every
+    Registers a ``torch.nn.utils.parametrize`` parametrization on the ``weight`` of every
     ``Conv{1,2,3}d`` and ``Linear`` (first and last included, as ST-3 does). The raw weights
     stay the model's parameters (same objects, so an optimizer made before or after works);
-    the forward pass sees the thresholded weight. Call :meth:`step` after each optimizer step.
+    the forward pass sees the thresholded weight. Call ``step`` after each optimizer step.
 
     Tied weights: a Parameter shared by several pruned layers is pruned once; any other
     module holding it (a tied input embedding, say) gets the same parametrization, so every
-    reader sees one effective weight and :meth:`squash` changes no output. A tied layer that
+    reader sees one effective weight and ``squash`` changes no output. A tied layer that
     ``include``/``exclude`` leaves out is refused, naming both layers.
 
-    Methods (all operators from :mod:`shrinkage.thresholds`; each is one record of
-    :mod:`shrinkage.weights._methods`: scores, forward transform, gradient path):
+    Methods (all operators from ``shrinkage.thresholds``; each is one record of
+    ``shrinkage.weights._methods``: scores, forward transform, gradient path):
 
     - ``st3``: global threshold tau = the s(t)-quantile of |w| (k-th value selection), forward
       ``gamma_c * sign(w) * max(|w| - tau, 0)`` with ST-3's per-channel rescale, straight-through
@@ -258,15 +258,15 @@ class Sparsifier:
     - ``gmp``: gradual magnitude pruning (Zhu & Gupta 2017) with sticky masks: pruned raw
       weights are zeroed at each step and never come back, whatever the optimizer's momentum.
     - ``prox_ste``: ``prox(penalty, w, lam)`` for any penalty in
-      :data:`~shrinkage.thresholds.PENALTIES`, lam set each step by ``lam_for_threshold`` so
+      ``PENALTIES``, lam set each step by ``lam_for_threshold`` so
       that exactly the scheduled fraction is zero; straight-through; rescale by default.
     - ``str``: STR (Kusupati et al., ICML 2020): one learned parameter s_l per layer, forward
       ``sign(w) * relu(|w| - sigmoid(s_l))``, ordinary autograd (s_l learns; pruned weights get
       no gradient); its sparsity comes from a decay of s_l towards 0, whose rate a controller
-      sets so that STR's own thresholds follow the schedule (:mod:`._str`); one common shift of
+      sets so that STR's own thresholds follow the schedule (``._str``); one common shift of
       all thresholds (a projection, usually small) then makes the count exact. The s_l are
       parameters of the model: build the optimizer after the Sparsifier, or add
-      :meth:`threshold_parameters`, with no weight decay of its own.
+      ``threshold_parameters``, with no weight decay of its own.
     - ``rigl``: RigL (Evci et al., ICML 2020): static sparsity from step 0 on a random mask
       (per-layer densities ERK or uniform), every ``update_every`` steps until ``update_end``
       each layer drops ``floor(f(t) * n_active)`` active weights of smallest magnitude and
@@ -282,9 +282,9 @@ class Sparsifier:
     sparsity : float
         Final fraction of pruned weights, in [0, 1).
     method : str, default "st3"
-        One of :data:`METHODS` (above).
+        One of ``METHODS`` (above).
     schedule : Schedule or callable, optional
-        :class:`Cubic`, :class:`Linear`, :class:`Constant` (default: ``Constant()``, the
+        ``Cubic``, ``Linear``, ``Constant`` (default: ``Constant()``, the
         final sparsity at once) or a callable ``step -> sparsity``; its values must lie in
         [0, 1).
     scope : {"global", "layer"}, default "global"
@@ -294,9 +294,9 @@ class Sparsifier:
     include, exclude : type, str or iterable of them, optional
         Module types or ``fnmatch`` name patterns (``"features.*"``): only the matching
         layers are pruned (include), the matching layers are left dense (exclude).
-        Included types must be prunable (:data:`PRUNABLE`).
+        Included types must be prunable (``PRUNABLE``).
     penalty : str, optional
-        The prox_ste operator, one of :data:`~shrinkage.thresholds.PENALTIES` (default
+        The prox_ste operator, one of ``PENALTIES`` (default
         l1). Refused with another method (where it would be ignored).
     penalty_params : dict, optional
         Its parameters (``a`` for cel0, ``gamma`` for mcp / scad); the prox step is 1, so
@@ -319,13 +319,13 @@ class Sparsifier:
         A floor in [0, 1): every pruned tensor keeps at least this fraction of its
         weights (at least one when > 0), its largest scores, whatever the global threshold
         (the total sparsity then ends a little below the target). A layer pruned to density
-        0 disconnects the network: it is warned about (:class:`PrunedLayerWarning`, once
-        per layer) and listed by :attr:`empty_layers`.
+        0 disconnects the network: it is warned about (``PrunedLayerWarning``, once
+        per layer) and listed by ``empty_layers``.
 
     Attributes
     ----------
     model : torch.nn.Module
-        The model, parametrized until :meth:`squash`.
+        The model, parametrized until ``squash``.
     sparsity, method, scope, schedule, min_density
         As given (``schedule`` is ``Constant()`` when None was given).
     penalty : str
@@ -335,9 +335,9 @@ class Sparsifier:
     rescale : bool
         As given, or the method's default.
     current_sparsity : float
-        The target sparsity now in force: the schedule at :attr:`step_count`.
+        The target sparsity now in force: the schedule at ``step_count``.
     step_count : int
-        Number of :meth:`step` calls so far (property).
+        Number of ``step`` calls so far (property).
     layer_names : list of str
         The pruned layers, one name per unique weight tensor (property).
     empty_layers : list of str
@@ -359,7 +359,7 @@ class Sparsifier:
     Warns
     -----
     PrunedLayerWarning
-        A layer is pruned to density 0 (once per layer, here or at :meth:`step`).
+        A layer is pruned to density 0 (once per layer, here or at ``step``).
 
     Notes
     -----
@@ -705,7 +705,7 @@ class Sparsifier:
     def _thresholds_compiled(self, s):
         """The same thresholds in one C pass over the weights (scores made on the fly, no
         buffer), from the previous step's threshold; None sends the step to
-        :meth:`_thresholds` (a non-finite weight, to be named; ties at the threshold)."""
+        ``_thresholds`` (a non-finite weight, to be named; ties at the threshold)."""
         m = self._m
         kind = m.compiled_scores
         units = self.units
@@ -746,7 +746,7 @@ class Sparsifier:
     # -- str: the decay of the learned thresholds and its controller -------------------------
     def _control(self, margins, s: float) -> None:
         """The sparsity of STR's own thresholds (margin <= 0 pruned), and the decay rate of
-        the next step (:func:`~shrinkage.weights._str.decay_rate`)."""
+        the next step (``decay_rate``)."""
         n = sum(x.numel() for x in margins)
         self.learned_sparsity = 1.0 - sum(int((x > 0).sum()) for x in margins) / n
         if self.method_params["control"]:
@@ -787,7 +787,7 @@ class Sparsifier:
         """The Sparsifier's own learned parameters: STR's s_l, one per pruned tensor (they
         live in the model, so ``model.parameters()`` lists them too); empty for the other
         methods. Give them to the optimizer without weight decay: their decay is the
-        Sparsifier's (see :mod:`shrinkage.weights._str`)."""
+        Sparsifier's (see ``shrinkage.weights._str``)."""
         return [u.pm.s for u in self.units] if self._m.learned else []
 
     # -- rigl: a random mask at the layer densities, then drop / grow -------------------------
@@ -879,7 +879,7 @@ class Sparsifier:
         Returns
         -------
         float
-            The target sparsity now in force (:attr:`current_sparsity`).
+            The target sparsity now in force (``current_sparsity``).
 
         Raises
         ------
@@ -915,7 +915,7 @@ class Sparsifier:
 
     @property
     def step_count(self) -> int:
-        """Number of :meth:`step` calls so far (the schedule's t)."""
+        """Number of ``step`` calls so far (the schedule's t)."""
         return self._step
 
     # -- inspection --------------------------------------------------------------------
@@ -930,7 +930,7 @@ class Sparsifier:
         Returns
         -------
         dict of str to torch.Tensor
-            Detached copies, in :attr:`layer_names` order.
+            Detached copies, in ``layer_names`` order.
         """
         return {u.name: u.modules[0][1].weight.detach().clone() for u in self.units}
 
@@ -940,7 +940,7 @@ class Sparsifier:
         Returns
         -------
         dict of str to torch.Tensor
-            Bool tensors of the weights' shapes, in :attr:`layer_names` order.
+            Bool tensors of the weights' shapes, in ``layer_names`` order.
         """
         return {k: v != 0 for k, v in self.effective_weights().items()}
 
@@ -966,7 +966,7 @@ class Sparsifier:
         return nz / sum(w.numel() for w in eff)
 
     def report(self, input_shape):
-        """Per-layer shape, density, dense and sparse MACs, totals (see :func:`flops`).
+        """Per-layer shape, density, dense and sparse MACs, totals (see ``flops``).
 
         Parameters
         ----------
@@ -1077,7 +1077,7 @@ class Sparsifier:
         return lists
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a :meth:`state_dict`.
+        """Restore a ``state_dict``.
 
         Its configuration (method, scope, penalty, layers, sparsity, min_density) must be
         this Sparsifier's and every entry well formed (one finite threshold per layer,
@@ -1088,7 +1088,7 @@ class Sparsifier:
         Parameters
         ----------
         state : dict
-            A :meth:`state_dict` (a state saved before ``min_density`` existed counts as
+            A ``state_dict`` (a state saved before ``min_density`` existed counts as
             ``min_density=0``, one without ``ties`` as no ties).
 
         Raises
@@ -1182,7 +1182,7 @@ class Sparsifier:
 
         Parameters keep their identity, the outputs are unchanged (same values), and the
         state_dict keys are those of the unpruned model, so a model built without shrinkage
-        loads it. Calling it again returns the model; :meth:`step` refuses to run after it.
+        loads it. Calling it again returns the model; ``step`` refuses to run after it.
 
         Returns
         -------

@@ -20,7 +20,7 @@ on average over the weights::
 threshold; the loss gradient lowers it). One rate for all layers, as STR's one weight decay:
 the ratios s_l / s_m, which the gradient learns, are what the decay keeps. So STR's own
 thresholds follow the schedule by their own decay, and the projection that remains (reported
-as :attr:`~shrinkage.weights.Sparsifier.learned_sparsity` against the target) is small.
+as ``learned_sparsity`` against the target) is small.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ def decay_rate(s, tau, sizes) -> float:
     """The controller's decay rate (module docstring) from the layers' parameters ``s``, their
     projected thresholds ``tau`` (floats) and sizes.
 
+    Examples
+    --------
     >>> round(decay_rate([-4.0], [1 / (1 + math.exp(3.6))], [10]), 6)  # s* = -3.6: 0.1 / 5
     0.02
     """

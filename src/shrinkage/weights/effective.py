@@ -56,7 +56,7 @@ def effective_macs(model: nn.Module, inputs, max_batches: int | None = None) -> 
     ``sum_ij [W_ij != 0] [a_j != 0]``; for a convolution the same count over every output
     position (``conv(indicator(a != 0), indicator(W != 0))`` summed, padding counted as
     zero inputs). Dense counts every pair, weight-sparse every nonzero weight at every
-    position (the usual weight-sparse count, as :func:`flops`). Measured with forward
+    position (the usual weight-sparse count, as ``flops``). Measured with forward
     hooks on every Linear and Conv1d/2d/3d, the model in eval mode (its mode restored).
 
     Parameters
@@ -153,7 +153,7 @@ def effective_macs(model: nn.Module, inputs, max_batches: int | None = None) -> 
 
 
 def format_effective_macs(result: dict) -> str:
-    """A printable per-layer table of :func:`effective_macs`.
+    """A printable per-layer table of ``effective_macs``.
 
     Columns: input density, dense, weight-sparse, activation-sparse and both-sparse MACs
     per input, and both / dense; one row per layer, then the total.
@@ -161,7 +161,7 @@ def format_effective_macs(result: dict) -> str:
     Parameters
     ----------
     result : dict
-        What :func:`effective_macs` returned.
+        What ``effective_macs`` returned.
 
     Returns
     -------
@@ -171,7 +171,7 @@ def format_effective_macs(result: dict) -> str:
     Raises
     ------
     KeyError
-        ``result`` lacks an entry :func:`effective_macs` writes.
+        ``result`` lacks an entry ``effective_macs`` writes.
 
     Examples
     --------

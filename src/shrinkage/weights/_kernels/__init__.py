@@ -1,10 +1,10 @@
 """Compiled CSR kernels for exported Linear layers, built from C source at first use.
 
-The C source (``shrinkage/_native/spmm.c``) is compiled and cached by :mod:`shrinkage._native`
+The C source (``shrinkage/_native/spmm.c``) is compiled and cached by ``shrinkage._native``
 (per-user cache folder, ``SHRINKAGE_NO_COMPILE=1`` to never compile) and loaded with
 ctypes; no binary is shipped.
 
-``load()`` returns a :class:`Kernels` handle, or ``None`` (with one ``RuntimeWarning``)
+``load()`` returns a ``Kernels`` handle, or ``None`` (with one ``RuntimeWarning``)
 when no compiler works; callers then fall back to torch's own sparse kernels.
 """
 
