@@ -107,6 +107,8 @@ def plot(rows, path, depth):
     )
     ax[1].axhline(0, color="k", lw=0.5)
     for a in ax:
+        a.set_xticks(widths, [str(w) for w in widths])
+        a.minorticks_off()
         a.legend(fontsize=8)
         a.grid(alpha=0.3)
     fig.tight_layout()
