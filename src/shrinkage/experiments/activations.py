@@ -52,6 +52,7 @@ from ..models.mlp import deep_cnn, hidden_layers, mlp
 from ._plots import plot_diagnostics, plot_reproduction, plot_training
 from .loop import CHECKPOINT, fit, num_threads, steps_per_epoch
 from .recipe import Recipe
+from .recipe import option as _h
 
 __all__ = [
     "ActivationsRecipe",
@@ -69,10 +70,6 @@ _MODELS = ("mlp", "cnn")
 DEFAULT_SPARSITY = 0.85
 _NO_THRESHOLD = ("relu", "tanh", "erf")
 _UNSTABLE_Q = 1e3  # q^L at initialisation above this many q*: the variance map ran away
-
-
-def _h(text, **kw):
-    return {"help": text, **kw}
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from ..thresholds import PENALTIES, lam_for_threshold
 from .checkpoint import Checkpoint, CheckpointError, interrupt_guard
 from .loop import num_threads
 from .recipe import Recipe
+from .recipe import option as _h
 
 # Penalties whose codes are computed from those of an exact relaxation (same global
 # minimisers): plain hard thresholding from zero stops in poor local minima of the l0 energy.
@@ -82,10 +83,6 @@ def evaluate(X, D, penalty, lam, **encode_kw):
         "objective": info["objective"],
         "encode_converged_fraction": info["converged_fraction"],
     }
-
-
-def _h(text: str, **extra) -> dict:
-    return {"help": text, **extra}
 
 
 _NO_RELAX = "l0 codes by hard thresholding from zero, not from their CEL0 relaxation"

@@ -55,10 +55,7 @@ from .codes import (
 )
 from .loop import num_threads
 from .recipe import Recipe
-
-
-def _h(text: str, **extra) -> dict:
-    return {"help": text, **extra}
+from .recipe import option as _h
 
 
 @dataclass(frozen=True)

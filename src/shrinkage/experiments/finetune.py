@@ -35,17 +35,14 @@ from .._io import save_torch, write_json, write_text
 from ..weights import METHODS, Constant, Cubic, Sparsifier, flops
 from .loop import CHECKPOINT, fit, num_threads, steps_per_epoch
 from .recipe import Recipe
-from .weights import MODELS, _data, build_model, evaluate
+from .recipe import option as _h
+from .weights import MODELS, _data, build_model, evaluate, loop_settings
 
 __all__ = ["FinetuneConfig", "finetune", "load_dense", "FINETUNE_METHODS"]
 
 FINETUNE_METHODS = (*(m for m in METHODS if m != "rigl"), "oneshot")
 """Pruning during the fine-tune: any Sparsifier method but ``rigl`` (sparse from the first step,
 on a random mask: nothing to fine-tune from), or ``oneshot`` magnitude pruning."""
-
-
-def _h(text: str, **extra) -> dict:
-    return {"help": text, **extra}
 
 
 @dataclass(frozen=True)
@@ -241,20 +238,15 @@ def _finetune(cfg: FinetuneConfig, model, data, resume=None) -> dict:
         opt,
         x,
         y,
-        batch_size=cfg.batch_size,
-        total_steps=total,
-        per_epoch=per_epoch,
         on_epoch=on_epoch,
-        seed=cfg.seed,
-        clip=cfg.clip,
         after_step=[lr_sched.step, sp.step, curve.after_step],
         desc=f"finetune {cfg.model} {cfg.method} s={cfg.sparsity}" if cfg.progress else None,
         postfix=lambda: {"s": f"{sp.current_sparsity:.3f}"},
         log=_epoch_line,
         out=out,
         state={"scheduler": lr_sched, "sparsifier": sp, "curve": curve},
-        key=cfg.replace(progress=True, threads=None).to_dict(),
         resume=resume,
+        **loop_settings(cfg, total, per_epoch),
     )
     return _finish(cfg, model, sp, curve, run, (xt, yt), in_shape, out)
 

@@ -38,6 +38,18 @@ from dataclasses import asdict, fields
 __all__ = ["Recipe", "comma_list"]
 
 
+def option(text: str, **extra) -> dict:
+    """The metadata of a recipe field: its ``--help`` text, and extras such as ``flag`` (the
+    option's name when it is not the field's) that ``Recipe.add_arguments`` reads.
+
+    Examples
+    --------
+    >>> option("passes over the data", flag="--epochs")
+    {'help': 'passes over the data', 'flag': '--epochs'}
+    """
+    return {"help": text, **extra}
+
+
 def comma_list(kind):
     """An argparse type: ``"a,b"`` -> a tuple of ``kind`` (blank items dropped; at least one
     value)."""

@@ -42,6 +42,7 @@ from ..weights import METHODS, Constant, Cubic, Linear, Sparsifier, effective_ma
 from ._plots import plot_history, plot_sweep
 from .loop import CHECKPOINT, fit, num_threads, steps_per_epoch
 from .recipe import Recipe
+from .recipe import option as _h
 
 __all__ = ["TrainConfig", "train_run", "sweep", "MODELS", "build_model"]
 
@@ -97,10 +98,6 @@ def build_model(name: str, activation=None, depth: int = 20, width: int = 300):
         net = init_(getattr(models, name)(activation=activation.module), activation)
         return torch.nn.Sequential(ScaleInput(activation.input_mean_square), net)
     return getattr(models, name)(activation=activation)
-
-
-def _h(text: str, **extra) -> dict:
-    return {"help": text, **extra}
 
 
 @dataclass(frozen=True)
@@ -357,25 +354,34 @@ def _train(cfg: TrainConfig, data, resume) -> dict:
         opt,
         x,
         y,
-        batch_size=cfg.batch_size,
-        total_steps=total,
-        per_epoch=per_epoch,
         on_epoch=on_epoch,
-        seed=cfg.seed,
-        clip=cfg.clip,
         after_step=[lr_sched.step] + ([sp.step] if sp is not None else []),
         desc=f"{cfg.model} {cfg.method} s={cfg.sparsity}" if cfg.progress else None,
         postfix=lambda: {"s": f"{_target(sp):.3f}"},
         log=_epoch_line,
         out=out,
         state={"scheduler": lr_sched, **({"sparsifier": sp} if sp is not None else {})},
-        key=cfg.replace(progress=True, threads=None).to_dict(),
+        **loop_settings(cfg, total, per_epoch),
         key_defaults=TrainConfig().to_dict(),  # a checkpoint from before a field existed
         resume=resume,
         stop_on_nonfinite=True,
         diverge_factor=DIVERGE_FACTOR,
     )
     return _finish(cfg, model, sp, act_cfg, run, (xt, yt), in_shape, out)
+
+
+def loop_settings(cfg, total: int, per_epoch: int) -> dict:
+    """The shared loop's settings that a weights recipe (``TrainConfig``, ``FinetuneConfig``)
+    fixes: batch size, step counts, seed, gradient clip, and the resume key (the recipe but
+    the fields that do not change the run)."""
+    return {
+        "batch_size": cfg.batch_size,
+        "total_steps": total,
+        "per_epoch": per_epoch,
+        "seed": cfg.seed,
+        "clip": cfg.clip,
+        "key": cfg.replace(progress=True, threads=None).to_dict(),
+    }
 
 
 def _epoch_line(rec: dict) -> str:
