@@ -53,9 +53,11 @@ def test_clean_site_passes_the_link_check(site_check, tmp_path):
         ("<a href='missing/'>m</a>", "broken link"),
         ("<img src='figures/b.png'>", "broken link"),
         ("<a href='guide/#nowhere'>n</a>", "broken anchor"),
+        ("<blockquote><p>&gt;&gt;&gt; f(1)</p></blockquote>", "doctest outside an Examples"),
+        ("<p>:func:<code>moments</code></p>", "Sphinx role"),
     ],
 )
-def test_broken_targets_are_reported(site_check, tmp_path, body, what):
+def test_broken_targets_and_rendering_slips_are_reported(site_check, tmp_path, body, what):
     res = site_check.check(_site(tmp_path, body), browser=None, screenshot=None)
     problems = _link_problems(res)
     assert len(problems) == 1 and what in problems[0]
@@ -69,16 +71,3 @@ def test_pages_render_in_chromium(site_check, tmp_path):
     res = site_check.check(site, browser=browser, screenshot=tmp_path / "shot.png")
     assert res["problems"] == []
     assert (tmp_path / "shot.png").stat().st_size > 1000
-
-
-@pytest.mark.parametrize(
-    "body, what",
-    [
-        ("<blockquote><p>&gt;&gt;&gt; f(1)</p></blockquote>", "doctest outside an Examples"),
-        ("<p>:func:<code>moments</code></p>", "Sphinx role"),
-    ],
-)
-def test_rendering_slips_are_reported(site_check, tmp_path, body, what):
-    res = site_check.check(_site(tmp_path, body), browser=None, screenshot=None)
-    problems = _link_problems(res)
-    assert len(problems) == 1 and what in problems[0]
