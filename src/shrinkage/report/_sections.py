@@ -291,8 +291,12 @@ def activations_section(seed: int = 0, quick: bool = False, progress: bool = Tru
     _activations_training(s, sc, seed, progress)
     s.commands = [
         "shrinkage activations eoc --activation cst --sparsity 0.85 --out runs/eoc_cst",
-        "shrinkage activations train --activation cst --sparsity 0.85 --depth 100 --width 300 "
-        "--epochs 10 --out runs/act_cst85",
+        "shrinkage activations theory --activation cst --sparsity 0.85 --depth 50 --width 300 "
+        "--out runs/theory_cst",
+        # deep sparse activations need width (docs/activations-results.md)
+        "shrinkage activations train --activation cst --sparsity 0.85 --depth 20 --width 2048 "
+        "--out runs/act_cst85_wide",
+        "shrinkage activations reproduce --out runs/act_grid",
     ]
     s.seconds = time.perf_counter() - t0
     return s
