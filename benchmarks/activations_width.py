@@ -21,20 +21,9 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from shrinkage._io import save_figure, write_json
-from shrinkage.experiments.activations import ActivationsRecipe, train_run
+from shrinkage.experiments.activations import ActivationsRecipe, cached_result, train_run
 
 ROWS = (("relu", None), ("crelu", 0.85), ("cst", 0.85))
-
-
-def _stored(path, recipe):
-    """The stored result, only if it was made with the same recipe (an interrupted study
-    resumes; a changed one reruns)."""
-    if not path.is_file():
-        return None
-    res = json.loads(path.read_text())
-    skip = ("progress", "out", "threads", "device")
-    want = {k: v for k, v in recipe.to_dict().items() if k not in skip}
-    return res if res.get("recipe") == want else None
 
 
 def run(out, widths, depth, n_train, epochs, seeds, lr, batch_size):
@@ -58,7 +47,7 @@ def run(out, widths, depth, n_train, epochs, seeds, lr, batch_size):
                 )
                 path = out / f"{act}_w{width}_s{seed}"
                 r = r.replace(out=str(path))
-                res = _stored(path / "result.json", r)
+                res = cached_result(path / "result.json", r)
                 if res is None:
                     res = train_run(r)
                 rows.append(

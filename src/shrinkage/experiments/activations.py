@@ -558,7 +558,7 @@ def _row(label, seed, res) -> dict:
     }
 
 
-def _cached(path: Path, recipe) -> dict | None:
+def cached_result(path: Path, recipe) -> dict | None:
     """The stored result of ``recipe`` at ``path``, only if it was made with the same recipe."""
     if not path.is_file():
         return None
@@ -600,7 +600,7 @@ def reproduce(
             recipes.append((label, r.check()))
     summary = []
     for label, r in recipes:
-        res = _cached(Path(r.out) / "result.json", r) or train_run(r)
+        res = cached_result(Path(r.out) / "result.json", r) or train_run(r)
         summary.append(_row(label, r.seed, res))
         _write_summary(out, summary)
     return summary
@@ -699,7 +699,7 @@ def lever_study(out, base: ActivationsRecipe | None = None, levers=LEVERS, **cha
             level = safe_clip(probe.activation, probe.target_sparsity, probe.q_star)
             delta["m"] = f"{float(delta['m'][:-4]) * level:.6g}"
         r = base.replace(**delta, out=str(out / f"lever{i:02d}")).check()
-        res = _cached(Path(r.out) / "result.json", r) or train_run(r)
+        res = cached_result(Path(r.out) / "result.json", r) or train_run(r)
         rows.append(
             {
                 "lever": lever,
