@@ -265,6 +265,7 @@ def main(argv=None) -> int:
         default=VARIANTS,
         help="METHOD:FIELD=VALUE runs, with the method's tuned lr (a field of TrainConfig)",
     )
+    p.add_argument("--no-variants", action="store_true", help="no variant runs (methods only)")
     p.add_argument(
         "--seeds", type=comma_list(int), help="these seeds instead of the preset's (e.g. 0,1,2)"
     )
@@ -293,7 +294,7 @@ def main(argv=None) -> int:
         vsps = preset["variant_sparsities"] or sparsities
         if args.quick:
             vsps = sparsities
-        variants = [(*parse_variant(v), vsps) for v in args.variants]
+        variants = [(*parse_variant(v), vsps) for v in (() if args.no_variants else args.variants)]
         rows = final(model, methods, sparsities, seeds, tuned, final_cfg, out, variants)
         summ = summary(rows)
         plot(model, summ, out / f"{model}_acc_vs_macs.png")
