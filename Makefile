@@ -44,8 +44,8 @@ fuzz: $(STAMP)
 	tests/test_native_sanitizers.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks docs/check_site.py
-	$(BIN)/ruff format --check src tests benchmarks docs/check_site.py
+	$(BIN)/ruff check src tests benchmarks docs/check_site.py docs/griffe_fill.py
+	$(BIN)/ruff format --check src tests benchmarks docs/check_site.py docs/griffe_fill.py
 	$(BIN)/lint-imports --no-cache
 
 # The site (guide + API reference from the docstrings) in runs/site; a warning fails the build.

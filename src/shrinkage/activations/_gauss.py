@@ -27,6 +27,7 @@ from scipy.special import ndtr, ndtri
 
 from .._checks import check_nonnegative, check_positive
 from ..thresholds import CST, CReLU, ShiftedReLU, SoftThreshold, cores
+from ._docs import fill_doc
 
 _SQRT2PI = math.sqrt(2.0 * math.pi)
 
@@ -470,6 +471,7 @@ def _second(spec, q, tau, m):
     return _all(spec, q, tau, m)[1]
 
 
+@fill_doc
 def moments(act, q, tau=0.0, m=None, method="auto"):
     """Gaussian moments (E[phi(X)], E[phi(X)^2], E[phi'(X)^2]) for X ~ N(0, q), float64.
 
@@ -481,25 +483,7 @@ def moments(act, q, tau=0.0, m=None, method="auto"):
 
     Parameters
     ----------
-    act : str or callable
-        The activation phi: a name from ``ACTIVATION_NAMES`` (``"relu"``,
-        ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
-        ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
-        of ``shrinkage.thresholds`` (its own tau and m are used, ``tau`` and ``m`` are
-        ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
-        it is not smooth makes its quadrature exact).
-    q : float, array_like or torch.Tensor
-        Variance(s) > 0 of the pre-activation X ~ N(0, q); the result is vectorised over q.
-    tau : float, optional
-        Threshold >= 0 of the thresholded activations; must be 0 for the others. Default 0.0.
-    m : float or None, optional
-        Clipping magnitude > 0, required by ``clipped_relu`` and ``clipped_soft_threshold``
-        and refused by the others. Default None.
-    method : {"auto", "closed", "quad", "hermite"}, optional
-        ``"closed"``: the closed forms (relu, shifted_relu, soft_threshold, crelu, cst, erf);
-        ``"quad"``: Gauss-Legendre split at the kinks, adaptive Gauss-Kronrod for a callable
-        without ``kinks``; ``"hermite"``: Gauss-Hermite (smooth phi only); ``"auto"``: the
-        closed form where there is one, else ``"quad"``. Default ``"auto"``.
+    %(act, q, tau, m, method)s
 
     Returns
     -------
@@ -536,6 +520,7 @@ def moments(act, q, tau=0.0, m=None, method="auto"):
     return _back(ref, e1, e2, e3)
 
 
+@fill_doc
 def zero_fraction(act, q, tau=0.0, m=None):
     """Fraction of exact zeros P(phi(X) = 0), X ~ N(0, q).
 
@@ -547,13 +532,7 @@ def zero_fraction(act, q, tau=0.0, m=None):
     act : str or torch.nn.Module
         A name from ``ACTIVATION_NAMES`` or a thresholding module of
         ``shrinkage.thresholds`` (its tau and m are used). A plain callable is refused.
-    q : float, array_like or torch.Tensor
-        Variance(s) > 0 of the pre-activation X ~ N(0, q); the result is vectorised over q.
-    tau : float, optional
-        Threshold >= 0 of the thresholded activations; must be 0 for the others. Default 0.0.
-    m : float or None, optional
-        Clipping magnitude > 0, required by ``clipped_relu`` and ``clipped_soft_threshold``
-        and refused by the others. Default None.
+    %(q, tau, m)s
 
     Returns
     -------

@@ -22,6 +22,7 @@ import numpy as np
 from scipy.optimize import brentq, minimize_scalar
 
 from .._checks import check_int_at_least, check_open_unit, check_positive
+from ._docs import fill_doc
 from ._gauss import _SPECS, ALIASES, _all, _second, resolve
 from .finite_width import finite_width, fluctuation_moments
 from .maps import FixedPoint, _ScanError, depth_scales, fixed_points, propagate
@@ -32,6 +33,7 @@ class EdgeOfChaosWarning(UserWarning):
     point)."""
 
 
+@fill_doc
 @dataclass(frozen=True)
 class EoCConfig:
     """An edge-of-chaos initialisation and its diagnosis (see ``edge_of_chaos``).
@@ -47,8 +49,7 @@ class EoCConfig:
         ``"clipped_soft_threshold"``).
     sparsity : float
         Fraction of exact zeros of phi(sqrt(``q*``) z).
-    q_star : float
-        The fixed-point variance ``q*`` > 0.
+    %(q_star)s
     tau : float
         Threshold (0 for relu, tanh, erf).
     m : float or None
@@ -429,6 +430,7 @@ def _margin(name, sparsity, q_star, m, n=600):
     return float(g[i])
 
 
+@fill_doc
 def safe_clip(act, sparsity, q_star=1.0, tol=1e-5, rtol=1e-9, m_max=None):
     """The largest clipping level m for which ``q*`` is the unique, globally attracting fixed point
     of V at the edge of chaos (Price et al., ICLR 2024 prescribe it from plots; this computes it).
@@ -441,10 +443,7 @@ def safe_clip(act, sparsity, q_star=1.0, tol=1e-5, rtol=1e-9, m_max=None):
 
     Parameters
     ----------
-    act : {"crelu", "cst", "clipped_relu", "clipped_soft_threshold"}
-        A clipped activation.
-    sparsity : float
-        Target fraction of exact zeros at ``q*``, in (0, 1) (in [0.5, 1) for CReLU).
+    %(act_clipped, sparsity)s
     q_star : float, optional
         The fixed point ``q*`` > 0 (finite). Default 1.0. The result scales as sqrt(``q*``).
     tol : float, optional
@@ -531,6 +530,7 @@ def _config(name, sparsity, q_star, m):
         return edge_of_chaos(name, sparsity, q_star=q_star, m=m)
 
 
+@fill_doc
 def clip_for_depth(act, sparsity, depth, width, q_star=1.0, grid=12):
     """The clipping level for a target sparsity at a given depth and width: the m (at fixed
     ``q*``, equivalently mu = m / sqrt(``q*``)) that minimises the predicted spread of the gradient
@@ -545,14 +545,7 @@ def clip_for_depth(act, sparsity, depth, width, q_star=1.0, grid=12):
 
     Parameters
     ----------
-    act : {"crelu", "cst", "clipped_relu", "clipped_soft_threshold"}
-        A clipped activation.
-    sparsity : float
-        Target fraction of exact zeros at ``q*``, in (0, 1) (in [0.5, 1) for CReLU).
-    depth : int
-        Number of layers, >= 2.
-    width : int
-        Units per layer, >= 1.
+    %(act_clipped, sparsity, depth, width)s
     q_star : float, optional
         The fixed point ``q*`` > 0. Default 1.0.
     grid : int, optional
@@ -602,6 +595,7 @@ def clip_for_depth(act, sparsity, depth, width, q_star=1.0, grid=12):
     return m, finite_width(_config(name, sparsity, q_star, m), width, depth)
 
 
+@fill_doc
 def q_star_scan(act, sparsity, q_stars, m="scaled", depth=50, width=300) -> list[dict]:
     """The maps as functions of ``q*``: for each ``q*``, the edge-of-chaos config with ``m`` either
     ``"scaled"`` (m = mu sqrt(``q*``), mu the safe level at ``q*`` = 1: every dimensionless quantity
@@ -614,10 +608,7 @@ def q_star_scan(act, sparsity, q_stars, m="scaled", depth=50, width=300) -> list
 
     Parameters
     ----------
-    act : {"crelu", "cst", "clipped_relu", "clipped_soft_threshold"}
-        A clipped activation.
-    sparsity : float
-        Target fraction of exact zeros at ``q*``, in (0, 1) (in [0.5, 1) for CReLU).
+    %(act_clipped, sparsity)s
     q_stars : iterable of float
         The ``q*`` values, each > 0.
     m : "scaled" or float, optional

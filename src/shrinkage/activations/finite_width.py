@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._checks import check_int_at_least, check_positive
+from ._docs import fill_doc
 from ._gauss import _SPECS, _nodes, _phi_np
 
 __all__ = ["FiniteWidth", "finite_width", "fluctuation_moments", "width_for_depth"]
@@ -56,6 +57,7 @@ def _moments_on(cfg, q, n=64):
     return (w * f**2).sum(1), (w * f**4).sum(1), (w * d**2).sum(1), (w * d**4).sum(1)
 
 
+@fill_doc
 def fluctuation_moments(cfg, q=None) -> dict:
     """E[phi^2], E[phi^4], E[phi'^2], E[phi'^4] at X ~ N(0, q) (default ``q*``), float64.
 
@@ -66,8 +68,7 @@ def fluctuation_moments(cfg, q=None) -> dict:
 
     Parameters
     ----------
-    cfg : EoCConfig
-        An edge-of-chaos configuration of a named activation (from ``edge_of_chaos``).
+    %(cfg)s
     q : float or None, optional
         The variance of X (> 0); None (default) for ``cfg.q_star``.
 
@@ -165,6 +166,7 @@ def _grid(cfg, width, depth, n):
     return np.geomspace(lo, hi, n) if b2 <= 0 else np.linspace(lo, hi, n)
 
 
+@fill_doc
 def finite_width(cfg, width: int, depth: int, grid: int = 300) -> FiniteWidth:
     """Finite-width prediction for ``cfg`` at ``width`` and ``depth`` (module docstring).
 
@@ -179,8 +181,7 @@ def finite_width(cfg, width: int, depth: int, grid: int = 300) -> FiniteWidth:
 
     Parameters
     ----------
-    cfg : EoCConfig
-        An edge-of-chaos configuration of a named activation (from ``edge_of_chaos``).
+    %(cfg)s
     width : int
         Units per layer N, >= 1.
     depth : int
@@ -268,6 +269,7 @@ def finite_width(cfg, width: int, depth: int, grid: int = 300) -> FiniteWidth:
     )
 
 
+@fill_doc
 def width_for_depth(cfg, depth, target_sd=0.5, max_width=100_000):
     """The smallest width at which the predicted spread sd ln(|g^1| / |g^L|) of ``cfg`` at
     ``depth`` is at most ``target_sd`` (ReLU at its edge of chaos meets 0.5 at depth 50 and
@@ -280,10 +282,7 @@ def width_for_depth(cfg, depth, target_sd=0.5, max_width=100_000):
 
     Parameters
     ----------
-    cfg : EoCConfig
-        An edge-of-chaos configuration of a named activation (from ``edge_of_chaos``).
-    depth : int
-        Number of layers, >= 2.
+    %(cfg, depth)s
     target_sd : float, optional
         The largest acceptable sd ln(|g^1| / |g^L|), > 0. Default 0.5.
     max_width : int, optional

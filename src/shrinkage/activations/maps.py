@@ -23,6 +23,7 @@ import torch
 from scipy.optimize import brentq
 
 from .._checks import check_int_at_least, check_nonnegative, check_positive
+from ._docs import fill_doc
 from ._gauss import _all, _as_q, _back, _nodes, _phi_np, _second, resolve
 
 
@@ -32,6 +33,7 @@ def _sig(sigma_w, sigma_b):
     return float(sigma_w) ** 2, float(sigma_b) ** 2
 
 
+@fill_doc
 def variance_map(act, q, sigma_w, sigma_b, tau=0.0, m=None, method="auto"):
     """The variance map V(q) = sigma_w^2 E[phi(sqrt(q) z)^2] + sigma_b^2, z ~ N(0, 1).
 
@@ -41,42 +43,15 @@ def variance_map(act, q, sigma_w, sigma_b, tau=0.0, m=None, method="auto"):
 
     Parameters
     ----------
-    act : str or callable
-        The activation phi: a name from ``ACTIVATION_NAMES`` (``"relu"``,
-        ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
-        ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
-        of ``shrinkage.thresholds`` (its own tau and m are used, ``tau`` and ``m`` are
-        ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
-        it is not smooth makes its quadrature exact).
-    q : float, array_like or torch.Tensor
-        Variance(s) > 0 of the pre-activation X ~ N(0, q); the result is vectorised over q.
-    sigma_w : float
-        Weight scale > 0 (weights N(0, sigma_w^2 / N)).
-    sigma_b : float
-        Bias scale >= 0 (biases N(0, sigma_b^2)).
-    tau : float, optional
-        Threshold >= 0 of the thresholded activations; must be 0 for the others. Default 0.0.
-    m : float or None, optional
-        Clipping magnitude > 0, required by ``clipped_relu`` and ``clipped_soft_threshold``
-        and refused by the others. Default None.
-    method : {"auto", "closed", "quad", "hermite"}, optional
-        ``"closed"``: the closed forms (relu, shifted_relu, soft_threshold, crelu, cst, erf);
-        ``"quad"``: Gauss-Legendre split at the kinks, adaptive Gauss-Kronrod for a callable
-        without ``kinks``; ``"hermite"``: Gauss-Hermite (smooth phi only); ``"auto"``: the
-        closed form where there is one, else ``"quad"``. Default ``"auto"``.
+    %(act, q, sigma_w, sigma_b, tau, m, method)s
 
     Returns
     -------
-    float, numpy.ndarray or torch.Tensor
-        V(q): a float for a scalar ``q``, a float64 numpy array shaped like an array ``q``,
-        a float64 tensor on the device of a tensor ``q``.
+    %(returns_like_q)s
 
     Raises
     ------
-    ValueError
-        An unknown activation name; ``tau`` < 0, or > 0 for an activation without a
-        threshold; ``m`` missing for a clipped activation, given for another, or not > 0;
-        ``q`` not > 0; ``sigma_w`` not > 0 or ``sigma_b`` < 0; an unknown ``method``.
+    %(raises_valueerror)s
 
     Examples
     --------
@@ -94,6 +69,15 @@ def variance_map(act, q, sigma_w, sigma_b, tau=0.0, m=None, method="auto"):
     return _back(ref, w2 * _all(spec, qa, tau, m, method)[1] + b2)
 
 
+def _scaled_moment(k, act, q, sigma_w, sigma_b, tau, m, method):
+    """sigma_w^2 times the k-th Gaussian expectation of ``_all`` (3: V'/sigma_w^2, 4: V'')."""
+    spec, tau, m = resolve(act, tau, m)
+    w2, _ = _sig(sigma_w, sigma_b)
+    qa, ref = _as_q(q)
+    return _back(ref, w2 * _all(spec, qa, tau, m, method)[k])
+
+
+@fill_doc
 def dV_dq(act, q, sigma_w, sigma_b=0.0, tau=0.0, m=None, method="auto"):
     """V'(q) = sigma_w^2 E[phi'^2 + phi phi''] = sigma_w^2 E[phi^2 (z^2 - 1)] / (2q).
 
@@ -101,45 +85,7 @@ def dV_dq(act, q, sigma_w, sigma_b=0.0, tau=0.0, m=None, method="auto"):
     The second form needs no derivative of phi, so kinks cost nothing. V'(``q*``) < 1 makes the
     fixed point ``q*`` attracting.
 
-    Parameters
-    ----------
-    act : str or callable
-        The activation phi: a name from ``ACTIVATION_NAMES`` (``"relu"``,
-        ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
-        ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
-        of ``shrinkage.thresholds`` (its own tau and m are used, ``tau`` and ``m`` are
-        ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
-        it is not smooth makes its quadrature exact).
-    q : float, array_like or torch.Tensor
-        Variance(s) > 0 of the pre-activation X ~ N(0, q); the result is vectorised over q.
-    sigma_w : float
-        Weight scale > 0 (weights N(0, sigma_w^2 / N)).
-    sigma_b : float, optional
-        Bias scale >= 0; it shifts V but not its derivatives, so it is only checked.
-        Default 0.0.
-    tau : float, optional
-        Threshold >= 0 of the thresholded activations; must be 0 for the others. Default 0.0.
-    m : float or None, optional
-        Clipping magnitude > 0, required by ``clipped_relu`` and ``clipped_soft_threshold``
-        and refused by the others. Default None.
-    method : {"auto", "closed", "quad", "hermite"}, optional
-        ``"closed"``: the closed forms (relu, shifted_relu, soft_threshold, crelu, cst, erf);
-        ``"quad"``: Gauss-Legendre split at the kinks, adaptive Gauss-Kronrod for a callable
-        without ``kinks``; ``"hermite"``: Gauss-Hermite (smooth phi only); ``"auto"``: the
-        closed form where there is one, else ``"quad"``. Default ``"auto"``.
-
-    Returns
-    -------
-    float, numpy.ndarray or torch.Tensor
-        V'(q): a float for a scalar ``q``, a float64 numpy array shaped like an array ``q``,
-        a float64 tensor on the device of a tensor ``q``.
-
-    Raises
-    ------
-    ValueError
-        An unknown activation name; ``tau`` < 0, or > 0 for an activation without a
-        threshold; ``m`` missing for a clipped activation, given for another, or not > 0;
-        ``q`` not > 0; ``sigma_w`` not > 0 or ``sigma_b`` < 0; an unknown ``method``.
+    %(derivative_sections)s
 
     Examples
     --------
@@ -153,12 +99,10 @@ def dV_dq(act, q, sigma_w, sigma_b=0.0, tau=0.0, m=None, method="auto"):
     >>> abs((v[1] - v[0]) / (2 * h) - dV_dq("cst", 1.0, 2.0, 0.5, tau=1.0, m=1.0)) < 1e-8
     True
     """
-    spec, tau, m = resolve(act, tau, m)
-    w2, _ = _sig(sigma_w, sigma_b)
-    qa, ref = _as_q(q)
-    return _back(ref, w2 * _all(spec, qa, tau, m, method)[3])
+    return _scaled_moment(3, act, q, sigma_w, sigma_b, tau, m, method)
 
 
+@fill_doc
 def d2V_dq2(act, q, sigma_w, sigma_b=0.0, tau=0.0, m=None, method="auto"):
     """V''(q) = sigma_w^2 E[phi^2 (z^4 - 6 z^2 + 3)] / (4 q^2).
 
@@ -166,45 +110,7 @@ def d2V_dq2(act, q, sigma_w, sigma_b=0.0, tau=0.0, m=None, method="auto"):
     edge of chaos V'(``q*``) = 1, so V > q just above ``q*`` and the variance drifts away; Price et
     al., ICLR 2024).
 
-    Parameters
-    ----------
-    act : str or callable
-        The activation phi: a name from ``ACTIVATION_NAMES`` (``"relu"``,
-        ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
-        ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
-        of ``shrinkage.thresholds`` (its own tau and m are used, ``tau`` and ``m`` are
-        ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
-        it is not smooth makes its quadrature exact).
-    q : float, array_like or torch.Tensor
-        Variance(s) > 0 of the pre-activation X ~ N(0, q); the result is vectorised over q.
-    sigma_w : float
-        Weight scale > 0 (weights N(0, sigma_w^2 / N)).
-    sigma_b : float, optional
-        Bias scale >= 0; it shifts V but not its derivatives, so it is only checked.
-        Default 0.0.
-    tau : float, optional
-        Threshold >= 0 of the thresholded activations; must be 0 for the others. Default 0.0.
-    m : float or None, optional
-        Clipping magnitude > 0, required by ``clipped_relu`` and ``clipped_soft_threshold``
-        and refused by the others. Default None.
-    method : {"auto", "closed", "quad", "hermite"}, optional
-        ``"closed"``: the closed forms (relu, shifted_relu, soft_threshold, crelu, cst, erf);
-        ``"quad"``: Gauss-Legendre split at the kinks, adaptive Gauss-Kronrod for a callable
-        without ``kinks``; ``"hermite"``: Gauss-Hermite (smooth phi only); ``"auto"``: the
-        closed form where there is one, else ``"quad"``. Default ``"auto"``.
-
-    Returns
-    -------
-    float, numpy.ndarray or torch.Tensor
-        V''(q): a float for a scalar ``q``, a float64 numpy array shaped like an array
-        ``q``, a float64 tensor on the device of a tensor ``q``.
-
-    Raises
-    ------
-    ValueError
-        An unknown activation name; ``tau`` < 0, or > 0 for an activation without a
-        threshold; ``m`` missing for a clipped activation, given for another, or not > 0;
-        ``q`` not > 0; ``sigma_w`` not > 0 or ``sigma_b`` < 0; an unknown ``method``.
+    %(derivative_sections)s
 
     Examples
     --------
@@ -216,12 +122,10 @@ def d2V_dq2(act, q, sigma_w, sigma_b=0.0, tau=0.0, m=None, method="auto"):
     >>> d2V_dq2("cst", 1.0, sigma_w=2.0, tau=1.0, m=1.0) < 0
     True
     """
-    spec, tau, m = resolve(act, tau, m)
-    w2, _ = _sig(sigma_w, sigma_b)
-    qa, ref = _as_q(q)
-    return _back(ref, w2 * _all(spec, qa, tau, m, method)[4])
+    return _scaled_moment(4, act, q, sigma_w, sigma_b, tau, m, method)
 
 
+@fill_doc
 def chi(act, q_star, sigma_w, tau=0.0, m=None, method="auto"):
     """chi = C'(1) = sigma_w^2 E[phi'(sqrt(``q*``) z)^2]; the edge of chaos is chi = 1.
 
@@ -231,27 +135,12 @@ def chi(act, q_star, sigma_w, tau=0.0, m=None, method="auto"):
 
     Parameters
     ----------
-    act : str or callable
-        The activation phi: a name from ``ACTIVATION_NAMES`` (``"relu"``,
-        ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
-        ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
-        of ``shrinkage.thresholds`` (its own tau and m are used, ``tau`` and ``m`` are
-        ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
-        it is not smooth makes its quadrature exact).
+    %(act)s
     q_star : float, array_like or torch.Tensor
         Fixed-point variance(s) ``q*`` > 0; vectorised.
     sigma_w : float
         Weight scale > 0.
-    tau : float, optional
-        Threshold >= 0 of the thresholded activations; must be 0 for the others. Default 0.0.
-    m : float or None, optional
-        Clipping magnitude > 0, required by ``clipped_relu`` and ``clipped_soft_threshold``
-        and refused by the others. Default None.
-    method : {"auto", "closed", "quad", "hermite"}, optional
-        ``"closed"``: the closed forms (relu, shifted_relu, soft_threshold, crelu, cst, erf);
-        ``"quad"``: Gauss-Legendre split at the kinks, adaptive Gauss-Kronrod for a callable
-        without ``kinks``; ``"hermite"``: Gauss-Hermite (smooth phi only); ``"auto"``: the
-        closed form where there is one, else ``"quad"``. Default ``"auto"``.
+    %(tau, m, method)s
 
     Returns
     -------
@@ -322,6 +211,7 @@ def _cross(spec, q, rho, tau, m, deriv=False, n2=64):
     return out.reshape(rho.shape)
 
 
+@fill_doc
 def correlation_map(act, rho, q_star, sigma_w, sigma_b, tau=0.0, m=None):
     """C(rho) = (sigma_w^2 E[phi(u1) phi(u2)] + sigma_b^2) / ``q*``, u1, u2 ~ N(0, ``q*``) with
     correlation rho. A one-dimensional integral with the inner Gaussian expectation in closed
@@ -329,26 +219,12 @@ def correlation_map(act, rho, q_star, sigma_w, sigma_b, tau=0.0, m=None):
 
     Parameters
     ----------
-    act : str or callable
-        The activation phi: a name from ``ACTIVATION_NAMES`` (``"relu"``,
-        ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
-        ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
-        of ``shrinkage.thresholds`` (its own tau and m are used, ``tau`` and ``m`` are
-        ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
-        it is not smooth makes its quadrature exact).
+    %(act)s
     rho : float, array_like or torch.Tensor
         Input correlation(s) in [-1, 1]; vectorised.
     q_star : float
         The variance ``q*`` > 0 of both inputs (a fixed point of V for the map to be iterated).
-    sigma_w : float
-        Weight scale > 0 (weights N(0, sigma_w^2 / N)).
-    sigma_b : float
-        Bias scale >= 0 (biases N(0, sigma_b^2)).
-    tau : float, optional
-        Threshold >= 0 of the thresholded activations; must be 0 for the others. Default 0.0.
-    m : float or None, optional
-        Clipping magnitude > 0, required by ``clipped_relu`` and ``clipped_soft_threshold``
-        and refused by the others. Default None.
+    %(sigma_w, sigma_b, tau, m)s
 
     Returns
     -------
@@ -389,6 +265,7 @@ def _rho(rho):
     return r, ref
 
 
+@fill_doc
 def propagate(act, q0, depth, sigma_w, sigma_b, tau=0.0, m=None, rho0=None):
     """Iterate the maps: q^l (and rho^l if rho0 is given) for l = 1..depth, q^1 = q0.
 
@@ -398,26 +275,10 @@ def propagate(act, q0, depth, sigma_w, sigma_b, tau=0.0, m=None, rho0=None):
 
     Parameters
     ----------
-    act : str or callable
-        The activation phi: a name from ``ACTIVATION_NAMES`` (``"relu"``,
-        ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
-        ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
-        of ``shrinkage.thresholds`` (its own tau and m are used, ``tau`` and ``m`` are
-        ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
-        it is not smooth makes its quadrature exact).
+    %(act)s
     q0 : float
         The first layer's variance q^1 > 0.
-    depth : int
-        Number of layers, >= 1.
-    sigma_w : float
-        Weight scale > 0 (weights N(0, sigma_w^2 / N)).
-    sigma_b : float
-        Bias scale >= 0 (biases N(0, sigma_b^2)).
-    tau : float, optional
-        Threshold >= 0 of the thresholded activations; must be 0 for the others. Default 0.0.
-    m : float or None, optional
-        Clipping magnitude > 0, required by ``clipped_relu`` and ``clipped_soft_threshold``
-        and refused by the others. Default None.
+    %(depth_any, sigma_w, sigma_b, tau, m)s
     rho0 : float or None, optional
         The first layer's correlation rho^1 in [-1, 1] between two inputs; None (default)
         propagates the variance only.
@@ -469,6 +330,7 @@ def propagate(act, q0, depth, sigma_w, sigma_b, tau=0.0, m=None, rho0=None):
     return {"q": q, "rho": rho}
 
 
+@fill_doc
 def depth_scales(act, q_star, sigma_w, sigma_b, tau=0.0, m=None):
     """Depth scales (xi_q, xi_c) over which the variance and the correlation reach their
     fixed points (Schoenholz et al. 2017).
@@ -480,24 +342,7 @@ def depth_scales(act, q_star, sigma_w, sigma_b, tau=0.0, m=None):
 
     Parameters
     ----------
-    act : str or callable
-        The activation phi: a name from ``ACTIVATION_NAMES`` (``"relu"``,
-        ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
-        ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
-        of ``shrinkage.thresholds`` (its own tau and m are used, ``tau`` and ``m`` are
-        ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
-        it is not smooth makes its quadrature exact).
-    q_star : float
-        The fixed-point variance ``q*`` > 0.
-    sigma_w : float
-        Weight scale > 0 (weights N(0, sigma_w^2 / N)).
-    sigma_b : float
-        Bias scale >= 0 (biases N(0, sigma_b^2)).
-    tau : float, optional
-        Threshold >= 0 of the thresholded activations; must be 0 for the others. Default 0.0.
-    m : float or None, optional
-        Clipping magnitude > 0, required by ``clipped_relu`` and ``clipped_soft_threshold``
-        and refused by the others. Default None.
+    %(act, q_star, sigma_w, sigma_b, tau, m)s
 
     Returns
     -------
@@ -585,6 +430,7 @@ class FixedPoint:
         return f"q={self.q:.6g} ({self.kind}, V'={self.slope:.6g})"
 
 
+@fill_doc
 def fixed_points(act, sigma_w, sigma_b, tau=0.0, m=None, q_max=None, rtol=1e-9):
     """All fixed points of V on (0, q_max], each with its stability, by a certified scan.
 
@@ -598,22 +444,7 @@ def fixed_points(act, sigma_w, sigma_b, tau=0.0, m=None, q_max=None, rtol=1e-9):
 
     Parameters
     ----------
-    act : str or callable
-        The activation phi: a name from ``ACTIVATION_NAMES`` (``"relu"``,
-        ``"shifted_relu"``, ``"soft_threshold"``, ``"clipped_relu"``/``"crelu"``,
-        ``"clipped_soft_threshold"``/``"cst"``, ``"tanh"``, ``"erf"``); a thresholding module
-        of ``shrinkage.thresholds`` (its own tau and m are used, ``tau`` and ``m`` are
-        ignored); or any callable on float64 tensors (a ``kinks`` attribute listing where
-        it is not smooth makes its quadrature exact).
-    sigma_w : float
-        Weight scale > 0 (weights N(0, sigma_w^2 / N)).
-    sigma_b : float
-        Bias scale >= 0 (biases N(0, sigma_b^2)).
-    tau : float, optional
-        Threshold >= 0 of the thresholded activations; must be 0 for the others. Default 0.0.
-    m : float or None, optional
-        Clipping magnitude > 0, required by ``clipped_relu`` and ``clipped_soft_threshold``
-        and refused by the others. Default None.
+    %(act, sigma_w, sigma_b, tau, m)s
     q_max : float or None, optional
         Upper end of the scan, > 0; None (default) for sup V (bounded activations) or 1e4.
     rtol : float, optional

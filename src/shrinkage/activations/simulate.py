@@ -8,9 +8,11 @@ import numpy as np
 import torch
 
 from .._checks import check_int_at_least, check_open_unit
+from ._docs import fill_doc
 from ._gauss import _SPECS
 
 
+@fill_doc
 def simulate(
     cfg,
     depth: int,
@@ -34,8 +36,7 @@ def simulate(
     ----------
     cfg : EoCConfig
         An edge-of-chaos configuration of a named activation.
-    depth : int
-        Number of layers, >= 1.
+    %(depth_any)s
     width : int
         Units per layer (and input dimension), >= 1.
     n_inputs : int, optional
@@ -119,6 +120,7 @@ def first_layer_rho(cfg, rho0: float) -> float:
     return (cfg.sigma_w**2 * cfg.input_mean_square * rho0 + cfg.sigma_b**2) / cfg.q_star
 
 
+@fill_doc
 def simulate_gain(
     cfg, depth: int, width: int, n_nets: int = 40, seed: int = 0, chunk: int = 20
 ) -> dict:
@@ -135,10 +137,7 @@ def simulate_gain(
     cfg : EoCConfig
         An edge-of-chaos configuration (its ``module()``, ``sigma_w``, ``sigma_b`` and
         ``input_mean_square`` are used).
-    depth : int
-        Number of layers, >= 2.
-    width : int
-        Units per layer, >= 1.
+    %(depth, width)s
     n_nets : int, optional
         Independent networks, >= 1. Default 40.
     seed : int, optional

@@ -136,14 +136,8 @@ def _common(p):
 def _cfg(args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cfg = edge_of_chaos(
-            args.activation,
-            args.sparsity,
-            q_star=args.q_star,
-            m=args.m,
-            depth=args.depth,
-            width=args.width,
-        )
+        options = {k: getattr(args, k) for k in ("q_star", "m", "depth", "width")}
+        cfg = edge_of_chaos(args.activation, args.sparsity, **options)
     for w in caught:
         print(f"warning: {w.message}")
     return cfg

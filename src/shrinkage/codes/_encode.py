@@ -23,6 +23,7 @@ from sklearn.exceptions import ConvergenceWarning
 from .._checks import check_choice, check_int_at_least, check_nonnegative, check_positive
 from ..thresholds import PENALTIES, get_penalty, prox
 from . import _cd
+from ._docs import fill_doc
 from ._fast import _retire, _times_gram, _worth_shrinking, solve_l1_working_set
 
 SOLVERS = ("cd", "fista", "ista")
@@ -216,6 +217,7 @@ def _energy(X, R, Z, name, lam, p):
     return 0.5 * (R * R).sum(dim=1) + pen
 
 
+@fill_doc
 def objective(X, D, codes, penalty: str = "l1", lam: float = 0.1, reduce: str = "mean", **params):
     """Energy 1/2 ||x - r D||^2 + sum_i G(r_i) of each row (``reduce="none"``) or their mean.
 
@@ -231,12 +233,7 @@ def objective(X, D, codes, penalty: str = "l1", lam: float = 0.1, reduce: str = 
         (n_samples, n_features) signals; numpy in, numpy out.
     D : torch.Tensor or numpy.ndarray
         (n_atoms, n_features) dictionary, one non-zero atom per row.
-    codes : torch.Tensor or numpy.ndarray
-        (n_samples, n_atoms) codes.
-    penalty : str, default "l1"
-        One of ``shrinkage.thresholds.PENALTIES``.
-    lam : float, default 0.1
-        Penalty weight, >= 0.
+    %(codes, penalty, lam)s
     reduce : {"mean", "none", "sum"}, default "mean"
         Mean over the rows, each row's energy, or their sum.
     **params
@@ -554,6 +551,7 @@ def plan_encode(
     )
 
 
+@fill_doc
 def encode(
     X,
     D,
@@ -599,8 +597,7 @@ def encode(
     D : torch.Tensor or numpy.ndarray
         (n_atoms, n_features) dictionary, rows are atoms (scikit-learn orientation); cast
         to X's dtype and device. Atoms need not be unit-norm but none may be zero.
-    penalty : str, default "l1"
-        One of ``shrinkage.thresholds.PENALTIES``.
+    %(penalty)s
     lam : float, default 0.1
         Penalty weight >= 0. Same scale as scikit-learn's ``sparse_encode(alpha=lam)``
         for l1 (which runs ``Lasso(alpha=lam / n_features)``).
@@ -868,6 +865,7 @@ def _stage(plan: EncodePlan, xb, D, G, lam, zb, energies, start):
     )
 
 
+@fill_doc
 def encode_batches(batches: Iterable, D, penalty: str = "l1", lam: float = 0.1, **kw) -> Iterator:
     """Encode a stream of (batch, n_features) arrays one at a time; yields each batch's codes.
 
@@ -885,10 +883,7 @@ def encode_batches(batches: Iterable, D, penalty: str = "l1", lam: float = 0.1, 
         (batch, n_features) arrays, e.g. ``shrinkage.data.patch_stream``.
     D : torch.Tensor or numpy.ndarray
         (n_atoms, n_features) dictionary.
-    penalty : str, default "l1"
-        One of ``shrinkage.thresholds.PENALTIES``.
-    lam : float, default 0.1
-        Penalty weight, >= 0.
+    %(penalty, lam)s
     **kw
         Further options of ``encode`` (``solver``, ``max_iter``, ``tol``, ``step``,
         ``return_info``, ...).

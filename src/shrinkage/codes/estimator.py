@@ -9,6 +9,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, check_random_
 
 from .._checks import check_choice, check_int_at_least, check_nonnegative, check_positive
 from ..thresholds import PENALTIES
+from ._docs import fill_doc
 from ._encode import _energy, _penalty_params, _to_tensor, encode
 from ._learn import (
     INITS,
@@ -254,6 +255,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         self.n_components_ = self.components_.shape[0]
         return self
 
+    @fill_doc
     def fit(self, X, y=None, monitor=None):
         """Learn the dictionary on X (n_samples, n_features) until converged; returns self.
 
@@ -265,10 +267,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         X : array_like
             (n_samples, n_features) training data, at least 2 samples, float64 or float32
             (other dtypes are converted to float64).
-        y : None
-            Ignored (scikit-learn convention).
-        monitor : array_like, optional
-            (m, n_features) rows whose mean energy decides convergence.
+        %(y, monitor)s
 
         Returns
         -------
@@ -294,6 +293,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         warn_if_capped(state, self.n_epochs, self.learn_tol, self.dict_tol, self.max_no_improvement)
         return self._finish(state, X)
 
+    @fill_doc
     def partial_fit(self, X, y=None, monitor=None):
         """One pass over X in mini-batches, continuing from the current dictionary, then one
         convergence check (``converged_``): on ``monitor``'s energy when given (pass the
@@ -311,10 +311,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         ----------
         X : array_like
             (n_samples, n_features) batch; later calls need the first call's n_features.
-        y : None
-            Ignored (scikit-learn convention).
-        monitor : array_like, optional
-            (m, n_features) rows whose mean energy decides convergence.
+        %(y, monitor)s
 
         Returns
         -------
@@ -342,6 +339,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         )
         return self._finish(state, X)
 
+    @fill_doc
     def transform(self, X):
         """Codes (n_samples, n_atoms) of X on the learned dictionary.
 
@@ -360,8 +358,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
 
         Raises
         ------
-        sklearn.exceptions.NotFittedError
-            When the estimator has not been fitted.
+        %(raises_not_fitted)s
         ValueError
             When X does not have the fitted number of features, or holds NaN or inf.
         """
@@ -380,6 +377,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         )
         return Z.cpu().numpy()
 
+    @fill_doc
     def inverse_transform(self, codes):
         """Reconstructions ``codes @ components_`` (n_samples, n_features).
 
@@ -395,8 +393,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
 
         Raises
         ------
-        sklearn.exceptions.NotFittedError
-            When the estimator has not been fitted.
+        %(raises_not_fitted)s
         ValueError
             When ``codes`` is not (n_samples, n_atoms).
         """
@@ -408,6 +405,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
             )
         return codes @ self.components_
 
+    @fill_doc
     def score(self, X, y=None):
         """Minus the mean energy 1/2 ||x - r D||^2 + sum G(r) of X's codes (higher is better).
 
@@ -415,8 +413,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         ----------
         X : array_like
             (n_samples, n_features) data, coded by ``transform``.
-        y : None
-            Ignored (scikit-learn convention).
+        %(y)s
 
         Returns
         -------
@@ -425,8 +422,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
 
         Raises
         ------
-        sklearn.exceptions.NotFittedError
-            When the estimator has not been fitted.
+        %(raises_not_fitted)s
         ValueError
             As ``transform``.
         """

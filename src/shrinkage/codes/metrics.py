@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ._docs import fill_doc
 from ._encode import _to_tensor
 
 
@@ -21,20 +22,14 @@ def _prep(X, D, codes):
     return Xt, Dt, Zt
 
 
+@fill_doc
 def relative_error(X, D, codes) -> float:
     """Mean over rows of ||x - r D||^2 / ||x||^2 (rows with x = 0 are skipped).
 
     The fraction of each signal's energy that its reconstruction ``r D`` misses, averaged
     over the rows: 0 for a perfect fit, 1 for codes that are all zero.
 
-    Parameters
-    ----------
-    X : torch.Tensor or numpy.ndarray
-        (n_samples, n_features) signals.
-    D : torch.Tensor or numpy.ndarray
-        (n_atoms, n_features) dictionary, one atom per row.
-    codes : torch.Tensor or numpy.ndarray
-        (n_samples, n_atoms) codes, the reconstruction of X being ``codes @ D``.
+    %(reconstruction_parameters)s
 
     Returns
     -------
@@ -43,10 +38,7 @@ def relative_error(X, D, codes) -> float:
 
     Raises
     ------
-    ValueError
-        When the shapes of X, D and codes do not match.
-    TypeError
-        When an argument is not a tensor, an array or a (nested) list.
+    %(raises_shapes, raises_not_array)s
 
     Examples
     --------
@@ -64,20 +56,14 @@ def relative_error(X, D, codes) -> float:
     return float((num[keep] / den[keep]).mean())
 
 
+@fill_doc
 def snr_db(X, D, codes) -> float:
     """10 log10(sum ||x||^2 / sum ||x - r D||^2), in decibels (inf for a perfect fit).
 
     Signal and error energies are summed over all rows before the ratio (unlike
     ``relative_error``, which averages per-row ratios), so large signals weigh more.
 
-    Parameters
-    ----------
-    X : torch.Tensor or numpy.ndarray
-        (n_samples, n_features) signals.
-    D : torch.Tensor or numpy.ndarray
-        (n_atoms, n_features) dictionary, one atom per row.
-    codes : torch.Tensor or numpy.ndarray
-        (n_samples, n_atoms) codes, the reconstruction of X being ``codes @ D``.
+    %(reconstruction_parameters)s
 
     Returns
     -------
@@ -87,10 +73,7 @@ def snr_db(X, D, codes) -> float:
 
     Raises
     ------
-    ValueError
-        When the shapes of X, D and codes do not match.
-    TypeError
-        When an argument is not a tensor, an array or a (nested) list.
+    %(raises_shapes, raises_not_array)s
 
     Examples
     --------
@@ -112,6 +95,7 @@ def snr_db(X, D, codes) -> float:
     return 10.0 * math.log10(sig / err)
 
 
+@fill_doc
 def active_fraction(codes) -> float:
     """Mean fraction of non-zero coefficients per code.
 
@@ -130,8 +114,7 @@ def active_fraction(codes) -> float:
 
     Raises
     ------
-    TypeError
-        When ``codes`` is not a tensor, an array or a (nested) list.
+    %(raises_codes_not_array)s
 
     Examples
     --------
@@ -144,6 +127,7 @@ def active_fraction(codes) -> float:
     return float((Zt != 0).double().mean())
 
 
+@fill_doc
 def atom_usage(codes) -> np.ndarray:
     """Fraction of samples in which each atom is active, shape (n_atoms,).
 
@@ -151,8 +135,7 @@ def atom_usage(codes) -> np.ndarray:
 
     Parameters
     ----------
-    codes : torch.Tensor or numpy.ndarray
-        (n_samples, n_atoms) codes.
+    %(codes)s
 
     Returns
     -------
@@ -164,8 +147,7 @@ def atom_usage(codes) -> np.ndarray:
     ------
     ValueError
         When ``codes`` is not 2-D.
-    TypeError
-        When ``codes`` is not a tensor, an array or a (nested) list.
+    %(raises_codes_not_array)s
 
     Examples
     --------

@@ -17,6 +17,7 @@ from scipy.io import loadmat
 from sklearn.datasets import load_sample_image
 
 from .._checks import check_choice
+from ._docs import fill_doc
 
 # Natural scenes and textures only: no text, charts, synthetic or mostly-empty images.
 _SKIMAGE = (
@@ -134,6 +135,7 @@ def natural_images(names=None) -> list[np.ndarray]:
     return out
 
 
+@fill_doc
 def read_vanhateren(path, shape=_VANHATEREN_SHAPE) -> np.ndarray:
     """One van Hateren ``.imc``/``.iml`` image: raw 16-bit big-endian, no header.
 
@@ -157,8 +159,7 @@ def read_vanhateren(path, shape=_VANHATEREN_SHAPE) -> np.ndarray:
     ------
     ValueError
         When the file does not hold exactly ``2 * H * W`` bytes.
-    FileNotFoundError
-        When ``path`` does not exist.
+    %(raises_no_path)s
 
     Examples
     --------
@@ -200,6 +201,7 @@ _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 _KNOWN_SUFFIXES = _IMAGE_SUFFIXES | {".imc", ".iml", ".mat"}
 
 
+@fill_doc
 def image_files(path) -> list[Path]:
     """The image files a ``load_images`` call would read, sorted, without reading them.
 
@@ -218,8 +220,7 @@ def image_files(path) -> list[Path]:
 
     Raises
     ------
-    FileNotFoundError
-        When ``path`` does not exist.
+    %(raises_no_path)s
     ValueError
         When ``path`` is a file whose suffix is not a known image format.
 
@@ -308,6 +309,7 @@ def read_image(f) -> list[np.ndarray]:
         raise ValueError(f"{f}: cannot read the image ({type(e).__name__}: {e})") from None
 
 
+@fill_doc
 def load_images(path) -> list[np.ndarray]:
     """Images from a file or folder: PNG/JPEG/TIFF, van Hateren ``.imc``/``.iml``, ``.mat``.
 
@@ -332,8 +334,7 @@ def load_images(path) -> list[np.ndarray]:
 
     Raises
     ------
-    FileNotFoundError
-        When ``path`` does not exist.
+    %(raises_no_path)s
     ValueError
         When a file cannot be decoded (the message names it), or ``path`` is a single file
         of an unknown format.

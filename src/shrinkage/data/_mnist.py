@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .._checks import check_choice
+from ._docs import fill_doc
 
 SPLITS = ("train", "val", "test")
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -26,6 +27,7 @@ _FILES = {
 }
 
 
+@fill_doc
 def read_idx(path) -> np.ndarray:
     """Read one IDX file (optionally gzipped): big-endian magic (0, 0, type, ndim), dims, data.
 
@@ -51,8 +53,7 @@ def read_idx(path) -> np.ndarray:
     ValueError
         When the magic is not that of an IDX file, or the data does not hold as many bytes
         as the header's dimensions need (a truncated or padded file).
-    FileNotFoundError
-        When ``path`` does not exist.
+    %(raises_no_path)s
 
     Examples
     --------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import check_choice, check_int_at_least, check_positive
+from ._docs import fill_doc
 
 WHITENINGS = ("olshausen", "zca", None)
 
@@ -168,6 +169,7 @@ def _crop(images, size, n, rng, border):
     return out.reshape(n, size * size)
 
 
+@fill_doc
 def patches(
     images,
     size: int = 16,
@@ -196,8 +198,7 @@ def patches(
         One 2-D image, a stack (n, H, W), or a list of 2-D images of any sizes (finite
         numbers or booleans), each at least ``size`` pixels on a side (``size + 2 * (size
         // 2)`` with ``"olshausen"``, whose border is ``size // 2`` on each side).
-    size : int, default 16
-        Side of the square patches, >= 2.
+    %(size)s
     n : int, default 10000
         Number of patches, >= 1.
     whiten : {"olshausen", "zca", None}, default "olshausen"

@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import check_int_at_least
+from ._docs import fill_doc
 from ._images import image_files, read_image
 from ._patches import WHITENINGS, patches
 
 
+@fill_doc
 def patch_stream(
     source,
     size: int = 16,
@@ -38,8 +40,7 @@ def patch_stream(
         A folder or file of images (read lazily by ``read_image``, as
         ``image_files`` lists them), or images already in memory: one 2-D array, a
         stack (n, H, W) or a list of 2-D arrays.
-    size : int, default 16
-        Side of the square patches, >= 2.
+    %(size)s
     batch_size : int, default 10000
         Patches per batch, >= 1.
     n_batches : int, optional

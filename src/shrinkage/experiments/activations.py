@@ -20,6 +20,7 @@ keeps them fixed, as in Price et al., ICLR 2024).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -312,16 +313,13 @@ def _evaluate(net, x, y, batch=1000):
 def _layer_variances(net, x):
     """Mean square of every hidden pre-activation on a batch (the empirical q^l)."""
     qs = []
-    hooks = [
-        h.register_forward_hook(lambda m, i, o: qs.append(float(o.double().pow(2).mean())))
-        for h in hidden_layers(net)
-    ]
-    try:
-        with torch.no_grad():
-            net(x)
-    finally:
-        for h in hooks:
-            h.remove()
+    with contextlib.ExitStack() as hooks, torch.no_grad():
+        for layer in hidden_layers(net):
+            handle = layer.register_forward_hook(
+                lambda m, i, o: qs.append(float(o.double().pow(2).mean()))
+            )
+            hooks.callback(handle.remove)
+        net(x)
     return qs
 
 

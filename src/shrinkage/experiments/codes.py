@@ -45,6 +45,18 @@ from .loop import num_threads
 from .recipe import Recipe
 from .recipe import option as _h
 
+__all__ = [
+    "LearnRecipe",
+    "CompareRecipe",
+    "load_patches",
+    "lam_from_threshold",
+    "evaluate",
+    "learn",
+    "compare",
+    "write_outputs",
+    "plot_tradeoff",
+]
+
 # Penalties whose codes are computed from those of an exact relaxation (same global
 # minimisers): plain hard thresholding from zero stops in poor local minima of the l0 energy.
 RELAXATIONS = {"l0": "cel0"}
@@ -86,31 +98,6 @@ def evaluate(X, D, penalty, lam, **encode_kw):
 
 
 _NO_RELAX = "l0 codes by hard thresholding from zero, not from their CEL0 relaxation"
-_TEST = field(default=2000, metadata=_h("held-out patches", flag="--test"))
-_SIZE = field(default=16, metadata=_h("patch side in pixels"))
-_EPOCHS = field(
-    default=1, metadata=_h("passes over the patches (the cap with --learn-tol)", flag="--epochs")
-)
-_LEARN_TOL = field(
-    default=0.0,
-    metadata=_h(
-        "stop before --epochs once --max-no-improvement passes in a row lowered the objective "
-        "by at most this (relative); 0: exactly --epochs passes"
-    ),
-)
-_NO_IMPROVEMENT = field(default=3, metadata=_h("see --learn-tol"))
-_MONITOR = field(
-    default=0,
-    metadata=_h(
-        "judge convergence on the energy of this many fixed training patches (0: each "
-        "pass's mean energy)"
-    ),
-)
-_UPDATE = field(default="bcd", metadata=_h("bcd | gradient"))
-_CONTINUATION = field(default=0, metadata=_h("lam-continuation stages for held-out codes"))
-_RELAX = field(default=True, metadata=_h(_NO_RELAX, flag="--no-relax"))
-_ANALYSE = field(default=True, metadata=_h("skip Gabor fits and tuning", flag="--no-analysis"))
-_THREADS = field(default=None, metadata=_h("torch threads"))
 
 
 def _check_common(r) -> None:
@@ -131,29 +118,53 @@ def _check_stopping(r) -> None:
 
 
 @dataclass(frozen=True)
-class LearnRecipe(Recipe):
+class _PatchRecipe(Recipe):
+    """The fields that every natural-image recipe shares, defined once: the held-out patches,
+    the stopping rule of the learning, the update, the held-out codes and the analyses."""
+
+    n_test: int = field(default=2000, metadata=_h("held-out patches", flag="--test"))
+    size: int = field(default=16, metadata=_h("patch side in pixels"))
+    n_epochs: int = field(
+        default=1,
+        metadata=_h("passes over the patches (the cap with --learn-tol)", flag="--epochs"),
+    )
+    learn_tol: float = field(
+        default=0.0,
+        metadata=_h(
+            "stop before --epochs once --max-no-improvement passes in a row lowered the "
+            "objective by at most this (relative); 0: exactly --epochs passes"
+        ),
+    )
+    max_no_improvement: int = field(default=3, metadata=_h("see --learn-tol"))
+    monitor: int = field(
+        default=0,
+        metadata=_h(
+            "judge convergence on the energy of this many fixed training patches (0: each "
+            "pass's mean energy)"
+        ),
+    )
+    batch_size: int = 256
+    update: str = field(default="bcd", metadata=_h("bcd | gradient"))
+    seed: int = 0
+    continuation: int = field(default=0, metadata=_h("lam-continuation stages for held-out codes"))
+    relax: bool = field(default=True, metadata=_h(_NO_RELAX, flag="--no-relax"))
+    analyse: bool = field(
+        default=True, metadata=_h("skip Gabor fits and tuning", flag="--no-analysis")
+    )
+    threads: int | None = field(default=None, metadata=_h("torch threads"))
+
+
+@dataclass(frozen=True)
+class LearnRecipe(_PatchRecipe):
     """One dictionary on whitened natural-image patches (``learn``)."""
 
     penalty: str = field(default="cel0", metadata=_h("l1, l0, l1/2, cel0, ..."))
     lam: float = field(default=0.27, metadata=_h("penalty weight"))
     n_atoms: int = field(default=512, metadata=_h("dictionary size", flag="--atoms"))
     n_patches: int = field(default=100_000, metadata=_h("training patches", flag="--patches"))
-    n_test: int = _TEST
-    size: int = _SIZE
-    n_epochs: int = _EPOCHS
-    learn_tol: float = _LEARN_TOL
-    max_no_improvement: int = _NO_IMPROVEMENT
-    monitor: int = _MONITOR
-    batch_size: int = 256
     lr: float = field(default=1.0, metadata=_h("gradient-update step"))
-    update: str = _UPDATE
-    seed: int = 0
     max_iter: int = field(default=200, metadata=_h("encoder iterations while learning"))
     tol: float = field(default=1e-3, metadata=_h("encoder tolerance while learning"))
-    continuation: int = _CONTINUATION
-    relax: bool = _RELAX
-    analyse: bool = _ANALYSE
-    threads: int | None = _THREADS
 
     def check(self) -> LearnRecipe:
         check_choice("penalty", self.penalty, PENALTIES)
@@ -163,7 +174,7 @@ class LearnRecipe(Recipe):
 
 
 @dataclass(frozen=True)
-class CompareRecipe(Recipe):
+class CompareRecipe(_PatchRecipe):
     """A lam sweep per penalty and dictionary size (``compare``)."""
 
     penalties: tuple[str, ...] = field(default=("l1", "l0", "l1/2", "cel0"))
@@ -173,19 +184,6 @@ class CompareRecipe(Recipe):
         metadata=_h("common zeroing thresholds; each penalty's lam follows from them"),
     )
     n_patches: int = field(default=20000, metadata=_h("training patches", flag="--patches"))
-    n_test: int = _TEST
-    size: int = _SIZE
-    n_epochs: int = _EPOCHS
-    learn_tol: float = _LEARN_TOL
-    max_no_improvement: int = _NO_IMPROVEMENT
-    monitor: int = _MONITOR
-    batch_size: int = 256
-    update: str = _UPDATE
-    seed: int = 0
-    continuation: int = _CONTINUATION
-    relax: bool = _RELAX
-    analyse: bool = _ANALYSE
-    threads: int | None = _THREADS
 
     def check(self) -> CompareRecipe:
         for p in self.penalties:
@@ -424,27 +422,29 @@ _BLOCK, _MAX_WINDOW = 5, 10
 _FINISHED = torch.Generator().get_state()  # a position after the last batch
 
 
+# recipe fields that learn_dictionary takes under the same names (max_iter and tol: the
+# encoder's budget while learning)
+_LEARNING = ("n_epochs", "learn_tol", "max_no_improvement", "batch_size", "lr", "update")
+_LEARNING += ("max_iter", "tol")
+
+
 def _learn_dictionary(r: LearnRecipe, Xtr_t, warm, progress, state, on_batch):
+    options = {k: getattr(r, k) for k in _LEARNING}
+    options.update(
+        monitor=Xtr_t[: r.monitor] if r.monitor else None,
+        init="data",
+        resample_every=_RESAMPLE_EVERY,
+        random_state=r.seed,
+    )
     return learn_dictionary(
         Xtr_t,
         r.n_atoms,
         r.penalty,
         r.lam,
-        n_epochs=r.n_epochs,
-        learn_tol=r.learn_tol,
-        max_no_improvement=r.max_no_improvement,
-        monitor=Xtr_t[: r.monitor] if r.monitor else None,
-        batch_size=r.batch_size,
-        lr=r.lr,
-        update=r.update,
-        init="data",
-        resample_every=_RESAMPLE_EVERY,
-        random_state=r.seed,
-        max_iter=r.max_iter,
-        tol=r.tol,
         progress=progress,
         state=state,
         on_batch=on_batch,
+        **options,
         **warm,
     )
 
@@ -716,16 +716,3 @@ def plot_tradeoff(rows, path):
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
     return path
-
-
-__all__ = [
-    "LearnRecipe",
-    "CompareRecipe",
-    "load_patches",
-    "lam_from_threshold",
-    "evaluate",
-    "learn",
-    "compare",
-    "write_outputs",
-    "plot_tradeoff",
-]

@@ -57,6 +57,11 @@ from .loop import num_threads
 from .recipe import Recipe
 from .recipe import option as _h
 
+_SWEEP_TOL = (
+    "stop a run once --max-no-improvement chunks in a row lowered the monitor's energy by at "
+    "most this (relative); 0: all --patches"
+)
+
 
 @dataclass(frozen=True)
 class SweepRecipe(Recipe):
@@ -89,13 +94,7 @@ class SweepRecipe(Recipe):
             flag="--no-relax",
         ),
     )
-    learn_tol: float = field(
-        default=0.0,
-        metadata=_h(
-            "stop a run once --max-no-improvement chunks in a row lowered the monitor's "
-            "energy by at most this (relative); 0: all --patches"
-        ),
-    )
+    learn_tol: float = field(default=0.0, metadata=_h(_SWEEP_TOL))
     max_no_improvement: int = field(default=3, metadata=_h("see --learn-tol"))
     analyse_max: int = field(default=64, metadata=_h("atoms per run given Gabor fits and types"))
     threads: int | None = field(default=None, metadata=_h("torch threads"))

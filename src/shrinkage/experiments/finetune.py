@@ -33,10 +33,10 @@ import torch
 from .._checks import check_choice, check_int_at_least, check_open_unit, check_positive
 from .._io import save_torch, write_json, write_text
 from ..weights import METHODS, Constant, Cubic, Sparsifier, flops
-from .loop import CHECKPOINT, fit, num_threads, steps_per_epoch
+from .loop import CHECKPOINT, fit, num_threads
 from .recipe import Recipe
 from .recipe import option as _h
-from .weights import MODELS, _data, build_model, evaluate, loop_settings
+from .weights import MODELS, _begin_run, _data, build_model, evaluate, loop_settings
 
 __all__ = ["FinetuneConfig", "finetune", "load_dense", "FINETUNE_METHODS"]
 
@@ -60,7 +60,6 @@ class FinetuneConfig(Recipe):
     method: str = field(default="st3", metadata=_h(" | ".join(FINETUNE_METHODS)))
     sparsity: float = field(default=0.99, metadata=_h("final fraction of zero weights"))
     epochs: int = field(default=2, metadata=_h("fine-tune passes over the training images"))
-    seed: int = 0
     batch_size: int = 128
     lr: float = field(default=0.01, metadata=_h("SGD learning rate"))
     momentum: float = 0.9
@@ -73,6 +72,7 @@ class FinetuneConfig(Recipe):
     evals_per_epoch: int = field(default=2, metadata=_h("points of the accuracy curve per epoch"))
     subset: int | None = field(default=None, metadata=_h("use only the first N train images"))
     test_subset: int | None = field(default=None, metadata=_h("use only N test images"))
+    seed: int = 0
     max_batches: int | None = field(default=None, metadata=_h("cap on batches per epoch"))
     threads: int | None = field(default=None, metadata=_h("torch CPU threads"))
     progress: bool = field(default=True, metadata=_h("no progress bar", flag="--no-progress"))
@@ -198,14 +198,8 @@ class _Curve:
 
 
 def _finetune(cfg: FinetuneConfig, model, data, resume=None) -> dict:
-    out = Path(cfg.out) if cfg.out else None
-    if out is not None:
-        write_json(out / "config.json", cfg.to_dict())
-    x, y, xt, yt = data if data is not None else _data(cfg)
-    torch.manual_seed(cfg.seed)
+    out, (x, y, xt, yt), per_epoch, total = _begin_run(cfg, data, lambda: _data(cfg))
     in_shape = (1, *x.shape[1:])
-    per_epoch = steps_per_epoch(len(x), cfg.batch_size, cfg.max_batches)
-    total = per_epoch * cfg.epochs
     sp = _sparsifier(cfg, model, total)
     opt = _optimizer(cfg, model)
     lr_sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)

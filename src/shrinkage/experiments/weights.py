@@ -320,17 +320,26 @@ def train_run(config: TrainConfig | dict, data=None, resume: bool | None = None)
 DIVERGE_FACTOR = 1e3
 
 
-def _train(cfg: TrainConfig, data, resume) -> dict:
+def _begin_run(cfg, data, load):
+    """What every MNIST weights run does first: ``config.json`` written into ``cfg.out`` (if
+    set), the data (``data``, else ``load()``), the seed; returns ``(out, (x, y, x_test,
+    y_test), steps per epoch, total steps)``."""
     out = Path(cfg.out) if cfg.out else None
     if out is not None:
         write_json(out / "config.json", cfg.to_dict())
-    x, y, xt, yt = data if data is not None else _data(cfg, cfg.eval_split)
+    tensors = data if data is not None else load()
     torch.manual_seed(cfg.seed)
+    per_epoch = steps_per_epoch(len(tensors[0]), cfg.batch_size, cfg.max_batches)
+    return out, tensors, per_epoch, per_epoch * cfg.epochs
+
+
+def _train(cfg: TrainConfig, data, resume) -> dict:
+    out, (x, y, xt, yt), per_epoch, total = _begin_run(
+        cfg, data, lambda: _data(cfg, cfg.eval_split)
+    )
     act_cfg = parse_activation(cfg.activation, cfg.m_scale)
     model = build_model(cfg.model, act_cfg, cfg.depth, cfg.width)
     in_shape = (1, *x.shape[1:])
-    per_epoch = steps_per_epoch(len(x), cfg.batch_size, cfg.max_batches)
-    total = per_epoch * cfg.epochs
     sp = _sparsifier(cfg, model, total)
     opt = _optimizer(cfg, model)
     lr_sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)

@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from ._docs import fill_doc
+
 __all__ = ["lenet_300_100", "lenet5"]
 
 
@@ -28,6 +30,7 @@ def _act(activation: Callable[[], nn.Module] | None) -> nn.Module:
     return module
 
 
+@fill_doc
 def lenet_300_100(
     activation: Callable[[], nn.Module] | None = None, num_classes: int = 10
 ) -> nn.Sequential:
@@ -35,37 +38,20 @@ def lenet_300_100(
 
     Flatten, then Linear 784 -> 300, activation, Linear 300 -> 100, activation, Linear
     100 -> ``num_classes``: 266,200 weights for 10 classes (LeCun et al. 1998; the pruning
-    benchmark of Han et al. 2015). PyTorch's default initialisation.
+    benchmark of Han et al. 2015). PyTorch's default initialisation. Flat (N, 784) inputs work
+    too.
 
-    Parameters
-    ----------
-    activation : callable or None, optional
-        Zero-argument factory called once per hidden layer, returning an ``nn.Module``
-        (e.g. ``nn.ReLU`` or ``lambda: shrinkage.thresholds.ShiftedReLU(0.1)``); each layer
-        gets its own module, so a learnable threshold is learned per layer. Default None,
-        meaning ``nn.ReLU``.
-    num_classes : int, optional
-        Size of the output layer. Default 10.
-
-    Returns
-    -------
-    torch.nn.Sequential
-        The network, mapping (N, 1, 28, 28) (or (N, 784)) inputs to (N, ``num_classes``)
-        logits.
-
-    Raises
-    ------
-    ValueError
-        If ``activation`` returns something that is not an ``nn.Module``.
-    TypeError
-        If ``activation`` is not callable.
+    %(mnist_net_sections)s
 
     Examples
     --------
+    Images and flat vectors give the same logits:
+
     >>> import torch
-    >>> lenet_300_100()(torch.zeros(2, 1, 28, 28)).shape
-    torch.Size([2, 10])
+    >>> x = torch.rand(2, 1, 28, 28)
     >>> net = lenet_300_100()
+    >>> torch.equal(net(x), net(x.reshape(2, 784)))
+    True
     >>> sum(m.weight.numel() for m in net if isinstance(m, torch.nn.Linear))
     266200
     """
@@ -79,6 +65,7 @@ def lenet_300_100(
     )
 
 
+@fill_doc
 def lenet5(
     activation: Callable[[], nn.Module] | None = None, num_classes: int = 10
 ) -> nn.Sequential:
@@ -90,27 +77,7 @@ def lenet5(
     every hidden layer gets ``activation`` after its pooling, so that activations can be
     studied in every layer. PyTorch's default initialisation.
 
-    Parameters
-    ----------
-    activation : callable or None, optional
-        Zero-argument factory called once per hidden layer, returning an ``nn.Module``
-        (e.g. ``nn.ReLU`` or ``lambda: shrinkage.thresholds.ShiftedReLU(0.1)``); each layer
-        gets its own module, so a learnable threshold is learned per layer. Default None,
-        meaning ``nn.ReLU``.
-    num_classes : int, optional
-        Size of the output layer. Default 10.
-
-    Returns
-    -------
-    torch.nn.Sequential
-        The network, mapping (N, 1, 28, 28) inputs to (N, ``num_classes``) logits.
-
-    Raises
-    ------
-    ValueError
-        If ``activation`` returns something that is not an ``nn.Module``.
-    TypeError
-        If ``activation`` is not callable.
+    %(mnist_net_sections)s
 
     Examples
     --------

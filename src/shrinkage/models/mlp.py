@@ -18,6 +18,7 @@ from torch import nn
 from .._checks import check_int_at_least, check_positive
 from .._init import gaussian_init_
 from ..thresholds import ShiftedReLU
+from ._docs import fill_doc
 
 _CONFIG_ATTRS = ("module", "sigma_w", "sigma_b", "input_mean_square")
 
@@ -105,6 +106,7 @@ def _finish(net, cfg):
     return net
 
 
+@fill_doc
 def mlp(
     depth: int,
     width: int,
@@ -141,8 +143,7 @@ def mlp(
         a message pointing to ``shrinkage.activations.edge_of_chaos``. Default None.
     in_features : int, optional
         Input features after flattening, >= 1. Default 784 (28 x 28 MNIST).
-    num_classes : int, optional
-        Size of the readout, >= 1. Default 10.
+    %(num_classes_readout)s
     scale_input : bool, optional
         Put a ``ScaleInput`` first when ``activation`` is a config (no effect
         otherwise). Default True.
@@ -189,6 +190,7 @@ def mlp(
     return _finish(nn.Sequential(*layers), cfg)
 
 
+@fill_doc
 def deep_cnn(
     depth: int,
     channels: int,
@@ -219,8 +221,7 @@ def deep_cnn(
         As in ``mlp``: only there to refuse a name with a sparsity. Default None.
     in_channels : int, optional
         Channels of the input images, >= 1. Default 1.
-    num_classes : int, optional
-        Size of the readout, >= 1. Default 10.
+    %(num_classes_readout)s
     kernel_size : int, optional
         Side of the square kernels, >= 1; padding ``kernel_size // 2`` keeps the spatial
         size for odd sizes. Default 3.

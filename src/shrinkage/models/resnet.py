@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
+from ._docs import fill_doc
 from .lenet import _act
 
 __all__ = ["resnet_small", "BasicBlock"]
@@ -43,6 +44,7 @@ class BasicBlock(nn.Module):
         return self.act2(out + short)
 
 
+@fill_doc
 def resnet_small(
     widths: Sequence[int] = (16, 32, 64),
     blocks: int = 1,
@@ -65,8 +67,7 @@ def resnet_small(
         BasicBlocks per stage, >= 1. Default 1.
     in_channels : int, optional
         Channels of the input images. Default 1.
-    num_classes : int, optional
-        Size of the output layer. Default 10.
+    %(num_classes)s
     activation : callable or None, optional
         Zero-argument factory returning an ``nn.Module``, called for every activation
         (each gets its own module). Default None, meaning ``nn.ReLU``.

@@ -17,6 +17,7 @@ from torch import nn
 
 from .._checks import check_nonnegative, check_positive
 from ._array import as_tensor, back, like
+from ._docs import fill_doc
 from ._penalties import _soft
 
 
@@ -47,28 +48,11 @@ def _apply(core, x, tau, m=None):
     return back(core(t, *args), was_numpy)
 
 
+@fill_doc
 def shifted_relu(x, tau):
     """Shifted ReLU: ``max(0, x - tau)``, a ReLU whose threshold is moved from 0 to tau.
 
-    Parameters
-    ----------
-    x : torch.Tensor or numpy.ndarray
-        Input; a tensor keeps its dtype and device, a numpy array gives a numpy array back
-        (integer arrays are computed in float64).
-    tau : float or array_like
-        Threshold >= 0, a scalar or broadcastable to ``x``.
-
-    Returns
-    -------
-    torch.Tensor or numpy.ndarray
-        ``max(0, x - tau)`` elementwise, same shape and type as ``x``.
-
-    Raises
-    ------
-    ValueError
-        If ``tau`` is negative or NaN.
-    TypeError
-        If ``x`` is not a tensor or numpy array.
+    %(unclipped_operator)s
 
     Examples
     --------
@@ -78,31 +62,14 @@ def shifted_relu(x, tau):
     return _apply(_shifted_relu, x, tau)
 
 
+@fill_doc
 def soft_threshold(x, tau):
     """Soft threshold: ``sign(x) max(|x| - tau, 0)``.
 
     The prox of ``tau |.|`` (the same definition as ``prox("l1", x, lam=tau)``): magnitudes
     up to tau become 0, larger ones shrink by tau.
 
-    Parameters
-    ----------
-    x : torch.Tensor or numpy.ndarray
-        Input; a tensor keeps its dtype and device, a numpy array gives a numpy array back
-        (integer arrays are computed in float64).
-    tau : float or array_like
-        Threshold >= 0, a scalar or broadcastable to ``x``.
-
-    Returns
-    -------
-    torch.Tensor or numpy.ndarray
-        ``sign(x) max(|x| - tau, 0)`` elementwise, same shape and type as ``x``.
-
-    Raises
-    ------
-    ValueError
-        If ``tau`` is negative or NaN.
-    TypeError
-        If ``x`` is not a tensor or numpy array.
+    %(unclipped_operator)s
 
     Examples
     --------
@@ -118,33 +85,14 @@ def soft_threshold(x, tau):
     return _apply(_soft, x, tau)
 
 
+@fill_doc
 def clipped_relu(x, tau, m):
     """Clipped ReLU: ``min(max(x - tau, 0), m)``.
 
     A shifted ReLU whose output is capped at m; the cap is what keeps the edge-of-chaos
     initialisation stable (Price et al., ICLR 2024).
 
-    Parameters
-    ----------
-    x : torch.Tensor or numpy.ndarray
-        Input; a tensor keeps its dtype and device, a numpy array gives a numpy array back
-        (integer arrays are computed in float64).
-    tau : float or array_like
-        Threshold >= 0, a scalar or broadcastable to ``x``.
-    m : float or array_like
-        Clipping magnitude > 0, a scalar or broadcastable to ``x``.
-
-    Returns
-    -------
-    torch.Tensor or numpy.ndarray
-        ``min(max(x - tau, 0), m)`` elementwise, in [0, m], same shape and type as ``x``.
-
-    Raises
-    ------
-    ValueError
-        If ``tau`` is negative or NaN, or ``m`` is not > 0.
-    TypeError
-        If ``x`` is not a tensor or numpy array.
+    %(clipped_operator)s
 
     Examples
     --------
@@ -154,33 +102,13 @@ def clipped_relu(x, tau, m):
     return _apply(_clipped_relu, x, tau, m)
 
 
+@fill_doc
 def clipped_soft_threshold(x, tau, m):
     """Clipped soft threshold: ``sign(x) min(max(|x| - tau, 0), m)``.
 
     A soft threshold whose output magnitude is capped at m (Price et al., ICLR 2024).
 
-    Parameters
-    ----------
-    x : torch.Tensor or numpy.ndarray
-        Input; a tensor keeps its dtype and device, a numpy array gives a numpy array back
-        (integer arrays are computed in float64).
-    tau : float or array_like
-        Threshold >= 0, a scalar or broadcastable to ``x``.
-    m : float or array_like
-        Clipping magnitude > 0, a scalar or broadcastable to ``x``.
-
-    Returns
-    -------
-    torch.Tensor or numpy.ndarray
-        ``sign(x) min(max(|x| - tau, 0), m)`` elementwise, in [-m, m], same shape and type
-        as ``x``.
-
-    Raises
-    ------
-    ValueError
-        If ``tau`` is negative or NaN, or ``m`` is not > 0.
-    TypeError
-        If ``x`` is not a tensor or numpy array.
+    %(clipped_operator)s
 
     Examples
     --------
@@ -198,6 +126,7 @@ ACTIVATIONS = {
 }
 
 
+@fill_doc
 class Thresholding(nn.Module):
     """Base of the thresholding activation modules.
 
@@ -208,8 +137,7 @@ class Thresholding(nn.Module):
 
     Parameters
     ----------
-    tau : float, optional
-        Threshold >= 0. Default 0.0.
+    %(tau_module)s
     m : float or None, optional
         Clipping magnitude > 0: required by the clipped modules (``CReLU``,
         ``CST``), refused by the others. Default None.
@@ -281,29 +209,14 @@ class Thresholding(nn.Module):
         return s
 
 
+@fill_doc
 class ShiftedReLU(Thresholding):
     """Module form of ``shifted_relu``: ``max(0, x - tau)``.
 
-    Parameters
-    ----------
-    tau : float, optional
-        Threshold >= 0. Default 0.0.
-    m : None, optional
-        Must be None (no clipping); kept for a signature common to all thresholding modules.
-    learnable_tau : bool, optional
-        Train ``tau`` as an ``nn.Parameter`` (clamped at 0 in ``forward``). Default False.
+    Zero up to ``tau`` and unbounded above: at the edge of chaos its variance map has no
+    stable fixed point (Price et al., ICLR 2024), which clipping (``CReLU``) cures.
 
-    Attributes
-    ----------
-    tau : torch.Tensor
-        0-d threshold (buffer, or parameter with ``learnable_tau``).
-    m : None
-        The clipping magnitude (always None).
-
-    Raises
-    ------
-    ValueError
-        If ``tau`` is negative or NaN, or ``m`` is given.
+    %(unclipped_module)s
 
     Examples
     --------
@@ -318,36 +231,19 @@ class ShiftedReLU(Thresholding):
         return _shifted_relu(x, tau)
 
 
+@fill_doc
 class SoftThreshold(Thresholding):
     """Module form of ``soft_threshold``: ``sign(x) max(|x| - tau, 0)``.
 
-    Parameters
-    ----------
-    tau : float, optional
-        Threshold >= 0. Default 0.0.
-    m : None, optional
-        Must be None (no clipping); kept for a signature common to all thresholding modules.
-    learnable_tau : bool, optional
-        Train ``tau`` as an ``nn.Parameter`` (clamped at 0 in ``forward``). Default False.
+    The proximal operator of ``tau * |x|`` (the l1 penalty), used here as an activation.
 
-    Attributes
-    ----------
-    tau : torch.Tensor
-        0-d threshold (buffer, or parameter with ``learnable_tau``).
-    m : None
-        The clipping magnitude (always None).
-
-    Raises
-    ------
-    ValueError
-        If ``tau`` is negative or NaN, or ``m`` is given.
+    %(unclipped_module)s
 
     Examples
     --------
-    >>> act = SoftThreshold(tau=0.5)
-    >>> act
-    SoftThreshold(tau=0.5)
-    >>> act(torch.tensor([-2.0, 0.25, 1.0]))
+    It shrinks both signs towards zero (an odd function):
+
+    >>> SoftThreshold(tau=0.5)(torch.tensor([-2.0, 0.25, 1.0]))
     tensor([-1.5000,  0.0000,  0.5000])
     """
 
@@ -355,37 +251,23 @@ class SoftThreshold(Thresholding):
         return _soft(x, tau)
 
 
+@fill_doc
 class CReLU(Thresholding):
     """Module form of ``clipped_relu``: ``min(max(x - tau, 0), m)``.
 
-    Parameters
-    ----------
-    tau : float, optional
-        Threshold >= 0. Default 0.0.
-    m : float
-        Clipping magnitude > 0 (required).
-    learnable_tau : bool, optional
-        Train ``tau`` as an ``nn.Parameter`` (clamped at 0 in ``forward``). Default False.
+    Bounded by ``m``, which gives the variance map a stable fixed point at the edge of chaos.
 
-    Attributes
-    ----------
-    tau : torch.Tensor
-        0-d threshold (buffer, or parameter with ``learnable_tau``).
-    m : float
-        The clipping magnitude.
-
-    Raises
-    ------
-    ValueError
-        If ``tau`` is negative or NaN, or ``m`` is missing or not > 0.
+    %(clipped_module)s
 
     Examples
     --------
-    >>> act = CReLU(tau=0.5, m=1.5)
-    >>> act
-    CReLU(tau=0.5, m=1.5)
-    >>> act(torch.tensor([-1.0, 1.0, 9.0]))
-    tensor([0.0000, 0.5000, 1.5000])
+    Outputs lie in [0, m]; a learnable threshold is a parameter of the module:
+
+    >>> act = CReLU(tau=0.5, m=1.5, learnable_tau=True)
+    >>> act(torch.tensor([-1.0, 1.0, 9.0])).tolist()
+    [0.0, 0.5, 1.5]
+    >>> [name for name, _ in act.named_parameters()]
+    ['tau']
     """
 
     _clipped = True
@@ -394,36 +276,21 @@ class CReLU(Thresholding):
         return _clipped_relu(x, tau, self.m)
 
 
+@fill_doc
 class CST(Thresholding):
     """Module form of ``clipped_soft_threshold``: ``sign(x) min(max(|x| - tau, 0), m)``.
 
-    Parameters
-    ----------
-    tau : float, optional
-        Threshold >= 0. Default 0.0.
-    m : float
-        Clipping magnitude > 0 (required).
-    learnable_tau : bool, optional
-        Train ``tau`` as an ``nn.Parameter`` (clamped at 0 in ``forward``). Default False.
+    Odd, and bounded by ``m`` in magnitude.
 
-    Attributes
-    ----------
-    tau : torch.Tensor
-        0-d threshold (buffer, or parameter with ``learnable_tau``).
-    m : float
-        The clipping magnitude.
-
-    Raises
-    ------
-    ValueError
-        If ``tau`` is negative or NaN, or ``m`` is missing or not > 0.
+    %(clipped_module)s
 
     Examples
     --------
-    >>> act = CST(tau=0.5, m=1.2)
-    >>> act
+    Outputs lie in [-m, m]:
+
+    >>> print(CST(tau=0.5, m=1.2))
     CST(tau=0.5, m=1.2)
-    >>> act(torch.tensor([-9.0, 0.25, 1.0]))
+    >>> CST(tau=0.5, m=1.2)(torch.tensor([-9.0, 0.25, 1.0]))
     tensor([-1.2000,  0.0000,  0.5000])
     """
 

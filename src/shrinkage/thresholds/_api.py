@@ -6,6 +6,7 @@ import torch
 
 from .._checks import check_nonnegative, check_positive
 from ._array import as_tensor, back, like
+from ._docs import fill_doc
 from ._penalties import get_penalty as _get
 
 
@@ -65,6 +66,7 @@ def _finite_out(out, what: str):
     return out
 
 
+@fill_doc
 def prox(name: str, x, lam, step: float = 1.0, **params):
     """Elementwise proximal operator of a penalty.
 
@@ -72,13 +74,11 @@ def prox(name: str, x, lam, step: float = 1.0, **params):
 
     Parameters
     ----------
-    name : str
-        One of ``PENALTIES``.
+    %(penalty_name)s
     x : torch.Tensor or numpy.ndarray
         Input; a tensor keeps its float dtype and device (integer and bool tensors become the
         default float dtype), a numpy array gives a numpy array back.
-    lam : float or array_like
-        Penalty weight >= 0, a scalar or broadcastable to ``x``.
+    %(lam_array)s
     step : float, optional
         Step size > 0 (the gradient step of a proximal-gradient method). Default 1.0.
     **params
@@ -98,8 +98,7 @@ def prox(name: str, x, lam, step: float = 1.0, **params):
         An unknown ``name`` or parameter; NaN or inf in ``x`` (every penalty alike); a
         negative or non-finite ``lam``; a step <= 0 or not finite; parameters that do not
         suit the step (naming the bound); a result that overflows ``x``'s dtype.
-    TypeError
-        ``x`` is not a tensor or numpy array, or is complex.
+    %(raises_x_complex)s
 
     Examples
     --------
@@ -123,6 +122,7 @@ def prox(name: str, x, lam, step: float = 1.0, **params):
     return back(_finite_out(out, f"prox of {name!r}"), was_numpy)
 
 
+@fill_doc
 def penalty(name: str, x, lam, **params):
     """Elementwise penalty value G(x), lam included.
 
@@ -131,13 +131,11 @@ def penalty(name: str, x, lam, **params):
 
     Parameters
     ----------
-    name : str
-        One of ``PENALTIES``.
+    %(penalty_name)s
     x : torch.Tensor or numpy.ndarray
         Where to evaluate G; a tensor keeps its float dtype and device, a numpy array gives
         a numpy array back.
-    lam : float or array_like
-        Penalty weight >= 0, a scalar or broadcastable to ``x``.
+    %(lam_array)s
     **params
         The penalty's parameters (``a`` for ``cel0``, ``gamma`` for ``mcp`` and ``scad``),
         as in ``prox``; no step is involved, so only ``a > 0`` is checked.
@@ -152,8 +150,7 @@ def penalty(name: str, x, lam, **params):
     ValueError
         An unknown ``name`` or parameter, ``a <= 0`` for ``cel0``, NaN or inf in ``x``, a
         negative or non-finite ``lam``, a result that overflows ``x``'s dtype.
-    TypeError
-        ``x`` is not a tensor or numpy array, or is complex.
+    %(raises_x_complex)s
 
     Examples
     --------
@@ -173,6 +170,7 @@ def penalty(name: str, x, lam, **params):
     return back(_finite_out(pen.value(t, like(lam, t), **p), f"penalty {name!r}"), was_numpy)
 
 
+@fill_doc
 def threshold(name: str, lam, step: float = 1.0, **params):
     """Magnitude at or below which ``prox(name, x, lam, step)`` is exactly 0.
 
@@ -182,25 +180,22 @@ def threshold(name: str, lam, step: float = 1.0, **params):
 
     Parameters
     ----------
-    name : str
-        One of ``PENALTIES``.
+    %(penalty_name)s
     lam : float
         Penalty weight >= 0 (finite).
-    step : float, optional
-        Step size > 0 (finite). Default 1.0.
-    **params
-        The penalty's parameters, as in ``prox`` (checked against ``step``).
+    %(step, params)s
 
     Returns
     -------
-    float
-        The threshold (a tensor if ``lam`` or a parameter is one).
+    float or torch.Tensor
+        The threshold; a tensor if ``lam`` or a parameter is one.
 
     Raises
     ------
     ValueError
-        An unknown ``name`` or parameter, a negative or non-finite ``lam``, a step <= 0 or
-        not finite, parameters that do not suit the step, a result that overflows.
+        If ``name`` or one of ``params`` is unknown; if ``lam`` is negative or not finite;
+        if ``step`` is not a finite number > 0, or the parameters do not suit it; if the
+        threshold overflows.
 
     Examples
     --------
@@ -220,6 +215,7 @@ def threshold(name: str, lam, step: float = 1.0, **params):
     return _finite_out(pen.threshold(lam, float(step), **p), f"threshold of {name!r}")
 
 
+@fill_doc
 def lam_for_threshold(name: str, thr, step: float = 1.0, **params):
     """Inverse of ``threshold``: the lam whose prox zeroes exactly magnitudes <= ``thr``.
 
@@ -227,14 +223,10 @@ def lam_for_threshold(name: str, thr, step: float = 1.0, **params):
 
     Parameters
     ----------
-    name : str
-        One of ``PENALTIES``.
+    %(penalty_name)s
     thr : float
         The wanted threshold, >= 0 and finite.
-    step : float, optional
-        Step size > 0 (finite). Default 1.0.
-    **params
-        The penalty's parameters, as in ``prox`` (checked against ``step``).
+    %(step, params)s
 
     Returns
     -------
@@ -264,13 +256,13 @@ def lam_for_threshold(name: str, thr, step: float = 1.0, **params):
     return _finite_out(pen.lam_for(thr, float(step), **p), f"lam for {name!r}")
 
 
+@fill_doc
 def describe(name: str) -> str:
     """One line on a penalty: its formula and its parameters with their defaults.
 
     Parameters
     ----------
-    name : str
-        One of ``PENALTIES``.
+    %(penalty_name)s
 
     Returns
     -------

@@ -6,8 +6,10 @@ import torch
 
 from .._checks import check_int_at_least
 from ._array import as_tensor, back
+from ._docs import fill_doc
 
 
+@fill_doc
 def top_k(x, k: int, dim: int = -1):
     """Keep the ``k`` largest magnitudes along ``dim``, zero the rest (ties: lowest index kept).
 
@@ -34,8 +36,7 @@ def top_k(x, k: int, dim: int = -1):
     ------
     ValueError
         If ``k`` is not an integer >= 0, or is larger than ``x.shape[dim]``.
-    TypeError
-        If ``x`` is not a tensor or numpy array.
+    %(raises_x)s
 
     Examples
     --------

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..thresholds import get_penalty
 from ..thresholds.cores import soft
+from ._docs import fill_doc
 
 __all__ = [
     "kth_threshold",
@@ -231,6 +232,7 @@ def channel_gamma(w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return 1.01 / (rho + 0.01)
 
 
+@fill_doc
 def st3_weight(w: torch.Tensor, tau: torch.Tensor, rescale: bool = True) -> torch.Tensor:
     """ST-3 forward weight ``gamma_c * sign(w) * max(|w| - tau, 0)`` (soft threshold = prox of l1).
 
@@ -241,8 +243,7 @@ def st3_weight(w: torch.Tensor, tau: torch.Tensor, rescale: bool = True) -> torc
 
     Parameters
     ----------
-    w : torch.Tensor
-        Raw weight, ``(C_out, ...)``.
+    %(w)s
     tau : torch.Tensor or float
         Magnitude threshold, >= 0 (not checked); a 0-d tensor or anything broadcastable.
     rescale : bool, default True
@@ -271,6 +272,7 @@ def st3_weight(w: torch.Tensor, tau: torch.Tensor, rescale: bool = True) -> torc
     return out
 
 
+@fill_doc
 def prox_weight(
     w: torch.Tensor,
     tau: torch.Tensor,
@@ -289,8 +291,7 @@ def prox_weight(
 
     Parameters
     ----------
-    w : torch.Tensor
-        Raw weight, ``(C_out, ...)``.
+    %(w)s
     tau : torch.Tensor or float
         Magnitude threshold: entries with ``|w| <= tau`` are 0.
     lam : torch.Tensor or float

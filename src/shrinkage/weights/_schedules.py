@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from .._checks import check_int_at_least, check_open_unit
+from ._docs import fill_doc
 
 __all__ = ["Schedule", "Cubic", "Linear", "Constant"]
 
@@ -81,7 +82,16 @@ def _check_window(start, end) -> tuple[int, int]:
     return start, end
 
 
-class Cubic(Schedule):
+class _Ramp(Schedule):
+    """A ramp from ``initial`` at step ``start`` to ``final`` at step ``end``."""
+
+    def __init__(self, start: int, end: int, initial: float = 0.0):
+        self.start, self.end = _check_window(start, end)
+        self.initial = check_open_unit("initial", initial, closed_low=True)
+
+
+@fill_doc
+class Cubic(_Ramp):
     """Cubic sparsity ramp (Zhu & Gupta 2017, "To prune, or not to prune"), as ST-3 uses it.
 
     At optimizer step t:
@@ -92,27 +102,7 @@ class Cubic(Schedule):
 
     Pruning is fast at first and slows as the target nears.
 
-    Parameters
-    ----------
-    start : int
-        First step of the ramp, >= 0; ``initial`` before it.
-    end : int
-        Step at which ``final`` is reached, > ``start``.
-    initial : float, default 0.0
-        Sparsity before ``start``, in [0, 1).
-
-    Attributes
-    ----------
-    start, end : int
-        The ramp's window.
-    initial : float
-        The sparsity before it.
-
-    Raises
-    ------
-    ValueError
-        ``start`` or ``end`` is not an integer >= 0, ``end <= start``, or ``initial`` is
-        not in [0, 1).
+    %(ramp_sections)s
 
     Examples
     --------
@@ -125,10 +115,6 @@ class Cubic(Schedule):
     (0.0, 0.8, 0.8)
     """
 
-    def __init__(self, start: int, end: int, initial: float = 0.0):
-        self.start, self.end = _check_window(start, end)
-        self.initial = check_open_unit("initial", initial, closed_low=True)
-
     def __call__(self, step: int, final: float) -> float:
         if step < self.start:
             return self.initial
@@ -138,34 +124,15 @@ class Cubic(Schedule):
         return final + (self.initial - final) * (1.0 - frac) ** 3
 
 
-class Linear(Schedule):
+@fill_doc
+class Linear(_Ramp):
     """Linear sparsity ramp from ``initial`` at ``start`` to ``final`` at ``end``.
 
     At optimizer step t:
 
         s(t) = initial + (final - initial) * clamp((t - start) / (end - start), 0, 1)
 
-    Parameters
-    ----------
-    start : int
-        First step of the ramp, >= 0; ``initial`` up to it.
-    end : int
-        Step at which ``final`` is reached, > ``start``.
-    initial : float, default 0.0
-        Sparsity up to ``start``, in [0, 1).
-
-    Attributes
-    ----------
-    start, end : int
-        The ramp's window.
-    initial : float
-        The sparsity before it.
-
-    Raises
-    ------
-    ValueError
-        ``start`` or ``end`` is not an integer >= 0, ``end <= start``, or ``initial`` is
-        not in [0, 1).
+    %(ramp_sections)s
 
     Examples
     --------
@@ -175,10 +142,6 @@ class Linear(Schedule):
     >>> ramp(0, final=0.6), round(ramp(15, final=0.6), 6), ramp(30, final=0.6)
     (0.2, 0.4, 0.6)
     """
-
-    def __init__(self, start: int, end: int, initial: float = 0.0):
-        self.start, self.end = _check_window(start, end)
-        self.initial = check_open_unit("initial", initial, closed_low=True)
 
     def __call__(self, step: int, final: float) -> float:
         frac = min(max((step - self.start) / (self.end - self.start), 0.0), 1.0)

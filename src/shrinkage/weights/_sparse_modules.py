@@ -17,6 +17,7 @@ from torch import nn
 
 from .. import _checks
 from . import _kernels
+from ._docs import fill_doc
 
 __all__ = [
     "KERNELS",
@@ -128,6 +129,7 @@ class SparseLinear(nn.Module):
         self._valid: tuple | None = None  # the buffers last validated (identities)
 
     # -- construction ---------------------------------------------------------------
+    @fill_doc
     @classmethod
     def from_linear(cls, linear: nn.Linear, kernel: str) -> SparseLinear:
         """Build from an ``nn.Linear`` (its current, possibly parametrized, weight).
@@ -136,8 +138,7 @@ class SparseLinear(nn.Module):
         ----------
         linear : torch.nn.Linear
             The layer; its weight's exact zeros are dropped, its bias copied.
-        kernel : str
-            One of ``KERNELS`` but ``"dense"``.
+        %(kernel)s
 
         Returns
         -------
@@ -160,6 +161,7 @@ class SparseLinear(nn.Module):
             bias = None if linear.bias is None else linear.bias.detach().clone()
         return cls.from_weight(weight, bias, kernel)
 
+    @fill_doc
     @classmethod
     def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None, kernel: str):
         """Build from a dense ``(out, in)`` weight; its exact zeros are dropped.
@@ -170,8 +172,7 @@ class SparseLinear(nn.Module):
             2-d ``(out, in)`` floating-point weight (detached; its device and dtype kept).
         bias : torch.Tensor or None
             ``(out,)`` bias, or None.
-        kernel : str
-            One of ``KERNELS`` but ``"dense"``.
+        %(kernel)s
 
         Returns
         -------
@@ -238,13 +239,8 @@ class SparseLinear(nn.Module):
         >>> torch.equal(back.weight, lin.weight), torch.equal(back.bias, lin.bias)
         (True, True)
         """
-        lin = nn.Linear(
-            self.in_features,
-            self.out_features,
-            bias=self.bias is not None,
-            device=self.values.device,
-            dtype=self.values.dtype,
-        )
+        like = {"device": self.values.device, "dtype": self.values.dtype}
+        lin = nn.Linear(self.in_features, self.out_features, self.bias is not None, **like)
         with torch.no_grad():
             lin.weight.copy_(self.dense_weight())
             if self.bias is not None:
@@ -595,21 +591,26 @@ class SparseConv2d(nn.Module):
             and not isinstance(conv.padding, str)
         )
 
+    @fill_doc
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, kernel: str) -> SparseConv2d:
         """Build from an ``nn.Conv2d`` (groups 1, zero padding, numeric padding).
 
+        The convolution becomes an unfold, a product with its sparse ``(out, in * k * k)``
+        matrix (a ``SparseLinear``) and a fold back to the output's shape.
+
         Parameters
         ----------
         conv : torch.nn.Conv2d
-            The convolution; its weight's exact zeros are dropped, its bias copied.
-        kernel : str
-            One of ``KERNELS`` but ``"dense"``.
+            A convolution that ``supports`` accepts. The exact zeros of its weight are
+            dropped and its bias is copied.
+        %(kernel)s
 
         Returns
         -------
         SparseConv2d
-            A module computing the same outputs (up to float rounding).
+            Unfold, sparse matrix product, fold: the convolution's outputs, up to float
+            rounding.
 
         Raises
         ------

@@ -1,0 +1,44 @@
+"""A griffe extension for ``make docs``: docstrings built from shared fragments are shown filled.
+
+Some docstrings name a fragment on a line ``%(name)s`` that ``shrinkage._doc.fill`` replaces at
+import (one text for a parameter that several functions take). The API pages are read from the
+source, so for those objects this extension takes the docstring of the imported object, the
+text that ``help()`` shows.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import griffe
+
+
+def _runtime(path: str):
+    """The object at a dotted ``path``: the longest importable module, then attributes."""
+    parts = path.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            obj = getattr(obj, name, None)
+            if obj is None:
+                return None
+        return obj
+    return None
+
+
+class FillSharedFragments(griffe.Extension):
+    """Replace a docstring holding ``%(name)s`` lines with its filled runtime text."""
+
+    def on_object(self, *, obj: griffe.Object, **kwargs) -> None:
+        doc = obj.docstring
+        if doc is None or "%(" not in doc.value:
+            return
+        runtime = _runtime(obj.path)
+        filled = getattr(getattr(runtime, "__func__", runtime), "__doc__", None)
+        if not filled or filled == doc.value:
+            raise RuntimeError(f"{obj.path}: its docstring fragments were not filled at import")
+        doc.value = inspect.cleandoc(filled)
