@@ -14,7 +14,7 @@ float, numpy.ndarray or torch.Tensor
     derivative_sections=sections(
         parameters="act, q, sigma_w, sigma_b_checked, tau, m, method",
         returns="returns_like_q",
-        raises="raises_valueerror",
+        raises="raises_map_arguments",
     ),
     act="""\
 act : str or callable
@@ -52,7 +52,7 @@ q : float, array_like or torch.Tensor
     q_star="""\
 q_star : float
     The fixed-point variance ``q*`` > 0.""",
-    raises_valueerror="""\
+    raises_map_arguments="""\
 ValueError
     An unknown activation name; ``tau`` < 0, or > 0 for an activation without a
     threshold; ``m`` missing for a clipped activation, given for another, or not > 0;

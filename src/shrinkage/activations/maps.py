@@ -51,7 +51,7 @@ def variance_map(act, q, sigma_w, sigma_b, tau=0.0, m=None, method="auto"):
 
     Raises
     ------
-    %(raises_valueerror)s
+    %(raises_map_arguments)s
 
     Examples
     --------

@@ -8,7 +8,7 @@ from .._doc import fill, sections
 fill_doc = fill(
     # the reconstruction metrics all take (X, D, codes)
     reconstruction_parameters=sections(
-        parameters="x, d, codes_of_x",
+        parameters="signals, dictionary, codes_of_x",
     ),
     codes="""\
 codes : torch.Tensor or numpy.ndarray
@@ -16,7 +16,7 @@ codes : torch.Tensor or numpy.ndarray
     codes_of_x="""\
 codes : torch.Tensor or numpy.ndarray
     (n_samples, n_atoms) codes, the reconstruction of X being ``codes @ D``.""",
-    d="""\
+    dictionary="""\
 D : torch.Tensor or numpy.ndarray
     (n_atoms, n_features) dictionary, one atom per row.""",
     lam="""\
@@ -40,7 +40,7 @@ TypeError
     raises_shapes="""\
 ValueError
     When the shapes of X, D and codes do not match.""",
-    x="""\
+    signals="""\
 X : torch.Tensor or numpy.ndarray
     (n_samples, n_features) signals.""",
     y="""\
