@@ -22,6 +22,7 @@ def _main(name):
 def test_every_benchmark_is_covered():
     assert {p.stem for p in BENCH.glob("*.py")} == {
         "activation_inference",
+        "activations_epochs",
         "activations_probe",
         "activations_speed",
         "activations_width",
@@ -68,6 +69,22 @@ def test_activations_width(tmp_path):
     # a second call with the same recipe reads every run back instead of training again
     stamp = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/result.json")}
     _main("activations_width")(["--quick", "--out", str(tmp_path)])
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/result.json")} == stamp
+
+
+def test_activations_epochs(tmp_path):
+    _main("activations_epochs")(["--quick", "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "epochs.json").read_text())
+    assert [r["activation"] for r in rows] == ["relu", "crelu", "cst"]
+    assert (tmp_path / "epochs.png").stat().st_size > 0
+    for r in rows:
+        assert [c["epoch"] for c in r["curve"]] == [1, 2]
+        assert all(0.0 <= c["test_acc"] <= 1.0 for c in r["curve"])
+    for r in rows[1:]:  # the sparsity control holds the target in every layer
+        assert all(c["worst_layer_error"] < 0.1 for c in r["curve"])
+    # a second call reads every finished run back instead of training again
+    stamp = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/result.json")}
+    _main("activations_epochs")(["--quick", "--out", str(tmp_path)])
     assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/result.json")} == stamp
 
 
