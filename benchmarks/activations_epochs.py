@@ -81,15 +81,17 @@ def plot(rows, path):
     relu = {
         c["epoch"]: c["test_acc"] for r in rows if r["activation"] == "relu" for c in r["curve"]
     }
-    for r in rows:
+    for i, r in enumerate(rows):
+        color = f"C{i}"  # one colour per activation in both panels
         e = [c["epoch"] for c in r["curve"]]
         acc = [100 * c["test_acc"] for c in r["curve"]]
         label = r["activation"] + ("" if r["sparsity"] is None else f" at {r['sparsity']:g}")
-        ax[0].plot(e, acc, "o-", ms=3, label=label)
+        ax[0].plot(e, acc, "o-", ms=3, color=color, label=label)
         if r["activation"] != "relu":
             pts = [(c["epoch"], 100 * (relu[c["epoch"]] - c["test_acc"])) for c in r["curve"]]
             pts = [p for p in pts if p[0] in relu]
-            ax[1].plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, label=label)
+            x, gap = [p[0] for p in pts], [p[1] for p in pts]
+            ax[1].plot(x, gap, "o-", ms=3, color=color, label=label)
     ax[0].set(xlabel="epoch", ylabel="test accuracy (%)", title="depth 50, width 300, one recipe")
     ax[1].set(xlabel="epoch", ylabel="points below ReLU", title="gap to ReLU (target: 1)")
     ax[1].axhline(1, color="k", lw=0.6, ls="--")
