@@ -234,6 +234,24 @@ def test_options_that_would_be_ignored_are_refused():
         TrainConfig(method="rigl", rescale="on").check()
 
 
+def test_rigl_init_is_checked_and_reaches_the_sparsifier(monkeypatch):
+    import shrinkage.experiments.weights as ew
+
+    with pytest.raises(ValueError, match="unknown rigl_init 'he'"):
+        TrainConfig(method="rigl", rigl_init="he").check()
+    seen = []
+    real = ew.Sparsifier
+    monkeypatch.setattr(
+        ew, "Sparsifier", lambda *a, **k: seen.append(k["method_params"]["init"]) or real(*a, **k)
+    )
+    cfg = TrainConfig(
+        model="lenet_300_100", method="rigl", sparsity=0.9, epochs=1, batch_size=64, progress=False
+    )
+    for value in ("sparse", "dense"):
+        train_run(cfg.replace(rigl_init=value), data=_data(n=64, nt=32))
+    assert seen == ["sparse", "dense"]
+
+
 def test_rescale_off_reaches_the_sparsifier(monkeypatch):
     """--rescale off: st3 without its per-channel rescale (the ablation), on only when asked."""
     import shrinkage.experiments.weights as ew

@@ -10,7 +10,13 @@ import torch
 from torch import nn
 
 from shrinkage.weights import Constant, Cubic, Sparsifier
-from shrinkage.weights._rigl import drop_fraction, drop_grow, layer_counts, layer_densities
+from shrinkage.weights._rigl import (
+    drop_fraction,
+    drop_grow,
+    layer_counts,
+    layer_densities,
+    sparse_init_scale,
+)
 from shrinkage.weights._sparsifier import FROZEN_STEPS
 from shrinkage.weights._str import D_MAX, HORIZON
 
@@ -356,6 +362,43 @@ def test_rigl_initial_masks_follow_erk_and_the_seed():
     assert [int(u.pm.mask.sum()) for u in uni.units] == layer_counts(shapes, 0.7, "uniform")
 
 
+def test_sparse_init_scale_matches_a_per_unit_count():
+    gen = torch.Generator().manual_seed(3)
+    mask = torch.rand(6, 4, 3, 3, generator=gen) < 0.2
+    mask[2] = False  # a unit with no input left: factor from kept = 1
+    flat = mask.numpy().reshape(6, -1)
+    want = np.sqrt(36 / np.maximum(flat.sum(axis=1), 1))
+    got = sparse_init_scale(mask)
+    assert got.shape == (6, 1, 1, 1)
+    np.testing.assert_allclose(got.flatten().numpy(), want, rtol=1e-6)
+    with pytest.raises(ValueError, match="mask must be at least 2-D"):
+        sparse_init_scale(torch.ones(5, dtype=torch.bool))
+
+
+def test_rigl_sparse_init_restores_the_dense_preactivation_variance():
+    # 99 % sparse: the masked dense init leaves each unit ~1 % of its input variance; the
+    # sparse-aware init puts it back (Monte Carlo over units and inputs)
+    torch.manual_seed(0)
+    dense = nn.Linear(2000, 400)
+    x = torch.randn(256, 2000)
+    ref = (x @ dense.weight.detach().T).var().item()
+    out = {}
+    for init in ("dense", "sparse"):
+        layer = nn.Linear(2000, 400)
+        layer.load_state_dict(dense.state_dict())
+        model = nn.Sequential(layer)
+        sp = Sparsifier(model, 0.99, method="rigl", method_params={**_RIGL, "init": init})
+        w = sp.effective_weights()["0"]
+        out[init] = (x @ w.T).var().item()
+    assert out["dense"] < 0.05 * ref
+    assert abs(out["sparse"] / ref - 1) < 0.15
+    # only the kept weights moved, by their unit's factor
+    sp_w = sp.units[0].param.detach()
+    mask = sp.units[0].pm.mask
+    factor = sparse_init_scale(mask)
+    torch.testing.assert_close(sp_w[mask], (dense.weight.detach() * factor)[mask])
+
+
 # -- both: checkpoints, errors ------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["str", "rigl"])
 def test_resume_is_bitwise_exact(method):
@@ -408,6 +451,8 @@ def test_bad_method_params_name_themselves():
         Sparsifier(_mlp(), 0.5, method="rigl", method_params={**_RIGL, "drop_fraction": 1.5})
     with pytest.raises(ValueError, match="unknown method_params\\['distribution'\\] 'er'"):
         Sparsifier(_mlp(), 0.5, method="rigl", method_params={**_RIGL, "distribution": "er"})
+    with pytest.raises(ValueError, match="unknown method_params\\['init'\\] 'kaiming'"):
+        Sparsifier(_mlp(), 0.5, method="rigl", method_params={**_RIGL, "init": "kaiming"})
     with pytest.raises(ValueError, match="scope must stay 'global', got scope='layer'"):
         Sparsifier(_mlp(), 0.5, method="rigl", scope="layer", method_params={"update_end": 5})
     with pytest.raises(ValueError, match="schedule must be None or Constant\\(\\), got Cubic"):

@@ -128,6 +128,10 @@ class TrainConfig(Recipe):
     )
     rigl_every: int = field(default=100, metadata=_h("steps between rigl's mask updates"))
     rigl_drop: float = field(default=0.3, metadata=_h("rigl's initial drop fraction"))
+    rigl_init: str = field(
+        default="dense",
+        metadata=_h("rigl's starting weights: dense (masked, the paper) | sparse (fan-in scaled)"),
+    )
     rigl_end: float = field(
         default=0.75, metadata=_h("fraction of all steps after which rigl's masks are frozen")
     )
@@ -180,6 +184,7 @@ class TrainConfig(Recipe):
                 "threshold to compensate); leave rescale at 'default'"
             )
         check_choice("rigl_distribution", self.rigl_distribution, ("erk", "uniform"))
+        check_choice("rigl_init", self.rigl_init, ("dense", "sparse"))
         check_int_at_least("rigl_every", self.rigl_every, 1)
         if not 0.0 < self.rigl_drop <= 1.0:
             raise ValueError(f"rigl_drop must be in (0, 1], got rigl_drop={self.rigl_drop!r}")
@@ -265,6 +270,7 @@ def _sparsifier(cfg: TrainConfig, model, total: int):
                 "update_every": cfg.rigl_every,
                 "drop_fraction": cfg.rigl_drop,
                 "distribution": cfg.rigl_distribution,
+                "init": cfg.rigl_init,
                 "seed": cfg.seed,
             },
         )

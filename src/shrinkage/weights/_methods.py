@@ -252,6 +252,7 @@ RECORDS: dict[str, Method] = {
                 "update_every": 100,
                 "drop_fraction": 0.3,
                 "distribution": "erk",
+                "init": "dense",
                 "seed": 0,
             },
             check_params=check_rigl_params,

@@ -6,6 +6,13 @@ ICML 2020) trains at a fixed sparsity from the first step. Every ``update_every`
 smallest magnitude and grows the ``k`` inactive ones (just-dropped ones included) of largest
 dense-gradient magnitude, ``f(t) = alpha / 2 * (1 + cos(pi * t / update_end))``. Newly grown
 connections start at zero. The ``Sparsifier`` calls these functions.
+
+RigL masks a dense initialisation, so a unit keeping a fraction d of its inputs starts with
+sqrt(d) of the dense pre-activation scale; at very high sparsity the signal and its gradient
+vanish before training starts. ``sparse_init_scale`` gives the factors of the sparse-aware
+initialisation (Evci, Ioannou, Keskin & Dauphin, "Gradient Flow in Sparse Neural Networks and
+How Lottery Tickets Win", AAAI 2022): each unit's kept weights multiplied by
+sqrt(fan_in / kept fan_in), so that its pre-activation keeps the dense variance.
 """
 
 from __future__ import annotations
@@ -24,11 +31,17 @@ __all__ = [
     "drop_fraction",
     "drop_grow",
     "check_rigl_params",
+    "sparse_init_scale",
     "DISTRIBUTIONS",
+    "INITS",
 ]
 
 DISTRIBUTIONS = ("erk", "uniform")
 """How RigL spreads a total density over layers."""
+
+INITS = ("dense", "sparse")
+"""RigL's starting weights: the dense initialisation masked (the paper), or rescaled per unit
+to its kept fan-in (``sparse_init_scale``)."""
 
 
 def _erk_score(shape: Sequence[int]) -> float:
@@ -52,6 +65,7 @@ def check_rigl_params(p: dict) -> dict:
         raise ValueError(f"method_params['drop_fraction'] must be in (0, 1], got {a!r}")
     out["drop_fraction"] = float(a)
     check_choice("method_params['distribution']", p["distribution"], DISTRIBUTIONS)
+    check_choice("method_params['init']", p["init"], INITS)
     return out
 
 
@@ -143,6 +157,40 @@ def layer_counts(shapes, sparsity: float, distribution: str = "erk") -> list[int
                 counts[i] += 1
                 missing -= 1
     return counts
+
+
+def sparse_init_scale(mask: torch.Tensor) -> torch.Tensor:
+    """Per-unit factors of the sparse-aware initialisation: ``sqrt(fan_in / kept)``, ``kept``
+    the unit's kept inputs (1 where it keeps none), shaped to broadcast over the weight.
+
+    A unit's pre-activation variance under a zero-mean initialisation is proportional to the
+    number of its inputs; masking keeps ``kept`` of ``fan_in``, and the factor restores the
+    dense variance (Evci et al., AAAI 2022). Dim 0 indexes the units (Linear and Conv
+    weights); the fan-in is the product of the other dims.
+
+    Parameters
+    ----------
+    mask : torch.Tensor
+        Bool mask of one weight, at least 2-D, units along dim 0.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(units, 1, ..., 1)``, the mask's device, float32.
+
+    Examples
+    --------
+    >>> m = torch.tensor([[True, True, True, True], [True, False, False, False]])
+    >>> sparse_init_scale(m).flatten().tolist()
+    [1.0, 2.0]
+    """
+    if mask.dim() < 2:
+        raise ValueError(
+            f"mask must be at least 2-D (units along dim 0), got shape {tuple(mask.shape)}"
+        )
+    fan_in = math.prod(mask.shape[1:])
+    kept = mask.reshape(mask.shape[0], -1).sum(dim=1).clamp(min=1).to(torch.float32)
+    return (fan_in / kept).sqrt().reshape(-1, *([1] * (mask.dim() - 1)))
 
 
 def drop_fraction(step: int, alpha: float, end: int) -> float:

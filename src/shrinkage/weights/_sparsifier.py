@@ -18,7 +18,7 @@ from ._flops import flops
 from ._methods import METHODS, RECORDS
 from ._ops import PRUNABLE, exact_threshold, n_pruned
 from ._prune import KthSearch
-from ._rigl import drop_fraction, drop_grow, layer_counts
+from ._rigl import drop_fraction, drop_grow, layer_counts, sparse_init_scale
 from ._schedules import Constant, Schedule, evaluate
 from ._str import decay_rate
 
@@ -313,8 +313,11 @@ class Sparsifier:
           [0, 1); only with ``control=False``, refused otherwise);
         - rigl: ``update_end`` (required: the step from which the mask is frozen; RigL uses
           75 % of training), ``update_every`` (100), ``drop_fraction`` (0.3),
-          ``distribution`` (``"erk"`` or ``"uniform"``), ``seed`` (0, the initial random mask;
-          the same on every DDP rank).
+          ``distribution`` (``"erk"`` or ``"uniform"``), ``init`` (``"dense"``: the model's
+          weights masked, as the paper; ``"sparse"``: each unit's kept weights multiplied by
+          sqrt(fan_in / kept fan_in) when the mask is drawn, Evci et al. 2022, so that very
+          sparse layers start at the dense signal scale), ``seed`` (0, the initial random
+          mask; the same on every DDP rank).
     min_density : float, default 0.0
         A floor in [0, 1): every pruned tensor keeps at least this fraction of its
         weights (at least one when > 0), its largest scores, whatever the global threshold
@@ -808,6 +811,9 @@ class Sparsifier:
             mask = torch.zeros(u.param.numel(), dtype=torch.bool, device=u.param.device)
             mask[keep] = True
             u.pm.mask.copy_(mask.reshape(u.param.shape))
+            if p["init"] == "sparse" and u.param.dim() >= 2:
+                with torch.no_grad():
+                    u.param.mul_(sparse_init_scale(u.pm.mask).to(u.param.dtype))
 
     def _rigl_update_at(self, step: int) -> bool:
         p = self.method_params
