@@ -19,8 +19,11 @@ method needs to stay within 0.5 point of dense, the tuning grid) and
     python benchmarks/weights_competitors.py --preset reduced --seeds 0,1,2 --threads 1 \
         --out runs/comp_reduced   # three seeds
     python benchmarks/weights_competitors.py --quick --out runs/comp_quick   # smoke run
+    python benchmarks/weights_competitors.py --preset full --report-only --out runs/comp_full
 
 Finished runs are reused (an interrupted call resumes); each stage prints what it does.
+``--report-only`` trains nothing: it writes the tables and plots of the runs already finished
+under ``--out`` (a grid run partly, e.g. a variant at some seeds only).
 """
 
 from __future__ import annotations
@@ -66,7 +69,25 @@ LRS = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8)
 QUICK = {"subset": 512, "test_subset": 200, "max_batches": 4, "batch_size": 64}
 
 
-def tune(model, methods, lrs, base: TrainConfig, out: Path, data=None) -> dict:
+def _runs(train, cfg, model, methods, sparsities, seeds, folder: Path, data=None) -> list:
+    """``sweep``'s rows; with ``train`` False only the finished runs of that grid already in
+    ``folder`` (nothing is trained)."""
+    if train:
+        return sweep(cfg, [model], methods, sparsities, seeds, folder, data=data)
+    if not folder.is_dir():
+        return []
+    sps, seeds = {float(s) for s in sparsities}, {int(x) for x in seeds}
+    return [
+        r
+        for r in summarize(folder)
+        if r["model"] == model
+        and r["method"] in methods
+        and float(r["sparsity"]) in sps
+        and int(r["seed"]) in seeds
+    ]
+
+
+def tune(model, methods, lrs, base: TrainConfig, out: Path, data=None, train=True) -> dict:
     """Validation accuracy of every (method, lr) at TUNE_SPARSITY (dense at 0); returns
     ``{method: {"lr": best, "val_acc": {lr: acc}}}``, the best being the first highest."""
     grid: dict[str, dict] = {}
@@ -74,8 +95,8 @@ def tune(model, methods, lrs, base: TrainConfig, out: Path, data=None) -> dict:
         folder = out / "tune" / model / f"lr{lr:g}"
         cfg = base.replace(lr=lr, eval_split="val")
         print(f"tune {model} lr {lr:g}: {', '.join(methods)} + dense", flush=True)
-        rows = sweep(cfg, [model], methods, [TUNE_SPARSITY], [0], folder, data=data)
-        rows += sweep(cfg, [model], ["dense"], [0.0], [0], folder, data=data)
+        rows = _runs(train, cfg, model, methods, [TUNE_SPARSITY], [0], folder, data)
+        rows += _runs(train, cfg, model, ["dense"], [0.0], [0], folder, data)
         for r in rows:
             grid.setdefault(r["method"], {})[lr] = r["test_acc"]  # on the validation images
     return {
@@ -94,25 +115,35 @@ def parse_variant(spec: str) -> tuple[str, str, str]:
 
 
 def final(
-    model, methods, sparsities, seeds, lrs: dict, base, out: Path, variants=(), data=None
+    model,
+    methods,
+    sparsities,
+    seeds,
+    lrs: dict,
+    base,
+    out: Path,
+    variants=(),
+    data=None,
+    train=True,
 ) -> list:
     """Every method at every sparsity and seed with its tuned lr (test accuracy), dense, and
     the ``variants`` ``(method, field, value, sparsities)`` (rows ``<method>/<field>=<value>``,
-    the method's lr)."""
+    the method's lr); with ``train`` False, the finished ones only."""
     folder = out / "final" / model
     for m in methods:
         print(f"final {model} {m} lr {lrs[m]['lr']:g}", flush=True)
-        sweep(base.replace(lr=lrs[m]["lr"]), [model], [m], sparsities, seeds, folder, data=data)
+        _runs(train, base.replace(lr=lrs[m]["lr"]), model, [m], sparsities, seeds, folder, data)
     print(f"final {model} dense lr {lrs['dense']['lr']:g}", flush=True)
-    sweep(base.replace(lr=lrs["dense"]["lr"]), [model], ["dense"], [0.0], seeds, folder, data)
-    rows = summarize(folder)
+    dense_cfg = base.replace(lr=lrs["dense"]["lr"])
+    _runs(train, dense_cfg, model, ["dense"], [0.0], seeds, folder, data)
+    rows = summarize(folder) if folder.is_dir() else []
     for m, key, value, sps in variants:
         if m not in methods:
             continue
         print(f"final {model} {m} {key}={value} lr {lrs[m]['lr']:g}", flush=True)
         cfg = base.replace(lr=lrs[m]["lr"], **{key: type(getattr(base, key))(value)})
         where = out / "final" / f"{model}_{key}={value}"
-        for r in sweep(cfg, [model], [m], sps, seeds, where, data=data):
+        for r in _runs(train, cfg, model, [m], sps, seeds, where, data):
             rows.append({**r, "method": f"{m}/{key}={value}"})
     return rows
 
@@ -272,6 +303,11 @@ def main(argv=None) -> int:
     )
     p.add_argument("--no-variants", action="store_true", help="no variant runs (methods only)")
     p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: the tables and plots of the finished runs under --out",
+    )
+    p.add_argument(
         "--seeds", type=comma_list(int), help="these seeds instead of the preset's (e.g. 0,1,2)"
     )
     p.add_argument("--threads", type=int, default=None)
@@ -294,13 +330,21 @@ def main(argv=None) -> int:
         if args.quick:
             sparsities, seeds = sparsities[:1], seeds[:1]
         base = TrainConfig(model=model, epochs=tune_epochs, **common)
-        tuned = tune(model, methods, list(args.lrs), base, out)
+        train = not args.report_only
+        tuned = tune(model, methods, list(args.lrs), base, out, train=train)
+        if not train:  # methods never tuned under --out have no lr, hence no runs
+            methods = [m for m in methods if m in tuned]
+            if "dense" not in tuned:
+                print(f"{model}: no finished runs under {out}", flush=True)
+                continue
         final_cfg = base.replace(epochs=epochs)
         vsps = preset["variant_sparsities"] or sparsities
         if args.quick:
             vsps = sparsities
         variants = [(*parse_variant(v), vsps) for v in (() if args.no_variants else args.variants)]
-        rows = final(model, methods, sparsities, seeds, tuned, final_cfg, out, variants)
+        rows = final(
+            model, methods, sparsities, seeds, tuned, final_cfg, out, variants, train=train
+        )
         summ = summary(rows)
         plot(model, summ, out / f"{model}_acc_vs_macs.png")
         report = {"preset": args.preset, "quick": args.quick, "epochs": epochs}

@@ -186,6 +186,15 @@ def test_weights_competitors(tmp_path):
         ).read_text()
     )
     assert config["eval_split"] == "val" and config["lr"] == 0.1
+    # --report-only trains nothing: a grid with one more seed and a variant never run
+    # tables what is finished, the same numbers
+    stamp = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("result.json")}
+    more = ["--seeds", "0,1", "--variants", "st3:scope=layer,rigl:rigl_init=sparse"]
+    again = [*argv[:-2], *more, "--report-only", "--out", str(tmp_path)]
+    assert _main("weights_competitors")(again) == 0
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("result.json")} == stamp
+    res2 = json.loads((tmp_path / "lenet_300_100_summary.json").read_text())
+    assert res2["summary"]["cells"] == cells and res2["tuned"] == res["tuned"]
 
 
 def test_weights_competitors_marks_diverged_runs():
