@@ -262,24 +262,39 @@ def table(model: str, summ: dict, tuned: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(model: str, summ: dict, path: Path) -> Path:
+def plot(model: str, summ: dict, path: Path, span: float = 5.0) -> Path:
     """Accuracy against sparse MACs (log), one line per method (mean, bars min to max over
-    seeds), the dense model and the dense - 0.5 point line."""
+    seeds), the dense model and the dense - 0.5 point line. The axis shows ``span`` points
+    below dense; a cell further below (a collapsed run) is a triangle on the lower edge,
+    labelled with its accuracy, so that it does not flatten the others."""
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.subplots()
-    for m in summ["methods"]:
+    d = summ["dense"]["mean"]
+    means = [c["mean"] for c in summ["cells"].values()]
+    floor = None
+    if d is not None and means and min(means) < d - span:
+        floor = min([m for m in means if m >= d - span] + [d - 0.5]) - 0.2
+    for i, m in enumerate(summ["methods"]):
         cs = sorted(
             (c for c in summ["cells"].values() if c["method"] == m), key=lambda c: c["sparsity"]
         )
-        x = [c["sparse_macs"] for c in cs]
-        mean = np.array([c["mean"] for c in cs])
-        lo = mean - np.array([min(c["acc"]) for c in cs])
-        hi = np.array([max(c["acc"]) for c in cs]) - mean
-        ax.errorbar(x, mean, yerr=[lo, hi], marker="o", capsize=3, label=m)
-    d = summ["dense"]["mean"]
+        shown = [c for c in cs if floor is None or c["mean"] >= floor]
+        x = [c["sparse_macs"] for c in shown]
+        mean = np.array([c["mean"] for c in shown])
+        lo = mean - np.array([min(c["acc"]) for c in shown])
+        hi = np.array([max(c["acc"]) for c in shown]) - mean
+        color = f"C{i % 10}"
+        ax.errorbar(x, mean, yerr=[lo, hi], marker="o", capsize=3, color=color, label=m)
+        for c in cs:
+            if floor is not None and c["mean"] < floor:
+                ax.plot([c["sparse_macs"]], [floor], "v", color=color, ms=8, clip_on=False)
+                ax.annotate(f"{c['mean']:.1f} %", (c["sparse_macs"], floor), color=color,
+                            xytext=(4, 4), textcoords="offset points", fontsize=7)  # fmt: skip
     if d is not None:
         ax.axhline(d, color="k", lw=0.8, label=f"dense ({summ['dense_macs']:,.0f} MACs)")
         ax.axhline(d - 0.5, color="k", lw=0.8, ls="--", label="dense - 0.5 point")
+    if floor is not None:
+        ax.set_ylim(floor, d + 0.3)
     ax.set_xscale("log")
     ax.set(xlabel="sparse MACs per image (log)", ylabel="test accuracy (%)", title=model)
     ax.grid(alpha=0.3)
