@@ -12,11 +12,15 @@ pytestmark = pytest.mark.slow  # the benchmark smoke run
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-def _main(name):
+def _module(name):
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.main
+    return mod
+
+
+def _main(name):
+    return _module(name).main
 
 
 def test_every_benchmark_is_covered():
@@ -25,6 +29,7 @@ def test_every_benchmark_is_covered():
         "activations_epochs",
         "activations_probe",
         "activations_speed",
+        "activations_variants",
         "activations_width",
         "codes_convergence",
         "codes_l0",
@@ -86,6 +91,49 @@ def test_activations_epochs(tmp_path):
     stamp = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/result.json")}
     _main("activations_epochs")(["--quick", "--out", str(tmp_path)])
     assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/result.json")} == stamp
+
+
+def test_activations_variants(tmp_path):
+    _main("activations_variants")(["--quick", "--out", str(tmp_path)])
+    runs = json.loads((tmp_path / "variants.json").read_text())
+    assert [r["variant"] for r in runs] == list(_module("activations_variants").VARIANTS)
+    for r in runs:
+        assert 0.0 <= r["test_acc"] <= 1.0 and 0.0 <= r["dead_units"] <= 1.0
+        if r["variant"] != "relu":  # the control holds the target (the ramp's end) everywhere
+            assert r["worst_layer_error"] < 0.1
+    assert (tmp_path / "variants.png").stat().st_size > 0
+    th = {t["variant"]: t for t in json.loads((tmp_path / "theory.json").read_text())}
+    # a continuous derivative keeps two inputs apart longer than CReLU's kinked one
+    assert th["smoothstep"]["one_minus_rho_50"] > 3 * th["crelu"]["one_minus_rho_50"]
+    assert th["relu"]["one_minus_rho_50"] > th["crelu"]["one_minus_rho_50"]
+    stamp = (tmp_path / "variants.json").stat().st_mtime_ns  # finished runs are read back
+    _main("activations_variants")(["--quick", "--out", str(tmp_path)])
+    assert (tmp_path / "variants.json").stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="--variants"):
+        _main("activations_variants")(["--variants", "gelu", "--out", str(tmp_path)])
+
+
+def test_activations_variants_constants_by_brute_force():
+    """The edge-of-chaos constants of the new variants against a plain Riemann sum."""
+    import numpy as np
+    import torch
+    from scipy.stats import norm
+
+    mod = _module("activations_variants")
+    z = np.linspace(-12, 12, 480001)
+    w = norm.pdf(z) * (z[1] - z[0])
+    for variant, d in (("smoothstep", 0.0), ("jump", 0.1)):
+        tau, m, sw2, sb2, factory = mod.constants(variant, 0.85, 1.5, d)
+        act = factory()
+        x = torch.tensor(z, dtype=torch.float64, requires_grad=True)
+        y = act(x)
+        (g,) = torch.autograd.grad(y.sum(), x)
+        e2, d2 = float((y.detach().numpy() ** 2 * w).sum()), float((g.numpy() ** 2 * w).sum())
+        assert abs(tau - norm.ppf(0.85)) < 1e-12
+        assert abs(sw2 - 1 / d2) < 1e-4 * sw2 and abs(sb2 - (1 - e2 / d2)) < 1e-4
+        assert abs(float((y.detach().numpy() == 0) @ w) - 0.85) < 1e-4
+    with pytest.raises(ValueError, match="jump"):
+        mod.constants("jump", 0.85, 1.5, 0.5)
 
 
 def test_activations_speed(tmp_path):
