@@ -38,6 +38,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -47,8 +48,15 @@ from torch import nn
 
 from shrinkage import data
 from shrinkage._io import save_figure, write_json
-from shrinkage.activations import SparsityControl, correlation_map, edge_of_chaos, moments
-from shrinkage.thresholds import CReLU
+from shrinkage.activations import (
+    SparsityControl,
+    correlation_map,
+    edge_of_chaos,
+    moments,
+    unit_census,
+)
+from shrinkage.models import mlp
+from shrinkage.thresholds import CReLU, ShiftedReLU
 
 VARIANTS = ("relu", "crelu", "orthogonal", "ramp", "smoothstep", "jump")
 
@@ -86,72 +94,65 @@ def _function(variant, tau, m, d):
     return fn
 
 
-def constants(variant, s, m, d=0.0):
-    """(tau, m, sigma_w^2, sigma_b^2, module factory) at q* = 1; ValueError when the edge of
-    chaos needs a negative bias variance."""
-    if variant == "relu":
-        return 0.0, None, 2.0, 0.0, nn.ReLU
+class Config(NamedTuple):
+    """What ``shrinkage.models.mlp`` needs of an edge-of-chaos config (q* = 1)."""
+
+    tau: float
+    m: float | None
+    sigma_w: float
+    sigma_b: float
+    module: object  # zero-argument factory of the activation module
+
+    @property
+    def input_mean_square(self) -> float:
+        return (1.0 - self.sigma_b**2) / self.sigma_w**2
+
+
+def config(variant, s, m, d=0.0) -> Config:
+    """The variant's edge-of-chaos config at q* = 1; ValueError when the edge of chaos needs a
+    negative bias variance."""
+    if variant == "relu":  # ShiftedReLU at tau = 0 is ReLU, and ``unit_census`` counts it
+        return Config(0.0, None, math.sqrt(2.0), 0.0, lambda: ShiftedReLU(tau=0.0))
     if variant in ("crelu", "orthogonal", "ramp"):
         cfg = edge_of_chaos("crelu", s, m=m)
-        return cfg.tau, cfg.m, cfg.sigma_w**2, cfg.sigma_b**2, cfg.module
+        return Config(cfg.tau, cfg.m, cfg.sigma_w, cfg.sigma_b, cfg.module)
     tau = float(norm.ppf(s))
     _, e2, d2 = moments(_function(variant, tau, m, d), 1.0)
     sw2, sb2 = 1.0 / float(d2), 1.0 - float(e2) / float(d2)
     if sb2 < 0:
         raise ValueError(f"jump={d!r} needs sigma_b^2 = {sb2:.3f} < 0; use a smaller jump")
     if variant == "smoothstep":
-        return tau, m, sw2, sb2, lambda: SmoothStep(tau=tau, m=m)
-    return tau, m, sw2, sb2, lambda: Jump(tau, m, d)
+        factory = lambda: SmoothStep(tau=tau, m=m)  # noqa: E731
+    else:
+        factory = lambda: Jump(tau, m, d)  # noqa: E731
+    return Config(tau, m, math.sqrt(sw2), math.sqrt(sb2), factory)
 
 
-def network(variant, depth, width, sw2, sb2, factory):
-    layers, n_in = [], 784
-    for _ in range(depth):
-        lin = nn.Linear(n_in, width)
-        if variant == "orthogonal":
-            nn.init.orthogonal_(lin.weight, gain=math.sqrt(sw2))
-        else:
-            nn.init.normal_(lin.weight, 0.0, math.sqrt(sw2 / n_in))
-        nn.init.normal_(lin.bias, 0.0, math.sqrt(sb2))
-        layers += [lin, factory()]
-        n_in = width
-    readout = nn.Linear(n_in, 10)
-    nn.init.normal_(readout.weight, 0.0, math.sqrt(sw2 / n_in))
-    nn.init.zeros_(readout.bias)
-    return nn.Sequential(*layers, readout)
-
-
-def _scale(x, sw2, sb2):
-    # each image to the mean square that puts the first pre-activations at variance q* = 1
-    x = x.flatten(1)
-    return x * torch.sqrt((1.0 - sb2) / sw2 / x.pow(2).mean(1, keepdim=True).clamp_min(1e-12))
+def network(variant, depth, width, cfg):
+    """``mlp`` at the config's edge of chaos; ``orthogonal``: hidden weights re-drawn
+    orthogonal, scaled by sigma_w."""
+    net = mlp(depth, width, cfg)
+    if variant == "orthogonal":
+        for lin in [mod for mod in net if isinstance(mod, nn.Linear)][:-1]:
+            nn.init.orthogonal_(lin.weight, gain=cfg.sigma_w)
+    return net
 
 
 def evaluate(net, x, y, batch=2000):
-    acts = [mod for mod in net if not isinstance(mod, nn.Linear)]
-    seen, zeros, alive, correct = [], 0.0, None, 0
-    hooks = [a.register_forward_hook(lambda m_, i_, o_: seen.append(o_)) for a in acts]
     net.eval()
-    try:
-        with torch.no_grad():
-            for i in range(0, len(x), batch):
-                seen.clear()
-                correct += int((net(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum())
-                zeros = zeros + torch.stack([(h == 0).double().sum(0).mean() for h in seen])
-                on = torch.stack([(h != 0).any(0) for h in seen])
-                alive = on if alive is None else alive | on
-    finally:
-        for h in hooks:
-            h.remove()
-        net.train()
-    return correct / len(x), (zeros / len(x)).tolist(), float(1 - alive.double().mean())
+    with torch.no_grad():
+        correct = sum(
+            int((net(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum())
+            for i in range(0, len(x), batch)
+        )
+    net.train()
+    return correct / len(x)
 
 
 def train_one(a, variant, seed, x, y, xte, yte) -> dict:
     torch.manual_seed(seed)
-    tau, m, sw2, sb2, factory = constants(variant, a.sparsity, a.m, a.jump)
-    net = network(variant, a.depth, a.width, sw2, sb2, factory)
-    x, xte = _scale(x, sw2, sb2), _scale(xte, sw2, sb2)
+    cfg = config(variant, a.sparsity, a.m, a.jump)
+    net = network(variant, a.depth, a.width, cfg)
     opt = torch.optim.Adam(net.parameters(), lr=a.lr)
     sparse = variant != "relu"
     start = a.ramp_from if variant == "ramp" else a.sparsity
@@ -180,8 +181,9 @@ def train_one(a, variant, seed, x, y, xte, yte) -> dict:
                     ctl.sparsity = start + (a.sparsity - start) * done
                 ctl.step()
             step += 1
-        acc, per_layer, dead = evaluate(net, xte, yte)
-        curve.append(acc)
+        curve.append(evaluate(net, xte, yte))
+    census = unit_census(net, xte, batch=2000)
+    per_layer = [c["zero"] for c in census]
     return {
         "variant": variant,
         "seed": seed,
@@ -189,11 +191,11 @@ def train_one(a, variant, seed, x, y, xte, yte) -> dict:
         "curve": curve,
         "test_sparsity": float(np.mean(per_layer)),
         "worst_layer_error": max(abs(v - a.sparsity) for v in per_layer) if sparse else None,
-        "dead_units": dead,
-        "tau": tau,
-        "m": m,
-        "sigma_w2": sw2,
-        "sigma_b2": sb2,
+        "dead_units": float(np.mean([c["dead"] for c in census])),
+        "tau": cfg.tau,
+        "m": cfg.m,
+        "sigma_w2": cfg.sigma_w**2,
+        "sigma_b2": cfg.sigma_b**2,
         "seconds": time.perf_counter() - t0,
     }
 
@@ -202,15 +204,15 @@ def theory(a, variants) -> list[dict]:
     """1 - rho after 10 and 50 layers from two orthogonal inputs (rho = 0), by the map."""
     rows = []
     for v in variants:
-        tau, m, sw2, sb2, _ = constants(v, a.sparsity, a.m, a.jump)
-        act = {"relu": "relu", "crelu": "crelu"}.get(v) or _function(v, tau, m, a.jump)
-        kw = {"tau": tau, "m": m} if v == "crelu" else {}
+        c = config(v, a.sparsity, a.m, a.jump)
+        act = {"relu": "relu", "crelu": "crelu"}.get(v) or _function(v, c.tau, c.m, a.jump)
+        kw = {"tau": c.tau, "m": c.m} if v == "crelu" else {}
         rho, out = 0.0, {}
         for layer in range(1, 51):
-            rho = float(correlation_map(act, rho, 1.0, math.sqrt(sw2), math.sqrt(sb2), **kw))
+            rho = float(correlation_map(act, rho, 1.0, c.sigma_w, c.sigma_b, **kw))
             if layer in (10, 50):
                 out[f"one_minus_rho_{layer}"] = 1.0 - rho
-        rows.append({"variant": v, "sigma_b2": sb2, **out})
+        rows.append({"variant": v, "sigma_b2": c.sigma_b**2, **out})
     return rows
 
 
@@ -286,11 +288,13 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="a tiny net on 256 images (smoke test)")
+    p.add_argument("--quick", action="store_true", help="a tiny net on 2048 images (smoke test)")
     p.add_argument("--out", type=Path, default=Path("runs/act_variants"))
     a = p.parse_args(argv)
     if a.quick:
-        a.depth, a.width, a.n_train, a.epochs = 3, 32, 256, 1
+        # enough steps (32) for the control to settle after the ramp
+        a.depth, a.width, a.n_train, a.epochs, a.batch_size = 3, 32, 2048, 1, 64
+        a.ramp_frac = 0.25
     _check(a)
     torch.set_num_threads(a.threads)
     x, y = data.mnist("train")

@@ -123,8 +123,9 @@ def test_activations_variants_constants_by_brute_force():
     z = np.linspace(-12, 12, 480001)
     w = norm.pdf(z) * (z[1] - z[0])
     for variant, d in (("smoothstep", 0.0), ("jump", 0.1)):
-        tau, m, sw2, sb2, factory = mod.constants(variant, 0.85, 1.5, d)
-        act = factory()
+        cfg = mod.config(variant, 0.85, 1.5, d)
+        tau, sw2, sb2 = cfg.tau, cfg.sigma_w**2, cfg.sigma_b**2
+        act = cfg.module()
         x = torch.tensor(z, dtype=torch.float64, requires_grad=True)
         y = act(x)
         (g,) = torch.autograd.grad(y.sum(), x)
@@ -133,7 +134,7 @@ def test_activations_variants_constants_by_brute_force():
         assert abs(sw2 - 1 / d2) < 1e-4 * sw2 and abs(sb2 - (1 - e2 / d2)) < 1e-4
         assert abs(float((y.detach().numpy() == 0) @ w) - 0.85) < 1e-4
     with pytest.raises(ValueError, match="jump"):
-        mod.constants("jump", 0.85, 1.5, 0.5)
+        mod.config("jump", 0.85, 1.5, 0.5)
 
 
 def test_activations_speed(tmp_path):
