@@ -111,6 +111,80 @@ def test_reproduce_writes_tables_and_reuses_only_matching_runs(tmp_path, monkeyp
     assert stored["recipe"]["lr"] == 1e-4
 
 
+def test_reproduce_skips_a_run_whose_checkpoint_is_unusable_and_goes_on(tmp_path, monkeypatch):
+    rows = (
+        ("relu_d3", "relu", None, "mlp", 3, 1, {}),
+        ("crelu_0.85_d3", "crelu", 0.85, "mlp", 3, 2, {}),
+    )
+    base = ActivationsRecipe(width=16, epochs=0.25, n_train=600, n_eval=200)
+    # an older version's checkpoint (no header) in the way of one run
+    stale = tmp_path / "crelu_0.85_d3" / "seed0"
+    stale.mkdir(parents=True)
+    (stale / "checkpoint.pt").write_bytes(b"PK\x03\x04 an old torch.save zip")
+    trained = []
+    real = ex.train_run
+    monkeypatch.setattr(ex, "train_run", lambda r: trained.append(r.out) or real(r))
+    with pytest.warns(ex.RunSkippedWarning, match="crelu_0.85_d3 seed 0 skipped.*remove"):
+        summary = ex.reproduce(tmp_path, base, rows=rows, progress=False)
+    # the run after the unusable one was still made, and the grid says what it left out
+    assert [(r["label"], r["seed"]) for r in summary] == [("relu_d3", 0), ("crelu_0.85_d3", 1)]
+    assert len(trained) == 3
+    skipped = json.loads((tmp_path / "skipped.json").read_text())
+    assert [(s["label"], s["seed"]) for s in skipped] == [("crelu_0.85_d3", 0)]
+    assert "not a shrinkage checkpoint" in skipped[0]["error"]
+    assert "Not run: crelu_0.85_d3 seed 0" in (tmp_path / "table.md").read_text()
+    # the unusable file is left as it was: nothing already written is lost
+    assert (stale / "checkpoint.pt").read_bytes().startswith(b"PK")
+    # removed, the run is made on the next call and the list empties
+    (stale / "checkpoint.pt").unlink()
+    (tmp_path / "relu_d3" / "seed0" / "result.json").write_text("{ damaged")
+    again = ex.reproduce(tmp_path, base, rows=rows, progress=False)
+    assert [(r["label"], r["seed"]) for r in again] == [
+        ("relu_d3", 0),
+        ("crelu_0.85_d3", 0),
+        ("crelu_0.85_d3", 1),
+    ]
+    # the damaged result was made again; the intact one was read back
+    assert trained[3:] == [str(tmp_path / "relu_d3" / "seed0"), str(stale)]
+    assert json.loads((tmp_path / "skipped.json").read_text()) == []
+
+
+def test_reproduce_refuses_unknown_labels_before_any_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(ex, "train_run", lambda r: pytest.fail("a run was started"))
+    with pytest.raises(ValueError, match=r"only: unknown row label\(s\) 'crelu_085_d50'.*relu_d50"):
+        ex.reproduce(tmp_path, only=["relu_d50", "crelu_085_d50"])
+    with pytest.raises(ValueError, match="only: .*none given"):
+        ex.reproduce(tmp_path, only=[])
+    assert "cst_0.90_d100" in ex.grid_labels()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_reproduce_prints_skipped_runs_and_fails(tmp_path, capsys):
+    from shrinkage.cli import main
+
+    for seed in range(3):  # the row's three seeds, each with an unusable checkpoint
+        stale = tmp_path / "relu_d50" / f"seed{seed}"
+        stale.mkdir(parents=True)
+        (stale / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    opts = ["--width", "16", "--epochs", "0.25", "--n-train", "600", "--n-eval", "200"]
+    rc = main(
+        [
+            "activations",
+            "reproduce",
+            "--only",
+            "relu_d50",
+            "--no-progress",
+            *opts,
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "SKIPPED relu_d50 seed 0: " in out and "not a shrinkage checkpoint" in out
+    assert out.count("SKIPPED relu_d50 seed") == 3 and "3 run(s) skipped" in out
+
+
 def test_lever_study_one_change_at_a_time(tmp_path):
     levers = (
         ("base", {}),

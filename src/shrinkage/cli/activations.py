@@ -7,6 +7,7 @@ The options of ``train``, ``reproduce`` and ``levers`` are generated from the fi
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from ..activations.plots import (
 )
 from ..experiments.activations import (
     ActivationsRecipe,
+    RunSkippedWarning,
     describe,
+    grid_labels,
     lever_study,
     lever_table,
     markdown_table,
@@ -103,7 +106,11 @@ def register(sub) -> None:
         skip=("activation", "sparsity", "model", "depth", "seed", "out"),
         defaults={},
     )
-    rep.add_argument("--only", default=None, help="comma-separated row labels to run")
+    rep.add_argument(
+        "--only",
+        default=None,
+        help=f"comma-separated row labels to run, from: {', '.join(grid_labels())}",
+    )
     rep.add_argument("--out", default="runs/activations_reproduce", help="folder for results")
     rep.set_defaults(func=_reproduce)
 
@@ -212,18 +219,36 @@ def _reproduce(args) -> int:
     skip = ("activation", "sparsity", "model", "depth", "seed", "out")
     base = ActivationsRecipe.from_args(args, skip=skip).check()
     only = None if args.only is None else [t.strip() for t in args.only.split(",") if t.strip()]
-    summary = reproduce(args.out, base, only=only)
-    print(markdown_table(summary))
+    with warnings.catch_warnings():
+        # each skipped run is printed below, with the others
+        warnings.simplefilter("ignore", RunSkippedWarning)
+        summary = reproduce(args.out, base, only=only)
+    if summary:
+        print(markdown_table(summary))
     for r in summary:
         for flag in r["flags"]:
             print(f"FLAG {r['label']} seed {r['seed']}: {flag}")
-    print(f"wrote {Path(args.out) / 'summary.json'}, summary.csv, table.md and reproduce.png")
-    return 0
+    if summary:
+        print(f"wrote {Path(args.out) / 'summary.json'}, summary.csv, table.md and reproduce.png")
+    return _report_skipped(Path(args.out))
+
+
+def _report_skipped(out: Path) -> int:
+    """Print the runs a grid skipped (``skipped.json``); 1 if there are any."""
+    skipped = json.loads((out / "skipped.json").read_text())
+    for s in skipped:
+        where = f"remove {s['out']!r} to run it"
+        print(f"SKIPPED {s['label']} seed {s['seed']}: {s['error']} ({where})")
+    if skipped:
+        print(f"{len(skipped)} run(s) skipped, listed in {out / 'skipped.json'}")
+    return 1 if skipped else 0
 
 
 def _levers(args) -> int:
     base = ActivationsRecipe.from_args(args, skip=("out",)).check()
-    rows = lever_study(args.out, base)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RunSkippedWarning)
+        rows = lever_study(args.out, base)
     print(lever_table(rows))
     print(f"wrote {Path(args.out) / 'levers.json'} and levers.md")
-    return 0
+    return _report_skipped(Path(args.out))

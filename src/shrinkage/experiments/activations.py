@@ -51,6 +51,7 @@ from ..activations import (
 )
 from ..models.mlp import deep_cnn, hidden_layers, mlp
 from ._plots import plot_diagnostics, plot_reproduction, plot_training
+from .checkpoint import CheckpointError
 from .loop import CHECKPOINT, fit, num_threads, steps_per_epoch
 from .recipe import Recipe
 from .recipe import option as _h
@@ -63,6 +64,8 @@ __all__ = [
     "markdown_table",
     "GRID",
     "LEVERS",
+    "RunSkippedWarning",
+    "grid_labels",
 ]
 
 _OPTIMIZERS = ("adam", "sgd")
@@ -557,11 +560,43 @@ def _row(label, seed, res) -> dict:
 
 
 def cached_result(path: Path, recipe) -> dict | None:
-    """The stored result of ``recipe`` at ``path``, only if it was made with the same recipe."""
+    """The stored result of ``recipe`` at ``path``, only if it was made with the same recipe
+    (None too for a file that is not a readable result: the run is made again, and its
+    result replaces the file)."""
     if not path.is_file():
         return None
-    res = json.loads(path.read_text())
-    return res if res.get("recipe") == _key(recipe) else None
+    try:
+        res = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return res if isinstance(res, dict) and res.get("recipe") == _key(recipe) else None
+
+
+class RunSkippedWarning(UserWarning):
+    """A run of a grid (``reproduce``, ``lever_study``) that could not be made: its folder
+    holds a checkpoint that cannot be used (damaged, or written by an older version). The
+    grid goes on with the other runs and lists the skipped ones in ``skipped.json``."""
+
+
+def _run_or_skip(recipe, label, seed, skipped) -> dict | None:
+    """The run's result (read back or trained), or None with the run appended to
+    ``skipped`` and a RunSkippedWarning when its folder's checkpoint is in the way."""
+    try:
+        return cached_result(Path(recipe.out) / "result.json", recipe) or train_run(recipe)
+    except CheckpointError as e:
+        skipped.append({"label": label, "seed": seed, "out": recipe.out, "error": str(e)})
+        warnings.warn(
+            f"{label} seed {seed} skipped: {e} (remove {recipe.out!r} to run it again); "
+            "the grid goes on",
+            RunSkippedWarning,
+            stacklevel=3,
+        )
+        return None
+
+
+def grid_labels(rows=GRID) -> list[str]:
+    """The row labels of the reproduction grid, in its order (the values ``only`` takes)."""
+    return [r[0] for r in rows]
 
 
 def reproduce(
@@ -574,11 +609,31 @@ def reproduce(
     ``out/<label>/seed<k>/result.json`` as each run ends, ``out/summary.json``,
     ``out/summary.csv``, ``out/table.md`` and ``out/reproduce.png``.
     A row whose stored result was made with the same recipe is read back, so an interrupted
-    grid resumes; ``only`` (labels) restricts the grid.
+    grid resumes; ``only`` (labels, see ``grid_labels``) restricts the grid. A run whose
+    folder holds a checkpoint that cannot be used is skipped with a ``RunSkippedWarning``,
+    listed in ``out/skipped.json`` (an empty list when none) and under the table; the other
+    runs go on.
+
+    Raises
+    ------
+    ValueError
+        ``only`` names a label that is not in the grid, or a recipe field is out of range,
+        before any run.
     """
     base = (base or ActivationsRecipe()).replace(**changes)
     out = Path(out)
     _check_out(out)
+    if only is not None:
+        if isinstance(only, str):
+            only = [only]
+        only = list(only)
+        known = grid_labels(rows)
+        unknown = [t for t in only if t not in known]
+        if unknown or not only:
+            raise ValueError(
+                f"only: unknown row label(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
+                f"the grid's labels are {', '.join(known)}"
+            )
     recipes = []
     rows = [r for r in rows if not only or r[0] in only]
     # seed 0 of every row first: an interrupted grid still covers every row
@@ -596,15 +651,20 @@ def reproduce(
                 **extra,
             )
             recipes.append((label, r.check()))
-    summary = []
+    summary, skipped = [], []
+    write_json(out / "skipped.json", skipped)
     for label, r in recipes:
-        res = cached_result(Path(r.out) / "result.json", r) or train_run(r)
-        summary.append(_row(label, r.seed, res))
-        _write_summary(out, summary)
+        res = _run_or_skip(r, label, r.seed, skipped)
+        if res is not None:
+            summary.append(_row(label, r.seed, res))
+        _write_summary(out, summary, skipped)
     return summary
 
 
-def _write_summary(out, summary):
+def _write_summary(out, summary, skipped=()):
+    write_json(out / "skipped.json", list(skipped))
+    if not summary:
+        return
     write_json(out / "summary.json", summary)
     cols = [k for k in summary[0] if k != "flags"] + ["flags"]
     lines = [",".join(cols)] + [
@@ -614,8 +674,12 @@ def _write_summary(out, summary):
         for r in summary
     ]
     write_text(out / "summary.csv", "\n".join(lines) + "\n")
-    write_text(out / "table.md", markdown_table(summary) + "\n")
+    write_text(out / "table.md", markdown_table(summary) + _skipped_lines(skipped) + "\n")
     plot_reproduction(summary, out / "reproduce.png")
+
+
+def _skipped_lines(skipped) -> str:
+    return "".join(f"\n\nNot run: {s['label']} seed {s['seed']} ({s['error']})" for s in skipped)
 
 
 def _mean_by_label(summary):
@@ -684,12 +748,14 @@ def lever_study(out, base: ActivationsRecipe | None = None, levers=LEVERS, **cha
     """One change at a time from ``base`` (default: CReLU at 0.85, depth 50, width 300, 20,000
     training images, 2 epochs): accuracy, sparsity and the flags of each, written to
     ``out/levers.json`` and ``out/levers.md`` as each run ends (resumable like
-    ``reproduce``)."""
+    ``reproduce``, and like it skipping a run whose checkpoint cannot be used, listed in
+    ``out/skipped.json``)."""
     from ..activations import safe_clip
 
     base = (base or ActivationsRecipe(n_train=20_000, epochs=2.0)).replace(**changes)
     out = Path(out)
-    rows = []
+    rows, skipped = [], []
+    write_json(out / "skipped.json", skipped)
     for i, (lever, delta) in enumerate(levers):
         delta = dict(delta)
         if isinstance(delta.get("m"), str) and delta["m"].endswith("safe") and delta["m"] != "safe":
@@ -697,7 +763,10 @@ def lever_study(out, base: ActivationsRecipe | None = None, levers=LEVERS, **cha
             level = safe_clip(probe.activation, probe.target_sparsity, probe.q_star)
             delta["m"] = f"{float(delta['m'][:-4]) * level:.6g}"
         r = base.replace(**delta, out=str(out / f"lever{i:02d}")).check()
-        res = cached_result(Path(r.out) / "result.json", r) or train_run(r)
+        res = _run_or_skip(r, lever, r.seed, skipped)
+        if res is None:
+            write_json(out / "skipped.json", skipped)
+            continue
         rows.append(
             {
                 "lever": lever,
@@ -712,7 +781,7 @@ def lever_study(out, base: ActivationsRecipe | None = None, levers=LEVERS, **cha
             }
         )
         write_json(out / "levers.json", rows)
-        write_text(out / "levers.md", lever_table(rows) + "\n")
+        write_text(out / "levers.md", lever_table(rows) + _skipped_lines(skipped) + "\n")
     return rows
 
 
