@@ -75,6 +75,33 @@ __attribute__((noinline)) static void scan_block_##SFX(                         
     counts[5] += bad;                                                                   \
     *mx = m;                                                                            \
 }                                                                                       \
+/* The usual block (no mask, no value to count apart): the counts below the 4 edges, the  \
+ * largest score and the flags only, about half the work of the block above. A          \
+ * non-finite score shows in the largest bit pattern (>= EXP); the caller then redoes the \
+ * block above to count them. */                                                        \
+__attribute__((noinline)) static void scan_fast_##SFX(                                  \
+    const T *w, int64_t len, T scale, const T *e, T lo, T hi, uint8_t *f,               \
+    int32_t *counts, IT *mx) {                                                          \
+    int32_t c0 = 0, c1 = 0, c2 = 0, c3 = 0;                                             \
+    IT m = *mx;                                                                         \
+    const T e0 = e[0], e1 = e[1], e2 = e[2], e3 = e[3];                                 \
+    for (int64_t i = 0; i < len; ++i) {                                                 \
+        const T s = ABS(w[i]) * scale;                                                  \
+        IT bits;                                                                        \
+        memcpy(&bits, &s, sizeof bits);                                                \
+        m = bits > m ? bits : m;                                                        \
+        c0 += s < e0;                                                                   \
+        c1 += s < e1;                                                                   \
+        c2 += s < e2;                                                                   \
+        c3 += s < e3;                                                                   \
+        f[i] = (s >= lo) & (s < hi);                                                    \
+    }                                                                                   \
+    counts[0] += c0;                                                                    \
+    counts[1] += c1;                                                                    \
+    counts[2] += c2;                                                                    \
+    counts[3] += c3;                                                                    \
+    *mx = m;                                                                            \
+}                                                                                       \
 /* One tensor's share of the pass over the scores s of its n weights w: s = |w| * scale  \
  * (as torch rounds |w| * scale in T), or, with a mask, |w| where it is set and -1       \
  * elsewhere. Adds to lt[j] the #(s < e_j) for the m <= MAX_EDGES edges, to *n_eq the    \
@@ -104,9 +131,20 @@ int64_t shrinkage_scan_##SFX(const T *w, int64_t n, double scale, const uint8_t 
             const int64_t len = n - i0 < BLOCK ? n - i0 : BLOCK;                        \
             int32_t counts[6] = {0};                                                    \
             IT bm = mx;                                                                 \
-            scan_block_##SFX(w + i0, len, (T)scale, mask ? mask + i0 : NULL, e,         \
-                             first ? lo : (T)INFINITY, first ? hi : (T)INFINITY, skip,  \
-                             sb, flags, counts, &bm);                                   \
+            int fast = !mask && skip != skip; /* skip NaN: nothing counted apart */    \
+            if (fast) {                                                                 \
+                scan_fast_##SFX(w + i0, len, (T)scale, e, first ? lo : (T)INFINITY,     \
+                                first ? hi : (T)INFINITY, flags, counts, &bm);          \
+                if (bm >= (IT)EXP) { /* a non-finite score: the full block counts it */ \
+                    fast = 0;                                                           \
+                    bm = mx;                                                            \
+                    memset(counts, 0, sizeof counts);                                   \
+                }                                                                       \
+            }                                                                           \
+            if (!fast)                                                                  \
+                scan_block_##SFX(w + i0, len, (T)scale, mask ? mask + i0 : NULL, e,     \
+                                 first ? lo : (T)INFINITY, first ? hi : (T)INFINITY,    \
+                                 skip, sb, flags, counts, &bm);                         \
             for (int t = 0; t < 4 && j0 + t < m; ++t) total[j0 + t] += counts[t];        \
             if (!first) continue;                                                       \
             total[MAX_EDGES] += counts[4];                                              \
@@ -120,7 +158,7 @@ int64_t shrinkage_scan_##SFX(const T *w, int64_t n, double scale, const uint8_t 
                 const int64_t ge = g + 8 <= len ? g + 8 : len;                          \
                 for (int64_t i = g; i < ge; ++i)                                        \
                     if (flags[i]) {                                                     \
-                        if (c < cap) buf[c] = sb[i];                                    \
+                        if (c < cap) buf[c] = fast ? ABS(w[i0 + i]) * (T)scale : sb[i]; \
                         ++c;                                                            \
                     }                                                                   \
             }                                                                           \

@@ -643,7 +643,7 @@ class Sparsifier:
             sc = None if scores is None else scores[i]
             m.update(u, m.to_tau(theta, u), sc)
             if ties is not None:
-                ties = ties.reshape(sc.shape)
+                ties = ties.reshape(u.param.shape)
                 if m.sticky:  # gmp: the tied entries leave the mask for good
                     u.pm.mask &= ~ties
                     u.param.masked_fill_(ties, 0.0)
@@ -722,7 +722,8 @@ class Sparsifier:
         )
         searches = self._searches(len(groups))
         thetas: list = [None] * len(units)
-        smax: list = [None] * len(units)
+        ties: list = [None] * len(units)
+        kept_any: list = [None] * len(units)
         like = units[0].param
         try:
             for group, search in zip(groups, searches):
@@ -737,14 +738,21 @@ class Sparsifier:
                     theta = torch.full((), empty, dtype=like.dtype, device=like.device)
                 else:
                     theta, n_le = search(src, k)
-                    if n_le != k:  # ties at the threshold: the exact tie-break of _thresholds
+                if k > 0 and n_le != k:
+                    # ties straddle the k-th score (about one step in a hundred at 266k
+                    # float32 weights): _thresholds' exact tie-break, on these tensors only
+                    found = src.tie_break(theta, k - search.n_lt, empty)
+                    if found is None:
                         return None
+                    theta, tie_masks, alive = found
+                    for i, t, a in zip(group, tie_masks, alive):
+                        thetas[i], ties[i], kept_any[i] = theta, t, a
+                    continue
                 for i, sm in zip(group, src.smax):
-                    thetas[i], smax[i] = theta, sm
+                    thetas[i], kept_any[i] = theta, sm > float(theta)
         except _prune.NonFiniteScores:
             return None  # _thresholds names the layer
-        kept_any = [sm > float(t) for sm, t in zip(smax, thetas)]
-        return thetas, [None] * len(units), None, kept_any
+        return thetas, ties, None, kept_any
 
     # -- str: the decay of the learned thresholds and its controller -------------------------
     def _control(self, margins, s: float) -> None:
