@@ -9,7 +9,10 @@ training step is forward + backward + SGD step, plus, per variant:
 - ``st3``, ``st3sigma``, ``gmp``: ``Sparsifier(method=...)`` forward weights and ``sp.step()``
   (the global threshold at the scheduled sparsity, every step);
 - ``torch_prune``: ``torch.nn.utils.prune.global_unstructured`` (L1, same sparsity) re-applied
-  every step (remove + prune: the tool users have today).
+  every step (remove + prune: the tool users have today);
+- ``copy``: a ``parametrize`` parametrization that returns a copy of the weight and no
+  threshold at all: the floor of any method whose forward pass sees a weight made from the
+  raw one (the copy is written, read by the layer, and its gradient passed back).
 
 The sparsifiers follow a cubic schedule that is still rising during the run (so the
 threshold moves every step, as in training), from 50 % towards ``--sparsity``. Variants
@@ -34,14 +37,19 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import prune
+from torch.nn.utils import parametrize, prune
 
 from shrinkage._io import write_json
 from shrinkage.models import lenet5, lenet_300_100, resnet_small
 from shrinkage.weights import PRUNABLE, Cubic, PrunedLayerWarning, Sparsifier
 
 METHODS = ("st3", "st3sigma", "gmp")
-VARIANTS = ("dense", *METHODS, "torch_prune")
+VARIANTS = ("dense", *METHODS, "torch_prune", "copy")
+
+
+class _Copy(nn.Module):
+    def forward(self, w):
+        return w.clone()
 
 
 class Encoder(nn.Module):
@@ -76,6 +84,11 @@ def make(variant: str, factory, sparsity: float):
                 sp.step()
 
         hook.sparsifier = sp
+    elif variant == "copy":
+        for m in model.modules():
+            if isinstance(m, PRUNABLE):
+                parametrize.register_parametrization(m, "weight", _Copy())
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     elif variant == "torch_prune":
         params = [(m, "weight") for m in model.modules() if isinstance(m, PRUNABLE)]
 

@@ -211,8 +211,9 @@ def test_weights_overhead(tmp_path):
     res = _main("weights_overhead")(["--quick", "--json", str(tmp_path / "r.json")])
     assert [r["model"] for r in res] == ["lenet_300_100", "lenet5", "resnet_small", "transformer"]
     assert all(r["ratio_to_dense"]["dense"] == 1.0 for r in res)
-    variants = {"dense", "st3", "st3sigma", "gmp", "torch_prune"}
+    variants = {"dense", "st3", "st3sigma", "gmp", "torch_prune", "copy"}
     assert all(set(r["ms_in_hook"]) == variants for r in res)
+    assert all(r["ms_in_hook"]["copy"] == 0.0 for r in res)  # no threshold: only the copy
 
 
 def test_weights_competitors(tmp_path):
