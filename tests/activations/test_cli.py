@@ -107,6 +107,10 @@ def test_train_small_writes_json(tmp_path, capsys):
         ("--sparsity", "1.2", "sparsity"),
         ("--warmup", "9", "warmup"),
         ("--input-pool", "5", "input_pool"),
+        ("--seed", "-1", "seed must be an integer >= 0"),
+        # more images than the source holds: refused, not silently fewer
+        ("--n-train", "1000000000", "n_train must be at most the"),
+        ("--n-eval", "10001", "n_eval must be at most the 10,000 MNIST test images"),
     ],
 )
 def test_train_options_refused_before_any_work(tmp_path, capsys, flag, value, match):

@@ -148,6 +148,20 @@ def test_bad_inputs_fail_before_work():
         safe_clip("shifted_relu", 0.85)
     with pytest.raises(ValueError, match="takes no clipping"):
         edge_of_chaos("shifted_relu", 0.5, m=1.0)
+    # booleans are not numbers here, an infinite clip is the unclipped activation, and a
+    # depth or width is checked even where m and q* do not read it
+    with pytest.raises(ValueError, match="q_star must be a number > 0 or 'auto', got q_star=True"):
+        edge_of_chaos("crelu", 0.85, q_star=True)
+    with pytest.raises(ValueError, match="m must be 'safe', 'auto', a number"):
+        edge_of_chaos("crelu", 0.85, m=True)
+    with pytest.raises(ValueError, match="m must be a finite number > 0.*shifted_relu.*m=inf"):
+        edge_of_chaos("crelu", 0.85, m=float("inf"))
+    with pytest.raises(ValueError, match="soft_threshold"):
+        edge_of_chaos("cst", 0.85, m=float("inf"))
+    with pytest.raises(ValueError, match="depth must be an integer >= 2, got depth=0"):
+        edge_of_chaos("crelu", 0.85, depth=0)
+    with pytest.raises(ValueError, match="width must be an integer >= 1, got width=0"):
+        edge_of_chaos("crelu", 0.85, width=0)
 
 
 def test_an_uncertifiable_configuration_is_a_value_error_naming_it(monkeypatch):

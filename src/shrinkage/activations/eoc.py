@@ -177,6 +177,8 @@ def _check_common(sparsity, q_star, name):
                 f"got sparsity={sparsity!r} (use 'shifted_relu', 'soft_threshold', 'crelu' or "
                 "'cst' for other sparsities)"
             )
+    if isinstance(q_star, bool):
+        raise ValueError(f"q_star must be a number > 0 or 'auto', got q_star={q_star!r}")
     check_positive("q_star", q_star)
     if not math.isfinite(float(q_star)):
         raise ValueError(f"q_star must be a finite number > 0, got q_star={q_star!r}")
@@ -348,8 +350,10 @@ def _check_auto(name, spec, q_star, m, depth, width) -> bool:
             f"m='auto' and q_star='auto' need the network's depth and width, got depth={depth!r}, "
             f"width={width!r}"
         )
-    if auto_q or auto_m:
+    # checked whenever given, even where this m and q* do not read them: a typo must not pass
+    if depth is not None:
         check_int_at_least("depth", depth, 2)
+    if width is not None:
         check_int_at_least("width", width)
     return auto_q
 
@@ -366,7 +370,14 @@ def _clip_level(name, spec, sparsity, q_star, m, rtol):
         return _safe_clip(name, sparsity, q_star, rtol=rtol)
     if m is None:
         raise ValueError(f"{name} needs m: 'safe' or a number > 0, got m=None")
+    if isinstance(m, bool):
+        raise ValueError(f"m must be 'safe', 'auto', a number > 0 or None, got m={m!r}")
     check_positive("m", m)
+    if not math.isfinite(float(m)):
+        raise ValueError(
+            f"m must be a finite number > 0 (an unclipped activation is "
+            f"{'shifted_relu' if name == 'clipped_relu' else 'soft_threshold'}), got m={m!r}"
+        )
     return float(m), None
 
 

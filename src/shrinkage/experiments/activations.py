@@ -143,6 +143,7 @@ class ActivationsRecipe(Recipe):
         for name in ("n_train", "threads"):
             if getattr(self, name) is not None:
                 check_int_at_least(name, getattr(self, name), 1)
+        check_int_at_least("seed", self.seed, 0)
         if self.input_pool > 1 and 28 % self.input_pool:
             raise ValueError(f"input_pool must divide 28, got input_pool={self.input_pool!r}")
         _m_value(self.m)
@@ -261,6 +262,16 @@ def _check_out(out) -> None:
 def _images(recipe, dev):
     xtr, ytr = data.mnist("train")
     xte, yte = data.mnist("test")
+    # more than the source holds would silently train (or test) on fewer: refused
+    for name, want, have, split in (
+        ("n_train", recipe.n_train, len(xtr), "training"),
+        ("n_eval", recipe.n_eval, len(xte), "test"),
+    ):
+        if want is not None and want > have:
+            raise ValueError(
+                f"{name} must be at most the {have:,} MNIST {split} images of this source, "
+                f"got {name}={want!r}"
+            )
     if recipe.n_train:
         xtr, ytr = xtr[: recipe.n_train], ytr[: recipe.n_train]
     xte, yte = xte[: recipe.n_eval], yte[: recipe.n_eval]
