@@ -14,7 +14,10 @@ def _is_tensor_like(value) -> bool:
 
 
 def _finite_min(value) -> tuple[float, bool]:
-    """(minimum, has_nan) of a scalar or array-like."""
+    """(minimum, has_nan) of a scalar or array-like; TypeError for booleans (True is not a
+    number here: ``lam=True`` is a slip, not 1.0)."""
+    if isinstance(value, bool | np.bool_) or getattr(value, "dtype", None) in (torch.bool, bool):
+        raise TypeError("a boolean is not a number")
     if isinstance(value, torch.Tensor):
         v = value.detach()
         if v.numel() == 0:

@@ -134,3 +134,24 @@ def test_atoms_too_small_to_square_are_refused():
             encode(torch.ones(1, 1), D, "l1", 0.0, solver=solver)
     Z = encode(torch.ones(1, 1, dtype=torch.float64), D.double(), "l1", 0.0, solver="fista")
     assert Z.shape == (1, 1) and bool(torch.isfinite(Z).all())
+
+
+def test_complex_text_and_boolean_inputs_are_named_not_coerced():
+    """A complex array would lose its imaginary part and True would read as 1.0: both are
+    refused, naming the argument."""
+    import torch
+
+    X, D = _ok()
+    with pytest.raises(ValueError, match=r"X must be real, got a complex array \(complex128\)"):
+        encode(X + 1j, D)
+    with pytest.raises(ValueError, match="D must be real, got a complex tensor"):
+        encode(torch.as_tensor(X), torch.as_tensor(D, dtype=torch.complex64))
+    with pytest.raises(ValueError, match="X must hold numbers, got <U1"):
+        encode([["a", "b", "c", "d"]], D)
+    with pytest.raises(ValueError, match="lam must be a number >= 0, got True"):
+        encode(X, D, "l1", True)
+    with pytest.raises(ValueError, match="lam must be a number >= 0, got True"):
+        SparseCoding(n_atoms=3, lam=True).fit(np.vstack([X, X]))
+    # integer data are numbers: taken as float64
+    Z = encode(np.round(X * 3).astype(int), D, "l1", 0.1)
+    assert Z.dtype == np.float64

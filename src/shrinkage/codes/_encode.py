@@ -41,11 +41,18 @@ def _to_tensor(a, name, dtype=None, device=None):
         arr = np.asarray(a)
         if not arr.flags.writeable:
             arr = arr.copy()
+        if np.iscomplexobj(arr):
+            raise ValueError(f"{name} must be real, got a complex array ({arr.dtype})")
         if not np.issubdtype(arr.dtype, np.floating):
-            arr = arr.astype(np.float64)
+            try:
+                arr = arr.astype(np.float64)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{name} must hold numbers, got {arr.dtype}: {e}") from None
         t = torch.from_numpy(np.ascontiguousarray(arr))
     else:
         raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(a).__name__}")
+    if t.is_complex():
+        raise ValueError(f"{name} must be real, got a complex tensor ({t.dtype})")
     if not t.is_floating_point():
         t = t.to(torch.float64)
     if dtype is not None or device is not None:
