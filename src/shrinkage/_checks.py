@@ -54,14 +54,17 @@ def check_positive(name: str, value) -> None:
 
 
 def check_open_unit(name: str, value, *, closed_low: bool = False) -> float:
-    """A fraction in (0, 1) (or [0, 1) with ``closed_low``); returns it as float."""
+    """A fraction in (0, 1) (or [0, 1) with ``closed_low``); returns it as float. Text and
+    booleans are refused, not converted ('0.5' and True are slips, not fractions)."""
+    allowed = "[0, 1)" if closed_low else "(0, 1)"
+    if isinstance(value, str | bytes | bool | np.bool_):
+        raise ValueError(f"{name} must be a number in {allowed}, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}") from None
+        raise ValueError(f"{name} must be a number in {allowed}, got {value!r}") from None
     ok = (0.0 <= v < 1.0) if closed_low else (0.0 < v < 1.0)
     if not ok:
-        allowed = "[0, 1)" if closed_low else "(0, 1)"
         raise ValueError(f"{name} must be in {allowed}, got {name}={value!r}")
     return v
 

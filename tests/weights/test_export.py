@@ -320,6 +320,10 @@ def test_bad_arguments():
         export(mlp([4, 3], [0.9]), candidates=())
     with pytest.raises(ValueError, match="torch.nn.Module"):
         densify("model")
+    # an example the model cannot take: named, before any timing (was torch's RuntimeError)
+    for act in (False, True):
+        with pytest.raises(ValueError, match=r"example_input \(shape \(3, 7\)\) does not fit"):
+            export(mlp([4, 3], [0.9]), example_input=torch.randn(3, 7), activations=act)
     with pytest.raises(ValueError, match="kernel"):
         SparseLinear.from_linear(nn.Linear(3, 3), "dense")
 

@@ -242,7 +242,7 @@ def test_float64_and_device_follow_the_model():
 
 
 # -- bad input -------------------------------------------------------------------------
-@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, float("nan")])
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, float("nan"), "0.5", True])
 def test_sparsity_outside_unit_interval(bad):
     with pytest.raises(ValueError, match="sparsity"):
         Sparsifier(_net(), bad)

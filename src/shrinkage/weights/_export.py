@@ -121,6 +121,23 @@ def _conv_input_shapes(model: nn.Module, example_input) -> dict[str, tuple]:
     return shapes
 
 
+def _check_example(model: nn.Module, example_input) -> None:
+    """One forward pass of the dense model: an ``example_input`` it cannot take is a
+    ValueError naming it, before any timing."""
+    try:
+        with torch.no_grad():
+            if isinstance(example_input, tuple | list):
+                model(*example_input)
+            else:
+                model(example_input)
+    except (RuntimeError, TypeError, ValueError, IndexError) as e:
+        shape = getattr(example_input, "shape", None)
+        what = f"shape {tuple(shape)}" if shape is not None else type(example_input).__name__
+        raise ValueError(
+            f"example_input ({what}) does not fit the model: {type(e).__name__}: {e}"
+        ) from None
+
+
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, attr = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
@@ -214,7 +231,8 @@ def export(
         ``model`` is not a module; ``min_sparsity`` is not a number in [0, 1];
         ``batch_size`` or ``rounds`` is not an integer >= 1; ``candidates`` is empty or
         names an unknown kernel; the one forced kernel cannot run an eligible layer here
-        (its size, dtype or device); ``activations=True`` without ``example_input``.
+        (its size, dtype or device); ``activations=True`` without ``example_input``;
+        an ``example_input`` the model cannot take (checked by one dense forward pass).
 
     Examples
     --------
@@ -234,6 +252,8 @@ def export(
     ms, batch_size, rounds, cands, forced = _check_export(
         model, min_sparsity, batch_size, rounds, candidates
     )
+    if example_input is not None:
+        _check_example(model, example_input)
     if activations:
         from ._act_export import export_activations
 
