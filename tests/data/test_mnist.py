@@ -16,7 +16,8 @@ def write_idx(path, arr, gz=False):
     arr = np.ascontiguousarray(arr)
     header = bytes([0, 0, codes[arr.dtype], arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
     data = header + arr.tobytes()
-    (gzip.open if gz else open)(path, "wb").write(data)
+    with (gzip.open if gz else open)(path, "wb") as fh:
+        fh.write(data)
 
 
 @pytest.mark.parametrize("gz", [False, True])
