@@ -91,3 +91,16 @@ def _show(value) -> str:
             return repr(arr.tolist())
         return f"array of shape {tuple(arr.shape)} with min {np.nanmin(arr):g}"
     return repr(value)
+
+
+def check_distinct(name: str, values, key=lambda v: v) -> None:
+    """Raise ValueError when two of ``values`` are the same (by ``key``): a list of runs
+    that names one run twice would make it twice, or read one's result for the other."""
+    seen = {}
+    for v in values:
+        k = key(v)
+        if k in seen:
+            same = "is repeated" if seen[k] == v else f"and {seen[k]!r} name the same run"
+            shown = f", got {name}={values!r}" if len(repr(values)) <= 200 else ""
+            raise ValueError(f"{name} must be distinct: {v!r} {same}{shown}")
+        seen[k] = v

@@ -26,7 +26,7 @@ import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from .._checks import check_choice, check_int_at_least, check_nonnegative
+from .._checks import check_choice, check_distinct, check_int_at_least, check_nonnegative
 from .._io import atomic_path, check_writable_dir, save_figure, write_json
 from ..codes import (
     LearnState,
@@ -186,10 +186,20 @@ class CompareRecipe(_PatchRecipe):
     n_patches: int = field(default=20000, metadata=_h("training patches", flag="--patches"))
 
     def check(self) -> CompareRecipe:
+        for name in ("penalties", "atoms", "thresholds"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} is empty: give at least one")
         for p in self.penalties:
             check_choice("penalty", p, PENALTIES)
         for k in self.atoms:
             check_int_at_least("atoms", k, 1)
+        for t in self.thresholds:
+            check_nonnegative("thresholds", t)
+            if not math.isfinite(float(t)):
+                raise ValueError(f"thresholds must be finite, got thresholds={t!r}")
+        check_distinct("penalties", self.penalties)
+        check_distinct("atoms", self.atoms)
+        check_distinct("thresholds", self.thresholds)
         _check_common(self)
         return self
 

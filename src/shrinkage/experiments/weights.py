@@ -33,7 +33,13 @@ import torch
 from torch.nn.utils import parametrize
 
 from .. import models
-from .._checks import check_choice, check_int_at_least, check_open_unit, check_positive
+from .._checks import (
+    check_choice,
+    check_distinct,
+    check_int_at_least,
+    check_open_unit,
+    check_positive,
+)
 from .._io import check_writable_dir, save_torch, write_json, write_text
 from ..activations import EoCConfig, edge_of_chaos, init_, safe_clip
 from ..data import mnist
@@ -547,7 +553,6 @@ def sweep(
     folder). ``method`` may be ``prox_ste:<penalty>``. Returns the CSV rows.
     """
     base = TrainConfig(**base) if isinstance(base, dict) else base
-    out = check_writable_dir(out)
     specs = []
     for model in models:
         check_choice("model", model, MODELS)
@@ -558,6 +563,21 @@ def sweep(
                 check_open_unit("sparsity", s, closed_low=True)
                 for seed in seeds:
                     specs.append((model, meth, pen or "l1", float(s), int(seed)))
+    # one run named twice (a repeated method, sparsity or seed) would be trained twice
+    check_distinct("models", list(models))
+    check_distinct("methods", list(methods))
+    check_distinct("sparsities", [float(x) for x in sparsities])
+    check_distinct("seeds", [int(x) for x in seeds])
+    names = {}
+    for sp in specs:
+        name = run_name(sp[0], sp[1], sp[3], sp[4], sp[2])
+        if name in names:
+            raise ValueError(
+                f"sparsities must name distinct runs: {names[name][3]!r} and {sp[3]!r} share "
+                f"the run folder {name!r}"
+            )
+        names[name] = sp
+    out = check_writable_dir(out)
     runs = []
     for model, meth, pen, s, seed in specs:
         run_dir = out / run_name(model, meth, s, seed, pen)
