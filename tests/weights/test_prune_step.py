@@ -67,6 +67,15 @@ def _same_state(a, b, where):
                 assert torch.equal(s, t), (where, i, name, s, t)
 
 
+def _step_both(fast, ref, t):
+    """One step of each (ref with the plain selection); the same state after it."""
+    with _plain_selection():
+        ref.step()
+    fast.step()
+    _same_state(_state(fast), _state(ref), t)
+    assert fast.empty_layers == ref.empty_layers
+
+
 @pytest.mark.filterwarnings("ignore::shrinkage.weights.PrunedLayerWarning")
 @pytest.mark.parametrize("scope", ["global", "layer"])
 # rigl has no threshold (its mask moves by drop / grow): nothing to search
@@ -95,11 +104,7 @@ def test_every_step_prunes_the_weights_the_plain_selection_prunes(method, scope)
                         d[:3] += 0.125
                     a.add_(d)
                     b.add_(d)
-            with _plain_selection():
-                ref.step()
-            fast.step()
-            _same_state(_state(fast), _state(ref), t)
-            assert fast.empty_layers == ref.empty_layers
+            _step_both(fast, ref, t)
             ef, er = fast.effective_weights(), ref.effective_weights()
             for name in ef:
                 assert torch.equal(ef[name] != 0, er[name] != 0), (t, name)
@@ -154,11 +159,7 @@ def test_ties_at_the_threshold_stay_on_the_compiled_path(method, scope, monkeypa
                 d = torch.round(torch.randn(a.shape, generator=g) * 2) / 64
                 a.add_(d)
                 b.add_(d)
-        with _plain_selection():
-            ref.step()
-        fast.step()
-        _same_state(_state(fast), _state(ref), t)
-        assert fast.empty_layers == ref.empty_layers
+        _step_both(fast, ref, t)
         tied_steps += any(u.pm.ties is not None for u in ref.units)
     assert [c for c in calls if c is fast] == []
     if method != "gmp":  # gmp folds its tied entries into the mask at once

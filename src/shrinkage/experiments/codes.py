@@ -193,15 +193,21 @@ class CompareRecipe(_PatchRecipe):
             check_choice("penalty", p, PENALTIES)
         for k in self.atoms:
             check_int_at_least("atoms", k, 1)
-        for t in self.thresholds:
-            check_nonnegative("thresholds", t)
-            if not math.isfinite(float(t)):
-                raise ValueError(f"thresholds must be finite, got thresholds={t!r}")
-        check_distinct("penalties", self.penalties)
-        check_distinct("atoms", self.atoms)
-        check_distinct("thresholds", self.thresholds)
+        _check_run_lists(self)
         _check_common(self)
         return self
+
+
+def _check_run_lists(r) -> None:
+    """A sweep's thresholds (finite, >= 0) and its lists of runs, each run named once (two
+    thresholds printed alike would share a run folder, named by f"{t:g}")."""
+    for t in r.thresholds:
+        check_nonnegative("thresholds", t)
+        if not math.isfinite(float(t)):
+            raise ValueError(f"thresholds must be finite, got thresholds={t!r}")
+    check_distinct("penalties", r.penalties)
+    check_distinct("atoms", r.atoms)
+    check_distinct("thresholds", r.thresholds, key=lambda t: f"{t:g}")
 
 
 def _recipe(cls, recipe, changes):

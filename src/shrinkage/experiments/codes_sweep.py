@@ -35,13 +35,14 @@ import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from .._checks import check_choice, check_distinct, check_int_at_least, check_nonnegative
+from .._checks import check_choice, check_int_at_least
 from .._io import atomic_path, check_writable_dir, save_figure, write_json
 from ..codes import LearnState, init_dictionary, learn_dictionary, v1
 from ..data import natural_images, patch_stream
 from ..thresholds import PENALTIES
 from .codes import (
     RELAXATIONS,
+    _check_run_lists,
     _check_stopping,
     _curve,
     _error_levels,
@@ -110,14 +111,7 @@ class SweepRecipe(Recipe):
             check_int_at_least("atoms", k, 1)
         if not self.thresholds:
             raise ValueError("thresholds is empty: give at least one threshold")
-        for t in self.thresholds:
-            check_nonnegative("thresholds", t)
-            if not math.isfinite(float(t)):
-                raise ValueError(f"thresholds must be finite, got thresholds={t!r}")
-        check_distinct("penalties", self.penalties)
-        check_distinct("atoms", self.atoms)
-        # two thresholds printed alike would share a run folder (its name: f"{t:g}")
-        check_distinct("thresholds", self.thresholds, key=lambda t: f"{t:g}")
+        _check_run_lists(self)
         for name in ("n_patches", "chunk", "n_test", "batch_size"):
             check_int_at_least(name, getattr(self, name), 1)
         check_int_at_least("n_monitor", self.n_monitor, 0)

@@ -110,26 +110,26 @@ def _conv_input_shapes(model: nn.Module, example_input) -> dict[str, tuple]:
 
             hooks.append(mod.register_forward_pre_hook(hook))
     try:
-        with torch.no_grad():
-            if isinstance(example_input, tuple | list):
-                model(*example_input)
-            else:
-                model(example_input)
+        _forward(model, example_input)
     finally:
         for h in hooks:
             h.remove()
     return shapes
 
 
+def _forward(model: nn.Module, example_input) -> None:
+    with torch.no_grad():
+        if isinstance(example_input, tuple | list):
+            model(*example_input)
+        else:
+            model(example_input)
+
+
 def _check_example(model: nn.Module, example_input) -> None:
     """One forward pass of the dense model: an ``example_input`` it cannot take is a
     ValueError naming it, before any timing."""
     try:
-        with torch.no_grad():
-            if isinstance(example_input, tuple | list):
-                model(*example_input)
-            else:
-                model(example_input)
+        _forward(model, example_input)
     except (RuntimeError, TypeError, ValueError, IndexError) as e:
         shape = getattr(example_input, "shape", None)
         what = f"shape {tuple(shape)}" if shape is not None else type(example_input).__name__
