@@ -9,7 +9,9 @@ from shrinkage.data import (
     natural_images,
     olshausen_filter,
     patches,
+    to_gray,
     whiten_olshausen,
+    zca_matrix,
 )
 
 
@@ -85,6 +87,15 @@ def test_bad_input():
         patches([np.zeros((40, 40))], size=0)
     with pytest.raises(ValueError, match="image name"):
         natural_images(["text"])
+    # complex pixels would be cropped from their real part: refused
+    with pytest.raises(ValueError, match=r"images\[0\] must be real, got dtype complex128"):
+        patches([np.ones((40, 40), dtype=complex)], size=8, n=5)
+    with pytest.raises(ValueError, match="image must be real"):
+        to_gray(np.ones((4, 4), dtype=complex))
+    with pytest.raises(ValueError, match="zca_eps must be > 0"):
+        patches([np.random.default_rng(0).random((40, 40))], size=8, n=5, zca_eps=0.0)
+    with pytest.raises(ValueError, match="eps must be > 0"):
+        zca_matrix(np.ones((10, 4)), eps=-1.0)
 
 
 def test_natural_images_are_gray_float():

@@ -68,6 +68,9 @@ def test_stream_into_partial_fit(tmp_path):
         ({"images_per_batch": 0}, "images_per_batch"),
         ({"whiten": "pca"}, "whiten"),
         ({"size": 1}, "size"),
+        ({"n": 100}, r"unknown option\(s\) 'n' for the patches; known: 'f0'"),
+        ({"zca_eps": -1.0}, "zca_eps must be > 0"),
+        ({"variance": 0.0}, "variance must be > 0"),
     ],
 )
 def test_bad_input(kw, match, tmp_path):

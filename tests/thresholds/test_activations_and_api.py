@@ -153,6 +153,13 @@ def test_top_k():
         (lambda: CST(0.1), "needs a clipping magnitude"),
         (lambda: threshold("l0", torch.tensor([0.1, -1.0])), "lam must be >= 0"),
         (lambda: prox("l1", [1.0, 2.0], 0.1), "torch.Tensor or numpy array"),
+        # complex input would lose its imaginary part: refused, numpy and torch alike
+        (lambda: prox("l1", np.array([1 + 1j, 2.0]), 0.5), "x must be a real array"),
+        (lambda: soft_threshold(torch.ones(2, dtype=torch.complex64), 0.5), "real tensor"),
+        (lambda: clipped_relu(np.ones(2, dtype=complex), 0.1, 1.0), "x must be a real array"),
+        # a tensor threshold must broadcast against x, named before torch's own error
+        (lambda: soft_threshold(torch.ones(10), torch.ones(3)), r"tau of shape \(3,\) does"),
+        (lambda: clipped_relu(torch.ones(4, 5), 0.1, torch.ones(4)), r"m of shape \(4,\)"),
     ],
 )
 def test_bad_input_errors(call, match):

@@ -72,6 +72,8 @@ def to_gray(img) -> np.ndarray:
     array([[1., 1.]])
     """
     a = np.asarray(img)
+    if np.iscomplexobj(a):  # gray levels are real: converting would drop the imaginary part
+        raise ValueError(f"image must be real, got dtype {a.dtype}")
     if a.dtype == bool:
         a = a.astype(np.float64)
     elif np.issubdtype(a.dtype, np.integer):

@@ -135,6 +135,9 @@ def zca_matrix(X, eps: float = 1e-2) -> np.ndarray:
     >>> bool(np.allclose(W, W.T)), bool(np.allclose((X @ W).T @ (X @ W) / len(X), np.eye(3)))
     (True, True)
     """
+    check_positive("eps", eps)
+    if not np.isfinite(float(eps)):
+        raise ValueError(f"eps must be finite, got eps={eps!r}")
     X = np.asarray(X, dtype=np.float64)
     cov = X.T @ X / len(X)
     s, U = np.linalg.eigh(cov)
@@ -245,6 +248,7 @@ def patches(
     n = check_int_at_least("n", n, 1)
     check_choice("whiten", whiten, WHITENINGS)
     check_positive("variance", variance)
+    check_positive("zca_eps", zca_eps)
     images = list(images) if not isinstance(images, np.ndarray) or images.ndim == 3 else [images]
     if not images:
         raise ValueError("images is empty: pass at least one 2-D image")
@@ -252,6 +256,8 @@ def patches(
         a = np.asarray(im)
         if a.ndim != 2 or a.size == 0:
             raise ValueError(f"images[{i}] must be a non-empty 2-D image, got shape {a.shape}")
+        if np.iscomplexobj(a):  # would be cropped from its real part, silently
+            raise ValueError(f"images[{i}] must be real, got dtype {a.dtype}")
         if a.dtype != bool and (not np.issubdtype(a.dtype, np.number) or not np.isfinite(a).all()):
             raise ValueError(
                 f"images[{i}] must be finite numbers, got "

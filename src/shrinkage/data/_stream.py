@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import check_int_at_least
+from .._checks import check_int_at_least, check_positive
 from ._docs import fill_doc
 from ._images import image_files, read_image
 from ._patches import WHITENINGS, patches
+
+_PATCH_OPTIONS = ("f0", "variance", "zca_eps")  # what patch_stream hands on to patches
 
 
 @fill_doc
@@ -94,6 +96,16 @@ def patch_stream(
     images_per_batch = check_int_at_least("images_per_batch", images_per_batch, 1)
     if whiten not in WHITENINGS:
         raise ValueError(f"unknown whiten {whiten!r}; known: {', '.join(map(repr, WHITENINGS))}")
+    unknown = sorted(set(patch_kw) - set(_PATCH_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for the patches; known: "
+            f"{', '.join(map(repr, _PATCH_OPTIONS))} (size and batch_size are patch_stream's own)"
+        )
+    if "variance" in patch_kw:
+        check_positive("variance", patch_kw["variance"])
+    if "zca_eps" in patch_kw:
+        check_positive("zca_eps", patch_kw["zca_eps"])
     if isinstance(source, (str, Path)):
         files = image_files(source)
         if not files:

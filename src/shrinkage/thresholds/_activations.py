@@ -12,6 +12,7 @@ Clipping is what keeps the edge-of-chaos initialisation stable (Price et al., IC
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -44,6 +45,15 @@ def _apply(core, x, tau, m=None):
     if m is not None:
         check_positive("m", m)
     t, was_numpy = as_tensor(x)
+    for name, p in (("tau", tau), ("m", m)):
+        if isinstance(p, torch.Tensor | np.ndarray):
+            try:
+                torch.broadcast_shapes(t.shape, tuple(p.shape))
+            except RuntimeError:
+                raise ValueError(
+                    f"{name} of shape {tuple(p.shape)} does not broadcast against x of shape "
+                    f"{tuple(t.shape)}"
+                ) from None
     args = (like(tau, t),) + (() if m is None else (like(m, t),))
     return back(core(t, *args), was_numpy)
 

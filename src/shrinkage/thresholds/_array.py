@@ -7,11 +7,16 @@ import torch
 
 
 def as_tensor(x):
-    """Return (tensor, was_numpy). Python scalars become float64 tensors."""
+    """Return (tensor, was_numpy). Python scalars become float64 tensors; complex input is a
+    TypeError (the operators are real: converting would drop the imaginary part)."""
     if isinstance(x, torch.Tensor):
+        if x.is_complex():
+            raise TypeError(f"x must be a real tensor, got dtype {x.dtype}")
         return x, False
     if isinstance(x, np.ndarray | np.generic | float | int):
         arr = np.asarray(x)
+        if np.iscomplexobj(arr):
+            raise TypeError(f"x must be a real array, got dtype {arr.dtype}")
         if not np.issubdtype(arr.dtype, np.floating):
             arr = arr.astype(np.float64)
         return torch.from_numpy(np.ascontiguousarray(arr)), True
