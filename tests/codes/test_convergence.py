@@ -26,15 +26,21 @@ from shrinkage.codes._learn import LearnState, check_convergence
 
 def test_planted_problem_l1_defaults():
     """The issue's problem (40 unit atoms in 16 dimensions, 3,000 signals of 3 atoms, small
-    noise): with the estimator's defaults at least 95 % of the atoms are found at |cos| >=
-    0.95; the stopping rule, not the cap, ends learning (no warning); n_iter_ and n_steps_
-    count the passes and the updates."""
+    noise), its criterion: with the estimator's defaults at least 95 % of the atoms are found
+    at |cos| >= 0.95 over 5 seeds (the mean; no seed below 90 %: one seed's trajectory moves
+    with the last bit of the codes); the stopping rule, not the cap, ends learning (no
+    warning); n_iter_ and n_steps_ count the passes and the updates."""
+    found = []
+    for seed in range(5):
+        X, D0, _ = planted_problem(seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ConvergenceWarning)
+            sc = SparseCoding(40, random_state=seed).fit(X)
+        found.append(atom_recovery(D0, sc.components_))
+        assert sc.converged_ and sc.n_iter_ < sc.n_epochs
+    assert np.mean(found) >= 0.95 and min(found) >= 0.9, found
     X, D0, _ = planted_problem(seed=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ConvergenceWarning)
-        sc = SparseCoding(40, random_state=0).fit(X)
-    assert atom_recovery(D0, sc.components_) >= 0.95
-    assert sc.converged_ and sc.n_iter_ < sc.n_epochs
+    sc = SparseCoding(40, random_state=0).fit(X)
     assert sc.n_steps_ == sc.n_iter_ * (3000 // 256)
     assert len(sc._state.checks) == sc.n_iter_  # one check per pass (11 updates each)
     # The window of the statistics starts fresh and has grown once the atoms only jitter.

@@ -45,47 +45,80 @@ typedef struct {
     _Atomic int failed;
 } cd_job_t;
 
-/* Solve M x = r in place (r <- x) for the symmetric positive semi-definite M (lower
- * triangle used and overwritten by its Cholesky factor; right-looking, so the trailing
- * updates are contiguous). diag[] holds M's diagonal on entry, 1 / L_jj on return. A pivot
- * below rel_tol times its diagonal marks an atom that depends on the earlier ones
- * (duplicated or collinear atoms): it is left out of the system (diag[j] = 0, x_j = 0),
+/* a . b over n entries, reassociated into vector partial sums (only the order of the
+ * additions inside one dot product changes, as in any BLAS) */
+__attribute__((noinline, optimize("associative-math", "no-signed-zeros", "no-trapping-math")))
+static double dotd(const double *restrict a, const double *restrict b, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+    return s;
+}
+
+/* Rows [from, m) of the Cholesky factor L of the symmetric positive semi-definite M (row
+ * stride ld; the lower triangle of those rows holds M on entry, L on return), rows before
+ * `from` being L's already. Row by row ("up-looking"): L_ij = (M_ij - L_i. . L_j.) / L_jj,
+ * four j at a time in one pass over row i; a row depends only on M's row and the rows
+ * above it, so a factor whose first rows (atoms) are unchanged is extended, not redone.
+ * diag[] holds M's diagonal on entry for the new rows, 1 / L_jj on return. A pivot below
+ * rel_tol times its diagonal marks an atom that depends on the earlier ones (duplicated or
+ * collinear atoms): it is left out of the system (diag[j] = 0, L_ij = 0 below it, x_j = 0),
  * which is the factor of M without that row and column. */
-static void chol_solve(double *restrict M, double *restrict r, int64_t m, double *restrict diag,
-                       double *restrict col, double rel_tol) {
-    for (int64_t j = 0; j < m; ++j) {
-        double *Mj = M + j * m;
-        const double d = Mj[j];
-        if (!(d > rel_tol * diag[j] && d > 1e-300)) {
-            diag[j] = 0;
-            for (int64_t i = j + 1; i < m; ++i) M[i * m + j] = 0;
+__attribute__((optimize("associative-math", "no-signed-zeros", "no-trapping-math")))
+static void chol_rows(double *restrict M, int64_t ld, int64_t from, int64_t m,
+                      double *restrict diag, double rel_tol) {
+    for (int64_t i = from; i < m; ++i) {
+        double *Li = M + i * ld;
+        int64_t j = 0;
+        for (; j + 4 <= i; j += 4) {
+            const double *A = M + j * ld, *B = A + ld, *C = B + ld, *D = C + ld;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (int64_t t = 0; t < j; ++t) {
+                const double x = Li[t];
+                s0 += x * A[t];
+                s1 += x * B[t];
+                s2 += x * C[t];
+                s3 += x * D[t];
+            }
+            /* the block's own triangle, in order */
+            Li[j] = diag[j] == 0 ? 0.0 : (Li[j] - s0) * diag[j];
+            s1 += Li[j] * B[j];
+            Li[j + 1] = diag[j + 1] == 0 ? 0.0 : (Li[j + 1] - s1) * diag[j + 1];
+            s2 += Li[j] * C[j] + Li[j + 1] * C[j + 1];
+            Li[j + 2] = diag[j + 2] == 0 ? 0.0 : (Li[j + 2] - s2) * diag[j + 2];
+            s3 += Li[j] * D[j] + Li[j + 1] * D[j + 1] + Li[j + 2] * D[j + 2];
+            Li[j + 3] = diag[j + 3] == 0 ? 0.0 : (Li[j + 3] - s3) * diag[j + 3];
+        }
+        for (; j < i; ++j)
+            Li[j] = diag[j] == 0 ? 0.0 : (Li[j] - dotd(Li, M + j * ld, j)) * diag[j];
+        const double d = Li[i] - dotd(Li, Li, i);
+        if (!(d > rel_tol * diag[i] && d > 1e-300)) {
+            diag[i] = 0;
             continue;
         }
-        const double sd = sqrt(d), is = 1.0 / sd;
-        Mj[j] = sd;
-        diag[j] = is;
-        for (int64_t i = j + 1; i < m; ++i) {
-            M[i * m + j] *= is;
-            col[i] = M[i * m + j];
-        }
-        for (int64_t i = j + 1; i < m; ++i) {
-            double *restrict Mi = M + i * m;
-            const double f = col[i];
-            for (int64_t l = j + 1; l <= i; ++l) Mi[l] -= f * col[l];
-        }
+        const double sd = sqrt(d);
+        Li[i] = sd;
+        diag[i] = 1.0 / sd;
     }
-    for (int64_t i = 0; i < m; ++i) {
-        double s = r[i];
-        const double *Mi = M + i * m;
-        for (int64_t t = 0; t < i; ++t) s -= Mi[t] * r[t];
-        r[i] = s * diag[i];
-    }
+}
+
+/* r <- the solution x of L L^T x = r (L from chol_rows, m rows, stride ld); x_j = 0 for a
+ * left-out atom */
+static void chol_subst(const double *restrict M, int64_t ld, int64_t m,
+                       const double *restrict diag, double *restrict r) {
+    for (int64_t i = 0; i < m; ++i) r[i] = (r[i] - dotd(M + i * ld, r, i)) * diag[i];
     for (int64_t i = m - 1; i >= 0; --i) {
         const double x = r[i] * diag[i];
         r[i] = x;
-        const double *Mi = M + i * m;
+        const double *Mi = M + i * ld;
         for (int64_t t = 0; t < i; ++t) r[t] -= Mi[t] * x;
     }
+}
+
+/* qsort order of (key, index) pairs: key ascending, then index */
+static int by_key(const void *pa, const void *pb) {
+    const double *a = (const double *)pa, *b = (const double *)pb;
+    if (a[0] != b[0]) return a[0] < b[0] ? -1 : 1;
+    return (a[1] > b[1]) - (a[1] < b[1]);
 }
 
 /* Per-thread scratch memory, kept between calls (the pool's helpers are long-lived). */

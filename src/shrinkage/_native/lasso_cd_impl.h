@@ -8,6 +8,8 @@ typedef struct {
     uint8_t *inact, *flag;
     double *M, *r, *sg, *diag, *col;
     int64_t packed; /* leading atoms of act[] whose G_AA entries are in ga */
+    int32_t *fS;    /* the atoms of M's factor rows, in order (fm of them) */
+    int64_t fm, ld; /* rows of M's factor still valid; M's row stride */
 } SFX(ws);
 
 /* soft(u, t) = u - clip(u, -t, t): min / max instructions, no unpredictable branch */
@@ -226,15 +228,44 @@ static int SFX(polish)(const REAL *G, int64_t k, const REAL *b, REAL *z, const i
     if (s > POLISH_MAX) return 0;
     int64_t m = s;
     const int pk = w->packed == s;
-    for (int64_t a = 0; a < s; ++a) {
-        w->S[a] = act[a];
-        w->pos[a] = (int32_t)a;
-        w->sg[a] = z[act[a]] > 0 ? 1.0 : -1.0;
+    /* The order of the atoms in the factor: first the rows of the last factor that are all
+     * still in the support (kept as they are, chol_rows does not redo them), then the other
+     * atoms, the largest codes first: the atoms likeliest to flip sign (the small ones)
+     * come last, and a factor redone without them keeps every row before them. */
+    /* scratch until the scan below: atom -> its index in act, -1 once placed */
+    int32_t *where = w->cand;
+    for (int64_t a = 0; a < s; ++a) where[act[a]] = (int32_t)a;
+    int64_t kept = 0;
+    while (kept < w->fm && kept < s && inact[w->fS[kept]] && z[w->fS[kept]] != 0) {
+        const int32_t atom = w->fS[kept];
+        w->S[kept] = atom;
+        w->pos[kept] = where[atom];
+        where[atom] = -1;
+        ++kept;
     }
+    double *order = w->col;
+    int64_t n_rest = 0;
+    for (int64_t a = 0; a < s; ++a) {
+        if (where[act[a]] < 0) continue;
+        const double za = (double)z[act[a]];
+        order[2 * n_rest] = -(za < 0 ? -za : za);
+        order[2 * n_rest + 1] = (double)a;
+        ++n_rest;
+    }
+    qsort(order, (size_t)n_rest, 2 * sizeof(double), by_key);
+    for (int64_t i = 0; i < n_rest; ++i) {
+        const int64_t a = (int64_t)order[2 * i + 1];
+        w->S[kept + i] = act[a];
+        w->pos[kept + i] = (int32_t)a;
+    }
+    for (int64_t i = 0; i < s; ++i) w->sg[i] = z[w->S[i]] > 0 ? 1.0 : -1.0;
     int ok = 0;
+    const int64_t ld = w->ld;
     for (int round = 0; round < POLISH_ROUNDS && !ok; ++round) {
-        for (int64_t i = 0; i < m; ++i) {
-            double *Mi = w->M + i * m;
+        int64_t p = 0; /* the factor's rows still valid: the same atoms in the same order */
+        while (p < m && p < w->fm && w->fS[p] == w->S[p]) ++p;
+        for (int64_t i = p; i < m; ++i) {
+            double *Mi = w->M + i * ld;
             if (pk) {
                 const REAL *gi = w->ga + (int64_t)w->pos[i] * PACK_MAX;
                 for (int64_t j = 0; j <= i; ++j) Mi[j] = (double)gi[w->pos[j]];
@@ -242,11 +273,14 @@ static int SFX(polish)(const REAL *G, int64_t k, const REAL *b, REAL *z, const i
                 const REAL *gi = G + (int64_t)w->S[i] * k;
                 for (int64_t j = 0; j <= i; ++j) Mi[j] = (double)gi[w->S[j]];
             }
-            w->r[i] = (double)b[w->S[i]] - lam * w->sg[i];
             w->diag[i] = Mi[i];
         }
+        for (int64_t i = 0; i < m; ++i) w->r[i] = (double)b[w->S[i]] - lam * w->sg[i];
+        chol_rows(w->M, ld, p, m, w->diag, 1000 * EPS);
+        memcpy(w->fS, w->S, (size_t)m * sizeof(int32_t));
+        w->fm = m;
         /* a left-out atom gets x = 0 and leaves S like an atom whose sign flipped */
-        chol_solve(w->M, w->r, m, w->diag, w->col, 1000 * EPS);
+        chol_subst(w->M, ld, m, w->diag, w->r);
         int64_t m2 = 0;
         for (int64_t i = 0; i < m; ++i)
             if (w->r[i] * w->sg[i] > 0) {
@@ -306,6 +340,9 @@ static int SFX(row)(const REAL *G, const REAL *idiag, int64_t k, const REAL *b, 
         memset(inact, 0, (size_t)k);
     }
     w->packed = 0;
+    /* a factor is reused within a row only: the codes must not depend on which rows a
+     * thread did before (the same result for every thread count) */
+    w->fm = 0;
     SFX(corr)(G, k, b, z, act, s, w);
     double ptol = tol > PTOL0 ? tol : PTOL0;
     /* refused: the last exact solve left z as it was (-1: none tried yet) */
@@ -382,7 +419,7 @@ static void SFX(chunk)(const void *ctx, int64_t ch) {
     const int64_t r1 = r0 + J->rows_per_chunk < J->n ? r0 + J->rows_per_chunk : J->n;
     const size_t n_double = (size_t)(pm * pm + 5 * pm);
     const size_t n_real = (size_t)(4 * k8 + PACK_MAX * PACK_MAX + 3 * (PACK_MAX + 8));
-    const size_t n_int = (size_t)(3 * k8 + pm);
+    const size_t n_int = (size_t)(3 * k8 + 2 * pm);
     char *mem = (char *)scratch(n_double * sizeof(double) + n_real * sizeof(REAL) +
                                 n_int * sizeof(int32_t) + (size_t)(2 * k8 + 8));
     if (mem == NULL) {
@@ -410,6 +447,8 @@ static void SFX(chunk)(const void *ctx, int64_t ch) {
     w.cand = ip, ip += k8;
     w.pos = ip, ip += k8;
     w.S = ip, ip += pm;
+    w.fS = ip, ip += pm;
+    w.ld = pm;
     w.inact = (uint8_t *)ip;
     w.flag = w.inact + k8;
     memset(w.flag + k, 0, (size_t)(k8 + 8 - k));
