@@ -69,6 +69,22 @@ def test_cd_float64_is_the_lasso_solution(data, lam, patch_problem):
     assert _kkt_violation(X, D, Z, lam) < 1e-9
 
 
+def test_dense_codes_on_a_square_dictionary_are_exact():
+    """About half the atoms active on a square random dictionary (ill-conditioned, many sign
+    flips on the way): the exact solves that extend the last factor and the active-set steps
+    between them still end on the lasso solution, row by row."""
+    rng = np.random.default_rng(3)
+    D = rng.standard_normal((96, 96))
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    X = rng.standard_normal((24, 96))
+    lam = 0.02
+    Z, info = encode(X, D, "l1", lam, solver="cd", max_iter=5000, return_info=True)
+    assert info["converged"] and (Z != 0).mean() > 0.3
+    ref = _lasso(X, D, lam)
+    assert abs(_rel_gap(X, D, Z, ref, lam)) < 1e-8
+    assert _kkt_violation(X, D, Z, lam) < 1e-8
+
+
 @pytest.mark.parametrize("data", ["random", "patches"])
 def test_cd_float32_matches_the_lasso(data, patch_problem):
     X, D = sparse_problem(seed=1) if data == "random" else patch_problem

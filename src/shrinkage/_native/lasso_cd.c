@@ -162,18 +162,22 @@ static void *scratch(size_t size) {
 #define REAL float
 #define SFX(name) name##_f32
 #define EPS FLT_EPSILON
+#define SMALLEST FLT_MIN
 #include "lasso_cd_impl.h"
 #undef REAL
 #undef SFX
 #undef EPS
+#undef SMALLEST
 
 #define REAL double
 #define SFX(name) name##_f64
 #define EPS DBL_EPSILON
+#define SMALLEST DBL_MIN
 #include "lasso_cd_impl.h"
 #undef REAL
 #undef SFX
 #undef EPS
+#undef SMALLEST
 
 /* SHRINKAGE_ABI is given on the command line (-D) by shrinkage._native. */
 int shrinkage_codes_abi(void) { return SHRINKAGE_ABI; }

@@ -1,6 +1,6 @@
 /* The per-row lasso solver and the dictionary update, written once for one precision:
  * lasso_cd.c includes this file twice, with REAL = float, SFX(name) = name##_f32,
- * EPS = FLT_EPSILON, then with double, _f64 and DBL_EPSILON. */
+ * EPS = FLT_EPSILON, SMALLEST = FLT_MIN, then with double, _f64, DBL_EPSILON and DBL_MIN. */
 /* ---- REAL ------------------------------------------------------------------------- */
 typedef struct {
     REAL *c, *c2, *ga, *ca, *za, *ia, *key, *val;
@@ -347,6 +347,11 @@ static int SFX(row)(const REAL *G, const REAL *idiag, int64_t k, const REAL *b, 
     double ptol = tol > PTOL0 ? tol : PTOL0;
     /* refused: the last exact solve left z as it was (-1: none tried yet) */
     int flags = 0, refused = s == 0 ? 0 : -1, c_ok = 1;
+    /* after an exact solve that lowered the energy but left violators outside, the next
+     * solve takes them in directly, entering with the sign of their correlation, without
+     * CD sweeps in between (an active-set step, as in feature-sign search, Lee et al.
+     * 2007); a refused solve goes back to CD */
+    int newton = 0;
     while (it < max_iter) {
         if (!c_ok) SFX(corr)(G, k, b, z, act, s, w);
         c_ok = 1;
@@ -372,19 +377,34 @@ static int SFX(row)(const REAL *G, const REAL *idiag, int64_t k, const REAL *b, 
             /* grow by the worst violators, as many as the support holds (at least
              * MIN_ADD): all of them at once would bring in hundreds of atoms from zero */
             int64_t m = s > MIN_ADD ? s : MIN_ADD;
+            /* and no further than the packed path holds while the support may still fit
+             * in it: sweeps there cost O(s) per update, on G's rows O(n_atoms) (1024
+             * random atoms, about 170 non-zeros: doubling went past 256 in most rows) */
+            if (s < PACK_MAX && s + m > PACK_MAX) m = PACK_MAX - s;
             if (m < nv) SFX(top)(w->key, w->cand, nv, m);
             else m = nv;
             left = nv - m;
             for (int64_t e = 0; e < m; ++e) {
-                inact[w->cand[e]] = 1;
-                act[s++] = w->cand[e];
+                const int32_t j = w->cand[e];
+                inact[j] = 1;
+                act[s++] = j;
+                /* the smallest code of the sign that lowers the energy: a sign for the
+                 * solve, nothing for the energy */
+                if (newton) z[j] = w->c[j] > 0 ? SMALLEST : -SMALLEST;
             }
         }
-        it += SFX(active)(G, idiag, k, z, w->c, act, s, lam, ptol, max_iter - it, w, &c_ok);
-        s = SFX(prune)(z, act, s, inact, w);
+        const int stepped = newton && nv > 0; /* no CD sweeps this time */
+        if (stepped) {
+            w->packed = 0;
+        } else {
+            it += SFX(active)(G, idiag, k, z, w->c, act, s, lam, ptol, max_iter - it, w, &c_ok);
+            s = SFX(prune)(z, act, s, inact, w);
+        }
+        newton = 0;
         /* with violators left out, the exact solve would fail its check: scan first */
         if (s == 0 || left > 0) continue;
         const int p = SFX(polish)(G, k, b, z, act, s, inact, lam_d, slack, w);
+        newton = p == 2;
         if (p == 1) {
             flags = ROW_CONVERGED | ROW_EXACT;
             c_ok = 1;
@@ -394,7 +414,9 @@ static int SFX(row)(const REAL *G, const REAL *idiag, int64_t k, const REAL *b, 
             s = SFX(prune)(z, act, s, inact, w);
             c_ok = 1;
         }
-        refused = p == 0;
+        /* a refused solve after an active-set step says nothing of CD's codes: CD runs
+         * before anything is concluded from it */
+        refused = p == 0 ? (stepped ? -1 : 1) : 0;
     }
     *iters = it;
     if (energy) {
