@@ -254,7 +254,6 @@ def test_search_equals_kthvalue_on_drifting_jumping_and_tied_scores(kind, dtype)
         ref = torch.kthvalue(flat, k).values
         assert v.dtype == dtype and v.shape == () and float(v) == float(ref), (step, k)
         assert n_le == int((flat <= ref).sum()), step
-        assert s.n_lt == int((flat < ref).sum()), step  # what the tie-break starts from
         if kind != "tensor":
             want = [float(w.max()) if w.numel() else -math.inf for w in _split(flat, ws)]
             assert src.smax == want

@@ -120,14 +120,16 @@ def exact_threshold(flat: torch.Tensor, k: int, empty: float = 0.0, search=None)
         return theta, None
     below = flat < theta
     n_below = int(below.sum())
+    # a masked maximum and the few tied positions: no boolean indexing of every score
     if n_below:
-        lower = flat[below].max()
+        lower = torch.where(below, flat, torch.full_like(flat, -math.inf)).max()
     elif empty < float(theta):
         lower = torch.full((), empty, dtype=flat.dtype, device=flat.device)
     else:  # nothing lies below the tied value: no threshold can separate them
         return theta, None
-    tied = flat == theta
-    return lower, tied & (torch.cumsum(tied, 0) <= k - n_below)
+    ties = torch.zeros_like(flat, dtype=torch.bool)
+    ties[torch.nonzero(flat == theta).reshape(-1)[: k - n_below]] = True
+    return lower, ties
 
 
 _BRACKET_MIN = 1 << 16  # below this size a plain selection is already cheap

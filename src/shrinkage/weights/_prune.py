@@ -292,8 +292,8 @@ class WeightScores:
     def sample(self, stride: int) -> torch.Tensor:
         return self.materialize()[::stride]
 
-    def parts(self) -> list[torch.Tensor]:
-        """Each tensor's scores, flat, as the C pass makes them (rare paths only)."""
+    def materialize(self) -> torch.Tensor:
+        """All scores as one flat tensor (first calls and rare fallbacks)."""
         parts = []
         for w, scale, mask in zip(self.weights, self.scales, self.masks):
             a = w.abs().reshape(-1)
@@ -302,40 +302,7 @@ class WeightScores:
             elif scale != 1.0:
                 a = a * scale
             parts.append(a)
-        return parts
-
-    def materialize(self) -> torch.Tensor:
-        """All scores as one flat tensor (first calls and rare fallbacks)."""
-        return torch.cat(self.parts())
-
-    def tie_break(self, v: torch.Tensor, need: int, empty: float):
-        """``exact_threshold``'s answer when ``v`` is tied: ``(theta, ties, kept_any)`` with
-        theta the largest score below ``v`` (``empty`` if none) and ``ties`` (one bool mask
-        per tensor, flat) the first ``need`` entries equal to ``v``, by position over the
-        tensors in order; ``kept_any[i]``: tensor i keeps an entry. None when nothing lies
-        below ``v`` and ``empty`` does not either (no threshold separates the tie)."""
-        parts = self.parts()
-        # masked reductions and the few tied positions: no boolean indexing of whole tensors
-        low = max(
-            (float(torch.where(a < v, a, -math.inf).max()) for a in parts if a.numel()),
-            default=-math.inf,
-        )
-        if low > -math.inf:
-            theta = torch.tensor(low, dtype=self.dtype, device=self.device)
-        elif empty < float(v):
-            theta = torch.full((), empty, dtype=self.dtype, device=self.device)
-        else:
-            return None
-        ties, left = [], need
-        for a in parts:
-            mask = torch.zeros_like(a, dtype=torch.bool)
-            if left > 0:
-                where = torch.nonzero(a == v).reshape(-1)[:left]
-                mask[where] = True
-                left -= where.numel()
-            ties.append(mask)
-        kept_any = [bool(((a > theta) & ~t).any()) for a, t in zip(parts, ties)]
-        return theta, ties, kept_any
+        return torch.cat(parts)
 
 
 # -- the search ---------------------------------------------------------------------------
@@ -366,7 +333,6 @@ class KthSearch:
         self.tied = False  # the last answer had ties: count the scores equal to it
         self._buf: torch.Tensor | None = None
         self.passes = 0  # passes over the scores so far (tests and benchmarks read it)
-        self.n_lt = 0  # the last answer's count of scores strictly below it
 
     def reset(self) -> None:
         self.center = self.width = None
@@ -385,14 +351,12 @@ class KthSearch:
                 self.passes += 1
                 v, n_le, n_lt = self._full(flat, k)
                 self.center, self.tied = float(v), n_le - n_lt > 1
-                self.n_lt = n_lt
                 self.width = self._min_width(self.center, 0.0)
                 return v, n_le
             self._start(flat, k)
         v, n_le, n_lt, n_kept = self._search(src, k)
         self._adapt(float(v), n_kept)
         self.tied = n_le - n_lt > 1
-        self.n_lt = n_lt
         return v, n_le
 
     @staticmethod

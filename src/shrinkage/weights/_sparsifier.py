@@ -707,8 +707,8 @@ class Sparsifier:
 
     def _thresholds_compiled(self, s):
         """The same thresholds in one C pass over the weights (scores made on the fly, no
-        buffer), from the previous step's threshold; None sends the step to
-        ``_thresholds`` (a non-finite weight, to be named; ties at the threshold)."""
+        buffer), from the previous step's threshold, ties broken by ``exact_threshold``;
+        None sends the step to ``_thresholds`` (a non-finite weight, to be named)."""
         m = self._m
         kind = m.compiled_scores
         units = self.units
@@ -740,13 +740,15 @@ class Sparsifier:
                     theta, n_le = search(src, k)
                 if k > 0 and n_le != k:
                     # ties straddle the k-th score (about one step in a hundred at 266k
-                    # float32 weights): _thresholds' exact tie-break, on these tensors only
-                    found = src.tie_break(theta, k - search.n_lt, empty)
-                    if found is None:
-                        return None
-                    theta, tie_masks, alive = found
-                    for i, t, a in zip(group, tie_masks, alive):
-                        thetas[i], ties[i], kept_any[i] = theta, t, a
+                    # float32 weights): exact_threshold's tie-break, on the k-th score found
+                    flat = src.materialize()
+                    known = lambda f, kk, found=(theta, n_le): found  # noqa: E731
+                    theta, tie_mask = exact_threshold(flat, k, empty, known)
+                    parts = flat.split([units[i].param.numel() for i in group])
+                    for i, x, t in zip(group, parts, _split(tie_mask, parts)):
+                        thetas[i], ties[i] = theta, t
+                        keep = x > theta if t is None else (x > theta) & ~t
+                        kept_any[i] = bool(keep.any())
                     continue
                 for i, sm in zip(group, src.smax):
                     thetas[i], kept_any[i] = theta, sm > float(theta)
