@@ -12,9 +12,13 @@ from shrinkage.activations import (
     ActivationSparsity,
     EdgeOfChaosWarning,
     edge_of_chaos,
+    finite_width,
+    fluctuation_moments,
     init_,
     propagate,
     simulate,
+    simulate_gain,
+    width_for_depth,
     zero_fraction,
 )
 from shrinkage.activations.simulate import first_layer_rho
@@ -104,6 +108,33 @@ def test_bad_simulation_arguments():
             simulate(cfg, **kw)
     with pytest.raises(ValueError, match="no activation layers"):
         ActivationSparsity(nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: simulate(c, 3, 10),
+        lambda c: simulate_gain(c, 3, 10),
+        lambda c: finite_width(c, 300, 10),
+        lambda c: width_for_depth(c, 10),
+        lambda c: fluctuation_moments(c),
+        lambda c: init_(nn.Linear(3, 3), c),
+    ],
+)
+def test_functions_of_a_config_refuse_the_activation_name(call):
+    """Passing "crelu" where edge_of_chaos("crelu", ...) belongs was an AttributeError from
+    deep inside; now a TypeError that names cfg and says where a config comes from."""
+    with pytest.raises(TypeError, match=r"cfg must be an edge-of-chaos config.*'crelu'"):
+        call("crelu")
+    call(edge_of_chaos("crelu", 0.85))  # the config itself is taken
+
+
+def test_init_and_moments_check_their_other_arguments():
+    with pytest.raises(TypeError, match="module must be a torch.nn.Module"):
+        init_("net", edge_of_chaos("relu"))
+    for q in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="q must be > 0"):
+            fluctuation_moments(edge_of_chaos("relu"), q)
 
 
 def test_init_zeroes_the_readout_bias_and_checks_it_belongs():

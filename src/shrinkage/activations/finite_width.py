@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._checks import check_int_at_least, check_positive
+from ._cfg import check_config
 from ._docs import fill_doc
 from ._gauss import _SPECS, _nodes, _phi_np
 
@@ -79,6 +80,13 @@ def fluctuation_moments(cfg, q=None) -> dict:
         as floats. For a 0/1 derivative ``dphi2`` is the fraction p of units in the
         linear window.
 
+    Raises
+    ------
+    ValueError
+        If ``q`` is given and not > 0.
+    TypeError
+        If ``cfg`` is not an edge-of-chaos config (for example the activation's name).
+
     Examples
     --------
     ReLU at q = 1: E[phi^2] = 1/2, E[phi^4] = 3/2, and phi' is 1 on half the inputs:
@@ -88,6 +96,9 @@ def fluctuation_moments(cfg, q=None) -> dict:
     >>> {k: round(v, 12) for k, v in fm.items()}
     {'phi2': 0.5, 'phi4': 1.5, 'dphi2': 0.5, 'dphi4': 0.5}
     """
+    check_config(cfg)
+    if q is not None:
+        check_positive("q", q)
     e2, e4, d2, d4 = _moments_on(cfg, cfg.q_star if q is None else q)
     return {
         "phi2": float(e2[0]),
@@ -199,6 +210,8 @@ def finite_width(cfg, width: int, depth: int, grid: int = 300) -> FiniteWidth:
     ------
     ValueError
         If ``width`` < 1, ``depth`` < 2 or ``grid`` < 50 (or not integers).
+    TypeError
+        If ``cfg`` is not an edge-of-chaos config (for example the activation's name).
 
     Examples
     --------
@@ -210,6 +223,7 @@ def finite_width(cfg, width: int, depth: int, grid: int = 300) -> FiniteWidth:
     >>> bool(0.05 < fw.q_sd[-1] < 0.3)
     True
     """
+    check_config(cfg)
     width = check_int_at_least("width", width)
     depth = check_int_at_least("depth", depth, 2)
     grid = check_int_at_least("grid", grid, 50)
@@ -298,6 +312,8 @@ def width_for_depth(cfg, depth, target_sd=0.5, max_width=100_000):
     ValueError
         If ``depth`` < 2, ``target_sd`` is not > 0, or no width up to ``max_width`` meets
         the target.
+    TypeError
+        If ``cfg`` is not an edge-of-chaos config (for example the activation's name).
 
     Examples
     --------
@@ -307,6 +323,7 @@ def width_for_depth(cfg, depth, target_sd=0.5, max_width=100_000):
     >>> 200 < width_for_depth(edge_of_chaos("relu"), 50) < 300
     True
     """
+    check_config(cfg)
     depth = check_int_at_least("depth", depth, 2)
     check_positive("target_sd", target_sd)
     lo, hi = 2, 64

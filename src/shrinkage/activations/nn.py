@@ -7,6 +7,7 @@ from torch import nn
 
 from .._init import gaussian_init_
 from ..thresholds import CST, SoftThreshold, Thresholding
+from ._cfg import check_config
 from ._gauss import Erf, _Lambda
 
 
@@ -35,6 +36,14 @@ def init_(module: nn.Module, cfg, readout: nn.Module | None = None) -> nn.Module
     torch.nn.Module
         ``module`` itself, initialised in place.
 
+    Raises
+    ------
+    ValueError
+        If ``readout`` is not a submodule of ``module``.
+    TypeError
+        If ``module`` is not a module, or ``cfg`` has no ``sigma_w`` and ``sigma_b`` (for
+        example the activation's name).
+
     Examples
     --------
     >>> import torch
@@ -45,6 +54,9 @@ def init_(module: nn.Module, cfg, readout: nn.Module | None = None) -> nn.Module
     >>> abs(float(lin.weight.detach().std()) * 300**0.5 / cfg.sigma_w - 1) < 0.02
     True
     """
+    check_config(cfg, ("sigma_w", "sigma_b"))
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     if readout is not None and not any(readout is m for m in module.modules()):
         raise ValueError(f"readout={readout!r} is not a submodule of module")
     gaussian_init_(module, cfg.sigma_w, cfg.sigma_b)

@@ -8,8 +8,12 @@ import numpy as np
 import torch
 
 from .._checks import check_int_at_least, check_open_unit
+from ._cfg import CONFIG_ATTRS, check_config
 from ._docs import fill_doc
 from ._gauss import _SPECS
+
+# the simulations build the network from the config, inputs scaled to its first layer
+CONFIG_NEEDS = (*CONFIG_ATTRS, "module", "input_mean_square")
 
 
 @fill_doc
@@ -63,6 +67,8 @@ def simulate(
     ValueError
         If ``depth``, ``width``, ``n_inputs`` or ``n_nets`` is not an integer >= 1, or
         ``rho0`` is not in [0, 1) with more than one input.
+    TypeError
+        If ``cfg`` is not an edge-of-chaos config (for example the activation's name).
 
     Examples
     --------
@@ -76,6 +82,7 @@ def simulate(
     >>> bool(abs(sim["sparsity"].mean(0) - 0.85).max() < 0.05)
     True
     """
+    check_config(cfg, CONFIG_NEEDS)
     depth = check_int_at_least("depth", depth)
     width = check_int_at_least("width", width)
     n_inputs = check_int_at_least("n_inputs", n_inputs)
@@ -156,6 +163,8 @@ def simulate_gain(
     ------
     ValueError
         If ``depth`` < 2, or ``width`` or ``n_nets`` < 1 (or not integers).
+    TypeError
+        If ``cfg`` is not an edge-of-chaos config (for example the activation's name).
 
     Examples
     --------
@@ -166,6 +175,7 @@ def simulate_gain(
     >>> bool((out["v_last"] > 0).all())
     True
     """
+    check_config(cfg, CONFIG_NEEDS)
     depth = check_int_at_least("depth", depth, 2)
     width = check_int_at_least("width", width)
     n_nets = check_int_at_least("n_nets", n_nets)
