@@ -356,6 +356,20 @@ def test_flops_on_any_model_restores_train_mode_and_bn_stats():
     assert rep.density == 1.0 and rep.sparse_macs == rep.dense_macs > 0
 
 
+def test_report_names_an_input_shape_the_model_cannot_run():
+    """A shape that does not fit was torch's RuntimeError from inside the counting pass;
+    now a ValueError naming input_shape, and the model is left as it was (train mode, no
+    hook, no graph)."""
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+    sp = Sparsifier(model, 0.5)
+    for shape in ((3,), (1, 9), (2, 8, 7)):
+        with pytest.raises(ValueError, match=r"input_shape=.* does not fit the model"):
+            sp.report(shape)
+    assert model.training
+    assert all(not m._forward_hooks for m in model.modules())
+    assert sp.report((2, 8)).dense_macs == 2 * (8 * 8 + 8 * 3)
+
+
 # -- squash, checkpoints, copies, compile ---------------------------------------------------
 @pytest.mark.parametrize("method", METHODS)
 def test_squash_keeps_outputs_and_gives_plain_state_dict(method):

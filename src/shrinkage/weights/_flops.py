@@ -152,8 +152,9 @@ def flops(model: nn.Module, input_shape, pruned: Iterable[str] | None = None) ->
     Raises
     ------
     ValueError
-        ``input_shape`` is empty, has an entry < 1 or one that is not an integer; the model
-        has no Conv1d/2d/3d or Linear layer.
+        ``input_shape`` is empty, has an entry < 1 or one that is not an integer, or the
+        model cannot run an input of that shape; the model has no Conv1d/2d/3d or Linear
+        layer.
     TypeError
         ``input_shape`` is not iterable.
 
@@ -220,7 +221,12 @@ def flops(model: nn.Module, input_shape, pruned: Iterable[str] | None = None) ->
     try:
         ref = next(iter(model.parameters()))
         model.eval()
-        model(torch.zeros(shape, dtype=ref.dtype, device=ref.device))
+        with torch.no_grad():
+            model(torch.zeros(shape, dtype=ref.dtype, device=ref.device))
+    except RuntimeError as e:  # torch's shape errors: say which argument does not fit
+        raise ValueError(
+            f"input_shape={shape!r} does not fit the model: {type(e).__name__}: {e}"
+        ) from e
     finally:
         for h in handles:
             h.remove()

@@ -998,7 +998,7 @@ class Sparsifier:
         Raises
         ------
         ValueError
-            ``input_shape`` is empty or has an entry < 1.
+            ``input_shape`` is empty, has an entry < 1, or is not a shape the model can run.
 
         Examples
         --------
