@@ -56,48 +56,108 @@ static double dotd(const double *restrict a, const double *restrict b, int64_t n
 
 /* Rows [from, m) of the Cholesky factor L of the symmetric positive semi-definite M (row
  * stride ld; the lower triangle of those rows holds M on entry, L on return), rows before
- * `from` being L's already. Row by row ("up-looking"): L_ij = (M_ij - L_i. . L_j.) / L_jj,
- * four j at a time in one pass over row i; a row depends only on M's row and the rows
- * above it, so a factor whose first rows (atoms) are unchanged is extended, not redone.
+ * `from` being L's already. Row by row ("up-looking"): L_ij = (M_ij - L_i. . L_j.) / L_jj;
+ * a row depends only on M's row and the rows above it, so a factor whose first rows (atoms)
+ * are unchanged is extended, not redone. The new rows are taken CHOL_RB at a time: their
+ * entries left of the block come in tiles of CHOL_RB rows x 4 columns, so that one read of
+ * 4 rows above serves CHOL_RB rows (4 x 4 tiles with AVX-512's 32 vector registers, 2 x 4
+ * with AVX2's 16; measured on a 170-atom factor: about 1.3x faster than 1 x 4).
  * diag[] holds M's diagonal on entry for the new rows, 1 / L_jj on return. A pivot below
  * rel_tol times its diagonal marks an atom that depends on the earlier ones (duplicated or
  * collinear atoms): it is left out of the system (diag[j] = 0, L_ij = 0 below it, x_j = 0),
  * which is the factor of M without that row and column. */
+#if defined(__AVX512F__)
+#define CHOL_RB 4
+#else
+#define CHOL_RB 2
+#endif
+/* one row's entries L_ij for j in [j, i) (the rows above complete) and its pivot */
 __attribute__((optimize("associative-math", "no-signed-zeros", "no-trapping-math")))
+static void chol_row_from(double *restrict M, int64_t ld, int64_t i, int64_t j,
+                          double *restrict diag) {
+    double *Li = M + i * ld;
+    for (; j + 4 <= i; j += 4) {
+        const double *A = M + j * ld, *B = A + ld, *C = B + ld, *D = C + ld;
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (int64_t t = 0; t < j; ++t) {
+            const double x = Li[t];
+            s0 += x * A[t];
+            s1 += x * B[t];
+            s2 += x * C[t];
+            s3 += x * D[t];
+        }
+        Li[j] = diag[j] == 0 ? 0.0 : (Li[j] - s0) * diag[j];
+        s1 += Li[j] * B[j];
+        Li[j + 1] = diag[j + 1] == 0 ? 0.0 : (Li[j + 1] - s1) * diag[j + 1];
+        s2 += Li[j] * C[j] + Li[j + 1] * C[j + 1];
+        Li[j + 2] = diag[j + 2] == 0 ? 0.0 : (Li[j + 2] - s2) * diag[j + 2];
+        s3 += Li[j] * D[j] + Li[j + 1] * D[j + 1] + Li[j + 2] * D[j + 2];
+        Li[j + 3] = diag[j + 3] == 0 ? 0.0 : (Li[j + 3] - s3) * diag[j + 3];
+    }
+    for (; j < i; ++j)
+        Li[j] = diag[j] == 0 ? 0.0 : (Li[j] - dotd(Li, M + j * ld, j)) * diag[j];
+}
+/* the 4 entries L_ij, j in [j, j + 4), of CHOL_RB consecutive rows i0.. (j + 4 <= i0): each
+ * row's dot products with the 4 rows j.. share one read of those rows */
+__attribute__((optimize("associative-math", "no-signed-zeros", "no-trapping-math")))
+static void chol_tile(double *restrict M, int64_t ld, int64_t i0, int64_t j,
+                      const double *restrict diag) {
+    const double *A = M + j * ld, *B = A + ld, *C = B + ld, *D = C + ld;
+    double *L0 = M + i0 * ld, *L1 = L0 + ld;
+    double s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
+#if CHOL_RB == 4
+    double *L2 = L1 + ld, *L3 = L2 + ld;
+    double s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
+#endif
+    for (int64_t t = 0; t < j; ++t) {
+        const double a = A[t], b = B[t], c = C[t], d = D[t];
+        const double x0 = L0[t], x1 = L1[t];
+        s00 += x0 * a; s01 += x0 * b; s02 += x0 * c; s03 += x0 * d;
+        s10 += x1 * a; s11 += x1 * b; s12 += x1 * c; s13 += x1 * d;
+#if CHOL_RB == 4
+        const double x2 = L2[t], x3 = L3[t];
+        s20 += x2 * a; s21 += x2 * b; s22 += x2 * c; s23 += x2 * d;
+        s30 += x3 * a; s31 += x3 * b; s32 += x3 * c; s33 += x3 * d;
+#endif
+    }
+#define CHOL_TRI(L, s0, s1, s2, s3)                                                     \
+    do {                                                                                \
+        double u1 = s1, u2 = s2, u3 = s3;                                               \
+        L[j] = diag[j] == 0 ? 0.0 : (L[j] - s0) * diag[j];                              \
+        u1 += L[j] * B[j];                                                              \
+        L[j + 1] = diag[j + 1] == 0 ? 0.0 : (L[j + 1] - u1) * diag[j + 1];              \
+        u2 += L[j] * C[j] + L[j + 1] * C[j + 1];                                        \
+        L[j + 2] = diag[j + 2] == 0 ? 0.0 : (L[j + 2] - u2) * diag[j + 2];              \
+        u3 += L[j] * D[j] + L[j + 1] * D[j + 1] + L[j + 2] * D[j + 2];                  \
+        L[j + 3] = diag[j + 3] == 0 ? 0.0 : (L[j + 3] - u3) * diag[j + 3];              \
+    } while (0)
+    CHOL_TRI(L0, s00, s01, s02, s03);
+    CHOL_TRI(L1, s10, s11, s12, s13);
+#if CHOL_RB == 4
+    CHOL_TRI(L2, s20, s21, s22, s23);
+    CHOL_TRI(L3, s30, s31, s32, s33);
+#endif
+#undef CHOL_TRI
+}
 static void chol_rows(double *restrict M, int64_t ld, int64_t from, int64_t m,
                       double *restrict diag, double rel_tol) {
-    for (int64_t i = from; i < m; ++i) {
-        double *Li = M + i * ld;
-        int64_t j = 0;
-        for (; j + 4 <= i; j += 4) {
-            const double *A = M + j * ld, *B = A + ld, *C = B + ld, *D = C + ld;
-            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            for (int64_t t = 0; t < j; ++t) {
-                const double x = Li[t];
-                s0 += x * A[t];
-                s1 += x * B[t];
-                s2 += x * C[t];
-                s3 += x * D[t];
+    for (int64_t i0 = from; i0 < m; i0 += CHOL_RB) {
+        const int64_t nb = m - i0 < CHOL_RB ? m - i0 : CHOL_RB;
+        int64_t j0 = 0;
+        if (nb == CHOL_RB)
+            for (; j0 + 4 <= i0; j0 += 4) chol_tile(M, ld, i0, j0, diag);
+        for (int64_t i = i0; i < i0 + nb; ++i) {
+            double *Li = M + i * ld;
+            chol_row_from(M, ld, i, j0, diag);
+            const double d = Li[i] - dotd(Li, Li, i);
+            if (!(d > rel_tol * diag[i] && d > 1e-300)) {
+                diag[i] = 0;
+                continue;
             }
-            /* the block's own triangle, in order */
-            Li[j] = diag[j] == 0 ? 0.0 : (Li[j] - s0) * diag[j];
-            s1 += Li[j] * B[j];
-            Li[j + 1] = diag[j + 1] == 0 ? 0.0 : (Li[j + 1] - s1) * diag[j + 1];
-            s2 += Li[j] * C[j] + Li[j + 1] * C[j + 1];
-            Li[j + 2] = diag[j + 2] == 0 ? 0.0 : (Li[j + 2] - s2) * diag[j + 2];
-            s3 += Li[j] * D[j] + Li[j + 1] * D[j + 1] + Li[j + 2] * D[j + 2];
-            Li[j + 3] = diag[j + 3] == 0 ? 0.0 : (Li[j + 3] - s3) * diag[j + 3];
+            const double sd = sqrt(d);
+            Li[i] = sd;
+            diag[i] = 1.0 / sd;
         }
-        for (; j < i; ++j)
-            Li[j] = diag[j] == 0 ? 0.0 : (Li[j] - dotd(Li, M + j * ld, j)) * diag[j];
-        const double d = Li[i] - dotd(Li, Li, i);
-        if (!(d > rel_tol * diag[i] && d > 1e-300)) {
-            diag[i] = 0;
-            continue;
-        }
-        const double sd = sqrt(d);
-        Li[i] = sd;
-        diag[i] = 1.0 / sd;
     }
 }
 

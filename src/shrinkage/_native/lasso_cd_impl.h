@@ -311,7 +311,12 @@ static int SFX(polish)(const REAL *G, int64_t k, const REAL *b, REAL *z, const i
             const double ca = pk ? (double)w->ca[a] : (double)w->c[act[a]];
             e_old += -0.5 * ((double)b[act[a]] + ca) * za + lam * fabs(za);
         }
-        if (!(e_new < e_old)) return 0; /* strictly lower: no cycling between the two */
+        /* lower by more than rounding: a "decrease" at rounding level (an active-set step
+         * whose new atoms the factor drops as dependent gives back the same codes, reached
+         * by another sum) would be taken as progress again and again */
+        double scale = 0;
+        for (int64_t a = 0; a < s; ++a) scale += fabs(lam * (double)z[act[a]]);
+        if (!(e_new < e_old - 64 * EPS * (fabs(e_old) + scale))) return 0;
     }
     for (int64_t a = 0; a < s; ++a) z[act[a]] = 0;
     for (int64_t i = 0; i < m; ++i) z[w->S[i]] = w->val[i];
