@@ -32,6 +32,7 @@ def test_every_benchmark_is_covered():
         "activations_variants",
         "activations_width",
         "codes_convergence",
+        "codes_error_metric",
         "codes_l0",
         "codes_speed",
         "onnx_speed",
@@ -152,6 +153,36 @@ def test_codes_convergence(tmp_path):
     ours = [r for r in res["rows"] if r["learner"] == "SparseCoding"]
     assert {r["penalty"] for r in ours} == {"l1", "cel0"}
     assert all(0.0 <= r["found"] <= 1.0 and r["steps"] >= r["passes"] >= 1 for r in ours)
+
+
+def test_codes_error_metric(tmp_path, monkeypatch):
+    """The re-read codes are the sweep's own (their per-patch mean error is the one the sweep
+    recorded), the global error is the energy-weighted one, and a second call re-encodes
+    nothing."""
+    import numpy as np
+
+    mod = _module("codes_error_metric")
+    assert mod.main(["--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    res = json.loads((tmp_path / "error_metric.json").read_text())
+    assert len(res["rows"]) == 3 * 2 * 4
+    for r in res["rows"]:
+        assert r["mean_error"] == pytest.approx(r["sweep_error"], rel=1e-9, abs=1e-12)
+        assert 0 < r["global_error"] < 1
+    # one run by hand: sum of squared residuals over sum of squared signals
+    cfg = json.loads((tmp_path / "sweep" / "config.json").read_text())
+    X, _ = mod.held_out(cfg["images"], cfg["size"], cfg["n_test"], cfg["n_monitor"], cfg["seed"])
+    r = next(r for r in res["rows"] if r["penalty"] == "l1" and r["n_atoms"] == 16)
+    run = tmp_path / "sweep" / "runs" / f"l1_16_{r['threshold']:g}"
+    D = np.load(run / "D.npy")
+    lam = json.loads((run / "result.json").read_text())["lam"]
+    Z = mod.encode(X, D, "l1", lam, max_iter=1000, tol=1e-4)
+    assert r["global_error"] == pytest.approx(np.sum((X - Z @ D) ** 2) / np.sum(X**2), rel=1e-9)
+    for metric in mod.METRICS:
+        assert len(res[metric]["levels"]) == 3
+        assert any(e.get("l1_over_cel0") for e in res[metric]["matched"])
+    assert (tmp_path / "error_metric.png").stat().st_size > 1000
+    monkeypatch.setattr(mod, "encode", lambda *a, **k: pytest.fail("re-encoded"))
+    assert mod.main([str(tmp_path / "sweep"), "--out", str(tmp_path), "--no-progress"]) == 0
 
 
 def test_codes_l0(tmp_path):

@@ -136,6 +136,16 @@ def _source(images):
     return natural_images() if images is None else images
 
 
+def held_out(images, size: int, n_test: int, n_monitor: int, seed: int):
+    """A sweep's (test, monitor) patches: one draw of ``n_test + n_monitor`` patches apart
+    from the training stream (float64 test patches, the monitor's as drawn). Benchmarks
+    that re-read a sweep's dictionaries call it with the sweep's ``config.json``."""
+    (held,) = patch_stream(
+        _source(images), size=size, batch_size=n_test + n_monitor, n_batches=1, seed=seed
+    )
+    return held[:n_test].astype(np.float64), held[n_test:]
+
+
 def run_one(out: Path, r: SweepRecipe, penalty: str, n_atoms: int, threshold: float, data):
     """One dictionary of the sweep; returns its result (read back when already done)."""
     folder = out / "runs" / _key(penalty, n_atoms, threshold)
@@ -271,14 +281,7 @@ def sweep(
     with num_threads(r.threads):
         out.mkdir(parents=True, exist_ok=True)
         write_json(cfg_path, config)
-        (held,) = patch_stream(
-            _source(r.images),
-            size=r.size,
-            batch_size=r.n_test + r.n_monitor,
-            n_batches=1,
-            seed=r.seed,
-        )
-        data = (held[: r.n_test].astype(np.float64), held[r.n_test :])
+        data = held_out(r.images, r.size, r.n_test, r.n_monitor, r.seed)
         todo = [(k, p, t) for k in r.atoms for p in r.penalties for t in r.thresholds]
         bar = tqdm(total=len(todo), desc="sweep", unit="dictionary") if progress else None
         for k, pen, thr in todo:
