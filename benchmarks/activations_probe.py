@@ -9,6 +9,9 @@ measured activation sparsity. ``--correlations`` prints instead, without trainin
 after 50 layers of the correlation map at the edge of chaos from rho^1 = 0, 0.5 and 0.9.
 ``--gain`` prints, without training, the backward gain at initialisation of each
 configuration of ``GAINS`` (:func:`gradient_gain`, the table of ``docs/results.md``).
+``--signal`` prints, without training, how much of each hidden layer's output still depends
+on the input at initialisation (:func:`input_signal`: ReLU against CReLU and CST at 85 %,
+the recipe's m, at ``--depth`` and ``--width``), and how much the logits vary across images.
 """
 
 from __future__ import annotations
@@ -138,6 +141,60 @@ def gradient_gain(
     }
 
 
+def input_signal(activation, sparsity, depth, width, seeds=(0, 1, 2), n_inputs=512) -> dict:
+    """At initialisation, on MNIST test images: per hidden layer the share of its mean square
+    that varies across images, mean_units Var_x h / mean_units E_x h^2 (1 - that share is
+    the part every image gets alike: the correlation map's pull towards rho = 1 plus the
+    biases), and the logits' standard deviation across images; means over seeds. The
+    network is ``models.mlp`` at the edge of chaos with the recipe's m (``m="auto"``)."""
+    x, _ = mnist("test")
+    x = x[:n_inputs]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EdgeOfChaosWarning)
+        if sparsity is None:
+            cfg = edge_of_chaos(activation)
+        else:
+            cfg = edge_of_chaos(activation, sparsity, m="auto", depth=depth, width=width)
+    shares, logit_sd = [], []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        net = mlp(depth, width, cfg)
+        hs = []
+        hooks = [
+            h.register_forward_hook(lambda m, i, o, hs=hs: hs.append(o)) for h in hidden_layers(net)
+        ]
+        with torch.no_grad():
+            out = net(x)
+        for h in hooks:
+            h.remove()
+        shares.append([float((h - h.mean(0)).pow(2).mean() / h.pow(2).mean()) for h in hs])
+        logit_sd.append(float(out.std(0).mean()))
+    return {
+        "activation": cfg.activation,
+        "sparsity": sparsity,
+        "m": cfg.m,
+        "input_share_per_layer": np.mean(shares, axis=0).tolist(),
+        "logit_sd_across_inputs": float(np.mean(logit_sd)),
+    }
+
+
+def signals(width, depth, seeds) -> list[dict]:
+    rows = []
+    marks = sorted({0, depth // 4, depth // 2, 3 * depth // 4, depth - 1})
+    print(f"input-dependent share of the mean square at layers {[i + 1 for i in marks]}")
+    for act, s in (("relu", None), ("crelu", 0.85), ("cst", 0.85)):
+        r = input_signal(act, s, depth, width, seeds)
+        share = r["input_share_per_layer"]
+        print(
+            f"{r['activation']:24s} s={s}: "
+            + " ".join(f"{share[i]:.4f}" for i in marks)
+            + f"; logit sd across images {r['logit_sd_across_inputs']:.4f}",
+            flush=True,
+        )
+        rows.append(r)
+    return rows
+
+
 # (activation, sparsity, m as a fraction of the safe m) for --gain
 GAINS = [
     *[(a, s, f) for s in (0.85, 0.7) for a in ("cst", "crelu") for f in (0.5, 0.7, 0.85, 1.0)],
@@ -164,7 +221,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--correlations", action="store_true")
     p.add_argument("--gain", action="store_true", help="backward gain at init (GAINS)")
-    p.add_argument("--seeds", type=int, default=5, help="--gain: seeds per row (default 5)")
+    p.add_argument("--signal", action="store_true", help="input-dependent share at init")
+    p.add_argument("--seeds", type=int, default=5, help="--gain, --signal: seeds per row")
     p.add_argument("--width", type=int, default=300)
     p.add_argument("--depth", type=int, default=50)
     p.add_argument("--epochs", type=float, default=1.0)
@@ -177,7 +235,10 @@ def main(argv=None):
             "correlations": correlations(depth=5),
             "probes": probes(32, 8, 0.2, rows=[0, 5], n_train=256, n_eval=200),
             "gain": gains(64, 4, range(2), table=GAINS[:1] + GAINS[-1:]),
+            "signal": signals(32, 4, range(1)),
         }
+    elif a.signal:
+        res = signals(a.width, a.depth, range(a.seeds))
     elif a.gain:
         res = gains(a.width, a.depth, range(a.seeds))
     elif a.correlations:
