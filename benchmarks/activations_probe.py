@@ -141,12 +141,16 @@ def gradient_gain(
     }
 
 
-def input_signal(activation, sparsity, depth, width, seeds=(0, 1, 2), n_inputs=512) -> dict:
+def input_signal(
+    activation, sparsity, depth, width, seeds=(0, 1, 2), n_inputs=512, q_star=1.0
+) -> dict:
     """At initialisation, on MNIST test images: per hidden layer the share of its mean square
     that varies across images, mean_units Var_x h / mean_units E_x h^2 (1 - that share is
     the part every image gets alike: the correlation map's pull towards rho = 1 plus the
     biases), and the logits' standard deviation across images; means over seeds. The
-    network is ``models.mlp`` at the edge of chaos with the recipe's m (``m="auto"``)."""
+    network is ``models.mlp`` at the edge of chaos with the recipe's m (``m="auto"``, chosen
+    at q* = 1) and its inputs scaled to q*: a ``q_star`` other than 1 keeps that m, so it is
+    the same as a smaller m / sqrt(q*) (the homogeneity of CReLU and CST)."""
     x, _ = mnist("test")
     x = x[:n_inputs]
     with warnings.catch_warnings():
@@ -155,6 +159,8 @@ def input_signal(activation, sparsity, depth, width, seeds=(0, 1, 2), n_inputs=5
             cfg = edge_of_chaos(activation)
         else:
             cfg = edge_of_chaos(activation, sparsity, m="auto", depth=depth, width=width)
+            if q_star != 1.0:
+                cfg = edge_of_chaos(activation, sparsity, q_star=q_star, m=cfg.m)
     shares, logit_sd = [], []
     for seed in seeds:
         torch.manual_seed(seed)
@@ -173,20 +179,23 @@ def input_signal(activation, sparsity, depth, width, seeds=(0, 1, 2), n_inputs=5
         "activation": cfg.activation,
         "sparsity": sparsity,
         "m": cfg.m,
+        "q_star": cfg.q_star,
         "input_share_per_layer": np.mean(shares, axis=0).tolist(),
         "logit_sd_across_inputs": float(np.mean(logit_sd)),
     }
 
 
-def signals(width, depth, seeds) -> list[dict]:
+def signals(width, depth, seeds, q_stars=()) -> list[dict]:
     rows = []
     marks = sorted({0, depth // 4, depth // 2, 3 * depth // 4, depth - 1})
     print(f"input-dependent share of the mean square at layers {[i + 1 for i in marks]}")
-    for act, s in (("relu", None), ("crelu", 0.85), ("cst", 0.85)):
-        r = input_signal(act, s, depth, width, seeds)
+    todo = [("relu", None, 1.0), ("crelu", 0.85, 1.0), ("cst", 0.85, 1.0)]
+    todo += [("crelu", 0.85, q) for q in q_stars if q != 1.0]
+    for act, s, q in todo:
+        r = input_signal(act, s, depth, width, seeds, q_star=q)
         share = r["input_share_per_layer"]
         print(
-            f"{r['activation']:24s} s={s}: "
+            f"{r['activation']:24s} s={s} q*={q:g}: "
             + " ".join(f"{share[i]:.4f}" for i in marks)
             + f"; logit sd across images {r['logit_sd_across_inputs']:.4f}",
             flush=True,
@@ -222,6 +231,13 @@ def main(argv=None):
     p.add_argument("--correlations", action="store_true")
     p.add_argument("--gain", action="store_true", help="backward gain at init (GAINS)")
     p.add_argument("--signal", action="store_true", help="input-dependent share at init")
+    p.add_argument(
+        "--q-stars",
+        type=float,
+        nargs="*",
+        default=[],
+        help="--signal: also CReLU 0.85 at these q* with the q* = 1 recipe's m kept",
+    )
     p.add_argument("--seeds", type=int, default=5, help="--gain, --signal: seeds per row")
     p.add_argument("--width", type=int, default=300)
     p.add_argument("--depth", type=int, default=50)
@@ -235,10 +251,10 @@ def main(argv=None):
             "correlations": correlations(depth=5),
             "probes": probes(32, 8, 0.2, rows=[0, 5], n_train=256, n_eval=200),
             "gain": gains(64, 4, range(2), table=GAINS[:1] + GAINS[-1:]),
-            "signal": signals(32, 4, range(1)),
+            "signal": signals(32, 4, range(1), q_stars=(4.0,)),
         }
     elif a.signal:
-        res = signals(a.width, a.depth, range(a.seeds))
+        res = signals(a.width, a.depth, range(a.seeds), a.q_stars)
     elif a.gain:
         res = gains(a.width, a.depth, range(a.seeds))
     elif a.correlations:

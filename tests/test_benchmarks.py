@@ -60,7 +60,8 @@ def test_activations_probe(tmp_path):
     res = json.loads((tmp_path / "r.json").read_text())
     assert len(res["correlations"]) == 5 and len(res["probes"]) == 2 and len(res["gain"]) == 2
     assert all(0.0 <= r["test_acc"] <= 1.0 for r in res["probes"])
-    assert [r["activation"] for r in res["signal"]][0] == "relu" and len(res["signal"]) == 3
+    assert [r["activation"] for r in res["signal"]][0] == "relu" and len(res["signal"]) == 4
+    assert res["signal"][3]["q_star"] == 4.0 and res["signal"][3]["m"] == res["signal"][1]["m"]
     for r in res["signal"]:
         assert len(r["input_share_per_layer"]) == 4 and r["logit_sd_across_inputs"] > 0
         assert all(0.0 < v <= 1.0 for v in r["input_share_per_layer"])
