@@ -1,6 +1,7 @@
 """The command line and the atomic writers."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,6 +101,19 @@ def test_library_entry_points_check_out_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setattr(codes, "_sweep", _no_work)
     with pytest.raises(ValueError, match="is a file, not a folder"):
         codes.compare(out=blocker)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_out_under_proc_is_refused_even_for_root(tmp_path, capsys):
+    """os.access says yes to root for /proc (and for read-only mounts); the check makes an
+    unnamed file instead, so `report --out /proc/x` is refused before its training, and a
+    writable folder is left as it was."""
+    from shrinkage._io import check_writable_dir
+
+    assert main(["report", "--out", "/proc/shrinkage-report"]) == 2
+    assert "is not writable" in capsys.readouterr().err
+    assert check_writable_dir(tmp_path / "new" / "run") == tmp_path / "new" / "run"
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root may write anywhere")

@@ -42,7 +42,8 @@ def _nearest_existing(path: Path) -> Path:
 
 def check_writable_dir(path, name: str = "out") -> Path:
     """Raise ValueError unless ``path`` is, or can be created as, a folder this process may
-    write into; nothing is created. Commands call it before any work, so that a bad output
+    write into (an unnamed temporary file in it, or in its nearest existing ancestor, is the
+    test; nothing is left behind). Commands call it before any work, so that a bad output
     folder never costs a finished run.
 
     Examples
@@ -57,9 +58,16 @@ def check_writable_dir(path, name: str = "out") -> Path:
     base = _nearest_existing(path)
     if not base.is_dir():
         raise ValueError(f"{name}={str(path)!r} cannot be a folder: {str(base)!r} is not a folder")
+    where = "" if base == path.absolute() else f" (its ancestor {str(base)!r} is not)"
     if not os.access(base, os.W_OK | os.X_OK):
-        where = "" if base == path.absolute() else f" (its ancestor {str(base)!r} is not)"
         raise ValueError(f"{name}={str(path)!r} is not writable{where}")
+    # os.access says yes to root everywhere (and knows nothing of read-only mounts or of
+    # /proc): an unnamed temporary file is the real test, and leaves nothing behind
+    try:
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as e:
+        raise ValueError(f"{name}={str(path)!r} is not writable{where}: {e.strerror}") from e
     return path
 
 
