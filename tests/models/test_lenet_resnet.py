@@ -93,3 +93,19 @@ def test_resnet_bad_arguments():
         resnet_small(widths=())
     with pytest.raises(ValueError, match="blocks"):
         resnet_small(blocks=0)
+
+
+@pytest.mark.parametrize("factory", [lenet5, lenet_300_100, resnet_small])
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
+def test_a_readout_size_that_is_not_a_positive_integer_is_named(factory, bad):
+    """num_classes=0 built a network with an empty readout (and -3 or 2.5 failed inside
+    torch with a message about tensor sizes)."""
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 1"):
+        factory(num_classes=bad)
+    assert factory(num_classes=3)(torch.zeros(2, 1, 28, 28)).shape == (2, 3)
+
+
+def test_resnet_input_channels_are_checked():
+    with pytest.raises(ValueError, match="in_channels must be an integer >= 1"):
+        resnet_small(in_channels=0)
+    assert resnet_small(in_channels=3)(torch.zeros(1, 3, 28, 28)).shape == (1, 10)

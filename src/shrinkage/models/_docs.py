@@ -22,7 +22,7 @@ activation : callable or None, optional
     meaning ``nn.ReLU``.""",
     num_classes="""\
 num_classes : int, optional
-    Size of the output layer. Default 10.""",
+    Size of the output layer, >= 1. Default 10.""",
     num_classes_readout="""\
 num_classes : int, optional
     Size of the readout, >= 1. Default 10.""",
@@ -31,5 +31,6 @@ TypeError
     If ``activation`` is not callable.""",
     raises_not_module="""\
 ValueError
-    If ``activation`` returns something that is not an ``nn.Module``.""",
+    If ``num_classes`` is not an integer >= 1, or ``activation`` returns something that
+    is not an ``nn.Module``.""",
 )

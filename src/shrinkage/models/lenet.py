@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from .._checks import check_int_at_least
 from ._docs import fill_doc
 
 __all__ = ["lenet_300_100", "lenet5"]
@@ -55,6 +56,7 @@ def lenet_300_100(
     >>> sum(m.weight.numel() for m in net if isinstance(m, torch.nn.Linear))
     266200
     """
+    num_classes = check_int_at_least("num_classes", num_classes)
     return nn.Sequential(
         nn.Flatten(),
         nn.Linear(784, 300),
@@ -92,6 +94,7 @@ def lenet5(
     >>> sum(isinstance(m, ShiftedReLU) for m in net)
     3
     """
+    num_classes = check_int_at_least("num_classes", num_classes)
     return nn.Sequential(
         nn.Conv2d(1, 20, 5),
         nn.MaxPool2d(2),

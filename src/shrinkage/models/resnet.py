@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
+from .._checks import check_int_at_least
 from ._docs import fill_doc
 from .lenet import _act
 
@@ -81,8 +82,9 @@ def resnet_small(
     Raises
     ------
     ValueError
-        If ``widths`` is empty or has an entry < 1, ``blocks`` is not an integer >= 1, or
-        ``activation`` returns something that is not an ``nn.Module``.
+        If ``widths`` is empty or has an entry < 1, ``blocks``, ``in_channels`` or
+        ``num_classes`` is not an integer >= 1, or ``activation`` returns something that is
+        not an ``nn.Module``.
 
     Examples
     --------
@@ -100,6 +102,8 @@ def resnet_small(
         raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths!r}")
     if not isinstance(blocks, int) or blocks < 1:
         raise ValueError(f"blocks must be an integer >= 1, got blocks={blocks!r}")
+    in_channels = check_int_at_least("in_channels", in_channels)
+    num_classes = check_int_at_least("num_classes", num_classes)
     layers: list[nn.Module] = [
         nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
         nn.BatchNorm2d(widths[0]),
