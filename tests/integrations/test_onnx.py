@@ -83,3 +83,30 @@ def test_refusals_name_the_problem_and_write_nothing(tmp_path, monkeypatch):
         sx.export_onnx(lenet_300_100(), _x(2), target, dynamo=False)
     assert target.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.onnx"]
+
+
+def test_more_refusals_before_or_instead_of_a_wrong_file(tmp_path):
+    """Found by probing: an input the model cannot take was torch's RuntimeError, negative
+    tolerances were taken, an opset the dynamo exporter cannot write came out silently at
+    another opset, a non-ONNX file read as empty metadata, threads=0 meant "all cores"."""
+    net = lenet_300_100()
+    with pytest.raises(ValueError, match=r"example_input of shape \(2, 5\) does not fit"):
+        sx.export_onnx(net, torch.zeros(2, 5), tmp_path / "a.onnx")
+    for kw in ({"rtol": -1.0}, {"atol": float("nan")}):
+        with pytest.raises(ValueError, match="rtol|atol"):
+            sx.export_onnx(net, _x(2), tmp_path / "a.onnx", **kw)
+    with pytest.raises(ValueError, match=r"opset=3 was asked for but the exporter wrote"):
+        sx.export_onnx(net, _x(2), tmp_path / "a.onnx", opset=3)
+    with pytest.raises(ValueError, match="opset=3 is not one"):
+        sx.export_onnx(net, _x(2), tmp_path / "a.onnx", opset=3, dynamo=False)
+    assert list(tmp_path.iterdir()) == []
+    info = sx.export_onnx(net, _x(2), tmp_path / "b.onnx", opset=17)
+    got = [o.version for o in onnx.load(info["path"]).opset_import if o.domain in ("", "ai.onnx")]
+    assert got == [17]
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"xx")
+    with pytest.raises(ValueError, match="is not an ONNX model"):
+        sx.read_metadata(junk)
+    assert sx.read_metadata(info["path"])["shrinkage.params"] == str(266_200)
+    with pytest.raises(ValueError, match="threads must be an integer >= 1"):
+        sx.session(info["path"], threads=0)

@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .. import __version__
+from .._checks import check_int_at_least, check_nonnegative
 from .._io import atomic_path
 from ..weights import PRUNABLE
 from ._common import require
@@ -64,13 +65,17 @@ def sparsity_metadata(model: nn.Module) -> dict[str, str]:
 
 
 def read_metadata(path) -> dict[str, str]:
-    """The ``metadata_props`` of an ONNX file, as a dict."""
+    """The ``metadata_props`` of an ONNX file, as a dict (a ValueError naming ``path`` when
+    the file is not an ONNX model: protobuf reads some garbage as an empty one)."""
     m = _onnx.load(str(path), load_external_data=False)
+    if m.ir_version == 0 or not m.HasField("graph"):
+        raise ValueError(f"path={str(path)!r} is not an ONNX model (no IR version or graph)")
     return {p.key: p.value for p in m.metadata_props}
 
 
 def session(path, threads: int = 1):
-    """An ONNX Runtime CPU session with ``threads`` intra-op threads."""
+    """An ONNX Runtime CPU session with ``threads`` (>= 1) intra-op threads."""
+    threads = check_int_at_least("threads", threads)
     opts = _ort.SessionOptions()
     opts.intra_op_num_threads = int(threads)
     opts.inter_op_num_threads = 1
@@ -110,8 +115,9 @@ def export_onnx(
     Raises
     ------
     ValueError
-        if the model still has a parametrization (not squashed) or ``example_input`` is not
-        a tensor.
+        if the model still has a parametrization (not squashed), ``example_input`` is not
+        a tensor or not an input the model can take, ``rtol`` or ``atol`` is negative, or
+        ``opset`` is not a version this torch's exporter writes.
     RuntimeError
         if ONNX Runtime's output differs from torch's beyond the tolerance (nothing written).
     """
@@ -130,15 +136,33 @@ def export_onnx(
     path = Path(path)
     if path.suffix != ".onnx":
         raise ValueError(f"path must end in .onnx, got {str(path)!r}")
+    check_nonnegative("rtol", rtol)
+    check_nonnegative("atol", atol)
+    if opset is not None:
+        opset = check_int_at_least("opset", opset)
     was = model.training
     model.eval()
     try:
         with torch.no_grad():
-            expected = model(example_input).detach().cpu().numpy()
+            try:
+                expected = model(example_input).detach().cpu().numpy()
+            except (RuntimeError, TypeError) as e:  # torch's shape errors, named
+                raise ValueError(
+                    f"example_input of shape {tuple(example_input.shape)} does not fit the "
+                    f"model: {type(e).__name__}: {e}"
+                ) from e
         meta = sparsity_metadata(model)
         with atomic_path(path) as tmp:
             _export(model, example_input, tmp, dynamic_batch, dynamo, opset)
             proto = _onnx.load(str(tmp))
+            wrote = next(
+                (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None
+            )
+            if opset is not None and wrote != opset:  # the dynamo exporter falls back silently
+                raise ValueError(
+                    f"opset={opset} was asked for but the exporter wrote opset {wrote}; "
+                    f"{str(path)!r} not written"
+                )
             for k, v in meta.items():
                 entry = proto.metadata_props.add()
                 entry.key, entry.value = k, v
@@ -162,6 +186,15 @@ def export_onnx(
 
 
 def _export(model, x, path: Path, dynamic_batch: bool, dynamo: bool, opset) -> None:
+    try:
+        _export_with(model, x, path, dynamic_batch, dynamo, opset)
+    except RuntimeError as e:
+        if opset is not None and "opset" in str(e).lower():
+            raise ValueError(f"opset={opset} is not one this torch's exporter writes: {e}") from e
+        raise
+
+
+def _export_with(model, x, path: Path, dynamic_batch: bool, dynamo: bool, opset) -> None:
     kw = dict(input_names=["input"], output_names=["output"], opset_version=opset)
     if dynamic_batch and x.dim() and x.shape[0] == 1:
         x = torch.cat([x, x])  # torch.export would specialise a batch of 1 to a constant
