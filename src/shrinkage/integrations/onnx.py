@@ -133,13 +133,7 @@ def export_onnx(
             f"model has parametrized modules {live[:3]}: call sparsifier.squash() before "
             "exporting (ONNX gets the plain dense-format model)"
         )
-    path = Path(path)
-    if path.suffix != ".onnx":
-        raise ValueError(f"path must end in .onnx, got {str(path)!r}")
-    check_nonnegative("rtol", rtol)
-    check_nonnegative("atol", atol)
-    if opset is not None:
-        opset = check_int_at_least("opset", opset)
+    path, opset = _check_target(path, rtol, atol, opset)
     was = model.training
     model.eval()
     try:
@@ -183,6 +177,15 @@ def export_onnx(
         "params": int(meta["shrinkage.params"]),
         "max_abs_diff": diff,
     }
+
+
+def _check_target(path, rtol, atol, opset) -> tuple[Path, int | None]:
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise ValueError(f"path must end in .onnx, got {str(path)!r}")
+    check_nonnegative("rtol", rtol)
+    check_nonnegative("atol", atol)
+    return path, None if opset is None else check_int_at_least("opset", opset)
 
 
 def _export(model, x, path: Path, dynamic_batch: bool, dynamo: bool, opset) -> None:

@@ -214,6 +214,18 @@ def flops(model: nn.Module, input_shape, pruned: Iterable[str] | None = None) ->
         rows[key] = row
         order.append(key)
 
+    _run_hooked(model, shape, hook)
+    layers = []
+    for key in order:
+        r = rows[key]
+        r["sparse_macs"] = r["density"] * r["dense_macs"]
+        layers.append(r)
+    return FlopsReport(shape, layers)
+
+
+def _run_hooked(model: nn.Module, shape: tuple, hook) -> None:
+    """One forward pass of zeros of ``shape`` in eval mode with ``hook`` on every Conv /
+    Linear layer; the hooks and each module's train mode are put back however it ends."""
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, PRUNABLE)]
     if not handles:
         raise ValueError("model has no Conv1d/2d/3d or Linear layer to count")
@@ -232,12 +244,6 @@ def flops(model: nn.Module, input_shape, pruned: Iterable[str] | None = None) ->
             h.remove()
         for m, t in modes.items():
             m.training = t
-    layers = []
-    for key in order:
-        r = rows[key]
-        r["sparse_macs"] = r["density"] * r["dense_macs"]
-        layers.append(r)
-    return FlopsReport(shape, layers)
 
 
 def _weight_id(mod: nn.Module) -> int:
