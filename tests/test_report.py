@@ -113,6 +113,19 @@ def test_codes_numbers_are_sane(report):
         assert rs[-1]["active_fraction"] < rs[0]["active_fraction"]
 
 
+def test_codes_receptive_fields_are_in_the_report(report):
+    """Issue 14: the Gabor fits and atom types of each penalty's dictionary, in the JSON
+    and in the page, the same numbers; the type fractions of each dictionary add to 1."""
+    _, page, res = report
+    rf = res["sections"]["codes"]["receptive_fields"]
+    assert sorted(r["penalty"] for r in rf) == ["cel0", "l1"]
+    for r in rf:
+        assert 0.0 <= r["v1_gabor_fraction"] <= 1.0
+        kinds = ("gabor", "blob", "low-frequency", "unstructured")
+        assert sum(r[f"type_{k}"] for k in kinds) == pytest.approx(1.0)
+        assert str(round(r["v1_gabor_fraction"], 3)) in page.cells
+
+
 def test_activations_numbers_are_sane(report):
     _, _, res = report
     sec = res["sections"]["activations"]

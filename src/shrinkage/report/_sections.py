@@ -187,18 +187,20 @@ def codes_section(seed: int = 0, quick: bool = False, progress: bool = True) -> 
         penalties=("l1", "cel0"),
         atoms=(sc["atoms"],),
         seed=seed,
-        analyse=False,
+        analyse=True,  # the V1 analyses of the dictionary nearest the middle error
         progress=progress,
         **sizes,
     )
     rows = res["rows"]
     s.numbers = {"rows": rows, "matched": res["matched"], "config": res["config"]}
+    s.numbers["receptive_fields"] = _receptive_fields(rows)
     s.paragraphs.append(
         f"One dictionary of {sc['atoms']} atoms is learned per penalty and lam on "
         f"{sc['n_patches']} whitened {sc['size']}x{sc['size']} patches of the bundled natural "
         f"images; the curves are measured on {sc['n_test']} held-out patches."
     )
     _codes_tables(s, res)
+    _receptive_fields_table(s, s.numbers["receptive_fields"])
     _codes_figures(s, res, sc["atoms"])
     s.commands = [
         "shrinkage codes compare --penalties l1,l0,l1/2,cel0 --atoms 256,512,1024 "
@@ -253,6 +255,52 @@ def _codes_tables(s: Section, res: dict) -> None:
                 ],
             )
         )
+
+
+# (key in the analysed row, column heading) of the receptive-field table
+_V1_COLUMNS = (
+    ("v1_gabor_fraction", "Gabor fit R^2 >= 0.8"),
+    ("v1_r2_median", "median R^2"),
+    ("v1_f_median", "median frequency (cycles/pixel)"),
+    ("v1_nx_median", "median nx"),
+    ("v1_ny_median", "median ny"),
+    ("v1_selective_fraction", "orientation selective"),
+    ("type_gabor", "type: Gabor/edge"),
+    ("type_blob", "type: blob"),
+    ("type_low-frequency", "type: low-frequency"),
+    ("type_unstructured", "type: unstructured"),
+)
+
+
+def _receptive_fields(rows) -> list[dict]:
+    """The rows the V1 analyses were run on (one per penalty), with their summaries."""
+    keep = ("penalty", "lam", "relative_error", "active_fraction")
+    return [
+        {k: r[k] for k in keep + tuple(c for c, _ in _V1_COLUMNS) if k in r}
+        for r in rows
+        if "v1_gabor_fraction" in r
+    ]
+
+
+def _receptive_fields_table(s: Section, analysed: list[dict]) -> None:
+    if not analysed:
+        return
+    s.paragraphs.append(
+        "Receptive fields of the dictionary nearest the middle error, per penalty: 2-D Gabor "
+        "fits (Ringach 2002: nx, ny are the envelope widths in cycles), orientation tuning "
+        "to gratings, and each atom's type (shrinkage.codes.v1)."
+    )
+    s.tables.append(
+        Table(
+            "Receptive fields (fractions of the atoms, medians over the well-fit ones)",
+            ["penalty", "relative error", "active fraction"] + [h for _, h in _V1_COLUMNS],
+            [
+                [r["penalty"], round(r["relative_error"], 4), round(r["active_fraction"], 4)]
+                + [round(float(r[c]), 3) if r.get(c) is not None else "" for c, _ in _V1_COLUMNS]
+                for r in analysed
+            ],
+        )
+    )
 
 
 def _codes_figures(s: Section, res: dict, atoms: int) -> None:
