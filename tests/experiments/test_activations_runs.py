@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from shrinkage.experiments import activations as ex
 from shrinkage.experiments.activations import ActivationsRecipe, describe, train_run
@@ -214,3 +215,20 @@ def test_defaults_learn_hold_sparsity_and_close_the_gap_with_width():
     assert gaps[1] < gaps[0] - 0.05, gaps
     cst = train_run("cst", 0.85, width=384, **kw)
     assert cst["test_acc"] > 0.6 and cst["sparsity_max_error"] < 0.05
+
+
+def test_amsgrad_is_adam_with_the_largest_second_moment_kept():
+    """--optimizer amsgrad: torch's Adam with amsgrad=True, the same rate and decay; a run
+    with it trains (one tiny epoch) and records the choice in its recipe."""
+    net = torch.nn.Linear(3, 2)
+    opt = ex._optimizer(ActivationsRecipe(optimizer="amsgrad", lr=1e-4, weight_decay=0.01), net)
+    assert isinstance(opt, torch.optim.Adam) and opt.defaults["amsgrad"] is True
+    assert opt.defaults["lr"] == 1e-4 and opt.defaults["weight_decay"] == 0.01
+    assert ex._optimizer(ActivationsRecipe(), net).defaults["amsgrad"] is False
+    r = ActivationsRecipe(
+        optimizer="amsgrad", depth=3, width=16, epochs=1, n_train=128, n_eval=64, progress=False
+    )
+    res = train_run(r)
+    assert res["recipe"]["optimizer"] == "amsgrad" and not res["diverged"]
+    with pytest.raises(ValueError, match="optimizer"):
+        ActivationsRecipe(optimizer="adamw").check()

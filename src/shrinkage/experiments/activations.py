@@ -68,7 +68,7 @@ __all__ = [
     "grid_labels",
 ]
 
-_OPTIMIZERS = ("adam", "sgd")
+_OPTIMIZERS = ("adam", "amsgrad", "sgd")
 _SCHEDULES = ("cosine", "constant")
 _MODELS = ("mlp", "cnn")
 DEFAULT_SPARSITY = 0.85
@@ -101,7 +101,9 @@ class ActivationsRecipe(Recipe):
         default=0.1,
         metadata=_h("SparsityControl momentum holding the target sparsity (0: fixed tau)"),
     )
-    optimizer: str = field(default="adam", metadata=_h("adam | sgd (momentum 0.9)"))
+    optimizer: str = field(
+        default="adam", metadata=_h("adam | amsgrad (Adam, AMSGrad variant) | sgd (momentum 0.9)")
+    )
     lr: float = field(default=3e-4, metadata=_h("peak learning rate"))
     warmup: float = field(default=0.2, metadata=_h("linear warm-up, in epochs"))
     schedule: str = field(default="cosine", metadata=_h("cosine | constant after warm-up"))
@@ -291,8 +293,15 @@ def _network(recipe, cfg, n_in):
 
 
 def _optimizer(recipe, net):
-    if recipe.optimizer == "adam":
-        return torch.optim.Adam(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    if recipe.optimizer in ("adam", "amsgrad"):
+        # AMSGrad keeps the largest second moment seen: a weight whose unit is rarely in the
+        # linear window gets no step blown up by a second moment that decayed meanwhile
+        return torch.optim.Adam(
+            net.parameters(),
+            lr=recipe.lr,
+            weight_decay=recipe.weight_decay,
+            amsgrad=recipe.optimizer == "amsgrad",
+        )
     return torch.optim.SGD(
         net.parameters(), lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay
     )
