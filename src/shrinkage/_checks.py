@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -104,3 +105,14 @@ def check_distinct(name: str, values, key=lambda v: v) -> None:
             shown = f", got {name}={values!r}" if len(repr(values)) <= 200 else ""
             raise ValueError(f"{name} must be distinct: {v!r} {same}{shown}")
         seen[k] = v
+
+
+@contextmanager
+def fits_the_model(label: str):
+    """Around a forward pass made to check an argument: torch's shape and type errors from
+    inside the model become one ValueError that starts with ``label`` (the argument, e.g.
+    ``"example_input (shape (2, 5))"``), so the user reads which input did not fit."""
+    try:
+        yield
+    except (RuntimeError, TypeError, ValueError, IndexError) as e:
+        raise ValueError(f"{label} does not fit the model: {type(e).__name__}: {e}") from e

@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .. import __version__
-from .._checks import check_int_at_least, check_nonnegative
+from .._checks import check_int_at_least, check_nonnegative, fits_the_model
 from .._io import atomic_path
 from ..weights import PRUNABLE
 from ._common import require
@@ -137,14 +137,9 @@ def export_onnx(
     was = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            try:
-                expected = model(example_input).detach().cpu().numpy()
-            except (RuntimeError, TypeError) as e:  # torch's shape errors, named
-                raise ValueError(
-                    f"example_input of shape {tuple(example_input.shape)} does not fit the "
-                    f"model: {type(e).__name__}: {e}"
-                ) from e
+        label = f"example_input (shape {tuple(example_input.shape)})"
+        with torch.no_grad(), fits_the_model(label):
+            expected = model(example_input).detach().cpu().numpy()
         meta = sparsity_metadata(model)
         with atomic_path(path) as tmp:
             _export(model, example_input, tmp, dynamic_batch, dynamo, opset)

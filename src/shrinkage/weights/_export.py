@@ -128,14 +128,10 @@ def _forward(model: nn.Module, example_input) -> None:
 def _check_example(model: nn.Module, example_input) -> None:
     """One forward pass of the dense model: an ``example_input`` it cannot take is a
     ValueError naming it, before any timing."""
-    try:
+    shape = getattr(example_input, "shape", None)
+    what = f"shape {tuple(shape)}" if shape is not None else type(example_input).__name__
+    with _checks.fits_the_model(f"example_input ({what})"):
         _forward(model, example_input)
-    except (RuntimeError, TypeError, ValueError, IndexError) as e:
-        shape = getattr(example_input, "shape", None)
-        what = f"shape {tuple(shape)}" if shape is not None else type(example_input).__name__
-        raise ValueError(
-            f"example_input ({what}) does not fit the model: {type(e).__name__}: {e}"
-        ) from None
 
 
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .._checks import fits_the_model
 from ._ops import PRUNABLE
 
 __all__ = ["flops", "FlopsReport"]
@@ -233,12 +234,8 @@ def _run_hooked(model: nn.Module, shape: tuple, hook) -> None:
     try:
         ref = next(iter(model.parameters()))
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), fits_the_model(f"input_shape={shape!r}"):
             model(torch.zeros(shape, dtype=ref.dtype, device=ref.device))
-    except RuntimeError as e:  # torch's shape errors: say which argument does not fit
-        raise ValueError(
-            f"input_shape={shape!r} does not fit the model: {type(e).__name__}: {e}"
-        ) from e
     finally:
         for h in handles:
             h.remove()
