@@ -71,7 +71,21 @@ static double dotd(const double *restrict a, const double *restrict b, int64_t n
 #else
 #define CHOL_RB 2
 #endif
-/* one row's entries L_ij for j in [j, i) (the rows above complete) and its pivot */
+/* the entries L_ij, j in [j, j + 4), of row L given s_k = L_i. . L_(j+k). over the
+ * columns left of j: the block's own triangle, in order (B, C, D are rows j + 1..3) */
+__attribute__((optimize("associative-math", "no-signed-zeros", "no-trapping-math")))
+static inline void chol_tri(double *L, const double *B, const double *C, const double *D,
+                            const double *diag, int64_t j, double s0, double s1, double s2,
+                            double s3) {
+    L[j] = diag[j] == 0 ? 0.0 : (L[j] - s0) * diag[j];
+    s1 += L[j] * B[j];
+    L[j + 1] = diag[j + 1] == 0 ? 0.0 : (L[j + 1] - s1) * diag[j + 1];
+    s2 += L[j] * C[j] + L[j + 1] * C[j + 1];
+    L[j + 2] = diag[j + 2] == 0 ? 0.0 : (L[j + 2] - s2) * diag[j + 2];
+    s3 += L[j] * D[j] + L[j + 1] * D[j + 1] + L[j + 2] * D[j + 2];
+    L[j + 3] = diag[j + 3] == 0 ? 0.0 : (L[j + 3] - s3) * diag[j + 3];
+}
+/* row i's entries L_ij for j in [j, i), the rows above complete (the pivot is the caller's) */
 __attribute__((optimize("associative-math", "no-signed-zeros", "no-trapping-math")))
 static void chol_row_from(double *restrict M, int64_t ld, int64_t i, int64_t j,
                           double *restrict diag) {
@@ -86,13 +100,7 @@ static void chol_row_from(double *restrict M, int64_t ld, int64_t i, int64_t j,
             s2 += x * C[t];
             s3 += x * D[t];
         }
-        Li[j] = diag[j] == 0 ? 0.0 : (Li[j] - s0) * diag[j];
-        s1 += Li[j] * B[j];
-        Li[j + 1] = diag[j + 1] == 0 ? 0.0 : (Li[j + 1] - s1) * diag[j + 1];
-        s2 += Li[j] * C[j] + Li[j + 1] * C[j + 1];
-        Li[j + 2] = diag[j + 2] == 0 ? 0.0 : (Li[j + 2] - s2) * diag[j + 2];
-        s3 += Li[j] * D[j] + Li[j + 1] * D[j + 1] + Li[j + 2] * D[j + 2];
-        Li[j + 3] = diag[j + 3] == 0 ? 0.0 : (Li[j + 3] - s3) * diag[j + 3];
+        chol_tri(Li, B, C, D, diag, j, s0, s1, s2, s3);
     }
     for (; j < i; ++j)
         Li[j] = diag[j] == 0 ? 0.0 : (Li[j] - dotd(Li, M + j * ld, j)) * diag[j];
@@ -120,24 +128,12 @@ static void chol_tile(double *restrict M, int64_t ld, int64_t i0, int64_t j,
         s30 += x3 * a; s31 += x3 * b; s32 += x3 * c; s33 += x3 * d;
 #endif
     }
-#define CHOL_TRI(L, s0, s1, s2, s3)                                                     \
-    do {                                                                                \
-        double u1 = s1, u2 = s2, u3 = s3;                                               \
-        L[j] = diag[j] == 0 ? 0.0 : (L[j] - s0) * diag[j];                              \
-        u1 += L[j] * B[j];                                                              \
-        L[j + 1] = diag[j + 1] == 0 ? 0.0 : (L[j + 1] - u1) * diag[j + 1];              \
-        u2 += L[j] * C[j] + L[j + 1] * C[j + 1];                                        \
-        L[j + 2] = diag[j + 2] == 0 ? 0.0 : (L[j + 2] - u2) * diag[j + 2];              \
-        u3 += L[j] * D[j] + L[j + 1] * D[j + 1] + L[j + 2] * D[j + 2];                  \
-        L[j + 3] = diag[j + 3] == 0 ? 0.0 : (L[j + 3] - u3) * diag[j + 3];              \
-    } while (0)
-    CHOL_TRI(L0, s00, s01, s02, s03);
-    CHOL_TRI(L1, s10, s11, s12, s13);
+    chol_tri(L0, B, C, D, diag, j, s00, s01, s02, s03);
+    chol_tri(L1, B, C, D, diag, j, s10, s11, s12, s13);
 #if CHOL_RB == 4
-    CHOL_TRI(L2, s20, s21, s22, s23);
-    CHOL_TRI(L3, s30, s31, s32, s33);
+    chol_tri(L2, B, C, D, diag, j, s20, s21, s22, s23);
+    chol_tri(L3, B, C, D, diag, j, s30, s31, s32, s33);
 #endif
-#undef CHOL_TRI
 }
 static void chol_rows(double *restrict M, int64_t ld, int64_t from, int64_t m,
                       double *restrict diag, double rel_tol) {
