@@ -28,7 +28,8 @@
 #define POLISH_MAX 256 /* largest support solved exactly */
 #define POLISH_ROUNDS 4 /* exact solves per attempt, each without the atoms whose sign flipped */
 #define MIN_ADD 16 /* fewest atoms added to a row's active set at a time */
-#define PTOL0 1e-2 /* first CD tolerance (relative change) before an exact solve is tried */
+#define PTOL0 1e-2 /* first CD tolerance (relative change) before an exact solve is tried,
+                    * at 256 atoms or fewer (scaled by 256 / atoms above) */
 #define ROW_CONVERGED 1
 #define ROW_EXACT 2
 
