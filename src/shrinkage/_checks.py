@@ -85,6 +85,28 @@ def check_choice(name: str, value, allowed: Iterable[str]) -> str:
     return value
 
 
+def check_device(name: str, value) -> torch.device | None:
+    """``value`` as a torch device that can hold tensors on this machine (None stays None):
+    a name torch cannot parse, a device this machine lacks (``'cuda'`` on a CPU-only torch,
+    ``'cuda:5'`` with two GPUs) and ``'meta'`` (no data to train on) are a ValueError here,
+    before any work, instead of torch's error from deep inside the run."""
+    if value is None:
+        return None
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(
+            f"{name} must be a torch device such as 'cpu' or 'cuda:0', got {name}={value!r}"
+        ) from None
+    if dev.type == "meta":
+        raise ValueError(f"{name}={value!r} holds no data; use 'cpu' or an accelerator")
+    try:
+        torch.empty(1, device=dev)  # the one test that covers every backend and index
+    except (RuntimeError, AssertionError) as e:
+        raise ValueError(f"{name}={value!r} is not available on this machine: {e}") from None
+    return dev
+
+
 def _show(value) -> str:
     if _is_tensor_like(value):
         arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value

@@ -225,6 +225,8 @@ def test_fit_with_a_monitor_batch():
         ({"penalty": "l3"}, "penalty"),
         ({"update": "sgd"}, "update"),
         ({"transform_tol": -1}, "transform_tol"),
+        ({"device": "no-such-device"}, "device='no-such-device'"),
+        ({"device": "meta"}, "device='meta' holds no data"),
     ],
 )
 def test_estimator_bad_options_are_named_before_any_work(kw, match, monkeypatch):

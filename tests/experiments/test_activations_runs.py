@@ -232,3 +232,17 @@ def test_amsgrad_is_adam_with_the_largest_second_moment_kept():
     assert res["recipe"]["optimizer"] == "amsgrad" and not res["diverged"]
     with pytest.raises(ValueError, match="optimizer"):
         ActivationsRecipe(optimizer="adamw").check()
+
+
+@pytest.mark.parametrize(
+    "device,match",
+    [("gpu0", "device must be a torch device"), ("meta", "holds no data"), ("cuda:63", "not available")],
+)
+def test_a_device_the_machine_lacks_is_refused_before_any_work(device, match, monkeypatch):
+    """torch's own errors (an AssertionError from a CPU-only build, a RuntimeError listing
+    every backend) came from inside the run; now a ValueError naming --device, first."""
+    if device.startswith("cuda") and torch.cuda.device_count() > 63:  # pragma: no cover
+        pytest.skip("a machine with 64 GPUs has cuda:63")
+    monkeypatch.setattr(ex, "_train", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(ValueError, match=match):
+        train_run(ActivationsRecipe(device=device, depth=3, width=8, progress=False))

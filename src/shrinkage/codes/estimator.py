@@ -7,7 +7,13 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, check_random_state
 
-from .._checks import check_choice, check_int_at_least, check_nonnegative, check_positive
+from .._checks import (
+    check_choice,
+    check_device,
+    check_int_at_least,
+    check_nonnegative,
+    check_positive,
+)
 from ..thresholds import PENALTIES
 from ._docs import fill_doc
 from ._encode import _energy, _penalty_params, _to_tensor, encode
@@ -188,6 +194,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
     def _check_params(self):
         """Every option, before any work (errors name the option and the value)."""
         check_int_at_least("n_atoms", self.n_atoms, 1)
+        check_device("device", self.device)
         check_choice("penalty", self.penalty, PENALTIES)
         check_nonnegative("lam", self.lam)
         check_int_at_least("batch_size", self.batch_size, 1)

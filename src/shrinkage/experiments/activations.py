@@ -35,6 +35,7 @@ from torch import nn
 from .. import data
 from .._checks import (
     check_choice,
+    check_device,
     check_int_at_least,
     check_nonnegative,
     check_open_unit,
@@ -121,6 +122,7 @@ class ActivationsRecipe(Recipe):
     out: str | None = field(default=None, metadata=_h("output folder"))
 
     def check(self) -> ActivationsRecipe:
+        check_device("device", self.device)
         check_choice("model", self.model, _MODELS)
         check_choice("optimizer", self.optimizer, _OPTIMIZERS)
         check_choice("schedule", self.schedule, _SCHEDULES)
