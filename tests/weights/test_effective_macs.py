@@ -70,3 +70,14 @@ def test_batches_and_errors():
     assert effective_macs(net, batches, max_batches=1)["n_samples"] == 3
     with pytest.raises(ValueError, match="no Linear or Conv"):
         effective_macs(nn.ReLU(), torch.randn(2, 2))
+
+
+def test_a_batch_that_is_not_a_tensor_is_named():
+    """An input shape where a batch belongs ((3, 9): two 'batches', 3 and 9) met torch's
+    AttributeError inside the hook; now a TypeError that says what inputs may be."""
+    net = nn.Sequential(nn.Linear(9, 4), nn.ReLU(), nn.Linear(4, 2))
+    with pytest.raises(TypeError, match="inputs must be a tensor batch.*batch 0 is int 3"):
+        effective_macs(net, (3, 9))
+    loader = [(torch.randn(2, 9), torch.zeros(2)), ("x", None)]
+    with pytest.raises(TypeError, match="batch 1 is str"):
+        effective_macs(net, loader)

@@ -605,3 +605,23 @@ def test_kth_smallest_refuses_a_rank_out_of_range(k):
 
     with pytest.raises(ValueError, match="k must be"):
         kth_smallest(torch.rand(10), k)
+
+
+def test_a_floor_that_makes_the_target_unreachable_is_refused():
+    """min_density above 1 - sparsity keeps more of every tensor than the target leaves in
+    all: accepted before, the run ended at sparsity <= 1 - min_density without a word."""
+    def model():
+        return torch.nn.Sequential(torch.nn.Linear(20, 20), torch.nn.Linear(20, 5))
+
+    with pytest.raises(ValueError, match=r"min_density=0.5 .*sparsity=0.9"):
+        Sparsifier(model(), 0.9, min_density=0.5)
+    sp = Sparsifier(model(), 0.9, min_density=0.1)  # the floor at the target itself: allowed
+    sp.step()
+    assert sp.density() == pytest.approx(0.1, abs=0.01)
+
+
+def test_kth_threshold_names_scores_that_are_not_a_tensor():
+    from shrinkage.weights import kth_threshold
+
+    with pytest.raises(TypeError, match="scores must be a torch.Tensor, got list"):
+        kth_threshold([torch.rand(10), torch.rand(5)], 0.5)

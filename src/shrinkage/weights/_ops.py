@@ -64,6 +64,8 @@ def kth_threshold(scores: torch.Tensor, sparsity: float, empty: float = 0.0) -> 
     ------
     ValueError
         ``sparsity`` outside [0, 1] or not a number.
+    TypeError
+        ``scores`` is not a tensor (a list of per-layer scores: ``torch.cat`` them first).
 
     Examples
     --------
@@ -82,6 +84,8 @@ def kth_threshold(scores: torch.Tensor, sparsity: float, empty: float = 0.0) -> 
         or not (0.0 <= sparsity <= 1.0)
     ):
         raise ValueError(f"sparsity must be a number in [0, 1], got sparsity={sparsity!r}")
+    if not isinstance(scores, torch.Tensor):
+        raise TypeError(f"scores must be a torch.Tensor, got {type(scores).__name__}")
     flat = scores.reshape(-1)
     k = n_pruned(sparsity, flat.numel())
     if k == 0:

@@ -349,7 +349,8 @@ class Sparsifier:
     Raises
     ------
     ValueError
-        ``model`` is not a module; ``sparsity`` or ``min_density`` is not in [0, 1); an
+        ``model`` is not a module; ``sparsity`` or ``min_density`` is not in [0, 1), or
+        ``min_density > 1 - sparsity`` (a floor that makes the target unreachable); an
         unknown ``method``, ``scope`` or ``penalty``; ``schedule`` is not callable or its
         value at step 0 is not in [0, 1); ``penalty`` or ``penalty_params`` given with a
         method other than prox_ste, or parameters the penalty does not take or that do
@@ -442,6 +443,14 @@ class Sparsifier:
         if self._m.dynamic:
             _check_static(scope, schedule)
         self.min_density = check_open_unit("min_density", min_density, closed_low=True)
+        if self.min_density > 1.0 - self.sparsity + 1e-12:
+            # every pruned tensor keeps at least min_density: the total density cannot fall
+            # to 1 - sparsity, and the run would end far below its target without a word
+            raise ValueError(
+                f"min_density={min_density!r} keeps more of every pruned tensor than "
+                f"sparsity={self.sparsity!r} leaves in total (density {1 - self.sparsity:.4g}); "
+                "use min_density <= 1 - sparsity"
+            )
         evaluate(schedule, 0, self.sparsity)  # a schedule that is broken at step 0 fails now
         self._warned_empty: set[str] = set()
         self.empty_layers: list[str] = []

@@ -82,6 +82,8 @@ def effective_macs(model: nn.Module, inputs, max_batches: int | None = None) -> 
     ------
     ValueError
         The model has no Linear or Conv layer, or ``inputs`` held no batch.
+    TypeError
+        A batch of ``inputs`` is not a tensor (or an ``(x, y)`` pair starting with one).
 
     Examples
     --------
@@ -128,7 +130,12 @@ def effective_macs(model: nn.Module, inputs, max_batches: int | None = None) -> 
         for i, batch in enumerate(batches):
             if max_batches is not None and i >= max_batches:
                 break
-            x = batch[0] if isinstance(batch, list | tuple) else batch
+            x = batch[0] if isinstance(batch, list | tuple) and batch else batch
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(
+                    "inputs must be a tensor batch or an iterable of tensors or (x, y) "
+                    f"pairs; batch {i} is {type(x).__name__} {x!r:.60}"
+                )
             model(x)
             n_samples[0] += x.shape[0]
     finally:
