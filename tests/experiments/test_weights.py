@@ -60,6 +60,9 @@ def test_train_config_errors():
         TrainConfig(model="vgg").check()
     with pytest.raises(ValueError, match="max_batches"):
         TrainConfig(max_batches=0).check()
+    with pytest.raises(ValueError, match=r"min_density=0.2 .*sparsity=0.9"):
+        TrainConfig(sparsity=0.9, min_density=0.2).check()
+    TrainConfig(sparsity=0.99, min_density=0.01).check()  # the floor at the target: allowed
 
 
 @pytest.mark.slow
