@@ -178,6 +178,14 @@ def test_bad_arguments_are_refused_when_the_callback_is_made():
         SparsifierCallback(0.5, sparse=True)
     with pytest.raises(ValueError, match="schedule must be"):
         SparsifierCallback(0.5, schedule=0.5)
+    # the rest of Sparsifier's checks run on a throwaway layer, not at train begin
+    with pytest.raises(ValueError, match="penalty only applies to method='prox_ste'"):
+        SparsifierCallback(0.5, penalty="l0")
+    with pytest.raises(ValueError, match=r"min_density=0.6 .*sparsity=0.5"):
+        SparsifierCallback(0.5, min_density=0.6)
+    with pytest.raises(ValueError, match="method_params"):
+        SparsifierCallback(0.5, method="rigl", method_params={"no_such": 1})
+    assert SparsifierCallback(0.9, min_density=0.05).spec.kwargs == {"min_density": 0.05}
 
 
 def test_the_default_schedule_is_cubic_over_the_first_half_of_max_steps(tmp_path):

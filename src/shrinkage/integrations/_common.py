@@ -4,6 +4,7 @@ early, plain state_dict keys while a Sparsifier is active, and the sparsity / MA
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -50,6 +51,7 @@ class SparsifierSpec:
             "penalty",
             "penalty_params",
             "rescale",
+            "min_density",
             "method_params",
         )
         for k in kwargs:
@@ -59,6 +61,19 @@ class SparsifierSpec:
             check_choice("scope", kwargs["scope"], ("global", "layer"))
         self.schedule = schedule
         self.kwargs = kwargs
+        self._dry_run()
+
+    def _dry_run(self) -> None:
+        """Every other check of Sparsifier's (penalty and its parameters, rescale,
+        min_density against sparsity, method_params) now, on a throwaway layer, instead of
+        at train begin after the model and data are loaded; include / exclude name the
+        user's model and wait for it."""
+        kwargs = {k: v for k, v in self.kwargs.items() if k not in ("include", "exclude")}
+        if self.method == "rigl":
+            kwargs["method_params"] = {"update_end": 1, **(kwargs.get("method_params") or {})}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a 2 x 2 layer pruned away warns
+            Sparsifier(nn.Linear(2, 2), self.sparsity, self.method, Constant(), **kwargs)
 
     def build(self, model: nn.Module, total_steps: int | None) -> Sparsifier:
         schedule = self.schedule

@@ -50,7 +50,8 @@ class SparsifierCallback(transformers.TrainerCallback):
     schedule : in optimizer steps; default ``Cubic(0, max_steps // 2)`` (the target reached
         half-way, then held while thresholds keep being recomputed).
     **kwargs : ``scope``, ``include``, ``exclude``, ``penalty``, ``penalty_params``,
-        ``rescale``, ``method_params``, passed to the Sparsifier (rigl: schedule
+        ``rescale``, ``min_density``, ``method_params``, passed to the Sparsifier and checked
+        here, when the callback is made (rigl: schedule
         ``Constant()`` and ``update_end`` at 75 % of ``max_steps`` unless given; str is
         refused: its thresholds would miss the Trainer's optimizer).
 
