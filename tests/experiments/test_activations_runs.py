@@ -236,7 +236,11 @@ def test_amsgrad_is_adam_with_the_largest_second_moment_kept():
 
 @pytest.mark.parametrize(
     "device,match",
-    [("gpu0", "device must be a torch device"), ("meta", "holds no data"), ("cuda:63", "not available")],
+    [
+        ("gpu0", "device must be a torch device"),
+        ("meta", "holds no data"),
+        ("cuda:63", "not available"),
+    ],
 )
 def test_a_device_the_machine_lacks_is_refused_before_any_work(device, match, monkeypatch):
     """torch's own errors (an AssertionError from a CPU-only build, a RuntimeError listing
