@@ -610,6 +610,7 @@ def test_kth_smallest_refuses_a_rank_out_of_range(k):
 def test_a_floor_that_makes_the_target_unreachable_is_refused():
     """min_density above 1 - sparsity keeps more of every tensor than the target leaves in
     all: accepted before, the run ended at sparsity <= 1 - min_density without a word."""
+
     def model():
         return torch.nn.Sequential(torch.nn.Linear(20, 20), torch.nn.Linear(20, 5))
 
