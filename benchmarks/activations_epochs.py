@@ -5,6 +5,8 @@ our material), and the lever study found that more optimiser steps (smaller batc
 warm-up) help the clipped activations most.
 
     python benchmarks/activations_epochs.py --epochs 12 --out runs/act_epochs   # ~45 min / core
+    python benchmarks/activations_epochs.py --epochs 24 --width 600 --lr 1.5e-4 \
+        --optimizer amsgrad --out runs/act_w600              # ~45 min per activation and core
     python benchmarks/activations_epochs.py --quick --out runs/x                 # seconds
 
 Each activation is one ``shrinkage activations train --activation ACT --epochs E --out
@@ -29,12 +31,14 @@ from shrinkage.experiments.activations import ActivationsRecipe, cached_result, 
 ROWS = (("relu", None), ("crelu", 0.85), ("cst", 0.85))
 
 
-def run(out, epochs, seed=0, quick=False) -> list[dict]:
-    """Train (or read back) every row; returns one record per activation with its curve."""
+def run(out, epochs, seed=0, quick=False, **changes) -> list[dict]:
+    """Train (or read back) every row; returns one record per activation with its curve.
+    ``changes``: recipe fields set for every row (width, lr, optimizer)."""
     out = Path(out)
     rows = []
     for act, s in ROWS:
         r = ActivationsRecipe(activation=act, sparsity=s, epochs=epochs, seed=seed, progress=False)
+        r = r.replace(**changes)
         if quick:
             r = r.replace(depth=3, width=32, n_train=256, n_eval=128, batch_size=64)
         path = out / act
@@ -56,7 +60,7 @@ def run(out, epochs, seed=0, quick=False) -> list[dict]:
         rows.append({"activation": act, "sparsity": s, "curve": curve, "flags": res["flags"]})
         print(json.dumps({"activation": act, "test_acc": res["test_acc"]}), flush=True)
         write_json(out / "epochs.json", rows)
-    plot(rows, out / "epochs.png")
+    plot(rows, out / "epochs.png", r.width)
     print(table(rows))
     return rows
 
@@ -75,7 +79,7 @@ def table(rows) -> str:
     return "\n".join(lines)
 
 
-def plot(rows, path):
+def plot(rows, path, width=300):
     fig = Figure(figsize=(9, 3.6))
     ax = fig.subplots(1, 2)
     relu = {
@@ -92,7 +96,7 @@ def plot(rows, path):
             pts = [p for p in pts if p[0] in relu]
             x, gap = [p[0] for p in pts], [p[1] for p in pts]
             ax[1].plot(x, gap, "o-", ms=3, color=color, label=label)
-    ax[0].set(xlabel="epoch", ylabel="test accuracy (%)", title="depth 50, width 300, one recipe")
+    ax[0].set(xlabel="epoch", ylabel="test accuracy (%)", title=f"depth 50, width {width}, one recipe")
     ax[1].set(xlabel="epoch", ylabel="points below ReLU", title="gap to ReLU (target: 1)")
     ax[1].axhline(1, color="k", lw=0.6, ls="--")
     for a in ax:
@@ -106,12 +110,17 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=float, default=12.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=int, default=300, help="units per layer (default 300)")
+    p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (default 3e-4)")
+    p.add_argument("--optimizer", default="adam", help="adam | amsgrad | sgd (default adam)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     p.add_argument("--out", default="runs/act_epochs")
     a = p.parse_args(argv)
     if not a.epochs > 0:
         p.error(f"--epochs must be > 0, got {a.epochs}")
-    run(a.out, 2.0 if a.quick else a.epochs, a.seed, a.quick)
+    changes = {"lr": a.lr, "optimizer": a.optimizer, "width": a.width}  # --quick: width 32
+    ActivationsRecipe(**changes).check()  # a bad option fails before the first run
+    run(a.out, 2.0 if a.quick else a.epochs, a.seed, a.quick, **changes)
     return 0
 
 

@@ -97,6 +97,13 @@ def test_activations_epochs(tmp_path):
     stamp = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/result.json")}
     _main("activations_epochs")(["--quick", "--out", str(tmp_path)])
     assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/result.json")} == stamp
+    # another optimiser is another recipe: trained again, and recorded in each run
+    _main("activations_epochs")(["--quick", "--optimizer", "amsgrad", "--out", str(tmp_path)])
+    for act in ("relu", "crelu", "cst"):
+        res = json.loads((tmp_path / act / "result.json").read_text())
+        assert res["recipe"]["optimizer"] == "amsgrad"
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        _main("activations_epochs")(["--quick", "--optimizer", "lion", "--out", str(tmp_path)])
 
 
 def test_activations_variants(tmp_path):
