@@ -96,7 +96,8 @@ def plot(rows, path, width=300):
             pts = [p for p in pts if p[0] in relu]
             x, gap = [p[0] for p in pts], [p[1] for p in pts]
             ax[1].plot(x, gap, "o-", ms=3, color=color, label=label)
-    ax[0].set(xlabel="epoch", ylabel="test accuracy (%)", title=f"depth 50, width {width}, one recipe")
+    title = f"depth 50, width {width}, one recipe"
+    ax[0].set(xlabel="epoch", ylabel="test accuracy (%)", title=title)
     ax[1].set(xlabel="epoch", ylabel="points below ReLU", title="gap to ReLU (target: 1)")
     ax[1].axhline(1, color="k", lw=0.6, ls="--")
     for a in ax:
