@@ -85,6 +85,18 @@ def check_choice(name: str, value, allowed: Iterable[str]) -> str:
     return value
 
 
+def check_floor(min_density: float, sparsity: float) -> None:
+    """A per-tensor density floor must leave room for the total target: every pruned tensor
+    keeps at least ``min_density``, so ``min_density > 1 - sparsity`` makes the target
+    unreachable (the run would end far below it without a word)."""
+    if min_density > 1.0 - sparsity + 1e-12:  # 1 - 0.99 is 0.010000000000000009
+        raise ValueError(
+            f"min_density={min_density!r} keeps more of every pruned tensor than "
+            f"sparsity={sparsity!r} leaves in total (density {1 - sparsity:.4g}); "
+            "use min_density <= 1 - sparsity"
+        )
+
+
 def check_device(name: str, value) -> torch.device | None:
     """``value`` as a torch device that can hold tensors on this machine (None stays None):
     a name torch cannot parse, a device this machine lacks (``'cuda'`` on a CPU-only torch,

@@ -36,6 +36,7 @@ from .. import models
 from .._checks import (
     check_choice,
     check_distinct,
+    check_floor,
     check_int_at_least,
     check_open_unit,
     check_positive,
@@ -202,11 +203,7 @@ class TrainConfig(Recipe):
                 "rigl_distribution: erk | uniform); leave scope at 'global'"
             )
         check_open_unit("min_density", self.min_density, closed_low=True)
-        if self.min_density > 1.0 - self.sparsity + 1e-12:  # as Sparsifier, before the data
-            raise ValueError(
-                f"min_density={self.min_density!r} keeps more of every pruned tensor than "
-                f"sparsity={self.sparsity!r} leaves in total; use min_density <= 1 - sparsity"
-            )
+        check_floor(self.min_density, self.sparsity)  # as Sparsifier, before the data
         if self.method != "prox_ste" and (self.penalty != "l1" or self.penalty_params):
             raise ValueError(
                 f"penalty only applies to method prox_ste (it would be ignored), got "

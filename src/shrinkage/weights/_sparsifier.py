@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .._checks import check_choice, check_open_unit
+from .._checks import check_choice, check_floor, check_open_unit
 from ..thresholds import PENALTIES, lam_for_threshold
 from . import _prune
 from ._flops import flops
@@ -443,14 +443,7 @@ class Sparsifier:
         if self._m.dynamic:
             _check_static(scope, schedule)
         self.min_density = check_open_unit("min_density", min_density, closed_low=True)
-        if self.min_density > 1.0 - self.sparsity + 1e-12:
-            # every pruned tensor keeps at least min_density: the total density cannot fall
-            # to 1 - sparsity, and the run would end far below its target without a word
-            raise ValueError(
-                f"min_density={min_density!r} keeps more of every pruned tensor than "
-                f"sparsity={self.sparsity!r} leaves in total (density {1 - self.sparsity:.4g}); "
-                "use min_density <= 1 - sparsity"
-            )
+        check_floor(self.min_density, self.sparsity)
         evaluate(schedule, 0, self.sparsity)  # a schedule that is broken at step 0 fails now
         self._warned_empty: set[str] = set()
         self.empty_layers: list[str] = []
