@@ -351,8 +351,8 @@ static int SFX(row)(const REAL *G, const REAL *idiag, int64_t k, const REAL *b, 
     SFX(corr)(G, k, b, z, act, s, w);
     /* a refused exact solve costs more the larger the dictionary (its factor and check grow
      * with the support, which grows with the atoms): with more atoms, CD gets closer first
-     * (measured with benchmarks/codes_speed.py: 1024 random atoms, dense codes, 1.3x faster at
-     * a quarter of the tolerance; 256 atoms, slower below it) */
+     * (measured with benchmarks/codes_speed.py: 1024 random atoms, dense codes, 1.6x faster at
+     * a quarter of the tolerance; 256 atoms, slower below 1e-2) */
     const double ptol0 = k > 256 ? PTOL0 * 256.0 / (double)k : PTOL0;
     double ptol = tol > ptol0 ? tol : ptol0;
     /* refused: the last exact solve left z as it was (-1: none tried yet) */
