@@ -132,6 +132,36 @@ def test_the_compiled_step_runs_and_reads_the_weights_about_once(method):
 
 
 @needs_c
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_usual_search_step_is_one_c_call_with_the_general_answer(dtype, monkeypatch):
+    """Drifting weights: nearly every step is answered by the one-call path, a jump by the
+    general search, and every answer is torch.kthvalue's."""
+    g = torch.Generator().manual_seed(3)
+    ws = [
+        torch.randn(300, 80, generator=g, dtype=dtype),
+        torch.randn(10, 300, generator=g, dtype=dtype),
+    ]
+    answered = []
+    real = WeightScores.kth_step
+    monkeypatch.setattr(
+        WeightScores, "kth_step", lambda *a: answered.append(real(*a) is not None) or real(*a)
+    )
+    s = KthSearch()
+    for step in range(40):
+        for w in ws:
+            w.add_(1e-3 * torch.randn(w.shape, generator=g, dtype=dtype))
+        if step == 25:
+            ws[0].mul_(5)  # far outside the bracket: the general search answers
+        flat = torch.cat([w.abs().reshape(-1) for w in ws])
+        k = int(flat.numel() * (0.5 + 0.005 * step))
+        v, n_le = s(WeightScores(ws, [1.0, 1.0], [None, None]), k)
+        ref = torch.kthvalue(flat, k).values
+        assert float(v) == float(ref) and n_le == int((flat <= ref).sum()), step
+    assert len(answered) == 39  # every call after the first (which starts from a sample)
+    assert sum(answered) >= 32 and not all(answered)
+
+
+@needs_c
 @pytest.mark.filterwarnings("ignore::shrinkage.weights.PrunedLayerWarning")
 @pytest.mark.parametrize("scope", ["global", "layer"])
 @pytest.mark.parametrize("method", ["st3", "st3sigma", "gmp"])

@@ -211,6 +211,38 @@ T shrinkage_select_##SFX(T *a, int64_t m, int64_t k, int64_t *n_le, int64_t *n_l
     return v;                                                                           \
 }
 
+/* The usual step of the threshold search in one call (no Python between the tensors): the
+ * pass over nt tensors with the edges g - 4w, g - w, g + w, g + 4w (rounded to T), keeping
+ * [g - w, g + w), then, when the k-th smallest lies there and every kept score was stored,
+ * the selection among them. Returns 0 with *v, *n_le (#scores <= v), *n_lt (#scores < v);
+ * 1 when the caller's general search must answer (edges that collapse on rounding, the k-th
+ * outside the central interval, more kept than cap); 2 for a non-finite score. *n_kept gets
+ * the number in [g - w, g + w), smax[t] tensor t's largest score. */
+#define DEFINE_KTH(SFX, T)                                                              \
+int shrinkage_kth_step_##SFX(const T *const *ws, const int64_t *ns, const double *scales, \
+                             int nt, double g, double w, int64_t k, T *buf, int64_t cap, \
+                             T *v, int64_t *n_le, int64_t *n_lt, int64_t *n_kept,       \
+                             T *smax) {                                                 \
+    const T e[4] = {(T)(g - 4.0 * w), (T)(g - w), (T)(g + w), (T)(g + 4.0 * w)};       \
+    for (int t = 0; t < 4; ++t)                                                         \
+        if (!isfinite(e[t])) return 1;                                                  \
+    if (!(e[0] < e[1] && e[1] < g && g < e[2] && e[2] < e[3])) return 1;                \
+    int64_t lt[4] = {0, 0, 0, 0}, bad = 0, c = 0;                                       \
+    for (int t = 0; t < nt; ++t) {                                                      \
+        smax[t] = -(T)INFINITY;                                                         \
+        c = shrinkage_scan_##SFX(ws[t], ns[t], scales[t], NULL, e, 4, lt, NULL, e[1],   \
+                                 e[2], (T)NAN, buf, cap, c, &smax[t], &bad);            \
+    }                                                                                   \
+    *n_kept = c;                                                                        \
+    if (bad) return 2;                                                                  \
+    if (!(lt[1] < k && k <= lt[2]) || c > cap) return 1;                                \
+    int64_t c_le, c_lt;                                                                 \
+    *v = shrinkage_select_##SFX(buf, c, k - lt[1], &c_le, &c_lt);                       \
+    *n_le = lt[1] + c_le;                                                               \
+    *n_lt = lt[1] + c_lt;                                                               \
+    return 0;                                                                           \
+}
+
 typedef struct {
     int64_t rows, row_len, n_chunks;
     const void *w;
@@ -294,7 +326,9 @@ void shrinkage_gmp_update_##SFX(T *w, uint8_t *mask, double tau, int64_t n) {   
 DEFINE_SELECT(f32, float, __builtin_fabsf, int32_t, (int32_t)0x7f800000)
 DEFINE_SELECT(f64, double, __builtin_fabs, int64_t, (int64_t)0x7ff0000000000000LL)
 DEFINE_SPARSIFY(f32, float, __builtin_fabsf)
+DEFINE_KTH(f32, float)
 DEFINE_SPARSIFY(f64, double, __builtin_fabs)
+DEFINE_KTH(f64, double)
 
 /* SHRINKAGE_ABI is given on the command line (-D) by shrinkage._native. */
 int shrinkage_prune_abi(void) { return SHRINKAGE_ABI; }

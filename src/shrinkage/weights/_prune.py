@@ -58,6 +58,7 @@ class _Lib:
     def __init__(self, lib: ctypes.CDLL, path: Path, flags: list[str]):
         self.lib, self.path, self.flags = lib, path, flags
         self.scan, self.select, self.st3, self.gmp_update, self.mask_mul = {}, {}, {}, {}, {}
+        self.kth_step = {}
         vp, i64 = ctypes.c_void_p, ctypes.c_int64
         for dt, name, ct in (
             (torch.float32, "f32", ctypes.c_float),
@@ -72,6 +73,11 @@ class _Lib:
             f.restype = ct
             f.argtypes = [vp, i64, i64, vp, vp]
             self.select[dt] = f
+            f = getattr(lib, f"shrinkage_kth_step_{name}")
+            f.restype = ctypes.c_int
+            f.argtypes = [vp, vp, vp, ctypes.c_int, ctypes.c_double, ctypes.c_double, i64, vp]
+            f.argtypes += [i64, vp, vp, vp, vp, vp]
+            self.kth_step[dt] = f
             f = getattr(lib, f"shrinkage_st3_forward_{name}")
             f.restype = None
             f.argtypes = [vp, vp, i64, i64, ctypes.c_double, ctypes.c_int, ctypes.c_int]
@@ -279,6 +285,29 @@ class WeightScores:
         self.smax = smax
         return list(lt)[:m], int(eq.value), int(n_kept)
 
+    def kth_step(self, g: float, w: float, k: int, buf: torch.Tensor):
+        """The usual search step in one C call (``KthSearch._search`` with four edges, the
+        k-th inside the central interval): ``(v, n_le, n_lt, n_kept)``, or None when the
+        general search must answer (it redoes the pass; also for a non-finite score, which
+        it names). Tensors with a mask (gmp) always take the general search."""
+        if any(m is not None for m in self.masks):
+            return None
+        nt = len(self.weights)
+        ct = ctypes.c_float if self.dtype == torch.float32 else ctypes.c_double
+        ws = (ctypes.c_void_p * nt)(*[x.data_ptr() for x in self.weights])
+        ns = (ctypes.c_int64 * nt)(*[x.numel() for x in self.weights])
+        scales = (ctypes.c_double * nt)(*self.scales)
+        smax = (ct * nt)()
+        v, n_le, n_lt, n_kept = ct(0), ctypes.c_int64(0), ctypes.c_int64(0), ctypes.c_int64(0)
+        status = load().kth_step[self.dtype](
+            ws, ns, scales, nt, g, w, k, buf.data_ptr(), buf.numel(),
+            ctypes.byref(v), ctypes.byref(n_le), ctypes.byref(n_lt), ctypes.byref(n_kept), smax,
+        )  # fmt: skip
+        if status != 0:
+            return None
+        self.smax = list(smax)
+        return v.value, int(n_le.value), int(n_lt.value), int(n_kept.value)
+
     def scan(self, edges, lo, hi, skip, count_eq, buf) -> _Scan:
         lt, eq, n_kept = self._run(edges, lo, hi, skip, count_eq, buf, buf.numel())
         return _Scan(lt, eq, buf, n_kept)
@@ -354,6 +383,14 @@ class KthSearch:
                 self.width = self._min_width(self.center, 0.0)
                 return v, n_le
             self._start(flat, k)
+        elif not self.tied and isinstance(src, WeightScores):
+            got = src.kth_step(self.center, self.width, k, self._scratch(self._cap(n), src))
+            if got is not None:  # the usual step, in one C call
+                self.passes += 1
+                v, n_le, n_lt, n_kept = got
+                self._adapt(v, n_kept)
+                self.tied = n_le - n_lt > 1
+                return self._scalar(v, src), n_le
         v, n_le, n_lt, n_kept = self._search(src, k)
         self._adapt(float(v), n_kept)
         self.tied = n_le - n_lt > 1
@@ -384,7 +421,7 @@ class KthSearch:
         lo = max((e for e in edges if e < g), default=-math.inf)
         hi = min((e for e in edges if e > g), default=math.inf)
         skip = g if count_eq else math.nan
-        buf = self._scratch(min(n, max(4 * _TARGET, n >> 6)), src) if use_c else None
+        buf = self._scratch(self._cap(n), src) if use_c else None
         self.passes += 1
         sc = src.scan(edges, lo, hi, skip, count_eq, buf)
         lt, m = sc.lt, len(edges)
@@ -414,6 +451,11 @@ class KthSearch:
         return v, base + c_le, base + c_lt, sc.n_kept
 
     # -- helpers -----------------------------------------------------------------------
+    @staticmethod
+    def _cap(n: int) -> int:
+        """Scores a first pass stores (the central interval holds about _TARGET)."""
+        return min(n, max(4 * _TARGET, n >> 6))
+
     def _start(self, flat: torch.Tensor, k: int) -> None:
         """Center and width from a strided sample (no RNG: every rank and rerun agrees)."""
         n = flat.numel()
