@@ -575,3 +575,102 @@ int SFX(shrinkage_bcd)(int64_t k, int64_t p, const REAL *A, const REAL *B, REAL 
     free(val);
     return 0;
 }
+
+/* The statistics of a mini-batch of codes Z (n x k, mostly zeros) for the dictionary
+ * update, read from Z's non-zeros only: R = X - Z D (n x p), AZ = Z^T Z (k x k) and
+ * BZ = Z^T X (k x p), each overwritten whole. Three dense products cost 3 n k p
+ * multiply-adds; these cost about n a (2 p + a) for a non-zeros per row. Returns 1
+ * without writing anything when over a quarter of Z is non-zero (dense products are then
+ * as cheap), -1 without memory, 0 otherwise. */
+int SFX(shrinkage_code_stats)(int64_t n, int64_t k, int64_t p, const REAL *Z, const REAL *X,
+                              const REAL *D, REAL *R, REAL *AZ, REAL *BZ) {
+    int64_t nnz = 0;
+    for (int64_t i = 0; i < n * k; ++i) nnz += Z[i] != 0;
+    if (4 * nnz > n * k) return 1;
+    int32_t *idx = (int32_t *)malloc((size_t)(k > 0 ? k : 1) * sizeof(int32_t));
+    REAL *val = (REAL *)malloc((size_t)(k > 0 ? k : 1) * sizeof(REAL));
+    if (idx == NULL || val == NULL) {
+        free(idx);
+        free(val);
+        return -1;
+    }
+    memset(AZ, 0, (size_t)(k * k) * sizeof(REAL));
+    memset(BZ, 0, (size_t)(k * p) * sizeof(REAL));
+    for (int64_t i = 0; i < n; ++i) {
+        const REAL *zi = Z + i * k, *xi = X + i * p;
+        int64_t a = 0;
+        for (int64_t j = 0; j < k; ++j)
+            if (zi[j] != 0) {
+                idx[a] = (int32_t)j;
+                val[a] = zi[j];
+                ++a;
+            }
+        SFX(combo)(D, p, xi, idx, val, a, R + i * p);
+        for (int64_t t = 0; t < a; ++t) {
+            REAL *restrict bj = BZ + (int64_t)idx[t] * p;
+            REAL *restrict aj = AZ + (int64_t)idx[t] * k;
+            const REAL z = val[t];
+            for (int64_t q = 0; q < p; ++q) bj[q] += z * xi[q];
+            for (int64_t u = 0; u < a; ++u) aj[idx[u]] += z * val[u];
+        }
+    }
+    free(idx);
+    free(val);
+    return 0;
+}
+
+/* The block-coordinate sweep of shrinkage_bcd for atoms j0 .. j0 + b of D (k x p), with
+ * C (b x p) = B_J - A_J D computed by the caller (one BLAS product for the block, from D
+ * as it was at the block's start): atom by atom, u = C_t minus what the block's earlier
+ * atoms moved since, sum_{s < t} A_{j, j0 + s} delta_s, then
+ * d_j <- d_j + u / A_jj, d_j <- d_j / ||d_j|| (when A_jj > 1e-10), and delta_t = the move
+ * of d_j (delta: b x p scratch). The same sweep as shrinkage_bcd, the product with the
+ * atoms before the block read from C instead of D row by row. */
+int SFX(shrinkage_bcd_block)(int64_t k, int64_t p, int64_t j0, int64_t b, const REAL *A,
+                             const REAL *C, REAL *D, REAL *delta) {
+    REAL *u = (REAL *)malloc((size_t)(p > 0 ? p : 1) * sizeof(REAL));
+    int32_t *idx = (int32_t *)malloc((size_t)(b > 0 ? b : 1) * sizeof(int32_t));
+    REAL *val = (REAL *)malloc((size_t)(b > 0 ? b : 1) * sizeof(REAL));
+    if (u == NULL || idx == NULL || val == NULL) {
+        free(u);
+        free(idx);
+        free(val);
+        return -1;
+    }
+    for (int64_t t = 0; t < b; ++t) {
+        const int64_t j = j0 + t;
+        const REAL *Aj = A + j * k;
+        REAL *dt = delta + t * p;
+        const double ajj = (double)Aj[j];
+        if (!(ajj > 1e-10)) {
+            memset(dt, 0, (size_t)p * sizeof(REAL));
+            continue;
+        }
+        int64_t m = 0;
+        for (int64_t s = 0; s < t; ++s)
+            if (Aj[j0 + s] != 0) {
+                idx[m] = (int32_t)s;
+                val[m] = Aj[j0 + s];
+                ++m;
+            }
+        SFX(combo)(delta, p, C + t * p, idx, val, m, u);
+        REAL *dj = D + j * p;
+        const REAL inv = (REAL)(1.0 / ajj);
+        double nrm = 0;
+        for (int64_t i = 0; i < p; ++i) {
+            u[i] = dj[i] + u[i] * inv;
+            nrm += (double)u[i] * (double)u[i];
+        }
+        nrm = sqrt(nrm);
+        const REAL s = nrm > 0 ? (REAL)(1.0 / nrm) : (REAL)1;
+        for (int64_t i = 0; i < p; ++i) {
+            const REAL v = nrm > 0 ? u[i] * s : u[i];
+            dt[i] = v - dj[i];
+            dj[i] = v;
+        }
+    }
+    free(u);
+    free(idx);
+    free(val);
+    return 0;
+}

@@ -22,6 +22,7 @@ import torch
 
 from .. import _native
 
+_BCD_BLOCK = 64  # atoms per block of the dictionary update (one BLAS product each)
 _KKT_SLACK = 1e-3  # same meaning as in _fast: an atom must beat lam by this much to count
 
 
@@ -50,6 +51,18 @@ class _Kernel:
             f.restype = ctypes.c_int
             f.argtypes = [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 3
             self.bcd[dt] = f
+        self.stats = {}
+        for dt, name in ((torch.float32, "f32"), (torch.float64, "f64")):
+            f = getattr(lib, f"shrinkage_code_stats_{name}")
+            f.restype = ctypes.c_int
+            f.argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 6
+            self.stats[dt] = f
+        self.bcd_block = {}
+        for dt, name in ((torch.float32, "f32"), (torch.float64, "f64")):
+            f = getattr(lib, f"shrinkage_bcd_block_{name}")
+            f.restype = ctypes.c_int
+            f.argtypes = [ctypes.c_int64] * 4 + [ctypes.c_void_p] * 4
+            self.bcd_block[dt] = f
 
 
 _LIB = _native.NativeLibrary(
@@ -129,6 +142,35 @@ def solve_l1_cd(X, D, G, lam, tol, max_iter, Z0=None, energy=False):
     return (*out, E) if energy else out
 
 
+def code_stats(Z, X, D):
+    """``(X - Z D, Z^T Z, Z^T X)`` from the non-zeros of the codes Z by the compiled kernel
+    (the dictionary update's statistics of a mini-batch); None where it cannot run or when
+    over a quarter of Z is non-zero (dense products are then as cheap).
+
+    Examples
+    --------
+    >>> Z = torch.tensor([[0.0, 2.0], [1.0, 0.0]]); D = torch.eye(2); X = torch.ones(2, 2)
+    >>> out = code_stats(Z, X, D)
+    >>> out is None or [t.tolist() for t in out]
+    [[[1.0, -1.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 4.0]], [[1.0, 1.0], [2.0, 2.0]]]
+    """
+    if not (usable(Z) and X.dtype == D.dtype == Z.dtype and X.device == D.device == Z.device):
+        return None
+    kern = load()
+    if kern is None:
+        return None
+    Z, X, D = Z.contiguous(), X.contiguous(), D.contiguous()
+    (n, k), p = Z.shape, X.shape[1]
+    R = torch.empty(n, p, dtype=Z.dtype)
+    AZ = torch.empty(k, k, dtype=Z.dtype)
+    BZ = torch.empty(k, p, dtype=Z.dtype)
+    ptrs = (Z.data_ptr(), X.data_ptr(), D.data_ptr(), R.data_ptr(), AZ.data_ptr(), BZ.data_ptr())
+    rc = kern.stats[Z.dtype](n, k, p, *ptrs)
+    if rc < 0:
+        raise MemoryError("shrinkage: the dictionary statistics ran out of memory")
+    return None if rc else (R, AZ, BZ)
+
+
 def bcd_sweep(D, A, B) -> bool:
     """One block-coordinate pass over the atoms of D in place (see ``_learn._bcd_sweep``) by
     the compiled kernel; False (D untouched) where it cannot run."""
@@ -140,6 +182,18 @@ def bcd_sweep(D, A, B) -> bool:
     if kern is None:
         return False
     A, B = A.contiguous(), B.contiguous()
-    if kern.bcd[D.dtype](D.shape[0], D.shape[1], A.data_ptr(), B.data_ptr(), D.data_ptr()):
-        raise MemoryError("shrinkage: the dictionary update ran out of memory")
+    k, p = D.shape
+    if k <= _BCD_BLOCK:
+        if kern.bcd[D.dtype](k, p, A.data_ptr(), B.data_ptr(), D.data_ptr()):
+            raise MemoryError("shrinkage: the dictionary update ran out of memory")
+        return True
+    # Blocks of atoms: B_J - A_J D for a block is one BLAS product (D read once per block,
+    # not once per atom); the kernel then corrects for the block's own earlier moves.
+    delta = torch.empty(_BCD_BLOCK, p, dtype=D.dtype)
+    for j0 in range(0, k, _BCD_BLOCK):
+        j1 = min(k, j0 + _BCD_BLOCK)
+        C = torch.addmm(B[j0:j1], A[j0:j1], D, alpha=-1)
+        ptrs = (A.data_ptr(), C.data_ptr(), D.data_ptr(), delta.data_ptr())
+        if kern.bcd_block[D.dtype](k, p, j0, j1 - j0, *ptrs):
+            raise MemoryError("shrinkage: the dictionary update ran out of memory")
     return True
