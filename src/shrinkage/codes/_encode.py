@@ -804,8 +804,12 @@ def run_plan(plan: EncodePlan, X, D, Z0=None, return_info: bool = False):
 def _check_outcome(plan: EncodePlan, D, codes, energies, conv) -> None:
     """Nothing silent: a row whose energy is not finite diverged (ValueError, with the step);
     rows that stopped at max_iter give a ConvergenceWarning."""
-    finite = torch.isfinite(energies).to(conv.device) & torch.isfinite(codes).all(dim=1)
-    if not bool(finite.all()):
+    # two reductions when all is finite (the usual case), a mask per row only otherwise
+    clean = bool(torch.isfinite(energies.sum())) and bool(torch.isfinite(codes.sum()))
+    finite = None if clean else torch.isfinite(energies).to(conv.device)
+    if finite is not None:
+        finite = finite & torch.isfinite(codes).all(dim=1)
+    if finite is not None and not bool(finite.all()):
         bad = int((~finite).sum())
         L = lipschitz(D)
         safe = 1.0 / (_SAFETY * L) if 0.0 < L < math.inf else float("nan")

@@ -916,7 +916,7 @@ def _run(
             resuming = False
             for b in range(start, n_batches):
                 rows = order[b * batch_size : (b + 1) * batch_size].to(Xt.device)
-                e = learn_step(state, Xt[rows], penalty, lam, **step_kw)
+                e = learn_step(state, Xt.index_select(0, rows), penalty, lam, **step_kw)
                 state.epoch, state.batch, state.order = epoch, b + 1, order
                 state.rng = gen.get_state()
                 if on_batch is not None:
