@@ -535,7 +535,7 @@ def main(argv=None):
         "--spams-fractions",
         type=float,
         nargs="*",
-        default=[0.25, 0.5, 0.75],
+        default=[0.25, 0.5, 0.625, 0.75, 0.875],
         help="ours also learns on these first fractions of the patches: time to SPAMS's error",
     )
     ap.add_argument(

@@ -90,10 +90,12 @@ def test_two_process_gloo_matches_single_process(tmp_path):
         assert np.abs(D - init / np.linalg.norm(init, axis=1, keepdims=True)).max() > 1e-2
 
 
+@pytest.mark.parametrize("k", [64, 200])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_compiled_block_sweep_matches_the_python_loop(dtype):
+def test_compiled_block_sweep_matches_the_python_loop(dtype, k):
     """The dictionary update in C equals the per-atom loop it replaces, unused atoms
-    (A_jj = 0) included."""
+    (A_jj = 0) included: in one pass (64 atoms) and in blocks of 64 with one BLAS product
+    each (200 atoms: three blocks and a short one)."""
     import torch
 
     from shrinkage.codes import _cd, _learn
@@ -102,17 +104,74 @@ def test_compiled_block_sweep_matches_the_python_loop(dtype):
         pytest.skip("no C compiler")
     dt = getattr(torch, dtype)
     gen = torch.Generator().manual_seed(0)
-    Z = torch.randn(300, 64, generator=gen, dtype=dt) * (torch.rand(300, 64, generator=gen) < 0.1)
-    Z[:, 5] = 0
+    Z = torch.randn(300, k, generator=gen, dtype=dt) * (torch.rand(300, k, generator=gen) < 0.1)
+    unused = [5, k - 3]  # the first block and the last
+    Z[:, unused] = 0
     X = torch.randn(300, 32, generator=gen, dtype=dt)
     A, B = Z.T @ Z / 300, Z.T @ X / 300
-    D0 = torch.randn(64, 32, generator=gen, dtype=dt)
+    D0 = torch.randn(k, 32, generator=gen, dtype=dt)
     D0 /= D0.norm(dim=1, keepdim=True)
     fast = _learn._bcd_sweep(D0.clone(), A, B)
     loop = D0.clone()
-    for j in range(64):
+    for j in range(k):
         if A[j, j] > 1e-10:
             loop[j] += (B[j] - A[j] @ loop) / A[j, j]
             loop[j] /= loop[j].norm()
     torch.testing.assert_close(fast, loop, rtol=0, atol=1e-5 if dtype == "float32" else 1e-12)
-    assert torch.equal(fast[5], D0[5]) and not torch.equal(fast[4], D0[4])
+    assert torch.equal(fast[unused], D0[unused]) and not torch.equal(fast[4], D0[4])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batch_statistics_from_the_nonzeros_equal_the_dense_products(dtype):
+    """R = X - Z D, Z^T Z and Z^T X from the codes' non-zeros equal torch's dense products
+    (rows and atoms with no non-zero included); over a quarter non-zero: None (dense)."""
+    import torch
+
+    from shrinkage.codes import _cd
+
+    if _cd.load() is None:
+        pytest.skip("no C compiler")
+    dt = getattr(torch, dtype)
+    gen = torch.Generator().manual_seed(1)
+    Z = torch.randn(130, 90, generator=gen, dtype=dt) * (torch.rand(130, 90, generator=gen) < 0.08)
+    Z[7] = 0.0  # a sample with no code
+    Z[:, 11] = 0.0  # an atom nobody uses
+    X = torch.randn(130, 40, generator=gen, dtype=dt)
+    D = torch.randn(90, 40, generator=gen, dtype=dt)
+    R, AZ, BZ = _cd.code_stats(Z, X, D)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(R, X - Z @ D, **tol)
+    torch.testing.assert_close(AZ, Z.T @ Z, **tol)
+    torch.testing.assert_close(BZ, Z.T @ X, **tol)
+    assert torch.equal(R[7], X[7]) and not AZ[11].any() and not BZ[11].any()
+    dense = torch.randn(20, 10, generator=gen, dtype=dt)
+    assert _cd.code_stats(dense, X[:20], D[:10]) is None
+
+
+def test_the_window_floor_holds_enough_uses_of_each_atom(monkeypatch):
+    """Many atoms and sparse codes (each atom in few samples of a batch): the statistics'
+    window is never shorter than the batches that hold about 80 uses of the mean atom, so
+    with fewer updates than that A keeps every batch's Z^T Z / m (Mairal et al.'s weights
+    1 - 1/t); with few atoms the floor is 1 (Kesten's window alone)."""
+    import torch
+
+    from shrinkage.codes import _cd, _learn
+
+    assert _learn._min_window(torch.full((100,), 12.0)) == 1  # 12 uses per atom: 7 batches
+    assert _learn._min_window(torch.full((100,), 2.0)) == 40
+    assert _learn._min_window(torch.zeros(100)) == _learn._MAX_MIN_WINDOW
+    rng = np.random.default_rng(0)
+    X = torch.as_tensor(rng.standard_normal((96, 16)))
+    D = torch.as_tensor(rng.standard_normal((120, 16)))
+    st = _learn.LearnState(D=D / D.norm(dim=1, keepdim=True))
+    seen = []
+    real = _cd.code_stats
+    monkeypatch.setattr(_cd, "code_stats", lambda *a: seen.append(real(*a)) or seen[-1])
+    for b in range(3):
+        _learn.learn_step(st, X[32 * b : 32 * (b + 1)], "l1", 0.8)
+        assert st.min_window > 10
+    assert all(s is not None for s in seen)
+    # beta_t = 1 - 1 / min(t + 1, window): 0, 1/2, 2/3 (Kesten's window alone would be 1:
+    # beta 0, the last batch only)
+    want = ((seen[0][1] / 2 + seen[1][1]) * (2 / 3) + seen[2][1]) / 32
+    torch.testing.assert_close(st.A, want, rtol=1e-10, atol=1e-12)
