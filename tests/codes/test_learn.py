@@ -121,16 +121,27 @@ def test_compiled_block_sweep_matches_the_python_loop(dtype, k):
     assert torch.equal(fast[unused], D0[unused]) and not torch.equal(fast[4], D0[4])
 
 
+@pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_batch_statistics_from_the_nonzeros_equal_the_dense_products(dtype):
+def test_batch_statistics_from_the_nonzeros_equal_the_dense_products(dtype, threads):
     """R = X - Z D, Z^T Z and Z^T X from the codes' non-zeros equal torch's dense products
-    (rows and atoms with no non-zero included); over a quarter non-zero: None (dense)."""
+    (rows and atoms with no non-zero included), on one thread and shared among three;
+    over a quarter non-zero: None (dense)."""
     import torch
 
     from shrinkage.codes import _cd
 
     if _cd.load() is None:
         pytest.skip("no C compiler")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _check_statistics(torch, _cd, dtype)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _check_statistics(torch, _cd, dtype):
     dt = getattr(torch, dtype)
     gen = torch.Generator().manual_seed(1)
     Z = torch.randn(130, 90, generator=gen, dtype=dt) * (torch.rand(130, 90, generator=gen) < 0.08)

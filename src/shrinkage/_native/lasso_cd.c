@@ -46,6 +46,14 @@ typedef struct {
     _Atomic int failed;
 } cd_job_t;
 
+typedef struct { /* shrinkage_code_stats's job: Z as rows of (column, value) */
+    int64_t n, k, p, n_chunks;
+    const int64_t *rowptr;
+    const int32_t *cols;
+    const void *vals, *X, *D;
+    void *R, *AZ, *BZ;
+} stats_job_t;
+
 /* a . b over n entries, reassociated into vector partial sums (only the order of the
  * additions inside one dot product changes, as in any BLAS) */
 __attribute__((noinline, optimize("associative-math", "no-signed-zeros", "no-trapping-math")))

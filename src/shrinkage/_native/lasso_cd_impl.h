@@ -576,46 +576,79 @@ int SFX(shrinkage_bcd)(int64_t k, int64_t p, const REAL *A, const REAL *B, REAL 
     return 0;
 }
 
+/* One chunk of shrinkage_code_stats: rows [n c / N, n (c + 1) / N) of R and atoms
+ * [k c / N, k (c + 1) / N) of AZ and BZ (the rows of AZ and BZ a chunk writes are its own). */
+static void SFX(stats_chunk)(const void *ctx, int64_t c) {
+    const stats_job_t *J = (const stats_job_t *)ctx;
+    const int64_t n = J->n, k = J->k, p = J->p, N = J->n_chunks;
+    const REAL *vals = (const REAL *)J->vals, *X = (const REAL *)J->X;
+    for (int64_t i = n * c / N; i < n * (c + 1) / N; ++i) {
+        const int64_t a0 = J->rowptr[i];
+        SFX(combo)((const REAL *)J->D, p, X + i * p, J->cols + a0, vals + a0,
+                   J->rowptr[i + 1] - a0, (REAL *)J->R + i * p);
+    }
+    const int64_t j_lo = k * c / N, j_hi = k * (c + 1) / N;
+    REAL *AZ = (REAL *)J->AZ, *BZ = (REAL *)J->BZ;
+    memset(AZ + j_lo * k, 0, (size_t)((j_hi - j_lo) * k) * sizeof(REAL));
+    memset(BZ + j_lo * p, 0, (size_t)((j_hi - j_lo) * p) * sizeof(REAL));
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t a0 = J->rowptr[i], a1 = J->rowptr[i + 1];
+        const REAL *restrict xi = X + i * p;
+        for (int64_t t = a0; t < a1; ++t) {
+            const int64_t j = J->cols[t];
+            if (j < j_lo || j >= j_hi) continue;
+            REAL *restrict bj = BZ + j * p;
+            REAL *restrict aj = AZ + j * k;
+            const REAL z = vals[t];
+            for (int64_t q = 0; q < p; ++q) bj[q] += z * xi[q];
+            for (int64_t u = a0; u < a1; ++u) aj[J->cols[u]] += z * vals[u];
+        }
+    }
+}
+
 /* The statistics of a mini-batch of codes Z (n x k, mostly zeros) for the dictionary
  * update, read from Z's non-zeros only: R = X - Z D (n x p), AZ = Z^T Z (k x k) and
  * BZ = Z^T X (k x p), each overwritten whole. Three dense products cost 3 n k p
- * multiply-adds; these cost about n a (2 p + a) for a non-zeros per row. Returns 1
- * without writing anything when over a quarter of Z is non-zero (dense products are then
- * as cheap), -1 without memory, 0 otherwise. */
+ * multiply-adds; these cost about n a (2 p + a) for a non-zeros per row. Chunks of rows
+ * (for R) and of atoms (for AZ, BZ) go to the pool's threads. Returns 1 without writing
+ * anything when over a quarter of Z is non-zero (dense products are then as cheap), -1
+ * without memory, 0 otherwise. */
 int SFX(shrinkage_code_stats)(int64_t n, int64_t k, int64_t p, const REAL *Z, const REAL *X,
-                              const REAL *D, REAL *R, REAL *AZ, REAL *BZ) {
+                              const REAL *D, REAL *R, REAL *AZ, REAL *BZ, int n_threads) {
     int64_t nnz = 0;
     for (int64_t i = 0; i < n * k; ++i) nnz += Z[i] != 0;
     if (4 * nnz > n * k) return 1;
-    int32_t *idx = (int32_t *)malloc((size_t)(k > 0 ? k : 1) * sizeof(int32_t));
-    REAL *val = (REAL *)malloc((size_t)(k > 0 ? k : 1) * sizeof(REAL));
-    if (idx == NULL || val == NULL) {
-        free(idx);
-        free(val);
+    int64_t *rowptr = (int64_t *)malloc((size_t)(n + 1) * sizeof(int64_t));
+    int32_t *cols = (int32_t *)malloc((size_t)(nnz > 0 ? nnz : 1) * sizeof(int32_t));
+    REAL *vals = (REAL *)malloc((size_t)(nnz > 0 ? nnz : 1) * sizeof(REAL));
+    if (rowptr == NULL || cols == NULL || vals == NULL) {
+        free(rowptr);
+        free(cols);
+        free(vals);
         return -1;
     }
-    memset(AZ, 0, (size_t)(k * k) * sizeof(REAL));
-    memset(BZ, 0, (size_t)(k * p) * sizeof(REAL));
+    int64_t a = 0;
     for (int64_t i = 0; i < n; ++i) {
-        const REAL *zi = Z + i * k, *xi = X + i * p;
-        int64_t a = 0;
+        rowptr[i] = a;
+        const REAL *zi = Z + i * k;
         for (int64_t j = 0; j < k; ++j)
             if (zi[j] != 0) {
-                idx[a] = (int32_t)j;
-                val[a] = zi[j];
+                cols[a] = (int32_t)j;
+                vals[a] = zi[j];
                 ++a;
             }
-        SFX(combo)(D, p, xi, idx, val, a, R + i * p);
-        for (int64_t t = 0; t < a; ++t) {
-            REAL *restrict bj = BZ + (int64_t)idx[t] * p;
-            REAL *restrict aj = AZ + (int64_t)idx[t] * k;
-            const REAL z = val[t];
-            for (int64_t q = 0; q < p; ++q) bj[q] += z * xi[q];
-            for (int64_t u = 0; u < a; ++u) aj[idx[u]] += z * val[u];
-        }
     }
-    free(idx);
-    free(val);
+    rowptr[n] = a;
+    stats_job_t J = {n, k, p, 1, rowptr, cols, vals, X, D, R, AZ, BZ};
+    if (n_threads <= 1 || n < 2 || k < 2) {
+        SFX(stats_chunk)(&J, 0);
+    } else {
+        J.n_chunks = n_threads;
+        run_chunks(SFX(stats_chunk), &J, J.n_chunks, n_threads);
+    }
+    free(rowptr);
+    free(cols);
+    free(vals);
     return 0;
 }
 

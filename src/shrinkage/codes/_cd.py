@@ -55,7 +55,7 @@ class _Kernel:
         for dt, name in ((torch.float32, "f32"), (torch.float64, "f64")):
             f = getattr(lib, f"shrinkage_code_stats_{name}")
             f.restype = ctypes.c_int
-            f.argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 6
+            f.argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 6 + [ctypes.c_int]
             self.stats[dt] = f
         self.bcd_block = {}
         for dt, name in ((torch.float32, "f32"), (torch.float64, "f64")):
@@ -165,7 +165,7 @@ def code_stats(Z, X, D):
     AZ = torch.empty(k, k, dtype=Z.dtype)
     BZ = torch.empty(k, p, dtype=Z.dtype)
     ptrs = (Z.data_ptr(), X.data_ptr(), D.data_ptr(), R.data_ptr(), AZ.data_ptr(), BZ.data_ptr())
-    rc = kern.stats[Z.dtype](n, k, p, *ptrs)
+    rc = kern.stats[Z.dtype](n, k, p, *ptrs, torch.get_num_threads())
     if rc < 0:
         raise MemoryError("shrinkage: the dictionary statistics ran out of memory")
     return None if rc else (R, AZ, BZ)
