@@ -54,6 +54,27 @@ def check_positive(name: str, value) -> None:
         raise ValueError(f"{name} must be > 0, got {name}={_show(value)}")
 
 
+def check_scalar(name: str, value) -> float:
+    """``value`` as a finite float: a plain number or a one-element tensor / array (not a
+    boolean, not text); ValueError naming ``name`` otherwise. For options that are one
+    number (a penalty weight, a learning rate), where an array would be broadcast somewhere
+    deep inside or fail there."""
+    if isinstance(value, str | bytes):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    size = value.numel() if isinstance(value, torch.Tensor) else np.size(value)
+    if _is_tensor_like(value) and size != 1:
+        shape = tuple(value.shape)
+        raise ValueError(f"{name} must be one number, got an array of shape {shape}")
+    try:
+        _finite_min(value)
+        v = float(value.item() if _is_tensor_like(value) else value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {name}={v}")
+    return v
+
+
 def check_open_unit(name: str, value, *, closed_low: bool = False) -> float:
     """A fraction in (0, 1) (or [0, 1) with ``closed_low``); returns it as float. Text and
     booleans are refused, not converted ('0.5' and True are slips, not fractions)."""

@@ -155,3 +155,112 @@ def test_complex_text_and_boolean_inputs_are_named_not_coerced():
     # integer data are numbers: taken as float64
     Z = encode(np.round(X * 3).astype(int), D, "l1", 0.1)
     assert Z.dtype == np.float64
+
+
+# -- found by probing (docs/reliability.md) ---------------------------------------------
+def _X64():
+    import torch
+
+    return torch.randn(64, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize(
+    "lam, match",
+    [(np.array([0.1, 0.2]), "lam must be one number"), ("0.1", "lam must be a number")],
+)
+def test_a_lam_that_is_not_one_number_is_refused_by_name(lam, match):
+    import torch
+
+    from shrinkage.codes import learn_dictionary
+
+    X, D = _ok()
+    with pytest.raises(ValueError, match=match):
+        encode(X, D, "l1", lam)
+    if isinstance(lam, np.ndarray):
+        with pytest.raises(ValueError, match=match):
+            encode(X, D, "l1", torch.as_tensor(lam))
+    with pytest.raises(ValueError, match=match):
+        learn_dictionary(X, 2, "l1", lam)
+    with pytest.raises(ValueError, match=match):
+        SparseCoding(2, lam=lam).fit(X)
+    assert encode(X, D, "l1", torch.tensor(0.1)).shape == (3, 6)  # one number as a tensor
+
+
+def test_learning_refuses_an_infinite_rate_and_an_empty_X_before_any_work():
+    import torch
+
+    from shrinkage.codes import learn_dictionary
+
+    with pytest.raises(ValueError, match="lr must be finite"):
+        learn_dictionary(_X64(), 4, update="gradient", lr=float("inf"))
+    with pytest.raises(ValueError, match="lr must be finite"):
+        SparseCoding(4, update="gradient", lr=float("inf")).fit(_X64().numpy())
+    with pytest.raises(ValueError, match="X has no rows"):
+        learn_dictionary(torch.zeros(0, 8, dtype=torch.float64), 4)
+
+
+def test_a_state_that_does_not_fit_the_call_is_refused_before_any_batch(monkeypatch):
+    import copy
+
+    import torch
+
+    from shrinkage.codes import LearnState, _learn, learn_dictionary
+
+    X = _X64()
+    saved = []
+    kw = dict(batch_size=16, n_epochs=2, learn_tol=0)
+    learn_dictionary(X, 4, on_batch=lambda s: saved.append(copy.deepcopy(s)), **kw)
+    monkeypatch.setattr(_learn, "learn_step", lambda *a, **k: pytest.fail("a batch ran"))
+    D = saved[0].D
+    bad = {
+        "a pass over 64 rows": (X[:40], saved[0]),
+        "a pass over 64 rows, but X has 128": (torch.cat([X, X]), saved[0]),
+        "holds 6 atoms but n_atoms=4": (X, LearnState(D=torch.cat([D, D[:2]]))),
+        "state.D is torch.float32": (X, LearnState(D=D.float())),
+        r"state.A has shape \(3, 3\)": (X, LearnState(D=D.clone(), A=torch.eye(3).double())),
+    }
+    for match, (XX, st) in bad.items():
+        with pytest.raises(ValueError, match=match):
+            learn_dictionary(XX, 4, state=copy.deepcopy(st), **kw)
+    with pytest.raises(TypeError, match="state must be a LearnState, got dict"):
+        learn_dictionary(X, 4, state={"D": D}, **kw)
+    with pytest.raises(TypeError, match="state.D must be a torch.Tensor, got ndarray"):
+        learn_dictionary(X, 4, state=LearnState(D=D.numpy()), **kw)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(relaxation="foo"), "unknown relaxation 'foo'"),
+        (dict(foo=1), "penalty 'l0' got unknown parameter"),
+    ],
+)
+def test_a_bad_encoder_option_is_refused_before_the_l1_stage(kw, match, monkeypatch):
+    """init="l1" learns with l1 first, without the penalty's own options: they are checked
+    before that stage, and the error names the penalty asked for."""
+    from shrinkage.codes import _learn, learn_dictionary
+
+    monkeypatch.setattr(_learn, "learn_step", lambda *a, **k: pytest.fail("a batch ran"))
+    with pytest.raises(ValueError, match=match):
+        learn_dictionary(_X64(), 4, "l0", 0.1, batch_size=32, **kw)
+
+
+def test_partial_fit_keeps_its_dtype_and_refuses_a_changed_atom_count():
+    """A later call in another float dtype learns in the first call's dtype (its statistics
+    are in it), as if given that dtype; set_params is checked on every call, and n_atoms
+    cannot change under a dictionary already learned."""
+    import copy
+
+    X = _X64().numpy()
+    sc = SparseCoding(4, random_state=0, n_epochs=3, batch_size=16, learn_tol=0).fit(X)
+    ref = copy.deepcopy(sc)
+    sc.partial_fit(X.astype(np.float32))
+    ref.partial_fit(X.astype(np.float32).astype(np.float64))
+    assert sc.components_.dtype == np.float64
+    np.testing.assert_array_equal(sc.components_, ref.components_)
+    sc.set_params(n_atoms=10)
+    with pytest.raises(ValueError, match="n_atoms=10 but the dictionary learned so far has 4"):
+        sc.partial_fit(X)
+    sc.set_params(n_atoms=4, batch_size=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        sc.partial_fit(X)

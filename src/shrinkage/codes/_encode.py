@@ -20,7 +20,13 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from .._checks import check_choice, check_int_at_least, check_nonnegative, check_positive
+from .._checks import (
+    check_choice,
+    check_int_at_least,
+    check_nonnegative,
+    check_positive,
+    check_scalar,
+)
 from ..thresholds import PENALTIES, get_penalty, prox
 from . import _cd
 from ._docs import fill_doc
@@ -450,6 +456,7 @@ def _check_options(penalty, lam, solver, max_iter, tol, continuation, relaxation
     if solver is not None:
         check_choice("solver", solver, SOLVERS)
     check_nonnegative("lam", lam)
+    check_scalar("lam", lam)
     check_nonnegative("tol", tol)
     if relaxation is not None:
         check_choice("relaxation", relaxation, PENALTIES)

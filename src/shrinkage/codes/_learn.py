@@ -51,7 +51,13 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from tqdm.auto import tqdm
 
-from .._checks import check_choice, check_int_at_least, check_nonnegative, check_positive
+from .._checks import (
+    check_choice,
+    check_int_at_least,
+    check_nonnegative,
+    check_positive,
+    check_scalar,
+)
 from ..thresholds import PENALTIES, get_penalty, threshold
 from . import _cd
 from ._encode import (
@@ -519,8 +525,10 @@ def _step_options(update, lr, lr_decay, resample_every, min_usage, forget) -> di
     """``learn_step``'s options for every update of a call, checked."""
     check_choice("update", update, UPDATES)
     check_positive("lr", lr)
+    check_scalar("lr", lr)
     if lr_decay is not None:
         check_positive("lr_decay", lr_decay)
+        check_scalar("lr_decay", lr_decay)
     _check_resampling(resample_every, min_usage)
     if forget is not None:
         forget = check_int_at_least("forget", forget, 1)
@@ -563,8 +571,49 @@ def _checked_X(X):
     Xt = _to_tensor(X, "X")
     if Xt.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {tuple(Xt.shape)}")
+    if Xt.shape[0] == 0:
+        raise ValueError("X has no rows: dictionary learning needs at least one sample")
     _check_X(Xt, Xt.shape[1])
     return Xt
+
+
+def _check_state(state, Xt, n_atoms: int) -> None:
+    """A given ``state`` must fit this call: its dictionary (atoms, features, dtype, device),
+    its statistics' shapes, and the sample order of a pass in progress (X's rows)."""
+    if not isinstance(state, LearnState):
+        raise TypeError(f"state must be a LearnState, got {type(state).__name__}")
+    D = state.D
+    if not isinstance(D, torch.Tensor):
+        raise TypeError(f"state.D must be a torch.Tensor, got {type(D).__name__}")
+    check_dictionary(D, Xt.shape[1])
+    k, p = D.shape
+    if k != n_atoms:
+        raise ValueError(f"state.D holds {k} atoms but n_atoms={n_atoms}; pass n_atoms={k}")
+    if D.dtype != Xt.dtype or D.device != Xt.device:
+        raise ValueError(
+            f"state.D is {D.dtype} on {D.device} but X is {Xt.dtype} on {Xt.device}; convert "
+            "X (or every tensor of the state) to one dtype and device"
+        )
+    for name, want in (("A", (k, k)), ("B", (k, p)), ("usage", (k,))):
+        t = getattr(state, name)
+        if t is not None and (tuple(t.shape) != want or t.dtype != D.dtype):
+            raise ValueError(
+                f"state.{name} has shape {tuple(t.shape)} and dtype {t.dtype}; this "
+                f"dictionary needs {want} in {D.dtype}"
+            )
+    if state.order is not None and state.rng is not None and len(state.order) != len(Xt):
+        raise ValueError(
+            f"state was saved during a pass over {len(state.order)} rows, but X has "
+            f"{len(Xt)}: resume on the same X"
+        )
+
+
+def _dry_run(Xt, D, penalty, lam, encode_kw) -> None:
+    """Encode one row with the penalty's own options, so that a bad option is refused
+    before the l1 stage of init="l1" has run (that stage drops the penalty's options)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        encode(Xt[:1], D, penalty, lam, **encode_kw)
 
 
 def _checked_monitor(monitor, Xt):
@@ -780,6 +829,7 @@ def learn_dictionary(
     n_epochs = check_int_at_least("n_epochs", n_epochs, 1)
     batch_size = check_int_at_least("batch_size", batch_size, 1)
     check_nonnegative("lam", lam)
+    check_scalar("lam", lam)
     max_no_improvement = _check_stopping(learn_tol, dict_tol, max_no_improvement)
     if init_epochs is not None:
         init_epochs = check_int_at_least("init_epochs", init_epochs, 1)
@@ -809,9 +859,10 @@ def learn_dictionary(
         staged = isinstance(init, str) and init == "l1" and penalty != "l1"
         D = _initial(Xt, n_atoms, init, random_state)
         state = LearnState(D=_broadcast(D), stage="l1" if staged else None)
-    check_dictionary(state.D, Xt.shape[1])
+    _check_state(state, Xt, n_atoms)
     # A state saved within the l1 stage of init="l1" goes on with that stage.
     if state.stage == "l1":
+        _dry_run(Xt, state.D, penalty, lam, encode_kw)
         _l1_stage(
             Xt,
             state,

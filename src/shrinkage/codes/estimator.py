@@ -13,6 +13,7 @@ from .._checks import (
     check_int_at_least,
     check_nonnegative,
     check_positive,
+    check_scalar,
 )
 from ..thresholds import PENALTIES
 from ._docs import fill_doc
@@ -32,6 +33,9 @@ except ImportError:  # pragma: no cover
 
     def _validate_data(est, X, reset=True, **kw):
         return est._validate_data(X, reset=reset, **kw)
+
+
+_NUMPY_DTYPE = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 class SparseCoding(TransformerMixin, BaseEstimator):
@@ -197,6 +201,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         check_device("device", self.device)
         check_choice("penalty", self.penalty, PENALTIES)
         check_nonnegative("lam", self.lam)
+        check_scalar("lam", self.lam)
         check_int_at_least("batch_size", self.batch_size, 1)
         check_int_at_least("n_epochs", self.n_epochs, 1)
         _check_stopping(self.learn_tol, self.dict_tol, self.max_no_improvement)
@@ -204,6 +209,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
             check_choice("init", self.init, INITS)
         check_choice("update", self.update, UPDATES)
         check_positive("lr", self.lr)
+        check_scalar("lr", self.lr)
         _check_resampling(self.resample_every, self.min_usage)
         check_int_at_least("max_iter", self.max_iter, 1)
         check_nonnegative("tol", self.tol)
@@ -333,14 +339,17 @@ class SparseCoding(TransformerMixin, BaseEstimator):
             call's; when ``monitor`` does not have X's number of features.
         """
         first = not hasattr(self, "_state")
-        if first:
-            self._check_params()
-        X = _validate_data(self, X, dtype=[np.float64, np.float32], reset=first)
+        self._check_params()  # set_params may have changed them since the last call
+        if not first and self.n_atoms != self._state.D.shape[0]:
+            raise ValueError(
+                f"n_atoms={self.n_atoms} but the dictionary learned so far has "
+                f"{self._state.D.shape[0]} atoms; fit anew (fit) to change it"
+            )
+        # later calls learn in the first call's dtype (the state's statistics are in it)
+        dtype = [np.float64, np.float32] if first else _NUMPY_DTYPE[self._state.D.dtype]
+        X = _validate_data(self, X, dtype=dtype, reset=first)
         M = self._monitor(monitor, X)
-        state = None
-        if not first:
-            state = self._state
-            state.D = state.D.to(self._tensor(X).dtype)
+        state = None if first else self._state
         state = self._learn(
             X, M, n_epochs=1, state=state, warn=False, init_epochs=self.n_epochs, check_every=1
         )
