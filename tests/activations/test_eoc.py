@@ -182,3 +182,30 @@ def test_an_uncertifiable_configuration_is_a_value_error_naming_it(monkeypatch):
     monkeypatch.setattr(eoc, "_stable_at", lambda *a, **k: (False, ()))
     with pytest.raises(ValueError, match=r"no certifiably safe clipping level for clipped_relu"):
         safe_clip("crelu", 0.8)
+
+
+# -- found by probing (docs/reliability.md) ---------------------------------------------
+def test_a_clip_too_small_for_any_slope_is_refused_not_divided_by():
+    """m so small that E[phi'(z)^2] underflows to 0: no sigma_w reaches chi = 1, said by
+    name instead of a ZeroDivisionError."""
+    with pytest.raises(ValueError, match="m is too small"):
+        edge_of_chaos("crelu", 0.85, m=1e-20)
+
+
+@pytest.mark.parametrize(
+    "m_max, match",
+    [
+        (-1, "m_max must be > 0"),
+        (0, "m_max must be > 0"),
+        (float("nan"), "m_max must be"),
+        (float("inf"), "m_max must be finite"),
+        (True, "m_max must be a number"),
+        ("2", "m_max must be a number"),
+        (1e-9, "caps the search below"),
+    ],
+)
+def test_safe_clip_checks_its_cap(m_max, match):
+    with pytest.raises(ValueError, match=match):
+        safe_clip("crelu", 0.85, m_max=m_max)
+    # a valid cap above the safe level changes nothing
+    assert safe_clip("crelu", 0.85, m_max=5.0) == safe_clip("crelu", 0.85)

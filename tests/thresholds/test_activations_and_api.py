@@ -226,3 +226,32 @@ def test_non_finite_parameters_and_overflowing_results_are_refused():
     with pytest.raises(ValueError, match="penalty 'l1' overflows torch.float32"):
         penalty("l1", torch.tensor([1e30]), 1e10)
     assert penalty("l1", torch.tensor([1e30], dtype=torch.float64), 1e10).item() == 1e40
+
+
+# -- found by probing (docs/reliability.md) ---------------------------------------------
+@pytest.mark.parametrize("dim", [3, -3, 1.0, True])
+def test_top_k_names_a_dim_out_of_range(dim):
+    from shrinkage.thresholds import top_k
+
+    with pytest.raises(ValueError, match="dim must be an integer in \\[-2, 1\\]"):
+        top_k(torch.randn(2, 5), 1, dim=dim)
+
+
+def test_meta_tensors_are_refused_by_name():
+    from shrinkage.thresholds import prox, soft_threshold
+
+    x = torch.randn(3, device="meta")
+    for call in (lambda: prox("l1", x, 1.0), lambda: soft_threshold(x, 0.5)):
+        with pytest.raises(ValueError, match="'meta' device"):
+            call()
+
+
+@pytest.mark.parametrize("name", ["shifted_relu", "soft_threshold"])
+def test_the_activations_read_a_bool_mask_as_zeros_and_ones_as_prox_does(name):
+    import shrinkage.thresholds as T
+
+    mask = torch.tensor([True, False, True])
+    out = getattr(T, name)(mask, 0.25)
+    assert torch.equal(out, getattr(T, name)(mask.to(torch.get_default_dtype()), 0.25))
+    clipped = {"shifted_relu": "clipped_relu", "soft_threshold": "clipped_soft_threshold"}[name]
+    assert torch.equal(getattr(T, clipped)(mask, 0.25, 0.5), torch.tensor([0.5, 0.0, 0.5]))

@@ -663,3 +663,33 @@ def test_a_damaged_value_is_caught_by_the_checksum_and_a_deliberate_one_can_be_l
     # round trips keep matching: the checksum follows the buffers
     again = load_exported(net, loaded.state_dict())
     assert torch.equal(again[0].values, bad["0.values"])
+
+
+# -- found by probing (docs/reliability.md) ---------------------------------------------
+def test_load_exported_refuses_a_skeleton_of_another_dtype_or_shape():
+    """A float64 skeleton used to give a model whose dense layers were float64 and sparse
+    ones float32 (it ran on no input); a Linear(8, 16) skeleton took a (16, 16) layer."""
+    from shrinkage.weights import export, load_exported
+
+    def make(n_in=16):
+        return nn.Sequential(nn.Linear(n_in, 16), nn.ReLU(), nn.Linear(16, 2))
+
+    net = make()
+    with torch.no_grad():
+        net[0].weight.mul_(torch.rand(16, 16, generator=torch.Generator().manual_seed(0)) > 0.9)
+    state = export(net, candidates="torch_csr").state_dict()
+    with pytest.raises(ValueError, match="skeleton's 2.weight is torch.float64 but the state's"):
+        load_exported(make().double(), state)
+    with pytest.raises(ValueError, match=r"layer '0': the state's layer is \(16, 16\)"):
+        load_exported(make(8), state)
+    x = torch.randn(3, 16)
+    torch.testing.assert_close(load_exported(make(), state)(x), net(x))
+
+
+def test_export_refuses_a_meta_model():
+    from shrinkage.weights import export
+
+    with torch.device("meta"):
+        model = nn.Linear(4, 4)
+    with pytest.raises(ValueError, match="'meta' device"):
+        export(model, min_sparsity=0.0, candidates="torch_csr")

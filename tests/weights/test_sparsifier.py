@@ -626,3 +626,61 @@ def test_kth_threshold_names_scores_that_are_not_a_tensor():
 
     with pytest.raises(TypeError, match="scores must be a torch.Tensor, got list"):
         kth_threshold([torch.rand(10), torch.rand(5)], 0.5)
+
+
+# -- found by probing (docs/reliability.md) ---------------------------------------------
+def _mlp():
+    return nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+@pytest.mark.parametrize(
+    "schedule, match",
+    [
+        (lambda step: 0.9, "above the final sparsity=0.5"),
+        (Cubic(0, 10, initial=0.9), "above the final sparsity=0.5"),
+        (Cubic, "a Schedule instance, got the class Cubic"),
+        (lambda step, final: final, "must take one argument, the step"),
+        (lambda step: "0.3", "returned '0.3'"),
+        (lambda step: False, "returned False"),
+    ],
+)
+def test_a_schedule_is_checked_against_the_final_sparsity_and_its_form(schedule, match):
+    """A schedule above `sparsity` also went round the min_density floor check."""
+    with pytest.raises(ValueError, match=match):
+        Sparsifier(_mlp(), 0.5, schedule=schedule, min_density=0.4)
+
+
+def test_a_schedule_that_passes_the_final_sparsity_later_is_stopped_there():
+    sp = Sparsifier(_mlp(), 0.5, schedule=lambda step: 0.1 * step)
+    for _ in range(5):
+        sp.step()
+    with pytest.raises(ValueError, match="returned sparsity 0.6 at step 6"):
+        sp.step()
+
+
+@pytest.mark.parametrize("kw", [dict(exclude="fc2"), dict(include=["0", "fc2"])])
+def test_a_name_pattern_matching_no_module_is_refused(kw):
+    """A typo in include / exclude would prune (or spare) a layer without a word."""
+    with pytest.raises(ValueError, match="pattern 'fc2' matches no module.*'0', '2'"):
+        Sparsifier(_mlp(), 0.5, **kw)
+    assert Sparsifier(_mlp(), 0.5, exclude="2").layer_names == ["0"]
+
+
+def test_meta_and_zero_size_layers():
+    """A 'meta' model holds no values (refused by name); a layer with a zero-size dimension
+    has nothing to prune: it is left out (no ZeroDivisionError in density(), no 'pruned to
+    density 0' warning), for rigl's ERK budget too."""
+    import warnings
+
+    with torch.device("meta"):
+        meta = nn.Linear(4, 4)
+    with pytest.raises(ValueError, match="'meta' device"):
+        Sparsifier(meta, 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for method, mp in (("st3", None), ("rigl", {"update_end": 10})):
+            model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+            with torch.no_grad():
+                model[0].weight = nn.Parameter(torch.empty(0, 4))
+            sp = Sparsifier(model, 0.5, method=method, method_params=mp)
+            assert sp.layer_names == ["1"] and abs(sp.density() - 0.5) < 1e-9

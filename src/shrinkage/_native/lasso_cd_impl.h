@@ -662,8 +662,9 @@ int SFX(shrinkage_code_stats)(int64_t n, int64_t k, int64_t p, const REAL *Z, co
 int SFX(shrinkage_bcd_block)(int64_t k, int64_t p, int64_t j0, int64_t b, const REAL *A,
                              const REAL *C, REAL *D, REAL *delta) {
     REAL *u = (REAL *)malloc((size_t)(p > 0 ? p : 1) * sizeof(REAL));
-    int32_t *idx = (int32_t *)malloc((size_t)(b > 0 ? b : 1) * sizeof(int32_t));
-    REAL *val = (REAL *)malloc((size_t)(b > 0 ? b : 1) * sizeof(REAL));
+    /* zeroed: combo reads only the m entries written, which gcc cannot see */
+    int32_t *idx = (int32_t *)calloc((size_t)(b > 0 ? b : 1), sizeof(int32_t));
+    REAL *val = (REAL *)calloc((size_t)(b > 0 ? b : 1), sizeof(REAL));
     if (u == NULL || idx == NULL || val == NULL) {
         free(u);
         free(idx);

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import brentq, minimize_scalar
 
-from .._checks import check_int_at_least, check_open_unit, check_positive
+from .._checks import check_int_at_least, check_open_unit, check_positive, check_scalar
 from ._docs import fill_doc
 from ._gauss import _SPECS, ALIASES, _all, _second, resolve
 from .finite_width import finite_width, fluctuation_moments
@@ -147,6 +147,11 @@ def _solve(name, sparsity, q_star, m):
     tau = spec.tau_for(sparsity, q_star) if spec.has_tau else 0.0
     e = _all(spec, np.array([q_star]), tau, m)
     e1, e2, e3, g1, g2 = (float(v[0]) for v in e)
+    if not e3 > 0.0:  # E[phi'(z)^2] underflows: the slope is 0 almost everywhere
+        raise ValueError(
+            f"{name} with m={m!r} at q*={q_star:g}: E[phi'(z)^2] = {e3:g}, so no sigma_w "
+            "reaches the edge of chaos (chi = sigma_w^2 E[phi'^2] = 1); m is too small"
+        )
     w2 = 1.0 / e3
     b2 = q_star - w2 * e2
     return spec, tau, w2, b2, e3, g1, g2
@@ -495,6 +500,9 @@ def safe_clip(act, sparsity, q_star=1.0, tol=1e-5, rtol=1e-9, m_max=None):
         raise ValueError(f"safe_clip needs a clipped activation ('crelu' or 'cst'), got {act!r}")
     sparsity, q_star = _check_common(sparsity, q_star, name)
     check_positive("tol", tol)
+    if m_max is not None:
+        check_positive("m_max", m_max)
+        check_scalar("m_max", m_max)  # finite: inf (or 0, NaN) would mean "no cap" silently
     try:
         return _safe_clip(name, sparsity, q_star, tol, rtol, m_max)[0]
     except _ScanError as e:
@@ -511,6 +519,11 @@ def _safe_clip(name, sparsity, q_star, tol=1e-5, rtol=1e-9, m_max=None):
             raise ValueError(f"no stable clipping level for {name} at sparsity {sparsity}")
     hi = 2 * lo
     cap = (m_max or 1e3) * sq
+    if cap < hi:
+        raise ValueError(
+            f"m_max={m_max!r} caps the search below m = {hi:.4g}, where {name} at sparsity "
+            f"{sparsity} is still stable; raise m_max (a multiple of sqrt(q*)) or leave it None"
+        )
     while _margin(name, sparsity, q_star, hi) < 0:
         lo, hi = hi, 2 * hi
         if hi > cap:

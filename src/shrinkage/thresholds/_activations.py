@@ -45,6 +45,8 @@ def _apply(core, x, tau, m=None):
     if m is not None:
         check_positive("m", m)
     t, was_numpy = as_tensor(x)
+    if t.dtype == torch.bool:  # as prox does: a mask is thresholded as 0.0 / 1.0
+        t = t.to(torch.get_default_dtype())
     for name, p in (("tau", tau), ("m", m)):
         if isinstance(p, torch.Tensor | np.ndarray):
             try:

@@ -12,6 +12,8 @@ def as_tensor(x):
     if isinstance(x, torch.Tensor):
         if x.is_complex():
             raise TypeError(f"x must be a real tensor, got dtype {x.dtype}")
+        if x.device.type == "meta":
+            raise ValueError("x is on the 'meta' device: it holds no values to threshold")
         return x, False
     if isinstance(x, np.ndarray | np.generic | float | int):
         arr = np.asarray(x)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .._checks import check_int_at_least
@@ -50,6 +51,11 @@ def top_k(x, k: int, dim: int = -1):
             [-2.,  0.]])
     """
     t, was_numpy = as_tensor(x)
+    nd = max(t.ndim, 1)
+    if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or not -nd <= dim < nd:
+        raise ValueError(
+            f"dim must be an integer in [{-nd}, {nd - 1}] for x of {t.ndim} dims, got {dim!r}"
+        )
     n = t.shape[dim] if t.ndim else 1
     k = check_int_at_least("k", k, 0)
     if k > n:

@@ -286,6 +286,12 @@ def export(
 def _check_export(model, min_sparsity, batch_size, rounds, candidates):
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    meta = [n for n, p in model.named_parameters() if p.device.type == "meta"]
+    if meta:
+        raise ValueError(
+            f"parameter {meta[0]!r} is on the 'meta' device: it holds no values to export; "
+            "materialise the model first (to_empty + init, or load_state_dict)"
+        )
     try:
         ms = float(min_sparsity)
     except (TypeError, ValueError):
@@ -504,9 +510,17 @@ def load_exported(model: nn.Module, state_dict: dict) -> nn.Module:
                 new_conv = SparseConv2d(_conv_args(conv), matrix)
                 _set_submodule(out, name, new_conv.to(device))
             elif isinstance(mod, nn.Linear | SparseLinear) and conv is not None:
-                _set_submodule(out, name, _empty_sparse(conv, name, state_dict).to(device))
+                sparse = _empty_sparse(conv, name, state_dict)
+                shape = (sparse.out_features, sparse.in_features)
+                if isinstance(mod, nn.Linear) and tuple(mod.weight.shape) != shape:
+                    raise ValueError(
+                        f"the state's layer is {shape} (out, in), the skeleton's Linear "
+                        f"{tuple(mod.weight.shape)}"
+                    )
+                _set_submodule(out, name, sparse.to(device))
         except ValueError as e:
             raise ValueError(f"layer {name!r}: {e}") from None
+    _check_dtypes(out, state_dict)
     try:
         out.load_state_dict(state_dict)
     except RuntimeError as e:  # missing / unexpected keys, shape mismatches
@@ -518,6 +532,26 @@ def load_exported(model: nn.Module, state_dict: dict) -> nn.Module:
             except ValueError as e:
                 raise ValueError(f"layer {name!r}: {e}") from None
     return out
+
+
+def _check_dtypes(model: nn.Module, state_dict) -> None:
+    """The skeleton's floating-point tensors in the state's dtype: load_state_dict would
+    convert the dense layers to the skeleton's dtype and leave the sparse ones in the
+    state's, a model that runs on no input."""
+    own = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    for key, value in state_dict.items():
+        mine = own.get(key)
+        if (
+            isinstance(value, torch.Tensor)
+            and isinstance(mine, torch.Tensor)
+            and value.is_floating_point()
+            and mine.is_floating_point()
+            and value.dtype != mine.dtype
+        ):
+            raise ValueError(
+                f"the skeleton's {key} is {mine.dtype} but the state's is {value.dtype}: build "
+                f"the skeleton in {value.dtype} (convert the loaded model afterwards if needed)"
+            )
 
 
 def _place_chain(model, name, mod, extra, device) -> None:

@@ -7,6 +7,7 @@ given to ``Sparsifier`` instead.
 
 from __future__ import annotations
 
+import inspect
 import math
 
 from .._checks import check_int_at_least, check_open_unit
@@ -184,12 +185,50 @@ class Constant(Schedule):
         return final if step >= self.start else 0.0
 
 
+def check_schedule(schedule) -> None:
+    """A ``Schedule`` instance or a callable of one argument (the step); ValueError
+    otherwise (a Schedule class, not an instance, is the usual slip)."""
+    if isinstance(schedule, type):
+        raise ValueError(
+            f"schedule must be a Schedule instance, got the class {schedule.__name__}; "
+            f"e.g. {schedule.__name__}(start=0, end=1000)"
+        )
+    if not callable(schedule):
+        raise ValueError(
+            f"schedule must be a Schedule or a callable step -> sparsity, got {schedule!r}"
+        )
+    if not isinstance(schedule, Schedule):
+        try:
+            inspect.signature(schedule).bind(0)
+        except TypeError:
+            raise ValueError(
+                f"schedule {schedule!r} must take one argument, the step, and return the "
+                "sparsity (a Schedule gets the final sparsity too)"
+            ) from None
+        except ValueError:  # no signature to read (some builtins): called as it is
+            pass
+
+
 def evaluate(schedule, step: int, final: float) -> float:
-    """Target sparsity at ``step`` from a ``Schedule`` or a plain callable ``step -> s``."""
+    """Target sparsity at ``step`` from a ``Schedule`` or a plain callable ``step -> s``:
+    a number in [0, final] (``final``: the Sparsifier's sparsity, which the schedule leads
+    to and never passes)."""
     s = schedule(step, final) if isinstance(schedule, Schedule) else schedule(step)
-    s = float(s)
+    try:
+        if isinstance(s, bool | str | bytes):
+            raise TypeError
+        s = float(s)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"schedule {schedule!r} returned {s!r} at step {step}; need a number in [0, 1)"
+        ) from None
     if math.isnan(s) or not 0.0 <= s < 1.0:
         raise ValueError(
             f"schedule {schedule!r} returned sparsity {s!r} at step {step}; need [0, 1)"
+        )
+    if s > final + 1e-12:
+        raise ValueError(
+            f"schedule {schedule!r} returned sparsity {s:g} at step {step}, above the final "
+            f"sparsity={final:g} it leads to; raise sparsity, or lower the schedule (initial)"
         )
     return s

@@ -19,7 +19,7 @@ from ._methods import METHODS, RECORDS
 from ._ops import PRUNABLE, exact_threshold, n_pruned
 from ._prune import KthSearch
 from ._rigl import drop_fraction, drop_grow, layer_counts, sparse_init_scale
-from ._schedules import Constant, Schedule, evaluate
+from ._schedules import Constant, Schedule, check_schedule, evaluate
 from ._str import decay_rate
 
 __all__ = ["Sparsifier", "METHODS", "PRUNABLE", "PrunedLayerWarning"]
@@ -208,6 +208,20 @@ def _matches(name: str, module: nn.Module, patterns) -> bool:
                 f"include/exclude entries must be module types or name patterns (str), got {p!r}"
             )
     return False
+
+
+def _check_patterns(model: nn.Module, patterns, label: str) -> None:
+    """A name pattern that matches no module is a typo that would prune (or spare) a layer
+    silently: refused, with the prunable layers' names."""
+    names = [n for n, _ in model.named_modules()]
+    for p in patterns:
+        if isinstance(p, str) and not any(fnmatch.fnmatchcase(n, p) for n in names):
+            layers = [n for n, m in model.named_modules() if isinstance(m, PRUNABLE)]
+            shown = ", ".join(map(repr, layers[:8])) + (", ..." if len(layers) > 8 else "")
+            raise ValueError(
+                f"{label} pattern {p!r} matches no module of the model; its prunable layers: "
+                f"{shown or 'none'}"
+            )
 
 
 def _as_list(x) -> list:
@@ -426,10 +440,7 @@ class Sparsifier:
         self.scope = check_choice("scope", scope, ("global", "layer"))
         if schedule is None:
             schedule = Constant()
-        if not callable(schedule):
-            raise ValueError(
-                f"schedule must be a Schedule or a callable step -> sparsity, got {schedule!r}"
-            )
+        check_schedule(schedule)
         self.schedule = schedule
         self._m = RECORDS[method]
         self._set_penalty(penalty, penalty_params)
@@ -513,6 +524,8 @@ class Sparsifier:
                     f"include type {p.__name__} is not prunable; allowed: "
                     + ", ".join(t.__name__ for t in PRUNABLE)
                 )
+        _check_patterns(model, include, "include")
+        _check_patterns(model, exclude, "exclude")
         groups: dict[int, list] = {}
         order: list[int] = []
         for name, mod in model.named_modules():
@@ -530,6 +543,13 @@ class Sparsifier:
             w = mod.weight
             if not isinstance(w, nn.Parameter) or not w.is_floating_point():
                 raise ValueError(f"layer {name!r} has no floating-point weight Parameter")
+            if w.device.type == "meta":
+                raise ValueError(
+                    f"layer {name!r} is on the 'meta' device: its weights hold no values to "
+                    "threshold; materialise the model first (to_empty + init, or load_state_dict)"
+                )
+            if w.numel() == 0:
+                continue  # no weight to prune (a layer with a zero-size dimension)
             key = id(w)
             if key not in groups:
                 groups[key] = []
