@@ -678,7 +678,7 @@ def test_load_exported_refuses_a_skeleton_of_another_dtype_or_shape():
     with torch.no_grad():
         net[0].weight.mul_(torch.rand(16, 16, generator=torch.Generator().manual_seed(0)) > 0.9)
     state = export(net, candidates="torch_csr").state_dict()
-    with pytest.raises(ValueError, match="skeleton's 2.weight is torch.float64 but the state's"):
+    with pytest.raises(ValueError, match="skeleton's 0.bias is torch.float64 but the state's"):
         load_exported(make().double(), state)
     with pytest.raises(ValueError, match=r"layer '0': the state's layer is \(16, 16\)"):
         load_exported(make(8), state)

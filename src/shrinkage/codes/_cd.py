@@ -149,10 +149,12 @@ def code_stats(Z, X, D):
 
     Examples
     --------
-    >>> Z = torch.tensor([[0.0, 2.0], [1.0, 0.0]]); D = torch.eye(2); X = torch.ones(2, 2)
-    >>> out = code_stats(Z, X, D)
-    >>> out is None or [t.tolist() for t in out]
-    [[[1.0, -1.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 4.0]], [[1.0, 1.0], [2.0, 2.0]]]
+    >>> Z = torch.tensor([[0.0, 2.0], [0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    >>> out = code_stats(Z, torch.ones(4, 2), torch.eye(2))  # 2 of 8 codes non-zero
+    >>> out is None or [t.tolist() for t in out[1:]]  # Z^T Z and Z^T X
+    [[[1.0, 0.0], [0.0, 4.0]], [[1.0, 1.0], [2.0, 2.0]]]
+    >>> out is None or out[0][0].tolist()  # X - Z D, first row
+    [1.0, -1.0]
     """
     if not (usable(Z) and X.dtype == D.dtype == Z.dtype and X.device == D.device == Z.device):
         return None

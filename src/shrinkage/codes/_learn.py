@@ -755,7 +755,8 @@ def learn_dictionary(
         An atom used by fewer than this fraction of the samples since the last
         resampling is dead; in [0, 1).
     forget : int, optional
-        ``"bcd"`` window in batches (>= 1); None: adaptive (module docstring).
+        ``"bcd"`` window in batches (>= 1); None: adaptive (module docstring: Kesten's
+        rule, with a floor when an atom appears in few samples of a batch).
     shuffle : bool, default True
         Draw each pass's batches in a new random order (else in the order of X).
     random_state : int, default 0

@@ -520,7 +520,7 @@ def load_exported(model: nn.Module, state_dict: dict) -> nn.Module:
                 _set_submodule(out, name, sparse.to(device))
         except ValueError as e:
             raise ValueError(f"layer {name!r}: {e}") from None
-    _check_dtypes(out, state_dict)
+    _check_dtypes(model, state_dict)
     try:
         out.load_state_dict(state_dict)
     except RuntimeError as e:  # missing / unexpected keys, shape mismatches
@@ -535,9 +535,10 @@ def load_exported(model: nn.Module, state_dict: dict) -> nn.Module:
 
 
 def _check_dtypes(model: nn.Module, state_dict) -> None:
-    """The skeleton's floating-point tensors in the state's dtype: load_state_dict would
-    convert the dense layers to the skeleton's dtype and leave the sparse ones in the
-    state's, a model that runs on no input."""
+    """The skeleton's floating-point tensors (``model`` as given, before any layer is made
+    sparse) in the state's dtype: load_state_dict would convert the dense layers to the
+    skeleton's dtype and leave the sparse ones in the state's, a model that runs on no
+    input."""
     own = {**dict(model.named_parameters()), **dict(model.named_buffers())}
     for key, value in state_dict.items():
         mine = own.get(key)
