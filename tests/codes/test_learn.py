@@ -133,15 +133,10 @@ def test_batch_statistics_from_the_nonzeros_equal_the_dense_products(dtype, thre
 
     if _cd.load() is None:
         pytest.skip("no C compiler")
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        _check_statistics(torch, _cd, dtype)
-    finally:
-        torch.set_num_threads(before)
+    _check_statistics(torch, _cd, dtype, threads)
 
 
-def _check_statistics(torch, _cd, dtype):
+def _check_statistics(torch, _cd, dtype, threads):
     dt = getattr(torch, dtype)
     gen = torch.Generator().manual_seed(1)
     Z = torch.randn(130, 90, generator=gen, dtype=dt) * (torch.rand(130, 90, generator=gen) < 0.08)
@@ -149,7 +144,7 @@ def _check_statistics(torch, _cd, dtype):
     Z[:, 11] = 0.0  # an atom nobody uses
     X = torch.randn(130, 40, generator=gen, dtype=dt)
     D = torch.randn(90, 40, generator=gen, dtype=dt)
-    R, AZ, BZ = _cd.code_stats(Z, X, D)
+    R, AZ, BZ = _cd.code_stats(Z, X, D, threads=threads)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(R, X - Z @ D, **tol)
     torch.testing.assert_close(AZ, Z.T @ Z, **tol)

@@ -142,10 +142,13 @@ def solve_l1_cd(X, D, G, lam, tol, max_iter, Z0=None, energy=False):
     return (*out, E) if energy else out
 
 
-def code_stats(Z, X, D):
+def code_stats(Z, X, D, threads: int = 1):
     """``(X - Z D, Z^T Z, Z^T X)`` from the non-zeros of the codes Z by the compiled kernel
     (the dictionary update's statistics of a mini-batch); None where it cannot run or when
-    over a quarter of Z is non-zero (dense products are then as cheap).
+    over a quarter of Z is non-zero (dense products are then as cheap). ``threads``: the
+    pool's threads to share it among; learning keeps 1 (measured at 256 atoms on two cores:
+    two threads made a pass slower, the pool's helper contending with torch's OpenMP
+    workers still spinning after the products around it).
 
     Examples
     --------
@@ -167,7 +170,7 @@ def code_stats(Z, X, D):
     AZ = torch.empty(k, k, dtype=Z.dtype)
     BZ = torch.empty(k, p, dtype=Z.dtype)
     ptrs = (Z.data_ptr(), X.data_ptr(), D.data_ptr(), R.data_ptr(), AZ.data_ptr(), BZ.data_ptr())
-    rc = kern.stats[Z.dtype](n, k, p, *ptrs, torch.get_num_threads())
+    rc = kern.stats[Z.dtype](n, k, p, *ptrs, int(threads))
     if rc < 0:
         raise MemoryError("shrinkage: the dictionary statistics ran out of memory")
     return None if rc else (R, AZ, BZ)
