@@ -527,6 +527,38 @@ int SFX(shrinkage_lasso_cd)(int64_t n, int64_t k, const REAL *G, const REAL *B,
     return atomic_load(&J.failed) ? -1 : 0;
 }
 
+/* The non-zeros of a[0..n) into idx (their positions) and val; returns how many. */
+static int64_t SFX(nonzeros)(const REAL *a, int64_t n, int32_t *idx, REAL *val) {
+    int64_t m = 0;
+    for (int64_t l = 0; l < n; ++l)
+        if (a[l] != 0) {
+            idx[m] = (int32_t)l;
+            val[m] = a[l];
+            ++m;
+        }
+    return m;
+}
+
+/* One atom's block-coordinate step, u = B_j - A_j D on entry (u is overwritten):
+ * d_j <- d_j + u / A_jj, then d_j / ||d_j|| (left as is when 0); move (when not NULL) gets
+ * the new d_j minus the old. */
+static void SFX(atom_step)(REAL *restrict dj, REAL *restrict u, int64_t p, double ajj,
+                           REAL *restrict move) {
+    const REAL inv = (REAL)(1.0 / ajj);
+    double nrm = 0;
+    for (int64_t i = 0; i < p; ++i) {
+        u[i] = dj[i] + u[i] * inv;
+        nrm += (double)u[i] * (double)u[i];
+    }
+    nrm = sqrt(nrm);
+    const REAL s = nrm > 0 ? (REAL)(1.0 / nrm) : (REAL)1;
+    for (int64_t i = 0; i < p; ++i) {
+        const REAL v = nrm > 0 ? u[i] * s : u[i];
+        if (move) move[i] = v - dj[i];
+        dj[i] = v;
+    }
+}
+
 /* Dictionary update of online dictionary learning (Mairal et al. 2009, algorithm 2): one
  * pass over the atoms of D (k x p), each the exact minimiser of tr(D^T A D)/2 - tr(D^T B)
  * with the others fixed, then renormalised:
@@ -547,28 +579,9 @@ int SFX(shrinkage_bcd)(int64_t k, int64_t p, const REAL *A, const REAL *B, REAL 
         const double ajj = (double)Aj[j];
         if (!(ajj > 1e-10)) continue;
         /* A is Z^T Z: atoms that never co-occur with j have A_jl = 0 and cost nothing */
-        int64_t m = 0;
-        for (int64_t l = 0; l < k; ++l)
-            if (Aj[l] != 0) {
-                idx[m] = (int32_t)l;
-                val[m] = Aj[l];
-                ++m;
-            }
+        const int64_t m = SFX(nonzeros)(Aj, k, idx, val);
         SFX(combo)(D, p, B + j * p, idx, val, m, u);
-        REAL *dj = D + j * p;
-        const REAL inv = (REAL)(1.0 / ajj);
-        double nrm = 0;
-        for (int64_t i = 0; i < p; ++i) {
-            u[i] = dj[i] + u[i] * inv;
-            nrm += (double)u[i] * (double)u[i];
-        }
-        nrm = sqrt(nrm);
-        if (nrm > 0) {
-            const REAL s = (REAL)(1.0 / nrm);
-            for (int64_t i = 0; i < p; ++i) dj[i] = u[i] * s;
-        } else {
-            memcpy(dj, u, (size_t)p * sizeof(REAL));
-        }
+        SFX(atom_step)(D + j * p, u, p, ajj, NULL);
     }
     free(u);
     free(idx);
@@ -680,28 +693,9 @@ int SFX(shrinkage_bcd_block)(int64_t k, int64_t p, int64_t j0, int64_t b, const 
             memset(dt, 0, (size_t)p * sizeof(REAL));
             continue;
         }
-        int64_t m = 0;
-        for (int64_t s = 0; s < t; ++s)
-            if (Aj[j0 + s] != 0) {
-                idx[m] = (int32_t)s;
-                val[m] = Aj[j0 + s];
-                ++m;
-            }
+        const int64_t m = SFX(nonzeros)(Aj + j0, t, idx, val);
         SFX(combo)(delta, p, C + t * p, idx, val, m, u);
-        REAL *dj = D + j * p;
-        const REAL inv = (REAL)(1.0 / ajj);
-        double nrm = 0;
-        for (int64_t i = 0; i < p; ++i) {
-            u[i] = dj[i] + u[i] * inv;
-            nrm += (double)u[i] * (double)u[i];
-        }
-        nrm = sqrt(nrm);
-        const REAL s = nrm > 0 ? (REAL)(1.0 / nrm) : (REAL)1;
-        for (int64_t i = 0; i < p; ++i) {
-            const REAL v = nrm > 0 ? u[i] * s : u[i];
-            dt[i] = v - dj[i];
-            dj[i] = v;
-        }
+        SFX(atom_step)(D + j * p, u, p, ajj, dt);
     }
     free(u);
     free(idx);

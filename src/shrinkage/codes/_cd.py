@@ -45,24 +45,20 @@ class _Kernel:
                 + [ctypes.c_int]
             )
             self.fn[dt] = f
-        self.bcd = {}
+        vp, i64 = ctypes.c_void_p, ctypes.c_int64
+        self.bcd = self._bind("shrinkage_bcd", [i64] * 2 + [vp] * 3)
+        self.stats = self._bind("shrinkage_code_stats", [i64] * 3 + [vp] * 6 + [ctypes.c_int])
+        self.bcd_block = self._bind("shrinkage_bcd_block", [i64] * 4 + [vp] * 4)
+
+    def _bind(self, stem: str, argtypes: list) -> dict:
+        """dtype -> ``<stem>_f32`` / ``<stem>_f64``, returning an int status."""
+        out = {}
         for dt, name in ((torch.float32, "f32"), (torch.float64, "f64")):
-            f = getattr(lib, f"shrinkage_bcd_{name}")
+            f = getattr(self.lib, f"{stem}_{name}")
             f.restype = ctypes.c_int
-            f.argtypes = [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 3
-            self.bcd[dt] = f
-        self.stats = {}
-        for dt, name in ((torch.float32, "f32"), (torch.float64, "f64")):
-            f = getattr(lib, f"shrinkage_code_stats_{name}")
-            f.restype = ctypes.c_int
-            f.argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 6 + [ctypes.c_int]
-            self.stats[dt] = f
-        self.bcd_block = {}
-        for dt, name in ((torch.float32, "f32"), (torch.float64, "f64")):
-            f = getattr(lib, f"shrinkage_bcd_block_{name}")
-            f.restype = ctypes.c_int
-            f.argtypes = [ctypes.c_int64] * 4 + [ctypes.c_void_p] * 4
-            self.bcd_block[dt] = f
+            f.argtypes = argtypes
+            out[dt] = f
+        return out
 
 
 _LIB = _native.NativeLibrary(
