@@ -181,3 +181,35 @@ def test_the_window_floor_holds_enough_uses_of_each_atom(monkeypatch):
     # beta 0, the last batch only)
     want = ((seen[0][1] / 2 + seen[1][1]) * (2 / 3) + seen[2][1]) / 32
     torch.testing.assert_close(st.A, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_learners_direct_l1_codes_are_encodes(dtype):
+    """learn_step's l1 codes come from the compiled CD without encode's per-call checks:
+    bitwise encode's codes, with the kernel's energies (equal to objective's); another
+    penalty, other options or a zero atom go through encode (which names the atom)."""
+    import warnings
+
+    import torch
+
+    from shrinkage.codes import _cd, _learn, encode, objective
+
+    if _cd.load() is None:
+        pytest.skip("no C compiler")
+    dt = getattr(torch, dtype)
+    gen = torch.Generator().manual_seed(2)
+    D = torch.randn(40, 16, generator=gen, dtype=dt)
+    D /= D.norm(dim=1, keepdim=True)
+    X = 0.5 * torch.randn(50, 16, generator=gen, dtype=dt)
+    kw = {"max_iter": 200, "tol": 1e-3}
+    Z, E = _learn._batch_codes(X, D, "l1", 0.2, kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert torch.equal(Z, encode(X, D, "l1", 0.2, **kw))
+    ref = objective(X.double(), D.double(), Z.double(), "l1", 0.2, reduce="none")
+    torch.testing.assert_close(E, ref, rtol=1e-5 if dtype == "float32" else 1e-10, atol=1e-6)
+    assert _learn._batch_codes(X, D, "l0", 0.2, kw)[1] is None
+    assert _learn._batch_codes(X, D, "l1", 0.2, {**kw, "solver": "fista"})[1] is None
+    D[3] = 0.0
+    with pytest.raises(ValueError, match="zero atom"):
+        _learn._batch_codes(X, D, "l1", 0.2, kw)
