@@ -6,7 +6,9 @@ Per row, ``min_z 1/2 ||x - z D||^2 + lam ||z||_1`` is solved from ``G = D D^T`` 
 2010) on a small working set per row, then an exact solve on the support and signs found,
 accepted when every other atom satisfies ``|c_j| <= lam (1 + min(tol, 1e-3))``: the codes
 are the lasso solution (up to that slack), not a tol-accurate one. The same library holds
-the block-coordinate dictionary update of ``_learn`` (``bcd_sweep``). The C source is
+the block-coordinate dictionary update of ``_learn`` (``bcd_sweep``, in blocks of atoms
+with one BLAS product each above 64 atoms) and the batch statistics it reads, from the
+codes' non-zeros (``code_stats``). The C source is
 ``shrinkage/_native/lasso_cd.c``, built at first use by ``shrinkage._native``;
 ``solve_l1_cd`` returns None where it cannot run (no compiler,
 ``SHRINKAGE_NO_COMPILE=1``, a non-CPU tensor, another dtype) and callers use the torch FISTA

@@ -7,7 +7,9 @@ The threshold. ``KthSearch`` finds the k-th smallest score ``v`` (the value
 the next call counts, in one pass, the scores below each of a few edges around ``g``
 (``g +- w`` and ``g +- 4w``) and keeps the scores of ``[g - w, g + w)``. The counts say where
 the k-th smallest lies: among the few scores kept (a selection among them) or between two
-other edges (a second pass keeps that interval). When the last answer was tied (gmp's
+other edges (a second pass keeps that interval); for weight tensors without a mask that
+usual case (four edges, the k-th in the central interval) is one C call over all of them,
+pass and selection (``WeightScores.kth_step``). When the last answer was tied (gmp's
 pruned scores, all -1), the scores equal to ``g`` are counted and not kept, so that the
 answer ``g`` needs no selection at all. The first call takes ``g`` and ``w`` from a strided
 sample. Nothing is approximate: the edges only decide how much is read and selected from.
