@@ -336,3 +336,21 @@ def test_eval_split_val_never_reads_the_test_images(monkeypatch):
         cfg.replace(eval_split="train").check()
     with pytest.raises(ValueError, match="scope 'layer' does not apply to rigl"):
         cfg.replace(method="rigl", scope="layer").check()
+
+
+def test_a_folder_holding_another_recipes_run_is_not_written_over(tmp_path):
+    """`weights train --out runA` twice with another sparsity replaced every file of the
+    first run (and a second run killed early left its config.json over the first's
+    results); now refused before anything is written. The same recipe runs again."""
+    data = _data(n=64, nt=32)
+    cfg = TrainConfig(
+        model="lenet_300_100", sparsity=0.5, epochs=1, batch_size=32, progress=False,
+        out=str(tmp_path / "runA"),
+    )  # fmt: skip
+    train_run(cfg, data=data)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "runA").iterdir()}
+    with pytest.raises(ValueError, match="holds a run of another recipe.*sparsity"):
+        train_run(cfg.replace(sparsity=0.9), data=data)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "runA").iterdir()} == before
+    again = train_run(cfg, data=data)
+    assert again["config"]["sparsity"] == 0.5

@@ -557,7 +557,19 @@ def test_load_state_dict_refuses_what_does_not_fit_and_changes_nothing():
         "truncated thresholds": ({**good, "tau": good["tau"][:-1]}, "'tau' must hold 3 entries"),
         "NaN threshold": (
             {**good, "tau": [good["tau"][0], torch.tensor(float("nan")), good["tau"][2]]},
-            "tau of layer '3' must be one finite number",
+            "tau of layer '3' must be one finite floating-point number >= 0",
+        ),
+        "negative threshold": (
+            {**good, "tau": [good["tau"][0], torch.tensor(-5.0), good["tau"][2]]},
+            "tau of layer '3' must be one finite floating-point number >= 0",
+        ),
+        "bool threshold": (
+            {**good, "tau": [torch.tensor(True), *good["tau"][1:]]},
+            "tau of layer '0' must be one finite floating-point",
+        ),
+        "another model's weights": (
+            {**good, "shapes": [[4, 4], *good["shapes"][1:]]},
+            "a state of another model",
         ),
         "another sparsity": ({**good, "sparsity": 0.5}, "sparsity=0.5, this Sparsifier has 0.8"),
         "mask shape": (
@@ -684,3 +696,31 @@ def test_meta_and_zero_size_layers():
                 model[0].weight = nn.Parameter(torch.empty(0, 4))
             sp = Sparsifier(model, 0.5, method=method, method_params=mp)
             assert sp.layer_names == ["1"] and abs(sp.density() - 0.5) < 1e-9
+
+
+@pytest.mark.parametrize(
+    "penalty, params, match",
+    [
+        ("scad", {"gamma": float("inf")}, "overflows torch.float32"),
+        ("scad", {"gamma": 1e300}, "overflows torch.float32"),
+        ("mcp", {"gamma": "3"}, "penalty_params"),
+        ("mcp", {"gamma": torch.tensor([3.0, 4.0])}, "penalty_params"),
+        ("mcp", "a", "penalty_params must be a dict"),
+    ],
+)
+def test_prox_ste_penalty_params_are_checked_in_the_weights_dtype(penalty, params, match):
+    """scad with gamma = inf (or 1e300) made NaN weights at the first forward pass while
+    density() still read 0.5; now refused when the Sparsifier is made."""
+    with pytest.raises(ValueError, match=match):
+        Sparsifier(_mlp(), 0.5, method="prox_ste", penalty=penalty, penalty_params=params)
+    sp = Sparsifier(_mlp().double(), 0.5, method="prox_ste", penalty="scad",
+                    penalty_params={"gamma": 1e30})  # fmt: skip
+    assert all(torch.isfinite(w).all() for w in sp.effective_weights().values())
+
+
+def test_a_squashed_sparsifier_loads_no_state():
+    sp = Sparsifier(_mlp(), 0.5)
+    state = sp.state_dict()
+    sp.squash()
+    with pytest.raises(RuntimeError, match="squashed"):
+        sp.load_state_dict(state)

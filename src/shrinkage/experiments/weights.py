@@ -321,11 +321,17 @@ def train_run(config: TrainConfig | dict, data=None, resume: bool | None = None)
 
     A run whose loss stops being finite, or exceeds 1000 times its first loss, stops there:
     ``result["diverged"]`` is True and ``diverged_at_step`` says when (the command exits 1).
+    An ``out`` that holds a run of another recipe (its ``config.json`` or ``result.json``) is
+    refused before anything is written (ValueError); a finished run of the same recipe is
+    run again.
     """
     cfg = TrainConfig(**config) if isinstance(config, dict) else config
     cfg.check()
     if cfg.out:
         check_writable_dir(cfg.out)
+        # a folder holding another recipe's run (finished or not) is not written over:
+        # its config.json would otherwise be replaced first, its results next
+        _previous(Path(cfg.out), cfg)
     with num_threads(cfg.threads):
         return _train(cfg, data, resume)
 

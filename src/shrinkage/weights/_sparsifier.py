@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .._checks import check_choice, check_floor, check_open_unit
-from ..thresholds import PENALTIES, lam_for_threshold
+from ..thresholds import PENALTIES, lam_for_threshold, prox
 from . import _prune
 from ._flops import flops
 from ._methods import METHODS, RECORDS
@@ -470,6 +470,7 @@ class Sparsifier:
         self._squashed = False
         self.units = self._collect(model, _as_list(include), _as_list(exclude))
         self._check_finite([u.param.detach() for u in self.units])
+        self._check_penalty_dtypes()
         for u in self.units:
             for _, mod, attr in u.holders():
                 u.orders.append(list(mod._parameters))
@@ -486,14 +487,37 @@ class Sparsifier:
                 f"penalty={penalty!r} with method={self.method!r}"
             )
         self.penalty = check_choice("penalty", "l1" if penalty is None else penalty, PENALTIES)
+        if penalty_params is not None and not isinstance(penalty_params, dict):
+            raise ValueError(
+                f"penalty_params must be a dict of the penalty's parameters, got {penalty_params!r}"
+            )
         self.penalty_params = dict(penalty_params or {})
         if self._m.uses_penalty:
             # validates the penalty parameters before any work
-            lam_for_threshold(self.penalty, 1.0, step=1.0, **self.penalty_params)
+            try:
+                lam_for_threshold(self.penalty, 1.0, step=1.0, **self.penalty_params)
+            except (TypeError, RuntimeError) as e:
+                raise ValueError(f"penalty_params {self.penalty_params!r}: {e}") from None
         elif self.penalty_params:
             raise ValueError(
                 f"penalty_params only apply to method='prox_ste', got method={self.method!r}"
             )
+
+    def _check_penalty_dtypes(self) -> None:
+        """prox_ste's penalty parameters in the weights' own dtypes (scad's gamma = inf
+        overflows float32: NaN weights, not an error, at the first forward pass)."""
+        if not self._m.uses_penalty:
+            return
+        for dtype in {u.param.dtype for u in self.units}:
+            # every branch of the thresholds: below, between and far above lam
+            probe = torch.tensor([0.5, 1.5, 3.0, 30.0, 3e4], dtype=dtype)
+            try:
+                prox(self.penalty, probe, 1.0, step=1.0, **self.penalty_params)
+            except (TypeError, RuntimeError, ValueError) as e:
+                raise ValueError(
+                    f"penalty={self.penalty!r}, penalty_params={self.penalty_params!r} on the "
+                    f"{dtype} weights: {e}"
+                ) from None
 
     def _method_params(self, given) -> dict:
         defaults = self._m.params
@@ -1065,6 +1089,7 @@ class Sparsifier:
             "scope": self.scope,
             "penalty": self.penalty,
             "layers": self.layer_names,
+            "shapes": [list(u.param.shape) for u in self.units],
             "tau": [u.pm.tau.detach().clone() for u in self.units],
             "lam": [u.pm.lam.detach().clone() for u in self.units],
             "mask": [None if u.pm.mask is None else u.pm.mask.clone() for u in self.units],
@@ -1093,12 +1118,27 @@ class Sparsifier:
             if not isinstance(values, list | tuple) or len(values) != n:
                 got = len(values) if isinstance(values, list | tuple) else type(values).__name__
                 raise ValueError(f"sparsifier state {key!r} must hold {n} entries, got {got}")
+        shapes = state.get("shapes")  # absent from states saved before it was recorded
+        if shapes is not None and [list(x) for x in shapes] != [
+            list(u.param.shape) for u in self.units
+        ]:
+            have = [tuple(u.param.shape) for u in self.units]
+            raise ValueError(
+                f"sparsifier state of weights shaped {[tuple(x) for x in shapes]}, this "
+                f"Sparsifier's are {have}: a state of another model"
+            )
         for u, tau, lam, mask, ties in zip(self.units, *lists.values()):
             for key, t in (("tau", tau), ("lam", lam)):
-                if not isinstance(t, torch.Tensor) or t.numel() != 1 or not bool(torch.isfinite(t)):
+                if (
+                    not isinstance(t, torch.Tensor)
+                    or not t.is_floating_point()
+                    or t.numel() != 1
+                    or not bool(torch.isfinite(t))
+                    or bool(t < 0)
+                ):
                     raise ValueError(
                         f"sparsifier state {key} of layer {u.name!r} must be one finite "
-                        f"number, got {t!r}"
+                        f"floating-point number >= 0, got {t!r}"
                     )
             for key, t, need in (("mask", mask, u.pm.mask is not None), ("ties", ties, False)):
                 if t is None and not need:
@@ -1134,8 +1174,11 @@ class Sparsifier:
         ValueError
             ``state`` is not a dict; its configuration differs from this Sparsifier's; its
             step is not an integer >= 0; a per-layer list does not hold one entry per
-            layer; a threshold is not one finite number; a mask is not a bool tensor of the
+            layer; the weights' shapes differ (a state of another model); a threshold is not
+            one finite floating-point number >= 0; a mask is not a bool tensor of the
             weight's shape (or is missing for gmp).
+        RuntimeError
+            The Sparsifier was squashed (its model is plain and dense now).
 
         Examples
         --------
@@ -1153,6 +1196,8 @@ class Sparsifier:
         ...
         ValueError: sparsifier state has sparsity=0.5, this Sparsifier has 0.6
         """
+        if self._squashed:
+            raise RuntimeError("this Sparsifier was squashed; its model is a plain dense model now")
         if not isinstance(state, dict):
             raise ValueError(f"sparsifier state must be a dict, got {type(state).__name__}")
         absent = {"min_density": 0.0, "method_params": {}}
