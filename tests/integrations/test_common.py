@@ -4,7 +4,7 @@ import pytest
 from torch import nn
 
 from shrinkage.integrations._common import SparsifierSpec
-from shrinkage.weights import Constant
+from shrinkage.weights import Constant, Cubic
 
 
 def test_rigl_gets_its_static_schedule_and_update_end_from_the_training_length():
@@ -23,3 +23,19 @@ def test_the_hugging_face_callback_refuses_str():
     with pytest.raises(ValueError, match="method 'str' learns new threshold parameters"):
         SparsifierCallback(0.9, "str")
     SparsifierCallback(0.9, "rigl")
+
+
+@pytest.mark.parametrize(
+    "schedule, match",
+    [
+        (Cubic, "got the class Cubic"),
+        (lambda step: 0.9, "above the final sparsity=0.5"),
+        (Cubic(0, 10, initial=0.9), "above the final sparsity=0.5"),
+        (lambda step, final: final, "must take one argument"),
+    ],
+)
+def test_the_callbacks_check_the_schedule_when_made(schedule, match):
+    """The dry run at construction used Constant(): these were refused only at train
+    begin, after the model and data were loaded."""
+    with pytest.raises(ValueError, match=match):
+        SparsifierSpec(0.5, "st3", schedule)

@@ -81,3 +81,35 @@ def test_a_batch_that_is_not_a_tensor_is_named():
     loader = [(torch.randn(2, 9), torch.zeros(2)), ("x", None)]
     with pytest.raises(TypeError, match="batch 1 is str"):
         effective_macs(net, loader)
+
+
+def test_an_unbatched_input_and_a_bad_max_batches_are_named():
+    """(4,) was counted as 4 samples of one feature (4.5 dense MACs instead of 18); a layer
+    the inputs never reach no longer breaks the table (its ratios are NaN)."""
+    import math
+
+    import torch
+    from torch import nn
+
+    from shrinkage.weights import effective_macs, format_effective_macs
+
+    net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    for x in (torch.randn(4), torch.tensor(1.0)):
+        with pytest.raises(ValueError, match="needs a batch dimension first"):
+            effective_macs(net, x)
+    assert effective_macs(net, torch.randn(1, 4))["total"]["dense"] == 18.0
+    for bad in (0, -1, "1", 0.5):
+        with pytest.raises(ValueError, match="max_batches must be an integer >= 1"):
+            effective_macs(net, torch.randn(2, 4), max_batches=bad)
+
+    class Unused(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 2), nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.a(x)
+
+    res = effective_macs(Unused(), torch.randn(2, 4))
+    assert math.isnan(res["layers"]["b"]["both_ratio"]) and res["total"]["both_ratio"] == 1.0
+    assert format_effective_macs(res).splitlines()[2].split()[-1] == "nan"

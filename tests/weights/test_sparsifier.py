@@ -690,7 +690,7 @@ def test_meta_and_zero_size_layers():
         Sparsifier(meta, 0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for method, mp in (("st3", None), ("rigl", {"update_end": 10})):
+        for method, mp in (("st3", None), ("rigl", {"update_end": 10, "update_every": 2})):
             model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
             with torch.no_grad():
                 model[0].weight = nn.Parameter(torch.empty(0, 4))
@@ -724,3 +724,23 @@ def test_a_squashed_sparsifier_loads_no_state():
     sp.squash()
     with pytest.raises(RuntimeError, match="squashed"):
         sp.load_state_dict(state)
+
+
+def test_rigl_warns_when_its_mask_would_never_be_updated():
+    with pytest.warns(UserWarning, match="update_every.*100 is not below update_end=10"):
+        Sparsifier(_mlp(), 0.5, method="rigl", method_params={"update_end": 10})
+    with pytest.raises(ValueError, match="seed.*below 2\\*\\*63"):
+        Sparsifier(_mlp(), 0.5, method="rigl", method_params={"update_end": 10, "seed": 2**70})
+
+
+def test_flops_refuses_pruned_names_that_are_no_modules_and_a_bare_string():
+    """A typo counted a pruned layer as dense; pruned="10" marked layers '1' and '0'."""
+    from shrinkage.weights import flops
+
+    net = nn.Sequential(*[nn.Linear(4, 4) for _ in range(11)])
+    with pytest.raises(ValueError, match=r"pruned names \['zz'\]"):
+        flops(net, (1, 4), pruned=["zz"])
+    with pytest.raises(ValueError, match="the string '10'"):
+        flops(net, (1, 4), pruned="10")
+    rows = {r["name"]: r["pruned"] for r in flops(net, (1, 4), pruned=["10"]).layers}
+    assert rows["10"] and not rows["1"] and not rows["0"]

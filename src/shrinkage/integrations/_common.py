@@ -69,11 +69,15 @@ class SparsifierSpec:
         at train begin after the model and data are loaded; include / exclude name the
         user's model and wait for it."""
         kwargs = {k: v for k, v in self.kwargs.items() if k not in ("include", "exclude")}
-        if self.method == "rigl":
-            kwargs["method_params"] = {"update_end": 1, **(kwargs.get("method_params") or {})}
+        if self.method == "rigl":  # update_end waits for the number of steps (build)
+            params = kwargs.get("method_params") or {}
+            kwargs["method_params"] = {"update_end": 2**40, **params}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a 2 x 2 layer pruned away warns
-            Sparsifier(nn.Linear(2, 2), self.sparsity, self.method, Constant(), **kwargs)
+            # the user's schedule too (a class, a two-argument callable, a value above the
+            # sparsity); None is the cubic of build, a valid one
+            schedule = self.schedule or Constant()
+            Sparsifier(nn.Linear(2, 2), self.sparsity, self.method, schedule, **kwargs)
 
     def build(self, model: nn.Module, total_steps: int | None) -> Sparsifier:
         schedule = self.schedule

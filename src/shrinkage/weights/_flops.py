@@ -123,6 +123,21 @@ class FlopsReport:
 
 
 @torch.no_grad()
+def _check_pruned(model: nn.Module, pruned) -> set | None:
+    """``pruned`` as a set of layer names, each a module of the model (a typo would count
+    a pruned layer as dense without a word; a bare string would be read letter by letter)."""
+    if pruned is None:
+        return None
+    if isinstance(pruned, str):
+        raise ValueError(f"pruned must be an iterable of layer names, got the string {pruned!r}")
+    names = set(pruned)
+    known = {n for n, _ in model.named_modules()}
+    missing = sorted(map(str, names - known))
+    if missing:
+        raise ValueError(f"pruned names {missing} that are not modules of the model")
+    return names
+
+
 def flops(model: nn.Module, input_shape, pruned: Iterable[str] | None = None) -> FlopsReport:
     """Count multiply-accumulates of every Conv{1,2,3}d and Linear for one input of ``input_shape``.
 
@@ -178,7 +193,7 @@ def flops(model: nn.Module, input_shape, pruned: Iterable[str] | None = None) ->
     shape = tuple(int(s) for s in input_shape)
     if not shape or any(s < 1 for s in shape):
         raise ValueError(f"input_shape must be positive ints, got {input_shape!r}")
-    pruned = set(pruned) if pruned is not None else None
+    pruned = _check_pruned(model, pruned)
     names = {id(m): n for n, m in model.named_modules()}
     rows: dict[int, dict] = {}
     seen_weights: dict[int, str] = {}

@@ -18,6 +18,7 @@ sqrt(fan_in / kept fan_in), so that its pre-activation keeps the dense variance.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -60,6 +61,18 @@ def check_rigl_params(p: dict) -> dict:
     out = dict(p)
     for key, low in (("update_end", 1), ("update_every", 1), ("seed", 0)):
         out[key] = check_int_at_least(f"method_params['{key}']", p[key], low)
+    if out["seed"] >= 2**63:
+        raise ValueError(f"method_params['seed'] must be below 2**63, got {out['seed']}")
+    if out["update_every"] >= out["update_end"]:
+        # updates happen at multiples of update_every below update_end: none will (a short
+        # smoke run may want that; a real one would be static sparse training, not RigL)
+        warnings.warn(
+            f"method_params['update_every']={out['update_every']} is not below "
+            f"update_end={out['update_end']}: the mask will never be updated (static random "
+            "sparse training, not RigL); lower update_every or raise update_end",
+            UserWarning,
+            stacklevel=5,
+        )
     a = p["drop_fraction"]
     if isinstance(a, bool) or not isinstance(a, int | float) or not 0 < a <= 1:
         raise ValueError(f"method_params['drop_fraction'] must be in (0, 1], got {a!r}")

@@ -8,11 +8,14 @@ every pair. Measured on real inputs with forward hooks.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .. import _checks
 
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}
@@ -107,6 +110,8 @@ def effective_macs(model: nn.Module, inputs, max_batches: int | None = None) -> 
     layers = OrderedDict((n, m) for n, m in model.named_modules() if isinstance(m, _LAYERS))
     if not layers:
         raise ValueError("model has no Linear or Conv layer to count MACs for")
+    if max_batches is not None:
+        max_batches = _checks.check_int_at_least("max_batches", max_batches, 1)
     sums = {n: [0.0, 0.0, 0.0, 0.0, 0.0, 0.0] for n in layers}  # 4 counts, nnz inputs, inputs
     n_samples = [0]
 
@@ -136,6 +141,12 @@ def effective_macs(model: nn.Module, inputs, max_batches: int | None = None) -> 
                     "inputs must be a tensor batch or an iterable of tensors or (x, y) "
                     f"pairs; batch {i} is {type(x).__name__} {x!r:.60}"
                 )
+            if x.ndim < 2:
+                # (4,) would count 4 samples of one feature each: the first dim is the batch
+                raise ValueError(
+                    f"batch {i} has shape {tuple(x.shape)}: it needs a batch dimension first, "
+                    "(n_samples, ...); for one sample pass x[None]"
+                )
             model(x)
             n_samples[0] += x.shape[0]
     finally:
@@ -152,7 +163,10 @@ def effective_macs(model: nn.Module, inputs, max_batches: int | None = None) -> 
         for k in keys:
             total[k] += row[k]
         row["input_density"] = s[4] / s[5] if s[5] else 0.0
-        row.update({f"{k}_ratio": row[k] / row["dense"] for k in keys[1:] if row["dense"]})
+        # a layer the inputs never reached (dense 0) has no ratio to speak of
+        row.update(
+            {f"{k}_ratio": row[k] / row["dense"] if row["dense"] else math.nan for k in keys[1:]}
+        )
         out["layers"][name] = row
     total.update({f"{k}_ratio": total[k] / total["dense"] for k in keys[1:]})
     out["total"] = total
