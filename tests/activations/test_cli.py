@@ -203,3 +203,14 @@ def test_train_resumes_bitwise_after_an_interruption(tmp_path, monkeypatch):
         assert resumed[key] == whole[key], key
     strip = [{k: v for k, v in h.items() if k != "seconds"} for h in whole["history"]]
     assert [{k: v for k, v in h.items() if k != "seconds"} for h in resumed["history"]] == strip
+
+
+@pytest.mark.parametrize("plots", [[], ["--no-plots"]])
+def test_eoc_refuses_no_networks_before_writing_anything(tmp_path, capsys, plots):
+    """--nets 0 failed after two plots were written; with --no-plots -1 was accepted."""
+    for nets in ("0", "-1"):
+        args = ["activations", "eoc", "--activation", "crelu", "--sparsity", "0.85"]
+        args += ["--nets", nets, "--out", str(tmp_path / "o"), *plots]
+        assert main(args) == 2
+        assert "--nets must be an integer >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -144,3 +144,41 @@ def test_init_zeroes_the_readout_bias_and_checks_it_belongs():
     assert torch.count_nonzero(net[1].bias) == 0 and torch.count_nonzero(net[0].bias) == 8
     with pytest.raises(ValueError, match="not a submodule"):
         init_(net, cfg, readout=torch.nn.Linear(8, 3))
+
+
+# -- found by probing (docs/reliability.md) ---------------------------------------------
+def test_the_inspection_tools_name_their_bad_arguments():
+    """unit_census(batch=0) raised range()'s error and batch=-1 / empty x a
+    ZeroDivisionError; ActivationSparsity(layers=[a module not in the model]) returned
+    [nan] silently, layers="1" an AttributeError; simulate_gain(chunk=0), simulate with an
+    integer dtype failed inside torch."""
+    from torch import nn
+
+    from shrinkage.activations import ActivationSparsity, simulate, simulate_gain, unit_census
+    from shrinkage.thresholds import CReLU
+
+    net = nn.Sequential(nn.Linear(4, 8), CReLU(tau=0.5, m=1.0))
+    x = torch.randn(6, 4)
+    for batch in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="batch"):
+            unit_census(net, x, batch=batch)
+    with pytest.raises(ValueError, match="non-empty tensor"):
+        unit_census(net, x[:0])
+    for layers in ([nn.ReLU()], "1", net[1]):
+        with pytest.raises(ValueError, match="layers must be"):
+            ActivationSparsity(net, layers=layers)
+    assert ActivationSparsity(net, layers=[net[1]]).layers == [net[1]]
+    cfg = edge_of_chaos("relu")
+    with pytest.raises(ValueError, match="chunk"):
+        simulate_gain(cfg, 3, 10, chunk=0)
+    with pytest.raises(ValueError, match="dtype must be a floating-point"):
+        simulate(cfg, 3, 10, n_nets=2, dtype=torch.int64)
+
+
+def test_text_is_not_a_variance_nor_a_weight_scale():
+    from shrinkage.activations import variance_map, zero_fraction
+
+    with pytest.raises(ValueError, match="q must be a number"):
+        zero_fraction("relu", "1")
+    with pytest.raises(ValueError, match="sigma_w must be a number"):
+        variance_map("relu", 1.0, "1.4", 0.0)

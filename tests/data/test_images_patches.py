@@ -157,3 +157,18 @@ def test_zca_on_constant_images_stays_finite():
     """No variance at all: ZCA's regulariser was eps * mean(eigenvalues) = 0 (NaN patches)."""
     P = patches([np.zeros((12, 12)), np.full((12, 12), 3.0)], size=4, n=10, whiten="zca")
     assert P.shape == (10, 16) and np.isfinite(P).all()
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True, "0"])
+def test_a_bad_patch_seed_is_named(seed):
+    img = np.random.default_rng(0).random((32, 32))
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        patches([img], 4, 10, seed=seed)
+
+
+@pytest.mark.parametrize("shape", [(0, 0), (8,), (8, 2.5), 8])
+def test_olshausen_filter_needs_a_two_dimensional_shape(shape):
+    from shrinkage.data import olshausen_filter
+
+    with pytest.raises(ValueError, match="shape must be \\(H, W\\)"):
+        olshausen_filter(shape)

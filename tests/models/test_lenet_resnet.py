@@ -109,3 +109,22 @@ def test_resnet_input_channels_are_checked():
     with pytest.raises(ValueError, match="in_channels must be an integer >= 1"):
         resnet_small(in_channels=0)
     assert resnet_small(in_channels=3)(torch.zeros(1, 3, 28, 28)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("builder", ["lenet5", "lenet_300_100", "resnet_small"])
+def test_an_activation_that_is_not_a_factory_is_named(builder):
+    """A string failed with "'str' object is not callable", a module instance with
+    "forward() missing 1 required positional argument"."""
+    import shrinkage.models as M
+
+    for bad in ("relu", torch.nn.ReLU()):
+        with pytest.raises(ValueError, match="activation must be a factory"):
+            getattr(M, builder)(activation=bad)
+
+
+@pytest.mark.parametrize("widths", [(2.5,), 16, "16", (16, True)])
+def test_resnet_widths_must_be_positive_integers(widths):
+    from shrinkage.models import resnet_small
+
+    with pytest.raises(ValueError, match="widths must be a non-empty sequence of positive ints"):
+        resnet_small(widths=widths)

@@ -744,3 +744,17 @@ def test_flops_refuses_pruned_names_that_are_no_modules_and_a_bare_string():
         flops(net, (1, 4), pruned="10")
     rows = {r["name"]: r["pruned"] for r in flops(net, (1, 4), pruned=["10"]).layers}
     assert rows["10"] and not rows["1"] and not rows["0"]
+
+
+def test_kth_threshold_refuses_nan_and_bool_scores_and_layer_densities_empty_shapes():
+    """A NaN score gave some other score as the threshold, silently; a zero or negative
+    dimension a ZeroDivisionError or densities of -0.0."""
+    from shrinkage.weights import kth_threshold, layer_densities
+
+    with pytest.raises(ValueError, match="NaN or inf"):
+        kth_threshold(torch.tensor([float("nan"), 1.0, 2.0, 3.0]), 0.5)
+    with pytest.raises(TypeError, match="floating-point"):
+        kth_threshold(torch.tensor([True, False]), 0.5)
+    for shapes in ([(0, 4), (4, 4)], [(-4, 4), (4, 4)]):
+        with pytest.raises(ValueError, match="positive integers"):
+            layer_densities(shapes, 0.5)

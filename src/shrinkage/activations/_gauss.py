@@ -334,6 +334,10 @@ def _module_spec(mod):
 
 def _as_q(q):
     was_torch = isinstance(q, torch.Tensor)
+    if isinstance(q, str | bytes | bool) or (
+        not was_torch and np.asarray(q).dtype.kind not in "iuf"
+    ):
+        raise ValueError(f"q must be a number > 0 or an array of them, got {q!r:.60}")
     arr = q.detach().cpu().double().numpy() if was_torch else np.asarray(q, dtype=np.float64)
     check_positive("q", arr)
     return arr, (q if was_torch else None)

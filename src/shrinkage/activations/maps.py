@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from scipy.optimize import brentq
 
-from .._checks import check_int_at_least, check_nonnegative, check_positive
+from .._checks import check_int_at_least, check_nonnegative, check_positive, check_scalar
 from ._docs import fill_doc
 from ._gauss import _all, _as_q, _back, _nodes, _phi_np, _second, resolve
 
@@ -30,7 +30,8 @@ from ._gauss import _all, _as_q, _back, _nodes, _phi_np, _second, resolve
 def _sig(sigma_w, sigma_b):
     check_positive("sigma_w", sigma_w)
     check_nonnegative("sigma_b", sigma_b)
-    return float(sigma_w) ** 2, float(sigma_b) ** 2
+    # one finite number each (text such as "1.4" would be read as a number)
+    return check_scalar("sigma_w", sigma_w) ** 2, check_scalar("sigma_b", sigma_b) ** 2
 
 
 @fill_doc

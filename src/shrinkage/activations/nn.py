@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._checks import check_int_at_least
 from .._init import gaussian_init_
 from ..thresholds import CST, SoftThreshold, Thresholding
 from ._cfg import check_config
@@ -72,6 +73,14 @@ def is_activation(mod: nn.Module) -> bool:
     return isinstance(mod, _ACT_TYPES)
 
 
+def _iterable(x) -> bool:
+    try:
+        iter(x)
+    except TypeError:
+        return False
+    return True
+
+
 class ActivationSparsity:
     """Forward hooks that count exact zeros at the output of every activation layer.
 
@@ -115,11 +124,20 @@ class ActivationSparsity:
     """
 
     def __init__(self, model: nn.Module, layers=None):
+        if layers is not None and (isinstance(layers, nn.Module | str) or not _iterable(layers)):
+            raise ValueError(
+                f"layers must be a list of modules of the model or None, got {layers!r:.80}"
+            )
         self.layers = (
             [m for m in model.modules() if is_activation(m)] if layers is None else list(layers)
         )
         if not self.layers:
             raise ValueError("model has no activation layers to measure")
+        own = {id(m) for m in model.modules()}
+        for m in self.layers:
+            if not isinstance(m, nn.Module) or id(m) not in own:
+                # its hook would never run: a NaN per_layer entry instead of a measurement
+                raise ValueError(f"layers must be modules of the model, got {m!r:.80}")
         self._handles = []
         self.reset()
 
@@ -201,6 +219,9 @@ def unit_census(model: nn.Module, x, batch: int = 1000) -> list[dict]:
     >>> unit_census(net, torch.randn(16, 4))[0]["dead"]
     1.0
     """
+    batch = check_int_at_least("batch", batch, 1)
+    if not isinstance(x, torch.Tensor) or x.ndim < 1 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty tensor of inputs, batch first, got {x!r:.80}")
     layers = [m for m in model.modules() if isinstance(m, Thresholding)]
     stats = [dict(n=0, zero=0, linear=0, sat=0, sq=0.0, on=None) for _ in layers]
 

@@ -87,6 +87,8 @@ def simulate(
     width = check_int_at_least("width", width)
     n_inputs = check_int_at_least("n_inputs", n_inputs)
     n_nets = check_int_at_least("n_nets", n_nets)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
     if n_inputs > 1:
         check_open_unit("rho0", rho0, closed_low=True)
     spec = _SPECS[cfg.activation]
@@ -179,6 +181,7 @@ def simulate_gain(
     depth = check_int_at_least("depth", depth, 2)
     width = check_int_at_least("width", width)
     n_nets = check_int_at_least("n_nets", n_nets)
+    chunk = check_int_at_least("chunk", chunk)
     g = torch.Generator().manual_seed(int(seed))
     act = cfg.module()
     sw, sb = float(cfg.sigma_w), float(cfg.sigma_b)

@@ -151,6 +151,8 @@ def _cfg(args):
 
 
 def _eoc(args) -> int:
+    if args.nets < 1:  # checked before the config and any plot (not after two are written)
+        raise ValueError(f"--nets must be an integer >= 1, got {args.nets}")
     cfg = _cfg(args)
     print(cfg)
     if args.no_plots:

@@ -37,7 +37,7 @@ def olshausen_filter(shape, f0: float = 0.4) -> np.ndarray:
     Raises
     ------
     ValueError
-        When ``f0`` is not a number > 0.
+        When ``f0`` is not a number > 0, or ``shape`` not two integers >= 1.
 
     Examples
     --------
@@ -52,6 +52,12 @@ def olshausen_filter(shape, f0: float = 0.4) -> np.ndarray:
     (True, 0.1073)
     """
     check_positive("f0", f0)
+    if (
+        not hasattr(shape, "__len__")
+        or len(shape) != 2
+        or any(isinstance(d, bool) or not isinstance(d, int | np.integer) or d < 1 for d in shape)
+    ):
+        raise ValueError(f"shape must be (H, W), two integers >= 1, got {shape!r}")
     fy = np.fft.fftfreq(shape[0])[:, None]
     fx = np.fft.fftfreq(shape[1])[None, :]
     f = np.hypot(fx, fy)
@@ -267,6 +273,10 @@ def patches(
                     else f"{int((~np.isfinite(a)).sum())} NaN or inf pixel(s)"
                 )
             )
+    if not (seed is None or isinstance(seed, np.random.Generator)) and (
+        isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
+    ):
+        raise ValueError(f"seed must be an integer >= 0, a numpy Generator or None, got {seed!r}")
     rng = np.random.default_rng(seed)
     if whiten == "olshausen":
         prepared = [whiten_olshausen(im, f0) * np.sqrt(variance) for im in images]

@@ -22,6 +22,11 @@ __all__ = ["lenet_300_100", "lenet5"]
 
 
 def _act(activation: Callable[[], nn.Module] | None) -> nn.Module:
+    if isinstance(activation, nn.Module) or (activation is not None and not callable(activation)):
+        raise ValueError(
+            "activation must be a factory returning a new nn.Module per layer (e.g. nn.ReLU "
+            f"or lambda: CReLU(0.5, 1.0)), got {activation!r:.60}"
+        )
     module = (activation or nn.ReLU)()
     if not isinstance(module, nn.Module):
         raise ValueError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 from torch import nn
 
 from .._checks import check_int_at_least
@@ -98,8 +99,14 @@ def resnet_small(
     >>> sum(isinstance(m, torch.nn.Conv2d) for m in net.modules())
     15
     """
-    if len(widths) < 1 or any(int(w) < 1 for w in widths):
+    if (
+        isinstance(widths, str)
+        or not hasattr(widths, "__len__")
+        or len(widths) < 1
+        or any(isinstance(w, bool) or not isinstance(w, int | np.integer) or w < 1 for w in widths)
+    ):
         raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths!r}")
+    widths = [int(w) for w in widths]
     if not isinstance(blocks, int) or blocks < 1:
         raise ValueError(f"blocks must be an integer >= 1, got blocks={blocks!r}")
     in_channels = check_int_at_least("in_channels", in_channels)

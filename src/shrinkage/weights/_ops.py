@@ -63,9 +63,10 @@ def kth_threshold(scores: torch.Tensor, sparsity: float, empty: float = 0.0) -> 
     Raises
     ------
     ValueError
-        ``sparsity`` outside [0, 1] or not a number.
+        ``sparsity`` outside [0, 1] or not a number; ``scores`` hold NaN or inf.
     TypeError
-        ``scores`` is not a tensor (a list of per-layer scores: ``torch.cat`` them first).
+        ``scores`` is not a floating-point tensor (a list of per-layer scores: ``torch.cat``
+        them first).
 
     Examples
     --------
@@ -86,7 +87,16 @@ def kth_threshold(scores: torch.Tensor, sparsity: float, empty: float = 0.0) -> 
         raise ValueError(f"sparsity must be a number in [0, 1], got sparsity={sparsity!r}")
     if not isinstance(scores, torch.Tensor):
         raise TypeError(f"scores must be a torch.Tensor, got {type(scores).__name__}")
+    if not scores.is_floating_point():
+        raise TypeError(f"scores must be a floating-point tensor, got dtype {scores.dtype}")
     flat = scores.reshape(-1)
+    if (
+        flat.numel()
+        and not bool(torch.isfinite(flat.sum()))
+        and not bool(torch.isfinite(flat).all())
+    ):
+        # a NaN sorts nowhere: the k-th value would be some other score, silently
+        raise ValueError(f"scores hold {int((~torch.isfinite(flat)).sum())} NaN or inf value(s)")
     k = n_pruned(sparsity, flat.numel())
     if k == 0:
         return torch.full((), empty, dtype=flat.dtype, device=flat.device)

@@ -127,6 +127,9 @@ def layer_densities(shapes, density: float, distribution: str = "erk") -> list[f
     density = float(density)
     if not 0.0 < density <= 1.0:
         raise ValueError(f"density must be in (0, 1], got density={density!r}")
+    for s in shapes:
+        if any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in s):
+            raise ValueError(f"shapes must hold weight shapes of positive integers, got {tuple(s)}")
     sizes = [math.prod(s) for s in shapes]
     if distribution == "uniform":
         return [density] * len(sizes)
@@ -155,6 +158,9 @@ def layer_counts(shapes, sparsity: float, distribution: str = "erk") -> list[int
     [20, 4]
     """
     check_open_unit("sparsity", sparsity, closed_low=True)
+    for s in shapes:
+        if any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in s):
+            raise ValueError(f"shapes must hold weight shapes of positive integers, got {tuple(s)}")
     sizes = [math.prod(s) for s in shapes]
     total = sum(sizes)
     keep = total - n_pruned(sparsity, total)
