@@ -109,3 +109,13 @@ def test_sparsity_with_a_config_or_a_factory_is_refused_not_dropped():
             mlp(3, 8, act, sparsity=0.9)
         with pytest.raises(ValueError, match="sparsity=0.9"):
             deep_cnn(3, 4, act, sparsity=0.9)
+
+
+def test_an_even_kernel_and_a_scale_input_that_is_not_a_bool_are_refused():
+    """kernel_size 2 grew the feature map by one per layer; scale_input="no" was truthy."""
+    from shrinkage.models import deep_cnn, mlp
+
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        deep_cnn(2, 4, "relu", kernel_size=2)
+    with pytest.raises(ValueError, match="scale_input must be True or False"):
+        mlp(2, 8, "relu", scale_input="no")

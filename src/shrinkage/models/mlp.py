@@ -90,6 +90,8 @@ def _resolve(activation, sparsity):
 
 def _start(activation, sparsity, num_classes, scale_input):
     """(activation factory, config or None, the first layers: ScaleInput when configured)."""
+    if not isinstance(scale_input, bool):  # "no" would be truthy: a ScaleInput added
+        raise ValueError(f"scale_input must be True or False, got {scale_input!r}")
     check_int_at_least("num_classes", num_classes)
     factory, cfg = _resolve(activation, sparsity)
     layers: list[nn.Module] = []
@@ -223,7 +225,7 @@ def deep_cnn(
         Channels of the input images, >= 1. Default 1.
     %(num_classes_readout)s
     kernel_size : int, optional
-        Side of the square kernels, >= 1; padding ``kernel_size // 2`` keeps the spatial
+        Side of the square kernels, odd, >= 1; padding ``kernel_size // 2`` keeps the spatial
         size for odd sizes. Default 3.
     scale_input : bool, optional
         Put a ``ScaleInput`` first when ``activation`` is a config. Default True.
@@ -257,6 +259,8 @@ def deep_cnn(
     channels = check_int_at_least("channels", channels)
     in_channels = check_int_at_least("in_channels", in_channels)
     kernel_size = check_int_at_least("kernel_size", kernel_size)
+    if kernel_size % 2 == 0:  # padding kernel_size // 2 would grow the map by one per layer
+        raise ValueError(f"kernel_size must be odd (the map keeps its size), got {kernel_size}")
     factory, cfg, layers = _start(activation, sparsity, num_classes, scale_input)
     c = in_channels
     for _ in range(depth):
