@@ -250,3 +250,19 @@ def test_a_device_the_machine_lacks_is_refused_before_any_work(device, match, mo
     monkeypatch.setattr(ex, "_train", lambda *a, **k: pytest.fail("work started"))
     with pytest.raises(ValueError, match=match):
         train_run(ActivationsRecipe(device=device, depth=3, width=8, progress=False))
+
+
+def test_train_refuses_a_folder_holding_another_recipes_finished_run(tmp_path):
+    """`activations train --out o` a second time with another sparsity wrote its config and
+    results over the first run's; now refused before any work. The same recipe runs again
+    (threads and progress are not the recipe)."""
+    base = ActivationsRecipe(
+        activation="crelu", depth=3, width=16, epochs=0.25, n_train=256, n_eval=128,
+        progress=False, out=str(tmp_path / "o"),
+    )  # fmt: skip
+    ex.train_run(base.replace(sparsity=0.9))
+    before = {p.name: p.read_bytes() for p in (tmp_path / "o").iterdir()}
+    with pytest.raises(ValueError, match="holds a finished run of another recipe.*sparsity"):
+        ex.train_run(base.replace(sparsity=0.85))
+    assert {p.name: p.read_bytes() for p in (tmp_path / "o").iterdir()} == before
+    assert ex.train_run(base.replace(sparsity=0.9, threads=2))["test_acc"] >= 0.0

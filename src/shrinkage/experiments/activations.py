@@ -249,7 +249,7 @@ def train_run(
         changes = {"sparsity": sparsity, **changes}
     recipe = (recipe or ActivationsRecipe()).replace(**changes).check()
     if recipe.out is not None:
-        _check_out(recipe.out)
+        _check_out(recipe.out, recipe)
     cfg, warning_text = recipe.config()
     with num_threads(recipe.threads):
         res = _train(recipe, cfg, resume)
@@ -257,10 +257,31 @@ def train_run(
     return _write(res, recipe)
 
 
-def _check_out(out) -> None:
+_NOT_RECIPE = ("out", "progress", "threads")  # fields that do not change the numbers
+
+
+def _check_out(out, recipe=None) -> None:
+    """``out`` a folder, and (given the run's ``recipe``) not one holding a finished run of
+    another recipe (its ``config.json`` and results would be written over)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out must be a folder, got out={str(out)!r}, which is a file")
+    saved_path = out / "config.json"
+    if recipe is None or not saved_path.is_file():
+        return
+    try:
+        saved = json.loads(saved_path.read_text())
+    except ValueError:
+        raise ValueError(f"{saved_path} is not valid JSON; remove the run folder") from None
+    full = {**ActivationsRecipe().to_dict(), **saved}
+    mine = recipe.to_dict()
+    diff = [k for k in mine if k not in _NOT_RECIPE and mine[k] != full.get(k)]
+    if diff:
+        shown = ", ".join(f"{k} {mine[k]!r} here, {full.get(k)!r} there" for k in diff[:6])
+        raise ValueError(
+            f"{out} holds a finished run of another recipe ({shown}); choose another output "
+            "folder or remove that run"
+        )
 
 
 def _images(recipe, dev):
@@ -604,7 +625,13 @@ def _run_or_skip(recipe, label, seed, skipped) -> dict | None:
     """The run's result (read back or trained), or None with the run appended to
     ``skipped`` and a RunSkippedWarning when its folder's checkpoint is in the way."""
     try:
-        return cached_result(Path(recipe.out) / "result.json", recipe) or train_run(recipe)
+        cached = cached_result(Path(recipe.out) / "result.json", recipe)
+        if cached is not None:
+            return cached
+        # the grid owns its run folders: a result of another recipe there is stale, to be
+        # replaced (train_run alone refuses to write over another recipe's run)
+        (Path(recipe.out) / "config.json").unlink(missing_ok=True)
+        return train_run(recipe)
     except CheckpointError as e:
         skipped.append({"label": label, "seed": seed, "out": recipe.out, "error": str(e)})
         warnings.warn(
