@@ -26,7 +26,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from shrinkage._io import save_figure, write_json
-from shrinkage.experiments.activations import ActivationsRecipe, cached_result, train_run
+from shrinkage.experiments.activations import ActivationsRecipe, run_cached
 
 ROWS = (("relu", None), ("crelu", 0.85), ("cst", 0.85))
 
@@ -43,9 +43,7 @@ def run(out, epochs, seed=0, quick=False, **changes) -> list[dict]:
             r = r.replace(depth=3, width=32, n_train=256, n_eval=128, batch_size=64)
         path = out / act
         r = r.replace(out=str(path))
-        res = cached_result(path / "result.json", r)
-        if res is None:
-            res = train_run(r, resume=True)
+        res = run_cached(r, resume=True)
         curve = [
             {
                 "epoch": h["epoch"],

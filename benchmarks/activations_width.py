@@ -21,7 +21,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from shrinkage._io import save_figure, write_json
-from shrinkage.experiments.activations import ActivationsRecipe, cached_result, train_run
+from shrinkage.experiments.activations import ActivationsRecipe, run_cached
 
 ROWS = (("relu", None), ("crelu", 0.85), ("cst", 0.85))
 
@@ -47,9 +47,7 @@ def run(out, widths, depth, n_train, epochs, seeds, lr, batch_size):
                 )
                 path = out / f"{act}_w{width}_s{seed}"
                 r = r.replace(out=str(path))
-                res = cached_result(path / "result.json", r)
-                if res is None:
-                    res = train_run(r)
+                res = run_cached(r)
                 rows.append(
                     {
                         "activation": act,

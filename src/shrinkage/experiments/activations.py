@@ -233,7 +233,8 @@ def train_run(
     Raises
     ------
     ValueError
-        A field out of range (named), before any work.
+        A field out of range (named), or an ``out`` holding a finished run of another recipe
+        (``run_cached`` replaces such a stale run), before any work.
 
     Examples
     --------
@@ -615,6 +616,18 @@ def cached_result(path: Path, recipe) -> dict | None:
     return res if isinstance(res, dict) and res.get("recipe") == _key(recipe) else None
 
 
+def run_cached(recipe, resume: bool | None = None) -> dict:
+    """The result of ``recipe`` in its folder ``recipe.out``: read back when it was made with
+    the same recipe, else trained there (``train_run``, ``resume`` as there). For grids and
+    benchmarks that own their run folders: a finished run of another recipe there is stale
+    and replaced (``train_run`` alone refuses to write over it)."""
+    cached = cached_result(Path(recipe.out) / "result.json", recipe)
+    if cached is not None:
+        return cached
+    (Path(recipe.out) / "config.json").unlink(missing_ok=True)
+    return train_run(recipe) if resume is None else train_run(recipe, resume=resume)
+
+
 class RunSkippedWarning(UserWarning):
     """A run of a grid (``reproduce``, ``lever_study``) that could not be made: its folder
     holds a checkpoint that cannot be used (damaged, or written by an older version). The
@@ -625,13 +638,7 @@ def _run_or_skip(recipe, label, seed, skipped) -> dict | None:
     """The run's result (read back or trained), or None with the run appended to
     ``skipped`` and a RunSkippedWarning when its folder's checkpoint is in the way."""
     try:
-        cached = cached_result(Path(recipe.out) / "result.json", recipe)
-        if cached is not None:
-            return cached
-        # the grid owns its run folders: a result of another recipe there is stale, to be
-        # replaced (train_run alone refuses to write over another recipe's run)
-        (Path(recipe.out) / "config.json").unlink(missing_ok=True)
-        return train_run(recipe)
+        return run_cached(recipe)
     except CheckpointError as e:
         skipped.append({"label": label, "seed": seed, "out": recipe.out, "error": str(e)})
         warnings.warn(
