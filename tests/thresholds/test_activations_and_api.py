@@ -58,6 +58,11 @@ def test_modules_equal_functions(module, fn, args):
     assert "tau=0.5" in repr(module)
     clone = pickle.loads(pickle.dumps(copy.deepcopy(module)))
     torch.testing.assert_close(clone(x), module(x))
+    # integers and masks are read as real numbers by both (tau 0.5 is not cast to 0)
+    for xi in (torch.tensor([-3, -1, 0, 1, 2, 7]), torch.tensor([True, False, True])):
+        want = fn(xi.double(), *args).to(torch.get_default_dtype())
+        torch.testing.assert_close(module(xi), want)
+        torch.testing.assert_close(fn(xi, *args), want)
 
 
 def test_learnable_tau_gets_gradient():

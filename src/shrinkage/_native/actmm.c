@@ -148,18 +148,20 @@ typedef struct {                                                                
     T *val;          /* its value */                                                   \
 } sp_##SFX;                                                                             \
                                                                                         \
+/* written so that a NaN passes through (every comparison with NaN is false), as it does \
+ * through torch's relu and clamp */                                                    \
 static inline T phi_##SFX(T z, int act, T tau, T m) {                                   \
     T a, s;                                                                             \
     switch (act) {                                                                      \
-    case A_RELU: return z > 0 ? z : (T)0;                                               \
-    case A_SHIFTED: a = z - tau; return a > 0 ? a : (T)0;                               \
-    case A_CRELU: a = z - tau; a = a > 0 ? a : (T)0; return a < m ? a : m;              \
+    case A_RELU: return z <= 0 ? (T)0 : z;                                              \
+    case A_SHIFTED: a = z - tau; return a <= 0 ? (T)0 : a;                              \
+    case A_CRELU: a = z - tau; a = a <= 0 ? (T)0 : a; return a > m ? m : a;             \
     case A_SOFT:                                                                        \
     case A_CST:                                                                         \
         s = z < 0 ? (T)-1 : (T)1;                                                       \
         a = (z < 0 ? -z : z) - tau;                                                     \
-        a = a > 0 ? a : (T)0;                                                           \
-        if (act == A_CST) a = a < m ? a : m;                                            \
+        a = a <= 0 ? (T)0 : a;                                                          \
+        if (act == A_CST) a = a > m ? m : a;                                            \
         return s * a;                                                                   \
     default: return z;                                                                  \
     }                                                                                   \
@@ -169,7 +171,7 @@ static inline T phi_##SFX(T z, int act, T tau, T m) {                           
 static void activate_##SFX(T *z, int64_t count, int act, T tau, T m) {                  \
     if (act == A_NONE) return;                                                          \
     if (act == A_RELU) {                                                                \
-        for (int64_t i = 0; i < count; ++i) z[i] = z[i] > 0 ? z[i] : (T)0;              \
+        for (int64_t i = 0; i < count; ++i) z[i] = z[i] <= 0 ? (T)0 : z[i];             \
         return;                                                                         \
     }                                                                                   \
     for (int64_t i = 0; i < count; ++i) z[i] = phi_##SFX(z[i], act, tau, m);            \

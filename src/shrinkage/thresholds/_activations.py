@@ -209,6 +209,10 @@ class Thresholding(nn.Module):
         raise NotImplementedError
 
     def forward(self, x):
+        if not (x.is_floating_point() or x.is_complex()):
+            # integers and masks are read as real numbers, as the functions read them (a tau
+            # cast to an integer dtype would threshold at 0)
+            x = x.to(torch.get_default_dtype())
         # A learnable tau could be pushed below 0 by the optimiser; the clamp keeps tau >= 0.
         return self._core(x, self.tau.clamp(min=0.0).to(x.dtype))
 

@@ -32,7 +32,7 @@ from torch import nn
 
 from .. import _native
 from ..thresholds import CST, CReLU, ShiftedReLU, SoftThreshold, cores
-from ._sparse_modules import _quiet_beta
+from ._sparse_modules import _quiet_beta, check_input_dtype
 
 __all__ = [
     "ACT_KERNELS",
@@ -308,6 +308,7 @@ class ActivationChain(nn.Module):
         n_in = self.specs[0]["in"]
         if x.dim() == 0 or x.shape[-1] != n_in:
             raise ValueError(f"input must end with in_features={n_in}, got shape {tuple(x.shape)}")
+        check_input_dtype(x, self._buffers["w0"].dtype, "ActivationChain")
         self.validate()
         lead = x.shape[:-1]
         x2 = x.reshape(-1, n_in)

@@ -133,7 +133,15 @@ def export_activations(
             "export(..., activations=True) needs example_input: real inputs (how sparse "
             "each layer's input is depends on the data), e.g. a batch of the test set"
         )
-    ex = torch.as_tensor(example_input)
+    ex = example_input
+    if isinstance(ex, tuple | list):  # a chain takes one tensor: a 1-tuple is that tensor
+        if len(ex) != 1 or not isinstance(ex[0], torch.Tensor):
+            raise ValueError(
+                "export(..., activations=True) needs example_input as one tensor (the input "
+                f"of an nn.Sequential), got a {type(ex).__name__} of {len(ex)} items"
+            )
+        ex = ex[0]
+    ex = torch.as_tensor(ex)
     out = copy.deepcopy(model)
     runs = find_runs(out)
     names = [n for run in runs for n, _ in run]

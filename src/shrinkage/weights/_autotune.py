@@ -42,7 +42,9 @@ def _time_modules(mods: dict[str, nn.Module], x: torch.Tensor, rounds: int) -> d
     (every call on a busy machine) shows it in its median. Cheap candidates get more
     calls (about 10 ms each, at most 100), slow ones at least ``rounds``.
     """
-    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+    first = next((t for t in x if isinstance(t, torch.Tensor)), None) if isinstance(x, tuple) else x
+    cuda = first is not None and first.device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     n_calls = {}
     with torch.no_grad():
         for name, m in mods.items():  # warm up, and size the number of calls
@@ -64,6 +66,30 @@ def _time_modules(mods: dict[str, nn.Module], x: torch.Tensor, rounds: int) -> d
                 sync()
                 samples[name].append(time.perf_counter() - t0)
     return {k: statistics.median(v) * 1e3 for k, v in samples.items()}
+
+
+def example_rows(example, batch: int):
+    """``batch`` rows of an example input, its own rows repeated as needed: each tensor of a
+    tuple or list (other items as they are), or the tensor itself. Its own values, not
+    random ones, so that token ids stay ids and images images."""
+    if isinstance(example, tuple | list):
+        return tuple(example_rows(t, batch) for t in example)
+    if not isinstance(example, torch.Tensor) or example.dim() == 0:
+        return example
+    x = example.reshape(example.shape[0], -1)
+    reps = -(-batch // max(x.shape[0], 1))
+    return x.repeat(reps, 1)[:batch].reshape(batch, *example.shape[1:]).contiguous()
+
+
+class Unpacked(nn.Module):
+    """``model(*x)``: a model timed on a tuple of inputs."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(*x)
 
 
 def _check_candidates(candidates) -> tuple[str, ...]:

@@ -60,7 +60,14 @@ from torch import nn
 
 from .. import _checks
 from ._act_chain import ACT_KERNELS, ActivationChain, check_chain_state
-from ._autotune import _check_candidates, _supported, _time_modules, bytes_per_call
+from ._autotune import (
+    Unpacked,
+    _check_candidates,
+    _supported,
+    _time_modules,
+    bytes_per_call,
+    example_rows,
+)
 from ._sparse_modules import (
     DEFAULT_CANDIDATES,
     KERNELS,
@@ -126,10 +133,25 @@ def _forward(model: nn.Module, example_input) -> None:
 
 
 def _check_example(model: nn.Module, example_input) -> None:
-    """One forward pass of the dense model: an ``example_input`` it cannot take is a
-    ValueError naming it, before any timing."""
+    """An ``example_input`` the timing cannot use (a tensor without rows or with a NaN or
+    inf: real inputs are what it stands for) or that the dense model cannot take (one
+    forward pass) is a ValueError naming it, before any timing."""
     shape = getattr(example_input, "shape", None)
     what = f"shape {tuple(shape)}" if shape is not None else type(example_input).__name__
+    items = example_input if isinstance(example_input, tuple | list) else (example_input,)
+    for t in items:
+        if not isinstance(t, torch.Tensor):
+            continue
+        if t.dim() == 0 or t.shape[0] == 0:
+            raise ValueError(
+                f"example_input ({what}) needs at least one row (sample) in each tensor, "
+                f"got shape {tuple(t.shape)}"
+            )
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            raise ValueError(
+                f"example_input ({what}) holds NaN or inf: give real inputs (the timings and "
+                "the output check run on them)"
+            )
     with _checks.fits_the_model(f"example_input ({what})"):
         _forward(model, example_input)
 
@@ -162,7 +184,8 @@ def export(
     given (one forward pass records their input sizes; timed with ``batch_size``
     images); without it they stay dense, like every other module. With
     ``example_input``, the whole model as chosen is then timed against the same layers
-    all on torch CSR and against dense, and the fastest is kept. The input ``model``
+    all on torch CSR and against dense, on ``batch_size`` rows of the example (its rows
+    repeated as needed), and the fastest is kept. The input ``model``
     is not modified. Outputs equal the dense model's up to float rounding.
 
     With ``activations=True`` zero activations are skipped too: each ``Linear ->
@@ -228,7 +251,8 @@ def export(
         ``batch_size`` or ``rounds`` is not an integer >= 1; ``candidates`` is empty or
         names an unknown kernel; the one forced kernel cannot run an eligible layer here
         (its size, dtype or device); ``activations=True`` without ``example_input``;
-        an ``example_input`` the model cannot take (checked by one dense forward pass).
+        an ``example_input`` the model cannot take (checked by one dense forward pass),
+        or a tensor of it without rows or with a NaN or inf.
 
     Examples
     --------
@@ -379,8 +403,9 @@ def _best_whole_model(model, chosen, report, example_input, batch_size, rounds):
     else:
         if any(report[n]["kernel"] != "torch_csr" for n in sparse):
             alts["torch_csr"] = csr
-    ex = torch.as_tensor(example_input)
-    x = torch.randn((batch_size, *ex.shape[1:]), dtype=ex.dtype, device=ex.device)
+    x = example_rows(example_input, batch_size)
+    if isinstance(x, tuple):
+        alts = {k: Unpacked(m) for k, m in alts.items()}
     ms = _time_modules(alts, x, rounds)
     best = min(ms, key=ms.get)
     for n in sparse:

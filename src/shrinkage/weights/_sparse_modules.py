@@ -409,6 +409,7 @@ class SparseLinear(nn.Module):
         return yt.t()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input_dtype(x, self.values.dtype, "SparseLinear")
         if x.dim() == 2 and x.shape[1] == self.in_features:
             return self._forward2d(x)
         if x.dim() == 0 or x.shape[-1] != self.in_features:
@@ -679,6 +680,7 @@ class SparseConv2d(nn.Module):
             raise ValueError(
                 f"input must be (N, {self.in_channels}, H, W), got shape {tuple(x.shape)}"
             )
+        check_input_dtype(x, self.matrix.values.dtype, "SparseConv2d")
         self.validate()
         n = x.shape[0]
         ho, wo = self._out_hw(x.shape[2], x.shape[3])
@@ -767,6 +769,16 @@ def check_extra_state(state) -> tuple[str, int, int]:
     return kernel, in_f, out_f
 
 
+def check_input_dtype(x: torch.Tensor, dtype: torch.dtype, layer: str) -> None:
+    """TypeError unless ``x`` has the layer's dtype (the dense layer it stands for refuses
+    any other too; the message says which conversion to make)."""
+    if x.dtype != dtype:
+        raise TypeError(
+            f"{layer}: input of dtype {x.dtype}, the layer's is {dtype}; convert the input "
+            f"(x.to({dtype})) or the model (model.to(...))"
+        )
+
+
 def _csr_problems(m: SparseLinear) -> list[str]:
     """What is wrong with a sparse layer's buffers (empty when nothing)."""
     crow, col, val, bias = m.crow_indices, m.col_indices, m.values, m.bias
@@ -794,7 +806,7 @@ def _csr_problems(m: SparseLinear) -> list[str]:
         problems.append(f"buffers must share one device, got {sorted(map(str, devices))}")
     if problems:
         return problems
-    if not all(t.is_contiguous() for t in (crow, col, val)):
+    if not all(t.is_contiguous() for t in (crow, col, val) + (() if bias is None else (bias,))):
         problems.append("buffers must be contiguous")
     nnz = val.shape[0]
     if int(crow[0]) != 0 or bool((crow[1:] < crow[:-1]).any()):
