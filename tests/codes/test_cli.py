@@ -239,3 +239,21 @@ def test_compare_reports_gabor_parameters_and_atom_types(tmp_path):
         fr = [float(r[f"type_{t}"]) for t in ("gabor", "blob", "low-frequency", "unstructured")]
         assert abs(sum(fr) - 1) < 1e-9 and all(f * 3 == round(f * 3) for f in fr)
     assert (out / "gabor_params.png").stat().st_size > 1000
+
+
+def test_learn_refuses_a_folder_holding_another_run(tmp_path):
+    """A second ``codes learn`` with another lam (or into a weights run's folder) once wrote
+    its results over the first run's, exit 0."""
+    small = ["--atoms", "4", "--patches", "200", "--test", "40", "--size", "4", "--epochs", "1"]
+    small += ["--no-analysis", "--penalty", "l1"]
+    out = tmp_path / "c"
+    assert _run(["codes", "learn", *small, "--lam", "0.1", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(ValueError, match="another recipe \\(lam 0.3 here, 0.1 there"):
+        _run(["codes", "learn", *small, "--lam", "0.3", "--out", str(out)])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    other = tmp_path / "w"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"model": "lenet5", "sparsity": 0.9}))
+    with pytest.raises(ValueError, match="another command \\(model, sparsity"):
+        _run(["codes", "learn", *small, "--lam", "0.1", "--out", str(other)])

@@ -182,3 +182,58 @@ def test_the_command_line_takes_the_recipe_defaults_and_requires_the_checkpoint(
         parser.parse_args(["weights", "finetune", "--sparsity", "0.9"])
     assert stop.value.code == 2
     assert "--checkpoint" in capsys.readouterr().err
+
+
+def test_a_folder_holding_another_run_is_refused_before_any_work(dense, tmp_path):
+    """A fine-tune into a finished train run's folder (reading its model.pt) or into another
+    fine-tune's with another recipe once replaced that run's files, exit 0."""
+    ckpt, data = dense
+    train_dir = ckpt.parent
+    before = {p.name: p.read_bytes() for p in train_dir.iterdir()}
+    with pytest.raises(ValueError, match="holds a run of another command"):
+        finetune(_cfg(ckpt, "st3", train_dir), data=data)
+    assert {p.name: p.read_bytes() for p in train_dir.iterdir()} == before
+    out = tmp_path / "ft"
+    finetune(_cfg(ckpt, "gmp", out, sparsity=0.5, max_batches=2), data=data)
+    first = (out / "result.json").read_bytes()
+    with pytest.raises(ValueError, match="another recipe \\(sparsity 0.9 here, 0.5 there"):
+        finetune(_cfg(ckpt, "gmp", out, sparsity=0.9, max_batches=2), data=data)
+    assert (out / "result.json").read_bytes() == first
+    # the same recipe runs again (another thread count is the same recipe)
+    finetune(_cfg(ckpt, "gmp", out, sparsity=0.5, max_batches=2, threads=1), data=data)
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"clip": -1.0}, "clip must be >= 0"),
+        ({"clip": float("nan")}, "clip must be a finite number"),
+        ({"weight_decay": -1e-4}, "weight_decay must be >= 0"),
+        ({"momentum": 1.0}, "momentum must be in \\[0, 1\\)"),
+        ({"momentum": -0.1}, "momentum must be in \\[0, 1\\)"),
+        ({"lr": float("inf")}, "lr must be a finite number"),
+    ],
+)
+def test_optimiser_numbers_are_refused_by_name(dense, change, match):
+    """A negative clip made every step gradient ascent (clip_grad_norm_ scales by -1/||g||),
+    silently; NaN and inf failed only once training had started."""
+    ckpt, _ = dense
+    with pytest.raises(ValueError, match=match):
+        _cfg(ckpt, "st3", **change).check()
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**change).check()
+    with pytest.raises(ValueError, match="m_scale must be > 0"):
+        TrainConfig(m_scale=float("nan")).check()
+
+
+def test_a_subset_larger_than_the_source_is_refused_before_anything_is_written(
+    monkeypatch, tmp_path
+):
+    from shrinkage.experiments import weights as ew
+
+    monkeypatch.setattr(ew, "mnist", lambda split: (torch.zeros(100, 1, 28, 28), torch.zeros(100)))
+    for field in ("subset", "test_subset"):
+        cfg = TrainConfig(**{field: 101}, out=str(tmp_path / field), progress=False)
+        with pytest.raises(ValueError, match=f"{field} must be at most the 100 images"):
+            train_run(cfg)
+        assert not (tmp_path / field / "config.json").exists()

@@ -248,12 +248,16 @@ def learn(
     ``EVERY_SECONDS``, and when learning ends; removed
     when the call returns); ``resume`` says whether to continue the run found there (see
     ``Checkpoint``): the resumed dictionary is
-    bitwise the uninterrupted one. The first Ctrl-C stops after the current batch.
+    bitwise the uninterrupted one. The first Ctrl-C stops after the current batch. An
+    ``out`` whose ``config.json`` is another run's (another recipe, or another command's) is
+    refused before any work (ValueError): the command would write its results over it.
     """
     r = _recipe(LearnRecipe, recipe, changes)
     ckpt = None
     if out is not None:
         check_writable_dir(out)
+        # the command writes config.json and the results there: another run's stay
+        r.refuse_other_run(out)
         key = {**r.to_dict(), "dtype": str(dtype), "own_data": data is not None}
         ckpt = Checkpoint(out, {k: v for k, v in key.items() if k not in _NOT_LEARNING}, resume)
     with num_threads(r.threads):

@@ -30,13 +30,13 @@ from pathlib import Path
 
 import torch
 
-from .._checks import check_choice, check_int_at_least, check_open_unit, check_positive
-from .._io import save_torch, write_json, write_text
+from .._checks import check_choice, check_int_at_least, check_open_unit
+from .._io import check_writable_dir, save_torch, write_json, write_text
 from ..weights import METHODS, Constant, Cubic, Sparsifier, flops
 from .loop import CHECKPOINT, fit, num_threads
 from .recipe import Recipe
 from .recipe import option as _h
-from .weights import MODELS, _begin_run, _data, build_model, evaluate, loop_settings
+from .weights import MODELS, _begin_run, _data, build_model, check_sgd, evaluate, loop_settings
 
 __all__ = ["FinetuneConfig", "finetune", "load_dense", "FINETUNE_METHODS"]
 
@@ -89,7 +89,7 @@ class FinetuneConfig(Recipe):
         check_int_at_least("epochs", self.epochs, 1)
         check_int_at_least("batch_size", self.batch_size, 1)
         check_int_at_least("evals_per_epoch", self.evals_per_epoch, 1)
-        check_positive("lr", self.lr)
+        check_sgd(self)
         check_choice("scope", self.scope, ("global", "layer"))
         if not 0.0 < self.prune_end <= 1.0:
             raise ValueError(f"prune_end must be in (0, 1], got prune_end={self.prune_end!r}")
@@ -164,6 +164,9 @@ def finetune(config: FinetuneConfig | dict, data=None, resume: bool | None = Non
     """
     cfg = FinetuneConfig(**config) if isinstance(config, dict) else config
     cfg.check()
+    if cfg.out:
+        check_writable_dir(cfg.out)
+        cfg.refuse_other_run(cfg.out)  # another run's results (a train run's too) stay
     model = load_dense(cfg.model, cfg.checkpoint)  # a bad checkpoint fails before any work
     with num_threads(cfg.threads):
         return _finetune(cfg, model, data, resume)

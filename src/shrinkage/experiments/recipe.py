@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import asdict, fields
+from pathlib import Path
 
 __all__ = ["Recipe", "comma_list"]
 
@@ -100,6 +102,35 @@ class Recipe:
     def replace(self, **changes):
         """A copy with some fields changed (recipes are frozen)."""
         return dataclasses.replace(self, **changes)
+
+    def refuse_other_run(self, out, ignore=("out", "progress", "threads")) -> None:
+        """ValueError when the folder ``out`` holds the ``config.json`` of a run of another
+        recipe: another command's (fields this recipe does not have) or this one's with
+        other settings (fields in ``ignore`` aside): writing this run there would replace
+        that run's results. A run of the same recipe may be run again; fields a saved
+        config lacks (an older version) read as their defaults."""
+        path = Path(out) / "config.json"
+        if not path.is_file():
+            return
+        try:
+            saved = json.loads(path.read_text())
+        except ValueError:
+            raise ValueError(f"{path} is not valid JSON; remove the run folder") from None
+        mine = self.to_dict()
+        if not isinstance(saved, dict) or set(saved) - set(mine):
+            other = sorted(set(saved) - set(mine)) if isinstance(saved, dict) else []
+            raise ValueError(
+                f"{out} holds a run of another command ({', '.join(other[:4]) or 'not a recipe'}"
+                f" in its config.json); choose another output folder or remove that run"
+            )
+        full = {**type(self)().to_dict(), **saved}
+        diff = [k for k in mine if k not in ignore and mine[k] != full.get(k)]
+        if diff:
+            shown = ", ".join(f"{k} {mine[k]!r} here, {full.get(k)!r} there" for k in diff[:6])
+            raise ValueError(
+                f"{out} holds a run of another recipe ({shown}); choose another output "
+                "folder or remove that run"
+            )
 
     @classmethod
     def add_arguments(cls, parser, *, skip=(), defaults=None) -> None:

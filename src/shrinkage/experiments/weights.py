@@ -24,6 +24,7 @@ import csv
 import dataclasses
 import io
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ from .._checks import (
     check_distinct,
     check_floor,
     check_int_at_least,
+    check_nonnegative,
     check_open_unit,
     check_positive,
 )
@@ -180,7 +182,8 @@ class TrainConfig(Recipe):
         check_open_unit("sparsity", self.sparsity, closed_low=True)
         check_int_at_least("epochs", self.epochs, 1)
         check_int_at_least("batch_size", self.batch_size, 1)
-        check_positive("lr", self.lr)
+        check_sgd(self)
+        check_positive("m_scale", self.m_scale)
         check_choice("schedule", self.schedule, _SCHEDULES)
         check_choice("optimizer", self.optimizer, _OPTIMIZERS)
         check_choice("eval_split", self.eval_split, _EVAL_SPLITS)
@@ -233,11 +236,33 @@ def _schedule(cfg: TrainConfig, total: int):
     return Constant(start)
 
 
+def check_sgd(cfg) -> None:
+    """The optimiser's numbers of a weights recipe (TrainConfig, FinetuneConfig): a finite
+    lr > 0, momentum in [0, 1), weight decay and gradient clip finite and >= 0 (a negative
+    clip flips every gradient: ascent; momentum 1 or more diverges)."""
+    for name in ("lr", "momentum", "weight_decay", "clip"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite number, got {name}={v!r}")
+    check_positive("lr", cfg.lr)
+    if not 0.0 <= cfg.momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got momentum={cfg.momentum!r}")
+    check_nonnegative("weight_decay", cfg.weight_decay)
+    check_nonnegative("clip", cfg.clip)
+
+
 def _data(cfg, split: str = "test"):
     """MNIST's 50k training images and the ``split`` ("test" or "val") to report on; ``cfg``
     gives ``subset`` / ``test_subset`` (a TrainConfig or a FinetuneConfig)."""
     x, y = mnist("train")
     xt, yt = mnist(split)
+    # more than the source holds would silently train (or test) on fewer: refused
+    sizes = (("subset", cfg.subset, len(x)), ("test_subset", cfg.test_subset, len(xt)))
+    for name, want, have in sizes:
+        if want is not None and want > have:
+            raise ValueError(
+                f"{name} must be at most the {have:,} images of this source, got {name}={want!r}"
+            )
     if cfg.subset:
         x, y = x[: cfg.subset], y[: cfg.subset]
     if cfg.test_subset:
@@ -345,9 +370,9 @@ def _begin_run(cfg, data, load):
     set), the data (``data``, else ``load()``), the seed; returns ``(out, (x, y, x_test,
     y_test), steps per epoch, total steps)``."""
     out = Path(cfg.out) if cfg.out else None
+    tensors = data if data is not None else load()  # refuses a subset larger than the source
     if out is not None:
         write_json(out / "config.json", cfg.to_dict())
-    tensors = data if data is not None else load()
     torch.manual_seed(cfg.seed)
     per_epoch = steps_per_epoch(len(tensors[0]), cfg.batch_size, cfg.max_batches)
     return out, tensors, per_epoch, per_epoch * cfg.epochs
