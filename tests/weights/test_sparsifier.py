@@ -434,6 +434,29 @@ def test_load_state_dict_refuses_a_different_configuration():
     other = Sparsifier(_net(), 0.5, method="gmp")
     with pytest.raises(ValueError, match="method"):
         sp.load_state_dict(other.state_dict())
+    # the operator's own settings too (a resume once went on with another one, silently)
+    st3 = Sparsifier(_net(), 0.5)
+    st3.step()
+    with pytest.raises(ValueError, match="rescale=True, this Sparsifier has False"):
+        Sparsifier(_net(), 0.5, rescale=False).load_state_dict(st3.state_dict())
+    kw = dict(method="prox_ste", penalty="scad")
+    scad = Sparsifier(_net(), 0.5, **kw, penalty_params={"gamma": 3.7})
+    scad.step()
+    with pytest.raises(ValueError, match="penalty_params=\\{'gamma': 3.7\\}"):
+        Sparsifier(_net(), 0.5, **kw, penalty_params={"gamma": 10.0}).load_state_dict(
+            scad.state_dict()
+        )
+    same = Sparsifier(
+        _net(), 0.5, **kw, penalty_params={"gamma": torch.tensor(3.7, dtype=torch.float64)}
+    )
+    same.load_state_dict(scad.state_dict())  # the same value given as a tensor
+    state = scad.state_dict()
+    for bad in (torch.ones(2), "3.7", None):
+        with pytest.raises(ValueError, match="penalty_params"):
+            same.load_state_dict({**state, "penalty_params": bad})
+    old = {k: v for k, v in state.items() if k not in ("penalty_params", "rescale")}
+    same.load_state_dict(old)  # saved before they were recorded
+    assert same.step_count == 1
 
 
 def test_deepcopy_gives_an_independent_working_copy():

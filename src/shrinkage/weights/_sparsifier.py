@@ -52,6 +52,20 @@ class PrunedLayerWarning(UserWarning):
     """
 
 
+def _plain(params: dict) -> dict:
+    """Penalty parameters as plain floats (a 0-d tensor given for one compares by value)."""
+    return {k: float(v) for k, v in params.items()}
+
+
+def _same(saved, mine) -> bool:
+    """Whether a saved entry is ``mine``: the same type and equal (a damaged entry, a tensor
+    say, is not, and never raises here)."""
+    try:
+        return type(saved) is type(mine) and bool(saved == mine)
+    except (RuntimeError, TypeError, ValueError):
+        return False
+
+
 def _split(flat_mask, scores):
     """A mask over the concatenated scores, cut back into one per tensor (None stays None)."""
     if flat_mask is None:
@@ -1067,8 +1081,9 @@ class Sparsifier:
         -------
         dict
             ``step``, ``sparsity``, ``min_density``, ``method``, ``scope``, ``penalty``,
-            ``layers`` (names), and per layer, in that order: ``tau``, ``lam`` (0-d
-            tensors), ``mask`` (bool tensor or None), ``ties`` (bool tensor or None).
+            ``penalty_params``, ``rescale``, ``layers`` (names), and per layer, in that
+            order: ``tau``, ``lam`` (0-d tensors), ``mask`` (bool tensor or None), ``ties``
+            (bool tensor or None).
 
         Examples
         --------
@@ -1088,6 +1103,8 @@ class Sparsifier:
             "method": self.method,
             "scope": self.scope,
             "penalty": self.penalty,
+            "penalty_params": _plain(self.penalty_params),
+            "rescale": self.rescale,
             "layers": self.layer_names,
             "shapes": [list(u.param.shape) for u in self.units],
             "tau": [u.pm.tau.detach().clone() for u in self.units],
@@ -1157,7 +1174,8 @@ class Sparsifier:
     def load_state_dict(self, state: dict) -> None:
         """Restore a ``state_dict``.
 
-        Its configuration (method, scope, penalty, layers, sparsity, min_density) must be
+        Its configuration (method, scope, penalty and its parameters, rescale, layers,
+        sparsity, min_density) must be
         this Sparsifier's and every entry well formed (one finite threshold per layer,
         masks of the weights' shapes): ValueError otherwise, and nothing is changed. The
         step counter and the current sparsity follow the state; load the model's weights
@@ -1207,6 +1225,15 @@ class Sparsifier:
             if theirs != mine:
                 raise ValueError(
                     f"sparsifier state has {key}={theirs!r}, this Sparsifier has {mine!r}"
+                )
+        # absent from states saved before they were recorded: not compared then
+        for key, mine in (
+            ("penalty_params", _plain(self.penalty_params)),
+            ("rescale", self.rescale),
+        ):
+            if key in state and not _same(state[key], mine):
+                raise ValueError(
+                    f"sparsifier state has {key}={state[key]!r}, this Sparsifier has {mine!r}"
                 )
         if state.get("method_params", {}) != self.method_params:
             raise ValueError(
