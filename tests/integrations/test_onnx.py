@@ -110,3 +110,50 @@ def test_more_refusals_before_or_instead_of_a_wrong_file(tmp_path):
     assert sx.read_metadata(info["path"])["shrinkage.params"] == str(266_200)
     with pytest.raises(ValueError, match="threads must be an integer >= 1"):
         sx.session(info["path"], threads=0)
+
+
+def test_refusals_found_by_the_third_probe(tmp_path):
+    """An exported model (sparse kernels), a model returning a tuple, a 0-d input, a folder
+    as path, a non-boolean flag: each named before anything is written, where they were
+    torch's export error with a graph dump, an AttributeError, an IndexError or an
+    IsADirectoryError naming a temporary file. A model that fixes its batch size is no
+    longer written with a constant batch while dynamic_batch=True said otherwise."""
+    from torch import nn
+
+    from shrinkage.weights import export
+
+    net = _squashed(lenet_300_100, 0.9)
+    fast = export(net, candidates="torch_csr")
+    with pytest.raises(ValueError, match="modules of shrinkage.weights.export.*densify"):
+        sx.export_onnx(fast, _x(2), tmp_path / "a.onnx")
+    meta = sx.sparsity_metadata(fast)  # the exported layers count as the dense ones
+    assert meta["shrinkage.nonzero"] == sx.sparsity_metadata(net)["shrinkage.nonzero"]
+    assert meta["shrinkage.params"] == str(266_200)
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(8, 4)
+
+        def forward(self, x):
+            return self.lin(x), self.lin(x)
+
+    class Flat(Two):
+        def forward(self, x):
+            return self.lin(x).reshape(3 * 4)
+
+    with pytest.raises(ValueError, match="must return one tensor, got a tuple"):
+        sx.export_onnx(Two(), torch.randn(3, 8), tmp_path / "a.onnx")
+    with pytest.raises(ValueError, match="batch dimension"):
+        sx.export_onnx(nn.Identity(), torch.tensor(1.0), tmp_path / "a.onnx")
+    (tmp_path / "dir.onnx").mkdir()
+    with pytest.raises(ValueError, match="which is a folder"):
+        sx.export_onnx(net, _x(2), tmp_path / "dir.onnx")
+    with pytest.raises(ValueError, match="dynamic_batch must be True or False"):
+        sx.export_onnx(net, _x(2), tmp_path / "a.onnx", dynamic_batch="no")
+    for dynamo in (True, False):
+        with pytest.raises(ValueError, match="fixe[sd] (the|its) batch size"):
+            sx.export_onnx(Flat(), torch.randn(3, 8), tmp_path / "a.onnx", dynamo=dynamo)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.onnx"]
+    info = sx.export_onnx(Flat(), torch.randn(3, 8), tmp_path / "f.onnx", dynamic_batch=False)
+    assert info["path"].endswith("f.onnx")

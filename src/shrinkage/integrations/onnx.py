@@ -34,7 +34,7 @@ from torch.nn.utils import parametrize
 from .. import __version__
 from .._checks import check_int_at_least, check_nonnegative, fits_the_model
 from .._io import atomic_path
-from ..weights import PRUNABLE
+from ..weights import PRUNABLE, ActivationChain, SparseConv2d, SparseLinear
 from ._common import require
 
 _onnx = require("onnx", "onnx", "shrinkage.integrations.onnx")
@@ -43,16 +43,29 @@ _ort = require("onnxruntime", "onnx", "shrinkage.integrations.onnx")
 __all__ = ["export_onnx", "sparsity_metadata", "read_metadata", "session"]
 
 
+_EXPORTED = (SparseLinear, SparseConv2d, ActivationChain)
+
+
 def sparsity_metadata(model: nn.Module) -> dict[str, str]:
     """Zeros of the Conv / Linear weights (each tensor counted once) as ONNX metadata:
     ``shrinkage.sparsity``, ``shrinkage.nonzero``, ``shrinkage.params`` and
-    ``shrinkage.layers`` (JSON: name -> [nonzero, size])."""
+    ``shrinkage.layers`` (JSON: name -> [nonzero, size]). The layers of an exported model
+    (``SparseLinear``, ``SparseConv2d``, ``ActivationChain``) count as the dense ones they
+    stand for."""
     layers, seen = {}, set()
     for name, mod in model.named_modules():
         if isinstance(mod, PRUNABLE) and id(mod.weight) not in seen:
             seen.add(id(mod.weight))
             w = mod.weight.detach()
             layers[name] = [int(torch.count_nonzero(w)), w.numel()]
+        elif isinstance(mod, SparseLinear | SparseConv2d):
+            lin = mod.matrix if isinstance(mod, SparseConv2d) else mod
+            nz = int(torch.count_nonzero(lin.values))
+            layers[name] = [nz, lin.in_features * lin.out_features]
+        elif isinstance(mod, ActivationChain):
+            for i, (lname, spec) in enumerate(zip(mod.names, mod.specs)):
+                w = mod.dense_weight(i)
+                layers[lname] = [int(torch.count_nonzero(w)), spec["in"] * spec["out"]]
     nonzero = sum(v[0] for v in layers.values())
     params = sum(v[1] for v in layers.values())
     return {
@@ -115,9 +128,13 @@ def export_onnx(
     Raises
     ------
     ValueError
-        if the model still has a parametrization (not squashed), ``example_input`` is not
-        a tensor or not an input the model can take, ``rtol`` or ``atol`` is negative, or
-        ``opset`` is not a version this torch's exporter writes.
+        if the model still has a parametrization (not squashed) or holds modules of
+        ``shrinkage.weights.export`` (sparse kernels: export the dense model), does not return
+        one tensor, ``example_input`` is not a tensor or not an input the model can take (or
+        is 0-d with ``dynamic_batch``), ``path`` is a folder, ``dynamic_batch`` or ``dynamo``
+        is not a bool, ``rtol`` or ``atol`` is negative, ``opset`` is not a version this
+        torch's exporter writes, or with ``dynamic_batch`` the model fixes its batch size
+        (the file is checked at one more sample than the example).
     RuntimeError
         if ONNX Runtime's output differs from torch's beyond the tolerance (nothing written).
     """
@@ -133,13 +150,35 @@ def export_onnx(
             f"model has parametrized modules {live[:3]}: call sparsifier.squash() before "
             "exporting (ONNX gets the plain dense-format model)"
         )
+    kernels = [n or "<root>" for n, m in model.named_modules() if isinstance(m, _EXPORTED)]
+    if kernels:
+        raise ValueError(
+            f"model has modules of shrinkage.weights.export {kernels[:3]} (sparse kernels "
+            "ONNX has no operator for): export the squashed dense model instead, or "
+            "shrinkage.weights.densify(model)"
+        )
+    for name, flag in (("dynamic_batch", dynamic_batch), ("dynamo", dynamo)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name} must be True or False, got {name}={flag!r}")
+    if dynamic_batch and example_input.dim() == 0:
+        raise ValueError(
+            "example_input must have a batch dimension with dynamic_batch=True, got a 0-d "
+            "tensor (pass dynamic_batch=False for a model without one)"
+        )
     path, opset = _check_target(path, rtol, atol, opset)
     was = model.training
     model.eval()
     try:
         label = f"example_input (shape {tuple(example_input.shape)})"
         with torch.no_grad(), fits_the_model(label):
-            expected = model(example_input).detach().cpu().numpy()
+            out = model(example_input)
+        if not isinstance(out, torch.Tensor):
+            raise ValueError(
+                f"model must return one tensor, got a {type(out).__name__} (a model returning "
+                "a tuple, a dict or a Hugging Face ModelOutput: wrap it in a module that "
+                "returns the tensor to export, e.g. the logits)"
+            )
+        expected = out.detach().cpu().numpy()
         meta = sparsity_metadata(model)
         with atomic_path(path) as tmp:
             _export(model, example_input, tmp, dynamic_batch, dynamo, opset)
@@ -156,6 +195,8 @@ def export_onnx(
                 entry = proto.metadata_props.add()
                 entry.key, entry.value = k, v
             _onnx.save(proto, str(tmp))
+            if dynamic_batch:
+                _check_dynamic(proto, path)
             got = session(tmp).run(None, {"input": example_input.detach().cpu().numpy()})[0]
             diff = float(np.max(np.abs(got - expected))) if expected.size else 0.0
             if not np.allclose(got, expected, rtol=rtol, atol=atol):
@@ -163,6 +204,8 @@ def export_onnx(
                     f"ONNX Runtime output differs from torch by up to {diff:.3g} "
                     f"(rtol={rtol}, atol={atol}); {str(path)!r} not written"
                 )
+            if dynamic_batch:
+                _check_other_batch(model, example_input, tmp, path, rtol, atol)
     finally:
         model.train(was)
     return {
@@ -174,10 +217,46 @@ def export_onnx(
     }
 
 
+def _check_dynamic(proto, path) -> None:
+    """The written graph's input batch is symbolic: a model that fixes its batch size (a
+    reshape to a literal size, say) is exported with a constant one, silently."""
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    if dims and not dims[0].dim_param:
+        raise ValueError(
+            f"the exporter fixed the batch size to {dims[0].dim_value} (the model fixes it, a "
+            "reshape to a literal size say): pass dynamic_batch=False to export that batch "
+            f"only; {str(path)!r} not written"
+        )
+
+
+def _check_other_batch(model, x, tmp, path, rtol, atol) -> None:
+    """With dynamic_batch: the file at one more sample than the example, against torch (the
+    TorchScript exporter writes a symbolic batch whatever the graph does with it)."""
+    x2 = torch.cat([x, x[:1]]).detach()
+    fixed = ValueError(
+        f"the model fixes its batch size (it cannot run on {len(x2)} samples when the example "
+        f"has {len(x)}): pass dynamic_batch=False to export that batch only; {str(path)!r} "
+        "not written"
+    )
+    try:
+        with torch.no_grad():
+            want = model(x2).detach().cpu().numpy()
+    except (RuntimeError, ValueError, IndexError) as e:
+        raise fixed from e
+    try:
+        got = session(tmp).run(None, {"input": x2.cpu().numpy()})[0]
+    except Exception as e:  # onnxruntime's own error types
+        raise fixed from e
+    if got.shape != want.shape or not np.allclose(got, want, rtol=rtol, atol=atol):
+        raise fixed
+
+
 def _check_target(path, rtol, atol, opset) -> tuple[Path, int | None]:
     path = Path(path)
     if path.suffix != ".onnx":
         raise ValueError(f"path must end in .onnx, got {str(path)!r}")
+    if path.is_dir():
+        raise ValueError(f"path must be a file, got path={str(path)!r}, which is a folder")
     check_nonnegative("rtol", rtol)
     check_nonnegative("atol", atol)
     return path, None if opset is None else check_int_at_least("opset", opset)
