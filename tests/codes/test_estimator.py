@@ -55,3 +55,18 @@ def test_float32_preserved():
     X = _data().astype(np.float32)
     sc = SparseCoding(4, n_epochs=1, learn_tol=0, random_state=0).fit(X)
     assert sc.components_.dtype == np.float32 and sc.transform(X).dtype == np.float32
+
+
+def test_a_device_set_after_fit_is_checked_by_transform_and_score():
+    """set_params(device=...) after fit reached torch's raw error (fit alone checked it);
+    inverse_transform, numpy only, does not read it."""
+    X = _data()
+    sc = SparseCoding(n_atoms=4, n_epochs=2, random_state=0).fit(X)
+    codes = sc.transform(X)
+    sc.set_params(device="meta")
+    for call in (lambda: sc.transform(X), lambda: sc.score(X)):
+        with pytest.raises(ValueError, match="device='meta' holds no data"):
+            call()
+    np.testing.assert_allclose(sc.inverse_transform(codes), codes @ sc.components_)
+    sc.set_params(device="cpu")
+    np.testing.assert_array_equal(sc.transform(X), codes)

@@ -201,3 +201,38 @@ def test_the_default_schedule_is_cubic_over_the_first_half_of_max_steps(tmp_path
     assert cb.sparsifier.schedule == Cubic(0, 3)
     targets = [h["target_sparsity"] for h in trainer.state.log_history if "loss" in h]
     assert targets == pytest.approx([0.5 * (1 - (1 - 2 / 3) ** 3), 0.5, 0.5])
+
+
+def test_finish_squashes_a_run_stopped_before_its_end(tmp_path):
+    """Stopped mid-run (no on_train_end), the model's state dict holds the raw dense weights
+    (the resume format); finish() squashes it where it stands, so save_pretrained writes the
+    sparse model the run computed."""
+
+    class Stop(transformers.TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 6:
+                raise KeyboardInterrupt
+
+    build, cls = MODELS["bert"]
+    torch.manual_seed(0)
+    model = build()
+    cb = SparsifierCallback(0.8, method="st3", schedule=Cubic(0, 4))
+    trainer = transformers.Trainer(
+        model=model, args=_args(tmp_path / "o"), train_dataset=_Tokens(), callbacks=[cb, Stop()]
+    )
+    with num_threads(1), pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    ids = _Tokens(4).ids
+    model.eval()
+    with torch.no_grad():
+        sparse_logits = model(input_ids=ids).logits
+    names = cb.sparsifier.layer_names
+    raw = model.state_dict()
+    assert sum(int((raw[f"{n}.weight"] == 0).sum()) for n in names) == 0  # raw, dense
+    cb.finish()
+    cb.finish()  # once is enough
+    model.save_pretrained(str(tmp_path / "saved"))
+    again = cls.from_pretrained(str(tmp_path / "saved")).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(input_ids=ids).logits, sparse_logits)
+    assert _pruned_zero_fraction(again, names) > 0.79

@@ -120,3 +120,12 @@ def test_resuming_from_a_checkpoint_without_sparsifier_state_is_refused(run):
     torch.save(ckpt, out / "stripped.ckpt")
     with pytest.raises(RuntimeError, match="pruning cannot resume"):
         _fit(out / "c", ckpt_path=str(out / "stripped.ckpt"))
+
+
+def test_a_second_fit_on_the_same_trainer_says_so(run, tmp_path):
+    """The first fit squashed the model; a second fit on its Trainer once blamed a checkpoint
+    that did not exist."""
+    _out, trainer, lit, _cb = run
+    trainer.fit_loop.max_epochs = 3
+    with num_threads(1), pytest.raises(RuntimeError, match="second fit on a Trainer"):
+        trainer.fit(lit, _loader())

@@ -217,6 +217,8 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         check_nonnegative("transform_tol", self.transform_tol)
 
     def _tensor(self, X):
+        # set_params(device=...) after fit: checked on every use, not only by fit
+        check_device("device", self.device)
         return _to_tensor(X, "X", device=self.device or "cpu")
 
     def _seed(self):

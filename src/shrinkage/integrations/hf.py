@@ -42,6 +42,12 @@ class SparsifierCallback(transformers.TrainerCallback):
       ``load_best_model_at_end``), so ``trainer.save_model`` / ``save_pretrained`` write a
       plain checkpoint that ``from_pretrained`` of the original class loads.
 
+    A run that stops before its end (an exception, Ctrl-C) never reaches ``on_train_end``:
+    the model in memory computes the sparse function, but its ``state_dict`` (and so
+    ``save_pretrained``, like the Trainer's ``checkpoint-N`` folders) still holds the raw,
+    dense weights, what resuming needs. Resume it, or call ``finish()`` to squash it where it
+    stands before saving it as a sparse model.
+
     Parameters
     ----------
     sparsity : final fraction of pruned weights, in [0, 1).
@@ -131,6 +137,23 @@ class SparsifierCallback(transformers.TrainerCallback):
             # the Trainer loaded the best raw weights; their thresholds and masks go with them
             self._load(Path(best), None)
         self._keys.remove()
+        self.sparsifier.squash()
+
+    def finish(self) -> None:
+        """End pruning where the run stands: squash the model (what ``on_train_end`` does),
+        so that its ``state_dict`` and ``save_pretrained`` hold the sparse weights. For a run
+        stopped before its end; nothing to do once the model is squashed or before training.
+
+        Examples
+        --------
+        >>> cb = SparsifierCallback(0.5)
+        >>> cb.finish()  # before training: nothing to squash
+        >>> cb.sparsifier is None
+        True
+        """
+        if self.sparsifier is None or self.sparsifier._squashed:
+            return
+        self._detach()
         self.sparsifier.squash()
 
     # -- state -------------------------------------------------------------------------

@@ -77,6 +77,13 @@ class SparsifierCallback(_L.pytorch.Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         sp = self.sparsifier
         if sp is not None and sp.step_count != trainer.global_step:
+            if getattr(trainer, "ckpt_path", None) is None:
+                raise RuntimeError(
+                    f"SparsifierCallback: training starts at global_step {trainer.global_step} "
+                    "without a checkpoint: a second fit on a Trainer that has trained already "
+                    "(the first fit squashed the model when it ended); fit with a new Trainer "
+                    "and callback, or resume with fit(..., ckpt_path=...)"
+                )
             raise RuntimeError(
                 f"SparsifierCallback: training starts at global_step {trainer.global_step} but "
                 f"the Sparsifier is at step {sp.step_count}: the checkpoint holds no state for "
