@@ -15,6 +15,7 @@ from shrinkage.thresholds import (
     SoftThreshold,
     clipped_relu,
     clipped_soft_threshold,
+    lam_for_threshold,
     penalty,
     prox,
     shifted_relu,
@@ -141,6 +142,12 @@ def test_top_k():
     torch.testing.assert_close(y, torch.tensor([[0.0, -3.0, 2.0, 0.0], [4.0, 0.0, 0.0, 1.5]]))
     with pytest.raises(ValueError, match="k must be <="):
         top_k(x, 5)
+    # ties: the lowest indices are kept, as documented (torch.topk picked indices 25-29 of 40)
+    assert top_k(torch.ones(1, 40), 5).nonzero()[:, 1].tolist() == [0, 1, 2, 3, 4]
+    signs = torch.tensor([[1.0, -1.0, 1.0, -1.0, 1.0, 1.0, -1.0, 1.0]])
+    assert top_k(signs, 3).nonzero()[:, 1].tolist() == [0, 1, 2]
+    assert top_k(signs.T, 2, dim=0).nonzero()[:, 0].tolist() == [0, 1]
+    assert torch.equal(top_k(x, 0), torch.zeros_like(x))
 
 
 @pytest.mark.parametrize(
@@ -260,3 +267,17 @@ def test_the_activations_read_a_bool_mask_as_zeros_and_ones_as_prox_does(name):
     assert torch.equal(out, getattr(T, name)(mask.to(torch.get_default_dtype()), 0.25))
     clipped = {"shifted_relu": "clipped_relu", "soft_threshold": "clipped_soft_threshold"}[name]
     assert torch.equal(getattr(T, clipped)(mask, 0.25, 0.5), torch.tensor([0.5, 0.0, 0.5]))
+
+
+def test_threshold_scales_far_from_one():
+    """l2/3's threshold is homogeneous: thr(lam s^(4/3)) = s thr(lam). It underflowed to 0
+    below lam ~ 1e-103 (prox then kept what it should zero) and overflowed above 1e102, its
+    L^3 formed first; a Python-float threshold above float32's range was refused."""
+    lam0 = 0.3
+    for s in (1e-80, 1e-30, 1e30, 1e75):
+        lam = lam0 * s ** (4.0 / 3.0)
+        assert threshold("l2/3", lam) == pytest.approx(s * threshold("l2/3", lam0), rel=1e-12)
+        assert lam_for_threshold("l2/3", threshold("l2/3", lam)) == pytest.approx(lam, rel=1e-12)
+    tiny = torch.tensor([0.5, 2.0], dtype=torch.float64) * threshold("l2/3", 1e-110)
+    assert prox("l2/3", tiny, 1e-110)[0] == 0 and prox("l2/3", tiny, 1e-110)[1] > 0
+    assert threshold("l1", 1e39) == 1e39 and lam_for_threshold("l1", 1e80) == 1e80

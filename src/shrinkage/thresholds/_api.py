@@ -57,7 +57,10 @@ def _check_finite_number(name, value) -> None:
 
 def _finite_out(out, what: str):
     """Raise ValueError when a result overflowed its dtype (the input was finite)."""
-    t = torch.as_tensor(out) if not isinstance(out, torch.Tensor) else out
+    if isinstance(out, torch.Tensor):
+        t = out
+    else:  # a Python float is a float64: checked as one, not as the default float32
+        t = torch.as_tensor(out, dtype=torch.float64 if isinstance(out, float) else None)
     if t.numel() and not bool(torch.isfinite(t).all()):
         raise ValueError(
             f"{what} overflows {getattr(t, 'dtype', 'float')} for these arguments; compute in "

@@ -155,7 +155,8 @@ def _l23_value(u, lam):
 
 def _l23_threshold(lam, step):
     L = 2.0 * step * lam  # Cao, Sun & Xu (2013) write (u - x)^2 + L |u|^(2/3)
-    return (2.0 / 3.0) * (3.0 * L**3) ** 0.25
+    # (2/3) (3 L^3)^(1/4), without forming L^3 (it under- or overflows long before the result)
+    return (2.0 / 3.0) * 3.0**0.25 * L**0.75
 
 
 def _l23_prox(x, lam, step):
@@ -183,7 +184,7 @@ def _l23_prox(x, lam, step):
 
 
 def _l23_lam_for(thr, step):
-    L = ((1.5 * thr) ** 4 / 3.0) ** (1.0 / 3.0)
+    L = (1.5 * thr) ** (4.0 / 3.0) / 3.0 ** (1.0 / 3.0)  # ((1.5 thr)^4 / 3)^(1/3), no 4th power
     return L / (2.0 * step)
 
 

@@ -62,6 +62,9 @@ def top_k(x, k: int, dim: int = -1):
         raise ValueError(f"k must be <= the size of dim {dim} ({n}), got k={k}")
     if k == n:
         return back(t.clone(), was_numpy)
-    idx = t.abs().topk(k, dim=dim).indices
+    if k == 0:
+        return back(torch.zeros_like(t), was_numpy)
+    # a stable sort: of equal magnitudes the lowest indices come first (topk picks any)
+    idx = torch.sort(t.abs(), dim=dim, descending=True, stable=True).indices.narrow(dim, 0, k)
     out = torch.zeros_like(t).scatter(dim, idx, t.gather(dim, idx))
     return back(out, was_numpy)
