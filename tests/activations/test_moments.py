@@ -179,3 +179,31 @@ def test_a_callable_named_like_a_builtin_activation_is_not_taken_for_it():
         zero_fraction(relu, 1.0)
     # its moments come from quadrature of the function itself, not ReLU's closed forms
     assert abs(moments(relu, 1.0)[1] - 4.0) < 1e-6
+
+
+@pytest.mark.parametrize("q", [1.0, 1e4, 1e6, 1e8])
+def test_tanh_moments_at_large_variance_match_quadrature_in_x(q):
+    """tanh has no kink to split at: fixed panels of width 1 in z missed its bend (width
+    1 / sqrt(q) in z) once q passed ~1e4 (E phi'^2 8 % off at 1e6, 200x at 1e8, and the edge
+    of chaos with it). Reference: scipy's adaptive quadrature in x = sqrt(q) z."""
+    import math
+
+    from scipy.integrate import quad
+
+    from shrinkage.activations import edge_of_chaos, moments
+
+    def gauss(x):
+        return math.exp(-x * x / (2 * q)) / math.sqrt(2 * math.pi * q)
+
+    def expect(f, half):
+        return quad(lambda x: f(x) * gauss(x), -half, half, points=[0.0], limit=2000,
+                    epsabs=0.0, epsrel=1e-12)[0]  # fmt: skip
+
+    e_dphi2 = expect(lambda x: (1 - math.tanh(x) ** 2) ** 2, 60.0)
+    # 1 - tanh^2 lives where tanh bends: its expectation converges where tanh^2's would not
+    e_phi2 = 1.0 - expect(lambda x: 1 - math.tanh(x) ** 2, 60.0)
+    m = moments("tanh", q)
+    assert m[2] == pytest.approx(e_dphi2, rel=1e-9)
+    assert m[1] == pytest.approx(e_phi2, rel=1e-9)
+    if q == 1e6:
+        assert edge_of_chaos("tanh", q_star=q).sigma_w ** 2 == pytest.approx(1 / e_dphi2, rel=1e-6)

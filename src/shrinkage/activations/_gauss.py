@@ -356,6 +356,9 @@ def _back(ref, *arrays):
 _ZMAX = 12.0  # N(0,1) mass beyond 12 is 4e-33
 
 
+_X_SCALES = 2.0 ** np.arange(-2, 6)
+
+
 def _gl(n):
     x, w = np.polynomial.legendre.leggauss(n)
     return x, w
@@ -368,6 +371,11 @@ def _nodes(q, kinks, n=64, panels=4):
     q = np.atleast_1d(q)
     base = np.linspace(-_ZMAX, _ZMAX, panels * 6 + 1)  # fixed panels of width 1
     br = [np.broadcast_to(base, (q.size, base.size))]
+    # phi's own scale (x ~ 1: where tanh bends, a threshold's neighbourhood) is a width
+    # 1 / sqrt(q) in z: at large q panels of width 1 miss it (tanh's E phi'^2 was 8 % off at
+    # q = 1e6, 200x at 1e8), so edges at x = +-2^j, j = -2..5, as well
+    scales = np.concatenate([-_X_SCALES, _X_SCALES])
+    br.append(np.clip(scales[None, :] / np.sqrt(q)[:, None], -_ZMAX, _ZMAX))
     if kinks:
         kz = np.clip(np.asarray(kinks, float)[None, :] / np.sqrt(q)[:, None], -_ZMAX, _ZMAX)
         br.append(kz)
