@@ -701,7 +701,11 @@ def encode(
     >>> np.round(encode(X, D, "l1", lam=1.0, tol=1e-10), 6) + 0.0
     array([[1., 0., 0.]])
 
-    l0 keeps the coefficients above ``sqrt(2 lam)`` unshrunk and zeroes the others; the
+    l0 keeps the coefficients above its threshold unshrunk and zeroes the others: the
+    prox's ``sqrt(2 step lam)`` on ``step x D^T``, so ``sqrt(2 lam / (step L))`` on ``x D^T``,
+    ``sqrt(2.02 lam)`` at the default step ``1 / (1.01 L)`` (a coefficient in ``(sqrt(2 lam),
+    sqrt(2.02 lam)]`` is zeroed although keeping it would lower the energy: proximal gradient
+    stops at such points; ``relaxation="cel0"`` starts from the exact relaxation's codes). The
     report's objective is the energy of the codes, ``1/2 0.5^2 + 0.2 * 2 = 0.525``, as
     ``objective`` computes it:
 
