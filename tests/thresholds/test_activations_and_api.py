@@ -281,3 +281,24 @@ def test_threshold_scales_far_from_one():
     tiny = torch.tensor([0.5, 2.0], dtype=torch.float64) * threshold("l2/3", 1e-110)
     assert prox("l2/3", tiny, 1e-110)[0] == 0 and prox("l2/3", tiny, 1e-110)[1] > 0
     assert threshold("l1", 1e39) == 1e39 and lam_for_threshold("l1", 1e80) == 1e80
+
+
+def test_lhalf_and_l23_prox_far_from_unit_scale():
+    """l1/2 is homogeneous: prox(s y; lam s^(3/2)) = s prox(y; lam). At tiny scales its
+    (x / 3)^-1.5 overflowed: x / 3 came back (float32 from |x| ~ 6e-26), and lam = 0 (the
+    identity) was refused as an overflow; l2/3 at lam 1e-300 in float32 was refused too, and a
+    Python OverflowError escaped lam_for_threshold where a ValueError is documented."""
+    y = torch.tensor([0.4, 1.3, -2.0], dtype=torch.float64)
+    ref = prox("l1/2", y, 0.5)
+    for s, dtype in ((1e-26, torch.float32), (1e-210, torch.float64), (1e20, torch.float32)):
+        got = prox("l1/2", (s * y).to(dtype), 0.5 * s**1.5)
+        torch.testing.assert_close(got.double(), s * ref, rtol=2e-6, atol=0.0)
+    for x in (torch.tensor([1e-30, -3e-38]), torch.tensor([1e-310], dtype=torch.float64)):
+        assert torch.equal(prox("l1/2", x, 0.0), x)
+    x = torch.tensor([1.0, -3.0, 1e-20])
+    torch.testing.assert_close(
+        prox("l2/3", x, 1e-300).double(), prox("l2/3", x.double(), 1e-300), rtol=1e-6, atol=0.0
+    )
+    for name, thr in (("l0", 1e160), ("l1/2", 1e250)):
+        with pytest.raises(ValueError, match="overflows float64"):
+            lam_for_threshold(name, thr)

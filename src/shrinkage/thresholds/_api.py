@@ -55,6 +55,17 @@ def _check_finite_number(name, value) -> None:
         raise ValueError(f"{name} must be finite, got {name}={value!r}")
 
 
+def _no_overflow(fn, what: str):
+    """``fn()``, with Python's OverflowError (a float power past 1.8e308) as the ValueError
+    an overflowing tensor result gets."""
+    try:
+        return fn()
+    except OverflowError:
+        raise ValueError(
+            f"{what} overflows float64 for these arguments; use smaller values"
+        ) from None
+
+
 def _finite_out(out, what: str):
     """Raise ValueError when a result overflowed its dtype (the input was finite)."""
     if isinstance(out, torch.Tensor):
@@ -121,8 +132,9 @@ def prox(name: str, x, lam, step: float = 1.0, **params):
     _check_lam_step(lam, step)
     t, was_numpy = _tensor_in(x)
     p = _params(pen, params, t, step=step)
-    out = pen.prox(t, like(lam, t), float(step), **p)
-    return back(_finite_out(out, f"prox of {name!r}"), was_numpy)
+    what = f"prox of {name!r}"
+    out = _no_overflow(lambda: pen.prox(t, like(lam, t), float(step), **p), what)
+    return back(_finite_out(out, what), was_numpy)
 
 
 @fill_doc
@@ -215,7 +227,8 @@ def threshold(name: str, lam, step: float = 1.0, **params):
     pen = _get(name)
     _check_lam_step(lam, step)
     p = _params(pen, params, None, step=step)
-    return _finite_out(pen.threshold(lam, float(step), **p), f"threshold of {name!r}")
+    what = f"threshold of {name!r}"
+    return _finite_out(_no_overflow(lambda: pen.threshold(lam, float(step), **p), what), what)
 
 
 @fill_doc
@@ -256,7 +269,8 @@ def lam_for_threshold(name: str, thr, step: float = 1.0, **params):
     check_positive("step", step)
     _check_finite_number("step", step)
     p = _params(pen, params, None, step=step)
-    return _finite_out(pen.lam_for(thr, float(step), **p), f"lam for {name!r}")
+    what = f"lam for {name!r}"
+    return _finite_out(_no_overflow(lambda: pen.lam_for(thr, float(step), **p), what), what)
 
 
 @fill_doc

@@ -138,6 +138,13 @@ def _lhalf_prox(x, lam, step):
     keep = ax > thr
     safe = torch.where(keep, ax, torch.full_like(ax, 1.0) + thr)
     arg = (L / 8.0) * (safe / 3.0) ** -1.5
+    bad = ~torch.isfinite(arg)
+    if bool(bad.any()):
+        # (safe / 3)^-1.5 overflowed (a tiny |x|; then L = 0 gave NaN, a tiny L the x / 3 of
+        # a clamped arg): the same number through logs, where it is finite (0 when L = 0)
+        Lt = torch.as_tensor(L, dtype=ax.dtype, device=ax.device) / 8.0
+        logs = torch.log(Lt) + 1.5 * (math.log(3.0) - torch.log(safe))
+        arg = torch.where(bad, torch.exp(logs), arg)
     phi = torch.arccos(torch.clamp(arg, -1.0, 1.0))
     val = (2.0 / 3.0) * safe * (1.0 + torch.cos(2.0 * math.pi / 3.0 - (2.0 / 3.0) * phi))
     val = torch.minimum(val, safe)  # a prox shrinks: |prox(x)| <= |x|, rounding included
@@ -176,6 +183,14 @@ def _l23_prox(x, lam, step):
     small = torch.arccosh(torch.exp(torch.clamp(log_c, max=20.0)))
     theta = torch.where(log_c > 20.0, log_c + math.log(2.0), small)
     ph = (2.0 / math.sqrt(3.0)) * L**0.25 * torch.cosh(theta / 3.0).sqrt()
+    bad = ~torch.isfinite(ph) | (ph == 0)
+    if bool(bad.any()):
+        # a tiny L: L^0.25 underflows and cosh overflows in x's dtype (float32 from L ~ 1e-150)
+        # while their product is a plain number: the same product through logs
+        y = theta / 3.0
+        log_cosh = y + torch.log1p(torch.exp(-2.0 * y)) - math.log(2.0)
+        logs = math.log(2.0 / math.sqrt(3.0)) + 0.25 * log_l + 0.5 * log_cosh
+        ph = torch.where(bad, torch.exp(logs), ph)
     inner = torch.clamp(2.0 * safe / ph - ph**2, min=0.0)
     val = torch.minimum(((ph + inner.sqrt()) / 2.0) ** 3, safe)  # |prox(x)| <= |x|
     out = _zero_below(keep, _sign(w) * val, w)
