@@ -138,33 +138,7 @@ def export_onnx(
     RuntimeError
         if ONNX Runtime's output differs from torch's beyond the tolerance (nothing written).
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(example_input, torch.Tensor):
-        raise ValueError(
-            f"example_input must be a torch.Tensor, got {type(example_input).__name__}"
-        )
-    live = [n or "<root>" for n, m in model.named_modules() if parametrize.is_parametrized(m)]
-    if live:
-        raise ValueError(
-            f"model has parametrized modules {live[:3]}: call sparsifier.squash() before "
-            "exporting (ONNX gets the plain dense-format model)"
-        )
-    kernels = [n or "<root>" for n, m in model.named_modules() if isinstance(m, _EXPORTED)]
-    if kernels:
-        raise ValueError(
-            f"model has modules of shrinkage.weights.export {kernels[:3]} (sparse kernels "
-            "ONNX has no operator for): export the squashed dense model instead, or "
-            "shrinkage.weights.densify(model)"
-        )
-    for name, flag in (("dynamic_batch", dynamic_batch), ("dynamo", dynamo)):
-        if not isinstance(flag, bool):
-            raise ValueError(f"{name} must be True or False, got {name}={flag!r}")
-    if dynamic_batch and example_input.dim() == 0:
-        raise ValueError(
-            "example_input must have a batch dimension with dynamic_batch=True, got a 0-d "
-            "tensor (pass dynamic_batch=False for a model without one)"
-        )
+    _check_model(model, example_input, dynamic_batch, dynamo)
     path, opset = _check_target(path, rtol, atol, opset)
     was = model.training
     model.eval()
@@ -172,13 +146,7 @@ def export_onnx(
         label = f"example_input (shape {tuple(example_input.shape)})"
         with torch.no_grad(), fits_the_model(label):
             out = model(example_input)
-        if not isinstance(out, torch.Tensor):
-            raise ValueError(
-                f"model must return one tensor, got a {type(out).__name__} (a model returning "
-                "a tuple, a dict or a Hugging Face ModelOutput: wrap it in a module that "
-                "returns the tensor to export, e.g. the logits)"
-            )
-        expected = out.detach().cpu().numpy()
+        expected = _one_tensor(out).detach().cpu().numpy()
         meta = sparsity_metadata(model)
         with atomic_path(path) as tmp:
             _export(model, example_input, tmp, dynamic_batch, dynamo, opset)
@@ -215,6 +183,47 @@ def export_onnx(
         "params": int(meta["shrinkage.params"]),
         "max_abs_diff": diff,
     }
+
+
+def _check_model(model, example_input, dynamic_batch, dynamo) -> None:
+    """What export_onnx refuses before any work, naming it."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(example_input, torch.Tensor):
+        raise ValueError(
+            f"example_input must be a torch.Tensor, got {type(example_input).__name__}"
+        )
+    live = [n or "<root>" for n, m in model.named_modules() if parametrize.is_parametrized(m)]
+    if live:
+        raise ValueError(
+            f"model has parametrized modules {live[:3]}: call sparsifier.squash() before "
+            "exporting (ONNX gets the plain dense-format model)"
+        )
+    kernels = [n or "<root>" for n, m in model.named_modules() if isinstance(m, _EXPORTED)]
+    if kernels:
+        raise ValueError(
+            f"model has modules of shrinkage.weights.export {kernels[:3]} (sparse kernels "
+            "ONNX has no operator for): export the squashed dense model instead, or "
+            "shrinkage.weights.densify(model)"
+        )
+    for name, flag in (("dynamic_batch", dynamic_batch), ("dynamo", dynamo)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name} must be True or False, got {name}={flag!r}")
+    if dynamic_batch and example_input.dim() == 0:
+        raise ValueError(
+            "example_input must have a batch dimension with dynamic_batch=True, got a 0-d "
+            "tensor (pass dynamic_batch=False for a model without one)"
+        )
+
+
+def _one_tensor(out):
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(
+            f"model must return one tensor, got a {type(out).__name__} (a model returning "
+            "a tuple, a dict or a Hugging Face ModelOutput: wrap it in a module that "
+            "returns the tensor to export, e.g. the logits)"
+        )
+    return out
 
 
 def _check_dynamic(proto, path) -> None:
