@@ -262,7 +262,7 @@ def test_train_refuses_a_folder_holding_another_recipes_finished_run(tmp_path):
     )  # fmt: skip
     ex.train_run(base.replace(sparsity=0.9))
     before = {p.name: p.read_bytes() for p in (tmp_path / "o").iterdir()}
-    with pytest.raises(ValueError, match="holds a finished run of another recipe.*sparsity"):
+    with pytest.raises(ValueError, match="holds a run of another recipe.*sparsity"):
         ex.train_run(base.replace(sparsity=0.85))
     assert {p.name: p.read_bytes() for p in (tmp_path / "o").iterdir()} == before
     assert ex.train_run(base.replace(sparsity=0.9, threads=2))["test_acc"] >= 0.0

@@ -267,22 +267,8 @@ def _check_out(out, recipe=None) -> None:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out must be a folder, got out={str(out)!r}, which is a file")
-    saved_path = out / "config.json"
-    if recipe is None or not saved_path.is_file():
-        return
-    try:
-        saved = json.loads(saved_path.read_text())
-    except ValueError:
-        raise ValueError(f"{saved_path} is not valid JSON; remove the run folder") from None
-    full = {**ActivationsRecipe().to_dict(), **saved}
-    mine = recipe.to_dict()
-    diff = [k for k in mine if k not in _NOT_RECIPE and mine[k] != full.get(k)]
-    if diff:
-        shown = ", ".join(f"{k} {mine[k]!r} here, {full.get(k)!r} there" for k in diff[:6])
-        raise ValueError(
-            f"{out} holds a finished run of another recipe ({shown}); choose another output "
-            "folder or remove that run"
-        )
+    if recipe is not None:
+        recipe.refuse_other_run(out, ignore=_NOT_RECIPE)
 
 
 def _images(recipe, dev):
