@@ -83,3 +83,24 @@ def test_summary_and_plots(tmp_path):
         assert p.stat().st_size > 1000
     assert v1.plot_atoms(D, tmp_path / "atoms.png").stat().st_size > 1000
     assert v1.plot_tuning(tun, tmp_path / "tun.png").stat().st_size > 1000
+
+
+def test_bad_inputs_of_the_analyses_are_named():
+    """Found by probing: a dead (all-zero) atom failed the whole dictionary without saying
+    which; mismatched tuning curves, a fits dict without its keys and the data helpers' odd
+    shapes gave numpy's own errors."""
+    import numpy as np
+
+    from shrinkage.codes import v1
+
+    rng = np.random.default_rng(0)
+    D = rng.standard_normal((3, 36))
+    D[1] = 0.0
+    with pytest.raises(ValueError, match="atom 1 of D: atom is constant"):
+        v1.fit_gabors(D)
+    with pytest.raises(ValueError, match="atom 1 of D"):
+        v1.classify_atoms(D)
+    with pytest.raises(ValueError, match="resp must be .n_units, n_orientations."):
+        v1.tuning_from_responses(np.ones((2, 8)), np.linspace(0, 3, 6))
+    with pytest.raises(ValueError, match="lacks \\['r2', 'f', 'nx', 'ny'\\]"):
+        v1.summary({})

@@ -172,3 +172,17 @@ def test_olshausen_filter_needs_a_two_dimensional_shape(shape):
 
     with pytest.raises(ValueError, match="shape must be \\(H, W\\)"):
         olshausen_filter(shape)
+
+
+def test_whitening_and_gray_conversion_refuse_what_they_cannot_read():
+    import numpy as np
+
+    from shrinkage.data import to_gray
+    from shrinkage.data._patches import zca_matrix
+
+    for X in (np.zeros((0, 4)), np.ones(4)):
+        with pytest.raises(ValueError, match="X must be"):
+            zca_matrix(X)  # numpy's LinAlgError before
+    with pytest.raises(ValueError, match="negative values"):
+        to_gray(np.array([[-128, 127]], dtype=np.int8))  # came back as -1.008
+    np.testing.assert_allclose(to_gray(np.array([[0, 127]], dtype=np.int8)), [[0.0, 1.0]])

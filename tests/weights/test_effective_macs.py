@@ -1,9 +1,12 @@
 """Effective MACs with zero weights and zero activations skipped, against explicit loops."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
 
+from shrinkage.weights import flops
 from shrinkage.weights.effective import effective_macs, format_effective_macs
 
 
@@ -113,3 +116,37 @@ def test_an_unbatched_input_and_a_bad_max_batches_are_named():
     res = effective_macs(Unused(), torch.randn(2, 4))
     assert math.isnan(res["layers"]["b"]["both_ratio"]) and res["total"]["both_ratio"] == 1.0
     assert format_effective_macs(res).splitlines()[2].split()[-1] == "nan"
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+def test_convolutions_count_the_padding_their_mode_makes(mode):
+    """reflect / replicate / circular padding copies inputs: the counts once dropped it (a
+    3x3 conv on 5x5 counted 81 dense MACs, not 225). Brute force: pad as the layer does and
+    count the non-zero inputs under every output position."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(1, 1, 3, padding=1, padding_mode=mode, bias=False)
+    x = torch.randn(1, 1, 5, 5)
+    x[0, 0, 0, :] = 0
+    x[0, 0, :, 3] = 0
+    r = effective_macs(nn.Sequential(conv), x)["total"]
+    xp = nn.functional.pad(x, (1, 1, 1, 1), mode="constant" if mode == "zeros" else mode)
+    brute = sum(
+        int((xp[0, 0, i : i + 3, j : j + 3] != 0).sum()) for i in range(5) for j in range(5)
+    )
+    assert r["dense"] == 225 == flops(conv, (1, 1, 5, 5)).dense_macs
+    assert r["activation_sparse"] == brute
+
+
+def test_no_layer_reached_gives_nan_ratios_and_flops_refuses_fractional_sizes():
+    class Skip(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return x  # the Linear never runs
+
+    r = effective_macs(Skip(), torch.ones(2, 3))["total"]
+    assert r["dense"] == 0 and math.isnan(r["both_ratio"])  # a ZeroDivisionError before
+    with pytest.raises(ValueError, match="input_shape must be positive ints"):
+        flops(nn.Linear(3, 2), (2.7, 3))  # counted as (2, 3) before

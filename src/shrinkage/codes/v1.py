@@ -193,6 +193,15 @@ def fit_gabor(atom, shape=None) -> dict:
     return out
 
 
+def _named(i, fn, *args):
+    """``fn(*args)`` for atom i of a dictionary, its ValueError naming the atom (a dead,
+    constant atom among hundreds)."""
+    try:
+        return fn(*args)
+    except ValueError as e:
+        raise ValueError(f"atom {i} of D: {e}") from None
+
+
 def fit_gabors(D, shape=None, progress: bool = False) -> dict:
     """``fit_gabor`` on every row of D; returns a dict of arrays (one entry per atom)
     with keys ``x0 y0 theta f phi sx sy amp r2 nx ny``."""
@@ -200,7 +209,7 @@ def fit_gabors(D, shape=None, progress: bool = False) -> dict:
     it = range(len(D))
     if progress:
         it = tqdm(it, desc="Gabor fits", unit="atom")
-    fits = [fit_gabor(D[i], shape) for i in it]
+    fits = [_named(i, fit_gabor, D[i], shape) for i in it]
     keys = list(GABOR_PARAMS) + ["r2", "nx", "ny"]
     return {k: np.array([f[k] for f in fits]) for k in keys}
 
@@ -236,6 +245,11 @@ def tuning_from_responses(resp, orientations) -> dict:
     """Preferred orientation, OSI and circular variance from tuning curves (n_units, n_or)."""
     R = np.asarray(resp, dtype=np.float64)
     oris = np.asarray(orientations, dtype=np.float64)
+    if R.ndim != 2 or oris.ndim != 1 or R.shape[1] != len(oris) or len(oris) < 2:
+        raise ValueError(
+            f"resp must be (n_units, n_orientations) with n_orientations = "
+            f"len(orientations) >= 2, got resp of shape {R.shape} and {oris.size} orientations"
+        )
     vec = (R * np.exp(2j * oris)[None, :]).sum(1)
     tot = R.sum(1)
     safe = np.where(tot > 0, tot, 1.0)
@@ -289,6 +303,9 @@ def orientation_tuning(
 def summary(fits: dict, tuning: dict | None = None, r2_min=0.8, osi_min=0.5) -> dict:
     """Fractions of Gabor-like atoms (fit R^2 >= r2_min) and of orientation-selective units
     (OSI >= osi_min among responsive units), with medians of the Gabor parameters."""
+    missing = [k for k in ("r2", "f", "nx", "ny") if k not in fits]
+    if missing:
+        raise ValueError(f"fits must be fit_gabors' dict; it lacks {missing}")
     r2 = np.asarray(fits["r2"])
     good = r2 >= r2_min
     out = {
@@ -537,7 +554,7 @@ def classify_atoms(D, shape=None, r2_min=0.7, fits=None, progress=False) -> dict
     kinds, feats = [], []
     for i in it:
         g = None if fits is None else {k: float(fits[k][i]) for k in ("r2", "f", "nx", "ny")}
-        k, f = classify_atom(D[i], shape, r2_min, g)
+        k, f = _named(i, classify_atom, D[i], shape, r2_min, g)
         kinds.append(k)
         feats.append(f)
     kinds = np.array(kinds)

@@ -77,6 +77,11 @@ def to_gray(img) -> np.ndarray:
     if a.dtype == bool:
         a = a.astype(np.float64)
     elif np.issubdtype(a.dtype, np.integer):
+        if np.issubdtype(a.dtype, np.signedinteger) and a.size and a.min() < 0:
+            raise ValueError(
+                f"a {a.dtype} image with negative values has no [0, 1] reading; give an "
+                "unsigned or float image"
+            )
         a = a.astype(np.float64) / np.iinfo(a.dtype).max
     else:
         a = a.astype(np.float64)

@@ -145,6 +145,8 @@ def zca_matrix(X, eps: float = 1e-2) -> np.ndarray:
     if not np.isfinite(float(eps)):
         raise ValueError(f"eps must be finite, got eps={eps!r}")
     X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or len(X) < 1:
+        raise ValueError(f"X must be (n_samples >= 1, n_features), got shape {X.shape}")
     cov = X.T @ X / len(X)
     s, U = np.linalg.eigh(cov)
     s = np.clip(s, 0.0, None)

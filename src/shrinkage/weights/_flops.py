@@ -190,7 +190,11 @@ def flops(model: nn.Module, input_shape, pruned: Iterable[str] | None = None) ->
     >>> rep.dense_macs, rep.sparse_macs, rep.layers[0]["density"]
     (72, 36.0, 0.5)
     """
-    shape = tuple(int(s) for s in input_shape)
+    raw = tuple(input_shape)
+    # 2.7 is not a size (int() would count it as 2); bool is not one either
+    if any(isinstance(s, bool) or not float(s).is_integer() for s in raw):
+        raise ValueError(f"input_shape must be positive ints, got {input_shape!r}")
+    shape = tuple(int(s) for s in raw)
     if not shape or any(s < 1 for s in shape):
         raise ValueError(f"input_shape must be positive ints, got {input_shape!r}")
     pruned = _check_pruned(model, pruned)

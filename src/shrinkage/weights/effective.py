@@ -37,7 +37,13 @@ def _pair_counts(module: nn.Module, a: torch.Tensor) -> tuple[float, float, floa
         both = float((x @ w_nz.T).sum())
     else:
         conv = _CONV[type(module)]
-        padding = module.padding if module.padding_mode == "zeros" else 0
+        padding = module.padding
+        if module.padding_mode != "zeros":
+            # reflect / replicate / circular padding copies inputs, zero or not: pad the
+            # indicator as the layer pads its input (dropping it undercounted every position)
+            pad = module._reversed_padding_repeated_twice
+            a_nz = nn.functional.pad(a_nz, pad, mode=module.padding_mode)
+            padding = 0
 
         def count(x, w):
             return conv(x, w, None, module.stride, padding, module.dilation, module.groups)
@@ -168,7 +174,9 @@ def effective_macs(model: nn.Module, inputs, max_batches: int | None = None) -> 
             {f"{k}_ratio": row[k] / row["dense"] if row["dense"] else math.nan for k in keys[1:]}
         )
         out["layers"][name] = row
-    total.update({f"{k}_ratio": total[k] / total["dense"] for k in keys[1:]})
+    # no layer reached (a model whose Linear / Conv layers the input never runs): no ratio
+    dense = total["dense"]
+    total.update({f"{k}_ratio": total[k] / dense if dense else math.nan for k in keys[1:]})
     out["total"] = total
     return out
 
