@@ -176,3 +176,24 @@ def test_bad_inputs():
         propagate("relu", 1.0, 0, 1.0, 0.0)
     with pytest.raises(ValueError, match="q_star"):
         correlation_map("relu", 0.5, 0.0, 1.0, 0.0)
+
+
+def test_depth_scales_and_correlation_map_name_what_they_cannot_use():
+    """Found by probing: a q_star that is not the length map's fixed point reached scipy's
+    "f(a) and f(b) must have different signs"; q_star=inf gave NaN; text rho was read."""
+    import torch
+    from torch import nn
+
+    from shrinkage.activations import correlation_map, depth_scales, edge_of_chaos, init_
+
+    with pytest.raises(ValueError, match="not a fixed point of the length map"):
+        depth_scales("tanh", 1.0, 2.5, 0.3)
+    with pytest.raises(ValueError, match="q_star must be finite"):
+        correlation_map("tanh", 0.3, float("inf"), 1.5, 0.1)
+    with pytest.raises(ValueError, match="rho must be numbers"):
+        correlation_map("tanh", "0.3", 1.0, 1.5, 0.1)
+    with pytest.raises(ValueError, match="lazy"):
+        init_(nn.Sequential(nn.LazyLinear(3)), edge_of_chaos("tanh"))
+    lazy = nn.Sequential(nn.LazyLinear(3))
+    lazy(torch.ones(1, 5))  # materialised: initialised as any Linear
+    init_(lazy, edge_of_chaos("tanh"))

@@ -254,12 +254,16 @@ def correlation_map(act, rho, q_star, sigma_w, sigma_b, tau=0.0, m=None):
     spec, tau, m = resolve(act, tau, m)
     w2, b2 = _sig(sigma_w, sigma_b)
     check_positive("q_star", q_star)
+    if not math.isfinite(float(q_star)):
+        raise ValueError(f"q_star must be finite, got q_star={q_star!r}")
     r, ref = _rho(rho)
     return _back(ref, (w2 * _cross(spec, float(q_star), r, tau, m) + b2) / float(q_star))
 
 
 def _rho(rho):
     ref = rho if isinstance(rho, torch.Tensor) else None
+    if ref is None and (isinstance(rho, str | bytes) or np.asarray(rho).dtype.kind not in "biuf"):
+        raise ValueError(f"rho must be numbers in [-1, 1], got rho={rho!r}")
     r = rho.detach().cpu().double().numpy() if ref is not None else np.asarray(rho, np.float64)
     if np.any(np.abs(r) > 1) or np.any(np.isnan(r)):
         raise ValueError(f"rho must lie in [-1, 1], got rho={rho!r}")
@@ -385,6 +389,14 @@ def depth_scales(act, q_star, sigma_w, sigma_b, tau=0.0, m=None):
             return (w2 * _cross(spec, q_star, np.array([r]), tau, m)[0] + b2) / q_star - r
 
         h = 1e-4
+        if gap(0.0) > 0 and not gap(1 - h) < 0:
+            # C(c) - c does not change sign below 1: q_star is not the length map's fixed
+            # point for these sigmas (brentq's "f(a) and f(b) must have different signs")
+            raise ValueError(
+                f"q_star={q_star!r} is not a fixed point of the length map for sigma_w="
+                f"{sigma_w!r}, sigma_b={sigma_b!r} (no correlation fixed point below 1); "
+                "take q_star from fixed_points or edge_of_chaos"
+            )
         c_star = brentq(gap, 0.0, 1 - h, xtol=1e-13) if gap(0.0) > 0 else 0.0
     chi_c = c1 if c_star >= 1.0 else w2 * _cross(spec, q_star, np.array([c_star]), tau, m, True)[0]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.parameter import UninitializedParameter
 
 from .._checks import check_int_at_least
 from .._init import gaussian_init_
@@ -60,6 +61,14 @@ def init_(module: nn.Module, cfg, readout: nn.Module | None = None) -> nn.Module
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     if readout is not None and not any(readout is m for m in module.modules()):
         raise ValueError(f"readout={readout!r} is not a submodule of module")
+    lazy = [
+        n or "<root>" for n, p in module.named_parameters() if isinstance(p, UninitializedParameter)
+    ]
+    if lazy:
+        raise ValueError(
+            f"module has uninitialised (lazy) parameters {lazy[:3]}: run one forward pass "
+            "first, so their sizes (the fan-in) are known"
+        )
     gaussian_init_(module, cfg.sigma_w, cfg.sigma_b)
     if readout is not None and getattr(readout, "bias", None) is not None:
         nn.init.zeros_(readout.bias)
