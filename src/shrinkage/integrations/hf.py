@@ -136,8 +136,7 @@ class SparsifierCallback(transformers.TrainerCallback):
         if args.load_best_model_at_end and best and Path(best, SIDECAR).is_file():
             # the Trainer loaded the best raw weights; their thresholds and masks go with them
             self._load(Path(best), None)
-        self._keys.remove()
-        self.sparsifier.squash()
+        self.finish()
 
     def finish(self) -> None:
         """End pruning where the run stands: squash the model (what ``on_train_end`` does),

@@ -30,7 +30,7 @@ from torch import nn
 
 from ._act_chain import ActivationChain, activation_spec
 from ._act_chain import available as act_available
-from ._autotune import _supported, _time_modules
+from ._autotune import _supported, _time_modules, example_rows
 from ._sparse_modules import SparseLinear, weight_sparsity
 
 __all__ = ["export_activations", "find_runs"]
@@ -98,13 +98,6 @@ def _layer_inputs(model, names, example_input) -> dict[str, torch.Tensor]:
     return seen
 
 
-def _rows(x: torch.Tensor, batch: int) -> torch.Tensor:
-    if x.shape[0] >= batch:
-        return x[:batch].contiguous()
-    reps = -(-batch // max(x.shape[0], 1))
-    return x.repeat(reps, 1)[:batch].contiguous()
-
-
 def _layer_candidates(lin, act, ws_cands, min_sparsity):
     """{kernel: module computing act(lin(x))}: dense, weight-sparse, activation kernels."""
     w = lin.weight.detach()
@@ -159,7 +152,7 @@ def export_activations(
                 best_ws.append(("dense", None))
                 continue
             mods, s = _layer_candidates(lin, act, ws_cands, min_sparsity)
-            xb = _rows(x, batch_size)
+            xb = example_rows(x, batch_size)
             ms = _time_modules(mods, xb, rounds)
             kernel = min(ms, key=ms.get)
             ws_only = {k: v for k, v in ms.items() if not k.startswith("act_")}
@@ -218,7 +211,7 @@ def _best_whole(model, chosen, ws_model, report, ex, batch_size, rounds):
     """The whole model as chosen, weight-sparse only, and dense, timed on batch_size rows
     of example_input; the fastest is kept (the choice recorded in the report)."""
     alts = {"chosen": chosen, "dense": model, "weights_only": ws_model}
-    x = _rows(ex.reshape(ex.shape[0], -1), batch_size).reshape(batch_size, *ex.shape[1:])
+    x = example_rows(ex, batch_size)
     ms = _time_modules(alts, x, rounds)
     best = min(ms, key=ms.get)
     for entry in report.values():
