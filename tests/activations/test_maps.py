@@ -84,7 +84,7 @@ def test_correlation_map_matches_2d_quadrature(name, tau, m):
 
 def test_correlation_map_known_kernels_and_rho_one():
     """ReLU gives the arc-cosine kernel and erf the arcsin kernel; C(1) = V(q*)/q* exactly;
-    the callable path (2-D Gauss-Hermite) agrees with tanh's own at 1e-6."""
+    the callable path (2-D Gauss-Legendre panels) agrees with tanh's own at 1e-6."""
     rho = np.array([-0.9, -0.3, 0.0, 0.5, 0.99, 1.0])
     q = 1.7
     arc = q / (2 * np.pi) * (np.sqrt(1 - rho**2) + (np.pi - np.arccos(rho)) * rho)
@@ -100,6 +100,45 @@ def test_correlation_map_known_kernels_and_rho_one():
     a = correlation_map("tanh", rho[:-1], q, 1.2, 0.1)
     b = correlation_map(lambda x: torch.tanh(x), rho[:-1], q, 1.2, 0.1)
     np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def _tanh_pair(q, rho, deriv):
+    """E[f(u1) f(u2)] for f = tanh (or tanh'), u ~ N(0, q) with correlation rho, by scipy's
+    adaptive 2-D quadrature, split at z1 = 0 and at z2 where the inner argument crosses 0."""
+    f = (lambda x: 1 / math.cosh(x) ** 2) if deriv else math.tanh
+    s, c = math.sqrt(q), math.sqrt(1 - rho**2)
+    pdf = lambda z: math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)  # noqa: E731
+
+    def inner(z1):
+        mid = -rho * z1 / c  # where rho z1 + c z2 = 0: tanh's bend
+        g = lambda z2: f(s * (rho * z1 + c * z2)) * pdf(z2)  # noqa: E731
+        return sum(
+            integrate.quad(g, a, b, epsabs=1e-14, epsrel=1e-12, limit=200)[0]
+            for a, b in ((-12.0, mid), (mid, 12.0))
+        )
+
+    outer = lambda z1: f(s * z1) * pdf(z1) * inner(z1)  # noqa: E731
+    return sum(
+        integrate.quad(outer, a, b, epsabs=1e-13, epsrel=1e-11, limit=200)[0]
+        for a, b in ((-12.0, 0.0), (0.0, 12.0))
+    )
+
+
+@pytest.mark.parametrize("q", [12.5, 400.0])
+def test_wide_tanh_correlation_matches_adaptive_quadrature(q):
+    """At large q* the inner expectation of the 2-D map follows tanh's bend (a fixed 64-point
+    Gauss-Hermite rule was 2.7 % off for E[phi' phi'] at q* 12.5, rho 0): C and the slope
+    chi_c against scipy's adaptive quadrature."""
+    from shrinkage.activations.maps import _cross
+
+    spec, tau, m = resolve("tanh", 0.0, None)
+    for rho in (0.0, 0.3, 0.8):
+        for deriv in (False, True):
+            got = _cross(spec, q, np.array([rho]), tau, m, deriv)[0]
+            ref = _tanh_pair(q, rho, deriv)
+            assert abs(got - ref) <= 1e-8 * abs(ref) + 1e-12, (rho, deriv, got, ref)
+    got = correlation_map("tanh", 0.3, q, 4.0, 0.5)
+    assert got == pytest.approx((16.0 * _tanh_pair(q, 0.3, False) + 0.25) / q, rel=1e-8)
 
 
 def test_correlation_map_matches_monte_carlo():
