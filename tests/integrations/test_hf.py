@@ -84,11 +84,11 @@ def _args(out, **kw):
     return transformers.TrainingArguments(**{**base, **kw})
 
 
-def _train(kind, out, resume=None, sparsity=0.8):
+def _train(kind, out, resume=None, sparsity=0.8, schedule=None):
     build, _ = MODELS[kind]
     torch.manual_seed(0)
     model = build()
-    cb = SparsifierCallback(sparsity, method="st3", schedule=Cubic(0, 4))
+    cb = SparsifierCallback(sparsity, method="st3", schedule=schedule or Cubic(0, 4))
     trainer = transformers.Trainer(
         model=model, args=_args(out), train_dataset=_Tokens(), callbacks=[cb]
     )
@@ -159,6 +159,15 @@ def test_resume_from_a_checkpoint_is_bitwise(run):
     a, b = trainer.model.state_dict(), resumed.model.state_dict()
     assert list(a) == list(b)
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+
+
+def test_resuming_under_another_schedule_is_refused(run):
+    """The sidecar's state records the schedule; a resume whose schedule differs (here the
+    end of the cubic) stops at train begin, naming the step."""
+    kind, out, _, _ = run
+    shutil.copytree(out / "a" / "checkpoint-4", out / "d" / "checkpoint-4")
+    with pytest.raises(ValueError, match="at step 1, this Sparsifier's schedule gives"):
+        _train(kind, out / "d", resume=str(out / "d" / "checkpoint-4"), schedule=Cubic(0, 6))
 
 
 def test_resuming_without_the_sparsifier_state_is_refused(run):

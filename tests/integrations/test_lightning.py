@@ -113,6 +113,15 @@ def test_saved_after_fit_the_plain_module_class_loads_it(run, tmp_path):
     plain.load_state_dict(lit.net.state_dict())
 
 
+def test_resuming_under_another_schedule_is_refused(run):
+    """The callback's state records the schedule: a resume with another one stops, naming
+    the first step where the two differ."""
+    out = run[0]
+    cb = SparsifierCallback(0.9, method="st3", schedule=Cubic(0, 12))
+    with pytest.raises(ValueError, match="at step 1, this Sparsifier's schedule gives"):
+        _fit(out / "e", ckpt_path=str(out / "a" / "epoch=0.ckpt"), callback=cb)
+
+
 def test_resuming_from_a_checkpoint_without_sparsifier_state_is_refused(run):
     out = run[0]
     ckpt = torch.load(out / "a" / "epoch=0.ckpt", weights_only=False)

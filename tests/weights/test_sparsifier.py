@@ -459,6 +459,44 @@ def test_load_state_dict_refuses_a_different_configuration():
     assert same.step_count == 1
 
 
+def test_load_state_dict_compares_the_schedule():
+    """A resume under another schedule (the default cubic of a run with another number of
+    steps, say) is refused at the first recorded step where the two differ; strict=False
+    loads it; a callable that fails past its end is recorded as such; an old state without
+    the record loads."""
+    sp = Sparsifier(_net(), 0.5, schedule=Cubic(start=0, end=1000))
+    sp.step()
+    state = sp.state_dict()
+    assert state["schedule_at"]["steps"][:6] == [0, 1, 2, 3, 4, 6]
+    Sparsifier(_net(), 0.5, schedule=Cubic(start=0, end=1000)).load_state_dict(state)
+    longer = Sparsifier(_net(), 0.5, schedule=Cubic(start=0, end=1200))
+    with pytest.raises(ValueError, match="at step 1, this Sparsifier.s schedule"):
+        longer.load_state_dict(state)
+    assert longer.step_count == 0  # nothing loaded
+    longer.load_state_dict(state, strict=False)
+    assert longer.step_count == 1
+    with pytest.raises(ValueError, match="at step 0"):
+        Sparsifier(_net(), 0.5, schedule=Constant()).load_state_dict(state)
+    table = [0.1, 0.2, 0.3, 0.4, 0.5]
+    t1 = Sparsifier(_net(), 0.5, schedule=lambda t: table[t])  # fails past step 4
+    rec = t1.state_dict()["schedule_at"]
+    assert rec["values"][:5] == table and rec["values"][5] is None
+    Sparsifier(_net(), 0.5, schedule=lambda t: table[t]).load_state_dict(t1.state_dict())
+    with pytest.raises(ValueError, match="sparsity None at step 6, .* schedule gives 0.5"):
+        Sparsifier(_net(), 0.5, schedule=lambda t: table[min(t, 4)]).load_state_dict(
+            t1.state_dict()
+        )
+    old = {k: v for k, v in state.items() if k != "schedule_at"}
+    Sparsifier(_net(), 0.5, schedule=Constant()).load_state_dict(old)
+    for bad in ({"steps": [0], "values": []}, [0.1], {"steps": [-1], "values": [0.1]}):
+        with pytest.raises(ValueError, match="schedule_at"):
+            Sparsifier(_net(), 0.5, schedule=Cubic(0, 1000)).load_state_dict(
+                {**state, "schedule_at": bad}
+            )
+    with pytest.raises(ValueError, match="strict must be True or False"):
+        sp.load_state_dict(state, strict="no")
+
+
 def test_deepcopy_gives_an_independent_working_copy():
     model = _net()
     sp = Sparsifier(model, 0.7)

@@ -68,6 +68,9 @@ class SparsifierCallback(transformers.TrainerCallback):
     RuntimeError
         when the Trainer resumes from a checkpoint that holds no Sparsifier state (pruning
         would silently restart).
+    ValueError
+        when it resumes under another schedule than the checkpoint's (another ``schedule``,
+        or the default one of another ``max_steps``), at train begin.
 
     Notes
     -----

@@ -50,7 +50,9 @@ class SparsifierCallback(_L.pytorch.Callback):
     Raises
     ------
     ValueError
-        on a bad argument, when the callback is made.
+        on a bad argument, when the callback is made; when a checkpoint made under
+        another schedule is restored (another ``schedule``, or the default one of another
+        number of steps).
     """
 
     def __init__(self, sparsity: float, method: str = "st3", schedule=None, **kwargs):

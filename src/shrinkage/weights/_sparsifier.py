@@ -29,6 +29,9 @@ _EMPTY_BUF = {dt: torch.empty(1, dtype=dt) for dt in (torch.float32, torch.float
 
 # str: steps with gradients and no move of any threshold before the frozen-threshold warning
 FROZEN_STEPS = 10
+# Steps at which a state records its schedule (0, 1, 2, 3, 4, 6, 8, 12, ... 2^31): a resume
+# under another schedule, or the default cubic of another number of steps, differs at one.
+SCHEDULE_PROBES = sorted({0} | {2**j for j in range(32)} | {3 * 2**j for j in range(31)})
 
 
 def _mean_over_ranks(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -1075,15 +1078,17 @@ class Sparsifier:
         """Step counter, configuration and per-layer thresholds / masks (plain tensors).
 
         Save it beside the model's and optimizer's state to resume a run; the schedule
-        itself is not saved (it is a pure function of the step).
+        itself is not saved (it is a pure function of the step), only its values at a few
+        steps, which ``load_state_dict`` compares.
 
         Returns
         -------
         dict
             ``step``, ``sparsity``, ``min_density``, ``method``, ``scope``, ``penalty``,
-            ``penalty_params``, ``rescale``, ``layers`` (names), and per layer, in that
-            order: ``tau``, ``lam`` (0-d tensors), ``mask`` (bool tensor or None), ``ties``
-            (bool tensor or None).
+            ``penalty_params``, ``rescale``, ``layers`` (names), ``schedule_at`` (the target
+            sparsity at steps 0, 1, 2, 3, 4, 6, ... 2^31, compared on load), and per layer,
+            in that order: ``tau``, ``lam`` (0-d tensors), ``mask`` (bool tensor or None),
+            ``ties`` (bool tensor or None).
 
         Examples
         --------
@@ -1111,8 +1116,46 @@ class Sparsifier:
             "lam": [u.pm.lam.detach().clone() for u in self.units],
             "mask": [None if u.pm.mask is None else u.pm.mask.clone() for u in self.units],
             "ties": [None if u.pm.ties is None else u.pm.ties.clone() for u in self.units],
+            "schedule_at": {"steps": SCHEDULE_PROBES, "values": self._schedule_values()},
             **self._extra_state(),
         }
+
+    def _schedule_values(self, steps=SCHEDULE_PROBES) -> list:
+        """The target sparsity at each step, None where the schedule fails there (a table
+        that ends, say): what a saved state compares on load."""
+        out = []
+        for t in steps:
+            try:
+                out.append(evaluate(self.schedule, t, self.sparsity))
+            except Exception:  # a user's schedule may fail past its end: recorded as such
+                out.append(None)
+        return out
+
+    def _check_schedule_record(self, rec) -> None:
+        """A state's ``schedule_at`` against this Sparsifier's schedule: the first step where
+        they differ is named."""
+        ok = isinstance(rec, dict) and isinstance(rec.get("steps"), list | tuple)
+        steps = rec.get("steps") if ok else None
+        values = rec.get("values") if ok else None
+        if not (
+            ok
+            and isinstance(values, list | tuple)
+            and len(values) == len(steps)
+            and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in steps)
+            and all(v is None or isinstance(v, float | int) for v in values)
+        ):
+            raise ValueError(
+                "sparsifier state 'schedule_at' must be {'steps': [int, ...], 'values': "
+                f"[float or None, ...]}} of one length, got {rec!r}"
+            )
+        for t, v, mine in zip(steps, values, self._schedule_values(list(steps))):
+            if (v is None) != (mine is None) or (v is not None and abs(v - mine) > 1e-9):
+                raise ValueError(
+                    f"sparsifier state was saved under a schedule at sparsity {v!r} at step "
+                    f"{t}, this Sparsifier's schedule gives {mine!r} there: another schedule "
+                    "(or, for a default one, another number of training steps); "
+                    "load_state_dict(state, strict=False) loads it anyway"
+                )
 
     def _extra_state(self) -> dict:
         """What str and rigl add (nothing for the other methods, whose states stay as they
@@ -1171,7 +1214,7 @@ class Sparsifier:
                     )
         return lists
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, strict: bool = True) -> None:
         """Restore a ``state_dict``.
 
         Its configuration (method, scope, penalty and its parameters, rescale, layers,
@@ -1186,12 +1229,19 @@ class Sparsifier:
         state : dict
             A ``state_dict`` (a state saved before ``min_density`` existed counts as
             ``min_density=0``, one without ``ties`` as no ties).
+        strict : bool, default True
+            Also compare the schedule: the state records the target sparsity at steps 0, 1,
+            2, 3, 4, 6, 8, ... 2^31, and this Sparsifier's schedule must give the same values
+            there (a resume under another schedule, or the default cubic of a run with
+            another number of steps, would otherwise go on silently). False loads a state
+            under a schedule changed on purpose.
 
         Raises
         ------
         ValueError
             ``state`` is not a dict; its configuration differs from this Sparsifier's; its
-            step is not an integer >= 0; a per-layer list does not hold one entry per
+            step is not an integer >= 0; with ``strict``, its schedule gives another
+            sparsity at a recorded step; a per-layer list does not hold one entry per
             layer; the weights' shapes differ (a state of another model); a threshold is not
             one finite floating-point number >= 0; a mask is not a bool tensor of the
             weight's shape (or is missing for gmp).
@@ -1241,6 +1291,10 @@ class Sparsifier:
                 f"Sparsifier has {self.method_params!r}"
             )
         learned = self._check_learned_state(state)
+        if not isinstance(strict, bool):
+            raise ValueError(f"strict must be True or False, got {strict!r}")
+        if strict and "schedule_at" in state:  # absent from states saved before it was recorded
+            self._check_schedule_record(state["schedule_at"])
         step = state.get("step")
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise ValueError(f"sparsifier state step must be an integer >= 0, got {step!r}")
