@@ -41,3 +41,15 @@ def test_snr_of_all_zero_signals_is_minus_infinity_not_a_crash():
     D = np.eye(2)
     assert snr_db(X, D, np.ones((3, 2))) == -math.inf
     assert snr_db(X, D, np.zeros((3, 2))) == math.inf
+
+
+def test_no_rows_and_nan_codes_are_not_read_as_results():
+    """snr_db of no rows is NaN (it was inf, a perfect fit); a NaN code is neither active nor
+    inactive: active_fraction and that atom's usage are NaN (NaN != 0 counted it active)."""
+    D = np.eye(2)
+    assert math.isnan(snr_db(np.zeros((0, 2)), D, np.zeros((0, 2))))
+    Z = np.array([[0.0, np.nan], [1.0, 0.0]])
+    assert math.isnan(active_fraction(Z))
+    usage = atom_usage(Z)
+    assert usage[0] == 0.5 and math.isnan(usage[1])
+    assert active_fraction(torch.tensor([[0.0, 2.0]])) == 0.5  # no NaN: counted as before

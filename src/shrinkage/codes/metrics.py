@@ -69,7 +69,8 @@ def snr_db(X, D, codes) -> float:
     -------
     float
         The signal-to-noise ratio in dB; ``math.inf`` when the reconstruction is exact,
-        ``-math.inf`` when X is all zeros and the reconstruction is not.
+        ``-math.inf`` when X is all zeros and the reconstruction is not, NaN when X has no
+        rows (nothing was measured) or the inputs hold NaN.
 
     Raises
     ------
@@ -86,6 +87,8 @@ def snr_db(X, D, codes) -> float:
     inf
     """
     Xt, Dt, Zt = _prep(X, D, codes)
+    if Xt.shape[0] == 0:
+        return math.nan  # no rows: not a perfect fit
     err = float(((Xt - Zt @ Dt) ** 2).sum())
     sig = float((Xt**2).sum())
     if err == 0:
@@ -110,7 +113,8 @@ def active_fraction(codes) -> float:
     Returns
     -------
     float
-        The fraction in [0, 1]; 0.0 for empty codes.
+        The fraction in [0, 1]; 0.0 for empty codes; NaN when a code is NaN (a failed
+        encode: neither active nor inactive).
 
     Raises
     ------
@@ -124,7 +128,13 @@ def active_fraction(codes) -> float:
     Zt = _to_tensor(codes, "codes")
     if Zt.numel() == 0:
         return 0.0
-    return float((Zt != 0).double().mean())
+    return float(_active(Zt).mean())
+
+
+def _active(Zt):
+    """1.0 where a code is non-zero, 0.0 where it is zero, NaN where it is NaN (``!= 0``
+    alone would count a NaN as active)."""
+    return (Zt != 0).double().masked_fill(Zt.isnan(), math.nan)
 
 
 @fill_doc
@@ -141,7 +151,8 @@ def atom_usage(codes) -> np.ndarray:
     -------
     numpy.ndarray
         float64, shape (n_atoms,): for each atom the fraction of the rows where its
-        coefficient is non-zero. Its mean is ``active_fraction``.
+        coefficient is non-zero (NaN for an atom with a NaN coefficient). Its mean is
+        ``active_fraction``.
 
     Raises
     ------
@@ -160,7 +171,7 @@ def atom_usage(codes) -> np.ndarray:
     Zt = _to_tensor(codes, "codes")
     if Zt.ndim != 2:
         raise ValueError(f"codes must be 2-D (n_samples, n_atoms), got shape {tuple(Zt.shape)}")
-    return (Zt != 0).double().mean(0).cpu().numpy()
+    return _active(Zt).mean(0).cpu().numpy()
 
 
 __all__ = ["relative_error", "snr_db", "active_fraction", "atom_usage"]
