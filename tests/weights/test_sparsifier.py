@@ -488,7 +488,12 @@ def test_load_state_dict_compares_the_schedule():
         )
     old = {k: v for k, v in state.items() if k != "schedule_at"}
     Sparsifier(_net(), 0.5, schedule=Constant()).load_state_dict(old)
-    for bad in ({"steps": [0], "values": []}, [0.1], {"steps": [-1], "values": [0.1]}):
+    nan = {"steps": [0], "values": [float("nan")]}  # a damaged record is no match
+    with pytest.raises(ValueError, match="sparsity nan at step 0"):
+        Sparsifier(_net(), 0.5, schedule=Cubic(0, 1000)).load_state_dict(
+            {**state, "schedule_at": nan}
+        )
+    for bad in ({"steps": [0], "values": []}, [0.1], {"steps": [-1], "values": [True]}):
         with pytest.raises(ValueError, match="schedule_at"):
             Sparsifier(_net(), 0.5, schedule=Cubic(0, 1000)).load_state_dict(
                 {**state, "schedule_at": bad}

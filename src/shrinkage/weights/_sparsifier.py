@@ -1142,14 +1142,17 @@ class Sparsifier:
             and isinstance(values, list | tuple)
             and len(values) == len(steps)
             and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in steps)
-            and all(v is None or isinstance(v, float | int) for v in values)
+            and all(
+                v is None or (isinstance(v, float | int) and not isinstance(v, bool))
+                for v in values
+            )
         ):
             raise ValueError(
                 "sparsifier state 'schedule_at' must be {'steps': [int, ...], 'values': "
                 f"[float or None, ...]}} of one length, got {rec!r}"
             )
         for t, v, mine in zip(steps, values, self._schedule_values(list(steps))):
-            if (v is None) != (mine is None) or (v is not None and abs(v - mine) > 1e-9):
+            if (v is None) != (mine is None) or (v is not None and not abs(v - mine) <= 1e-9):
                 raise ValueError(
                     f"sparsifier state was saved under a schedule at sparsity {v!r} at step "
                     f"{t}, this Sparsifier's schedule gives {mine!r} there: another schedule "
