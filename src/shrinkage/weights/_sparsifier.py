@@ -1116,7 +1116,7 @@ class Sparsifier:
             "lam": [u.pm.lam.detach().clone() for u in self.units],
             "mask": [None if u.pm.mask is None else u.pm.mask.clone() for u in self.units],
             "ties": [None if u.pm.ties is None else u.pm.ties.clone() for u in self.units],
-            "schedule_at": {"steps": SCHEDULE_PROBES, "values": self._schedule_values()},
+            "schedule_at": {"steps": list(SCHEDULE_PROBES), "values": self._schedule_values()},
             **self._extra_state(),
         }
 
