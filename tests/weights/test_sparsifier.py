@@ -824,3 +824,53 @@ def test_kth_threshold_refuses_nan_and_bool_scores_and_layer_densities_empty_sha
     for shapes in ([(0, 4), (4, 4)], [(-4, 4), (4, 4)]):
         with pytest.raises(ValueError, match="positive integers"):
             layer_densities(shapes, 0.5)
+
+
+def test_st3sigma_prunes_exactly_the_scheduled_count():
+    """st3sigma's threshold is found on the scores |w| sqrt(S_l); its magnitude threshold is
+    the largest tau whose rounded score is <= theta (theta / sqrt(S_l) alone kept one weight
+    too many in 19 of 800 cases)."""
+    import math
+
+    for seed in range(60):
+        for dtype in (torch.float32, torch.float64):
+            for scope in ("global", "layer"):
+                torch.manual_seed(seed)
+                m = nn.Sequential(nn.Linear(13, 11), nn.Linear(11, 7)).to(dtype)
+                eff = Sparsifier(m, 0.7, method="st3sigma", scope=scope).effective_weights()
+                ws = (
+                    list(eff.values())
+                    if scope == "layer"
+                    else [torch.cat([w.flatten() for w in eff.values()])]
+                )
+                for w in ws:
+                    n = w.numel()
+                    assert int((w != 0).sum()) == n - math.floor(0.7 * n), (seed, dtype, scope)
+
+
+def test_include_and_exclude_name_containers_and_refuse_container_types():
+    """A name pattern covers the layers inside the module it names (exclude="head" left
+    head.0 and head.2 pruned before); a container type is refused for exclude as for
+    include (it matched nothing, silently)."""
+    net = nn.Sequential()
+    net.add_module("body", nn.Linear(8, 8))
+    net.add_module("head", nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)))
+    assert Sparsifier(copy.deepcopy(net), 0.5, exclude="head").layer_names == ["body"]
+    assert Sparsifier(copy.deepcopy(net), 0.5, include=["head"]).layer_names == [
+        "head.0",
+        "head.2",
+    ]
+    assert Sparsifier(copy.deepcopy(net), 0.5, exclude="head.2").layer_names == ["body", "head.0"]
+    assert Sparsifier(copy.deepcopy(net), 0.5, exclude="he*").layer_names == ["body"]
+    for label in ("include", "exclude"):
+        with pytest.raises(ValueError, match=f"{label} type Sequential is not prunable"):
+            Sparsifier(copy.deepcopy(net), 0.5, **{label: nn.Sequential})
+
+
+def test_rigl_refuses_non_finite_weights_as_the_other_methods_do():
+    model = _net()
+    sp = Sparsifier(model, 0.5, method="rigl", method_params={"update_end": 10})
+    with torch.no_grad():
+        _raw(model[0]).view(-1)[3] = float("nan")
+    with pytest.raises(ValueError, match="contains NaN or inf"):
+        sp.step()

@@ -14,6 +14,7 @@ drop / grow update of a mask (``dynamic``, see ``._rigl``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -118,7 +119,18 @@ def _same(theta, unit):
 
 
 def _sigma_unscaled(theta, unit):
-    return theta / unit.sqrt_s
+    """The magnitude threshold of score threshold theta: the largest ``tau`` whose score
+    ``tau * sqrt(S_l)``, rounded as the scores are, is ``<= theta``. ``theta / sqrt(S_l)``
+    alone can sit one float below the magnitude whose score defines theta: that weight was
+    kept, one more than the count (19 of 800 cases)."""
+    c = unit.sqrt_s
+    tau = theta / c
+    up = torch.full_like(tau, math.inf)
+    while bool(tau * c > theta):
+        tau = torch.nextafter(tau, -up)
+    while bool(torch.nextafter(tau, up) * c <= theta):
+        tau = torch.nextafter(tau, up)
+    return tau
 
 
 # -- updates: write the unit's buffers for its threshold tau --------------------------------

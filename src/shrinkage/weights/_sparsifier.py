@@ -212,13 +212,20 @@ class _Unit:
         return [(n, m, "weight") for n, m in self.modules] + self.readers
 
 
+def _scopes(name: str) -> list[str]:
+    """A layer's name and those of the modules holding it (``"a.b.c"``: ``"a.b.c"``,
+    ``"a.b"``, ``"a"``): a name pattern of a container covers every layer inside it."""
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
+
+
 def _matches(name: str, module: nn.Module, patterns) -> bool:
     for p in patterns:
         if isinstance(p, type):
             if isinstance(module, p):
                 return True
         elif isinstance(p, str):
-            if fnmatch.fnmatchcase(name, p):
+            if any(fnmatch.fnmatchcase(n, p) for n in _scopes(name)):
                 return True
         else:
             raise ValueError(
@@ -324,8 +331,10 @@ class Sparsifier:
         in all, spread over layers by ``method_params["distribution"]``.
     include, exclude : type, str or iterable of them, optional
         Module types or ``fnmatch`` name patterns (``"features.*"``): only the matching
-        layers are pruned (include), the matching layers are left dense (exclude).
-        Included types must be prunable (``PRUNABLE``).
+        layers are pruned (include), the matching layers are left dense (exclude). A name
+        pattern matches a layer or a module holding it (``"head"`` covers ``head.0`` and
+        ``head.2``); a type matches the layers themselves and must be prunable
+        (``PRUNABLE``).
     penalty : str, optional
         The prox_ste operator, one of ``PENALTIES`` (default
         l1). Refused with another method (where it would be ignored).
@@ -559,12 +568,15 @@ class Sparsifier:
 
     # -- selection ---------------------------------------------------------------------
     def _collect(self, model, include, exclude) -> list[_Unit]:
-        for p in include:
-            if isinstance(p, type) and not issubclass(p, PRUNABLE):
-                raise ValueError(
-                    f"include type {p.__name__} is not prunable; allowed: "
-                    + ", ".join(t.__name__ for t in PRUNABLE)
-                )
+        for label, given in (("include", include), ("exclude", exclude)):
+            for p in given:
+                if isinstance(p, type) and not issubclass(p, PRUNABLE):
+                    raise ValueError(
+                        f"{label} type {p.__name__} is not prunable (a type matches the layers "
+                        "themselves, not the modules holding them); allowed: "
+                        + ", ".join(t.__name__ for t in PRUNABLE)
+                        + f"; to {label} the layers inside a container, give its name"
+                    )
         _check_patterns(model, include, "include")
         _check_patterns(model, exclude, "exclude")
         groups: dict[int, list] = {}
@@ -696,6 +708,7 @@ class Sparsifier:
         self.current_sparsity = s
         m = self._m
         if m.dynamic:
+            self._check_finite([u.param.detach() for u in self.units])
             self._rigl_step()
             return
         found = self._thresholds_compiled(s) if self._compiled_ready() else None
