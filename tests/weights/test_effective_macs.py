@@ -150,3 +150,29 @@ def test_no_layer_reached_gives_nan_ratios_and_flops_refuses_fractional_sizes():
     assert r["dense"] == 0 and math.isnan(r["both_ratio"])  # a ZeroDivisionError before
     with pytest.raises(ValueError, match="input_shape must be positive ints"):
         flops(nn.Linear(3, 2), (2.7, 3))  # counted as (2, 3) before
+
+
+def test_exported_models_are_refused_with_the_way_to_count_them():
+    """flops and effective_macs counted nothing of an exported model's sparse layers (17,120
+    MACs became 128); they now name the layer and point to densify, which counts alike."""
+    from shrinkage.weights import densify, export, flops
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))
+    with torch.no_grad():
+        net[0].weight.mul_(torch.rand_like(net[0].weight) > 0.9)
+    fast = export(net, min_sparsity=0.5, candidates="torch_csr")
+    with pytest.raises(ValueError, match="layer '0' is an exported SparseLinear: count densify"):
+        flops(fast, (1, 16))
+    with pytest.raises(ValueError, match="effective_macs counts dense-format"):
+        effective_macs(fast, torch.randn(4, 16))
+    assert flops(densify(fast), (1, 16)).sparse_macs == flops(net, (1, 16)).sparse_macs
+
+
+def test_each_module_keeps_its_own_mode():
+    """The model runs in eval mode and every module gets its own mode back (train(mode)
+    of the whole model set a frozen BatchNorm back to training before)."""
+    net = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    net[1].eval()
+    effective_macs(net, torch.randn(8, 4))
+    assert net.training and net[0].training and not net[1].training

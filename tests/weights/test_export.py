@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 import warnings
@@ -504,7 +505,7 @@ def test_corrupted_conv_state_is_refused():
     conv = sd["0._extra_state"]["conv"]
     for key, value, msg in (
         ("kernel_size", (3, 0), "2 integers >= 1"),
-        ("in_channels", 3, "needs a 4x27 matrix"),
+        ("in_channels", 3, "in_channels=3, the skeleton.s Conv2d 2"),
         ("stride", "ab", "2 integers"),
     ):
         bad = {**sd, "0._extra_state": {"conv": {**conv, key: value}}}
@@ -693,3 +694,126 @@ def test_export_refuses_a_meta_model():
         model = nn.Linear(4, 4)
     with pytest.raises(ValueError, match="'meta' device"):
         export(model, min_sparsity=0.0, candidates="torch_csr")
+
+
+def test_linear_subclasses_stay_dense():
+    """A subclass of nn.Linear may compute something else in its forward (a scale, an
+    adapter): export leaves it dense instead of dropping what it adds."""
+
+    class Scaled(nn.Linear):
+        def forward(self, x):
+            return super().forward(x) * 0.5 + 1.0
+
+    torch.manual_seed(0)
+    net = nn.Sequential(Scaled(16, 8), nn.ReLU(), nn.Linear(8, 4))
+    with torch.no_grad():
+        for m in (net[0], net[2]):
+            m.weight.mul_(torch.rand_like(m.weight) > 0.9)
+    x = torch.randn(5, 16)
+    for kw in ({"candidates": "torch_csr"}, {"example_input": x, "rounds": 1}):
+        fast, info = export(net, min_sparsity=0.5, return_timings=True, **kw)
+        assert type(fast[0]) is Scaled and "0" not in info
+        torch.testing.assert_close(fast(x), net(x))
+    assert type(export(net, min_sparsity=0.5, candidates="torch_csr")[2]) is SparseLinear
+
+
+@pytest.mark.parametrize("activations", [False, True])
+def test_export_of_a_model_in_train_mode_moves_no_statistics(activations):
+    """Export's forward passes run in eval mode: a model left in train mode keeps its
+    BatchNorm statistics (it was changed 100 times over), dropout draws no masks in the
+    output check, and the model and its copy come back in train mode."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Linear(32, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.3),
+        nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4),
+    )  # fmt: skip
+    with torch.no_grad():
+        for i in (0, 4, 6):
+            net[i].weight.mul_(torch.rand_like(net[i].weight) > 0.9)
+    x = torch.randn(8, 32) * 3 + 5
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fast = export(net, min_sparsity=0.5, example_input=x, rounds=1, activations=activations)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert net.training and net[1].training and fast.training and fast[1].training
+    assert torch.equal(fast[1].running_mean, before["1.running_mean"])
+    net.eval(), fast.eval()
+    torch.testing.assert_close(fast(x), net(x), rtol=1e-5, atol=1e-5)
+
+
+def test_load_exported_checks_a_conv_against_the_skeleton():
+    """The state's convolution must be the skeleton's (a stride or padding of another
+    architecture loaded silently before)."""
+    net = nn.Sequential(nn.Conv2d(2, 4, 3), nn.Flatten())
+    with torch.no_grad():
+        net[0].weight.mul_(torch.rand_like(net[0].weight) > 0.8)
+    fast = export(
+        net, min_sparsity=0.5, candidates="torch_csr", example_input=torch.randn(1, 2, 6, 6)
+    )
+    sd = fast.state_dict()
+    for other, msg in (
+        (nn.Conv2d(2, 4, 3, stride=2), r"stride=\(1, 1\), the skeleton's Conv2d \(2, 2\)"),
+        (nn.Conv2d(2, 4, 3, padding=1), "padding"),
+        (nn.Conv2d(2, 4, 3, dilation=2), "dilation"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            load_exported(nn.Sequential(other, nn.Flatten()), sd)
+    again = load_exported(nn.Sequential(nn.Conv2d(2, 4, 3), nn.Flatten()), sd)
+    x = torch.randn(2, 2, 6, 6)
+    assert torch.equal(again(x), fast(x))
+
+
+def test_parametrized_convolutions_export_like_parametrized_linears():
+    """A still-parametrized Conv2d is an nn.Conv2d computing its weight: it goes sparse, as
+    a parametrized Linear does (it stayed dense, silently)."""
+    from torch.nn.utils import parametrize
+
+    conv = nn.Conv2d(2, 4, 3)
+    mask = (torch.rand(4, 2, 3, 3, generator=torch.Generator().manual_seed(1)) > 0.8).float()
+    parametrize.register_parametrization(conv, "weight", _Mask(mask))
+    net = nn.Sequential(conv, nn.Flatten())
+    x = torch.randn(1, 2, 6, 6)
+    fast = export(net, min_sparsity=0.5, candidates="torch_csr", example_input=x)
+    assert type(fast[0]) is SparseConv2d
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=1e-5)
+
+
+def test_fifth_probe_refusals_name_the_problem():
+    """An unbatched example (one image, one vector), a layer with a NaN weight, and an
+    exported model in half precision on CPU: a message naming it, not an error from deep
+    inside the timing or torch's sparse kernels."""
+    torch.manual_seed(0)
+    conv = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3))
+    lin = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))
+    for net in (conv, lin):
+        with torch.no_grad():
+            for m in (net[0], net[2]):
+                m.weight.mul_(torch.rand_like(m.weight) > 0.9)
+    with pytest.raises(ValueError, match=r"layer '0' unbatched \(shape \(3, 8, 8\)\)"):
+        export(conv, min_sparsity=0.5, example_input=torch.randn(3, 8, 8), rounds=1)
+    with pytest.raises(ValueError, match=r"layer '0' unbatched \(shape \(64,\)\)"):
+        export(lin, min_sparsity=0.5, example_input=torch.randn(64), rounds=1)
+    bad = copy.deepcopy(lin)
+    with torch.no_grad():
+        bad[2].weight[0, 0] = float("nan")
+    for kw in ({"candidates": "torch_csr"}, {"rounds": 1}):
+        with pytest.raises(ValueError, match="layer '2' has a NaN or inf weight"):
+            export(bad, min_sparsity=0.5, **kw)
+    half = export(lin, min_sparsity=0.5, candidates="c_csr_i32").half()
+    with pytest.raises(TypeError, match="float16 on CPU; its sparse kernels run float32"):
+        half(torch.randn(2, 64).half())
+
+
+def test_block_sparse_layers_pass_gradients_to_the_input():
+    """The documented gradient path to the input holds for torch_bsr too (torch has no
+    backward through a block-sparse product: it failed inside torch)."""
+    torch.manual_seed(0)
+    lin = nn.Linear(16, 8)
+    with torch.no_grad():
+        lin.weight.mul_((torch.rand(2, 4) > 0.5).repeat_interleave(4, 0).repeat_interleave(4, 1))
+    sl = SparseLinear.from_linear(lin, "torch_bsr")
+    x = torch.randn(3, 16, requires_grad=True)
+    (g,) = torch.autograd.grad(sl(x).square().sum(), x)
+    x2 = x.detach().clone().requires_grad_(True)
+    (g2,) = torch.autograd.grad(lin(x2).square().sum(), x2)
+    torch.testing.assert_close(g, g2)

@@ -23,7 +23,7 @@ Examples
 """
 
 from ._act_chain import ActivationChain
-from ._export import densify, export, load_exported
+from ._export import densify, export, kernel_summary, load_exported
 from ._flops import FlopsReport, flops
 from ._ops import channel_gamma, kth_smallest, kth_threshold, prox_weight, st3_weight
 from ._rigl import layer_densities
@@ -53,6 +53,7 @@ __all__ = [
     "export",
     "densify",
     "load_exported",
+    "kernel_summary",
     "SparseLinear",
     "SparseConv2d",
     "ActivationChain",

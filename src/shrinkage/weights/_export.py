@@ -74,6 +74,7 @@ from ._sparse_modules import (
     SparseConv2d,
     SparseLinear,
     check_extra_state,
+    plain_type,
     weight_sparsity,
 )
 
@@ -100,17 +101,21 @@ def _replaceable(model: nn.Module) -> list[tuple[str, nn.Module]]:
         if isinstance(mod, nn.MultiheadAttention):
             # MHA reads out_proj.weight directly: replacing it would break the module
             skip.update(f"{name}.{child}" if name else child for child, _ in mod.named_children())
-        elif name and name not in skip and (isinstance(mod, nn.Linear | nn.Conv2d)):
+        elif name and name not in skip and plain_type(mod) in (nn.Linear, nn.Conv2d):
+            # exact types: a subclass may compute something else in its forward (a scale,
+            # an adapter), which a sparse kernel would drop
             found.append((name, mod))
     return found
 
 
 def _conv_input_shapes(model: nn.Module, example_input) -> dict[str, tuple]:
-    """Input shape of every Conv2d in one forward pass of ``example_input``."""
+    """Input shape of every Conv2d in one forward pass of ``example_input``; a ValueError
+    when a Conv2d gets one image unbatched, or a Linear the example's own vector (the
+    timings repeat an input's first dimension as rows)."""
     shapes: dict[str, tuple] = {}
     hooks = []
     for name, mod in model.named_modules():
-        if isinstance(mod, nn.Conv2d):
+        if isinstance(mod, nn.Conv2d | nn.Linear):
 
             def hook(m, args, name=name):
                 shapes.setdefault(name, tuple(args[0].shape))
@@ -121,7 +126,18 @@ def _conv_input_shapes(model: nn.Module, example_input) -> dict[str, tuple]:
     finally:
         for h in hooks:
             h.remove()
-    return shapes
+    items = example_input if isinstance(example_input, tuple | list) else (example_input,)
+    given = {tuple(t.shape) for t in items if isinstance(t, torch.Tensor) and t.dim() == 1}
+    for name, shape in shapes.items():
+        conv = isinstance(model.get_submodule(name), nn.Conv2d)
+        # a Linear may see a vector inside a batched model; the example's own vector is one
+        # sample, whose first dimension the timings would repeat as rows
+        if (len(shape) < 4) if conv else (shape in given):
+            raise ValueError(
+                f"example_input reaches layer {name!r} unbatched (shape {shape}): give a batch "
+                "of inputs, e.g. example_input.unsqueeze(0)"
+            )
+    return {n: s for n, s in shapes.items() if isinstance(model.get_submodule(n), nn.Conv2d)}
 
 
 def _forward(model: nn.Module, example_input) -> None:
@@ -186,7 +202,11 @@ def export(
     ``example_input``, the whole model as chosen is then timed against the same layers
     all on torch CSR and against dense, on ``batch_size`` rows of the example (its rows
     repeated as needed), and the fastest is kept. The input ``model``
-    is not modified. Outputs equal the dense model's up to float rounding.
+    is not modified (its forward passes here run in eval mode, each module's mode
+    restored). Outputs equal the dense model's up to float rounding, for finite inputs (a
+    zero weight times an inf input is NaN in a dense product; a sparse kernel skips it).
+    Layers are matched by exact type: a subclass of ``nn.Linear`` may compute more in its
+    forward and stays dense (a ``parametrize``-d layer counts as its class).
 
     With ``activations=True`` zero activations are skipped too: each ``Linear ->
     activation`` of an ``nn.Sequential`` (``nn.ReLU`` or a thresholding module of
@@ -252,7 +272,8 @@ def export(
         names an unknown kernel; the one forced kernel cannot run an eligible layer here
         (its size, dtype or device); ``activations=True`` without ``example_input``;
         an ``example_input`` the model cannot take (checked by one dense forward pass),
-        or a tensor of it without rows or with a NaN or inf.
+        or a tensor of it without rows or with a NaN or inf, or that reaches a layer
+        unbatched; a layer to make sparse holds a NaN or inf weight.
 
     Examples
     --------
@@ -269,12 +290,32 @@ def export(
     >>> torch.allclose(fast(x), net(x), atol=1e-6)
     True
     """
-    ms, batch_size, rounds, cands, forced = _check_export(
-        model, min_sparsity, batch_size, rounds, candidates
-    )
+    checked = _check_export(model, min_sparsity, batch_size, rounds, candidates)
+    # Export's own forward passes (the example's check, shapes, timings) run in eval mode:
+    # in train mode they would move BatchNorm statistics and draw dropout masks. Every
+    # module's mode is restored after, and the copy returned comes back in the same modes.
+    modes = {n: m.training for n, m in model.named_modules()}
+    model.eval()
+    try:
+        result = _export(model, *checked, return_timings, example_input, activations)
+    finally:
+        _set_modes(model, modes)
+    _set_modes(result[0] if return_timings else result, modes)
+    return result
+
+
+def _set_modes(model: nn.Module, modes: dict[str, bool]) -> None:
+    """Each module's ``training`` flag as recorded by name (not recursively, as train() is)."""
+    for name, mod in model.named_modules():
+        if name in modes:
+            mod.training = modes[name]
+
+
+def _export(model, ms, batch_size, rounds, cands, forced, return_timings, example_input, act):
+    """``export`` of a model in eval mode, its arguments checked."""
     if example_input is not None:
         _check_example(model, example_input)
-    if activations:
+    if act:
         from ._act_export import export_activations
 
         return export_activations(
@@ -293,6 +334,7 @@ def export(
         report[name] = entry = {"sparsity": s, "kernel": "dense", "ms": {}}
         if not _eligible(name, mod, s, ms, conv_shapes):
             continue
+        _check_finite(name, mod)
         if forced is not None:
             kernel, new = forced, _forced(name, mod, forced)
         else:
@@ -339,6 +381,15 @@ def _eligible(name, mod, sparsity, min_sparsity, conv_shapes) -> bool:
         # an input size to time it on, and a sparse path (groups, padding mode)
         return name in conv_shapes and SparseConv2d.supports(mod)
     return True
+
+
+def _check_finite(name: str, mod: nn.Module) -> None:
+    """A layer to make sparse holds finite weights and bias (no sparse layer stores a NaN or
+    inf): a ValueError naming it, before any timing."""
+    for attr in ("weight", "bias"):
+        t = getattr(mod, attr, None)
+        if t is not None and not bool(torch.isfinite(t.detach()).all()):
+            raise ValueError(f"layer {name!r} has a NaN or inf {attr}: it cannot be exported")
 
 
 def _build(mod, kernel):
@@ -533,6 +584,7 @@ def load_exported(model: nn.Module, state_dict: dict) -> nn.Module:
             elif isinstance(mod, nn.Conv2d | SparseConv2d) and mat is not None and conv is not None:
                 matrix = _empty_sparse(mat, f"{name}.matrix", state_dict)
                 new_conv = SparseConv2d(_conv_args(conv), matrix)
+                _check_same_conv(mod, new_conv)
                 _set_submodule(out, name, new_conv.to(device))
             elif isinstance(mod, nn.Linear | SparseLinear) and conv is not None:
                 sparse = _empty_sparse(conv, name, state_dict)
@@ -623,6 +675,19 @@ def _empty_sparse(extra, name, state_dict) -> SparseLinear:
     return SparseLinear(in_f, out_f, kernel)
 
 
+def _check_same_conv(mod: nn.Module, new: SparseConv2d) -> None:
+    """The state's convolution is the skeleton's Conv2d (channels, kernel, stride, padding,
+    dilation), as a sparse Linear's size is checked against the skeleton's Linear."""
+    if not isinstance(mod, nn.Conv2d):
+        return
+    for key in ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation"):
+        mine, theirs = getattr(mod, key), getattr(new, key)
+        if mine != theirs:  # ints, or pairs (padding "same" is a str: no sparse conv has it)
+            raise ValueError(
+                f"the state's convolution has {key}={theirs!r}, the skeleton's Conv2d {mine!r}"
+            )
+
+
 def _conv_args(extra) -> dict:
     if not isinstance(extra, dict) or not isinstance(extra.get("conv"), dict):
         raise ValueError(f"sparse conv state must be a dict with 'conv', got {extra!r}")
@@ -632,7 +697,29 @@ def _conv_args(extra) -> dict:
 def kernel_summary(model: nn.Module) -> list[dict]:
     """One row per Linear / Conv2d layer, sparse or dense: name, shape, sparsity, kernel.
 
-    ``shape`` is the weight as a matrix, (out, in) or (out, C*kh*kw).
+    What ``export`` chose, read back from a model (an exported one, or one rebuilt by
+    ``load_exported``): the layers on sparse kernels and those left dense.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any model; its ``SparseLinear``, ``SparseConv2d`` and ``ActivationChain`` layers
+        are listed with their kernels, its ``nn.Linear`` and ``nn.Conv2d`` as ``"dense"``.
+
+    Returns
+    -------
+    list of dict
+        ``{"name", "shape", "sparsity", "kernel"}`` per layer, in module order; ``shape`` is
+        the weight as a matrix, (out, in) or (out, C*kh*kw), ``sparsity`` its share of
+        exact zeros.
+
+    Examples
+    --------
+    >>> net = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))
+    >>> with torch.no_grad():
+    ...     _ = net[0].weight[:, 1:].zero_()
+    >>> [(r["name"], r["kernel"]) for r in kernel_summary(export(net, candidates="torch_csr"))]
+    [('0', 'torch_csr'), ('2', 'dense')]
     """
     rows = []
     inner = _conv_matrices(model)

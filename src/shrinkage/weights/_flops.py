@@ -11,7 +11,9 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .._checks import fits_the_model
+from ._act_chain import ActivationChain
 from ._ops import PRUNABLE
+from ._sparse_modules import SparseConv2d, SparseLinear
 
 __all__ = ["flops", "FlopsReport"]
 
@@ -170,7 +172,12 @@ def flops(model: nn.Module, input_shape, pruned: Iterable[str] | None = None) ->
     ValueError
         ``input_shape`` is empty, has an entry < 1 or one that is not an integer, or the
         model cannot run an input of that shape; the model has no Conv1d/2d/3d or Linear
-        layer.
+        layer, or has exported sparse layers (count ``densify(model)``).
+
+    Notes
+    -----
+    ``nn.MultiheadAttention`` computes with its projection weights directly (its
+    ``out_proj`` Linear is never called): its MACs are not counted.
     TypeError
         ``input_shape`` is not iterable.
 
@@ -243,9 +250,22 @@ def flops(model: nn.Module, input_shape, pruned: Iterable[str] | None = None) ->
     return FlopsReport(shape, layers)
 
 
+def refuse_exported(model: nn.Module, what: str) -> None:
+    """ValueError for a model with exported layers (``export``'s sparse modules hold no
+    ``weight`` and would not be counted): ``densify`` gives the same layers, countable."""
+    for name, mod in model.named_modules():
+        if isinstance(mod, SparseLinear | SparseConv2d | ActivationChain):
+            raise ValueError(
+                f"{what} counts dense-format Conv and Linear layers; layer {name!r} is an "
+                f"exported {type(mod).__name__}: count densify(model) (the same weights) or "
+                "the model before export"
+            )
+
+
 def _run_hooked(model: nn.Module, shape: tuple, hook) -> None:
     """One forward pass of zeros of ``shape`` in eval mode with ``hook`` on every Conv /
     Linear layer; the hooks and each module's train mode are put back however it ends."""
+    refuse_exported(model, "flops")
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, PRUNABLE)]
     if not handles:
         raise ValueError("model has no Conv1d/2d/3d or Linear layer to count")

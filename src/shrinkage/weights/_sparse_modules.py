@@ -14,6 +14,7 @@ import zlib
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from .. import _checks
 from . import _kernels
@@ -298,6 +299,10 @@ class SparseLinear(nn.Module):
 
     def _torch_forward(self, x2: torch.Tensor) -> torch.Tensor:
         m = self._torch_matrix()
+        if self.kernel == "torch_bsr" and x2.requires_grad and torch.is_grad_enabled():
+            # torch has no backward through a block-sparse product: the gradient takes the
+            # dense weight (the same values)
+            return nn.functional.linear(x2, m.to_dense(), self.bias)
         # W (out, in) @ x^T (in, N): torch's CSR-times-dense path
         if self.bias is None:
             return (m @ x2.t()).t()
@@ -410,6 +415,7 @@ class SparseLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_dtype(x, self.values.dtype, "SparseLinear")
+        _check_cpu_dtype(x, "SparseLinear")
         if x.dim() == 2 and x.shape[1] == self.in_features:
             return self._forward2d(x)
         if x.dim() == 0 or x.shape[-1] != self.in_features:
@@ -496,6 +502,13 @@ class SparseLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self._describe()}, nnz={self.nnz}, bias={self.bias is not None}"
+
+
+def plain_type(mod: nn.Module) -> type:
+    """The module's class, or for a ``parametrize``-d one the class it was made from
+    (parametrize swaps in a generated subclass that computes the weight, nothing else):
+    export takes exact types, since a subclass's forward may compute something else."""
+    return type(mod).__bases__[0] if parametrize.is_parametrized(mod) else type(mod)
 
 
 class SparseConv2d(nn.Module):
@@ -586,7 +599,7 @@ class SparseConv2d(nn.Module):
     @staticmethod
     def supports(conv: nn.Module) -> bool:
         return (
-            type(conv) is nn.Conv2d
+            plain_type(conv) is nn.Conv2d
             and conv.groups == 1
             and conv.padding_mode == "zeros"
             and not isinstance(conv.padding, str)
@@ -681,6 +694,7 @@ class SparseConv2d(nn.Module):
                 f"input must be (N, {self.in_channels}, H, W), got shape {tuple(x.shape)}"
             )
         check_input_dtype(x, self.matrix.values.dtype, "SparseConv2d")
+        _check_cpu_dtype(x, "SparseConv2d")
         self.validate()
         n = x.shape[0]
         ho, wo = self._out_hw(x.shape[2], x.shape[3])
@@ -767,6 +781,16 @@ def check_extra_state(state) -> tuple[str, int, int]:
             f"kernel 'torch_bsr' needs both sizes divisible by {_BLOCK}, got {out_f}x{in_f}"
         )
     return kernel, in_f, out_f
+
+
+def _check_cpu_dtype(x: torch.Tensor, layer: str) -> None:
+    """TypeError for a half-precision layer on CPU (``model.half()`` after export): neither
+    the C kernels nor torch's CPU sparse products take float16 / bfloat16."""
+    if x.device.type == "cpu" and x.dtype not in (torch.float32, torch.float64):
+        raise TypeError(
+            f"{layer}: {x.dtype} on CPU; its sparse kernels run float32 and float64 only. "
+            "Keep the exported model in float32, or densify() it and convert the dense model"
+        )
 
 
 def check_input_dtype(x: torch.Tensor, dtype: torch.dtype, layer: str) -> None:

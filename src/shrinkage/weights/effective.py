@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import _checks
+from ._flops import refuse_exported
 
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}
@@ -58,6 +59,30 @@ def _pair_counts(module: nn.Module, a: torch.Tensor) -> tuple[float, float, floa
 
 
 @torch.no_grad()
+def _run_batches(model: nn.Module, inputs, max_batches: int | None) -> int:
+    """Run the model on each batch of ``inputs`` (at most ``max_batches``); the samples run."""
+    n = 0
+    batches = [inputs] if isinstance(inputs, torch.Tensor) else inputs
+    for i, batch in enumerate(batches):
+        if max_batches is not None and i >= max_batches:
+            break
+        x = batch[0] if isinstance(batch, list | tuple) and batch else batch
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(
+                "inputs must be a tensor batch or an iterable of tensors or (x, y) "
+                f"pairs; batch {i} is {type(x).__name__} {x!r:.60}"
+            )
+        if x.ndim < 2:
+            # (4,) would count 4 samples of one feature each: the first dim is the batch
+            raise ValueError(
+                f"batch {i} has shape {tuple(x.shape)}: it needs a batch dimension first, "
+                "(n_samples, ...); for one sample pass x[None]"
+            )
+        model(x)
+        n += x.shape[0]
+    return n
+
+
 def effective_macs(model: nn.Module, inputs, max_batches: int | None = None) -> dict:
     """Per-layer and total MACs per input, dense and with zero weights / activations skipped.
 
@@ -90,7 +115,8 @@ def effective_macs(model: nn.Module, inputs, max_batches: int | None = None) -> 
     Raises
     ------
     ValueError
-        The model has no Linear or Conv layer, or ``inputs`` held no batch.
+        The model has no Linear or Conv layer, or exported sparse layers (count
+        ``densify(model)``), or ``inputs`` held no batch.
     TypeError
         A batch of ``inputs`` is not a tensor (or an ``(x, y)`` pair starting with one).
 
@@ -113,6 +139,7 @@ def effective_macs(model: nn.Module, inputs, max_batches: int | None = None) -> 
     >>> first["weight_sparse"], first["both"], first["both_ratio"]
     (9.0, 3.0, 0.25)
     """
+    refuse_exported(model, "effective_macs")
     layers = OrderedDict((n, m) for n, m in model.named_modules() if isinstance(m, _LAYERS))
     if not layers:
         raise ValueError("model has no Linear or Conv layer to count MACs for")
@@ -134,31 +161,15 @@ def effective_macs(model: nn.Module, inputs, max_batches: int | None = None) -> 
         return fn
 
     handles = [m.register_forward_pre_hook(hook(n)) for n, m in layers.items()]
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
-        batches = [inputs] if isinstance(inputs, torch.Tensor) else inputs
-        for i, batch in enumerate(batches):
-            if max_batches is not None and i >= max_batches:
-                break
-            x = batch[0] if isinstance(batch, list | tuple) and batch else batch
-            if not isinstance(x, torch.Tensor):
-                raise TypeError(
-                    "inputs must be a tensor batch or an iterable of tensors or (x, y) "
-                    f"pairs; batch {i} is {type(x).__name__} {x!r:.60}"
-                )
-            if x.ndim < 2:
-                # (4,) would count 4 samples of one feature each: the first dim is the batch
-                raise ValueError(
-                    f"batch {i} has shape {tuple(x.shape)}: it needs a batch dimension first, "
-                    "(n_samples, ...); for one sample pass x[None]"
-                )
-            model(x)
-            n_samples[0] += x.shape[0]
+        n_samples[0] = _run_batches(model, inputs, max_batches)
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
+        for m, t in modes.items():  # each module's own mode (train() would set them all)
+            m.training = t
     if n_samples[0] == 0:
         raise ValueError("inputs held no batch")
     keys = ("dense", "weight_sparse", "activation_sparse", "both")
