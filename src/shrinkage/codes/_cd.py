@@ -5,7 +5,9 @@ Per row, ``min_z 1/2 ||x - z D||^2 + lam ||z||_1`` is solved from ``G = D D^T`` 
 ``z_j <- soft(z_j + c_j / G_jj, lam / G_jj)``, ``c = b - z G`` (Friedman, Hastie & Tibshirani
 2010) on a small working set per row, then an exact solve on the support and signs found,
 accepted when every other atom satisfies ``|c_j| <= lam (1 + min(tol, 1e-3))``: the codes
-are the lasso solution (up to that slack), not a tol-accurate one. The same library holds
+are the lasso solution (up to that slack), not a tol-accurate one. Where the solve is
+refused (a singular support: more atoms than features), CD's codes at ``tol`` are the
+answer, flagged converged. The same library holds
 the block-coordinate dictionary update of ``_learn`` (``bcd_sweep``, in blocks of atoms
 with one BLAS product each above 64 atoms) and the batch statistics it reads, from the
 codes' non-zeros (``code_stats``). The C source is

@@ -121,9 +121,7 @@ def _fista_sub(Gs, bs, zs, lam, step, tol, budget):
                 keep = ~finished
                 if not bool(keep.any()):
                     return out, iters
-                idx, H, sb, z, y, t, thr, tol = (
-                    a[keep] for a in (idx, H, sb, z, y, t, thr, tol)
-                )
+                idx, H, sb, z, y, t, thr, tol = (a[keep] for a in (idx, H, sb, z, y, t, thr, tol))
                 finished, budget = finished[keep], budget[keep]
                 first_out = int(budget.min())
     out[idx[~finished]] = z[~finished]
@@ -132,8 +130,10 @@ def _fista_sub(Gs, bs, zs, lam, step, tol, budget):
 
 def _sub_energy(Gs, bs, z, lam):
     """1/2 z Gs z - bs z + lam |z|_1 per row: the subproblem's energy (up to 1/2 ||x||^2)."""
-    return 0.5 * (torch.bmm(z.unsqueeze(1), Gs).squeeze(1) * z).sum(1) - (bs * z).sum(1) + (
-        lam * z.abs().sum(1)
+    return (
+        0.5 * (torch.bmm(z.unsqueeze(1), Gs).squeeze(1) * z).sum(1)
+        - (bs * z).sum(1)
+        + (lam * z.abs().sum(1))
     )
 
 

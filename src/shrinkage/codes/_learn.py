@@ -338,9 +338,15 @@ def _resample(D, X, R, usage, seen, min_usage, gen, duplicates=True):
     k = min(len(dead), len(X))
     top = torch.topk(err, k).indices
     new = R[top]
+    flat = ~(new.norm(dim=1) > 1e-6 * float(X.norm(dim=1).max()))
     new = new + 1e-3 * new.std().clamp_min(1e-12) * torch.randn(
         new.shape, generator=gen, dtype=new.dtype
     ).to(new.device)
+    # A residual of (almost) nothing, data reconstructed exactly or all zero, has no
+    # direction: a random one instead (its jitter alone normalised to atoms of norm 1e-3).
+    if bool(flat.any()):
+        rand = torch.randn((int(flat.sum()), new.shape[1]), generator=gen, dtype=new.dtype)
+        new[flat] = rand.to(new.device)
     D[dead[:k]] = _normalise(new)
     return dead[:k]
 
@@ -790,7 +796,9 @@ def learn_dictionary(
     shuffle : bool, default True
         Draw each pass's batches in a new random order (else in the order of X).
     random_state : int, default 0
-        Seed of the initial atoms, the batch order and the resampling.
+        Seed (>= 0) of the initial atoms, the batch order and the resampling (an int, so
+        that every process of a distributed run draws the same; ``SparseCoding`` also
+        takes None or a ``RandomState``).
     max_iter : int, default 200
         Encoder iterations per batch while learning (``encode``).
     tol : float, default 1e-3
@@ -859,6 +867,8 @@ def learn_dictionary(
     n_atoms = check_int_at_least("n_atoms", n_atoms, 1)
     n_epochs = check_int_at_least("n_epochs", n_epochs, 1)
     batch_size = check_int_at_least("batch_size", batch_size, 1)
+    # an int seed: every DDP rank must draw the same atoms and batch order
+    random_state = check_int_at_least("random_state", random_state, 0)
     check_nonnegative("lam", lam)
     check_scalar("lam", lam)
     max_iter = check_int_at_least("max_iter", max_iter, 1)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from ._docs import fill_doc
 from ._encode import _to_tensor
 
 
 def _prep(X, D, codes):
-    Xt = _to_tensor(X, "X")
+    # float64 throughout: squared float32 signals overflow near 1e19 (NaN) and underflow
+    # near 1e-23 (a "perfect fit"), both within float32's range
+    Xt = _to_tensor(X, "X", dtype=torch.float64)
     Dt = _to_tensor(D, "D", dtype=Xt.dtype, device=Xt.device)
     Zt = _to_tensor(codes, "codes", dtype=Xt.dtype, device=Xt.device)
     if Zt.shape != (Xt.shape[0], Dt.shape[0]) or Dt.shape[1] != Xt.shape[1]:
@@ -34,7 +37,8 @@ def relative_error(X, D, codes) -> float:
     Returns
     -------
     float
-        The mean relative squared error; 0.0 when every row of X is zero.
+        The mean relative squared error; 0.0 when every row of X is zero; NaN when the
+        inputs hold NaN.
 
     Raises
     ------
@@ -50,7 +54,7 @@ def relative_error(X, D, codes) -> float:
     Xt, Dt, Zt = _prep(X, D, codes)
     num = ((Xt - Zt @ Dt) ** 2).sum(1)
     den = (Xt**2).sum(1)
-    keep = den > 0
+    keep = den != 0  # a NaN row stays, and makes the mean NaN (den > 0 dropped it)
     if not bool(keep.any()):
         return 0.0
     return float((num[keep] / den[keep]).mean())
@@ -171,6 +175,8 @@ def atom_usage(codes) -> np.ndarray:
     Zt = _to_tensor(codes, "codes")
     if Zt.ndim != 2:
         raise ValueError(f"codes must be 2-D (n_samples, n_atoms), got shape {tuple(Zt.shape)}")
+    if Zt.shape[0] == 0:
+        return np.zeros(Zt.shape[1])  # no sample: no atom used (active_fraction's 0.0)
     return _active(Zt).mean(0).cpu().numpy()
 
 

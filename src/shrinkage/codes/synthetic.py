@@ -7,9 +7,11 @@ by ``atom_recovery``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from .._checks import check_int_at_least, check_nonnegative
+from .._checks import check_int_at_least, check_nonnegative, check_scalar
 
 
 def planted_problem(
@@ -62,8 +64,9 @@ def planted_problem(
     Raises
     ------
     ValueError
-        When a size is not an integer in range, ``n_active > n_atoms``, ``noise < 0``, or
-        ``amplitude`` is not a pair ``(low, high)`` with ``0 <= low <= high``.
+        When a size is not an integer in range, ``n_active > n_atoms``, ``noise`` is not
+        a finite number >= 0, or ``amplitude`` is not a pair ``(low, high)`` with
+        ``0 <= low <= high < inf``.
 
     Examples
     --------
@@ -84,9 +87,12 @@ def planted_problem(
     if n_active > n_atoms:
         raise ValueError(f"n_active must be <= n_atoms = {n_atoms}, got n_active={n_active}")
     check_nonnegative("noise", noise)
+    check_scalar("noise", noise)  # finite: inf noise made every signal inf / NaN
     lo, hi = (float(a) for a in amplitude)
-    if not 0 <= lo <= hi:
-        raise ValueError(f"amplitude must be (low, high) with 0 <= low <= high, got {amplitude}")
+    if not 0 <= lo <= hi or not math.isfinite(hi):
+        raise ValueError(
+            f"amplitude must be (low, high) with 0 <= low <= high < inf, got {amplitude}"
+        )
     rng = np.random.default_rng(seed)
     D = rng.standard_normal((n_atoms, n_features))
     D /= np.linalg.norm(D, axis=1, keepdims=True)
@@ -119,7 +125,8 @@ def matched_cosines(D_true, D) -> np.ndarray:
     Raises
     ------
     ValueError
-        When D_true or D is not 2-D, their widths differ, or an atom of either is zero.
+        When D_true or D is not 2-D, has no atom or a NaN or inf, their widths differ,
+        or an atom of either is zero.
 
     Examples
     --------
@@ -134,6 +141,10 @@ def matched_cosines(D_true, D) -> np.ndarray:
             f"D_true and D must be (n_atoms, n_features) with the same n_features, got "
             f"{A.shape} and {B.shape}"
         )
+    if len(A) == 0 or len(B) == 0:
+        raise ValueError(f"D_true and D need at least one atom each, got {A.shape} and {B.shape}")
+    if not (np.isfinite(A).all() and np.isfinite(B).all()):
+        raise ValueError("D_true and D must be finite (a NaN atom matches nothing, silently)")
     na = np.linalg.norm(A, axis=1, keepdims=True)
     nb = np.linalg.norm(B, axis=1, keepdims=True)
     if (na == 0).any() or (nb == 0).any():

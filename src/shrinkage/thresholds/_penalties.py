@@ -274,6 +274,9 @@ def _scad_prox(x, lam, step, gamma):
 
 
 def _scad_check(p, step):
+    if not math.isfinite(float(p["gamma"])):
+        # the middle branch is inf / inf there: NaN, and encode's codes came back all zero
+        raise ValueError(f"scad needs a finite gamma, got gamma={p['gamma']!r}")
     if step is not None and not p["gamma"] > 1.0 + step:
         raise ValueError(f"scad needs gamma > 1 + step, got gamma={p['gamma']!r}, step={step!r}")
 
