@@ -817,3 +817,34 @@ def test_block_sparse_layers_pass_gradients_to_the_input():
     x2 = x.detach().clone().requires_grad_(True)
     (g2,) = torch.autograd.grad(lin(x2).square().sum(), x2)
     torch.testing.assert_close(g, g2)
+
+
+def test_exported_layers_read_back_their_dense_weight():
+    """A model whose forward reads a layer's weight (a dtype cast, a tied use) stopped at its
+    first call once exported (a sparse layer had no weight); ``weight`` is now the dense
+    weight rebuilt from the sparse arrays, read-only."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(32, 16)
+            self.conv = nn.Conv2d(2, 4, 3)
+
+        def forward(self, x, img):
+            y = self.fc(x.to(self.fc.weight.dtype))
+            return y + nn.functional.linear(x, self.fc.weight).sum(), self.conv(img)
+
+    torch.manual_seed(0)
+    net = Net()
+    with torch.no_grad():
+        for m in (net.fc, net.conv):
+            m.weight.mul_(torch.rand_like(m.weight) > 0.8)
+    x, img = torch.randn(3, 32), torch.randn(1, 2, 6, 6)
+    fast = export(net, min_sparsity=0.5, candidates="torch_csr", example_input=(x, img))
+    assert type(fast.fc) is SparseLinear and type(fast.conv) is SparseConv2d
+    assert torch.equal(fast.fc.weight, net.fc.weight.detach())
+    assert torch.equal(fast.conv.weight, net.conv.weight.detach())
+    assert not fast.fc.weight.requires_grad
+    with torch.no_grad():
+        for a, b in zip(fast(x, img), net(x, img)):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

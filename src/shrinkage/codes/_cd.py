@@ -6,8 +6,9 @@ Per row, ``min_z 1/2 ||x - z D||^2 + lam ||z||_1`` is solved from ``G = D D^T`` 
 2010) on a small working set per row, then an exact solve on the support and signs found,
 accepted when every other atom satisfies ``|c_j| <= lam (1 + min(tol, 1e-3))``: the codes
 are the lasso solution (up to that slack), not a tol-accurate one. Where the solve is
-refused (a singular support: more atoms than features), CD's codes at ``tol`` are the
-answer, flagged converged. The same library holds
+refused (a singular support: more atoms than features), CD's codes are the answer, flagged
+converged only once the support is stationary (``|c_j - lam sign z_j|`` within the same
+slack). The same library holds
 the block-coordinate dictionary update of ``_learn`` (``bcd_sweep``, in blocks of atoms
 with one BLAS product each above 64 atoms) and the batch statistics it reads, from the
 codes' non-zeros (``code_stats``). The C source is

@@ -638,8 +638,8 @@ def encode(
     ``G = D D^T`` and ``b = x D^T`` (Friedman, Hastie & Tibshirani 2010), then an exact solve on the
     support and signs found, checked against every atom: the codes are the lasso solution
     itself (where that solve is refused, a support with more atoms than features whose Gram
-    block is singular, CD's codes at ``tol`` are returned: measured up to 5 % above the
-    minimum's energy at lam 1e-3 on 16 atoms of 4 features). It runs in a C kernel compiled
+    block is singular, CD goes on to finer tolerances until its support is stationary, or
+    reports the row not converged at ``max_iter``). It runs in a C kernel compiled
     at first use (CPU, float32 / float64, ``torch.get_num_threads()`` threads); on other
     devices or dtypes, or without a C compiler (``SHRINKAGE_NO_COMPILE=1``), the FISTA path
     below runs instead (same minimiser). ``solver="fista"``: FISTA (Beck & Teboulle 2009)

@@ -252,6 +252,14 @@ class SparseLinear(nn.Module):
         return self._torch_matrix().to_dense()
 
     @property
+    def weight(self) -> torch.Tensor:
+        """The dense (out, in) weight, rebuilt from the sparse arrays at each read (no
+        gradient): for code that reads a Linear's weight (its dtype, a tied use, a
+        ``F.linear``), which would otherwise stop at the first call of the exported model.
+        The forward pass does not use it."""
+        return self.dense_weight().detach()
+
+    @property
     def nnz(self) -> int:
         if self.kernel == "torch_bsr":
             return int(torch.count_nonzero(self.values))
@@ -657,6 +665,13 @@ class SparseConv2d(nn.Module):
     @property
     def kernel(self) -> str:
         return self.matrix.kernel
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dense (out, C, kh, kw) weight, rebuilt from the matrix at each read (no
+        gradient), as ``SparseLinear.weight``; the forward pass does not use it."""
+        shape = (self.out_channels, self.in_channels, *self.kernel_size)
+        return self.matrix.weight.reshape(shape)
 
     def to_conv(self) -> nn.Conv2d:
         m = self.matrix
