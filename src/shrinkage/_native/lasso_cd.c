@@ -34,7 +34,7 @@
 #define ROW_EXACT 2
 
 typedef struct {
-    int64_t n, k, max_iter, rows_per_chunk;
+    int64_t n, k, p, max_iter, rows_per_chunk; /* p: features, the rank bound of a support */
     const void *G, *B, *idiag;
     void *Z;
     double lam, tol, slack;

@@ -324,23 +324,30 @@ static int SFX(polish)(const REAL *G, int64_t k, const REAL *b, REAL *z, const i
     return kkt ? 1 : 2;
 }
 
-/* The support is stationary: |c_j - lam sign z_j| within the slack of lam (and rounding)
- * for every non-zero code, as the atoms outside are held to |c_j| <= lam (1 + slack). */
-static int SFX(stationary)(const REAL *c, const REAL *z, const REAL *b, const int32_t *act,
-                          int64_t s, double lam, double slack) {
+/* CD's codes may stop at tol: the support holds at most p non-zeros (then the refused
+ * exact solve was a matter of signs or conditioning, and CD at tol is the answer, as
+ * measured), or it is stationary, |c_j - lam sign z_j| <= sqrt(tol) lam (and rounding)
+ * for every non-zero code. More non-zeros than features make G_SS singular: no exact solve
+ * can take the row, and CD at tol alone stopped up to 7 % above the minimum's energy. */
+static int SFX(may_stop)(const REAL *c, const REAL *z, const REAL *b, const int32_t *act,
+                        int64_t s, int64_t p, double lam, double tol) {
+    int64_t nnz = 0;
+    for (int64_t a = 0; a < s; ++a) nnz += z[act[a]] != 0;
+    if (nnz <= p) return 1;
+    const double room = lam * sqrt(tol);
     for (int64_t a = 0; a < s; ++a) {
         const int64_t j = act[a];
         if (z[j] == 0) continue;
         const double g = (double)c[j] - (z[j] > 0 ? lam : -lam);
-        if (fabs(g) > lam * slack + 64 * EPS * (fabs((double)b[j]) + lam)) return 0;
+        if (fabs(g) > room + 64 * EPS * (fabs((double)b[j]) + lam)) return 0;
     }
     return 1;
 }
 
 /* One row; returns ROW_* flags, the iterations (scans + sweeps) in *iters and, if energy is
  * not NULL, the row's energy given xx = ||x||^2. */
-static int SFX(row)(const REAL *G, const REAL *idiag, int64_t k, const REAL *b, REAL *z,
-                   double lam_d, double tol, double slack, int64_t max_iter, int warm,
+static int SFX(row)(const REAL *G, const REAL *idiag, int64_t k, int64_t p, const REAL *b,
+                   REAL *z, double lam_d, double tol, double slack, int64_t max_iter, int warm,
                    double xx, SFX(ws) *w, int64_t *iters, double *energy) {
     const REAL lam = (REAL)lam_d;
     /* |c_j| <= lam within the slack is optimal: rounding must not re-open a solved row */
@@ -388,12 +395,11 @@ static int SFX(row)(const REAL *G, const REAL *idiag, int64_t k, const REAL *b, 
         int64_t left = 0; /* violators not taken into the active set this round */
         if (nv == 0) {
             if (refused == 1) {
-                /* no atom is missing, yet the exact solve was refused (a singular support:
-                 * more atoms than features): CD to a finer tolerance; from tol on, CD's own
-                 * codes are the answer once the support is stationary (at tol alone they
-                 * were up to 5 % above the minimum's energy, flagged converged) */
+                /* no atom is missing, yet the exact solve was refused: CD to a finer
+                 * tolerance; from tol on, CD's own codes are the answer (a support of more
+                 * non-zeros than features once it is stationary, see may_stop) */
                 if (ptol <= tol) {
-                    if (SFX(stationary)(w->c, z, b, act, s, lam_d, slack)) {
+                    if (SFX(may_stop)(w->c, z, b, act, s, p, lam_d, tol)) {
                         flags = ROW_CONVERGED;
                         break;
                     }
@@ -507,22 +513,24 @@ static void SFX(chunk)(const void *ctx, int64_t ch) {
     const REAL *G = (const REAL *)J->G, *B = (const REAL *)J->B, *id = (const REAL *)J->idiag;
     REAL *Z = (REAL *)J->Z;
     for (int64_t i = r0; i < r1; ++i)
-        J->flags[i] = (uint8_t)SFX(row)(G, id, k, B + i * k, Z + i * k, J->lam, J->tol, J->slack,
-                                       J->max_iter, J->warm, J->xx ? J->xx[i] : 0.0, &w,
-                                       J->iters + i, J->energy ? J->energy + i : NULL);
+        J->flags[i] = (uint8_t)SFX(row)(G, id, k, J->p, B + i * k, Z + i * k, J->lam, J->tol,
+                                       J->slack, J->max_iter, J->warm, J->xx ? J->xx[i] : 0.0,
+                                       &w, J->iters + i, J->energy ? J->energy + i : NULL);
 }
 
-/* Codes of the n rows of B = X D^T into Z (n x k, row-major), G = D D^T, idiag = 1 / diag(G).
+/* Codes of the n rows of B = X D^T into Z (n x k, row-major), G = D D^T, idiag = 1 / diag(G),
+ * p the features of X (D is k x p).
  * warm: Z holds the starting codes (else it is overwritten unread). Per row: iterations,
  * ROW_* flags and, when xx (||x||^2 per row) and energy are not NULL, the energy. Returns
  * 0, or -1 when scratch memory could not be had. */
-int SFX(shrinkage_lasso_cd)(int64_t n, int64_t k, const REAL *G, const REAL *B,
+int SFX(shrinkage_lasso_cd)(int64_t n, int64_t k, int64_t p, const REAL *G, const REAL *B,
                            const REAL *idiag, REAL *Z, double lam, double tol, double slack,
                            int64_t max_iter, int warm, int64_t *iters, uint8_t *flags,
                            const double *xx, double *energy, int n_threads) {
     cd_job_t J;
     J.n = n;
     J.k = k;
+    J.p = p;
     J.max_iter = max_iter;
     J.G = G;
     J.B = B;

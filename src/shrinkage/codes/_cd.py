@@ -6,9 +6,10 @@ Per row, ``min_z 1/2 ||x - z D||^2 + lam ||z||_1`` is solved from ``G = D D^T`` 
 2010) on a small working set per row, then an exact solve on the support and signs found,
 accepted when every other atom satisfies ``|c_j| <= lam (1 + min(tol, 1e-3))``: the codes
 are the lasso solution (up to that slack), not a tol-accurate one. Where the solve is
-refused (a singular support: more atoms than features), CD's codes are the answer, flagged
-converged only once the support is stationary (``|c_j - lam sign z_j|`` within the same
-slack). The same library holds
+refused, CD's codes at ``tol`` are the answer; a support of more non-zeros than features
+(singular: no exact solve can take it) must also be stationary,
+``|c_j - lam sign z_j| <= sqrt(tol) lam``, before the row is flagged converged. The same
+library holds
 the block-coordinate dictionary update of ``_learn`` (``bcd_sweep``, in blocks of atoms
 with one BLAS product each above 64 atoms) and the batch statistics it reads, from the
 codes' non-zeros (``code_stats``). The C source is
@@ -42,7 +43,7 @@ class _Kernel:
             f = getattr(lib, f"shrinkage_lasso_cd_{name}")
             f.restype = ctypes.c_int
             f.argtypes = (
-                [ctypes.c_int64] * 2
+                [ctypes.c_int64] * 3
                 + [ctypes.c_void_p] * 4
                 + [ctypes.c_double] * 3
                 + [ctypes.c_int64, ctypes.c_int]
@@ -122,6 +123,7 @@ def solve_l1_cd(X, D, G, lam, tol, max_iter, Z0=None, energy=False):
     rc = kern.fn[dt](
         n,
         k,
+        D.shape[1],
         G.data_ptr(),
         B.data_ptr(),
         idiag.data_ptr(),

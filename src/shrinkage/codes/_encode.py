@@ -634,20 +634,20 @@ def encode(
 
     Minimises, row by row, ``1/2 ||x - r D||^2 + sum_i G(r_i)`` with G from
     ``shrinkage.thresholds.penalty`` (``lam`` included). ``solver="cd"`` (l1 only, the
-    default for l1): covariance coordinate descent on a working set per row with
-    ``G = D D^T`` and ``b = x D^T`` (Friedman, Hastie & Tibshirani 2010), then an exact solve on the
+    default for l1): covariance coordinate descent on a working set per row with ``G = D D^T``
+    and ``b = x D^T`` (Friedman, Hastie & Tibshirani 2010), then an exact solve on the
     support and signs found, checked against every atom: the codes are the lasso solution
-    itself (where that solve is refused, a support with more atoms than features whose Gram
-    block is singular, CD goes on to finer tolerances until its support is stationary, or
-    reports the row not converged at ``max_iter``). It runs in a C kernel compiled
-    at first use (CPU, float32 / float64, ``torch.get_num_threads()`` threads); on other
-    devices or dtypes, or without a C compiler (``SHRINKAGE_NO_COMPILE=1``), the FISTA path
-    below runs instead (same minimiser). ``solver="fista"``: FISTA (Beck & Teboulle 2009)
-    with the step ``1/L``, ``L = ||D||_2^2`` by power iteration unless ``step`` is given;
-    for the non-convex penalties a monotone FISTA that rejects a momentum step raising a
-    row's energy and restarts that row, so the energy never increases. ``"ista"``: plain
-    proximal gradient (monotone for every penalty). ``cel0`` takes each atom's norm as its
-    ``a`` (Soubies et al. 2015).
+    itself (where a support has more non-zeros than features, its Gram block is singular and
+    that solve cannot take it: CD goes on to finer tolerances until the support is
+    stationary, or reports the row not converged at ``max_iter``). It runs in a C kernel
+    compiled at first use (CPU, float32 / float64, ``torch.get_num_threads()`` threads); on
+    other devices or dtypes, or without a C compiler (``SHRINKAGE_NO_COMPILE=1``), the FISTA
+    path below runs instead (same minimiser). ``solver="fista"``: FISTA (Beck & Teboulle
+    2009) with the step ``1/L``, ``L = ||D||_2^2`` by power iteration unless ``step`` is
+    given; for the non-convex penalties a monotone FISTA that rejects a momentum step
+    raising a row's energy and restarts that row, so the energy never increases. ``"ista"``:
+    plain proximal gradient (monotone for every penalty). ``cel0`` takes each atom's norm as
+    its ``a`` (Soubies et al. 2015).
 
     Parameters
     ----------
