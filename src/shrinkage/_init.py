@@ -8,6 +8,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -18,8 +19,16 @@ def gaussian_init_(module: nn.Module, sigma_w: float, sigma_b: float) -> nn.Modu
     with torch.no_grad():
         for mod in module.modules():
             if isinstance(mod, _LAYERS):
-                fan_in = mod.weight[0].numel()
-                mod.weight.normal_(0.0, sw / math.sqrt(fan_in))
+                w = _raw(mod, "weight")
+                w.normal_(0.0, sw / math.sqrt(w[0].numel()))
                 if mod.bias is not None:
-                    mod.bias.normal_(0.0, sb)
+                    _raw(mod, "bias").normal_(0.0, sb)
     return module
+
+
+def _raw(mod: nn.Module, name: str) -> torch.Tensor:
+    """The tensor to draw into: a parametrized weight (a Sparsifier's) is computed on each
+    read, so the draw goes to the raw one it is computed from (it landed in a temporary)."""
+    if parametrize.is_parametrized(mod, name):
+        return getattr(mod.parametrizations, name).original
+    return getattr(mod, name)

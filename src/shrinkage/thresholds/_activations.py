@@ -209,12 +209,21 @@ class Thresholding(nn.Module):
         raise NotImplementedError
 
     def forward(self, x):
-        if not (x.is_floating_point() or x.is_complex()):
+        if x.is_complex():
+            raise TypeError(f"{type(self).__name__}: x must be a real tensor, got {x.dtype}")
+        if not x.is_floating_point():
             # integers and masks are read as real numbers, as the functions read them (a tau
             # cast to an integer dtype would threshold at 0)
             x = x.to(torch.get_default_dtype())
-        # A learnable tau could be pushed below 0 by the optimiser; the clamp keeps tau >= 0.
-        return self._core(x, self.tau.clamp(min=0.0).to(x.dtype))
+        # A learnable tau could be pushed below 0 by the optimiser: the forward reads it
+        # clamped at 0, but its gradient passes (straight-through), so that a loss asking
+        # for a larger threshold brings it back (clamp's own gradient, 0 below 0, froze it).
+        tau = self.tau
+        if tau.requires_grad:
+            tau = tau + (tau.clamp(min=0.0) - tau).detach()
+        else:
+            tau = tau.clamp(min=0.0)
+        return self._core(x, tau.to(x.dtype))
 
     def extra_repr(self) -> str:
         s = f"tau={float(self.tau.detach()):.4g}"

@@ -246,8 +246,9 @@ def lam_for_threshold(name: str, thr, step: float = 1.0, **params):
 
     Returns
     -------
-    float
-        ``lam`` such that ``threshold(name, lam, step, **params) == thr`` (up to rounding).
+    float or torch.Tensor
+        ``lam`` such that ``threshold(name, lam, step, **params) == thr`` (up to rounding):
+        a float, or a tensor when ``thr`` is one (its gradient flows).
 
     Raises
     ------

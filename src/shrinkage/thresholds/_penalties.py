@@ -85,7 +85,9 @@ def _sign(x):
 
 
 def _soft(x, t):
-    return _sign(x) * torch.clamp(x.abs() - t, min=0.0)
+    # relu, not clamp(min=0): the same values, and at |x| == t the gradient 0 of an entry
+    # that reads as 0 (clamp passes it), as shifted_relu and the clipped forms have it
+    return _sign(x) * torch.relu(x.abs() - t)
 
 
 # -- l1 ---------------------------------------------------------------------------------
@@ -99,7 +101,17 @@ def _l1_prox(x, lam, step):
 
 # -- l0 ---------------------------------------------------------------------------------
 def _l0_value(u, lam):
-    return lam * (u != 0).to(u.dtype)
+    out = lam * (u != 0).to(u.dtype)
+    # gradient 0 everywhere, but on u's graph: backward of a loss that is this alone works
+    return out + u.nan_to_num(0.0, 0.0, 0.0) * 0.0 if u.requires_grad else out
+
+
+def _power_value(u, lam, p):
+    """``lam |u|^p`` (0 < p < 1) with the gradient 0 at u = 0 (abs's convention): the power's
+    infinite slope there made 0 * inf = NaN, and one zero weight poisoned a whole update."""
+    a = u.abs()
+    zero = a == 0
+    return lam * torch.where(zero, torch.zeros_like(a), torch.where(zero, 1.0, a) ** p)
 
 
 def _zero_below(keep, val, x):
@@ -117,7 +129,7 @@ def _l0_prox(x, lam, step):
 
 # -- l1/2 -------------------------------------------------------------------------------
 def _lhalf_value(u, lam):
-    return lam * u.abs().sqrt()
+    return _power_value(u, lam, 0.5)
 
 
 def _lhalf_threshold(lam, step):
@@ -132,6 +144,8 @@ def _wide(x):
 
 def _lhalf_prox(x, lam, step):
     L = 2.0 * step * lam  # Xu et al. write (u - x)^2 + L |u|^(1/2)
+    if not isinstance(L, torch.Tensor) and L == 0:
+        return x.clone()  # no penalty: the identity (and its gradient, 1)
     w = _wide(x)
     ax = w.abs()
     thr = _lhalf_threshold(lam, step)
@@ -139,11 +153,18 @@ def _lhalf_prox(x, lam, step):
     safe = torch.where(keep, ax, torch.full_like(ax, 1.0) + thr)
     arg = (L / 8.0) * (safe / 3.0) ** -1.5
     bad = ~torch.isfinite(arg)
+    if torch.is_grad_enabled() and (w.requires_grad or getattr(L, "requires_grad", False)):
+        # the power's derivative, (safe / 3)^-2.5, overflows before its value (float32 from
+        # |x| ~ 1e-15): those entries through logs too, or their gradient is 0 * inf = NaN
+        bad = bad | ~torch.isfinite((safe.detach() / 3.0) ** -2.5)
     if bool(bad.any()):
         # (safe / 3)^-1.5 overflowed (a tiny |x|; then L = 0 gave NaN, a tiny L the x / 3 of
-        # a clamped arg): the same number through logs, where it is finite (0 when L = 0)
+        # a clamped arg): the same number through logs, where it is finite (0 when L = 0).
+        # The power is taken again on a harmless base there: its overflowed branch, unused,
+        # still sent 0 * inf = NaN into the gradient.
         Lt = torch.as_tensor(L, dtype=ax.dtype, device=ax.device) / 8.0
         logs = torch.log(Lt) + 1.5 * (math.log(3.0) - torch.log(safe))
+        arg = (L / 8.0) * (torch.where(bad, 3.0, safe) / 3.0) ** -1.5
         arg = torch.where(bad, torch.exp(logs), arg)
     phi = torch.arccos(torch.clamp(arg, -1.0, 1.0))
     val = (2.0 / 3.0) * safe * (1.0 + torch.cos(2.0 * math.pi / 3.0 - (2.0 / 3.0) * phi))
@@ -157,7 +178,7 @@ def _lhalf_lam_for(thr, step):
 
 # -- l2/3 -------------------------------------------------------------------------------
 def _l23_value(u, lam):
-    return lam * u.abs() ** (2.0 / 3.0)
+    return _power_value(u, lam, 2.0 / 3.0)
 
 
 def _l23_threshold(lam, step):
@@ -175,6 +196,11 @@ def _l23_prox(x, lam, step):
     thr = _l23_threshold(lam, step)
     keep = ax > thr
     safe = torch.where(keep, ax, torch.full_like(ax, 1.0) + thr)
+    if isinstance(L, torch.Tensor):
+        # entries of lam = 0 take the identity below; the closed form runs on L = 1 there,
+        # whose unused branch is finite (log(0) = -inf sent NaN into x's gradient)
+        L_all = L
+        L = torch.where(L > 0, L, torch.ones_like(L))
     # Root of the quartic v^4 - |x| v + L/3 = 0 with u = v^3, in hyperbolic form:
     # theta = arccosh(c), c = 27 x^2 / (16 L^1.5), taken in logs (x^2 overflows float32
     # from |x| ~ 2e19) and as log(2c) once c is large.
@@ -195,7 +221,8 @@ def _l23_prox(x, lam, step):
     val = torch.minimum(((ph + inner.sqrt()) / 2.0) ** 3, safe)  # |prox(x)| <= |x|
     out = _zero_below(keep, _sign(w) * val, w)
     # lam = 0 means no penalty: the identity (the formula above is 0 * inf there).
-    return torch.where(torch.as_tensor(L > 0, device=x.device), out, w).to(x.dtype)
+    positive = L_all > 0 if isinstance(L, torch.Tensor) else L > 0
+    return torch.where(torch.as_tensor(positive, device=x.device), out, w).to(x.dtype)
 
 
 def _l23_lam_for(thr, step):

@@ -11,7 +11,8 @@ def straight_through(fn):
     """Wrap ``fn`` as a straight-through operator: forward ``fn``, backward the identity.
 
     The wrapped function returns ``x + (fn(x, ...) - x).detach()``: its value is
-    ``fn(x, ...)`` and its gradient w.r.t. ``x`` is the upstream gradient unchanged.
+    ``fn(x, ...)`` up to rounding (the last bits of a survivor may differ; an exact zero
+    stays zero) and its gradient w.r.t. ``x`` is the upstream gradient unchanged.
     ``fn`` itself runs under ``torch.no_grad()``, so it needs no gradient of its own (a
     threshold has a zero or undefined one). This is how ST-3 lets pruned raw weights keep
     learning (Vanderschueren & De Vleeschouwer, WACV 2023; Bengio et al. 2013).

@@ -62,9 +62,14 @@ def top_k(x, k: int, dim: int = -1):
         raise ValueError(f"k must be <= the size of dim {dim} ({n}), got k={k}")
     if k == n:
         return back(t.clone(), was_numpy)
-    if k == 0:
-        return back(torch.zeros_like(t), was_numpy)
+    if k == 0:  # zeros that keep x's graph (gradient 0), as top_k(x, n) keeps it
+        return back(_zero_like_graph(t) if t.requires_grad else torch.zeros_like(t), was_numpy)
     # a stable sort: of equal magnitudes the lowest indices come first (topk picks any)
     idx = torch.sort(t.abs(), dim=dim, descending=True, stable=True).indices.narrow(dim, 0, k)
     out = torch.zeros_like(t).scatter(dim, idx, t.gather(dim, idx))
     return back(out, was_numpy)
+
+
+def _zero_like_graph(t):
+    """Zeros shaped like ``t`` on its autograd graph, gradient 0 (inf and NaN entries too)."""
+    return t.nan_to_num(0.0, 0.0, 0.0) * 0.0

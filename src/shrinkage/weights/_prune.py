@@ -105,15 +105,23 @@ def available() -> bool:
     return load() is not None
 
 
+def _transformed(w: torch.Tensor) -> bool:
+    """``w`` is a torch.func (grad, vmap, jacrev) wrapper: the C passes' autograd Functions
+    have no rule for those transforms (torch's own error before), the torch path does."""
+    check = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
+    return bool(check(w)) if check is not None else False
+
+
 def usable(w: torch.Tensor) -> bool:
     """Whether the C kernels take ``w`` (CPU, contiguous, float32/float64, not while
-    torch.compile traces) and are built."""
+    torch.compile traces or under a torch.func transform) and are built."""
     return (
         w.device.type == "cpu"
         and w.dtype in (torch.float32, torch.float64)
         and w.dim() >= 1
         and w.is_contiguous()
         and not torch.compiler.is_compiling()
+        and not _transformed(w)
         and load() is not None
     )
 
@@ -163,7 +171,9 @@ class _MaskMul(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (mask,) = ctx.saved_tensors
-        if not usable(grad):  # a non-contiguous gradient
+        if not usable(grad) or torch.is_grad_enabled():
+            # a non-contiguous gradient, or a backward that records a graph (create_graph:
+            # a gradient penalty, a Hessian-vector product): the C pass is not differentiable
             return grad * mask, None
         out = torch.empty_like(grad)
         load().mask_mul[grad.dtype](grad.data_ptr(), mask.data_ptr(), out.data_ptr(), grad.numel())

@@ -171,9 +171,13 @@ class SparseWeight(nn.Module):
         self.dense_grad = g.clone() if self.dense_grad is None else self.dense_grad + g
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        out = RECORDS[self.method].forward(self, w)
+        rec = RECORDS[self.method]
+        out = rec.forward(self, w)
         if self.ties is not None:
-            out = out - (out * self.ties).detach()  # read as 0, gradient path unchanged
+            if rec.gradient == "straight-through":
+                out = out - (out * self.ties).detach()  # read as 0, gradient path unchanged
+            else:  # masked methods: a pruned entry gets no gradient, tied or not
+                out = out.masked_fill(self.ties, 0.0)
         return out
 
     def extra_repr(self) -> str:
