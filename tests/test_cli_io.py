@@ -142,10 +142,20 @@ def test_an_unwritable_out_folder_is_refused(tmp_path, capsys):
         (["weights", "train", "--threads", "0"], "threads must be an integer >= 1"),
         (["thresholds", "plot", "--out", "ops"], "--out='ops' needs a file extension among"),
         (["weights", "train", "--no-such-option"], "unrecognized arguments: --no-such-option"),
+        # the sixth probe: values past float32 or int64, a finetune checkpoint torch cannot
+        # read (a traceback, exit 1), a section asked for twice (run twice)
+        (["weights", "train", "--lr", "1e300"], "lr must be at most 3.403e+38"),
+        (["activations", "train", "--lr", "1e300"], "lr must be at most 3.403e+38"),
+        (["weights", "train", "--seed", "99999999999999999999"], "seed must be an integer in"),
+        (["weights", "train", "--seed", "-1"], "seed must be an integer >= 0"),
+        (["weights", "finetune", "--checkpoint", "junk.pt"], "is not a saved state_dict"),
+        (["report", "--sections", "weights,weights"], "sections lists 'weights' more than once"),
+        (["weights", "sweep", "--penalty", "l0"], "unrecognized arguments: --penalty"),
     ],
 )
 def test_command_errors_are_one_line_naming_the_option(argv, says, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "junk.pt").write_bytes(b"{not a checkpoint}")
     try:
         code = main(argv)
     except SystemExit as e:  # argparse's own errors exit from the parser
@@ -192,3 +202,10 @@ def test_missing_data_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     assert main(["weights", "train", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("shrinkage: error: SHRINKAGE_DATA=") and len(err.splitlines()) == 1
+
+
+def test_activations_eoc_runs_on_its_own_defaults(capsys):
+    """The default cst with no --sparsity ran into "sparsity must be a number, got None";
+    it takes activations train's default, 0.85."""
+    assert main(["activations", "eoc", "--no-plots"]) == 0
+    assert "sparsity 0.85" in capsys.readouterr().out.replace("=", " ")

@@ -99,6 +99,25 @@ def check_int_at_least(name: str, value, low: int = 1) -> int:
     return int(value)
 
 
+def check_seed(name: str, value) -> int:
+    """A seed torch and numpy both take: an integer in [0, 2^63) (a negative one was taken
+    by some commands and refused by others; a larger one failed as an unnamed overflow)."""
+    value = check_int_at_least(name, value, 0)
+    if value >= 2**63:
+        raise ValueError(f"{name} must be an integer in [0, 2^63), got {name}={value!r}")
+    return value
+
+
+def check_float32_range(name: str, value) -> None:
+    """A step size or decay the float32 weights can be scaled by: one past float32's range
+    (a finite 1e300) overflowed at the optimiser's first step, a RuntimeError mid-run."""
+    top = float(torch.finfo(torch.float32).max)
+    if abs(float(value)) > top:
+        raise ValueError(
+            f"{name} must be at most {top:.4g} (the float32 weights' range), got {name}={value!r}"
+        )
+
+
 def check_choice(name: str, value, allowed: Iterable[str]) -> str:
     allowed = tuple(allowed)
     if value not in allowed:

@@ -114,3 +114,27 @@ def test_a_source_that_holds_nothing_is_an_error_not_the_bundled_copy(tmp_path, 
         monkeypatch.setenv("SHRINKAGE_DATA", str(nowhere))
     with pytest.raises(FileNotFoundError, match="SHRINKAGE_DATA=" if how == "env" else "root="):
         mnist("train", root=nowhere if how == "root" else None)
+
+
+def test_idx_files_that_are_not_mnists_are_named(tmp_path):
+    """A training file of <= 10,000 images gave an empty train split (and all of it as val);
+    other counts of labels, labels past 9 and non-28 x 28 or float images were read as they
+    came. Each is now a ValueError naming the file."""
+    _fake_mnist_folder(tmp_path, n_train=500)
+    with pytest.raises(ValueError, match="500 training images; the train / val split"):
+        mnist("train", root=tmp_path)
+    assert mnist("test", root=tmp_path)[0].shape[0] == 30  # the test file alone is fine
+    raw = tmp_path / "MNIST" / "raw"
+    cases = (
+        ("t10k-labels-idx1-ubyte.gz", np.zeros(31, np.uint8), "one label per image"),
+        ("t10k-labels-idx1-ubyte.gz", np.full(30, 200, np.uint8), "digits 0 to 9"),
+        ("t10k-images-idx3-ubyte.gz", np.zeros((30, 20, 20), np.uint8), "uint8 28 x 28"),
+        ("t10k-images-idx3-ubyte.gz", np.zeros((30, 28, 28), ">f4"), "uint8 28 x 28"),
+    )
+    for i, (name, arr, match) in enumerate(cases):
+        root = tmp_path / f"case{i}"
+        _fake_mnist_folder(root, n_train=10_001)
+        write_idx(root / "MNIST" / "raw" / name, arr, gz=True)
+        with pytest.raises(ValueError, match=match):
+            mnist("test", root=root)
+    assert raw.is_dir()

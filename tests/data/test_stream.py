@@ -5,7 +5,7 @@ import pytest
 import scipy.io
 import skimage.io
 
-from shrinkage.data import _stream, patch_stream, patches
+from shrinkage.data import _stream, patch_stream, patches, zca_matrix
 from tests.data.test_images_patches import pink_noise
 
 
@@ -84,3 +84,20 @@ def test_empty_or_missing_folder(tmp_path):
         patch_stream(tmp_path)
     with pytest.raises(FileNotFoundError):
         patch_stream(tmp_path / "missing")
+
+
+def test_options_are_checked_when_the_stream_is_made():
+    """f0 = -1, an infinite variance or a negative seed failed (or gave NaN) only at the first
+    batch; patches(variance=inf) gave NaN patches and zca_matrix of a NaN a NaN matrix."""
+    img = np.random.default_rng(0).random((32, 32))
+    for kw, match in (
+        ({"f0": -1.0}, "f0"),
+        ({"variance": np.inf}, "variance"),
+        ({"seed": -1}, "seed"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            patch_stream([img], size=4, batch_size=5, n_batches=1, **kw)
+    with pytest.raises(ValueError, match="variance must be finite"):
+        patches(img, 4, 10, variance=np.inf)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        zca_matrix(np.array([[1.0, np.nan], [0.0, 1.0]]))

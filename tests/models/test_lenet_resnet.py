@@ -128,3 +128,22 @@ def test_resnet_widths_must_be_positive_integers(widths):
 
     with pytest.raises(ValueError, match="widths must be a non-empty sequence of positive ints"):
         resnet_small(widths=widths)
+
+
+def test_one_activation_module_for_every_layer_is_refused():
+    """A factory returning the same module each call tied every layer's activation (a
+    learnable threshold learned once for all), silently; and mlp / deep_cnn let torch's
+    "int is not a Module subclass" through for a factory returning something else."""
+    from shrinkage.models import mlp
+
+    shared = nn.PReLU()
+    for build in (
+        lenet5,
+        lenet_300_100,
+        lambda a: resnet_small(activation=a),
+        lambda a: mlp(3, 8, a),
+    ):
+        with pytest.raises(ValueError, match="are one object: the activation factory"):
+            build(lambda: shared)
+    with pytest.raises(ValueError, match="returned int"):
+        mlp(3, 8, lambda: 3)

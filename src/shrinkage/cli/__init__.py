@@ -20,6 +20,7 @@ Ctrl-C prints one line and exits 130 (the long commands keep a checkpoint: ``--r
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import matplotlib
@@ -74,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         why = f": {e}" if str(e) else ""
         print(f"\nshrinkage: interrupted{why}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (``| head``): nothing wrong with the input
+        # stdout's buffer cannot be flushed now: point it at /dev/null so exit stays quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (ValueError, OSError) as e:  # bad input, unreadable or unwritable files
         print(f"shrinkage: error: {_message(e)}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from ..activations.plots import (
     plot_theory_vs_simulation,
 )
 from ..experiments.activations import (
+    DEFAULT_SPARSITY,
     ActivationsRecipe,
     RunSkippedWarning,
     describe,
@@ -126,7 +127,8 @@ def _common(p):
         "--sparsity",
         type=float,
         default=None,
-        help="target fraction of zeros in (0, 1) (not for relu, tanh, erf)",
+        help=f"target fraction of zeros in (0, 1) (not for relu, tanh, erf; default "
+        f"{DEFAULT_SPARSITY} for the others, as activations train)",
     )
     p.add_argument("--q-star", type=_q_arg, default=1.0, help="fixed point q* or auto (default 1)")
     p.add_argument(
@@ -144,7 +146,10 @@ def _cfg(args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         options = {k: getattr(args, k) for k in ("q_star", "m", "depth", "width")}
-        cfg = edge_of_chaos(args.activation, args.sparsity, **options)
+        sparsity = args.sparsity
+        if sparsity is None and args.activation not in ("relu", "tanh", "erf"):
+            sparsity = DEFAULT_SPARSITY  # the commands' own default ran into "got None"
+        cfg = edge_of_chaos(args.activation, sparsity, **options)
     for w in caught:
         print(f"warning: {w.message}")
     return cfg

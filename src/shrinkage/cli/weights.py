@@ -25,7 +25,9 @@ from ..experiments.weights import TrainConfig, sweep, train_run
 from ..weights import format_effective_macs
 
 # A sweep's grid replaces these fields of the recipe.
-_GRID = ("model", "method", "sparsity", "seed", "out")
+# penalty too: a sweep names it per method (prox_ste:<penalty>); a --penalty of its own
+# was checked against the default method and so could never be used
+_GRID = ("model", "method", "sparsity", "seed", "out", "penalty")
 
 
 def register(sub) -> None:

@@ -106,12 +106,36 @@ def _from_idx(folder: Path, split: str):
     if img_p is None or lab_p is None:
         return None
     images, labels = read_idx(img_p), read_idx(lab_p)
+    _check_idx(img_p, images, lab_p, labels, split)
     if split == "train":
         images, labels = images[:-10_000], labels[:-10_000]
     elif split == "val":
         images, labels = images[-10_000:], labels[-10_000:]
     x = torch.from_numpy(images.astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
     return x, torch.from_numpy(labels.astype(np.int64))
+
+
+def _check_idx(img_p, images, lab_p, labels, split) -> None:
+    """IDX files that are MNIST's: uint8 28 x 28 images, one label 0..9 each, and (for the
+    train / val split, the last 10,000 training images as val) more than 10,000 of them.
+    A smaller file gave an empty train split and all its images as val, silently."""
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ValueError(
+            f"{img_p}: MNIST images are uint8 28 x 28, got {images.dtype} of shape {images.shape}"
+        )
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise ValueError(
+            f"{lab_p}: one label per image of {img_p} ({len(images)}), got shape {labels.shape}"
+        )
+    if len(labels) and (labels.min() < 0 or labels.max() > 9):
+        raise ValueError(
+            f"{lab_p}: labels must be digits 0 to 9, got {labels.min()}..{labels.max()}"
+        )
+    if split in ("train", "val") and len(images) <= 10_000:
+        raise ValueError(
+            f"{img_p}: {len(images)} training images; the train / val split holds the last "
+            "10,000 out as val and needs more than that"
+        )
 
 
 @functools.lru_cache(maxsize=1)

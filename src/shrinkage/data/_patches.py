@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_choice, check_int_at_least, check_positive
+from .._checks import check_choice, check_int_at_least, check_positive, check_scalar
 from ._docs import fill_doc
 
 WHITENINGS = ("olshausen", "zca", None)
@@ -147,6 +147,8 @@ def zca_matrix(X, eps: float = 1e-2) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or len(X) < 1:
         raise ValueError(f"X must be (n_samples >= 1, n_features), got shape {X.shape}")
+    if not np.isfinite(X).all():
+        raise ValueError("X holds NaN or inf: no covariance to whiten with")
     cov = X.T @ X / len(X)
     s, U = np.linalg.eigh(cov)
     s = np.clip(s, 0.0, None)
@@ -256,6 +258,7 @@ def patches(
     n = check_int_at_least("n", n, 1)
     check_choice("whiten", whiten, WHITENINGS)
     check_positive("variance", variance)
+    check_scalar("variance", variance)  # finite: inf made every patch NaN
     check_positive("zca_eps", zca_eps)
     images = list(images) if not isinstance(images, np.ndarray) or images.ndim == 3 else [images]
     if not images:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import check_int_at_least, check_positive
+from .._checks import check_int_at_least, check_positive, check_scalar
 from ._docs import fill_doc
 from ._images import image_files, read_image
 from ._patches import WHITENINGS, patches
@@ -102,10 +102,12 @@ def patch_stream(
             f"unknown option(s) {', '.join(map(repr, unknown))} for the patches; known: "
             f"{', '.join(map(repr, _PATCH_OPTIONS))} (size and batch_size are patch_stream's own)"
         )
-    if "variance" in patch_kw:
-        check_positive("variance", patch_kw["variance"])
-    if "zca_eps" in patch_kw:
-        check_positive("zca_eps", patch_kw["zca_eps"])
+    for key in _PATCH_OPTIONS:  # here, not at the first batch (f0 = -1, inf variance)
+        if key in patch_kw:
+            check_positive(key, patch_kw[key])
+            check_scalar(key, patch_kw[key])
+    if seed is not None and not isinstance(seed, np.random.Generator):
+        check_int_at_least("seed", seed, 0)
     if isinstance(source, (str, Path)):
         files = image_files(source)
         if not files:

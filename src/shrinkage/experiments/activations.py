@@ -36,10 +36,12 @@ from .. import data
 from .._checks import (
     check_choice,
     check_device,
+    check_float32_range,
     check_int_at_least,
     check_nonnegative,
     check_open_unit,
     check_positive,
+    check_seed,
 )
 from .._io import write_json, write_text
 from ..activations import (
@@ -117,7 +119,7 @@ class ActivationsRecipe(Recipe):
     n_eval: int = field(default=10_000, metadata=_h("test images evaluated"))
     seed: int = 0
     threads: int | None = field(default=1, metadata=_h("torch CPU threads (inside the run)"))
-    device: str | None = field(default=None, metadata=_h("torch device (default cpu)"))
+    device: str | None = field(default=None, metadata=_h("torch device (unset: cpu)"))
     progress: bool = field(default=True, metadata=_h("no progress bar", flag="--no-progress"))
     out: str | None = field(default=None, metadata=_h("output folder"))
 
@@ -147,7 +149,9 @@ class ActivationsRecipe(Recipe):
         for name in ("n_train", "threads"):
             if getattr(self, name) is not None:
                 check_int_at_least(name, getattr(self, name), 1)
-        check_int_at_least("seed", self.seed, 0)
+        check_seed("seed", self.seed)
+        check_float32_range("lr", self.lr)
+        check_float32_range("weight_decay", self.weight_decay)
         if self.input_pool > 1 and 28 % self.input_pool:
             raise ValueError(f"input_pool must divide 28, got input_pool={self.input_pool!r}")
         _m_value(self.m)

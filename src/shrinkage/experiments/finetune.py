@@ -24,6 +24,7 @@ steps are those of the shared loop ``shrinkage.experiments.loop.fit``.
 
 from __future__ import annotations
 
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,7 +112,18 @@ def load_dense(model: str, checkpoint, depth: int = 20, width: int = 300) -> tor
         unexpected and wrongly shaped keys are named).
     """
     net = build_model(model, None, depth, width)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, IndexError, ValueError) as e:
+        hint = (
+            " (a run's checkpoint.pt holds its training state: give its model.pt)"
+            if Path(checkpoint).name == "checkpoint.pt"
+            else ""
+        )
+        raise ValueError(
+            f"checkpoint {str(checkpoint)!r} is not a saved state_dict that torch.load can "
+            f"read{hint}: {str(e).splitlines()[0][:120]}"
+        ) from None
     if isinstance(state, dict):
         for key in ("state_dict", "model"):
             if isinstance(state.get(key), dict):
@@ -127,7 +139,9 @@ def load_dense(model: str, checkpoint, depth: int = 20, width: int = 300) -> tor
         raise ValueError(
             f"checkpoint {str(checkpoint)!r} does not fit model {model!r}: "
             f"missing {missing[:4]}, unexpected {unexpected[:4]}, wrong shape {shapes[:4]} "
-            "(choose the architecture with --model)"
+            "(choose the architecture with --model; fine-tuning takes the default sizes and "
+            "plain activations: an mlp of another --depth / --width, or a model trained with "
+            "--activation, is not supported)"
         )
     net.load_state_dict(state)
     return net

@@ -123,9 +123,10 @@ def fit(
     optimizer, the ``state`` objects (anything with ``state_dict`` and ``load_state_dict``),
     the generators, the position in the epoch and the history. A later call with the same
     ``key`` (the run's configuration) resumes from it and ends bitwise identical to an
-    uninterrupted run (``key_defaults``: the values of settings that a key written before they
-    existed lacks); ``resume`` says what to do with a checkpoint found there (see
-    ``Checkpoint``). The first Ctrl-C stops at the
+    uninterrupted run on the same number of torch threads (another count changes the
+    float sums' order: weights then differ in the last bits) (``key_defaults``: the values
+    of settings that a key written before they existed lacks); ``resume`` says what to do
+    with a checkpoint found there (see ``Checkpoint``). The first Ctrl-C stops at the
     next step boundary after a checkpoint (KeyboardInterrupt says where it is).
     """
     if out is not None:

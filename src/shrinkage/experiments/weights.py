@@ -37,11 +37,13 @@ from .. import models
 from .._checks import (
     check_choice,
     check_distinct,
+    check_float32_range,
     check_floor,
     check_int_at_least,
     check_nonnegative,
     check_open_unit,
     check_positive,
+    check_seed,
 )
 from .._io import check_writable_dir, save_torch, write_json, write_text
 from ..activations import EoCConfig, edge_of_chaos, init_, safe_clip
@@ -245,6 +247,9 @@ def check_sgd(cfg) -> None:
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
             raise ValueError(f"{name} must be a finite number, got {name}={v!r}")
     check_positive("lr", cfg.lr)
+    check_float32_range("lr", cfg.lr)
+    check_float32_range("weight_decay", cfg.weight_decay)
+    check_seed("seed", cfg.seed)
     if not 0.0 <= cfg.momentum < 1.0:
         raise ValueError(f"momentum must be in [0, 1), got momentum={cfg.momentum!r}")
     check_nonnegative("weight_decay", cfg.weight_decay)
@@ -342,7 +347,8 @@ def train_run(config: TrainConfig | dict, data=None, resume: bool | None = None)
     by the plain architecture) and ``curves.png``, and keeps ``checkpoint.pt`` as it goes
     (removed once the result is written): ``resume`` says whether to continue the run found
     there (see ``shrinkage.experiments.loop.fit``; a resumed run ends bitwise identical
-    to an uninterrupted one). ``threads`` applies inside the call only.
+    to an uninterrupted one on the same ``threads``). ``threads`` applies inside the call
+    only.
 
     A run whose loss stops being finite, or exceeds 1000 times its first loss, stops there:
     ``result["diverged"]`` is True and ``diverged_at_step`` says when (the command exits 1).

@@ -27,8 +27,8 @@ num_classes : int, optional
 num_classes : int, optional
     Size of the readout, >= 1. Default 10.""",
     raises_factory="""\
-TypeError
-    If ``activation`` is not callable.""",
+ValueError
+    If ``activation`` is not callable, or returns one module object for two layers.""",
     raises_not_module="""\
 ValueError
     If ``num_classes`` is not an integer >= 1, or ``activation`` returns something that

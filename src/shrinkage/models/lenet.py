@@ -36,6 +36,22 @@ def _act(activation: Callable[[], nn.Module] | None) -> nn.Module:
     return module
 
 
+def unshared(*layers: nn.Module) -> nn.Sequential:
+    """``nn.Sequential(*layers)``, refused when one module sits in two places: an activation
+    factory that returns the same module each call would tie every layer's activation (a
+    learnable threshold learned once for all), where each layer is meant to get its own."""
+    net = nn.Sequential(*layers)
+    where: dict[int, str] = {}
+    for name, mod in net.named_modules(remove_duplicate=False):
+        if id(mod) in where:
+            raise ValueError(
+                f"modules {where[id(mod)]!r} and {name!r} are one object: the activation "
+                "factory must return a new module per call (e.g. lambda: CReLU(0.5, 1.0))"
+            )
+        where[id(mod)] = name
+    return net
+
+
 @fill_doc
 def lenet_300_100(
     activation: Callable[[], nn.Module] | None = None, num_classes: int = 10
@@ -62,7 +78,7 @@ def lenet_300_100(
     266200
     """
     num_classes = check_int_at_least("num_classes", num_classes)
-    return nn.Sequential(
+    return unshared(
         nn.Flatten(),
         nn.Linear(784, 300),
         _act(activation),
@@ -100,7 +116,7 @@ def lenet5(
     3
     """
     num_classes = check_int_at_least("num_classes", num_classes)
-    return nn.Sequential(
+    return unshared(
         nn.Conv2d(1, 20, 5),
         nn.MaxPool2d(2),
         _act(activation),

@@ -19,6 +19,7 @@ from .._checks import check_int_at_least, check_positive
 from .._init import gaussian_init_
 from ..thresholds import ShiftedReLU
 from ._docs import fill_doc
+from .lenet import unshared
 
 _CONFIG_ATTRS = ("module", "sigma_w", "sigma_b", "input_mean_square")
 
@@ -82,10 +83,26 @@ def _resolve(activation, sparsity):
             f"module instance {activation!r}: each layer needs its own module"
         )
     if callable(activation):
-        return activation, None
+        return _modules_only(activation), None
     raise ValueError(
         f"activation must be an EoCConfig, a name or a module factory, got {activation!r}"
     )
+
+
+def _modules_only(make):
+    """The factory, each of its results checked to be a module (torch's own TypeError,
+    "int is not a Module subclass", came from inside nn.Sequential)."""
+
+    def build():
+        mod = make()
+        if not isinstance(mod, nn.Module):
+            raise ValueError(
+                f"activation must be a factory returning an nn.Module (e.g. nn.ReLU), it "
+                f"returned {type(mod).__name__}"
+            )
+        return mod
+
+    return build
 
 
 def _start(activation, sparsity, num_classes, scale_input):
@@ -189,7 +206,7 @@ def mlp(
         layers += [nn.Linear(n, width), factory()]
         n = width
     layers.append(nn.Linear(n, num_classes))
-    return _finish(nn.Sequential(*layers), cfg)
+    return _finish(unshared(*layers), cfg)
 
 
 @fill_doc
@@ -267,7 +284,7 @@ def deep_cnn(
         layers += [nn.Conv2d(c, channels, kernel_size, padding=kernel_size // 2), factory()]
         c = channels
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
-    return _finish(nn.Sequential(*layers), cfg)
+    return _finish(unshared(*layers), cfg)
 
 
 def hidden_layers(net: nn.Module) -> list[nn.Module]:

@@ -14,7 +14,7 @@ from torch import nn
 
 from .._checks import check_int_at_least
 from ._docs import fill_doc
-from .lenet import _act
+from .lenet import _act, unshared
 
 __all__ = ["resnet_small", "BasicBlock"]
 
@@ -123,4 +123,4 @@ def resnet_small(
             layers.append(BasicBlock(c, w, stride, activation))
             c = w
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
-    return nn.Sequential(*layers)
+    return unshared(*layers)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from .._checks import check_seed
 from .._io import check_writable_dir
 from ._document import Figure, Section, Table, render_html, render_markdown, write_report
 from ._sections import SCALES, SECTIONS
@@ -44,6 +45,10 @@ def run_report(
     for name in sections:
         if name not in SECTIONS:
             raise ValueError(f"unknown section {name!r}; known: {', '.join(SECTIONS)}")
+    twice = sorted({n for n in sections if sections.count(n) > 1})
+    if twice:  # it ran twice and printed twice, with one entry in results.json
+        raise ValueError(f"sections lists {', '.join(map(repr, twice))} more than once")
+    seed = check_seed("seed", seed)
     out = check_writable_dir(out)
     t0 = time.perf_counter()
     done = []
