@@ -143,3 +143,11 @@ def test_sections_flag_and_bad_section(tmp_path, capsys):
     assert main(["report", "--sections", "weights,bogus", "--out", str(tmp_path)]) == 2
     assert "bogus" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_the_cel0_atoms_figure_is_the_analysed_dictionary(report):
+    """The atoms figure picked its dictionary by the median error again, and a tie broke the
+    other way from the V1 analyses: it showed another lam than the receptive-field row."""
+    out, _, res = report
+    (cel0,) = [r for r in res["sections"]["codes"]["receptive_fields"] if r["penalty"] == "cel0"]
+    assert f"CEL0 atoms (lam={cel0['lam']:.3g})" in (out / "report.md").read_text()

@@ -94,6 +94,18 @@ def test_compare_table_and_matching(tmp_path):
         if m["l1"] and m["cel0"]:
             assert abs(m["l1_over_cel0"] - m["l1"] / m["cel0"]) < 1e-12
     assert (out / "tradeoff.png").stat().st_size > 1000
+    # Another comparison into the same folder replaced its tables and left its dictionaries
+    # among the new ones; it is refused now, naming what differs (the same recipe may rerun).
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(ValueError, match=r"holds a comparison of another recipe \(atoms \[16\]"):
+        _run(["codes", "compare", "--penalties", "l1,cel0", "--atoms", "16", "--thresholds",
+              "0.2,0.6,1.2", "--patches", "400", "--test", "64", "--size", "6",
+              "--no-analysis", "--out", str(out)])  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == before
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="holds a run of another command"):
+        _run(["codes", "compare", "--atoms", "8", "--out", str(tmp_path / "w")])
 
 
 @pytest.mark.slow

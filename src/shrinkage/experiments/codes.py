@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -558,8 +559,10 @@ def compare(
     ...               n_patches=300, n_test=100, size=8, analyse=False)  # doctest: +SKIP
     """
     r = _recipe(CompareRecipe, recipe, changes)
+    config = {k: v for k, v in r.to_dict().items() if k not in ("analyse", "threads")}
     if out is not None:
         check_writable_dir(out)  # before the sweep, not after it
+        _refuse_other_compare(Path(out), config)
     with num_threads(r.threads):
         Xtr, Xte = load_patches(r.n_patches, r.n_test, r.size, r.seed)
         rows, dicts = _sweep(r, Xtr, Xte, progress)
@@ -571,12 +574,38 @@ def compare(
         "rows": rows,
         "matched": matched,
         "error_levels": list(error_levels),
-        "config": {k: v for k, v in r.to_dict().items() if k not in ("analyse", "threads")},
+        "config": config,
     }
     if out is not None:
         write_outputs(result, dicts, analyses, Path(out))
     result["dictionaries"] = dicts
     return result
+
+
+def _refuse_other_compare(out: Path, config: dict) -> None:
+    """ValueError when ``out`` holds another command's run (a config.json) or a comparison
+    of another recipe (its compare.json): writing there replaced its tables and figures and
+    left its dictionaries among the new ones. The same recipe may run again."""
+    if (out / "config.json").is_file():
+        raise ValueError(
+            f"{out} holds a run of another command (its config.json); choose another output "
+            "folder or remove that run"
+        )
+    path = out / "compare.json"
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text()).get("config")
+    except (ValueError, AttributeError):
+        raise ValueError(f"{path} is not a comparison's JSON; remove the folder") from None
+    mine = json.loads(json.dumps(config))  # tuples as the saved lists
+    diff = [k for k in mine if not isinstance(saved, dict) or saved.get(k) != mine[k]]
+    if diff:
+        shown = ", ".join(f"{k} {mine[k]!r} here, {(saved or {}).get(k)!r} there" for k in diff[:4])
+        raise ValueError(
+            f"{out} holds a comparison of another recipe ({shown}); choose another output "
+            "folder or remove it"
+        )
 
 
 # The fields of a CompareRecipe that each of its points passes on to its LearnRecipe (the
