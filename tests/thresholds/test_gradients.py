@@ -144,3 +144,15 @@ def test_init_after_a_sparsifier_draws_the_raw_weights():
     init_(lin, SimpleNamespace(sigma_w=2.0, sigma_b=0.1))
     raw = lin.parametrizations.weight.original
     assert float(raw.std() * math.sqrt(400) / 2.0) == pytest.approx(1.0, abs=0.02)
+
+
+def test_a_learned_threshold_on_half_precision_input_sums_its_gradient_in_float32():
+    """tau's gradient sums over every unit: in float16 it was -inf past 65,504 kept units
+    (bfloat16: -70,144 for -70,000); the output stays in the input's dtype."""
+    for dtype in (torch.float16, torch.bfloat16):
+        act = SoftThreshold(tau=0.5, learnable_tau=True)
+        x = torch.full((70_000,), 2.0, dtype=dtype)
+        y = act(x)
+        assert y.dtype == dtype
+        y.sum().backward()
+        assert float(act.tau.grad) == -70_000.0

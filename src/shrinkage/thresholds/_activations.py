@@ -219,10 +219,13 @@ class Thresholding(nn.Module):
         # clamped at 0, but its gradient passes (straight-through), so that a loss asking
         # for a larger threshold brings it back (clamp's own gradient, 0 below 0, froze it).
         tau = self.tau
-        if tau.requires_grad:
-            tau = tau + (tau.clamp(min=0.0) - tau).detach()
-        else:
-            tau = tau.clamp(min=0.0)
+        if not tau.requires_grad:
+            return self._core(x, tau.clamp(min=0.0).to(x.dtype))
+        tau = tau + (tau.clamp(min=0.0) - tau).detach()
+        if x.dtype in (torch.float16, torch.bfloat16):
+            # tau's gradient sums over every unit: in half precision it overflowed (-inf past
+            # 65,504 kept units) or lost digits; computed in float32, the output cast back
+            return self._core(x.float(), tau.float()).to(x.dtype)
         return self._core(x, tau.to(x.dtype))
 
     def extra_repr(self) -> str:
