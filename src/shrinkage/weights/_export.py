@@ -297,7 +297,7 @@ def export(
     modes = {n: m.training for n, m in model.named_modules()}
     model.eval()
     try:
-        result = _export(model, *checked, return_timings, example_input, activations)
+        result = _export_in_eval(model, *checked, return_timings, example_input, activations)
     finally:
         _set_modes(model, modes)
     _set_modes(result[0] if return_timings else result, modes)
@@ -311,7 +311,9 @@ def _set_modes(model: nn.Module, modes: dict[str, bool]) -> None:
             mod.training = modes[name]
 
 
-def _export(model, ms, batch_size, rounds, cands, forced, return_timings, example_input, act):
+def _export_in_eval(
+    model, ms, batch_size, rounds, cands, forced, return_timings, example_input, act
+):
     """``export`` of a model in eval mode, its arguments checked."""
     if example_input is not None:
         _check_example(model, example_input)
