@@ -144,3 +144,19 @@ def test_unit_census_against_direct_counts():
     assert c["always"] == pytest.approx(float((a > 0.5).all(0).float().mean()))
     assert c["dead"] >= 5 / 30 and c["always"] >= 5 / 30
     assert c["q"] == pytest.approx(float(h.double().pow(2).mean()), rel=1e-6)
+
+
+def test_a_loaded_state_is_checked_as_the_constructor_checks():
+    """load_state_dict took any momentum (a negative one made tau diverge at the next step),
+    and a text max_samples gave int()'s own error; fluctuation_moments(q=inf) gave NaN."""
+    from shrinkage.activations import edge_of_chaos, fluctuation_moments
+
+    ctl = SparsityControl(nn.Sequential(CST(0.5, 1.0)), sparsity=0.8)
+    for bad in (5.0, -1.0, 0.0):
+        with pytest.raises(ValueError, match="momentum must be"):
+            ctl.load_state_dict({"sparsity": 0.8, "momentum": bad})
+    assert ctl.momentum == SparsityControl(nn.Sequential(CST(0.5, 1.0)), sparsity=0.8).momentum
+    with pytest.raises(ValueError, match="max_samples must be an integer >= 1, got 'a'"):
+        SparsityControl(nn.Sequential(CST(0.5, 1.0)), sparsity=0.8, max_samples="a")
+    with pytest.raises(ValueError, match="q must be finite"):
+        fluctuation_moments(edge_of_chaos("relu"), q=float("inf"))

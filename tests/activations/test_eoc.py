@@ -150,7 +150,9 @@ def test_bad_inputs_fail_before_work():
         edge_of_chaos("shifted_relu", 0.5, m=1.0)
     # booleans are not numbers here, an infinite clip is the unclipped activation, and a
     # depth or width is checked even where m and q* do not read it
-    with pytest.raises(ValueError, match="q_star must be a number > 0 or 'auto', got q_star=True"):
+    with pytest.raises(
+        ValueError, match="q_star must be one number > 0 or 'auto', got q_star=True"
+    ):
         edge_of_chaos("crelu", 0.85, q_star=True)
     with pytest.raises(ValueError, match="m must be 'safe', 'auto', a number"):
         edge_of_chaos("crelu", 0.85, m=True)
@@ -209,3 +211,24 @@ def test_safe_clip_checks_its_cap(m_max, match):
         safe_clip("crelu", 0.85, m_max=m_max)
     # a valid cap above the safe level changes nothing
     assert safe_clip("crelu", 0.85, m_max=5.0) == safe_clip("crelu", 0.85)
+
+
+def test_small_q_star_keeps_its_labels_and_safe_clip_its_cap():
+    """CST is homogeneous: scaling q*, sigma_b, tau and m together scales V, so q* = 1e-6
+    is as stable as q* = 1 (an absolute noise floor called it half-stable, and a valid m an
+    unstable config); erf at q* = 1e-4 likewise. safe_clip(m_max=1.5) returned 0.8 where the
+    safe level, 1.327, is below the cap (its doubling stepped past the cap and gave up)."""
+    safe = safe_clip("cst", 0.85)
+    assert safe_clip("cst", 0.85, q_star=1e-6) == pytest.approx(safe * 1e-3, rel=1e-6)
+    cfg = edge_of_chaos("cst", 0.85, q_star=1e-6, m=0.9 * safe * 1e-3)
+    assert cfg.stable and [p.kind for p in cfg.fixed_points] == ["stable"]
+    # an independent check of the label: V - q changes sign from + to - across q*
+    v = [variance_map("cst", q, cfg.sigma_w, cfg.sigma_b, tau=cfg.tau, m=cfg.m) - q
+         for q in (0.5e-6, 2e-6)]  # fmt: skip
+    assert v[0] > 0 > v[1]
+    assert edge_of_chaos("erf", q_star=1e-4).stable
+    assert safe_clip("cst", 0.85, m_max=1.5) == pytest.approx(safe, rel=1e-5)
+    with pytest.warns(EdgeOfChaosWarning, match="stable up to m = 1"):
+        assert safe_clip("cst", 0.85, m_max=1.0) == 1.0
+    with pytest.raises(ValueError, match=r"tol must be in \(0, 1\)"):
+        safe_clip("cst", 0.85, tol=1.0)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_open_unit, check_positive
+from .._checks import check_int_at_least, check_open_unit, check_positive
 from ..thresholds import CST, CReLU, ShiftedReLU, SoftThreshold
 
 __all__ = ["SparsityControl"]
@@ -73,13 +73,8 @@ class SparsityControl:
         self, model: nn.Module, sparsity: float, momentum: float = 0.1, max_samples: int = 8192
     ):
         self.sparsity = check_open_unit("sparsity", sparsity)
-        check_positive("momentum", momentum)
-        if momentum > 1:
-            raise ValueError(f"momentum must be in (0, 1], got momentum={momentum!r}")
-        self.momentum = float(momentum)
-        if int(max_samples) != max_samples or max_samples < 1:
-            raise ValueError(f"max_samples must be an integer >= 1, got {max_samples!r}")
-        self.max_samples = int(max_samples)
+        self.momentum = _check_momentum(momentum)
+        self.max_samples = check_int_at_least("max_samples", max_samples, 1)
         self.layers = [m for m in model.modules() if isinstance(m, _CONTROLLABLE)]
         if not self.layers:
             raise ValueError(
@@ -140,4 +135,13 @@ class SparsityControl:
     def load_state_dict(self, state: dict) -> None:
         # The taus themselves are module buffers, restored with the model's state_dict.
         self.sparsity = check_open_unit("sparsity", state["sparsity"])
-        self.momentum = float(state["momentum"])
+        # as the constructor checks it: a negative one made tau diverge at the next step
+        self.momentum = _check_momentum(state["momentum"])
+
+
+def _check_momentum(momentum) -> float:
+    """The running-quantile momentum, in (0, 1]."""
+    check_positive("momentum", momentum)
+    if not momentum <= 1:
+        raise ValueError(f"momentum must be in (0, 1], got momentum={momentum!r}")
+    return float(momentum)

@@ -182,8 +182,8 @@ def _check_common(sparsity, q_star, name):
                 f"got sparsity={sparsity!r} (use 'shifted_relu', 'soft_threshold', 'crelu' or "
                 "'cst' for other sparsities)"
             )
-    if isinstance(q_star, bool):
-        raise ValueError(f"q_star must be a number > 0 or 'auto', got q_star={q_star!r}")
+    if isinstance(q_star, bool) or np.ndim(q_star) != 0:
+        raise ValueError(f"q_star must be one number > 0 or 'auto', got q_star={q_star!r}")
     check_positive("q_star", q_star)
     if not math.isfinite(float(q_star)):
         raise ValueError(f"q_star must be a finite number > 0, got q_star={q_star!r}")
@@ -500,6 +500,8 @@ def safe_clip(act, sparsity, q_star=1.0, tol=1e-5, rtol=1e-9, m_max=None):
         raise ValueError(f"safe_clip needs a clipped activation ('crelu' or 'cst'), got {act!r}")
     sparsity, q_star = _check_common(sparsity, q_star, name)
     check_positive("tol", tol)
+    if not tol < 1:  # m = crit (1 - tol) must stay > 0
+        raise ValueError(f"tol must be in (0, 1), got tol={tol!r}")
     if m_max is not None:
         check_positive("m_max", m_max)
         check_scalar("m_max", m_max)  # finite: inf (or 0, NaN) would mean "no cap" silently
@@ -525,14 +527,16 @@ def _safe_clip(name, sparsity, q_star, tol=1e-5, rtol=1e-9, m_max=None):
             f"{sparsity} is still stable; raise m_max (a multiple of sqrt(q*)) or leave it None"
         )
     while _margin(name, sparsity, q_star, hi) < 0:
-        lo, hi = hi, 2 * hi
-        if hi > cap:
+        if hi >= cap:  # stable all the way to the cap: the cap is the answer
             warnings.warn(
-                f"{name} at sparsity {sparsity} is stable up to m = {lo:.4g}; returning it",
+                f"{name} at sparsity {sparsity} is stable up to m = {hi:.4g}; returning it",
                 EdgeOfChaosWarning,
                 stacklevel=2,
             )
-            return lo, _stable_at(name, sparsity, q_star, lo, rtol, True)[1]
+            return hi, _stable_at(name, sparsity, q_star, hi, rtol, True)[1]
+        # the last step lands on the cap itself: doubling past it gave up on a level
+        # between the two (m_max=1.5 returned 0.8 for cst at 0.85, whose safe m is 1.327)
+        lo, hi = hi, min(2 * hi, cap)
     crit = brentq(lambda t: _margin(name, sparsity, q_star, t), lo, hi, xtol=1e-3 * tol * lo)
     m = crit * (1 - tol)
     for _ in range(60):

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_int_at_least, check_positive
+from .._checks import check_int_at_least, check_positive, check_scalar
 from ._cfg import check_config
 from ._docs import fill_doc
 from ._gauss import _SPECS, _nodes, _phi_np
@@ -99,6 +99,7 @@ def fluctuation_moments(cfg, q=None) -> dict:
     check_config(cfg)
     if q is not None:
         check_positive("q", q)
+        check_scalar("q", q)  # finite: q = inf gave NaN moments, silently
     e2, e4, d2, d4 = _moments_on(cfg, cfg.q_star if q is None else q)
     return {
         "phi2": float(e2[0]),

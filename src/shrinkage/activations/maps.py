@@ -615,7 +615,10 @@ def _points(finals, F, slope, rtol):
         vals = np.concatenate([FL[sl], FH[sl]])
         o = np.argsort(pts, kind="stable")
         pts, vals = pts[o], vals[o]
-        noise = 1e-13 * np.maximum(1.0, np.abs(pts))
+        # relative to q: V(q) - q scales with q (CReLU and CST exactly: scaling q*, sigma_b,
+        # tau and m together scales V), and a floor of 1e-13 for q < 1 called a crossing at
+        # q* = 1e-6 "half-stable", a stable config unstable
+        noise = 1e-13 * np.abs(pts)
         signed = np.abs(vals) > noise
         sp, sv = pts[signed], vals[signed]
         change = np.flatnonzero(np.sign(sv[:-1]) != np.sign(sv[1:]))
