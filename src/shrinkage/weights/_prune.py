@@ -105,11 +105,14 @@ def available() -> bool:
     return load() is not None
 
 
+# looked up once: usable() runs on every forward of a pruned layer
+_IS_WRAPPED = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
+
+
 def _transformed(w: torch.Tensor) -> bool:
     """``w`` is a torch.func (grad, vmap, jacrev) wrapper: the C passes' autograd Functions
     have no rule for those transforms (torch's own error before), the torch path does."""
-    check = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
-    return bool(check(w)) if check is not None else False
+    return _IS_WRAPPED is not None and bool(_IS_WRAPPED(w))
 
 
 def usable(w: torch.Tensor) -> bool:
