@@ -12,7 +12,10 @@ training step is forward + backward + SGD step, plus, per variant:
   every step (remove + prune: the tool users have today);
 - ``copy``: a ``parametrize`` parametrization that returns a copy of the weight and no
   threshold at all: the floor of any method whose forward pass sees a weight made from the
-  raw one (the copy is written, read by the layer, and its gradient passed back).
+  raw one (the copy is written, read by the layer, and its gradient passed back);
+- ``noop``: a parametrization that returns a weight computed beforehand (a straight-through
+  autograd Function, no pass over the weights at all): the cost of the
+  ``torch.nn.utils.parametrize`` convention itself, under every method that keeps it.
 
 The sparsifiers follow a cubic schedule that is still rising during the run (so the
 threshold moves every step, as in training), from 50 % towards ``--sparsity``. Variants
@@ -44,12 +47,33 @@ from shrinkage.models import lenet5, lenet_300_100, resnet_small
 from shrinkage.weights import PRUNABLE, Cubic, PrunedLayerWarning, Sparsifier
 
 METHODS = ("st3", "st3sigma", "gmp")
-VARIANTS = ("dense", *METHODS, "torch_prune", "copy")
+VARIANTS = ("dense", *METHODS, "torch_prune", "copy", "noop")
 
 
 class _Copy(nn.Module):
     def forward(self, w):
         return w.clone()
+
+
+class _Given(torch.autograd.Function):
+    """Forward: a weight made beforehand; backward: the gradient to the raw weight as is."""
+
+    @staticmethod
+    def forward(ctx, w, made):
+        return made.detach()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+class _Noop(nn.Module):
+    def __init__(self, w):
+        super().__init__()
+        self.made = w.detach().clone()
+
+    def forward(self, w):
+        return _Given.apply(w, self.made)
 
 
 class Encoder(nn.Module):
@@ -84,10 +108,11 @@ def make(variant: str, factory, sparsity: float):
                 sp.step()
 
         hook.sparsifier = sp
-    elif variant == "copy":
+    elif variant in ("copy", "noop"):
         for m in model.modules():
             if isinstance(m, PRUNABLE):
-                parametrize.register_parametrization(m, "weight", _Copy())
+                pm = _Copy() if variant == "copy" else _Noop(m.weight)
+                parametrize.register_parametrization(m, "weight", pm)
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     elif variant == "torch_prune":
         params = [(m, "weight") for m in model.modules() if isinstance(m, PRUNABLE)]

@@ -254,9 +254,28 @@ def test_weights_overhead(tmp_path):
     res = _main("weights_overhead")(["--quick", "--json", str(tmp_path / "r.json")])
     assert [r["model"] for r in res] == ["lenet_300_100", "lenet5", "resnet_small", "transformer"]
     assert all(r["ratio_to_dense"]["dense"] == 1.0 for r in res)
-    variants = {"dense", "st3", "st3sigma", "gmp", "torch_prune", "copy"}
+    variants = {"dense", "st3", "st3sigma", "gmp", "torch_prune", "copy", "noop"}
     assert all(set(r["ms_in_hook"]) == variants for r in res)
     assert all(r["ms_in_hook"]["copy"] == 0.0 for r in res)  # no threshold: only the copy
+
+
+def test_weights_overhead_floors_train_as_dense():
+    """The floors are fair: the copy and no-op parametrizations give the raw weights the
+    dense model's gradients (the no-op one reads the weight it was given)."""
+    import torch
+    import torch.nn.functional as F
+
+    mod = _module("weights_overhead")
+    x, y = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    grads = {}
+    for v in ("dense", "copy", "noop"):
+        model, _, _ = mod.make(v, mod.lenet_300_100, 0.9)
+        F.cross_entropy(model(x), y).backward()
+        grads[v] = [p.grad for n, p in model.named_parameters() if "weight" in n]
+    for v in ("copy", "noop"):
+        assert len(grads[v]) == len(grads["dense"]) == 3
+        for a, b in zip(grads[v], grads["dense"]):
+            torch.testing.assert_close(a, b)
 
 
 def test_weights_competitors(tmp_path):

@@ -225,6 +225,7 @@ RECORDS: dict[str, Method] = {
             compiled_scores="unpruned",
             sticky=True,
             mask=True,
+            rescale_applies=False,  # w * mask: no threshold to compensate
             empty=-0.5,
         ),
         Method(
