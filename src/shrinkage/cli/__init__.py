@@ -82,7 +82,22 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:  # bad input, unreadable or unwritable files
         print(f"shrinkage: error: {_message(e)}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as e:
+        if not _out_of_memory(e):
+            raise
+        print(
+            f"shrinkage: error: out of memory ({str(e).splitlines()[0][:160] or 'MemoryError'}):"
+            " choose a smaller model (--depth, --width), batch or data set",
+            file=sys.stderr,
+        )
+        return 2
     return int(result or 0)
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """torch reports a failed CPU allocation as a RuntimeError, Python as MemoryError."""
+    text = str(e)
+    return isinstance(e, MemoryError) or "can't allocate memory" in text or "out of memory" in text
 
 
 def _message(e: Exception) -> str:

@@ -10,16 +10,19 @@ from matplotlib.figure import Figure
 
 from .._io import save_figure
 
+# the accuracy's split as the figures name it
+_SPLIT_NAMES = {"test": "test", "val": "validation"}
 
-def plot_history(history: list[dict], path, title: str = "") -> Path:
-    """Loss, test accuracy and sparsity per epoch."""
+
+def plot_history(history: list[dict], path, title: str = "", split: str = "test") -> Path:
+    """Loss, accuracy (on ``split``: "test" or "val") and sparsity per epoch."""
     ep = [h["epoch"] for h in history]
     fig = Figure(figsize=(12, 3.4))
     ax = fig.subplots(1, 3)
     ax[0].plot(ep, [h["train_loss"] for h in history], marker="o")
     ax[0].set(xlabel="epoch", ylabel="train loss", yscale="log")
     ax[1].plot(ep, [100 * h["test_acc"] for h in history], marker="o")
-    ax[1].set(xlabel="epoch", ylabel="test accuracy (%)")
+    ax[1].set(xlabel="epoch", ylabel=f"{_SPLIT_NAMES[split]} accuracy (%)")
     ax[2].plot(ep, [h["target_sparsity"] for h in history], label="scheduled", marker="o")
     ax[2].plot(ep, [h["sparsity"] for h in history], label="actual", ls="--")
     ax[2].set(xlabel="epoch", ylabel="sparsity")
@@ -32,8 +35,9 @@ def plot_history(history: list[dict], path, title: str = "") -> Path:
 
 def plot_sweep(rows: list[dict], path_acc, path_macs, title: str = "") -> tuple[Path, Path]:
     """Accuracy vs sparsity and accuracy vs sparse MACs, one line per method (mean over seeds,
-    bars from min to max)."""
+    bars from min to max); accuracy on the rows' ``eval_split`` (test when absent)."""
     methods = sorted({r["method"] for r in rows})
+    split = _SPLIT_NAMES[rows[0].get("eval_split") or "test"] if rows else "test"
     outs = []
     for xkey, path, xlabel in (
         ("sparsity", path_acc, "sparsity (log scale of 1 - s)"),
@@ -64,7 +68,7 @@ def plot_sweep(rows: list[dict], path_acc, path_macs, title: str = "") -> tuple[
             ax.set_xlabel("density 1 - s (log; sparser to the right)")
         else:
             ax.set_xlabel(xlabel + " (log)")
-        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylabel(f"{split} accuracy (%)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -133,6 +133,8 @@ class Checkpoint:
         key, payload = load_checkpoint(self.path)
         if isinstance(key, dict) and isinstance(self.key, dict):
             key = {**{k: v for k, v in self.defaults.items() if k in self.key}, **key}
+            if self.key.get("out", "") is None and "out" in key:
+                key["out"] = None  # a key written while it still held the output folder
         if key != self.key:
             if self.resume:
                 why = _diff(self.key, key)

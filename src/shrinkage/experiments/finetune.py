@@ -24,6 +24,8 @@ steps are those of the shared loop ``shrinkage.experiments.loop.fit``.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import pickle
 import time
 from dataclasses import dataclass, field
@@ -182,8 +184,17 @@ def finetune(config: FinetuneConfig | dict, data=None, resume: bool | None = Non
         check_writable_dir(cfg.out)
         cfg.refuse_other_run(cfg.out)  # another run's results (a train run's too) stay
     model = load_dense(cfg.model, cfg.checkpoint)  # a bad checkpoint fails before any work
+    digest = _file_digest(cfg.checkpoint)
     with num_threads(cfg.threads):
-        return _finetune(cfg, model, data, resume)
+        return _finetune(cfg, model, data, resume, digest)
+
+
+def _file_digest(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 class _Curve:
@@ -198,13 +209,17 @@ class _Curve:
             for i in range(1, evals_per_epoch + 1)
         }
         self.steps = 0
-        self.points = [measure(0.0)]
+        self.t0 = time.perf_counter()
+        self.points = [self._point(0.0)]
+
+    def _point(self, epoch: float) -> dict:
+        return {**self.measure(epoch), "seconds": time.perf_counter() - self.t0}
 
     def after_step(self) -> None:
         self.steps += 1
         epoch, b = divmod(self.steps - 1, self.per_epoch)
         if b + 1 in self.marks:
-            self.points.append(self.measure(round(epoch + (b + 1) / self.per_epoch, 4)))
+            self.points.append(self._point(round(epoch + (b + 1) / self.per_epoch, 4)))
 
     def state_dict(self) -> dict:
         return {"steps": self.steps, "points": list(self.points)}
@@ -212,15 +227,27 @@ class _Curve:
     def load_state_dict(self, state: dict) -> None:
         self.steps = int(state["steps"])
         self.points = list(state["points"])
+        # a resumed run's clock goes on from its last point, not from 0
+        self.t0 = time.perf_counter() - float(self.points[-1].get("seconds", 0.0))
 
 
-def _finetune(cfg: FinetuneConfig, model, data, resume=None) -> dict:
-    out, (x, y, xt, yt), per_epoch, total = _begin_run(cfg, data, lambda: _data(cfg))
+def _check_evals(cfg: FinetuneConfig, per_epoch: int) -> None:
+    if cfg.evals_per_epoch > per_epoch:
+        raise ValueError(
+            f"evals_per_epoch must be at most the {per_epoch} steps of an epoch (batch_size "
+            f"{cfg.batch_size}, max_batches {cfg.max_batches}), got "
+            f"evals_per_epoch={cfg.evals_per_epoch}"
+        )
+
+
+def _finetune(cfg: FinetuneConfig, model, data, resume=None, digest=None) -> dict:
+    out, (x, y, xt, yt), per_epoch, total = _begin_run(
+        cfg, data, lambda: _data(cfg), functools.partial(_check_evals, cfg)
+    )
     in_shape = (1, *x.shape[1:])
     sp = _sparsifier(cfg, model, total)
     opt = _optimizer(cfg, model)
     lr_sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
-    t0 = time.perf_counter()
 
     def measure(epoch: float) -> dict:
         return {
@@ -228,10 +255,12 @@ def _finetune(cfg: FinetuneConfig, model, data, resume=None) -> dict:
             "test_acc": evaluate(model, xt, yt),
             "sparsity": 1.0 - sp.density(),
             "target_sparsity": sp.current_sparsity,
-            "seconds": time.perf_counter() - t0,
         }
 
     curve = _Curve(measure, per_epoch, cfg.evals_per_epoch)
+    settings = loop_settings(cfg, total, per_epoch)
+    # the model fine-tuned is the file's content, not its name: a replaced file is another run
+    settings["key"] = {**settings["key"], "checkpoint_sha256": digest}
 
     def on_epoch(st) -> dict:
         last = curve.points[-1]  # the epoch's last step is always a point of the curve
@@ -257,18 +286,19 @@ def _finetune(cfg: FinetuneConfig, model, data, resume=None) -> dict:
         out=out,
         state={"scheduler": lr_sched, "sparsifier": sp, "curve": curve},
         resume=resume,
-        **loop_settings(cfg, total, per_epoch),
+        **settings,
     )
-    return _finish(cfg, model, sp, curve, run, (xt, yt), in_shape, out)
+    return _finish(cfg, model, sp, curve, run, (xt, yt), in_shape, out, digest)
 
 
-def _finish(cfg, model, sp, curve, run, test, in_shape, out) -> dict:
+def _finish(cfg, model, sp, curve, run, test, in_shape, out, digest=None) -> dict:
     """Count the MACs, squash, evaluate the plain model and write the run's files."""
     xt, yt = test
     report = flops(model, in_shape, pruned=sp.layer_names)
     sp.squash()
     result = {
         "config": cfg.to_dict(),
+        "checkpoint_sha256": digest,  # the dense model's file, as read
         "test_acc": curve.points[-1]["test_acc"],
         "test_acc_squashed": evaluate(model, xt, yt),
         "sparsity": curve.points[-1]["sparsity"],

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import json
 import math
@@ -49,6 +50,7 @@ from .._io import check_writable_dir, save_torch, write_json, write_text
 from ..activations import EoCConfig, edge_of_chaos, init_, safe_clip
 from ..data import mnist
 from ..models.mlp import ScaleInput
+from ..thresholds import PENALTIES
 from ..weights import METHODS, Constant, Cubic, Linear, Sparsifier, effective_macs, flops
 from ._plots import plot_history, plot_sweep
 from .loop import CHECKPOINT, fit, num_threads, steps_per_epoch
@@ -61,6 +63,10 @@ MODELS = ("lenet5", "lenet_300_100", "resnet_small", "mlp")
 _OPTIMIZERS = ("sgd", "adam")
 _SCHEDULES = ("cubic", "linear", "constant")
 _EVAL_SPLITS = ("test", "val")
+
+
+# the activations ``NAME:SPARSITY`` can name (an edge-of-chaos config at that sparsity)
+_SPARSE_ACTIVATIONS = ("shifted_relu", "soft_threshold", "crelu", "cst")
 
 
 def parse_activation(spec: str | None, m_scale: float = 0.7):
@@ -82,6 +88,11 @@ def parse_activation(spec: str | None, m_scale: float = 0.7):
         s = float(sparsity)
     except ValueError:
         raise ValueError(f"activation {spec!r}: sparsity {sparsity!r} is not a number") from None
+    if name not in _SPARSE_ACTIVATIONS:
+        raise ValueError(
+            f"activation {spec!r}: NAME must be one of {', '.join(_SPARSE_ACTIVATIONS)} (the "
+            "activations with a sparsity; plain ReLU is 'relu', with no sparsity)"
+        )
     check_open_unit("activation sparsity", s)
     check_positive("m_scale", m_scale)
     probe = edge_of_chaos(name, s, m=None) if name in ("shifted_relu", "soft_threshold") else None
@@ -209,6 +220,8 @@ class TrainConfig(Recipe):
             )
         check_open_unit("min_density", self.min_density, closed_low=True)
         check_floor(self.min_density, self.sparsity)  # as Sparsifier, before the data
+        check_choice("scope", self.scope, ("global", "layer"))
+        check_choice("penalty", self.penalty, PENALTIES)
         if self.method != "prox_ste" and (self.penalty != "l1" or self.penalty_params):
             raise ValueError(
                 f"penalty only applies to method prox_ste (it would be ignored), got "
@@ -371,16 +384,19 @@ def train_run(config: TrainConfig | dict, data=None, resume: bool | None = None)
 DIVERGE_FACTOR = 1e3
 
 
-def _begin_run(cfg, data, load):
-    """What every MNIST weights run does first: ``config.json`` written into ``cfg.out`` (if
-    set), the data (``data``, else ``load()``), the seed; returns ``(out, (x, y, x_test,
-    y_test), steps per epoch, total steps)``."""
+def _begin_run(cfg, data, load, check_steps=None):
+    """What every MNIST weights run does first: the data (``data``, else ``load()``),
+    ``check_steps(steps per epoch)`` (a recipe check that needs the data's size), then
+    ``config.json`` written into ``cfg.out`` (if set), the seed; returns ``(out, (x, y,
+    x_test, y_test), steps per epoch, total steps)``."""
     out = Path(cfg.out) if cfg.out else None
     tensors = data if data is not None else load()  # refuses a subset larger than the source
+    per_epoch = steps_per_epoch(len(tensors[0]), cfg.batch_size, cfg.max_batches)
+    if check_steps is not None:
+        check_steps(per_epoch)
     if out is not None:
         write_json(out / "config.json", cfg.to_dict())
     torch.manual_seed(cfg.seed)
-    per_epoch = steps_per_epoch(len(tensors[0]), cfg.batch_size, cfg.max_batches)
     return out, tensors, per_epoch, per_epoch * cfg.epochs
 
 
@@ -418,7 +434,7 @@ def _train(cfg: TrainConfig, data, resume) -> dict:
         after_step=[lr_sched.step] + ([sp.step] if sp is not None else []),
         desc=f"{cfg.model} {cfg.method} s={cfg.sparsity}" if cfg.progress else None,
         postfix=lambda: {"s": f"{_target(sp):.3f}"},
-        log=_epoch_line,
+        log=functools.partial(_epoch_line, split=cfg.eval_split),
         out=out,
         state={"scheduler": lr_sched, **({"sparsifier": sp} if sp is not None else {})},
         **loop_settings(cfg, total, per_epoch),
@@ -440,15 +456,17 @@ def loop_settings(cfg, total: int, per_epoch: int) -> dict:
         "per_epoch": per_epoch,
         "seed": cfg.seed,
         "clip": cfg.clip,
-        "key": cfg.replace(progress=True, threads=None).to_dict(),
+        # what the numbers depend on: not where they are written (a run folder spelled
+        # "run/", given as an absolute path or moved resumes as itself)
+        "key": cfg.replace(progress=True, threads=None, out=None).to_dict(),
     }
 
 
-def _epoch_line(rec: dict) -> str:
+def _epoch_line(rec: dict, split: str = "test") -> str:
     return (
         f"epoch {rec['epoch']}: loss {rec['train_loss']:.4f} "
-        f"test acc {100 * rec['test_acc']:.2f}% sparsity {rec['sparsity']:.4f} "
-        f"MACs {rec['sparse_macs']:,.0f}"
+        f"{'val' if split == 'val' else 'test'} acc {100 * rec['test_acc']:.2f}% "
+        f"sparsity {rec['sparsity']:.4f} MACs {rec['sparse_macs']:,.0f}"
     )
 
 
@@ -487,7 +505,8 @@ def _finish(cfg, model, sp, act_cfg, run, test, in_shape, out) -> dict:
     if out is not None:
         write_text(out / "report.txt", str(report) + "\n")
         save_torch(out / "model.pt", model.state_dict())
-        plot_history(history, out / "curves.png", f"{cfg.model} {cfg.method} s={cfg.sparsity}")
+        title = f"{cfg.model} {cfg.method} s={cfg.sparsity}"
+        plot_history(history, out / "curves.png", title, split=cfg.eval_split)
         write_json(out / "result.json", result)
         (out / CHECKPOINT).unlink(missing_ok=True)
     result["report_table"] = str(report)
@@ -604,19 +623,22 @@ def sweep(
                     specs.append((model, meth, pen or "l1", float(s), int(seed)))
     # one run named twice (a repeated method, sparsity or seed) would be trained twice
     check_distinct("models", list(models))
-    check_distinct("methods", list(methods))
+    # "prox_ste" is "prox_ste:l1": the same runs under two names
+    check_distinct("methods", [m if m != "prox_ste" else "prox_ste:l1" for m in methods])
     check_distinct("sparsities", [float(x) for x in sparsities])
     check_distinct("seeds", [int(x) for x in seeds])
     names = {}
     for sp in specs:
         name = run_name(sp[0], sp[1], sp[3], sp[4], sp[2])
         if name in names:
+            field = "sparsities" if names[name][3] != sp[3] else "methods"
+            a, b = (names[name][3], sp[3]) if field == "sparsities" else (names[name][1:3], sp[1:3])
             raise ValueError(
-                f"sparsities must name distinct runs: {names[name][3]!r} and {sp[3]!r} share "
-                f"the run folder {name!r}"
+                f"{field} must name distinct runs: {a!r} and {b!r} share the run folder {name!r}"
             )
         names[name] = sp
     out = check_writable_dir(out)
+    _refuse_other_folder(out, base)
     runs = []
     for model, meth, pen, s, seed in specs:
         run_dir = out / run_name(model, meth, s, seed, pen)
@@ -645,14 +667,7 @@ def _previous(run_dir: Path, cfg: TrainConfig) -> bool:
         path = run_dir / name
         if not path.is_file():
             continue
-        try:
-            saved = json.loads(path.read_text())
-        except ValueError:
-            raise ValueError(
-                f"{path} is not valid JSON; remove the run folder to redo it"
-            ) from None
-        saved = saved.get("config", saved) if name == "result.json" else saved
-        want, have = recipe_of(cfg.to_dict()), recipe_of(saved)
+        want, have = recipe_of(cfg.to_dict()), recipe_of(_read_run_json(path))
         if want != have:
             raise ValueError(
                 f"{run_dir} holds a run of another recipe ({_recipe_diff(want, have)}); "
@@ -663,11 +678,62 @@ def _previous(run_dir: Path, cfg: TrainConfig) -> bool:
     return False
 
 
+# A sweep's grid: the fields that vary between the runs of one sweep folder.
+_GRID = ("model", "method", "penalty", "sparsity", "seed")
+
+
+def _read_run_json(path: Path) -> dict:
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError:
+        raise ValueError(f"{path} is not valid JSON; remove the run folder to redo it") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path} does not hold a run's JSON object; remove the run folder")
+    config = saved.get("config", saved) if path.name == "result.json" else saved
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} does not hold a run's config; remove the run folder")
+    return config
+
+
+def _sweep_recipe(config: dict) -> dict:
+    return {k: v for k, v in recipe_of(config).items() if k not in _GRID}
+
+
+def _refuse_other_folder(out: Path, base: TrainConfig) -> None:
+    """A sweep folder holds the runs of one recipe (its table and plots average seeds of
+    it) and nothing of another command: refuse ``out`` otherwise, before any run."""
+    for name in ("config.json", "sweep.json", "compare.json"):
+        if (out / name).is_file():
+            raise ValueError(
+                f"{out} holds the output of another command ({name}: a single run, a codes "
+                "sweep or a comparison); a weights sweep writes sweep.csv and one folder per "
+                "run: choose another output folder"
+            )
+    want = _sweep_recipe(base.to_dict())
+    for path in sorted(out.glob("*/config.json")) + sorted(out.glob("*/result.json")):
+        have = _sweep_recipe(_read_run_json(path))
+        if have != want:
+            raise ValueError(
+                f"{path.parent} holds a run of another recipe ({_recipe_diff(want, have)}); "
+                "a sweep folder holds one recipe (its table and plots average the seeds of "
+                "it): choose another output folder"
+            )
+
+
 def summarize(out) -> list[dict]:
-    """Collect every ``result.json`` under ``out`` into ``sweep.csv`` and per-model plots."""
+    """Collect every ``result.json`` under ``out`` into ``sweep.csv`` and per-model plots
+    (ValueError when they are not runs of one recipe: their means would mix recipes)."""
     out = Path(out)
-    rows = []
+    rows, recipes = [], {}
     for p in sorted(out.glob("*/result.json")):
+        config = _read_run_json(p)
+        recipes.setdefault(json.dumps(_sweep_recipe(config), sort_keys=True), p.parent)
+        if len(recipes) > 1:
+            first = next(iter(recipes.values()))
+            raise ValueError(
+                f"{first} and {p.parent} are runs of different recipes; summarize the runs "
+                "of one recipe (one sweep folder per recipe)"
+            )
         rows.append(_row(json.loads(p.read_text())))
     rows.sort(key=lambda r: (r["model"], r["method"], r["sparsity"], r["seed"]))
     buf = io.StringIO()
