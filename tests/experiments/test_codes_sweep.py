@@ -3,6 +3,7 @@ comparisons computed from them."""
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,3 +110,63 @@ def test_bad_options_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError):
         sw.sweep(tmp_path / "x", images=tmp_path / "missing", **ARGS)
     assert not (tmp_path / "x").exists()
+
+
+def _result(pen, k, thr, nz):
+    return {
+        "penalty": pen,
+        "n_atoms": k,
+        "threshold": thr,
+        "relative_error": 1.0 if nz == 0 else 0.5,
+        "active_fraction": nz / k,
+        "nonzeros_per_patch": nz,
+    }
+
+
+def _write_runs(out, results):
+    for r in results:
+        run = out / "runs" / sw._key(r["penalty"], r["n_atoms"], r["threshold"])
+        run.mkdir(parents=True)
+        (run / "result.json").write_text(json.dumps(r))
+
+
+@pytest.mark.filterwarnings("error")  # nothing cryptic either (log axis of zeros)
+def test_summary_with_all_zero_codes_is_written(tmp_path):
+    """Every run with all-zero codes (a large --thresholds) once failed after all the
+    learning with "min() arg is an empty sequence" and no sweep.json. Now the summary is
+    written without sparsity levels, with a note that names --thresholds."""
+    _write_runs(tmp_path, [_result("l1", 4, 50.0, 0), _result("cel0", 4, 50.0, 0)])
+    res = sw.summarise(tmp_path)
+    assert res["sparsity_levels"] == [] and res["units"] == [] and res["error_ratio"] == []
+    assert "--thresholds" in res["note"]
+    assert (tmp_path / "sweep.csv").read_text().count("\n") == 3
+    assert json.loads((tmp_path / "sweep.json").read_text())["note"] == res["note"]
+    assert (tmp_path / "tradeoff_by_atoms.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "where, text, match",
+    [
+        ("config.json", "", r"config\.json is not valid JSON; remove it or choose another --out"),
+        ("config.json", "[1, 2]", r"holds a run of another command \(not a recipe in its config"),
+        ("config.json", '{"lam": 0.3, "n_atoms": 4}', r"another command \(lam, n_atoms in its"),
+        ("runs/l1_8_0.7/result.json", '{"penal', r"l1_8_0\.7.result\.json is not valid JSON"),
+        ("runs/l1_8_0.7/result.json", "[]", r"result\.json is not a run's result"),
+        ("runs/l1_8_0.7/result.json", '{"penalty": "l1"}', r"result\.json is not a run's res"),
+    ],
+)
+def test_damaged_json_under_out_named_before_any_work(tmp_path, monkeypatch, where, text, match):
+    """A damaged or foreign config.json, or a damaged result.json of another run, under a
+    sweep's --out once gave json's bare message (naming no file) or a traceback, the
+    latter after the grid's runs were learned. Now the file and the fix are named before
+    any work, and nothing there is replaced."""
+    out = tmp_path / "sw"
+    (out / where).parent.mkdir(parents=True, exist_ok=True)
+    (out / where).write_text(text)
+    monkeypatch.setattr(sw, "held_out", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(ValueError, match=match) as e:
+        sw.sweep(out, **dict(ARGS, penalties=("l1",), atoms=(8,), thresholds=(0.5,)))
+    assert str(out / where) in str(e.value) or str(out) in str(e.value)
+    assert "--out" in str(e.value)
+    assert (out / where).read_text() == text
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == [Path(where).name]

@@ -51,26 +51,16 @@ def register(sub) -> None:
 def _learn(args) -> int:
     recipe = LearnRecipe.from_args(args).check()
     out = Path(args.out)
-    res = learn(recipe, progress=True, out=out, resume=args.resume)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", recipe.to_dict())
-    with atomic_path(out / "dictionary.npy") as tmp:
-        np.save(tmp, res["D"])
-    metrics = dict(res["metrics"])
-    if "summary" in res:
-        metrics["v1"] = res["summary"]
-        fits = res["fits"]
-        write_json(out / "gabor.json", {k: v.tolist() for k, v in fits.items()})
-        v1.plot_nxny({recipe.penalty: fits}, out / "nxny.png")
-        v1.plot_orientation_hist({recipe.penalty: fits}, out / "orientations.png")
-        v1.plot_tuning(res["tuning"], out / "tuning.png")
-    v1.plot_atoms(
-        res["D"],
-        out / "atoms.png",
-        shape=(recipe.size, recipe.size),
-        title=f"{recipe.penalty}, lam={recipe.lam:g}",
+    # the results are written before learn() removes the checkpoint: an interrupted write
+    # is resumed (--resume) from the finished learning
+    res = learn(
+        recipe,
+        progress=True,
+        out=out,
+        resume=args.resume,
+        on_done=lambda res: _write_learned(out, recipe, res),
     )
-    write_json(out / "metrics.json", metrics)
+    metrics = res["metrics"]
     ran = f"{metrics['epochs_run']} passes"
     if recipe.learn_tol > 0:
         ran += " (converged)" if metrics["converged"] else " (not converged: stopped at --epochs)"
@@ -89,6 +79,30 @@ def _learn(args) -> int:
     return 0
 
 
+def _write_learned(out: Path, recipe: LearnRecipe, res: dict) -> None:
+    """``codes learn``'s files, ``metrics.json`` last; ``res["metrics"]`` gains the V1
+    summary (``"v1"``) when the dictionary was analysed."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", recipe.to_dict())
+    with atomic_path(out / "dictionary.npy") as tmp:
+        np.save(tmp, res["D"])
+    metrics = res["metrics"]
+    if "summary" in res:
+        metrics["v1"] = res["summary"]
+        fits = res["fits"]
+        write_json(out / "gabor.json", {k: v.tolist() for k, v in fits.items()})
+        v1.plot_nxny({recipe.penalty: fits}, out / "nxny.png")
+        v1.plot_orientation_hist({recipe.penalty: fits}, out / "orientations.png")
+        v1.plot_tuning(res["tuning"], out / "tuning.png")
+    v1.plot_atoms(
+        res["D"],
+        out / "atoms.png",
+        shape=(recipe.size, recipe.size),
+        title=f"{recipe.penalty}, lam={recipe.lam:g}",
+    )
+    write_json(out / "metrics.json", metrics)
+
+
 def _compare(args) -> int:
     res = compare(CompareRecipe.from_args(args).check(), progress=True, out=args.out)
     for m in res["matched"]:
@@ -101,5 +115,7 @@ def _sweep(args) -> int:
     res = sweep(args.out, SweepRecipe.from_args(args).check(), progress=True)
     for u in res["units"]:
         print(u)
+    if "note" in res:
+        print(res["note"])
     print(f"wrote {args.out}")
     return 0

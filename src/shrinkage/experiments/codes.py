@@ -53,6 +53,7 @@ __all__ = [
     "lam_from_threshold",
     "evaluate",
     "learn",
+    "refuse_other_output",
     "compare",
     "write_outputs",
     "plot_tradeoff",
@@ -107,7 +108,17 @@ def _check_common(r) -> None:
         check_int_at_least(name, getattr(r, name), 1)
     check_int_at_least("continuation", r.continuation, 0)
     check_int_at_least("monitor", r.monitor, 0)
+    _check_monitor(r.monitor, r.n_patches)
     _check_stopping(r)
+
+
+def _check_monitor(monitor: int, n_patches: int) -> None:
+    """More monitor patches than training patches would silently monitor fewer: refused."""
+    if monitor > n_patches:
+        raise ValueError(
+            f"monitor (--monitor) must be at most the {n_patches:,} training patches "
+            f"(--patches), got monitor={monitor!r}"
+        )
 
 
 def _check_stopping(r) -> None:
@@ -230,6 +241,7 @@ def learn(
     dtype=torch.float32,
     out=None,
     resume: bool | None = None,
+    on_done=None,
     **changes,
 ) -> dict:
     """Learn one dictionary on whitened patches; returns ``{"D", "metrics", "fits", "tuning",
@@ -249,23 +261,56 @@ def learn(
     ``EVERY_SECONDS``, and when learning ends; removed
     when the call returns); ``resume`` says whether to continue the run found there (see
     ``Checkpoint``): the resumed dictionary is
-    bitwise the uninterrupted one. The first Ctrl-C stops after the current batch. An
-    ``out`` whose ``config.json`` is another run's (another recipe, or another command's) is
-    refused before any work (ValueError): the command would write its results over it.
+    bitwise the uninterrupted one. The first Ctrl-C stops after the current batch.
+    ``on_done(result)``, when given, is called before the checkpoint is removed: a caller
+    that writes the results there (the command) loses nothing when it is interrupted (the
+    checkpoint stays, ``resume`` picks it up). An ``out`` whose ``config.json`` is another
+    run's (another recipe, or another command's), or that holds another command's output
+    (``refuse_other_output``), is refused before any work (ValueError): the command would
+    write its results over it.
     """
     r = _recipe(LearnRecipe, recipe, changes)
     ckpt = None
     if out is not None:
         check_writable_dir(out)
         # the command writes config.json and the results there: another run's stay
+        refuse_other_output(out)
         r.refuse_other_run(out)
         key = {**r.to_dict(), "dtype": str(dtype), "own_data": data is not None}
         ckpt = Checkpoint(out, {k: v for k, v in key.items() if k not in _NOT_LEARNING}, resume)
     with num_threads(r.threads):
         res = _learn(r, data, progress, dtype, ckpt)
-    if ckpt is not None:
+    if on_done is not None:
+        on_done(res)
+    if ckpt is not None:  # only once every result is written
         ckpt.remove()
     return res
+
+
+def refuse_other_output(out) -> None:
+    """ValueError when the folder ``out`` holds the output of a command that keeps no
+    ``config.json`` at its top: a ``codes compare`` (its ``compare.json`` or
+    ``compare.csv``) or a ``weights sweep`` (run folders ``<run>/config.json`` or
+    ``<run>/result.json``, or a ``sweep.csv`` beside no ``config.json``). ``codes learn``
+    and ``codes sweep`` would replace its figures or its table."""
+    out = Path(out)
+    held = next((f"its {n}" for n in ("compare.json", "compare.csv") if (out / n).is_file()), "")
+    if held:
+        held = f"a comparison of `codes compare`: {held}"
+    else:
+        runs = sorted(p.relative_to(out) for p in out.glob("*/*.json") if p.name in _RUN_FILES)
+        if runs:
+            held = f"the runs of a `weights sweep`: {runs[0]}"
+        elif (out / "sweep.csv").is_file() and not (out / "config.json").is_file():
+            held = "the sweep.csv of a `weights sweep`"
+    if held:
+        raise ValueError(
+            f"{out} holds the output of another command ({held}); choose another --out "
+            "(output folder) or remove it"
+        )
+
+
+_RUN_FILES = ("config.json", "result.json")
 
 
 # Recipe fields that do not change the learned dictionary (not in the checkpoint's key).
@@ -474,6 +519,7 @@ def _learn(r: LearnRecipe, data, progress, dtype, ckpt=None) -> dict:
     penalty, lam = r.penalty, r.lam
     Xtr, Xte = data if data is not None else load_patches(r.n_patches, r.n_test, r.size, r.seed)
     Xtr_t = torch.as_tensor(np.asarray(Xtr), dtype=dtype)
+    _check_monitor(r.monitor, len(Xtr_t))  # own data may hold fewer rows than n_patches
     warm = {"relaxation": RELAXATIONS[penalty]} if r.relax and penalty in RELAXATIONS else {}
     saved = ckpt.load() if ckpt is not None else None
     state = None if saved is None else _learn_state(saved, *Xtr_t.shape, r, ckpt.path)
@@ -707,14 +753,15 @@ def _analyse(r: CompareRecipe, rows, dicts, Xte, error_levels, progress) -> dict
 
 def write_outputs(result, dicts, analyses, out: Path):
     """CSV and JSON of the sweep, the error-vs-sparsity PNG, the best dictionaries' atom
-    grids, Ringach scatter and orientation histogram."""
+    grids, Ringach scatter and orientation histogram. Every file is written atomically
+    (complete under its name, or not there), ``compare.json`` last."""
     out.mkdir(parents=True, exist_ok=True)
     rows = result["rows"]
     _write_csv(out / "compare.csv", rows)
-    write_json(out / "compare.json", {k: v for k, v in result.items() if k != "dictionaries"})
-    plot_tradeoff(rows, out / "tradeoff.png")
     for (pen, k, thr), D in dicts.items():
-        np.save(out / f"D_{pen.replace('/', '')}_{k}_{thr}.npy", D)
+        with atomic_path(out / f"D_{pen.replace('/', '')}_{k}_{thr}.npy") as tmp:
+            np.save(tmp, D)
+    plot_tradeoff(rows, out / "tradeoff.png")
     if analyses:
         chosen = {}
         for (pen, k, thr), (fits, tuning) in analyses.items():
@@ -729,6 +776,8 @@ def write_outputs(result, dicts, analyses, out: Path):
         v1.plot_nxny(chosen, out / "nxny.png")
         v1.plot_orientation_hist(chosen, out / "orientations.png")
         v1.plot_gabor_params(chosen, out / "gabor_params.png")
+    # last: the marker of a finished comparison (an interrupted one has none)
+    write_json(out / "compare.json", {k: v for k, v in result.items() if k != "dictionaries"})
 
 
 def _write_csv(path, rows) -> None:
@@ -741,9 +790,12 @@ def _write_csv(path, rows) -> None:
 
 
 def _plot_tradeoff(ax, rows, penalty, n_atoms, label) -> None:
-    """One lam sweep's held-out relative error against its active fraction (%)."""
+    """One lam sweep's held-out relative error against its active fraction (%), on a log
+    axis: the points with all-zero codes are left out (they cannot be drawn there)."""
     pts = sorted(
-        (r["active_fraction"], r["relative_error"]) for r in _curve(rows, penalty, n_atoms)
+        (r["active_fraction"], r["relative_error"])
+        for r in _curve(rows, penalty, n_atoms)
+        if r["active_fraction"] > 0
     )
     ax.plot([100 * p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, label=label)
 

@@ -53,6 +53,7 @@ from .codes import (
     _write_csv,
     evaluate,
     lam_from_threshold,
+    refuse_other_output,
 )
 from .loop import num_threads
 from .recipe import Recipe
@@ -151,7 +152,7 @@ def run_one(out: Path, r: SweepRecipe, penalty: str, n_atoms: int, threshold: fl
     folder = out / "runs" / _key(penalty, n_atoms, threshold)
     done = folder / "result.json"
     if done.exists():
-        return json.loads(done.read_text())
+        return _read_result(done)
     lam = float(lam_from_threshold(penalty, threshold))
     warm = {"relaxation": RELAXATIONS[penalty]} if r.relax and penalty in RELAXATIONS else {}
     Xte, M = data
@@ -259,7 +260,8 @@ def sweep(
     ------
     ValueError
         A bad field (named) or an ``out`` that holds a sweep of another recipe (runs are
-        never mixed), before any work.
+        never mixed), another command's output, or a damaged ``config.json`` or run
+        ``result.json`` (named), before any work.
     FileNotFoundError
         ``images`` does not exist.
     """
@@ -270,14 +272,11 @@ def sweep(
     check_writable_dir(out)
     config = {k: v for k, v in r.to_dict().items() if k not in _RUN_SET}
     cfg_path = out / "config.json"
-    if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        diff = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
-        if diff:
-            raise ValueError(
-                f"{out} holds a sweep with another configuration ({diff}, as (stored, asked));"
-                " use another --out, or the same options to resume it"
-            )
+    # before any work: another command's folder, another sweep's, or a damaged run
+    refuse_other_output(out)
+    _refuse_other_sweep(out, config)
+    for path in sorted((out / "runs").glob("*/result.json")):
+        _read_result(path)
     with num_threads(r.threads):
         out.mkdir(parents=True, exist_ok=True)
         write_json(cfg_path, config)
@@ -296,6 +295,53 @@ def sweep(
         if bar is not None:
             bar.close()
         return summarise(out, plots=plots)
+
+
+def _refuse_other_sweep(out: Path, config: dict) -> None:
+    """ValueError when ``out/config.json`` is not this sweep's: damaged, another
+    command's run, or a sweep of another configuration (the same one resumes)."""
+    path = out / "config.json"
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        raise ValueError(f"{path} is not valid JSON; remove it or choose another --out") from None
+    other = sorted(set(old) - set(SweepRecipe().to_dict())) if isinstance(old, dict) else []
+    if not isinstance(old, dict) or other:
+        raise ValueError(
+            f"{out} holds a run of another command ({', '.join(other[:4]) or 'not a recipe'} "
+            "in its config.json); choose another --out (output folder) or remove that run"
+        )
+    diff = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
+    if diff:
+        raise ValueError(
+            f"{out} holds a sweep with another configuration ({diff}, as (stored, asked));"
+            " use another --out, or the same options to resume it"
+        )
+
+
+# What summarise reads from every run's result.json.
+_RESULT_KEYS = ("penalty", "n_atoms", "threshold", "relative_error", "active_fraction")
+_RESULT_KEYS += ("nonzeros_per_patch",)
+
+
+def _read_result(path: Path) -> dict:
+    """A finished run's result.json; ValueError naming it when it is damaged."""
+    try:
+        res = json.loads(path.read_text())
+        what = "is not a run's result (not a JSON object)"
+    except ValueError:
+        res, what = None, "is not valid JSON"
+    missing = [k for k in _RESULT_KEYS if k not in res] if isinstance(res, dict) else []
+    if missing:
+        what = f"is not a run's result (it lacks {', '.join(missing)})"
+    if not isinstance(res, dict) or missing:
+        raise ValueError(
+            f"{path} {what}; remove its run folder {str(path.parent)!r} (learned again if "
+            "this sweep has that run) or choose another --out"
+        )
+    return res
 
 
 def _interp_log(xs, ys, x):
@@ -347,15 +393,18 @@ def summarise(out, plots: bool = True) -> dict:
     """Read every finished run of ``out`` and write ``sweep.csv``, ``sweep.json`` and (with
     ``plots``) the figures; returns ``{"rows", "matched", "units", "error_ratio"}``."""
     out = Path(out)
-    rows = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*/result.json"))]
+    rows = [_read_result(p) for p in sorted((out / "runs").glob("*/result.json"))]
     if not rows:
         raise ValueError(f"no finished runs under {out / 'runs'}")
     pens = sorted({r["penalty"] for r in rows}, key=lambda p: (p != "l1", p))
     sizes = sorted({r["n_atoms"] for r in rows})
     _write_csv(out / "sweep.csv", rows)
-    # Sparsity levels every penalty's sweep covers at every size, where possible.
+    # Sparsity levels every penalty's sweep covers at every size, where possible (none
+    # when every code is zero: no comparison at fixed sparsity, the rest is written).
     nz = [r["nonzeros_per_patch"] for r in rows if r["nonzeros_per_patch"] > 0]
-    levels = sorted({round(float(v), 2) for v in np.geomspace(min(nz), max(nz), 7)[1:-1]})
+    levels = []
+    if nz:
+        levels = sorted({round(float(v), 2) for v in np.geomspace(min(nz), max(nz), 7)[1:-1]})
     units, ratio = _against_l1(rows, pens, sizes, levels)
     elevels = _error_levels(rows)
     result = {
@@ -366,6 +415,11 @@ def summarise(out, plots: bool = True) -> dict:
         "sparsity_levels": levels,
         "error_levels": elevels,
     }
+    if not nz:
+        result["note"] = (
+            "no run has an active coefficient (every code is zero): no comparison at fixed "
+            "sparsity; lower --thresholds (thresholds) to get some"
+        )
     write_json(out / "sweep.json", result)
     if plots:
         _plots(out, rows, pens, sizes, levels, units)
