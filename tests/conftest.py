@@ -13,3 +13,36 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+class _Interrupter:
+    """``interrupt(owner, name, n)``: ``owner.name`` raises KeyboardInterrupt (a Ctrl-C) at
+    its n-th call and runs as before until then; ``.restore()`` puts the original back."""
+
+    def __init__(self, monkeypatch):
+        self.monkeypatch = monkeypatch
+        self.saved = []
+
+    def __call__(self, owner, name: str, n: int) -> list:
+        real = getattr(owner, name)
+        calls = []
+
+        def dying(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        self.saved.append((owner, name, real))
+        self.monkeypatch.setattr(owner, name, dying)
+        return calls
+
+    def restore(self) -> None:
+        while self.saved:
+            owner, name, real = self.saved.pop()
+            self.monkeypatch.setattr(owner, name, real)
+
+
+@pytest.fixture
+def interrupt(monkeypatch):
+    return _Interrupter(monkeypatch)

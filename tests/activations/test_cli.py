@@ -174,7 +174,7 @@ def test_markdown_table_reports_gap_spread_and_flags():
 
 
 @pytest.mark.slow
-def test_train_resumes_bitwise_after_an_interruption(tmp_path, monkeypatch):
+def test_train_resumes_bitwise_after_an_interruption(tmp_path, monkeypatch, interrupt):
     """activations train killed within an epoch keeps a checkpoint; resumed, it ends as the
     uninterrupted run (checkpoints after every step here); without resume it is not
     overwritten."""
@@ -184,18 +184,10 @@ def test_train_resumes_bitwise_after_an_interruption(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint, "EVERY_SECONDS", 0.0)
     kw = dict(depth=4, width=16, epochs=2.0, n_train=512, n_eval=256, progress=False, seed=3)
     whole = train_run("crelu", 0.85, out=str(tmp_path / "a"), **kw)
-    real, calls = loop._step, []
-
-    def dies(*args):
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(loop, "_step", dies)
+    interrupt(loop, "_step", 5)
     with pytest.raises(KeyboardInterrupt):
         train_run("crelu", 0.85, out=str(tmp_path / "b"), **kw)
-    monkeypatch.setattr(loop, "_step", real)
+    interrupt.restore()
     with pytest.raises(ValueError, match="pass --resume"):
         train_run("crelu", 0.85, out=str(tmp_path / "b"), resume=False, **kw)
     resumed = train_run("crelu", 0.85, out=str(tmp_path / "b"), resume=True, **kw)

@@ -108,25 +108,17 @@ def test_oneshot_zeros_after_fine_tune_are_the_initial_mask(dense, tmp_path):
         np.testing.assert_array_equal(w.detach().numpy() != 0, np.abs(w0) > cut)
 
 
-def test_an_interrupted_finetune_resumes_to_the_uninterrupted_result(dense, tmp_path, monkeypatch):
+def test_an_interrupted_finetune_resumes_to_the_uninterrupted_result(dense, tmp_path, interrupt):
     """Killed after epoch 1's checkpoint (at the first evaluation of epoch 2), the same call
     again finishes with the weights and the curve of a run never stopped."""
     import shrinkage.experiments.finetune as ft
 
     ckpt, data = dense
     whole = finetune(_cfg(ckpt, "st3", tmp_path / "a", epochs=2), data=data)
-    calls = []
-
-    def dying(*args):
-        calls.append(1)
-        if len(calls) == 4:  # epoch 0, 0.5, 1.0 measured; then the run dies
-            raise KeyboardInterrupt
-        return evaluate(*args)
-
-    monkeypatch.setattr(ft, "evaluate", dying)
+    interrupt(ft, "evaluate", 4)  # epoch 0, 0.5, 1.0 measured; then the run dies
     with pytest.raises(KeyboardInterrupt):
         finetune(_cfg(ckpt, "st3", tmp_path / "b", epochs=2), data=data)
-    monkeypatch.undo()
+    interrupt.restore()
     assert (tmp_path / "b" / "checkpoint.pt").is_file()
     again = finetune(_cfg(ckpt, "st3", tmp_path / "b", epochs=2), data=data)
     assert not (tmp_path / "b" / "checkpoint.pt").exists()

@@ -12,7 +12,6 @@ from shrinkage.experiments import checkpoint
 from shrinkage.experiments.finetune import FinetuneConfig, finetune
 from shrinkage.experiments.weights import (
     TrainConfig,
-    evaluate,
     parse_activation,
     summarize,
     sweep,
@@ -100,7 +99,9 @@ def test_penalty_scope_and_activation_names_are_checked_with_the_recipe():
     assert parse_activation("crelu:0.85").activation == "clipped_relu"
 
 
-def test_a_run_resumes_in_its_folder_however_the_folder_is_spelled(tmp_path, monkeypatch):
+def test_a_run_resumes_in_its_folder_however_the_folder_is_spelled(
+    tmp_path, monkeypatch, interrupt
+):
     """The resume key held ``out``: "run/" or the absolute path of "run" was another run's
     checkpoint (refused with --resume, silently replaced without)."""
     from shrinkage.experiments import loop
@@ -109,19 +110,11 @@ def test_a_run_resumes_in_its_folder_however_the_folder_is_spelled(tmp_path, mon
     data = _data()
     cfg = BASE.replace(epochs=2)
     whole = train_run(cfg.replace(out=str(tmp_path / "a")), data=data)
-    real_step, calls = loop._step, []
-
-    def dies(*args):
-        calls.append(1)
-        if len(calls) == 6:
-            raise KeyboardInterrupt
-        return real_step(*args)
-
-    monkeypatch.setattr(loop, "_step", dies)
+    interrupt(loop, "_step", 6)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(KeyboardInterrupt):
         train_run(cfg.replace(out="b"), data=data)
-    monkeypatch.setattr(loop, "_step", real_step)
+    interrupt.restore()
     restored, real_restore = [], loop._restore
 
     def restore(*a, **k):
@@ -164,7 +157,7 @@ def _ft(ckpt, out, **kw):
     return FinetuneConfig(**{**base, **kw})
 
 
-def test_a_finetune_does_not_resume_on_a_replaced_model_file(dense, tmp_path, monkeypatch):
+def test_a_finetune_does_not_resume_on_a_replaced_model_file(dense, tmp_path, interrupt):
     """The resume key held the checkpoint's path only: after the file was replaced the
     fine-tune went on, its curve starting at the old model's accuracy."""
     import shrinkage.experiments.finetune as ft
@@ -172,18 +165,10 @@ def test_a_finetune_does_not_resume_on_a_replaced_model_file(dense, tmp_path, mo
     a, b, data = dense
     given = tmp_path / "dense.pt"
     shutil.copy(a, given)
-    calls = []
-
-    def dying(*args):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return evaluate(*args)
-
-    monkeypatch.setattr(ft, "evaluate", dying)
+    interrupt(ft, "evaluate", 4)
     with pytest.raises(KeyboardInterrupt):
         finetune(_ft(given, tmp_path / "ft"), data=data)
-    monkeypatch.undo()
+    interrupt.restore()
     shutil.copy(b, given)  # another model under the same name
     with pytest.raises(ValueError, match="checkpoint_sha256"):
         finetune(_ft(given, tmp_path / "ft"), data=data, resume=True)

@@ -165,7 +165,7 @@ def test_sweep_reuses_a_run_only_when_its_whole_recipe_matches(tmp_path):
     assert row["diverged"] == "False"
 
 
-def test_an_interrupted_run_resumes_bitwise(tmp_path, monkeypatch):
+def test_an_interrupted_run_resumes_bitwise(tmp_path, monkeypatch, interrupt):
     """weights train killed in the middle of an epoch, then resumed: the same model, the same
     history, the same result as the uninterrupted run (checkpoints after every step here)."""
     from shrinkage.experiments import checkpoint, loop
@@ -182,18 +182,10 @@ def test_an_interrupted_run_resumes_bitwise(tmp_path, monkeypatch):
         progress=False,
     )
     whole = train_run(cfg.replace(out=str(tmp_path / "a")), data=data)
-    real_step, calls = loop._step, []
-
-    def dies_at_step_11(*args):
-        calls.append(1)
-        if len(calls) == 11:
-            raise KeyboardInterrupt
-        return real_step(*args)
-
-    monkeypatch.setattr(loop, "_step", dies_at_step_11)
+    interrupt(loop, "_step", 11)
     with pytest.raises(KeyboardInterrupt):
         train_run(cfg.replace(out=str(tmp_path / "b")), data=data)
-    monkeypatch.setattr(loop, "_step", real_step)
+    interrupt.restore()
     with pytest.raises(ValueError, match="pass --resume"):
         train_run(cfg.replace(out=str(tmp_path / "b")), data=data, resume=False)
     resumed = train_run(cfg.replace(out=str(tmp_path / "b")), data=data, resume=True)
