@@ -35,6 +35,22 @@ def _spread(n: int, k: int, device) -> torch.Tensor:
     return (torch.arange(k, device=device) * step) % n
 
 
+class _QuantileHook:
+    """The forward pre-hook on controlled layer ``i``: records a training batch's quantile.
+
+    An object, not a closure: a model carrying it can be saved whole, and a deep copy of the
+    model (a teacher, an EMA copy, ``export``'s copies) copies it with a controller of its
+    own, so the copy's batches never move this controller's thresholds."""
+
+    def __init__(self, ctl, i: int):
+        self.ctl, self.i = ctl, i
+
+    def __call__(self, mod, args):
+        if mod.training and mod is self.ctl.layers[self.i]:
+            self.ctl._record(self.i, args[0])
+        return None
+
+
 class SparsityControl:
     """Hold the fraction of zeros of every thresholding activation of ``model`` at
     ``sparsity`` during training (optimizer-shaped: call ``step`` after each
@@ -89,25 +105,17 @@ class SparsityControl:
             )
         self._pending: list[torch.Tensor | None] = [None] * len(self.layers)
         self._handles = [
-            m.register_forward_pre_hook(self._hook(i)) for i, m in enumerate(self.layers)
+            m.register_forward_pre_hook(_QuantileHook(self, i)) for i, m in enumerate(self.layers)
         ]
 
-    def _hook(self, i):
-        odd = isinstance(self.layers[i], _ODD)
-
-        def hook(mod, args):
-            if not mod.training:
-                return None
-            h = args[0].detach()
-            h = (h.abs() if odd else h).reshape(-1)
-            if h.numel() > self.max_samples:
-                h = h[_spread(h.numel(), self.max_samples, h.device)]
-            k = max(1, min(h.numel(), int(round(self.sparsity * h.numel()))))
-            q = torch.kthvalue(h.float(), k).values
-            self._pending[i] = q.clamp_min(0.0)
-            return None
-
-        return hook
+    def _record(self, i: int, x: torch.Tensor) -> None:
+        h = x.detach()
+        h = (h.abs() if isinstance(self.layers[i], _ODD) else h).reshape(-1)
+        if h.numel() > self.max_samples:
+            h = h[_spread(h.numel(), self.max_samples, h.device)]
+        k = max(1, min(h.numel(), int(round(self.sparsity * h.numel()))))
+        q = torch.kthvalue(h.float(), k).values
+        self._pending[i] = q.clamp_min(0.0)
 
     def step(self) -> None:
         """Move each tau towards the quantile seen in the last training forward pass."""

@@ -90,6 +90,18 @@ def _iterable(x) -> bool:
     return True
 
 
+class _CountHook:
+    """The forward hook on measured layer ``i`` (an object, not a closure: see
+    ``control._QuantileHook``; a deep copy of the model counts into a copy of the meter)."""
+
+    def __init__(self, meter, i: int):
+        self.meter, self.i = meter, i
+
+    def __call__(self, mod, inp, out):
+        if mod is self.meter.layers[self.i]:
+            self.meter._count(self.i, out)
+
+
 class ActivationSparsity:
     """Forward hooks that count exact zeros at the output of every activation layer.
 
@@ -155,17 +167,14 @@ class ActivationSparsity:
         self._total = [0] * len(self.layers)
         return self
 
-    def _hook(self, i):
-        def hook(mod, inp, out):
-            self._zeros[i] += int((out.detach() == 0).sum())
-            self._total[i] += out.numel()
-
-        return hook
+    def _count(self, i: int, out: torch.Tensor) -> None:
+        self._zeros[i] += int((out.detach() == 0).sum())
+        self._total[i] += out.numel()
 
     def attach(self):
         if not self._handles:
             self._handles = [
-                m.register_forward_hook(self._hook(i)) for i, m in enumerate(self.layers)
+                m.register_forward_hook(_CountHook(self, i)) for i, m in enumerate(self.layers)
             ]
         return self
 

@@ -262,7 +262,9 @@ class SparseCoding(TransformerMixin, BaseEstimator):
 
     def _finish(self, state, X):
         self._state = state
-        self.components_ = state.D.detach().cpu().numpy().astype(X.dtype, copy=False)
+        # a copy, never a view of the learning state: an edit of components_ reaches
+        # partial_fit the same way whether or not the estimator was copied or pickled since
+        self.components_ = np.array(state.D.detach().cpu().numpy(), dtype=X.dtype, copy=True)
         self.n_iter_ = state.epochs
         self.n_steps_ = state.step
         self.converged_ = state.converged
@@ -351,11 +353,28 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         dtype = [np.float64, np.float32] if first else _NUMPY_DTYPE[self._state.D.dtype]
         X = _validate_data(self, X, dtype=dtype, reset=first)
         M = self._monitor(monitor, X)
-        state = None if first else self._state
+        state = None if first else self._edited(self._state)
         state = self._learn(
             X, M, n_epochs=1, state=state, warn=False, init_epochs=self.n_epochs, check_every=1
         )
         return self._finish(state, X)
+
+    def _edited(self, state):
+        """The state to continue from: with ``components_`` as the user left it (assigned or
+        edited in place since the last call, as scikit-learn's ``partial_fit`` continues from
+        ``components_``)."""
+        D = getattr(self, "components_", None)
+        mine = state.D.detach().cpu().numpy()
+        if D is None or (isinstance(D, np.ndarray) and np.array_equal(D, mine)):
+            return state
+        D = np.asarray(D)
+        if D.shape != mine.shape or not np.isfinite(D).all():
+            raise ValueError(
+                f"components_ must be a finite array of shape {mine.shape} to continue "
+                f"learning from it, got shape {D.shape}"
+            )
+        state.D = torch.as_tensor(D, dtype=state.D.dtype).to(state.D.device).clone()
+        return state
 
     @fill_doc
     def transform(self, X):

@@ -17,6 +17,7 @@ from torch import nn
 
 from .._checks import check_int_at_least, check_positive
 from .._init import gaussian_init_
+from .._module_state import SettingsState
 from ..thresholds import ShiftedReLU
 from ._docs import fill_doc
 from .lenet import unshared
@@ -24,9 +25,12 @@ from .lenet import unshared
 _CONFIG_ATTRS = ("module", "sigma_w", "sigma_b", "input_mean_square")
 
 
-class ScaleInput(nn.Module):
+class ScaleInput(SettingsState, nn.Module):
     """x * sqrt(mean_square / mean(x^2)) per sample, so a first layer N(0, sigma_w^2 / N) has
-    pre-activation variance sigma_w^2 mean_square + sigma_b^2 (= q* at the edge of chaos)."""
+    pre-activation variance sigma_w^2 mean_square + sigma_b^2 (= q* at the edge of chaos).
+    ``mean_square`` is saved in the state_dict (a state loads with its own scale)."""
+
+    _state_settings = ("mean_square",)
 
     def __init__(self, mean_square: float):
         super().__init__()

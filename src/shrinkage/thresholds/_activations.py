@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .._checks import check_nonnegative, check_positive
+from .._module_state import SettingsState
 from ._array import as_tensor, back, like
 from ._docs import fill_doc
 from ._penalties import _soft
@@ -280,7 +281,7 @@ class SoftThreshold(Thresholding):
 
 
 @fill_doc
-class CReLU(Thresholding):
+class CReLU(SettingsState, Thresholding):
     """Module form of ``clipped_relu``: ``min(max(x - tau, 0), m)``.
 
     Bounded by ``m``, which gives the variance map a stable fixed point at the edge of chaos.
@@ -299,13 +300,14 @@ class CReLU(Thresholding):
     """
 
     _clipped = True
+    _state_settings = ("m",)  # saved with tau: a state loads with its clipping level
 
     def _core(self, x, tau):
         return _clipped_relu(x, tau, self.m)
 
 
 @fill_doc
-class CST(Thresholding):
+class CST(SettingsState, Thresholding):
     """Module form of ``clipped_soft_threshold``: ``sign(x) min(max(|x| - tau, 0), m)``.
 
     Odd, and bounded by ``m`` in magnitude.
@@ -323,6 +325,7 @@ class CST(Thresholding):
     """
 
     _clipped = True
+    _state_settings = ("m",)  # saved with tau: a state loads with its clipping level
 
     def _core(self, x, tau):
         return _clipped_soft_threshold(x, tau, self.m)

@@ -185,6 +185,15 @@ class SparseWeight(nn.Module):
         return f"method={self.method!r}, rescale={self.rescale}{extra}"
 
 
+def _own_class(mod: nn.Module) -> None:
+    """Give ``mod`` a class of its own before its parametrization goes. The class parametrize
+    generated (``ParametrizedLinear``, holding the ``weight`` property) is shared with every
+    deep copy of the module, and ``remove_parametrizations`` deletes the property from it:
+    squashing one copy would leave the others without a ``weight``."""
+    cls = type(mod)
+    mod.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
+
+
 class _Unit:
     """One unique pruned tensor: its raw parameter, the modules that use it, its parametrization.
 
@@ -1396,6 +1405,7 @@ class Sparsifier:
         eff = [u.modules[0][1].weight.detach().clone() for u in self.units]
         for u, w in zip(self.units, eff):
             for (_, mod, attr), order in zip(u.holders(), u.orders):
+                _own_class(mod)
                 parametrize.remove_parametrizations(mod, attr, leave_parametrized=False)
                 if order:  # put "weight" back in its place, so state_dict keys keep their order
                     items = dict(mod._parameters)
