@@ -43,6 +43,8 @@ generator included), so a copy taken after any batch (``on_batch``) and given ba
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -204,11 +206,73 @@ class LearnState:
     rng: torch.Tensor | None = None  # the generator's state after the last batch
 
 
+# learn_dictionary(distributed=False): this process alone, whatever process group exists
+_LOCAL = contextvars.ContextVar("shrinkage_learn_local", default=False)
+
+
 def _dist():
-    """(rank, world) of the default process group, or (0, 1) when not distributed."""
+    """(rank, world) of the default process group, or (0, 1) when not distributed (or the
+    call was asked to learn alone)."""
+    if _LOCAL.get():
+        return 0, 1
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
+
+
+@contextlib.contextmanager
+def _scope(distributed):
+    """``distributed``: None (the default process group when there is one), True (it must
+    exist) or False (this process alone)."""
+    if distributed not in (None, True, False):
+        raise ValueError(f"distributed must be None, True or False, got {distributed!r}")
+    ready = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if distributed is True and not ready:
+        raise ValueError("distributed=True needs an initialised torch.distributed process group")
+    token = _LOCAL.set(distributed is False)
+    try:
+        yield
+    finally:
+        _LOCAL.reset(token)
+
+
+class _RanksAgree:
+    """The ranks of a data-parallel call check their arguments together, before any other
+    collective: a rank whose arguments fail its own checks, or whose shapes and options
+    differ from rank 0's, would leave the others waiting in a collective until the group's
+    timeout (or abort gloo on mismatched sizes). Every rank raises instead, naming the rank
+    and what differs. ``signature`` (set inside the block) holds what must agree."""
+
+    def __init__(self):
+        self.signature: dict = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, tb):
+        rank, world = _dist()
+        if world == 1 or (kind is not None and not issubclass(kind, ValueError | TypeError)):
+            return False
+        mine = {"error": f"{kind.__name__}: {err}"} if kind is not None else self.signature
+        every = [None] * world
+        torch.distributed.all_gather_object(every, mine)
+        if kind is not None:
+            return False  # this rank's own error; the others name it
+        bad = next((r for r, s in enumerate(every) if "error" in s), None)
+        if bad is not None:
+            raise ValueError(
+                f"rank {bad} of the process group refused its arguments: {every[bad]['error']}"
+            )
+        diff = [k for k in mine if any(s.get(k) != every[0].get(k) for s in every)]
+        if diff:
+            k = diff[0]
+            raise ValueError(
+                f"every rank must call learn_dictionary alike (shards of the same data): {k} is "
+                f"{[s.get(k) for s in every]} on ranks 0..{world - 1}"
+                + (f" (and {', '.join(diff[1:4])} differ)" if len(diff) > 1 else "")
+                + "; pass distributed=False to learn on each process alone"
+            )
+        return False
 
 
 def _allreduce(*tensors):
@@ -217,6 +281,15 @@ def _allreduce(*tensors):
         for t in tensors:
             torch.distributed.all_reduce(t)
     return tensors
+
+
+def _min_over_ranks(n: int) -> int:
+    _, world = _dist()
+    if world == 1:
+        return n
+    t = torch.tensor([n])
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+    return int(t)
 
 
 def _broadcast(t):
@@ -324,18 +397,20 @@ def _duplicates(D, usage):
     return torch.nonzero((close & beats).any(0)).flatten()
 
 
-def _resample(D, X, R, usage, seen, min_usage, gen, duplicates=True):
+def _resample(D, X, R, usage, seen, min_usage, gen, duplicates=True, rows=None):
     """Replace dead atoms (used in fewer than ``min_usage`` of ``seen`` samples) and, with
     ``duplicates``, the less used atom of every near-duplicate pair by the residuals of the
-    rows of X reconstructed worst (normalised, slightly jittered). Returns the indices
-    replaced."""
+    rows of X reconstructed worst (normalised, slightly jittered); at most ``rows`` atoms
+    (default ``len(X)``: under torch.distributed the fewest rows of any process, so that
+    every process replaces the same atoms). Returns the indices replaced."""
+    rows = len(X) if rows is None else min(rows, len(X))
     dead = torch.nonzero(usage < min_usage * max(seen, 1)).flatten()
     if duplicates:
         dead = torch.unique(torch.cat([dead, _duplicates(D, usage)]))
-    if len(dead) == 0 or len(X) == 0:
+    if len(dead) == 0 or rows == 0:
         return dead[:0]
     err = (R * R).sum(1)
-    k = min(len(dead), len(X))
+    k = min(len(dead), rows)
     top = torch.topk(err, k).indices
     new = R[top]
     flat = ~(new.norm(dim=1) > 1e-6 * float(X.norm(dim=1).max()))
@@ -419,7 +494,8 @@ def learn_step(
     state.since_resample += 1
     if resample_every and state.since_resample >= resample_every:
         g = gen if gen is not None else torch.Generator().manual_seed(state.step)
-        idx = _resample(D, xb, R, state.usage, state.seen, min_usage, g)
+        rows = _min_over_ranks(len(xb))  # every process replaces as many atoms
+        idx = _resample(D, xb, R, state.usage, state.seen, min_usage, g, rows=rows)
         _broadcast(D)  # rank 0's choice of replacements wins
         state.n_resampled += len(idx)  # usage is all-reduced: every rank picks the same atoms
         if len(idx) and state.A is not None:
@@ -725,6 +801,7 @@ def learn_dictionary(
     warn: bool = True,
     init_epochs: int | None = None,
     check_every: int | None = None,
+    distributed: bool | None = None,
     **encode_kw,
 ):
     """Learn a (n_atoms, n_features) unit-norm dictionary for the rows of X, stopping when
@@ -818,6 +895,11 @@ def learn_dictionary(
     check_every : int, optional
         Passes between two convergence checks; None: 1, or as many as make 10 updates
         when a pass makes fewer.
+    distributed : bool, optional
+        None: data-parallel over the default ``torch.distributed`` process group when one
+        is initialised (every rank must call with its shard and the same options: checked
+        first, every rank raises on a difference); False: this process alone, whatever
+        group exists; True: the group must exist.
     **encode_kw
         Further encoder settings while learning (options of ``encode``: ``solver``,
         ``relaxation``, penalty parameters, ...).
@@ -861,6 +943,22 @@ def learn_dictionary(
     >>> st.epochs, st.step, st.converged
     (2, 8, False)
     """
+    args = dict(locals())  # every argument as given, to check and run in one scope
+    args.update(args.pop("encode_kw"))
+    with _scope(args.pop("distributed")):
+        with _RanksAgree() as agree:
+            a = _checked_args(**args)
+            agree.signature = _signature(a)
+        return _learn_checked(a)
+
+
+def _checked_args(X, n_atoms, penalty, lam, *, n_epochs, batch_size, lr, lr_decay, update,
+                  init, learn_tol, dict_tol, max_no_improvement, monitor, resample_every,
+                  min_usage, forget, shuffle, random_state, max_iter, tol, progress, state,
+                  on_batch, warn, init_epochs, check_every, **encode_kw) -> dict:  # fmt: skip
+    """``learn_dictionary``'s arguments checked (ValueError / TypeError naming the first bad
+    one), as a dict: ``Xt`` and ``monitor`` as tensors, ``step`` the options of
+    ``learn_step``."""
     check_choice("penalty", penalty, PENALTIES)
     # What each dictionary update does (learn_step), then how the passes run (_run).
     step = _step_options(update, lr, lr_decay, resample_every, min_usage, forget)
@@ -883,42 +981,79 @@ def learn_dictionary(
         check_choice("init", init, INITS)
     Xt = _checked_X(X)
     monitor = _checked_monitor(monitor, Xt)
-    rank, _ = _dist()
     encode_kw.setdefault("max_iter", max_iter)
     encode_kw.setdefault("tol", tol)
+    return dict(locals(), X=None)
+
+
+def _signature(a: dict) -> dict:
+    """What every rank of a data-parallel call must share: shapes, dtype and options."""
+    init = a["init"] if isinstance(a["init"], str) else "array"
+    state = a["state"]
+    return {
+        "n_features": a["Xt"].shape[1],
+        "dtype": str(a["Xt"].dtype),
+        "monitor given": a["monitor"] is not None,
+        "state step": None if state is None else int(getattr(state, "step", -1)),
+        "init": init,
+        "encoder options": repr(sorted(a["encode_kw"].items())),
+        "step options": repr(sorted(a["step"].items())),
+        **{
+            k: a[k]
+            for k in (
+                "n_atoms",
+                "penalty",
+                "lam",
+                "n_epochs",
+                "batch_size",
+                "learn_tol",
+                "dict_tol",
+                "max_no_improvement",
+                "shuffle",
+                "random_state",
+                "init_epochs",
+                "check_every",
+            )
+        },  # fmt: skip
+    }
+
+
+def _learn_checked(a: dict) -> LearnState:
+    """``learn_dictionary`` on checked arguments (``_checked_args``)."""
+    Xt, state, penalty, lam, encode_kw = a["Xt"], a["state"], a["penalty"], a["lam"], a["encode_kw"]
+    rank, _ = _dist()
     run = dict(
-        n_epochs=n_epochs,
-        batch_size=batch_size,
-        learn_tol=learn_tol,
-        dict_tol=dict_tol,
-        max_no_improvement=max_no_improvement,
-        monitor=monitor,
-        shuffle=shuffle,
-        progress=progress and rank == 0,
-        check_every=check_every,
-        on_batch=on_batch,
-        step=step,
+        progress=a["progress"] and rank == 0,
+        step=a["step"],
+        **{
+            k: a[k]
+            for k in (
+                "n_epochs",
+                "batch_size",
+                "learn_tol",
+                "dict_tol",
+                "max_no_improvement",
+                "monitor",
+                "shuffle",
+                "check_every",
+                "on_batch",
+            )
+        },  # fmt: skip
     )
     if state is None:
-        staged = isinstance(init, str) and init == "l1" and penalty != "l1"
-        D = _initial(Xt, n_atoms, init, random_state)
+        staged = isinstance(a["init"], str) and a["init"] == "l1" and penalty != "l1"
+        D = _initial(Xt, a["n_atoms"], a["init"], a["random_state"])
         state = LearnState(D=_broadcast(D), stage="l1" if staged else None)
-    _check_state(state, Xt, n_atoms)
+    _check_state(state, Xt, a["n_atoms"])
     # A state saved within the l1 stage of init="l1" goes on with that stage.
     if state.stage == "l1":
         _dry_run(Xt, state.D, penalty, lam, encode_kw)
-        _l1_stage(
-            Xt,
-            state,
-            penalty,
-            lam,
-            random_state,
-            encode_kw,
-            dict(run, n_epochs=init_epochs or n_epochs),
-        )
-    _run(Xt, state, penalty, lam, random_state, encode_kw, **run)
-    if warn:
-        warn_if_capped(state, n_epochs, learn_tol, dict_tol, max_no_improvement)
+        first = dict(run, n_epochs=a["init_epochs"] or a["n_epochs"])
+        _l1_stage(Xt, state, penalty, lam, a["random_state"], encode_kw, first)
+    _run(Xt, state, penalty, lam, a["random_state"], encode_kw, **run)
+    if a["warn"]:
+        warn_if_capped(state, a["n_epochs"], a["learn_tol"], a["dict_tol"],
+                       a["max_no_improvement"], stacklevel=3)  # fmt: skip
     return state
 
 

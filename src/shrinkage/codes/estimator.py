@@ -110,6 +110,10 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         Initial atoms and batch order (None: a fresh seed at each fit).
     device : str or torch.device, optional
         Torch device for the computation (default CPU); results come back as numpy.
+    distributed : bool, optional
+        ``fit`` / ``partial_fit`` under ``torch.distributed`` (``learn_dictionary``'s
+        option): None, data-parallel over the default process group when one exists (every
+        rank fits its shard with the same options); False, this process alone.
 
     Attributes
     ----------
@@ -167,6 +171,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         transform_tol=1e-4,
         random_state=None,
         device=None,
+        distributed=None,
     ):
         self.n_atoms = n_atoms
         self.penalty = penalty
@@ -189,6 +194,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         self.transform_tol = transform_tol
         self.random_state = random_state
         self.device = device
+        self.distributed = distributed
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -215,6 +221,8 @@ class SparseCoding(TransformerMixin, BaseEstimator):
         check_nonnegative("tol", self.tol)
         check_int_at_least("transform_max_iter", self.transform_max_iter, 1)
         check_nonnegative("transform_tol", self.transform_tol)
+        if self.distributed not in (None, True, False):
+            raise ValueError(f"distributed must be None, True or False, got {self.distributed!r}")
 
     def _tensor(self, X):
         # set_params(device=...) after fit: checked on every use, not only by fit
@@ -258,6 +266,7 @@ class SparseCoding(TransformerMixin, BaseEstimator):
             warn=warn,
             init_epochs=init_epochs,
             check_every=check_every,
+            distributed=self.distributed,
         )
 
     def _finish(self, state, X):
