@@ -148,6 +148,17 @@ def test_learn_and_sweep_refuse_another_commands_folder(tmp_path, monkeypatch, m
     assert _snapshot(folder) == before
 
 
+def test_compare_refuses_a_weights_sweep_folder(tmp_path, monkeypatch):
+    """`codes compare` refused folders with a config.json only: a weights sweep's folder
+    (its runs and sweep.csv, no config.json at the top) was written over."""
+    folder = _weights_sweep_folder(tmp_path / "other")
+    before = _snapshot(folder)
+    monkeypatch.setattr(ec, "_sweep", lambda *a, **k: pytest.fail("comparison started"))
+    with pytest.raises(ValueError, match="holds the output of another command.*weights sweep"):
+        ec.compare(out=folder, penalties=("l1",), atoms=(4,), thresholds=(0.5,), size=6)
+    assert _snapshot(folder) == before
+
+
 def test_monitor_larger_than_training_patches_refused(tmp_path, monkeypatch, capsys):
     """`codes learn --monitor 100000 --patches 300` once monitored the 300 patches there
     are and recorded monitor 100000; now refused by name with both numbers."""

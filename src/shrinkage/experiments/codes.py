@@ -637,6 +637,8 @@ def _refuse_other_compare(out: Path, config: dict) -> None:
             f"{out} holds a run of another command (its config.json); choose another output "
             "folder or remove that run"
         )
+    if not (out / "compare.json").is_file() and not (out / "compare.csv").is_file():
+        refuse_other_output(out)  # a weights sweep's runs and sweep.csv (no config.json)
     path = out / "compare.json"
     if not path.is_file():
         return
