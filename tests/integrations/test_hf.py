@@ -245,3 +245,19 @@ def test_finish_squashes_a_run_stopped_before_its_end(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(again(input_ids=ids).logits, sparse_logits)
     assert _pruned_zero_fraction(again, names) > 0.79
+
+
+def test_a_sidecar_of_other_weights_is_refused(run):
+    """trainer.train(resume_from_checkpoint=PATH) does not tell callbacks PATH: the callback
+    read the state beside output_dir's checkpoint of that step, another run's (its masks
+    then pruned this run's weights). The state records its weights' CRC-32 and is refused
+    when they are not the ones resumed."""
+    kind, out, _, _ = run
+    shutil.copytree(out / "a" / "checkpoint-4", out / "e" / "elsewhere" / "checkpoint-4")
+    shutil.copytree(out / "a" / "checkpoint-4", out / "f" / "checkpoint-4")
+    side = out / "f" / "checkpoint-4" / SIDECAR
+    state = torch.load(side, weights_only=True)
+    state["weights_crc32"] ^= 1  # another run's weights
+    torch.save(state, side)
+    with pytest.raises(RuntimeError, match="was saved with other weights than those the Trainer"):
+        _train(kind, out / "f", resume=str(out / "e" / "elsewhere" / "checkpoint-4"))

@@ -138,3 +138,19 @@ def test_a_second_fit_on_the_same_trainer_says_so(run, tmp_path):
     trainer.fit_loop.max_epochs = 3
     with num_threads(1), pytest.raises(RuntimeError, match="second fit on a Trainer"):
         trainer.fit(lit, _loader())
+
+
+def test_str_resumes_bitwise_from_a_lightning_checkpoint(tmp_path):
+    """The plain checkpoint dropped STR's learned threshold and its shift: the resume failed
+    on missing keys, and once loaded it went on from the wrong shift."""
+
+    def cb():
+        return SparsifierCallback(0.8, method="str", schedule=Cubic(0, 6))
+
+    _, whole, _ = _fit(tmp_path / "a", callback=cb())
+    _, resumed, c = _fit(
+        tmp_path / "b", ckpt_path=str(tmp_path / "a" / "epoch=0.ckpt"), callback=cb()
+    )
+    assert c.sparsifier.step_count == 8
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -459,6 +459,9 @@ def test_bad_method_params_name_themselves():
         Sparsifier(_mlp(), 0.5, method="rigl", schedule=Cubic(0, 5), method_params=_RIGL)
     with pytest.raises(ValueError, match="rescale=True does not apply to method='rigl'"):
         Sparsifier(_mlp(), 0.5, method="rigl", rescale=True, method_params=_RIGL)
+    for bad in ("no", "False", 1, 0.0):  # a config file's value was read as True
+        with pytest.raises(ValueError, match="rescale must be True, False or None"):
+            Sparsifier(_mlp(), 0.5, rescale=bad)
     # gmp's forward weight is w * mask: rescale=True was accepted, reported and ignored
     with pytest.raises(ValueError, match="rescale=True does not apply to method='gmp'"):
         Sparsifier(_mlp(), 0.5, method="gmp", rescale=True)

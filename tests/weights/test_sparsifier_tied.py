@@ -105,6 +105,20 @@ def test_a_tied_layer_left_out_by_exclude_is_refused_naming_both():
     assert sp.layer_names == ["a"] and torch.equal(model.a.weight, model.b.weight)
 
 
+def test_an_excluded_tied_embedding_is_refused_naming_the_pruned_layer():
+    """exclude=["emb"] matched the embedding, yet it read the head's pruned weight (80 %
+    zeros on BERT and GPT-2): refused now, naming the layer to exclude with it."""
+    with pytest.raises(
+        ValueError, match=r"exclude names 'emb'.*pruned layer 'head'.*exclude 'head'"
+    ):
+        Sparsifier(_TinyLM(), 0.6, exclude=["emb"])
+    with pytest.raises(ValueError, match=r"exclude names 'emb'"):
+        Sparsifier(_TinyLM(), 0.6, exclude=["e*"])
+    model = _TinyLM()
+    Sparsifier(model, 0.6, exclude=["mid"])  # the tie itself is still pruned as one
+    assert torch.equal(model.emb.weight, model.head.weight)
+
+
 def test_a_reader_with_its_own_parametrization_is_refused_with_the_exclude_to_use():
     class Scale(nn.Module):
         def forward(self, w):

@@ -12,6 +12,7 @@ from torch import nn
 
 from .._checks import check_choice, check_open_unit
 from ..weights import METHODS, Constant, Cubic, Schedule, Sparsifier
+from ..weights._schedules import evaluate
 
 SIDECAR = "shrinkage_sparsifier.pt"
 """File holding the Sparsifier's state in a Hugging Face checkpoint folder."""
@@ -100,6 +101,16 @@ class SparsifierSpec:
                     "number of training steps; pass schedule=shrinkage.weights.Cubic(start, end)"
                 )
             schedule = Cubic(0, max(1, total_steps // 2))
+        elif total_steps and total_steps >= 1:
+            reached = evaluate(schedule, total_steps, self.sparsity)
+            if reached < self.sparsity - 1e-12:
+                warnings.warn(
+                    f"the schedule reaches sparsity {reached:g} at the last training step "
+                    f"({total_steps}), not {self.sparsity:g}: the model ends there; end the "
+                    "schedule within training (e.g. Cubic(0, max_steps // 2))",
+                    UserWarning,
+                    stacklevel=3,
+                )
         return Sparsifier(model, self.sparsity, self.method, schedule, **kwargs)
 
     def __repr__(self) -> str:
@@ -165,7 +176,9 @@ class PlainKeys:
                 state_dict.pop(prefix + plain, None)
                 state_dict[prefix + p] = value
                 base = p[: -len("original")] + "0."
-                for buf, t in pm.named_buffers():
+                # the parametrization's own tensors (buffers, and STR's learned threshold s)
+                # are the callback's state, restored right after: the current ones fill in
+                for buf, t in [*pm.named_buffers(), *pm.named_parameters()]:
                     state_dict.setdefault(prefix + base + buf, t.detach().clone())
 
     def remove(self) -> None:
@@ -189,3 +202,15 @@ def weight_stats(model: nn.Module, sp: Sparsifier) -> dict[str, float]:
         out["dense_macs_per_token"] = dense
         out["sparse_macs_per_token"] = sparse
     return out
+
+
+def weights_crc32(sp: Sparsifier) -> int:
+    """CRC-32 of the pruned (raw) weights' bytes: which weights a saved Sparsifier state
+    belongs to."""
+    import zlib
+
+    crc = 0
+    for u in sp.units:
+        raw = u.param.detach().cpu().contiguous().reshape(-1).view(torch.uint8)  # any dtype
+        crc = zlib.crc32(raw.numpy().tobytes(), crc)
+    return crc

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._io import save_torch
-from ._common import SIDECAR, PlainKeys, SparsifierSpec, require, weight_stats
+from ._common import SIDECAR, PlainKeys, SparsifierSpec, require, weight_stats, weights_crc32
 
 transformers = require("transformers", "hf", "shrinkage.integrations.hf")
 
@@ -160,15 +160,38 @@ class SparsifierCallback(transformers.TrainerCallback):
 
     # -- state -------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"sparsifier": self.sparsifier.state_dict(), "spec": repr(self.spec)}
+        return {
+            "sparsifier": self.sparsifier.state_dict(),
+            "spec": repr(self.spec),
+            # which weights this state goes with: a resume checks it (see _resume_dir)
+            "weights_crc32": weights_crc32(self.sparsifier),
+        }
+
+    @staticmethod
+    def _read(folder: Path) -> dict:
+        import torch
+
+        return torch.load(folder / SIDECAR, map_location="cpu", weights_only=True)
 
     def _resume_dir(self, args, state) -> Path:
         wanted = getattr(args, "resume_from_checkpoint", None)
         candidates = [Path(wanted)] if isinstance(wanted, str) else []
         candidates.append(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+        mine, other = weights_crc32(self.sparsifier), []
         for c in candidates:
             if (c / SIDECAR).is_file():
-                return c
+                saved = self._read(c).get("weights_crc32")
+                if saved is None or saved == mine:
+                    return c
+                other.append(c)
+        if other:
+            # trainer.train(resume_from_checkpoint=PATH) does not tell callbacks PATH: the
+            # output folder's checkpoint of this step may be another run's
+            raise RuntimeError(
+                f"SparsifierCallback: {str(other[0] / SIDECAR)!r} was saved with other weights "
+                "than those the Trainer resumed from (another run's checkpoint); set "
+                "TrainingArguments.resume_from_checkpoint to the folder resumed from"
+            )
         raise RuntimeError(
             f"SparsifierCallback: resuming at step {state.global_step} but no {SIDECAR} in "
             + " or ".join(repr(str(c)) for c in candidates)
@@ -177,9 +200,7 @@ class SparsifierCallback(transformers.TrainerCallback):
         )
 
     def _load(self, folder: Path, step: int | None) -> None:
-        import torch
-
-        state = torch.load(folder / SIDECAR, map_location="cpu", weights_only=True)
+        state = self._read(folder)
         self.sparsifier.load_state_dict(state["sparsifier"])
         if step is not None and self.sparsifier.step_count != step:
             raise RuntimeError(

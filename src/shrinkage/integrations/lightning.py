@@ -12,6 +12,8 @@ Examples
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..weights import flops
@@ -69,7 +71,8 @@ class SparsifierCallback(_L.pytorch.Callback):
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage != "fit" or (self.sparsifier is not None and not self.sparsifier._squashed):
             return
-        total = None if self.spec.schedule is not None else int(trainer.estimated_stepping_batches)
+        steps = trainer.estimated_stepping_batches  # inf with max_epochs=-1 or max_time only
+        total = int(steps) if math.isfinite(steps) else None
         self.sparsifier = self.spec.build(pl_module, total)
         self._keys = PlainKeys(pl_module, self.sparsifier)
         if self._pending is not None:

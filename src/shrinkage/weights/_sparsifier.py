@@ -483,12 +483,17 @@ class Sparsifier:
         self.schedule = schedule
         self._m = RECORDS[method]
         self._set_penalty(penalty, penalty_params)
+        if rescale is not None:
+            if type(rescale).__name__ not in ("bool", "bool_"):  # Python's or numpy's
+                # "no" from a config file was read as True
+                raise ValueError(f"rescale must be True, False or None, got rescale={rescale!r}")
+            rescale = bool(rescale)
         if rescale and not self._m.rescale_applies:
             raise ValueError(
                 f"rescale=True does not apply to method={method!r} (its forward weight is "
                 "w * mask, there is no threshold to compensate); leave rescale unset"
             )
-        self.rescale = self._m.rescale if rescale is None else bool(rescale)
+        self.rescale = self._m.rescale if rescale is None else rescale
         self.method_params = self._method_params(method_params)
         if self._m.dynamic:
             _check_static(scope, schedule)
@@ -639,14 +644,15 @@ class Sparsifier:
                 self.method_params.get("s_init"),
             )
             units.append(_Unit(mods[0][0], w, mods, pm))
-        self._find_readers(model, units)
+        self._find_readers(model, units, exclude)
         return units
 
     @staticmethod
-    def _find_readers(model: nn.Module, units: list[_Unit]) -> None:
+    def _find_readers(model: nn.Module, units: list[_Unit], exclude=()) -> None:
         """Every other module holding a pruned Parameter reads it through the same
         parametrization (a tied input embedding then sees the thresholded weight, as the
-        output layer does, and squash() changes no output); a module that cannot is refused."""
+        output layer does, and squash() changes no output); a module that cannot, or that
+        ``exclude`` names, is refused."""
         by_id = {id(u.param): u for u in units}
         for name, mod in model.named_modules():
             for attr, p in mod._parameters.items():
@@ -658,6 +664,12 @@ class Sparsifier:
                         f"layer {name!r} shares its weight with pruned layer {u.name!r} but "
                         f"include/exclude leave {name!r} out: a tied weight is pruned for all "
                         f"its layers or none; exclude both ({u.name!r} and {name!r}) or neither"
+                    )
+                if exclude and _matches(name, mod, exclude):
+                    raise ValueError(
+                        f"exclude names {name!r}, but it shares its {attr!r} with pruned layer "
+                        f"{u.name!r} and would read it pruned; a tied weight is pruned for all "
+                        f"its modules or none: exclude {u.name!r} too, or neither"
                     )
                 if parametrize.is_parametrized(mod, attr) or attr == "original":
                     raise ValueError(
@@ -1194,6 +1206,10 @@ class Sparsifier:
         extra: dict = {"method_params": dict(self.method_params)}
         if self._m.learned:
             extra["s"] = [p.detach().clone() for p in self.threshold_parameters()]
+            # the projection's shift, a buffer of the model's parametrization: a state saved
+            # without the parametrizations' keys (the Lightning callback's plain checkpoints)
+            # restores it from here
+            extra["shift"] = [u.pm.shift.detach().clone() for u in self.units]
             extra["controller"] = {"decay": self._decay}
         return extra
 
@@ -1340,6 +1356,11 @@ class Sparsifier:
                 values, ctl = learned
                 for p, v in zip(self.threshold_parameters(), values):
                     p.copy_(v.reshape(()))
+                shifts = state.get("shift")  # absent from states saved before it was kept
+                if isinstance(shifts, list | tuple) and len(shifts) == len(self.units):
+                    for u, v in zip(self.units, shifts):
+                        if isinstance(v, torch.Tensor) and v.numel() == 1 and bool(v.isfinite()):
+                            u.pm.shift.copy_(v.reshape(()))
                 self._decay = float(ctl["decay"])
                 self._s_after = [p.detach().clone() for p in self.threshold_parameters()]
         self._step = step
