@@ -154,3 +154,26 @@ def test_str_resumes_bitwise_from_a_lightning_checkpoint(tmp_path):
     assert c.sparsifier.step_count == 8
     a, b = whole.state_dict(), resumed.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+class _LitWithTest(LitLeNet5):
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("test_loss", F.cross_entropy(self(x), y))
+
+
+def test_testing_a_fit_checkpoint_after_fit_warns_that_it_is_dense(tmp_path):
+    """trainer.test(ckpt_path=...) after fit loads a checkpoint written during fit: its plain
+    keys hold raw dense weights, and Lightning restores no callback state outside fit, so
+    the squashed module was tested dense (0 % zeros), silently."""
+    torch.manual_seed(0)
+    lit = _LitWithTest()
+    cb = SparsifierCallback(0.9, method="st3", schedule=Cubic(0, 6))
+    saver = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, filename="{epoch}")
+    trainer = L.Trainer(
+        max_epochs=1, accelerator="cpu", devices=1, callbacks=[cb, saver], logger=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(lit, _loader())
+    with pytest.warns(UserWarning, match=r"holds raw weights written during fit \(0.0% zeros"):
+        trainer.test(lit, _loader(), ckpt_path=str(tmp_path / "epoch=0.ckpt"), verbose=False)

@@ -13,6 +13,7 @@ Examples
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -132,7 +133,39 @@ class SparsifierCallback(_L.pytorch.Callback):
         if self.sparsifier is None or self.sparsifier._squashed:
             return
         self._keys.remove()
+        self._final = (self.sparsifier.layer_names, 1.0 - self.sparsifier.density())
         self.sparsifier.squash()
+
+    def _check_loaded(self, trainer, pl_module) -> None:
+        """After fit, ``test`` / ``validate`` / ``predict`` with ``ckpt_path`` load a
+        checkpoint written during fit: its plain keys hold the raw (dense) weights, and
+        Lightning restores callback states only when fitting. Say so when the module's
+        pruned layers came back denser than fit left them."""
+        final = getattr(self, "_final", None)
+        if final is None or getattr(trainer, "ckpt_path", None) is None:
+            return
+        names, zeros = final
+        ws = [pl_module.get_submodule(n).weight for n in names]
+        now = sum(int((w == 0).sum()) for w in ws) / max(1, sum(w.numel() for w in ws))
+        if now < zeros - 1e-3:
+            warnings.warn(
+                f"SparsifierCallback: the checkpoint {trainer.ckpt_path!r} holds raw weights "
+                f"written during fit ({now:.1%} zeros in the pruned layers, {zeros:.1%} when "
+                "fit ended): evaluate the model fit squashed (no ckpt_path), or one saved "
+                "after fit",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self._check_loaded(trainer, pl_module)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if not trainer.training and not trainer.sanity_checking:
+            self._check_loaded(trainer, pl_module)
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        self._check_loaded(trainer, pl_module)
 
     def state_dict(self) -> dict:
         if self.sparsifier is None or self.sparsifier._squashed:
