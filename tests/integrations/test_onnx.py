@@ -157,3 +157,22 @@ def test_refusals_found_by_the_third_probe(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.onnx"]
     info = sx.export_onnx(Flat(), torch.randn(3, 8), tmp_path / "f.onnx", dynamic_batch=False)
     assert info["path"].endswith("f.onnx")
+
+
+def test_refusals_found_by_the_eleventh_probe(tmp_path):
+    """rtol="1e-4" failed after the export with numpy's TypeError; path=None / 123 with
+    pathlib's; a path under a file with FileExistsError; read_metadata of a text file with
+    protobuf's DecodeError."""
+    net = _squashed(lenet_300_100, 0.9)
+    with pytest.raises(ValueError, match="rtol must be a number >= 0, got rtol='1e-4'"):
+        sx.export_onnx(net, _x(2), tmp_path / "a.onnx", rtol="1e-4")
+    for bad in (None, 123):
+        with pytest.raises(ValueError, match="path must be a file path ending in .onnx"):
+            sx.export_onnx(net, _x(2), bad)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="the folder of path=.*is a file, not a folder"):
+        sx.export_onnx(net, _x(2), tmp_path / "file" / "a.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+    (tmp_path / "notes.onnx").write_text("not a model at all, only some text\n" * 3)
+    with pytest.raises(ValueError, match="is not an ONNX model"):
+        sx.read_metadata(tmp_path / "notes.onnx")

@@ -23,6 +23,7 @@ Examples
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from torch.nn.utils import parametrize
 
 from .. import __version__
 from .._checks import check_int_at_least, check_nonnegative, fits_the_model
-from .._io import atomic_path
+from .._io import atomic_path, check_writable_file
 from ..weights import PRUNABLE, ActivationChain, SparseConv2d, SparseLinear
 from ._common import require
 
@@ -80,7 +81,12 @@ def sparsity_metadata(model: nn.Module) -> dict[str, str]:
 def read_metadata(path) -> dict[str, str]:
     """The ``metadata_props`` of an ONNX file, as a dict (a ValueError naming ``path`` when
     the file is not an ONNX model: protobuf reads some garbage as an empty one)."""
-    m = _onnx.load(str(path), load_external_data=False)
+    try:
+        m = _onnx.load(str(path), load_external_data=False)
+    except OSError:
+        raise
+    except Exception as e:  # protobuf's DecodeError and the like: not an ONNX file
+        raise ValueError(f"path={str(path)!r} is not an ONNX model ({type(e).__name__})") from None
     if m.ir_version == 0 or not m.HasField("graph"):
         raise ValueError(f"path={str(path)!r} is not an ONNX model (no IR version or graph)")
     return {p.key: p.value for p in m.metadata_props}
@@ -249,13 +255,18 @@ def _check_other_batch(model, x, tmp, path, rtol, atol) -> None:
 
 
 def _check_target(path, rtol, atol, opset) -> tuple[Path, int | None]:
+    if not isinstance(path, str | os.PathLike):
+        raise ValueError(f"path must be a file path ending in .onnx, got {path!r}")
     path = Path(path)
     if path.suffix != ".onnx":
         raise ValueError(f"path must end in .onnx, got {str(path)!r}")
     if path.is_dir():
         raise ValueError(f"path must be a file, got path={str(path)!r}, which is a folder")
-    check_nonnegative("rtol", rtol)
-    check_nonnegative("atol", atol)
+    check_writable_file(path, "path")  # a folder that cannot be made (under a file, say)
+    for name, v in (("rtol", rtol), ("atol", atol)):
+        if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+            raise ValueError(f"{name} must be a number >= 0, got {name}={v!r}")
+        check_nonnegative(name, v)
     return path, None if opset is None else check_int_at_least("opset", opset)
 
 
