@@ -177,3 +177,43 @@ def test_testing_a_fit_checkpoint_after_fit_warns_that_it_is_dense(tmp_path):
     trainer.fit(lit, _loader())
     with pytest.warns(UserWarning, match=r"holds raw weights written during fit \(0.0% zeros"):
         trainer.test(lit, _loader(), ckpt_path=str(tmp_path / "epoch=0.ckpt"), verbose=False)
+
+
+def test_a_bad_example_input_fails_before_training_and_finish_squashes(tmp_path):
+    """An example_input_array the model does not take failed at the first epoch end, after
+    an epoch of training, the module left parametrized; a fit stopped by an exception had
+    no finish() (its checkpoints then held the raw dense weights)."""
+
+    class Bad(LitLeNet5):
+        def __init__(self):
+            super().__init__()
+            self.example_input_array = torch.zeros(1, 7)
+
+    def trainer(cb):
+        return L.Trainer(
+            max_epochs=1, accelerator="cpu", devices=1, callbacks=[cb], logger=False,
+            enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+        )  # fmt: skip
+
+    lit = Bad()
+    with pytest.raises(ValueError, match=r"example_input_array, of shape \(1, 7\)"):
+        trainer(SparsifierCallback(0.9, schedule=Cubic(0, 4))).fit(lit, _loader())
+    assert not any(hasattr(m, "parametrizations") for m in lit.modules())
+
+    class Boom(LitLeNet5):
+        def training_step(self, batch, batch_idx):
+            if batch_idx == 3:
+                raise RuntimeError("boom")
+            return super().training_step(batch, batch_idx)
+
+    lit, cb = Boom(), SparsifierCallback(0.9, schedule=Cubic(0, 2))
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer(cb).fit(lit, _loader())
+    assert cb.sparsifier.step_count == 3 and not cb.sparsifier._squashed
+    cb.finish()
+    names = cb.sparsifier.layer_names
+    ws = [lit.get_submodule(n).weight for n in names]
+    zeros = sum(int((w == 0).sum()) for w in ws) / sum(w.numel() for w in ws)
+    assert zeros == pytest.approx(0.9, abs=1e-3)
+    assert "net.0.weight" in lit.state_dict()  # plain keys, the sparse weights
+    cb.finish()  # once squashed: nothing to do

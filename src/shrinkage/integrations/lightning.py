@@ -74,6 +74,7 @@ class SparsifierCallback(_L.pytorch.Callback):
             return
         steps = trainer.estimated_stepping_batches  # inf with max_epochs=-1 or max_time only
         total = int(steps) if math.isfinite(steps) else None
+        self._check_example(pl_module)  # before the module is parametrized
         self.sparsifier = self.spec.build(pl_module, total)
         self._keys = PlainKeys(pl_module, self.sparsifier)
         if self._pending is not None:
@@ -129,7 +130,27 @@ class SparsifierCallback(_L.pytorch.Callback):
         out.pop("target_sparsity")
         return out
 
+    def _check_example(self, pl_module) -> None:
+        """The epoch-end MACs run ``example_input_array``'s shape through the model: one that
+        does not fit fails now, not after an epoch of training."""
+        x = getattr(pl_module, "example_input_array", None)
+        if not (isinstance(x, torch.Tensor) and x.is_floating_point()):
+            return
+        try:
+            flops(pl_module, tuple(x.shape))
+        except (RuntimeError, ValueError, TypeError, IndexError) as e:
+            raise ValueError(
+                f"SparsifierCallback counts MACs on example_input_array, of shape "
+                f"{tuple(x.shape)}, which the model does not take: {str(e).splitlines()[0]}"
+            ) from None
+
     def on_fit_end(self, trainer, pl_module) -> None:
+        self.finish()
+
+    def finish(self) -> None:
+        """End pruning where the run stands: squash the module (what the end of ``fit``
+        does), so that its ``state_dict`` holds the sparse weights. For a ``fit`` stopped by
+        an exception; nothing to do once squashed or before training."""
         if self.sparsifier is None or self.sparsifier._squashed:
             return
         self._keys.remove()
