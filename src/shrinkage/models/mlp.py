@@ -36,6 +36,7 @@ class ScaleInput(SettingsState, nn.Module):
         super().__init__()
         check_positive("mean_square", mean_square)
         self.mean_square = float(mean_square)
+        self._keep_settings()
 
     def forward(self, x):
         ms = x.flatten(1).pow(2).mean(1).clamp_min(1e-12)

@@ -205,6 +205,8 @@ class Thresholding(nn.Module):
             self.tau = nn.Parameter(torch.tensor(float(tau)))
         else:
             self.register_buffer("tau", torch.tensor(float(tau)))
+        if isinstance(self, SettingsState):
+            self._keep_settings()  # m in the state_dict too
 
     def _core(self, x, tau):  # pragma: no cover - overridden
         raise NotImplementedError
