@@ -83,6 +83,15 @@ def check_writable_file(path, name: str = "out", suffixes=None) -> Path:
     return path
 
 
+def read_json(path, fix: str):
+    """The JSON value in the file ``path``; a ValueError naming the file and ``fix`` (what
+    to do about it) when it is not valid JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except ValueError:
+        raise ValueError(f"{path} is not valid JSON; {fix}") from None
+
+
 def write_json(path, obj, **kw) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, default=_default, **kw) + "\n")

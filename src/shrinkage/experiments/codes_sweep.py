@@ -24,7 +24,6 @@ The recipe (``SweepRecipe``) holds the command line's defaults.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from .._checks import check_choice, check_int_at_least
-from .._io import atomic_path, check_writable_dir, save_figure, write_json
+from .._io import atomic_path, check_writable_dir, read_json, save_figure, write_json
 from ..codes import LearnState, init_dictionary, learn_dictionary, v1
 from ..data import natural_images, patch_stream
 from ..thresholds import PENALTIES
@@ -303,10 +302,7 @@ def _refuse_other_sweep(out: Path, config: dict) -> None:
     path = out / "config.json"
     if not path.is_file():
         return
-    try:
-        old = json.loads(path.read_text())
-    except ValueError:
-        raise ValueError(f"{path} is not valid JSON; remove it or choose another --out") from None
+    old = read_json(path, "remove it or choose another --out")
     other = sorted(set(old) - set(SweepRecipe().to_dict())) if isinstance(old, dict) else []
     if not isinstance(old, dict) or other:
         raise ValueError(
@@ -328,19 +324,17 @@ _RESULT_KEYS += ("nonzeros_per_patch",)
 
 def _read_result(path: Path) -> dict:
     """A finished run's result.json; ValueError naming it when it is damaged."""
-    try:
-        res = json.loads(path.read_text())
-        what = "is not a run's result (not a JSON object)"
-    except ValueError:
-        res, what = None, "is not valid JSON"
+    fix = (
+        f"remove its run folder {str(path.parent)!r} (learned again if this sweep has that "
+        "run) or choose another --out"
+    )
+    res = read_json(path, fix)
+    what = "is not a run's result (not a JSON object)"
     missing = [k for k in _RESULT_KEYS if k not in res] if isinstance(res, dict) else []
     if missing:
         what = f"is not a run's result (it lacks {', '.join(missing)})"
     if not isinstance(res, dict) or missing:
-        raise ValueError(
-            f"{path} {what}; remove its run folder {str(path.parent)!r} (learned again if "
-            "this sweep has that run) or choose another --out"
-        )
+        raise ValueError(f"{path} {what}; {fix}")
     return res
 
 

@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import types
 import typing
 from dataclasses import asdict, fields
 from pathlib import Path
+
+from .._io import read_json
 
 __all__ = ["Recipe", "comma_list"]
 
@@ -112,10 +113,7 @@ class Recipe:
         path = Path(out) / "config.json"
         if not path.is_file():
             return
-        try:
-            saved = json.loads(path.read_text())
-        except ValueError:
-            raise ValueError(f"{path} is not valid JSON; remove the run folder") from None
+        saved = read_json(path, "remove the run folder")
         mine = self.to_dict()
         if not isinstance(saved, dict) or set(saved) - set(mine):
             other = sorted(set(saved) - set(mine)) if isinstance(saved, dict) else []

@@ -46,7 +46,7 @@ from .._checks import (
     check_positive,
     check_seed,
 )
-from .._io import check_writable_dir, save_torch, write_json, write_text
+from .._io import check_writable_dir, read_json, save_torch, write_json, write_text
 from ..activations import EoCConfig, edge_of_chaos, init_, safe_clip
 from ..data import mnist
 from ..models.mlp import ScaleInput
@@ -667,7 +667,7 @@ def _previous(run_dir: Path, cfg: TrainConfig) -> bool:
         path = run_dir / name
         if not path.is_file():
             continue
-        want, have = recipe_of(cfg.to_dict()), recipe_of(_read_run_json(path))
+        want, have = recipe_of(cfg.to_dict()), recipe_of(_read_run_json(path)[1])
         if want != have:
             raise ValueError(
                 f"{run_dir} holds a run of another recipe ({_recipe_diff(want, have)}); "
@@ -682,17 +682,16 @@ def _previous(run_dir: Path, cfg: TrainConfig) -> bool:
 _GRID = ("model", "method", "penalty", "sparsity", "seed")
 
 
-def _read_run_json(path: Path) -> dict:
-    try:
-        saved = json.loads(path.read_text())
-    except ValueError:
-        raise ValueError(f"{path} is not valid JSON; remove the run folder to redo it") from None
+def _read_run_json(path: Path) -> tuple[dict, dict]:
+    """(what the file holds, the run's config) of a run's ``config.json`` or
+    ``result.json``; ValueError naming a damaged file."""
+    saved = read_json(path, "remove the run folder to redo it")
     if not isinstance(saved, dict):
         raise ValueError(f"{path} does not hold a run's JSON object; remove the run folder")
     config = saved.get("config", saved) if path.name == "result.json" else saved
     if not isinstance(config, dict):
         raise ValueError(f"{path} does not hold a run's config; remove the run folder")
-    return config
+    return saved, config
 
 
 def _sweep_recipe(config: dict) -> dict:
@@ -711,7 +710,7 @@ def _refuse_other_folder(out: Path, base: TrainConfig) -> None:
             )
     want = _sweep_recipe(base.to_dict())
     for path in sorted(out.glob("*/config.json")) + sorted(out.glob("*/result.json")):
-        have = _sweep_recipe(_read_run_json(path))
+        have = _sweep_recipe(_read_run_json(path)[1])
         if have != want:
             raise ValueError(
                 f"{path.parent} holds a run of another recipe ({_recipe_diff(want, have)}); "
@@ -726,7 +725,7 @@ def summarize(out) -> list[dict]:
     out = Path(out)
     rows, recipes = [], {}
     for p in sorted(out.glob("*/result.json")):
-        config = _read_run_json(p)
+        res, config = _read_run_json(p)
         recipes.setdefault(json.dumps(_sweep_recipe(config), sort_keys=True), p.parent)
         if len(recipes) > 1:
             first = next(iter(recipes.values()))
@@ -734,7 +733,7 @@ def summarize(out) -> list[dict]:
                 f"{first} and {p.parent} are runs of different recipes; summarize the runs "
                 "of one recipe (one sweep folder per recipe)"
             )
-        rows.append(_row(json.loads(p.read_text())))
+        rows.append(_row(res))
     rows.sort(key=lambda r: (r["model"], r["method"], r["sparsity"], r["seed"]))
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS + RECIPE_FIELDS)
