@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
+import zlib
 from collections.abc import Callable
 
 import torch
@@ -207,8 +208,6 @@ def weight_stats(model: nn.Module, sp: Sparsifier) -> dict[str, float]:
 def weights_crc32(sp: Sparsifier) -> int:
     """CRC-32 of the pruned (raw) weights' bytes: which weights a saved Sparsifier state
     belongs to."""
-    import zlib
-
     crc = 0
     for u in sp.units:
         raw = u.param.detach().cpu().contiguous().reshape(-1).view(torch.uint8)  # any dtype

@@ -101,7 +101,7 @@ class SparsifierCallback(transformers.TrainerCallback):
             self._keys = PlainKeys(model, self.sparsifier)
             self._model = model
         if state.global_step > 0:  # resuming: the Trainer loaded weights and its state
-            self._load(self._resume_dir(args, state), state.global_step)
+            self._load(*self._resume_dir(args, state), state.global_step)
         elif self.sparsifier.step_count:
             raise RuntimeError(
                 "SparsifierCallback: a new training run on a model this callback is still "
@@ -138,7 +138,7 @@ class SparsifierCallback(transformers.TrainerCallback):
         best = state.best_model_checkpoint
         if args.load_best_model_at_end and best and Path(best, SIDECAR).is_file():
             # the Trainer loaded the best raw weights; their thresholds and masks go with them
-            self._load(Path(best), None)
+            self._load(Path(best), self._read(Path(best)), None)
         self.finish()
 
     def finish(self) -> None:
@@ -173,16 +173,17 @@ class SparsifierCallback(transformers.TrainerCallback):
 
         return torch.load(folder / SIDECAR, map_location="cpu", weights_only=True)
 
-    def _resume_dir(self, args, state) -> Path:
+    def _resume_dir(self, args, state) -> tuple[Path, dict]:
+        """The checkpoint folder resumed from and its sidecar's state."""
         wanted = getattr(args, "resume_from_checkpoint", None)
         candidates = [Path(wanted)] if isinstance(wanted, str) else []
         candidates.append(Path(args.output_dir) / f"checkpoint-{state.global_step}")
         mine, other = weights_crc32(self.sparsifier), []
         for c in candidates:
             if (c / SIDECAR).is_file():
-                saved = self._read(c).get("weights_crc32")
-                if saved is None or saved == mine:
-                    return c
+                saved = self._read(c)
+                if saved.get("weights_crc32", mine) == mine:
+                    return c, saved
                 other.append(c)
         if other:
             # trainer.train(resume_from_checkpoint=PATH) does not tell callbacks PATH: the
@@ -199,8 +200,7 @@ class SparsifierCallback(transformers.TrainerCallback):
             "checkpoint folder)"
         )
 
-    def _load(self, folder: Path, step: int | None) -> None:
-        state = self._read(folder)
+    def _load(self, folder: Path, state: dict, step: int | None) -> None:
         self.sparsifier.load_state_dict(state["sparsifier"])
         if step is not None and self.sparsifier.step_count != step:
             raise RuntimeError(
