@@ -12,16 +12,12 @@ from shrinkage.cli.weights import register
 from shrinkage.experiments.finetune import FinetuneConfig, finetune, load_dense
 from shrinkage.experiments.weights import TrainConfig, evaluate, train_run
 from shrinkage.models import lenet5, lenet_300_100
+from tests.experiments._digits import digits
 
 N_WEIGHTS = 266_200  # LeNet-300-100
 
 
-def _data(n=256, nt=128):
-    g = torch.Generator().manual_seed(0)
-    proj = torch.randn(784, 10, generator=g)
-    x = torch.rand(n + nt, 1, 28, 28, generator=g)
-    y = (x.reshape(len(x), -1) @ proj).argmax(1)
-    return x[:n], y[:n], x[n:], y[n:]
+_data = digits
 
 
 @pytest.fixture(scope="module")

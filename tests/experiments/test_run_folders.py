@@ -17,14 +17,11 @@ from shrinkage.experiments.weights import (
     sweep,
     train_run,
 )
+from tests.experiments._digits import digits
 
 
 def _data(n=128, nt=64):
-    g = torch.Generator().manual_seed(0)
-    proj = torch.randn(784, 10, generator=g)
-    x = torch.rand(n + nt, 1, 28, 28, generator=g)
-    y = (x.reshape(len(x), -1) @ proj).argmax(1)
-    return x[:n], y[:n], x[n:], y[n:]
+    return digits(n, nt)
 
 
 BASE = TrainConfig(

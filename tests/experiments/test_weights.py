@@ -9,15 +9,9 @@ import torch
 from shrinkage.cli import main
 from shrinkage.experiments.weights import TrainConfig, evaluate, markdown_table, sweep, train_run
 from shrinkage.models import lenet_300_100
+from tests.experiments._digits import digits
 
-
-def _data(n=256, nt=128):
-    """Separable synthetic 'digits': the label is the argmax of a fixed projection."""
-    g = torch.Generator().manual_seed(0)
-    proj = torch.randn(784, 10, generator=g)
-    x = torch.rand(n + nt, 1, 28, 28, generator=g)
-    y = (x.reshape(len(x), -1) @ proj).argmax(1)
-    return x[:n], y[:n], x[n:], y[n:]
+_data = digits
 
 
 @pytest.mark.filterwarnings("error")  # a normal run warns about nothing
